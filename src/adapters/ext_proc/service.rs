@@ -1,0 +1,174 @@
+//! The gRPC server: the `ExternalProcessor` service (one spawned task per stream, driving
+//! an `ExtProcStream`), the `grpc.health.v1` service, TCP or Unix socket, optional TLS.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    external_processor_server::{ExternalProcessor, ExternalProcessorServer},
+    ProcessingRequest, ProcessingResponse,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ExtProcStream, StreamError};
+use crate::metrics::ResultLabels;
+use crate::pipeline::PipelineStore;
+
+/// The ext_proc service over the current pipeline.
+#[derive(Clone)]
+pub struct ExtProcService {
+    store: Arc<PipelineStore>,
+}
+
+impl ExtProcService {
+    pub fn new(store: Arc<PipelineStore>) -> Self {
+        ExtProcService { store }
+    }
+}
+
+/// The one place a stream error becomes a gRPC status.
+fn status(err: &StreamError) -> Status {
+    match err {
+        StreamError::Empty => Status::invalid_argument(err.to_string()),
+        StreamError::OutOfOrder { .. } => Status::failed_precondition(err.to_string()),
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ProcessingResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ExternalProcessor for ExtProcService {
+    type ProcessStream = ResponseStream;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let mut inbound = request.into_inner();
+        let pipeline = self.store.load();
+        let metrics = pipeline.metrics.clone();
+        let (tx, rx) = mpsc::channel(8);
+        metrics.ext_proc_streams_active.inc();
+        tokio::spawn(async move {
+            let mut machine = ExtProcStream::new(pipeline);
+            let result = loop {
+                let msg = tokio::select! {
+                    msg = inbound.message() => msg,
+                    _ = tx.closed() => break "cancelled",
+                };
+                match msg {
+                    Ok(Some(msg)) => match machine.on_message(msg).await {
+                        Ok(replies) => {
+                            let mut gone = false;
+                            for reply in replies {
+                                if tx.send(Ok(reply)).await.is_err() {
+                                    gone = true;
+                                    break;
+                                }
+                            }
+                            if gone {
+                                break "cancelled";
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "ext_proc protocol error");
+                            let _ = tx.send(Err(status(&err))).await;
+                            break "protocol_error";
+                        }
+                    },
+                    Ok(None) => break "closed",
+                    Err(status) => {
+                        tracing::debug!(%status, "ext_proc stream reset");
+                        break "reset";
+                    }
+                }
+            };
+            machine.end();
+            metrics.ext_proc_streams_active.dec();
+            metrics
+                .ext_proc_streams
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Serves ext_proc and gRPC health on the configured address until `shutdown` resolves.
+/// Health turns NOT_SERVING first, then in-flight streams get until `grace` to finish.
+pub async fn serve(
+    store: Arc<PipelineStore>,
+    address: String,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+    ready: tokio::sync::oneshot::Sender<String>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<ExternalProcessorServer<ExtProcService>>()
+        .await;
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let service = ExternalProcessorServer::new(ExtProcService::new(store))
+        .max_decoding_message_size(64 * 1024 * 1024);
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("ext_proc TLS config")?;
+    }
+    let router = builder.add_service(health).add_service(service);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let reporter_for_shutdown = reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        reporter_for_shutdown
+            .set_not_serving::<ExternalProcessorServer<ExtProcService>>()
+            .await;
+        reporter_for_shutdown
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = drain_tx.send(());
+    };
+    let serving = async move {
+        if let Some(path) = address.strip_prefix("unix:") {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("binding ext_proc socket {path}"))?;
+            let _ = ready.send(address.clone());
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    signal,
+                )
+                .await
+                .context("ext_proc server")
+        } else {
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("binding ext_proc address {address}"))?;
+            let local = listener.local_addr()?.to_string();
+            let _ = ready.send(local);
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+                .context("ext_proc server")
+        }
+    };
+    tokio::pin!(serving);
+    tokio::select! {
+        res = &mut serving => res,
+        _ = async { let _ = drain_rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("ext_proc streams still open after the grace period; closing them");
+            Ok(())
+        }
+    }
+}

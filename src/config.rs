@@ -1,0 +1,19 @@
+//! tollgate's configuration: the serde model (every field documented — these doc comments
+//! are the reference), loading with `${ENV}` substitution and field-path errors, semantic
+//! validation, the redacted dump, and the file watcher that drives hot reload.
+
+mod duration;
+mod load;
+mod model;
+mod redact;
+mod watch;
+
+pub use duration::Duration;
+pub use load::{load_file, parse_str, ConfigError, LoadedConfig};
+pub use model::*;
+pub use redact::redacted_json;
+pub use watch::watch_file;
+
+/// The configuration tollgate runs when `serve` is given no file: ext_proc on
+/// 127.0.0.1:50051, the proxy on 127.0.0.1:8080 and admin on 127.0.0.1:15000.
+pub const EMBEDDED_DEFAULT: &str = include_str!("config/default.yaml");

@@ -1,0 +1,208 @@
+//! Loading: YAML text → `${ENV}` substitution → typed `Config`, with every error naming
+//! the field path it concerns (`binds[0].listeners[0].routes[1].matches[0].path.regex: …`).
+
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use super::Config;
+
+/// A configuration problem, always with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+impl ConfigError {
+    pub fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Field {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A parsed config plus what the redacted dump must hide.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// Field paths whose values came from `${ENV}` substitution: treated as secrets.
+    pub substituted_paths: Vec<String>,
+}
+
+/// Reads and parses a config file (no semantic validation; see `Pipeline::build`).
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_str(&text)
+}
+
+/// Parses config text: YAML, then `${VAR}` substitution in every string value (`$${` is a
+/// literal `${`), then the typed model with unknown fields rejected.
+pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
+    let mut value: Value = if text.trim().is_empty() {
+        Value::Mapping(Default::default())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?
+    };
+    let mut substituted_paths = Vec::new();
+    substitute_env(&mut value, &mut String::new(), &mut substituted_paths)?;
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ConfigError::field(if path == "." { "(root)".into() } else { path }, message)
+    })?;
+    Ok(LoadedConfig {
+        config,
+        substituted_paths,
+    })
+}
+
+fn substitute_env(
+    value: &mut Value,
+    path: &mut String,
+    substituted: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            let (out, changed) = expand(s).map_err(|m| ConfigError::field(path.clone(), m))?;
+            if changed {
+                substituted.push(path.clone());
+            }
+            *s = out;
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                substitute_env(item, path, substituted)?;
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match k {
+                    Value::String(k) => path.push_str(k),
+                    other => path.push_str(&format!("{other:?}")),
+                }
+                substitute_env(v, path, substituted)?;
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(t) => substitute_env(&mut t.value, path, substituted)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expands `${VAR}` references; returns the text and whether anything was substituted.
+fn expand(s: &str) -> Result<(String, bool), String> {
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unterminated ${...} reference".to_string())?;
+            let name = &tail[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid environment variable name {name:?}"));
+            }
+            let val = std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?;
+            out.push_str(&val);
+            changed = true;
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok((out, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let err = parse_str(
+            "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        requestHeaderModifier:\n          sett: {a: b}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("binds[0].listeners[0].routes[0].policies.requestHeaderModifier"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `sett`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let err = parse_str("binds:\n- port: notaport\n  listeners: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("binds[0].port:"), "{err}");
+    }
+
+    #[test]
+    fn env_substitution_and_escape() {
+        std::env::set_var("TOLLGATE_TEST_SECRET", "s3cret");
+        let loaded = parse_str(
+            "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        requestHeaderModifier:\n          set: {authorization: \"Bearer ${TOLLGATE_TEST_SECRET}\", x-lit: \"$${HOME}\"}\n",
+        )
+        .unwrap();
+        let m = loaded.config.binds[0].listeners[0].routes[0]
+            .policies
+            .request_header_modifier
+            .as_ref()
+            .unwrap();
+        assert_eq!(m.set["authorization"], "Bearer s3cret");
+        assert_eq!(m.set["x-lit"], "${HOME}");
+        assert_eq!(
+            loaded.substituted_paths,
+            vec!["binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.authorization"]
+        );
+    }
+
+    #[test]
+    fn missing_env_var_names_path_and_var() {
+        let err = parse_str("admin:\n  address: \"${TOLLGATE_SURELY_UNSET_VAR}\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "admin.address: environment variable TOLLGATE_SURELY_UNSET_VAR is not set"
+        );
+    }
+
+    #[test]
+    fn embedded_default_parses() {
+        let loaded = parse_str(crate::config::EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(loaded.config.ext_proc.unwrap().address, "127.0.0.1:50051");
+        assert_eq!(loaded.config.binds[0].port, 8080);
+    }
+}

@@ -1,0 +1,364 @@
+//! The configuration model. One file describes both modes: in standalone mode tollgate
+//! listens on `binds` and forwards to `backends`; in ext_proc mode Envoy forwards, and
+//! tollgate matches the same `routes` against the headers Envoy sends to pick the
+//! policies for each stream. Every struct rejects unknown fields.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The Envoy ext_proc gRPC server. Omit to run without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_proc: Option<ExtProcConfig>,
+    /// The admin server: health, readiness, metrics and the config dump.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// Standalone-proxy upstream defaults (connection pool and timeouts).
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// Ports the standalone proxy listens on, each with its listeners and routes. In
+    /// ext_proc mode the routes are matched in file order against Envoy's request headers.
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+}
+
+/// Where and how the ext_proc gRPC server listens.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtProcConfig {
+    /// `host:port` for TCP (e.g. `127.0.0.1:50051`) or `unix:/path/to/socket`.
+    pub address: String,
+    /// Serve gRPC over TLS with this certificate. Omit for plaintext h2c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+    /// Request headers whose mutation makes tollgate ask Envoy to clear its route cache,
+    /// besides `:path`, `:authority`, `host` and `:method`, which always do.
+    #[serde(default = "default_route_cache_headers")]
+    pub clear_route_cache_on: Vec<String>,
+}
+
+fn default_route_cache_headers() -> Vec<String> {
+    vec!["x-gateway-destination-endpoint".to_string()]
+}
+
+/// The admin HTTP server.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// `host:port` to listen on. Default `127.0.0.1:15000`.
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:15000".to_string()
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            address: default_admin_address(),
+        }
+    }
+}
+
+/// Logging. The level can be overridden with the `RUST_LOG` environment variable.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoggingConfig {
+    /// `text` (default) or `json`: one object per line.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `tollgate=debug`. Default `info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Graceful shutdown on SIGTERM / SIGINT.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShutdownConfig {
+    /// How long in-flight requests and streams may take to finish after readiness goes
+    /// false. Default `10s`.
+    #[serde(default = "default_grace")]
+    pub grace_period: Duration,
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace_period: default_grace(),
+        }
+    }
+}
+
+/// Upstream connection defaults of the standalone proxy.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamConfig {
+    /// Time allowed to open a TCP (and TLS) connection. Default `5s`; expiry gives 503.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive. Default `300s` (LLM
+    /// prompts can take long); a route's `timeout` policy overrides it. Expiry gives 504.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+    /// How long an idle pooled connection is kept. Default `90s`.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// Most idle connections kept per upstream. Default 64.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_host: usize,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+fn default_max_idle() -> usize {
+    64
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_idle_per_host: default_max_idle(),
+        }
+    }
+}
+
+/// A port the standalone proxy listens on.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bind {
+    /// TCP port.
+    pub port: u16,
+    /// IP address to listen on. Default `127.0.0.1`.
+    #[serde(default = "default_bind_address")]
+    pub address: String,
+    /// Terminate TLS on this port with this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+    /// Listeners on this port, chosen by the request's host.
+    pub listeners: Vec<Listener>,
+}
+
+fn default_bind_address() -> String {
+    "127.0.0.1".to_string()
+}
+
+/// A listener: a set of hostnames and the routes served for them.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Listener {
+    /// A name for logs and metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Host names this listener serves (`*.example.com` wildcards allowed). Empty: all.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// Routes, matched in order; the first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// A route: what requests it matches, the policies applied to them and where they go.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Route {
+    /// The route's name: used in logs and metrics, and in ext_proc mode matched against
+    /// Envoy's `xds.route_name` attribute when Envoy sends it. Default `route<N>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Match alternatives; a request matches if any one matches. Empty: match everything.
+    #[serde(default)]
+    pub matches: Vec<RouteMatch>,
+    /// Policies (processors) applied to matching requests.
+    #[serde(default)]
+    pub policies: Policies,
+    /// Standalone mode: where to forward. The first backend is used. Ignored in
+    /// ext_proc mode, where Envoy forwards.
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+}
+
+/// One match alternative: every field given must match.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// Path match (the query string is not part of the path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatch>,
+    /// HTTP method, e.g. `POST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Header matches, all of which must hold.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// How the path is matched.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum PathMatch {
+    /// The path starts with this prefix at a segment boundary (`/v1` matches `/v1/chat`,
+    /// not `/v10`).
+    PathPrefix(String),
+    /// The path equals this.
+    Exact(String),
+    /// The whole path matches this regular expression (Rust `regex` syntax).
+    Regex(String),
+}
+
+/// A header match.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// How its value must match. Omit to require only that the header is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueMatch>,
+}
+
+/// How a header value is matched.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum ValueMatch {
+    /// The value equals this.
+    Exact(String),
+    /// The whole value matches this regular expression.
+    Regex(String),
+}
+
+/// Policies of a route. Each becomes a processor; the order they run in is fixed by
+/// tollgate (see `processors.rs`), not by the order written here.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policies {
+    /// Change request headers before the request goes upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<HeaderModifier>,
+    /// Change response headers before the response goes to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_modifier: Option<HeaderModifier>,
+    /// Standalone mode: time allowed until the upstream's response headers arrive,
+    /// overriding `upstream.requestTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+/// Header operations, applied in the order remove → set → add.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderModifier {
+    /// Replace (or create) these headers.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Append these values, keeping existing ones.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// What happens if the policy cannot be applied: `failClosed` (default, the request
+    /// fails) or `failOpen` (it goes on unmodified).
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// What a processor's failure does to the request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureMode {
+    /// The request fails with an error reply.
+    #[default]
+    FailClosed,
+    /// The processor is skipped and the request goes on.
+    FailOpen,
+}
+
+/// A standalone-mode upstream.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backend {
+    /// `host:port` of the upstream.
+    pub host: String,
+    /// Connect with TLS. Omit for plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
+    /// Speak HTTP/2 (prior knowledge over plaintext, ALPN over TLS). Default false:
+    /// HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+}
+
+/// TLS towards a backend.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackendTls {
+    /// Server name to send and verify. Default: the host part of `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// PEM file of CA certificates to trust instead of the built-in web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// A server certificate.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
+}

@@ -1,0 +1,11 @@
+//! tollgate: AI-traffic processors for Envoy. One pipeline of processors, driven by two
+//! transports — an Envoy ext_proc gRPC server and a standalone reverse proxy.
+
+pub mod adapters;
+pub mod admin;
+
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod processors;
+pub mod telemetry;

@@ -1,0 +1,119 @@
+//! Prometheus metrics of the process, served as text on the admin `/metrics`. One
+//! registry, created at start and shared by every config snapshot, so counters survive
+//! reloads.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub adapter: &'static str,
+    pub status: u16,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub adapter: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessorLabels {
+    pub processor: &'static str,
+    pub failure_mode: &'static str,
+}
+
+/// Every metric tollgate exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabels, Histogram>,
+    pub ext_proc_streams: Family<ResultLabels, Counter>,
+    pub ext_proc_streams_active: Gauge<i64, AtomicI64>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub processor_errors: Family<ProcessorLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP exchanges handled, by route, adapter, final status and outcome",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ])
+            });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request headers to the end of the exchange, by route and adapter",
+            request_duration.clone(),
+        );
+        let ext_proc_streams = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "ext_proc_streams",
+            "ext_proc gRPC streams ended, by result",
+            ext_proc_streams.clone(),
+        );
+        let ext_proc_streams_active = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ext_proc_streams_active",
+            "ext_proc gRPC streams open now",
+            ext_proc_streams_active.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reload attempts, by result (success or failure)",
+            config_reloads.clone(),
+        );
+        let processor_errors = Family::<ProcessorLabels, Counter>::default();
+        registry.register(
+            "processor_errors",
+            "Processor errors, by processor and the failure mode applied",
+            processor_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            ext_proc_streams,
+            ext_proc_streams_active,
+            config_reloads,
+            processor_errors,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

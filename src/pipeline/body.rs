@@ -1,0 +1,123 @@
+//! Body modes and the body a processor sees. The exchange takes the strongest mode over
+//! its processors: `Skip` < `Stream` < `Buffer`; with `Buffer`, the smallest limit wins.
+
+use bytes::Bytes;
+
+/// How much body a processor needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Not at all.
+    Skip,
+    /// Each chunk as it passes (SSE keeps its timing).
+    Stream,
+    /// The whole body at once, up to `limit` bytes.
+    Buffer { limit: usize },
+}
+
+impl BodyMode {
+    fn rank(self) -> u8 {
+        match self {
+            BodyMode::Skip => 0,
+            BodyMode::Stream => 1,
+            BodyMode::Buffer { .. } => 2,
+        }
+    }
+
+    /// The mode that satisfies both.
+    pub fn strongest(self, other: BodyMode) -> BodyMode {
+        match (self, other) {
+            (BodyMode::Buffer { limit: a }, BodyMode::Buffer { limit: b }) => {
+                BodyMode::Buffer { limit: a.min(b) }
+            }
+            _ if other.rank() > self.rank() => other,
+            _ => self,
+        }
+    }
+}
+
+/// A body chunk — or, in `Buffer` mode, the whole body — handed to processors.
+#[derive(Debug)]
+pub struct Body {
+    data: Bytes,
+    end_of_stream: bool,
+    whole: bool,
+    truncated: bool,
+    changed: bool,
+}
+
+impl Body {
+    pub fn new(data: Bytes, end_of_stream: bool, whole: bool, truncated: bool) -> Self {
+        Body {
+            data,
+            end_of_stream,
+            whole,
+            truncated,
+            changed: false,
+        }
+    }
+
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Replaces this chunk's bytes.
+    pub fn replace(&mut self, data: Bytes) {
+        self.data = data;
+        self.changed = true;
+    }
+
+    /// This is the last chunk.
+    pub fn end_of_stream(&self) -> bool {
+        self.end_of_stream
+    }
+
+    /// This is the whole body (Buffer mode), not one chunk of it.
+    pub fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The transport delivered only the first part of the body (Envoy BUFFERED_PARTIAL
+    /// over its limit); the rest passes without being seen.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    pub(super) fn into_output(self) -> BodyOutput {
+        BodyOutput {
+            data: self.data,
+            end_of_stream: self.end_of_stream,
+            changed: self.changed,
+        }
+    }
+}
+
+/// What an adapter forwards for one incoming body chunk: possibly nothing (held for
+/// buffering), possibly everything held so far.
+#[derive(Debug, PartialEq)]
+pub struct BodyOutput {
+    pub data: Bytes,
+    pub end_of_stream: bool,
+    /// The bytes differ from the incoming chunk (an adapter can skip a mutation if not).
+    pub changed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyMode::*;
+
+    #[test]
+    fn strongest_mode() {
+        assert_eq!(Skip.strongest(Stream), Stream);
+        assert_eq!(Stream.strongest(Skip), Stream);
+        assert_eq!(Stream.strongest(Buffer { limit: 9 }), Buffer { limit: 9 });
+        assert_eq!(
+            Buffer { limit: 5 }.strongest(Buffer { limit: 9 }),
+            Buffer { limit: 5 }
+        );
+        assert_eq!(Buffer { limit: 5 }.strongest(Stream), Buffer { limit: 5 });
+    }
+}

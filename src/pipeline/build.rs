@@ -1,0 +1,290 @@
+//! Turning a loaded config into a `Pipeline` — compiled routes with their processor
+//! factories — and validating everything serde cannot (regexes, header names, addresses),
+//! with the field path of each problem. The current pipeline sits in a `PipelineStore`;
+//! an exchange holds the `Arc` it started with, so a reload never changes a request in
+//! flight.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+
+use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
+use super::{CompiledRoute, RouteSelector};
+use crate::config::{Config, ConfigError, LoadedConfig, Route, ServerTls};
+use crate::metrics::Metrics;
+
+/// One validated config snapshot, ready to serve.
+pub struct Pipeline {
+    pub loaded: Arc<LoadedConfig>,
+    /// Routes of every bind, for ext_proc mode.
+    pub ext_proc_routes: RouteSelector,
+    /// Routes per bind port, for the proxy.
+    pub bind_routes: HashMap<u16, RouteSelector>,
+    /// Request headers whose change clears Envoy's route cache.
+    pub clear_route_cache_on: Vec<HeaderName>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Pipeline {
+    /// Validates and compiles a config.
+    pub fn build(loaded: LoadedConfig, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
+        let config = &loaded.config;
+        validate_addresses(config)?;
+        let mut ext_proc_routes = RouteSelector::default();
+        let mut bind_routes = HashMap::new();
+        let mut names: HashMap<String, String> = HashMap::new();
+        for (b, bind) in config.binds.iter().enumerate() {
+            let mut selector = RouteSelector::default();
+            for (l, listener) in bind.listeners.iter().enumerate() {
+                let mut routes = Vec::new();
+                for (r, route) in listener.routes.iter().enumerate() {
+                    let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                    let compiled = Arc::new(compile_route(route, &path, names.len())?);
+                    if let Some(first) = names.insert(compiled.name.clone(), path.clone()) {
+                        return Err(ConfigError::field(
+                            format!("{path}.name"),
+                            format!("route name {:?} is already used by {first}", compiled.name),
+                        ));
+                    }
+                    selector
+                        .by_name
+                        .insert(compiled.name.clone(), compiled.clone());
+                    ext_proc_routes
+                        .by_name
+                        .insert(compiled.name.clone(), compiled.clone());
+                    routes.push(compiled);
+                }
+                let listener = CompiledListener {
+                    hostnames: listener.hostnames.clone(),
+                    routes,
+                };
+                ext_proc_routes.listeners.push(CompiledListener {
+                    hostnames: listener.hostnames.clone(),
+                    routes: listener.routes.clone(),
+                });
+                selector.listeners.push(listener);
+            }
+            if bind_routes.insert(bind.port, selector).is_some() {
+                return Err(ConfigError::field(
+                    format!("binds[{b}].port"),
+                    format!("port {} is bound twice", bind.port),
+                ));
+            }
+        }
+        let mut clear_route_cache_on = vec![
+            HeaderName::from_static("host"),
+            HeaderName::from_static(":path"),
+            HeaderName::from_static(":authority"),
+            HeaderName::from_static(":method"),
+        ];
+        if let Some(ext) = &config.ext_proc {
+            for (i, name) in ext.clear_route_cache_on.iter().enumerate() {
+                clear_route_cache_on.push(header_name(
+                    name,
+                    &format!("extProc.clearRouteCacheOn[{i}]"),
+                )?);
+            }
+        }
+        Ok(Pipeline {
+            loaded: Arc::new(loaded),
+            ext_proc_routes,
+            bind_routes,
+            clear_route_cache_on,
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.loaded.config
+    }
+}
+
+fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRoute, ConfigError> {
+    let mut matches = Vec::new();
+    for (i, m) in route.matches.iter().enumerate() {
+        let mpath = format!("{path}.matches[{i}]");
+        let path_matcher = match &m.path {
+            None => None,
+            Some(p) => Some(PathMatcher::from_config(p).map_err(|e| {
+                ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e)
+            })?),
+        };
+        if let Some(method) = &m.method {
+            if http::Method::from_bytes(method.as_bytes()).is_err() {
+                return Err(ConfigError::field(
+                    format!("{mpath}.method"),
+                    format!("invalid HTTP method {method:?}"),
+                ));
+            }
+        }
+        let mut headers = Vec::new();
+        for (h, hm) in m.headers.iter().enumerate() {
+            let hpath = format!("{mpath}.headers[{h}]");
+            let name = header_name(&hm.name, &format!("{hpath}.name"))?;
+            let value = match &hm.value {
+                None => None,
+                Some(v) => Some(
+                    ValueMatcher::from_config(v)
+                        .map_err(|e| ConfigError::field(format!("{hpath}.value.regex"), e))?,
+                ),
+            };
+            headers.push((name, value));
+        }
+        matches.push(Matcher {
+            path: path_matcher,
+            method: m.method.clone(),
+            headers,
+        });
+    }
+    for (i, backend) in route.backends.iter().enumerate() {
+        validate_host_port(&backend.host)
+            .map_err(|e| ConfigError::field(format!("{path}.backends[{i}].host"), e))?;
+        if let Some(ca) = backend.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
+        }
+    }
+    let factories =
+        crate::processors::for_route(&route.policies, &format!("{path}.policies"))?;
+    Ok(CompiledRoute {
+        name: route.name.clone().unwrap_or_else(|| format!("route{index}")),
+        matches,
+        factories,
+        backend: route.backends.first().cloned(),
+        timeout: route.policies.timeout.map(|d| d.get()),
+    })
+}
+
+fn path_kind(p: &crate::config::PathMatch) -> &'static str {
+    match p {
+        crate::config::PathMatch::PathPrefix(_) => "pathPrefix",
+        crate::config::PathMatch::Exact(_) => "exact",
+        crate::config::PathMatch::Regex(_) => "regex",
+    }
+}
+
+/// A lower-case header name, or an error at `path`.
+pub fn header_name(name: &str, path: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| ConfigError::field(path, format!("invalid header name {name:?}")))
+}
+
+fn validate_addresses(config: &Config) -> Result<(), ConfigError> {
+    if let Some(ext) = &config.ext_proc {
+        if let Some(path) = ext.address.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ConfigError::field("extProc.address", "empty unix socket path"));
+            }
+        } else if ext.address.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::field(
+                "extProc.address",
+                format!(
+                    "{:?} is neither an IP:port nor unix:/path",
+                    ext.address
+                ),
+            ));
+        }
+        if let Some(tls) = &ext.tls {
+            server_tls_files(tls, "extProc.tls")?;
+        }
+    }
+    if config.admin.address.parse::<SocketAddr>().is_err() {
+        return Err(ConfigError::field(
+            "admin.address",
+            format!("{:?} is not an IP:port", config.admin.address),
+        ));
+    }
+    for (b, bind) in config.binds.iter().enumerate() {
+        if bind.address.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::field(
+                format!("binds[{b}].address"),
+                format!("{:?} is not an IP address", bind.address),
+            ));
+        }
+        if let Some(tls) = &bind.tls {
+            server_tls_files(tls, &format!("binds[{b}].tls"))?;
+        }
+    }
+    Ok(())
+}
+
+fn server_tls_files(tls: &ServerTls, path: &str) -> Result<(), ConfigError> {
+    readable(&tls.cert_file, &format!("{path}.certFile"))?;
+    readable(&tls.key_file, &format!("{path}.keyFile"))
+}
+
+fn readable(file: &str, path: &str) -> Result<(), ConfigError> {
+    std::fs::metadata(file)
+        .map(|_| ())
+        .map_err(|e| ConfigError::field(path, format!("cannot read {file}: {e}")))
+}
+
+fn validate_host_port(host: &str) -> Result<(), String> {
+    let (name, port) = host
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{host:?} must be host:port"))?;
+    if name.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{host:?} must be host:port"));
+    }
+    Ok(())
+}
+
+/// The pipeline in force, swapped atomically on reload.
+pub struct PipelineStore {
+    current: ArcSwap<Pipeline>,
+}
+
+impl PipelineStore {
+    pub fn new(pipeline: Pipeline) -> Self {
+        PipelineStore {
+            current: ArcSwap::from_pointee(pipeline),
+        }
+    }
+
+    /// The pipeline to start a new exchange with.
+    pub fn load(&self) -> Arc<Pipeline> {
+        self.current.load_full()
+    }
+
+    pub fn replace(&self, pipeline: Pipeline) {
+        self.current.store(Arc::new(pipeline));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn build(yaml: &str) -> Result<Pipeline, ConfigError> {
+        Pipeline::build(parse_str(yaml)?, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn bad_regex_names_its_field() {
+        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - matches:\n      - path: {regex: \"(\"}\n").err().unwrap().to_string();
+        assert!(err.starts_with("binds[0].listeners[0].routes[0].matches[0].path.regex: invalid regex"), "{err}");
+    }
+
+    #[test]
+    fn bad_header_name_names_its_field() {
+        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        requestHeaderModifier:\n          set: {\"bad name\": x}\n").err().unwrap().to_string();
+        assert!(err.starts_with("binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.bad name:"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_route_names_rejected() {
+        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: a\n    - name: a\n").err().unwrap().to_string();
+        assert!(err.starts_with("binds[0].listeners[0].routes[1].name:"), "{err}");
+    }
+
+    #[test]
+    fn bad_backend_and_address() {
+        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: nohost}]\n").err().unwrap().to_string();
+        assert!(err.starts_with("binds[0].listeners[0].routes[0].backends[0].host:"), "{err}");
+        let err = build("extProc: {address: \"nope\"}\n").err().unwrap().to_string();
+        assert!(err.starts_with("extProc.address:"), "{err}");
+    }
+}

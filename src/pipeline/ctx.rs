@@ -1,0 +1,153 @@
+//! The facts of one exchange that processors share: the request line, the route, the
+//! response status, and what should be emitted besides headers (Envoy dynamic metadata,
+//! a route-cache clear).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Which transport drives the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    ExtProc,
+    Proxy,
+}
+
+impl Adapter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Adapter::ExtProc => "ext_proc",
+            Adapter::Proxy => "proxy",
+        }
+    }
+}
+
+/// The request line, as pseudo-headers.
+#[derive(Clone, Debug, Default)]
+pub struct RequestHead {
+    pub method: String,
+    /// Path including the query string, as sent.
+    pub path: String,
+    pub authority: String,
+    pub scheme: String,
+}
+
+impl RequestHead {
+    /// The path without the query string.
+    pub fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or("")
+    }
+}
+
+/// How an exchange ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream's response went to the client in full.
+    Completed { status: u16 },
+    /// tollgate answered itself (a processor's reply or an error reply).
+    LocalReply { status: u16 },
+    /// The exchange broke (upstream failure, protocol error) after it started.
+    Failed { reason: String },
+    /// The client or Envoy went away before the end.
+    ClientGone,
+}
+
+impl Outcome {
+    /// The status for logs and metrics (0 when none reached the client).
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Completed { status } | Outcome::LocalReply { status } => *status,
+            Outcome::Failed { .. } | Outcome::ClientGone => 0,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed { .. } => "completed",
+            Outcome::LocalReply { .. } => "local_reply",
+            Outcome::Failed { .. } => "failed",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Shared per-exchange state.
+#[derive(Debug)]
+pub struct Ctx {
+    pub adapter: Adapter,
+    pub request: RequestHead,
+    /// `x-request-id` from the request, or one tollgate made.
+    pub request_id: String,
+    /// The selected route's name (`None`: no route matched).
+    pub route: Option<String>,
+    pub response_status: Option<u16>,
+    /// Envoy dynamic metadata to emit: namespace → key → value.
+    pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Ask Envoy to recompute the route after this phase's header changes.
+    pub clear_route_cache: bool,
+    pub started: Instant,
+}
+
+impl Ctx {
+    pub fn new(adapter: Adapter, request: RequestHead, request_id: Option<&str>) -> Self {
+        Ctx {
+            adapter,
+            request,
+            request_id: request_id.map_or_else(new_request_id, str::to_string),
+            route: None,
+            response_status: None,
+            dynamic_metadata: BTreeMap::new(),
+            clear_route_cache: false,
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a dynamic metadata entry for Envoy (ignored by the proxy adapter).
+    pub fn set_metadata(&mut self, namespace: &str, key: &str, value: serde_json::Value) {
+        self.dynamic_metadata
+            .entry(namespace.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
+    }
+}
+
+/// A fresh request id: 32 hex digits, unique per process and unpredictable across runs.
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SEED: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = SEED.with(|s| {
+        let mut h1 = s.build_hasher();
+        h1.write_u64(n);
+        let mut h2 = s.build_hasher();
+        h2.write_u64(!n);
+        (h1.finish(), h2.finish())
+    });
+    format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn path_only_strips_query() {
+        let h = RequestHead {
+            path: "/v1/chat?x=1".into(),
+            ..Default::default()
+        };
+        assert_eq!(h.path_only(), "/v1/chat");
+    }
+}

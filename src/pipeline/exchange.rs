@@ -1,0 +1,458 @@
+//! `Exchange`, the only driver of processors. It runs the route's processors in order for
+//! each phase, stops at the first local reply, applies each processor's failure mode to
+//! its errors, buffers bodies when a processor asks for the whole body, and calls
+//! `on_complete` exactly once on every processor — from `finish`, or from `Drop` when the
+//! client or Envoy went away. Adapters translate its verdicts and nothing else.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+
+use super::{
+    Body, BodyMode, BodyOutput, CompiledRoute, Ctx, Flow, Headers, LocalReply, Outcome, Pipeline,
+    Processor, ProcessorError,
+};
+use crate::config::FailureMode;
+use crate::metrics::{ProcessorLabels, RequestLabels, RouteLabels};
+
+/// The answer to one phase.
+#[must_use]
+#[derive(Debug)]
+pub enum Verdict<T = ()> {
+    /// Go on (with this output, for body phases).
+    Continue(T),
+    /// Answer the client with this reply and end the exchange.
+    Respond(LocalReply),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+struct Slot {
+    name: &'static str,
+    failure_mode: FailureMode,
+    processor: Box<dyn Processor>,
+    /// False once the processor failed open: it is skipped from then on.
+    active: bool,
+    request_body: BodyMode,
+    response_body: BodyMode,
+}
+
+#[derive(Default)]
+struct BodyState {
+    mode: Option<BodyMode>,
+    held: BytesMut,
+}
+
+/// One HTTP exchange in flight.
+pub struct Exchange {
+    pipeline: Arc<Pipeline>,
+    route: Option<Arc<CompiledRoute>>,
+    slots: Vec<Slot>,
+    pub cx: Ctx,
+    request_body: BodyState,
+    response_body: BodyState,
+    finished: bool,
+}
+
+// === impl Exchange ===
+
+impl Exchange {
+    /// Starts an exchange on `route` (none: no processors run).
+    pub fn new(pipeline: Arc<Pipeline>, mut cx: Ctx, route: Option<Arc<CompiledRoute>>) -> Self {
+        cx.route = route.as_ref().map(|r| r.name.clone());
+        let slots = route
+            .iter()
+            .flat_map(|r| r.factories.iter())
+            .filter_map(|f| {
+                f.new_processor(&cx).map(|processor| Slot {
+                    name: f.name(),
+                    failure_mode: f.failure_mode(),
+                    processor,
+                    active: true,
+                    request_body: BodyMode::Skip,
+                    response_body: BodyMode::Skip,
+                })
+            })
+            .collect();
+        Exchange {
+            pipeline,
+            route,
+            slots,
+            cx,
+            request_body: BodyState::default(),
+            response_body: BodyState::default(),
+            finished: false,
+        }
+    }
+
+    pub fn route(&self) -> Option<&Arc<CompiledRoute>> {
+        self.route.as_ref()
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// True when no processor runs for this exchange.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Runs the request-header phase. Sets `cx.clear_route_cache` when a routing header
+    /// changed.
+    pub async fn request_headers(&mut self, headers: &mut Headers) -> Verdict {
+        for i in 0..self.slots.len() {
+            if !self.slots[i].active {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            let result = slot
+                .processor
+                .on_request_headers(&mut self.cx, headers)
+                .await;
+            if let Some(reply) = self.settle(i, result) {
+                return Verdict::Respond(reply);
+            }
+        }
+        let routing = &self.pipeline.clear_route_cache_on;
+        if headers.touched().iter().any(|n| routing.contains(n)) {
+            self.cx.clear_route_cache = true;
+        }
+        let mut mode = BodyMode::Skip;
+        for slot in self.slots.iter_mut().filter(|s| s.active) {
+            slot.request_body = slot.processor.request_body_mode();
+            mode = mode.strongest(slot.request_body);
+        }
+        self.request_body.mode = Some(mode);
+        Verdict::Continue(())
+    }
+
+    /// The request body mode the processors need; `Skip` before request headers ran.
+    pub fn request_body_mode(&self) -> BodyMode {
+        self.request_body.mode.unwrap_or(BodyMode::Skip)
+    }
+
+    /// Runs the response-header phase; `cx.response_status` must be set.
+    pub async fn response_headers(&mut self, headers: &mut Headers) -> Verdict {
+        for i in 0..self.slots.len() {
+            if !self.slots[i].active {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            let result = slot
+                .processor
+                .on_response_headers(&mut self.cx, headers)
+                .await;
+            if let Some(reply) = self.settle(i, result) {
+                return Verdict::Respond(reply);
+            }
+        }
+        let mut mode = BodyMode::Skip;
+        for slot in self.slots.iter_mut().filter(|s| s.active) {
+            slot.response_body = slot.processor.response_body_mode();
+            mode = mode.strongest(slot.response_body);
+        }
+        self.response_body.mode = Some(mode);
+        Verdict::Continue(())
+    }
+
+    /// The response body mode the processors need; `Skip` before response headers ran.
+    pub fn response_body_mode(&self) -> BodyMode {
+        self.response_body.mode.unwrap_or(BodyMode::Skip)
+    }
+
+    /// One request body chunk in; what to forward now out. `truncated`: the transport
+    /// will send no more of this body to tollgate (Envoy BUFFERED_PARTIAL).
+    pub async fn request_body(
+        &mut self,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        self.body(Direction::Request, data, end_of_stream, truncated)
+            .await
+    }
+
+    /// One response body chunk in; what to forward now out.
+    pub async fn response_body(
+        &mut self,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        self.body(Direction::Response, data, end_of_stream, truncated)
+            .await
+    }
+
+    pub async fn request_trailers(&mut self, trailers: &mut Headers) -> Verdict {
+        self.trailers(Direction::Request, trailers).await
+    }
+
+    pub async fn response_trailers(&mut self, trailers: &mut Headers) -> Verdict {
+        self.trailers(Direction::Response, trailers).await
+    }
+
+    /// Ends the exchange: `on_complete` on every processor, the metrics and the log
+    /// line. Later calls (and `Drop`) do nothing.
+    pub fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        for slot in &mut self.slots {
+            slot.processor.on_complete(&self.cx, &outcome);
+        }
+        self.record(&outcome);
+    }
+
+    // --- phases ---
+
+    async fn trailers(&mut self, dir: Direction, trailers: &mut Headers) -> Verdict {
+        for i in 0..self.slots.len() {
+            if !self.slots[i].active {
+                continue;
+            }
+            let slot = &mut self.slots[i];
+            let result = match dir {
+                Direction::Request => slot.processor.on_request_trailers(&mut self.cx, trailers),
+                Direction::Response => {
+                    slot.processor.on_response_trailers(&mut self.cx, trailers)
+                }
+            }
+            .await;
+            if let Some(reply) = self.settle(i, result) {
+                return Verdict::Respond(reply);
+            }
+        }
+        Verdict::Continue(())
+    }
+
+    async fn body(
+        &mut self,
+        dir: Direction,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        let state = match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        };
+        match state.mode.unwrap_or(BodyMode::Skip) {
+            BodyMode::Skip => Verdict::Continue(BodyOutput {
+                data,
+                end_of_stream,
+                changed: false,
+            }),
+            BodyMode::Stream => {
+                self.run_body(dir, Body::new(data, end_of_stream, false, truncated))
+                    .await
+            }
+            BodyMode::Buffer { limit } => {
+                if state.held.len() + data.len() > limit {
+                    return self.overflow(dir, data, end_of_stream, limit).await;
+                }
+                if !end_of_stream && !truncated {
+                    state.held.extend_from_slice(&data);
+                    return Verdict::Continue(BodyOutput {
+                        data: Bytes::new(),
+                        end_of_stream: false,
+                        changed: !data.is_empty(),
+                    });
+                }
+                let held_before = !state.held.is_empty();
+                let whole = if held_before {
+                    state.held.extend_from_slice(&data);
+                    state.held.split().freeze()
+                } else {
+                    data
+                };
+                match self
+                    .run_body(dir, Body::new(whole, end_of_stream, true, truncated))
+                    .await
+                {
+                    Verdict::Continue(mut out) => {
+                        out.changed |= held_before;
+                        Verdict::Continue(out)
+                    }
+                    respond => respond,
+                }
+            }
+        }
+    }
+
+    /// A buffered body grew past its limit: fail-closed buffering processors answer with
+    /// 413 (request) or 502 (response); fail-open ones stop seeing this body, and what
+    /// was held goes on through the remaining streaming processors.
+    async fn overflow(
+        &mut self,
+        dir: Direction,
+        data: Bytes,
+        end_of_stream: bool,
+        limit: usize,
+    ) -> Verdict<BodyOutput> {
+        let closed = self.slots.iter().find(|s| {
+            s.active
+                && matches!(slot_mode(s, dir), BodyMode::Buffer { .. })
+                && s.failure_mode == FailureMode::FailClosed
+        });
+        if let Some(slot) = closed {
+            let name = slot.name;
+            let (status, kind, what) = match dir {
+                Direction::Request => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    "request body",
+                ),
+                Direction::Response => (StatusCode::BAD_GATEWAY, "upstream_error", "response body"),
+            };
+            let message = format!("{what} exceeds the {limit}-byte limit of policy {name}");
+            return Verdict::Respond(LocalReply::error(status, kind, &message));
+        }
+        let mut mode = BodyMode::Skip;
+        for slot in self.slots.iter_mut().filter(|s| s.active) {
+            let m = match dir {
+                Direction::Request => &mut slot.request_body,
+                Direction::Response => &mut slot.response_body,
+            };
+            if matches!(m, BodyMode::Buffer { .. }) {
+                tracing::warn!(processor = slot.name, limit, "body over the buffer limit; processor skipped (fail open)");
+                *m = BodyMode::Skip;
+            }
+            mode = mode.strongest(*m);
+        }
+        let state = match dir {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        };
+        state.mode = Some(mode);
+        state.held.extend_from_slice(&data);
+        let all = state.held.split().freeze();
+        let body = Body::new(all, end_of_stream, false, false);
+        match self.run_body(dir, body).await {
+            Verdict::Continue(mut out) => {
+                out.changed = true;
+                Verdict::Continue(out)
+            }
+            respond => respond,
+        }
+    }
+
+    async fn run_body(&mut self, dir: Direction, mut body: Body) -> Verdict<BodyOutput> {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if !slot.active || slot_mode(slot, dir) == BodyMode::Skip {
+                continue;
+            }
+            let result = match dir {
+                Direction::Request => slot.processor.on_request_body(&mut self.cx, &mut body),
+                Direction::Response => slot.processor.on_response_body(&mut self.cx, &mut body),
+            }
+            .await;
+            if let Some(reply) = self.settle(i, result) {
+                return Verdict::Respond(reply);
+            }
+        }
+        Verdict::Continue(body.into_output())
+    }
+
+    /// Applies a processor's answer: `Some(reply)` when the exchange must answer now.
+    fn settle(&mut self, i: usize, result: Result<Flow, ProcessorError>) -> Option<LocalReply> {
+        match result {
+            Ok(Flow::Continue) => None,
+            Ok(Flow::Respond(reply)) => Some(reply),
+            Err(err) => {
+                let slot = &mut self.slots[i];
+                let mode = match slot.failure_mode {
+                    FailureMode::FailOpen => "fail_open",
+                    FailureMode::FailClosed => "fail_closed",
+                };
+                self.pipeline
+                    .metrics
+                    .processor_errors
+                    .get_or_create(&ProcessorLabels {
+                        processor: slot.name,
+                        failure_mode: mode,
+                    })
+                    .inc();
+                tracing::warn!(processor = slot.name, failure_mode = mode, request_id = %self.cx.request_id, error = %err, "processor failed");
+                match slot.failure_mode {
+                    FailureMode::FailOpen => {
+                        slot.active = false;
+                        None
+                    }
+                    FailureMode::FailClosed => Some(error_reply(slot.name, &err)),
+                }
+            }
+        }
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        let route = self.cx.route.clone().unwrap_or_else(|| "none".to_string());
+        let adapter = self.cx.adapter.as_str();
+        let elapsed = self.cx.started.elapsed();
+        let metrics = &self.pipeline.metrics;
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                adapter,
+                status: outcome.status(),
+                outcome: outcome.label(),
+            })
+            .inc();
+        metrics
+            .request_duration
+            .get_or_create(&RouteLabels {
+                route: route.clone(),
+                adapter,
+            })
+            .observe(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "tollgate::access",
+            adapter,
+            route = %route,
+            method = %self.cx.request.method,
+            path = %self.cx.request.path_only(),
+            status = outcome.status(),
+            outcome = outcome.label(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = %self.cx.request_id,
+            "exchange"
+        );
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish(Outcome::ClientGone);
+    }
+}
+
+fn slot_mode(slot: &Slot, dir: Direction) -> BodyMode {
+    match dir {
+        Direction::Request => slot.request_body,
+        Direction::Response => slot.response_body,
+    }
+}
+
+/// The one place a processor error becomes a reply.
+fn error_reply(processor: &str, err: &ProcessorError) -> LocalReply {
+    let kind = if err.status.is_server_error() {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    let mut reply = LocalReply::error(
+        err.status,
+        kind,
+        &format!("policy {processor} failed: {}", err.message),
+    );
+    reply.details = format!("{processor}_failed");
+    reply
+}
