@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod admin;
+pub mod app;
 
 pub mod config;
 pub mod metrics;

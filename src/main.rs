@@ -1,1 +1,74 @@
-fn main() {}
+//! The `tollgate` command line: `serve`, `validate`, `schema`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tollgate", about = "AI-traffic processors for Envoy (ext_proc) and a standalone proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ext_proc server, the proxy and the admin server. Without -c, runs the
+    /// embedded default config.
+    Serve {
+        /// Config file (YAML); watched and reloaded on change.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file; exit 1 with the bad field's path if it is invalid.
+    Validate {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the config file's JSON Schema.
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("tollgate {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            let schema = schemars::schema_for!(tollgate::config::Config);
+            println!("{}", serde_json::to_string_pretty(&schema).expect("schema is JSON"));
+            ExitCode::SUCCESS
+        }
+        Command::Validate { config } => {
+            match tollgate::app::load(Some(&config), Arc::new(tollgate::metrics::Metrics::new())) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve { config } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("starting the tokio runtime");
+            match runtime.block_on(tollgate::app::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::Config;
 
@@ -47,11 +47,12 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
     parse_str(&text)
 }
 
-/// Parses config text: YAML, then `${VAR}` substitution in every string value (`$${` is a
+/// Parses config text: YAML (read into a JSON value, so enums are written as one-key
+/// maps such as `path: {pathPrefix: /v1}`), then `${VAR}` substitution in every string value (`$${` is a
 /// literal `${`), then the typed model with unknown fields rejected.
 pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
     let mut value: Value = if text.trim().is_empty() {
-        Value::Mapping(Default::default())
+        Value::Object(Default::default())
     } else {
         serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?
     };
@@ -81,7 +82,7 @@ fn substitute_env(
             }
             *s = out;
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
@@ -89,21 +90,17 @@ fn substitute_env(
                 path.truncate(len);
             }
         }
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
                 }
-                match k {
-                    Value::String(k) => path.push_str(k),
-                    other => path.push_str(&format!("{other:?}")),
-                }
+                path.push_str(k);
                 substitute_env(v, path, substituted)?;
                 path.truncate(len);
             }
         }
-        Value::Tagged(t) => substitute_env(&mut t.value, path, substituted)?,
         _ => {}
     }
     Ok(())

@@ -45,9 +45,19 @@ pub struct ExtProcConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
     /// Request headers whose mutation makes tollgate ask Envoy to clear its route cache,
-    /// besides `:path`, `:authority`, `host` and `:method`, which always do.
+    /// besides `host`, which always does. Default: `x-gateway-destination-endpoint`.
     #[serde(default = "default_route_cache_headers")]
     pub clear_route_cache_on: Vec<String>,
+    /// Send `mode_override` in header replies so Envoy sends exactly the bodies the
+    /// route's processors need (none for header-only routes, saving a round trip per
+    /// chunk). Needs `allow_mode_override: true` in Envoy's ext_proc filter. Default
+    /// true; false follows Envoy's static processing mode.
+    #[serde(default = "default_true")]
+    pub mode_override: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_route_cache_headers() -> Vec<String> {

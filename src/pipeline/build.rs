@@ -74,12 +74,7 @@ impl Pipeline {
                 ));
             }
         }
-        let mut clear_route_cache_on = vec![
-            HeaderName::from_static("host"),
-            HeaderName::from_static(":path"),
-            HeaderName::from_static(":authority"),
-            HeaderName::from_static(":method"),
-        ];
+        let mut clear_route_cache_on = vec![HeaderName::from_static("host")];
         if let Some(ext) = &config.ext_proc {
             for (i, name) in ext.clear_route_cache_on.iter().enumerate() {
                 clear_route_cache_on.push(header_name(

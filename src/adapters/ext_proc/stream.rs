@@ -382,7 +382,16 @@ impl ExtProcStream {
     /// The mode override that gives processors the body they need, if Envoy's current
     /// mode does not; FULL_DUPLEX_STREAMED cannot be overridden.
     fn override_for(&mut self, side: Side, needed: BodyMode) -> Option<ProcessingMode> {
+        let enabled = self
+            .pipeline
+            .config()
+            .ext_proc
+            .as_ref()
+            .is_none_or(|e| e.mode_override);
         let current = self.side(side).mode;
+        if !enabled {
+            return None;
+        }
         let wanted = match (needed, current) {
             (_, BodySendMode::FullDuplexStreamed) => return None,
             (BodyMode::Skip, _) => BodySendMode::None,

@@ -1,0 +1,243 @@
+//! Bodies of the proxy: passed through untouched when no processor asks for them
+//! (finishing the exchange when the response ends), pumped chunk by chunk through the
+//! exchange when processors stream them, or collected when a processor needs the whole
+//! body. An SSE response is never buffered unless a processor asks.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::pipeline::{Exchange, Headers, LocalReply, Outcome, Verdict};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type the proxy sends both ways.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// An exchange shared by the handler and the body tasks.
+pub type SharedExchange = Arc<Mutex<Exchange>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+pub fn full(data: Bytes) -> ProxyBody {
+    Full::new(data).map_err(|never| match never {}).boxed()
+}
+
+/// The incoming body, untouched.
+pub fn passthrough(body: Incoming) -> ProxyBody {
+    body.map_err(BoxError::from).boxed()
+}
+
+/// The upstream's response body, untouched; the exchange finishes when it ends.
+pub fn completing(body: Incoming, exchange: SharedExchange, status: u16) -> ProxyBody {
+    Completing {
+        inner: body,
+        exchange: Some(exchange),
+        status,
+    }
+    .boxed()
+}
+
+/// Ends the exchange without waiting (from a poll or a task).
+pub fn finish(exchange: &SharedExchange, outcome: Outcome) {
+    match exchange.try_lock() {
+        Ok(mut ex) => ex.finish(outcome),
+        Err(_) => {
+            let exchange = exchange.clone();
+            tokio::spawn(async move { exchange.lock().await.finish(outcome) });
+        }
+    }
+}
+
+struct Completing {
+    inner: Incoming,
+    exchange: Option<SharedExchange>,
+    status: u16,
+}
+
+impl Body for Completing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let outcome = match &polled {
+            Poll::Ready(None) => Some(Outcome::Completed {
+                status: self.status,
+            }),
+            Poll::Ready(Some(Err(e))) => Some(Outcome::Failed {
+                reason: format!("upstream body: {e}"),
+            }),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => Some(Outcome::Completed {
+                status: self.status,
+            }),
+            _ => None,
+        };
+        if let (Some(outcome), Some(ex)) = (outcome, self.exchange.take()) {
+            finish(&ex, outcome);
+        }
+        polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Streams `body` through the exchange's processors chunk by chunk. For the request
+/// side, a local reply from a processor arrives on the returned receiver (and the
+/// upstream body is aborted); on the response side it ends the stream with the reply's
+/// body, since the status has already gone out.
+pub fn pump(
+    mut body: Incoming,
+    exchange: SharedExchange,
+    side: Side,
+) -> (ProxyBody, oneshot::Receiver<LocalReply>) {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut ended = false;
+        loop {
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                _ = tx.closed() => return,
+            };
+            let frame = match frame {
+                None => None,
+                Some(Ok(frame)) => Some(frame),
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(BoxError::from(e))).await;
+                    if side == Side::Response {
+                        finish(&exchange, Outcome::Failed { reason: "upstream body broke".into() });
+                    }
+                    return;
+                }
+            };
+            let finished = frame.is_none();
+            let (data, trailers) = match frame {
+                None => (Bytes::new(), None),
+                Some(frame) => match frame.into_data() {
+                    Ok(data) => (data, None),
+                    Err(frame) => (Bytes::new(), frame.into_trailers().ok()),
+                },
+            };
+            let eos = finished || trailers.is_some() || body.is_end_stream();
+            let mut ex = exchange.lock().await;
+            if !ended {
+                let verdict = match side {
+                    Side::Request => ex.request_body(data, eos, false).await,
+                    Side::Response => ex.response_body(data, eos, false).await,
+                };
+                match verdict {
+                    Verdict::Continue(out) => {
+                        if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Verdict::Respond(reply) => {
+                        respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
+                        return;
+                    }
+                }
+                ended = eos;
+            }
+            if let Some(map) = trailers {
+                let mut t = Headers::new(map);
+                let verdict = match side {
+                    Side::Request => ex.request_trailers(&mut t).await,
+                    Side::Response => ex.response_trailers(&mut t).await,
+                };
+                if let Verdict::Respond(reply) = verdict {
+                    respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
+                    return;
+                }
+                let _ = tx.send(Ok(Frame::trailers(t.into_map()))).await;
+            }
+            if ended {
+                if side == Side::Response {
+                    let status = ex.cx.response_status.unwrap_or(0);
+                    ex.finish(Outcome::Completed { status });
+                }
+                return;
+            }
+        }
+    });
+    (StreamBody::new(ReceiverStream::new(rx)).boxed(), reply_rx)
+}
+
+async fn respond_mid_body(
+    ex: &mut Exchange,
+    side: Side,
+    reply: LocalReply,
+    tx: &mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    reply_tx: oneshot::Sender<LocalReply>,
+) {
+    let status = reply.status.as_u16();
+    match side {
+        Side::Request => {
+            let _ = reply_tx.send(reply);
+            let _ = tx.send(Err("request stopped by a policy".into())).await;
+        }
+        Side::Response => {
+            tracing::warn!(request_id = %ex.cx.request_id, status, "policy stopped the response mid-stream");
+            let _ = tx.send(Ok(Frame::data(reply.body))).await;
+        }
+    }
+    ex.finish(Outcome::LocalReply { status });
+}
+
+/// Reads a whole body through the exchange (a processor buffers it). Trailers are
+/// dropped. `Err` is the reply to give instead.
+pub async fn collect(
+    mut body: Incoming,
+    exchange: &SharedExchange,
+    side: Side,
+) -> Result<Bytes, LocalReply> {
+    let mut out = BytesMut::new();
+    loop {
+        let (data, eos) = match body.frame().await {
+            None => (Bytes::new(), true),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => (data, body.is_end_stream()),
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                let (status, kind) = match side {
+                    Side::Request => (http::StatusCode::BAD_REQUEST, "invalid_request_error"),
+                    Side::Response => (http::StatusCode::BAD_GATEWAY, "upstream_error"),
+                };
+                return Err(LocalReply::error(status, kind, &format!("reading the body failed: {e}")));
+            }
+        };
+        let mut ex = exchange.lock().await;
+        let verdict = match side {
+            Side::Request => ex.request_body(data, eos, false).await,
+            Side::Response => ex.response_body(data, eos, false).await,
+        };
+        match verdict {
+            Verdict::Respond(reply) => return Err(reply),
+            Verdict::Continue(o) => out.extend_from_slice(&o.data),
+        }
+        if eos {
+            return Ok(out.freeze());
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One proxied request: select the route, run the request phases, call the upstream,
+//! run the response phases. Every reply tollgate makes itself (no route, a policy's
+//! answer, an upstream failure) finishes the exchange with that status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::Mutex;
+
+use super::body::{self, ProxyBody, SharedExchange, Side};
+use super::upstream::Upstreams;
+use crate::pipeline::{
+    Adapter, BodyMode, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore, RequestHead,
+    Verdict,
+};
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Serves requests arriving on one bind.
+pub struct Handler {
+    store: Arc<PipelineStore>,
+    upstreams: Upstreams,
+    port: u16,
+}
+
+impl Handler {
+    pub fn new(store: Arc<PipelineStore>, upstreams: Upstreams, port: u16) -> Self {
+        Handler {
+            store,
+            upstreams,
+            port,
+        }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
+        let pipeline = self.store.load();
+        let (mut parts, incoming) = req.into_parts();
+        let head = request_head(&parts);
+        let route = pipeline
+            .bind_routes
+            .get(&self.port)
+            .and_then(|s| s.select(&head, &parts.headers, None));
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let cx = Ctx::new(Adapter::Proxy, head, request_id.as_deref());
+        let mut ex = Exchange::new(pipeline, cx, route.clone());
+        let Some(route) = route else {
+            let message = format!(
+                "no route matches {} {}",
+                ex.cx.request.method,
+                ex.cx.request.path_only()
+            );
+            return local(&mut ex, LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message));
+        };
+        let Some(backend) = route.backend.clone() else {
+            let message = format!("route {} has no backend", route.name);
+            return local(&mut ex, LocalReply::error(http::StatusCode::SERVICE_UNAVAILABLE, "no_backend", &message));
+        };
+
+        strip_hop_by_hop(&mut parts.headers);
+        let mut headers = Headers::new(std::mem::take(&mut parts.headers));
+        if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
+            return local(&mut ex, reply);
+        }
+        parts.headers = headers.into_map();
+        if !parts.headers.contains_key("x-request-id") {
+            if let Ok(v) = HeaderValue::from_str(&ex.cx.request_id) {
+                parts.headers.insert(HeaderName::from_static("x-request-id"), v);
+            }
+        }
+        append_forwarded_for(&mut parts.headers, remote);
+
+        let mode = ex.request_body_mode();
+        let ex: SharedExchange = Arc::new(Mutex::new(ex));
+        let mut rejected = None;
+        let upstream_body = match mode {
+            BodyMode::Skip => body::passthrough(incoming),
+            BodyMode::Stream => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                let (b, reply) = body::pump(incoming, ex.clone(), Side::Request);
+                rejected = Some(reply);
+                b
+            }
+            BodyMode::Buffer { .. } => match body::collect(incoming, &ex, Side::Request).await {
+                Ok(bytes) => {
+                    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    body::full(bytes)
+                }
+                Err(reply) => return local_shared(&ex, reply).await,
+            },
+        };
+
+        let request = Request::from_parts(parts, upstream_body);
+        let sent = self.upstreams.send(&backend, request, route.timeout);
+        let result = match rejected {
+            None => sent.await,
+            Some(reply) => {
+                tokio::pin!(sent);
+                tokio::select! {
+                    r = &mut sent => r,
+                    Ok(reply) = reply => return local_shared(&ex, reply).await,
+                }
+            }
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(route = %route.name, error = %e, "upstream call failed");
+                return local_shared(&ex, e.reply()).await;
+            }
+        };
+
+        let (mut rparts, rbody) = response.into_parts();
+        strip_hop_by_hop(&mut rparts.headers);
+        let status = rparts.status.as_u16();
+        let mut guard = ex.lock().await;
+        guard.cx.response_status = Some(status);
+        let mut headers = Headers::new(std::mem::take(&mut rparts.headers));
+        if let Verdict::Respond(reply) = guard.response_headers(&mut headers).await {
+            drop(guard);
+            return local_shared(&ex, reply).await;
+        }
+        rparts.headers = headers.into_map();
+        let mode = guard.response_body_mode();
+        drop(guard);
+        let client_body = match mode {
+            BodyMode::Skip => body::completing(rbody, ex, status),
+            BodyMode::Stream => {
+                rparts.headers.remove(header::CONTENT_LENGTH);
+                body::pump(rbody, ex, Side::Response).0
+            }
+            BodyMode::Buffer { .. } => match body::collect(rbody, &ex, Side::Response).await {
+                Ok(bytes) => {
+                    rparts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    body::finish(&ex, Outcome::Completed { status });
+                    body::full(bytes)
+                }
+                Err(reply) => return local_shared(&ex, reply).await,
+            },
+        };
+        Response::from_parts(rparts, client_body)
+    }
+}
+
+fn request_head(parts: &http::request::Parts) -> RequestHead {
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    RequestHead {
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        authority,
+        scheme: parts.uri.scheme_str().unwrap_or("http").to_string(),
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
+    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+        headers.append(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+/// A reply from tollgate itself, finishing the exchange.
+fn local(ex: &mut Exchange, reply: LocalReply) -> Response<ProxyBody> {
+    ex.finish(Outcome::LocalReply {
+        status: reply.status.as_u16(),
+    });
+    into_response(reply)
+}
+
+async fn local_shared(ex: &SharedExchange, reply: LocalReply) -> Response<ProxyBody> {
+    let mut guard = ex.lock().await;
+    local(&mut guard, reply)
+}
+
+fn into_response(reply: LocalReply) -> Response<ProxyBody> {
+    let mut resp = Response::new(body::full(reply.body));
+    *resp.status_mut() = reply.status;
+    *resp.headers_mut() = reply.headers;
+    resp
+}

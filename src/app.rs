@@ -1,0 +1,186 @@
+//! Wiring and lifecycle: config → pipeline → admin, ext_proc and proxy servers → hot
+//! reload → graceful shutdown (readiness false, then a grace period for in-flight
+//! requests and streams).
+//!
+//! Listen addresses (`binds[].port`, `extProc.address`, `admin.address`) are read at
+//! start; a reload that changes them is applied to routes and policies but the sockets
+//! stay where they are until a restart (a warning says so).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::adapters::{ext_proc, proxy};
+use crate::config::{self, Config, LoadedConfig};
+use crate::metrics::{Metrics, ResultLabels};
+use crate::pipeline::{Pipeline, PipelineStore};
+
+/// How often the config file is checked for changes.
+const RELOAD_POLL: Duration = Duration::from_millis(500);
+
+/// Loads and validates a config file, or the embedded default when `path` is `None`.
+pub fn load(path: Option<&std::path::Path>, metrics: Arc<Metrics>) -> anyhow::Result<Pipeline> {
+    let loaded = match path {
+        Some(p) => config::load_file(p),
+        None => config::parse_str(config::EMBEDDED_DEFAULT),
+    };
+    let origin = path.map_or("embedded default config".to_string(), |p| p.display().to_string());
+    let loaded = loaded.with_context(|| format!("invalid config {origin}"))?;
+    Pipeline::build(loaded, metrics).with_context(|| format!("invalid config {origin}"))
+}
+
+/// Runs tollgate until SIGTERM or SIGINT.
+pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = load(path.as_deref(), metrics.clone())?;
+    crate::telemetry::init(&pipeline.config().logging);
+    let config = pipeline.config().clone();
+    let store = Arc::new(PipelineStore::new(pipeline));
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = config.shutdown.grace_period.get();
+
+    let admin_listener = tokio::net::TcpListener::bind(&config.admin.address)
+        .await
+        .with_context(|| format!("binding admin address {}", config.admin.address))?;
+    tracing::info!(address = %admin_listener.local_addr()?, "admin listening");
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        AdminState {
+            store: store.clone(),
+            ready: ready.clone(),
+        },
+        stopped(stop_rx.clone()),
+    ));
+
+    let mut servers = Vec::new();
+    if let Some(ext) = &config.ext_proc {
+        let tls = match &ext.tls {
+            Some(t) => Some(tonic_tls(t)?),
+            None => None,
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        servers.push(tokio::spawn(ext_proc::serve(
+            store.clone(),
+            ext.address.clone(),
+            tls,
+            stopped(stop_rx.clone()),
+            grace,
+            ready_tx,
+        )));
+        match ready_rx.await {
+            Ok(addr) => tracing::info!(address = %addr, "ext_proc listening"),
+            Err(_) => return finish_early(servers).await,
+        }
+    }
+    for bind in &config.binds {
+        let listener = proxy::bind(bind).await?;
+        tracing::info!(address = %listener.local_addr(), "proxy listening");
+        servers.push(tokio::spawn(proxy::serve(
+            listener,
+            store.clone(),
+            config.upstream.clone(),
+            stopped(stop_rx.clone()),
+            grace,
+        )));
+    }
+
+    if let Some(path) = path.clone() {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(config::watch_file(path.clone(), RELOAD_POLL, stop_rx.clone(), move |text| {
+            reload(&store, &metrics, &path, &text)
+        }));
+    }
+
+    ready.store(true, Ordering::Release);
+    tracing::info!("tollgate ready");
+    wait_for_signal().await;
+    tracing::info!(grace_period = ?grace, "shutting down: readiness off, draining");
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    for server in servers {
+        match server.await {
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = admin_task.await;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+async fn finish_early(
+    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<()> {
+    for s in servers {
+        s.await??;
+    }
+    anyhow::bail!("a server stopped before it was ready")
+}
+
+fn reload(store: &PipelineStore, metrics: &Arc<Metrics>, path: &std::path::Path, text: &str) {
+    let result = config::parse_str(text)
+        .and_then(|loaded: LoadedConfig| Pipeline::build(loaded, metrics.clone()));
+    match result {
+        Ok(pipeline) => {
+            warn_on_address_change(store.load().config(), pipeline.config());
+            store.replace(pipeline);
+            metrics
+                .config_reloads
+                .get_or_create(&ResultLabels { result: "success" })
+                .inc();
+            tracing::info!(path = %path.display(), "config reloaded");
+        }
+        Err(e) => {
+            metrics
+                .config_reloads
+                .get_or_create(&ResultLabels { result: "failure" })
+                .inc();
+            tracing::error!(path = %path.display(), error = %e, "config reload rejected; the running config stays in force");
+        }
+    }
+}
+
+fn warn_on_address_change(old: &Config, new: &Config) {
+    let ports = |c: &Config| c.binds.iter().map(|b| (b.address.clone(), b.port)).collect::<Vec<_>>();
+    if ports(old) != ports(new)
+        || old.admin.address != new.admin.address
+        || old.ext_proc.as_ref().map(|e| &e.address) != new.ext_proc.as_ref().map(|e| &e.address)
+    {
+        tracing::warn!("listen addresses changed in the config; they take effect after a restart");
+    }
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn tonic_tls(tls: &config::ServerTls) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let cert = std::fs::read(&tls.cert_file)
+        .with_context(|| format!("extProc.tls.certFile: reading {}", tls.cert_file))?;
+    let key = std::fs::read(&tls.key_file)
+        .with_context(|| format!("extProc.tls.keyFile: reading {}", tls.key_file))?;
+    Ok(tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert, key)))
+}
