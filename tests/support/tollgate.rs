@@ -1,0 +1,157 @@
+//! Runs the real `tollgate` binary: writes its config to a temp dir (with an admin
+//! address on a free port put in front), captures stdout and stderr to a log file there,
+//! waits until `/readyz` answers 200, and kills the process on drop (printing its log if
+//! the test is failing).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::{self, Reply};
+use super::{free_port, read_log};
+
+/// The `tollgate` binary cargo built for this test run.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tollgate")
+}
+
+/// A running `tollgate serve`.
+pub struct Tollgate {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Tollgate {
+    /// Starts tollgate with `yaml` (everything but the `admin` section) and waits for
+    /// readiness.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, &[]).await
+    }
+
+    /// `start`, with extra environment variables for `${ENV}` substitution.
+    pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let admin_port = free_port();
+        let config_path = dir.path().join("tollgate.yaml");
+        let log_path = dir.path().join("tollgate.log");
+        write_atomically(&config_path, &with_admin(admin_port, yaml));
+        let log = std::fs::File::create(&log_path).expect("creating the log file");
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .arg("-c")
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawning tollgate");
+        let mut tollgate = Tollgate {
+            child,
+            dir,
+            admin_port,
+            config_path,
+            log_path,
+        };
+        tollgate.wait_ready().await;
+        tollgate
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling tollgate") {
+                panic!(
+                    "tollgate exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(reply) = self.admin("/readyz").await {
+                if reply.status == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("tollgate not ready after 20 s:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything tollgate wrote to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log_path)
+    }
+
+    /// A GET on the admin server.
+    pub async fn admin(&self, path: &str) -> Result<Reply, String> {
+        client::send(self.admin_port, client::Req::get(path)).await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let reply = self.admin("/metrics").await.expect("GET /metrics");
+        assert_eq!(reply.status, 200);
+        reply.text()
+    }
+
+    /// Replaces the config file (admin section kept) in one rename, so the watcher
+    /// never reads half a file.
+    pub fn rewrite_config(&self, yaml: &str) {
+        write_atomically(&self.config_path, &with_admin(self.admin_port, yaml));
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        super::send_signal(self.pid(), "TERM");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        super::wait_exit(&mut self.child, timeout).await
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tollgate {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- tollgate log ({}) ----\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+fn with_admin(port: u16, yaml: &str) -> String {
+    format!("admin:\n  address: \"127.0.0.1:{port}\"\n{yaml}")
+}
+
+/// Writes `text` to a sibling temp file and renames it over `path`.
+pub fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("writing the config");
+    std::fs::rename(&tmp, path).expect("renaming the config into place");
+}
