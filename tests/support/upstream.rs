@@ -65,10 +65,12 @@ pub struct MockUpstream {
 
 impl MockUpstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        // A port from `free_port`, not the kernel's pick, so that no port another test
+        // chose (and has not bound yet) can be taken here.
+        let port = super::free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("binding the mock upstream");
-        let port = listener.local_addr().expect("local addr").port();
         let state = Arc::new(State::default());
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
