@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::envoy::service::ext_proc::v3::{HeaderMutation, ImmediateResponse};
-use envoy_types::pb::google::protobuf::{value::Kind, ListValue, Struct, Value};
+use envoy_types::pb::google::protobuf::{value::Kind, BoolValue, ListValue, Struct, Value};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::pipeline::{HeaderDiff, LocalReply, RequestHead};
@@ -68,15 +68,19 @@ pub fn mutation(diff: &HeaderDiff) -> Option<HeaderMutation> {
             } else {
                 HeaderAppendAction::AppendIfExistsOrAdd
             };
+            // Envoy's ext_proc (1.40 included) reads only the deprecated `append` flag,
+            // defaulting to false (overwrite), and ignores `append_action`: without it
+            // each value after the first replaces the one before.
+            #[allow(deprecated)]
             set_headers.push(HeaderValueOption {
                 header: Some(ProtoHeaderValue {
                     key: name.as_str().to_string(),
                     value: String::new(),
                     raw_value: value.as_bytes().to_vec(),
                 }),
+                append: Some(BoolValue { value: i > 0 }),
                 append_action: action as i32,
                 keep_empty_value: true,
-                ..Default::default()
             });
         }
     }
@@ -217,6 +221,9 @@ mod tests {
         assert!(first.header.as_ref().unwrap().value.is_empty());
         assert_eq!(first.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
         assert_eq!(m.set_headers[1].append_action, HeaderAppendAction::AppendIfExistsOrAdd as i32);
+        #[allow(deprecated)]
+        let appends: Vec<_> = m.set_headers.iter().map(|h| h.append.map(|b| b.value)).collect();
+        assert_eq!(appends, vec![Some(false), Some(true)], "the flag Envoy's ext_proc reads");
         assert!(mutation(&HeaderDiff::default()).is_none());
     }
 
