@@ -1,1 +1,198 @@
-fn main(){}
+//! Hot-path benchmarks: one ext_proc exchange handled in-process (headers only, and with
+//! a 4 KiB buffered body), and the standalone proxy's per-request overhead against a
+//! direct call to the same in-process upstream (the baseline, measured in the same run).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    processing_request::Request as In, HttpBody, HttpHeaders, ProcessingRequest,
+    ProtocolConfiguration,
+};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tollgate::adapters::ext_proc::ExtProcStream;
+use tollgate::config::parse_str;
+use tollgate::metrics::Metrics;
+use tollgate::pipeline::{Pipeline, PipelineStore};
+
+const HEADER_POLICIES: &str = r#"
+extProc: { address: "127.0.0.1:0", modeOverride: false }
+logging: { level: error }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - name: chat
+      matches: [ { path: { pathPrefix: /v1 } } ]
+      policies:
+        requestHeaderModifier: { set: { x-team: bench }, remove: [x-drop] }
+        responseHeaderModifier: { set: { x-tollgate: "1" } }
+"#;
+
+fn pipeline(yaml: &str) -> Arc<Pipeline> {
+    Arc::new(Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap())
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Option<HeaderMap> {
+    Some(HeaderMap {
+        headers: pairs
+            .iter()
+            .map(|(k, v)| HeaderValue {
+                key: k.to_string(),
+                value: String::new(),
+                raw_value: v.as_bytes().to_vec(),
+            })
+            .collect(),
+    })
+}
+
+fn message(request: In, body_mode: BodySendMode) -> ProcessingRequest {
+    ProcessingRequest {
+        protocol_config: Some(ProtocolConfiguration {
+            request_body_mode: body_mode as i32,
+            response_body_mode: body_mode as i32,
+            ..Default::default()
+        }),
+        attributes: HashMap::new(),
+        request: Some(request),
+        ..Default::default()
+    }
+}
+
+fn request_headers(eos: bool) -> In {
+    In::RequestHeaders(HttpHeaders {
+        headers: headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "api.local"),
+            (":scheme", "http"),
+            ("content-type", "application/json"),
+            ("authorization", "Bearer sk-bench"),
+            ("x-request-id", "0123456789abcdef"),
+            ("x-drop", "1"),
+            ("user-agent", "bench/1.0"),
+        ]),
+        end_of_stream: eos,
+        ..Default::default()
+    })
+}
+
+fn response_headers(eos: bool) -> In {
+    In::ResponseHeaders(HttpHeaders {
+        headers: headers(&[
+            (":status", "200"),
+            ("content-type", "application/json"),
+            ("content-length", "4096"),
+        ]),
+        end_of_stream: eos,
+        ..Default::default()
+    })
+}
+
+fn ext_proc_exchange(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let p = pipeline(HEADER_POLICIES);
+    let body = vec![b'x'; 4096];
+    let mut group = c.benchmark_group("ext_proc_exchange");
+    group.bench_function("headers_only", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut s = ExtProcStream::new(p.clone());
+            let a = s.on_message(message(request_headers(true), BodySendMode::None)).await.unwrap();
+            let r = s.on_message(message(response_headers(true), BodySendMode::None)).await.unwrap();
+            s.end();
+            (a, r)
+        })
+    });
+    group.throughput(Throughput::Bytes(2 * body.len() as u64));
+    group.bench_function("buffered_4k_body", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut s = ExtProcStream::new(p.clone());
+            let mode = BodySendMode::Buffered;
+            let mut out = s.on_message(message(request_headers(false), mode)).await.unwrap();
+            out.extend(s.on_message(message(In::RequestBody(HttpBody { body: body.clone(), end_of_stream: true, ..Default::default() }), mode)).await.unwrap());
+            out.extend(s.on_message(message(response_headers(false), mode)).await.unwrap());
+            out.extend(s.on_message(message(In::ResponseBody(HttpBody { body: body.clone(), end_of_stream: true, ..Default::default() }), mode)).await.unwrap());
+            s.end();
+            out
+        })
+    });
+    group.finish();
+}
+
+/// A minimal upstream answering every request with a 2-byte body.
+async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn start_proxy(upstream: SocketAddr) -> SocketAddr {
+    let yaml = format!(
+        "logging: {{ level: error }}\nbinds:\n- port: 0\n  listeners:\n  - routes:\n    - name: bench\n      policies:\n        requestHeaderModifier: {{ set: {{ x-team: bench }} }}\n        responseHeaderModifier: {{ set: {{ x-tollgate: \"1\" }} }}\n      backends: [ {{ host: \"{upstream}\" }} ]\n"
+    );
+    let loaded = parse_str(&yaml).unwrap();
+    let bind = loaded.config.binds[0].clone();
+    let upstream_config = loaded.config.upstream.clone();
+    let p = Pipeline::build(loaded, Arc::new(Metrics::new())).unwrap();
+    let store = Arc::new(PipelineStore::new(p));
+    let bound = tollgate::adapters::proxy::bind(&bind).await.unwrap();
+    let addr = bound.local_addr();
+    tokio::spawn(tollgate::adapters::proxy::serve(
+        bound,
+        store,
+        upstream_config,
+        std::future::pending(),
+        std::time::Duration::from_secs(1),
+    ));
+    addr
+}
+
+fn proxy_overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (upstream, proxy) = rt.block_on(async {
+        let upstream = start_upstream().await;
+        (upstream, start_proxy(upstream).await)
+    });
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut group = c.benchmark_group("proxy_request");
+    for (name, addr) in [("direct_baseline", upstream), ("through_tollgate", proxy)] {
+        let uri: hyper::Uri = format!("http://{addr}/v1/chat").parse().unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(name), &uri, |b, uri| {
+            b.to_async(&rt).iter(|| async {
+                let resp = client.get(uri.clone()).await.unwrap();
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, ext_proc_exchange, proxy_overhead);
+criterion_main!(benches);

@@ -49,13 +49,17 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding admin address {}", config.admin.address))?;
     tracing::info!(address = %admin_listener.local_addr()?, "admin listening");
+    // The admin server outlives the drain, so probes see readiness go false.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         AdminState {
             store: store.clone(),
             ready: ready.clone(),
         },
-        stopped(stop_rx.clone()),
+        async move {
+            let _ = admin_stop_rx.await;
+        },
     ));
 
     let mut servers = Vec::new();
@@ -111,6 +115,7 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
+    let _ = admin_stop_tx.send(());
     let _ = admin_task.await;
     tracing::info!("tollgate stopped");
     Ok(())

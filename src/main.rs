@@ -1,5 +1,6 @@
 //! The `tollgate` command line: `serve`, `validate`, `schema`, `version`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,7 +43,9 @@ fn main() -> ExitCode {
         }
         Command::Schema => {
             let schema = schemars::schema_for!(tollgate::config::Config);
-            println!("{}", serde_json::to_string_pretty(&schema).expect("schema is JSON"));
+            let text = serde_json::to_string_pretty(&schema).expect("schema is JSON");
+            // A closed pipe (`tollgate schema | head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Command::Validate { config } => {

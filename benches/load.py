@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""End-to-end load harness for tollgate.
+
+In one run, against the same nginx upstream on loopback, it measures:
+  1. bare Envoy (no ext_proc)                          -- the data-plane baseline
+  2. Envoy + tollgate ext_proc, empty pipeline          -- the protocol floor: request
+     (request headers only, no policies)                   header phase, nothing else
+  3. Envoy + tollgate ext_proc, `headers` processor     -- request + response headers
+  4. tollgate standalone proxy, `headers` processor
+For each: throughput with 16 connections, and p50/p99 latency with 1 connection (wrk),
+then ratios to scenarios 1 and 2. Envoy runs with --concurrency 1; tollgate with its
+default runtime; wrk with one thread. Access logs are off everywhere.
+
+Run it through scripts/bench-load, which installs wrk, nginx and Envoy when missing.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DURATION = os.environ.get("LOAD_DURATION", "5s")
+CONNECTIONS = int(os.environ.get("LOAD_CONNECTIONS", "16"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"load: {url} did not become ready within {timeout}s")
+
+
+def start(cmd, log):
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+NGINX = """
+daemon off;
+worker_processes 1;
+error_log {tmp}/nginx-error.log error;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nginx-body;
+  proxy_temp_path {tmp}/nginx-proxy;
+  fastcgi_temp_path {tmp}/nginx-fastcgi;
+  uwsgi_temp_path {tmp}/nginx-uwsgi;
+  scgi_temp_path {tmp}/nginx-scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+  }}
+}}
+"""
+
+TOLLGATE = """
+extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+admin: {{ address: "127.0.0.1:{admin}" }}
+logging: {{ level: warn }}
+binds:
+- port: {proxy}
+  listeners:
+  - routes:
+    - name: empty
+      matches: [ {{ path: {{ pathPrefix: /empty }} }} ]
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+    - name: headers
+      policies:
+        requestHeaderModifier: {{ set: {{ x-team: load }}, remove: [x-drop] }}
+        responseHeaderModifier: {{ set: {{ x-tollgate: "1" }} }}
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"""
+
+ENVOY_LISTENER = """
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - name: {route}
+                match: {{ prefix: "/" }}
+                route: {{ cluster: upstream, timeout: 0s }}
+          http_filters:{ext_proc}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"""
+
+EXT_PROC_FILTER = """
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service: {{ envoy_grpc: {{ cluster_name: tollgate }} }}
+              failure_mode_allow: false
+              allow_mode_override: true
+              message_timeout: 1s
+              request_attributes: ["xds.route_name"]
+              processing_mode:
+                request_header_mode: SEND
+                response_header_mode: {response_headers}
+                request_body_mode: NONE
+                response_body_mode: NONE
+                request_trailer_mode: SKIP
+                response_trailer_mode: SKIP"""
+
+ENVOY = """
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:{listeners}
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }} ] }} ]
+  - name: tollgate
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: tollgate
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ext_proc} }} }} }} }} ] }} ]
+"""
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url, connections):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        lat[pct] = float(m.group(1)) * UNITS[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"load: {url} answered {errors.group(1)} non-2xx responses:\n{out}")
+    return rps, lat["50"], lat["99"]
+
+
+def main():
+    envoy = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
+    binary = os.path.join(ROOT, "target", "release", "tollgate")
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
+    tmp = tempfile.mkdtemp(prefix="tollgate-load-")
+    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "headers")}
+    with open(f"{tmp}/nginx.conf", "w") as f:
+        f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
+    with open(f"{tmp}/tollgate.yaml", "w") as f:
+        f.write(TOLLGATE.format(**ports))
+    listeners = ENVOY_LISTENER.format(name="bare", port=ports["bare"], route="bare", ext_proc="")
+    listeners += ENVOY_LISTENER.format(name="empty", port=ports["empty"], route="empty",
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP"))
+    listeners += ENVOY_LISTENER.format(name="headers", port=ports["headers"], route="headers",
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SEND"))
+    with open(f"{tmp}/envoy.yaml", "w") as f:
+        f.write(ENVOY.format(admin=ports["envoy_admin"], listeners=listeners,
+                             upstream=ports["upstream"], ext_proc=ports["ext_proc"]))
+    log = open(f"{tmp}/processes.log", "w")
+    procs = [
+        start(["nginx", "-c", f"{tmp}/nginx.conf", "-p", tmp], log),
+        start([binary, "serve", "-c", f"{tmp}/tollgate.yaml"], log),
+        start([envoy, "-c", f"{tmp}/envoy.yaml", "--concurrency", "1", "-l", "error",
+               "--use-dynamic-base-id"], log),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
+        wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
+        wait_http(f"http://127.0.0.1:{ports['upstream']}/")
+        scenarios = [
+            ("bare Envoy", f"http://127.0.0.1:{ports['bare']}/v1/x"),
+            ("Envoy + tollgate, empty pipeline", f"http://127.0.0.1:{ports['empty']}/empty"),
+            ("Envoy + tollgate, headers processor", f"http://127.0.0.1:{ports['headers']}/v1/x"),
+            ("tollgate standalone, headers processor", f"http://127.0.0.1:{ports['proxy']}/v1/x"),
+        ]
+        results = []
+        for name, url in scenarios:
+            wrk(url, 1)  # warm-up: connections, pools, caches
+            _, p50, p99 = wrk(url, 1)
+            rps, _, _ = wrk(url, CONNECTIONS)
+            results.append((name, rps, p50, p99))
+            print(f"  measured: {name}", file=sys.stderr)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    base_rps, base_p50 = results[0][1], results[0][2]
+    floor_rps, floor_p50 = results[1][1], results[1][2]
+    print(f"\nwrk -t1, {DURATION} per run; throughput at {CONNECTIONS} connections, latency at 1 connection\n")
+    print(f"| scenario | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare | req/s vs empty | p50 vs empty |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, rps, p50, p99 in results:
+        print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / base_rps:.2f}x | {p50 / base_p50:.2f}x "
+              f"| {rps / floor_rps:.2f}x | {p50 / floor_p50:.2f}x |")
+    headers_p50 = results[2][2]
+    standalone_rps = results[3][1]
+    print(f"\ntarget: ext_proc headers p50 <= 1.15x empty pipeline: {headers_p50 / floor_p50:.2f}x "
+          f"({'met' if headers_p50 / floor_p50 <= 1.15 else 'NOT met'})")
+    print(f"target: standalone req/s >= bare Envoy: {standalone_rps / base_rps:.2f}x "
+          f"({'met' if standalone_rps >= base_rps else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
