@@ -10,6 +10,8 @@ pub mod scenario;
 pub mod tollgate;
 pub mod upstream;
 
+pub use scenario::assert_sse_one_by_one;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;
@@ -88,4 +90,13 @@ pub async fn wait_exit(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The value of the first metric line starting with `prefix` (name and labels).
+pub fn metric(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

@@ -4,7 +4,7 @@
 //! each mode, the standalone proxy, the parity test) runs this same scenario.
 
 use super::client::{Reply, Req};
-use super::upstream::Recorded;
+use super::upstream::{MockUpstream, Recorded};
 
 /// Ports of one tollgate.
 #[derive(Clone, Copy, Debug)]
@@ -163,4 +163,49 @@ pub fn assert_client_response(reply: &Reply, sent: &Req) {
         body["choices"][0]["message"]["content"],
         format!("received {} bytes", sent.body.len())
     );
+}
+
+/// Streams `events` SSE events `interval_ms` apart through `port` and asserts they reach
+/// the client one by one: each event arrives before the upstream sends the next.
+/// Returns the events' data.
+pub async fn assert_sse_one_by_one(port: u16, upstream: &MockUpstream, id: &str) -> Vec<String> {
+    const EVENTS: u32 = 6;
+    let mut stream = super::client::open(port, sse_request(id, EVENTS, 150))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stream.status, 200);
+    assert_eq!(
+        stream
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap()),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        stream
+            .headers
+            .get("x-tollgate")
+            .map(|v| v.to_str().unwrap()),
+        Some("1"),
+        "the response policy applies to streams too"
+    );
+    let events = stream.all_events().await.unwrap_or_else(|e| panic!("{e}"));
+    let data: Vec<String> = events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(events.len(), EVENTS as usize + 1, "{data:#?}");
+    for (i, d) in data.iter().take(EVENTS as usize).enumerate() {
+        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+        assert_eq!(v["choices"][0]["delta"]["content"], format!("token{i} "));
+    }
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let sent = upstream.sse_sent(id);
+    assert_eq!(sent.len(), events.len());
+    for i in 0..EVENTS as usize {
+        assert!(
+            events[i].at < sent[i + 1],
+            "event {i} reached the client {:?} after the upstream sent event {} (held back, not streamed)",
+            events[i].at - sent[i + 1],
+            i + 1
+        );
+    }
+    data
 }
