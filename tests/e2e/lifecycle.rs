@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::support::client::{self, Req};
+use crate::support::envoy::{Envoy, ListenerSpec, Mode};
 use crate::support::scenario::{self, Ports};
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
@@ -83,9 +84,10 @@ async fn admin_endpoints() {
     assert_eq!(set["x-visible"], "plain-value", "{set}");
 }
 
-fn versioned(proxy: u16, upstream: u16, version: &str) -> String {
+fn versioned(ports: Ports, upstream: u16, version: &str) -> String {
     format!(
-        r#"binds:
+        r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+binds:
 - port: {proxy}
   listeners:
   - routes:
@@ -93,59 +95,62 @@ fn versioned(proxy: u16, upstream: u16, version: &str) -> String {
       policies:
         responseHeaderModifier: {{ set: {{ x-config-version: {version} }} }}
       backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
-"#
+"#,
+        ext_proc = ports.ext_proc,
+        proxy = ports.proxy,
     )
 }
 
+/// The value of `x-config-version` on an answer through `port`.
+async fn version(port: u16) -> Option<String> {
+    let reply = client::get(port, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.header("x-config-version").map(str::to_string)
+}
+
+/// An edit of the file reaches both adapters; a broken file is rejected, logged and
+/// counted, and the previous config keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_applies_edits_and_rejects_broken_files() {
     let upstream = MockUpstream::start().await;
-    let proxy = support::free_port();
-    let tollgate = Tollgate::start(&versioned(proxy, upstream.port, "v1")).await;
-    let version = || async {
-        client::get(proxy, "/")
-            .await
-            .header("x-config-version")
-            .map(str::to_string)
-    };
-    assert_eq!(version().await.as_deref(), Some("v1"));
-
-    tollgate.rewrite_config(&versioned(proxy, upstream.port, "v2"));
-    support::eventually(
-        "the edited header value",
-        Duration::from_secs(5),
-        || async { (version().await.as_deref() == Some("v2")).then_some(()) },
-    )
+    let ports = Ports::free();
+    let tollgate = Tollgate::start(&versioned(ports, upstream.port, "v1")).await;
+    let envoy = Envoy::start(&[ListenerSpec::new(
+        ports.ext_proc,
+        upstream.port,
+        Mode::Streamed,
+    )])
     .await;
+    let adapters = [ports.proxy, envoy.port(0)];
+    for port in adapters {
+        assert_eq!(version(port).await.as_deref(), Some("v1"));
+    }
+
+    tollgate.rewrite_config(&versioned(ports, upstream.port, "v2"));
+    for port in adapters {
+        support::eventually(
+            "the edited header value",
+            Duration::from_secs(5),
+            || async { (version(port).await.as_deref() == Some("v2")).then_some(()) },
+        )
+        .await;
+    }
+    let success = r#"tollgate_config_reloads_total{result="success"}"#;
+    let failure = r#"tollgate_config_reloads_total{result="failure"}"#;
     let metrics = tollgate.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"tollgate_config_reloads_total{result="success"}"#
-        ),
-        Some(1.0),
-        "{metrics}"
-    );
+    assert_eq!(metric(&metrics, success), Some(1.0), "{metrics}");
 
     let broken = format!(
         "{}bogusField: true\n",
-        versioned(proxy, upstream.port, "v3")
+        versioned(ports, upstream.port, "v3")
     );
     tollgate.rewrite_config(&broken);
     let metrics = support::eventually("a failed reload", Duration::from_secs(5), || async {
         let m = tollgate.metrics().await;
-        metric(&m, r#"tollgate_config_reloads_total{result="failure"}"#)
-            .is_some_and(|v| v == 1.0)
-            .then_some(m)
+        (metric(&m, failure) == Some(1.0)).then_some(m)
     })
     .await;
-    assert_eq!(
-        metric(
-            &metrics,
-            r#"tollgate_config_reloads_total{result="success"}"#
-        ),
-        Some(1.0)
-    );
+    assert_eq!(metric(&metrics, success), Some(1.0), "{metrics}");
     let log = tollgate.log();
     let rejected = log
         .lines()
@@ -155,11 +160,13 @@ async fn hot_reload_applies_edits_and_rejects_broken_files() {
         rejected.contains("bogusField"),
         "the log names the bad field: {rejected}"
     );
-    assert_eq!(
-        version().await.as_deref(),
-        Some("v2"),
-        "the old config keeps serving"
-    );
+    for port in adapters {
+        assert_eq!(
+            version(port).await.as_deref(),
+            Some("v2"),
+            "the old config keeps serving"
+        );
+    }
     assert_eq!(tollgate.admin("/readyz").await.unwrap().status, 200);
 }
 
@@ -200,6 +207,64 @@ async fn graceful_shutdown_finishes_streams() {
     events.extend(stream.all_events().await.expect("the stream completes"));
     assert_eq!(events.len(), EVENTS as usize + 1);
     assert_eq!(events.last().unwrap().data, "[DONE]");
+
+    let status = tollgate
+        .wait_exit(Duration::from_secs(7))
+        .await
+        .unwrap_or_else(|| panic!("still running 7 s after SIGTERM:\n{}", tollgate.log()));
+    let took = signalled.elapsed();
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        tollgate.log()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "exit took {took:?}, past the 5s grace period"
+    );
+}
+
+/// SIGTERM while an SSE answer streams through Envoy with every chunk going through
+/// tollgate (static STREAMED mode, no mode override): the ext_proc stream is not cut,
+/// and tollgate exits 0 once it is done, within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_ext_proc_streams() {
+    const EVENTS: u32 = 8;
+    let upstream = MockUpstream::start().await;
+    let ports = Ports::free();
+    let mut tollgate = Tollgate::start(&scenario::config(ports, upstream.port, false)).await;
+    let envoy = Envoy::start(&[ListenerSpec::new(
+        ports.ext_proc,
+        upstream.port,
+        Mode::Streamed,
+    )])
+    .await;
+    let mut stream = client::open(
+        envoy.port(0),
+        scenario::sse_request("drain-ext-proc", EVENTS, 250),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stream.status, 200);
+    let first = stream.next_event().await.unwrap().expect("a first event");
+
+    let signalled = std::time::Instant::now();
+    tollgate.terminate();
+    support::eventually("readiness off", Duration::from_secs(3), || async {
+        let r = tollgate
+            .admin("/readyz")
+            .await
+            .expect("admin answers while draining");
+        (r.status != 200).then(|| assert_eq!(r.status, 503))
+    })
+    .await;
+
+    let mut events = vec![first];
+    events.extend(stream.all_events().await.expect("the stream completes"));
+    assert_eq!(events.len(), EVENTS as usize + 1);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    assert_eq!(envoy.ext_proc_counter(0, "streams_failed").await, 0);
+    assert_eq!(envoy.ext_proc_counter(0, "failure_mode_allowed").await, 0);
 
     let status = tollgate
         .wait_exit(Duration::from_secs(7))
