@@ -2,8 +2,6 @@
 //! client that timestamps what it reads, and launchers for real `tollgate` and Envoy
 //! processes (each in its own temp dir, killed on drop).
 
-#![allow(dead_code)]
-
 pub mod client;
 pub mod envoy;
 pub mod scenario;
@@ -40,8 +38,8 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` with
-/// `what` and the last value seen by `describe`.
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` naming
+/// `what` it waited for.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,

@@ -18,7 +18,8 @@ pub fn binary() -> &'static str {
 /// A running `tollgate serve`.
 pub struct Tollgate {
     child: Child,
-    dir: tempfile::TempDir,
+    /// Holds the config and the log; removed on drop.
+    _dir: tempfile::TempDir,
     pub admin_port: u16,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -54,7 +55,7 @@ impl Tollgate {
         let child = command.spawn().expect("spawning tollgate");
         let mut tollgate = Tollgate {
             child,
-            dir,
+            _dir: dir,
             admin_port,
             config_path,
             log_path,
@@ -125,10 +126,6 @@ impl Tollgate {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
