@@ -456,3 +456,6 @@ fn error_reply(processor: &str, err: &ProcessorError) -> LocalReply {
     reply.details = format!("{processor}_failed");
     reply
 }
+
+#[cfg(test)]
+mod tests;
