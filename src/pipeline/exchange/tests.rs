@@ -650,7 +650,6 @@ async fn overflow_fail_open_still_feeds_streaming_processors() {
 /// A fail-open processor with a small limit must not make a fail-closed processor whose
 /// own (larger) limit holds answer 413, nor stop it from getting the whole body.
 #[tokio::test]
-#[ignore = "BUG exchange.rs overflow(): the smallest limit is blamed on every buffering processor"]
 async fn overflow_only_affects_processors_whose_own_limit_was_exceeded() {
     let (mut ex, j) = two(
         Script {

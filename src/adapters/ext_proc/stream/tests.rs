@@ -634,7 +634,6 @@ async fn buffered_mode_changed_body_sets_content_length() {
 /// Envoy BUFFERED with trailers sends the whole body with `end_of_stream: false` (the
 /// trailers end the stream). It is still the whole body and the only body message.
 #[tokio::test]
-#[ignore = "BUG stream.rs body(): a BUFFERED body followed by trailers is held and cleared"]
 async fn buffered_body_followed_by_trailers_is_not_lost() {
     let (mut s, j) = scripted_stream(
         "",
@@ -1278,7 +1277,6 @@ async fn full_duplex_rechunked_body_carries_metadata_once_on_the_last_chunk() {
 /// Usage-style metadata computed in the last phase of a response (trailers) must reach
 /// Envoy: there is no later reply to carry it.
 #[tokio::test]
-#[ignore = "BUG stream.rs trailers(): dynamic metadata is never taken into the trailers reply"]
 async fn metadata_set_at_response_trailers_is_sent() {
     let (mut s, _j) = scripted_stream(
         "",
@@ -1297,7 +1295,6 @@ async fn metadata_set_at_response_trailers_is_sent() {
 /// FULL_DUPLEX_STREAMED with trailers: the buffered body is processed when the trailers
 /// arrive; what the processor records then must be sent.
 #[tokio::test]
-#[ignore = "BUG stream.rs trailers(): metadata from the FULL_DUPLEX flush is dropped"]
 async fn metadata_from_a_full_duplex_flush_at_trailers_is_sent() {
     let (mut s, _j) = scripted_stream(
         "",
@@ -1326,7 +1323,6 @@ async fn metadata_from_a_full_duplex_flush_at_trailers_is_sent() {
 /// FULL_DUPLEX_STREAMED: a chunk that produces no reply (empty, not the last) must not
 /// swallow the metadata its processing recorded.
 #[tokio::test]
-#[ignore = "BUG stream.rs body(): metadata is taken even when there is no reply to carry it"]
 async fn metadata_from_a_chunk_without_reply_is_sent_with_the_next_reply() {
     let (mut s, _j) = scripted_stream(
         "",
