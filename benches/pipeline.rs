@@ -98,15 +98,23 @@ fn response_headers(eos: bool) -> In {
 }
 
 fn ext_proc_exchange(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let p = pipeline(HEADER_POLICIES);
     let body = vec![b'x'; 4096];
     let mut group = c.benchmark_group("ext_proc_exchange");
     group.bench_function("headers_only", |b| {
         b.to_async(&rt).iter(|| async {
             let mut s = ExtProcStream::new(p.clone());
-            let a = s.on_message(message(request_headers(true), BodySendMode::None)).await.unwrap();
-            let r = s.on_message(message(response_headers(true), BodySendMode::None)).await.unwrap();
+            let a = s
+                .on_message(message(request_headers(true), BodySendMode::None))
+                .await
+                .unwrap();
+            let r = s
+                .on_message(message(response_headers(true), BodySendMode::None))
+                .await
+                .unwrap();
             s.end();
             (a, r)
         })
@@ -116,10 +124,39 @@ fn ext_proc_exchange(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let mut s = ExtProcStream::new(p.clone());
             let mode = BodySendMode::Buffered;
-            let mut out = s.on_message(message(request_headers(false), mode)).await.unwrap();
-            out.extend(s.on_message(message(In::RequestBody(HttpBody { body: body.clone(), end_of_stream: true, ..Default::default() }), mode)).await.unwrap());
-            out.extend(s.on_message(message(response_headers(false), mode)).await.unwrap());
-            out.extend(s.on_message(message(In::ResponseBody(HttpBody { body: body.clone(), end_of_stream: true, ..Default::default() }), mode)).await.unwrap());
+            let mut out = s
+                .on_message(message(request_headers(false), mode))
+                .await
+                .unwrap();
+            out.extend(
+                s.on_message(message(
+                    In::RequestBody(HttpBody {
+                        body: body.clone(),
+                        end_of_stream: true,
+                        ..Default::default()
+                    }),
+                    mode,
+                ))
+                .await
+                .unwrap(),
+            );
+            out.extend(
+                s.on_message(message(response_headers(false), mode))
+                    .await
+                    .unwrap(),
+            );
+            out.extend(
+                s.on_message(message(
+                    In::ResponseBody(HttpBody {
+                        body: body.clone(),
+                        end_of_stream: true,
+                        ..Default::default()
+                    }),
+                    mode,
+                ))
+                .await
+                .unwrap(),
+            );
             s.end();
             out
         })
@@ -179,8 +216,7 @@ fn proxy_overhead(c: &mut Criterion) {
         let upstream = start_upstream().await;
         (upstream, start_proxy(upstream).await)
     });
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut group = c.benchmark_group("proxy_request");
     for (name, addr) in [("direct_baseline", upstream), ("through_tollgate", proxy)] {
         let uri: hyper::Uri = format!("http://{addr}/v1/chat").parse().unwrap();

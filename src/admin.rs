@@ -77,8 +77,8 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/config" => {
             let pipeline = state.store.load();
-            let body = serde_json::to_string_pretty(&redacted_json(&pipeline.loaded))
-                .unwrap_or_default();
+            let body =
+                serde_json::to_string_pretty(&redacted_json(&pipeline.loaded)).unwrap_or_default();
             let mut resp = text(StatusCode::OK, body);
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::admin::{self, AdminState};
 use crate::adapters::{ext_proc, proxy};
+use crate::admin::{self, AdminState};
 use crate::config::{self, Config, LoadedConfig};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::pipeline::{Pipeline, PipelineStore};
@@ -29,7 +29,9 @@ pub fn load(path: Option<&std::path::Path>, metrics: Arc<Metrics>) -> anyhow::Re
         Some(p) => config::load_file(p),
         None => config::parse_str(config::EMBEDDED_DEFAULT),
     };
-    let origin = path.map_or("embedded default config".to_string(), |p| p.display().to_string());
+    let origin = path.map_or("embedded default config".to_string(), |p| {
+        p.display().to_string()
+    });
     let loaded = loaded.with_context(|| format!("invalid config {origin}"))?;
     Pipeline::build(loaded, metrics).with_context(|| format!("invalid config {origin}"))
 }
@@ -97,9 +99,12 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(path) = path.clone() {
         let store = store.clone();
         let metrics = metrics.clone();
-        tokio::spawn(config::watch_file(path.clone(), RELOAD_POLL, stop_rx.clone(), move |text| {
-            reload(&store, &metrics, &path, &text)
-        }));
+        tokio::spawn(config::watch_file(
+            path.clone(),
+            RELOAD_POLL,
+            stop_rx.clone(),
+            move |text| reload(&store, &metrics, &path, &text),
+        ));
     }
 
     ready.store(true, Ordering::Release);
@@ -110,7 +115,9 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for server in servers {
         match server.await {
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "server stopped with an error"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "server stopped with an error")
+            }
             Err(e) => tracing::error!(error = %e, "server task failed"),
             Ok(Ok(())) => {}
         }
@@ -154,7 +161,12 @@ fn reload(store: &PipelineStore, metrics: &Arc<Metrics>, path: &std::path::Path,
 }
 
 fn warn_on_address_change(old: &Config, new: &Config) {
-    let ports = |c: &Config| c.binds.iter().map(|b| (b.address.clone(), b.port)).collect::<Vec<_>>();
+    let ports = |c: &Config| {
+        c.binds
+            .iter()
+            .map(|b| (b.address.clone(), b.port))
+            .collect::<Vec<_>>()
+    };
     if ports(old) != ports(new)
         || old.admin.address != new.admin.address
         || old.ext_proc.as_ref().map(|e| &e.address) != new.ext_proc.as_ref().map(|e| &e.address)

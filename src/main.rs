@@ -8,7 +8,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tollgate", about = "AI-traffic processors for Envoy (ext_proc) and a standalone proxy")]
+#[command(
+    name = "tollgate",
+    about = "AI-traffic processors for Envoy (ext_proc) and a standalone proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -62,13 +62,12 @@ impl Metrics {
             "HTTP exchanges handled, by route, adapter, final status and outcome",
             requests.clone(),
         );
-        let request_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new([
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                ])
-            });
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
+        });
         registry.register(
             "request_duration_seconds",
             "Time from request headers to the end of the exchange, by route and adapter",

@@ -14,6 +14,7 @@ mod reply;
 mod router;
 
 pub use body::{Body, BodyMode, BodyOutput};
+pub use build::header_name as header_name_at;
 pub use build::{Pipeline, PipelineStore};
 pub use ctx::{Adapter, Ctx, Outcome, RequestHead};
 pub use error::ProcessorError;
@@ -22,7 +23,6 @@ pub use headers::{HeaderDiff, Headers};
 pub use processor::{Flow, Processor, ProcessorFactory};
 pub use reply::LocalReply;
 pub use router::{CompiledRoute, RouteSelector};
-pub use build::header_name as header_name_at;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -181,7 +181,9 @@ mod tests {
         assert_eq!(m.set["x-lit"], "${HOME}");
         assert_eq!(
             loaded.substituted_paths,
-            vec!["binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.authorization"]
+            vec![
+                "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.authorization"
+            ]
         );
     }
 

@@ -23,7 +23,12 @@ const SECRET_WORDS: &[&str] = &["key", "token", "secret", "password", "apikey"];
 /// The redacted JSON form of a loaded config.
 pub fn redacted_json(loaded: &LoadedConfig) -> Value {
     let mut value = serde_json::to_value(&loaded.config).unwrap_or(Value::Null);
-    redact(&mut value, &mut String::new(), &loaded.substituted_paths, false);
+    redact(
+        &mut value,
+        &mut String::new(),
+        &loaded.substituted_paths,
+        false,
+    );
     value
 }
 

@@ -103,9 +103,10 @@ fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRout
         let mpath = format!("{path}.matches[{i}]");
         let path_matcher = match &m.path {
             None => None,
-            Some(p) => Some(PathMatcher::from_config(p).map_err(|e| {
-                ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e)
-            })?),
+            Some(p) => Some(
+                PathMatcher::from_config(p)
+                    .map_err(|e| ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e))?,
+            ),
         };
         if let Some(method) = &m.method {
             if http::Method::from_bytes(method.as_bytes()).is_err() {
@@ -141,10 +142,12 @@ fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRout
             readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
         }
     }
-    let factories =
-        crate::processors::for_route(&route.policies, &format!("{path}.policies"))?;
+    let factories = crate::processors::for_route(&route.policies, &format!("{path}.policies"))?;
     Ok(CompiledRoute {
-        name: route.name.clone().unwrap_or_else(|| format!("route{index}")),
+        name: route
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("route{index}")),
         matches,
         factories,
         backend: route.backends.first().cloned(),
@@ -170,15 +173,15 @@ fn validate_addresses(config: &Config) -> Result<(), ConfigError> {
     if let Some(ext) = &config.ext_proc {
         if let Some(path) = ext.address.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(ConfigError::field("extProc.address", "empty unix socket path"));
+                return Err(ConfigError::field(
+                    "extProc.address",
+                    "empty unix socket path",
+                ));
             }
         } else if ext.address.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::field(
                 "extProc.address",
-                format!(
-                    "{:?} is neither an IP:port nor unix:/path",
-                    ext.address
-                ),
+                format!("{:?} is neither an IP:port nor unix:/path", ext.address),
             ));
         }
         if let Some(tls) = &ext.tls {
@@ -260,26 +263,52 @@ mod tests {
     #[test]
     fn bad_regex_names_its_field() {
         let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - matches:\n      - path: {regex: \"(\"}\n").err().unwrap().to_string();
-        assert!(err.starts_with("binds[0].listeners[0].routes[0].matches[0].path.regex: invalid regex"), "{err}");
+        assert!(
+            err.starts_with("binds[0].listeners[0].routes[0].matches[0].path.regex: invalid regex"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_header_name_names_its_field() {
         let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        requestHeaderModifier:\n          set: {\"bad name\": x}\n").err().unwrap().to_string();
-        assert!(err.starts_with("binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.bad name:"), "{err}");
+        assert!(
+            err.starts_with(
+                "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.bad name:"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn duplicate_route_names_rejected() {
-        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: a\n    - name: a\n").err().unwrap().to_string();
-        assert!(err.starts_with("binds[0].listeners[0].routes[1].name:"), "{err}");
+        let err =
+            build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: a\n    - name: a\n")
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(
+            err.starts_with("binds[0].listeners[0].routes[1].name:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_backend_and_address() {
-        let err = build("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: nohost}]\n").err().unwrap().to_string();
-        assert!(err.starts_with("binds[0].listeners[0].routes[0].backends[0].host:"), "{err}");
-        let err = build("extProc: {address: \"nope\"}\n").err().unwrap().to_string();
+        let err = build(
+            "binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{host: nohost}]\n",
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("binds[0].listeners[0].routes[0].backends[0].host:"),
+            "{err}"
+        );
+        let err = build("extProc: {address: \"nope\"}\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.starts_with("extProc.address:"), "{err}");
     }
 }

@@ -220,9 +220,7 @@ impl Exchange {
             let slot = &mut self.slots[i];
             let result = match dir {
                 Direction::Request => slot.processor.on_request_trailers(&mut self.cx, trailers),
-                Direction::Response => {
-                    slot.processor.on_response_trailers(&mut self.cx, trailers)
-                }
+                Direction::Response => slot.processor.on_response_trailers(&mut self.cx, trailers),
             }
             .await;
             if let Some(reply) = self.settle(i, result) {
@@ -239,70 +237,105 @@ impl Exchange {
         end_of_stream: bool,
         truncated: bool,
     ) -> Verdict<BodyOutput> {
-        let state = match dir {
-            Direction::Request => &mut self.request_body,
-            Direction::Response => &mut self.response_body,
+        let mode = self.body_state(dir).mode.unwrap_or(BodyMode::Skip);
+        let mode = match mode {
+            BodyMode::Buffer { limit } => {
+                let total = self.body_state(dir).held.len() + data.len();
+                if total <= limit {
+                    return self.buffer(dir, data, end_of_stream, truncated).await;
+                }
+                match self.shed_buffering(dir, total) {
+                    Verdict::Respond(reply) => return Verdict::Respond(reply),
+                    Verdict::Continue(BodyMode::Buffer { .. }) => {
+                        return self.buffer(dir, data, end_of_stream, truncated).await
+                    }
+                    Verdict::Continue(weaker) => weaker,
+                }
+            }
+            other => other,
         };
-        match state.mode.unwrap_or(BodyMode::Skip) {
-            BodyMode::Skip => Verdict::Continue(BodyOutput {
-                data,
-                end_of_stream,
-                changed: false,
-            }),
+        // Skip or Stream; anything held from an earlier Buffer goes out with this chunk.
+        let state = self.body_state(dir);
+        let released = !state.held.is_empty();
+        let data = if released {
+            state.held.extend_from_slice(&data);
+            state.held.split().freeze()
+        } else {
+            data
+        };
+        let verdict = match mode {
             BodyMode::Stream => {
                 self.run_body(dir, Body::new(data, end_of_stream, false, truncated))
                     .await
             }
-            BodyMode::Buffer { limit } => {
-                if state.held.len() + data.len() > limit {
-                    return self.overflow(dir, data, end_of_stream, limit).await;
-                }
-                if !end_of_stream && !truncated {
-                    state.held.extend_from_slice(&data);
-                    return Verdict::Continue(BodyOutput {
-                        data: Bytes::new(),
-                        end_of_stream: false,
-                        changed: !data.is_empty(),
-                    });
-                }
-                let held_before = !state.held.is_empty();
-                let whole = if held_before {
-                    state.held.extend_from_slice(&data);
-                    state.held.split().freeze()
-                } else {
-                    data
-                };
-                match self
-                    .run_body(dir, Body::new(whole, end_of_stream, true, truncated))
-                    .await
-                {
-                    Verdict::Continue(mut out) => {
-                        out.changed |= held_before;
-                        Verdict::Continue(out)
-                    }
-                    respond => respond,
-                }
+            _ => Verdict::Continue(BodyOutput {
+                data,
+                end_of_stream,
+                changed: false,
+            }),
+        };
+        match verdict {
+            Verdict::Continue(mut out) => {
+                out.changed |= released;
+                Verdict::Continue(out)
             }
+            respond => respond,
         }
     }
 
-    /// A buffered body grew past its limit: fail-closed buffering processors answer with
-    /// 413 (request) or 502 (response); fail-open ones stop seeing this body, and what
-    /// was held goes on through the remaining streaming processors.
-    async fn overflow(
+    /// Buffer mode within the limit: hold the chunk, or run the processors on the whole
+    /// body once it is complete.
+    async fn buffer(
         &mut self,
         dir: Direction,
         data: Bytes,
         end_of_stream: bool,
-        limit: usize,
+        truncated: bool,
     ) -> Verdict<BodyOutput> {
-        let closed = self.slots.iter().find(|s| {
-            s.active
-                && matches!(slot_mode(s, dir), BodyMode::Buffer { .. })
-                && s.failure_mode == FailureMode::FailClosed
-        });
-        if let Some(slot) = closed {
-            let name = slot.name;
+        let state = self.body_state(dir);
+        if !end_of_stream && !truncated {
+            state.held.extend_from_slice(&data);
+            return Verdict::Continue(BodyOutput {
+                data: Bytes::new(),
+                end_of_stream: false,
+                changed: !data.is_empty(),
+            });
+        }
+        let held_before = !state.held.is_empty();
+        let whole = if held_before {
+            state.held.extend_from_slice(&data);
+            state.held.split().freeze()
+        } else {
+            data
+        };
+        match self
+            .run_body(dir, Body::new(whole, end_of_stream, true, truncated))
+            .await
+        {
+            Verdict::Continue(mut out) => {
+                out.changed |= held_before;
+                Verdict::Continue(out)
+            }
+            respond => respond,
+        }
+    }
+
+    /// The body reached `total` bytes, over some buffering processor's limit. A
+    /// fail-closed processor whose own limit is exceeded answers 413 (request) or 502
+    /// (response); fail-open ones whose limit is exceeded stop seeing this body. Returns
+    /// the body mode the remaining processors need.
+    fn shed_buffering(&mut self, dir: Direction, total: usize) -> Verdict<BodyMode> {
+        let over = |s: &Slot| {
+            s.active && matches!(slot_mode(s, dir), BodyMode::Buffer { limit } if limit < total)
+        };
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| over(s) && s.failure_mode == FailureMode::FailClosed)
+        {
+            let BodyMode::Buffer { limit } = slot_mode(slot, dir) else {
+                unreachable!("filtered on Buffer above")
+            };
             let (status, kind, what) = match dir {
                 Direction::Request => (
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -311,35 +344,37 @@ impl Exchange {
                 ),
                 Direction::Response => (StatusCode::BAD_GATEWAY, "upstream_error", "response body"),
             };
-            let message = format!("{what} exceeds the {limit}-byte limit of policy {name}");
+            let message = format!(
+                "{what} exceeds the {limit}-byte limit of policy {}",
+                slot.name
+            );
             return Verdict::Respond(LocalReply::error(status, kind, &message));
         }
         let mut mode = BodyMode::Skip;
-        for slot in self.slots.iter_mut().filter(|s| s.active) {
-            let m = match dir {
-                Direction::Request => &mut slot.request_body,
-                Direction::Response => &mut slot.response_body,
-            };
-            if matches!(m, BodyMode::Buffer { .. }) {
-                tracing::warn!(processor = slot.name, limit, "body over the buffer limit; processor skipped (fail open)");
-                *m = BodyMode::Skip;
+        for slot in self.slots.iter_mut() {
+            if over(slot) {
+                tracing::warn!(
+                    processor = slot.name,
+                    total,
+                    "body over the buffer limit; processor skips it (fail open)"
+                );
+                match dir {
+                    Direction::Request => slot.request_body = BodyMode::Skip,
+                    Direction::Response => slot.response_body = BodyMode::Skip,
+                }
             }
-            mode = mode.strongest(*m);
+            if slot.active {
+                mode = mode.strongest(slot_mode(slot, dir));
+            }
         }
-        let state = match dir {
+        self.body_state(dir).mode = Some(mode);
+        Verdict::Continue(mode)
+    }
+
+    fn body_state(&mut self, dir: Direction) -> &mut BodyState {
+        match dir {
             Direction::Request => &mut self.request_body,
             Direction::Response => &mut self.response_body,
-        };
-        state.mode = Some(mode);
-        state.held.extend_from_slice(&data);
-        let all = state.held.split().freeze();
-        let body = Body::new(all, end_of_stream, false, false);
-        match self.run_body(dir, body).await {
-            Verdict::Continue(mut out) => {
-                out.changed = true;
-                Verdict::Continue(out)
-            }
-            respond => respond,
         }
     }
 
@@ -456,3 +491,6 @@ fn error_reply(processor: &str, err: &ProcessorError) -> LocalReply {
     reply.details = format!("{processor}_failed");
     reply
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,15 +11,47 @@ use crate::metrics::Metrics;
 
 /// An exchange on the first route of `yaml`, as the proxy adapter would start it.
 pub fn exchange_for(yaml: &str) -> Exchange {
-    let pipeline = Arc::new(Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap());
+    let pipeline =
+        Arc::new(Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap());
     let route = pipeline.ext_proc_routes.listeners[0].routes[0].clone();
     let cx = Ctx::new(Adapter::Proxy, RequestHead::default(), None);
     Exchange::new(pipeline, cx, Some(route))
 }
 
+/// A pipeline built from `yaml` with an extra catch-all route named `name` running
+/// `factories`, placed before every configured listener (so it is selected unless Envoy
+/// names another route through `xds.route_name`).
+pub fn pipeline_with(
+    yaml: &str,
+    name: &str,
+    factories: Vec<Arc<dyn ProcessorFactory>>,
+) -> Arc<Pipeline> {
+    let mut pipeline = Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap();
+    let route = Arc::new(CompiledRoute {
+        name: name.into(),
+        matches: Vec::new(),
+        factories,
+        backend: None,
+        timeout: None,
+    });
+    pipeline
+        .ext_proc_routes
+        .by_name
+        .insert(name.into(), route.clone());
+    pipeline.ext_proc_routes.listeners.insert(
+        0,
+        router::CompiledListener {
+            hostnames: Vec::new(),
+            routes: vec![route],
+        },
+    );
+    Arc::new(pipeline)
+}
+
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
-    let pipeline = Arc::new(Pipeline::build(parse_str("").unwrap(), Arc::new(Metrics::new())).unwrap());
+    let pipeline =
+        Arc::new(Pipeline::build(parse_str("").unwrap(), Arc::new(Metrics::new())).unwrap());
     let route = Arc::new(CompiledRoute {
         name: "test".into(),
         matches: Vec::new(),
@@ -43,6 +75,12 @@ pub struct Script {
     pub failure_mode: FailureMode,
     /// Upper-case each body chunk it sees.
     pub uppercase: bool,
+    /// Record Envoy dynamic metadata at this phase name: namespace `scripted`, key the
+    /// journal entry of the call (`request_body(ab,eos)`), value `true`.
+    pub metadata_at: Option<&'static str>,
+    /// Prefix of this processor's journal entries (`tag:phase`), so that several
+    /// processors can share one journal; empty: no prefix.
+    pub tag: &'static str,
 }
 
 /// A processor that follows a `Script` and logs every call into a shared journal.
@@ -72,10 +110,30 @@ struct ScriptedProcessor {
 }
 
 impl ScriptedProcessor {
-    fn step(&self, phase: &'static str, note: String) -> Result<Flow, ProcessorError> {
-        self.journal.lock().unwrap().push(format!("{phase}{note}"));
+    fn log(&self, entry: String) {
+        let entry = if self.script.tag.is_empty() {
+            entry
+        } else {
+            format!("{}:{entry}", self.script.tag)
+        };
+        self.journal.lock().unwrap().push(entry);
+    }
+
+    fn step(
+        &self,
+        cx: &mut Ctx,
+        phase: &'static str,
+        note: String,
+    ) -> Result<Flow, ProcessorError> {
+        let entry = format!("{phase}{note}");
+        if self.script.metadata_at == Some(phase) {
+            cx.set_metadata("scripted", &entry, serde_json::Value::Bool(true));
+        }
+        self.log(entry);
         if self.script.fail_at == Some(phase) {
-            return Err(ProcessorError::internal(format!("scripted failure at {phase}")));
+            return Err(ProcessorError::internal(format!(
+                "scripted failure at {phase}"
+            )));
         }
         if self.script.respond_at == Some(phase) {
             return Ok(Flow::Respond(LocalReply::error(
@@ -87,60 +145,104 @@ impl ScriptedProcessor {
         Ok(Flow::Continue)
     }
 
-    fn body(&self, phase: &'static str, body: &mut Body) -> Result<Flow, ProcessorError> {
+    fn body(
+        &self,
+        cx: &mut Ctx,
+        phase: &'static str,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
         let note = format!(
-            "({}{}{})",
+            "({}{}{}{})",
             String::from_utf8_lossy(body.data()),
             if body.end_of_stream() { ",eos" } else { "" },
-            if body.is_whole() { ",whole" } else { "" }
+            if body.is_whole() { ",whole" } else { "" },
+            if body.is_truncated() {
+                ",truncated"
+            } else {
+                ""
+            }
         );
         if self.script.uppercase {
             let up = body.data().to_ascii_uppercase();
             body.replace(up.into());
         }
-        self.step(phase, note)
+        self.step(cx, phase, note)
     }
 }
 
 #[async_trait]
 impl Processor for ScriptedProcessor {
-    async fn on_request_headers(&mut self, _: &mut Ctx, _: &mut Headers) -> Result<Flow, ProcessorError> {
-        self.step("request_headers", String::new())
+    async fn on_request_headers(
+        &mut self,
+        cx: &mut Ctx,
+        _: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        self.step(cx, "request_headers", String::new())
     }
     fn request_body_mode(&self) -> BodyMode {
         self.script.request_body.unwrap_or(BodyMode::Skip)
     }
-    async fn on_request_body(&mut self, _: &mut Ctx, body: &mut Body) -> Result<Flow, ProcessorError> {
-        self.body("request_body", body)
+    async fn on_request_body(
+        &mut self,
+        cx: &mut Ctx,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
+        self.body(cx, "request_body", body)
     }
-    async fn on_request_trailers(&mut self, _: &mut Ctx, _: &mut Headers) -> Result<Flow, ProcessorError> {
-        self.step("request_trailers", String::new())
+    async fn on_request_trailers(
+        &mut self,
+        cx: &mut Ctx,
+        _: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        self.step(cx, "request_trailers", String::new())
     }
-    async fn on_response_headers(&mut self, _: &mut Ctx, _: &mut Headers) -> Result<Flow, ProcessorError> {
-        self.step("response_headers", String::new())
+    async fn on_response_headers(
+        &mut self,
+        cx: &mut Ctx,
+        _: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        self.step(cx, "response_headers", String::new())
     }
     fn response_body_mode(&self) -> BodyMode {
         self.script.response_body.unwrap_or(BodyMode::Skip)
     }
-    async fn on_response_body(&mut self, _: &mut Ctx, body: &mut Body) -> Result<Flow, ProcessorError> {
-        self.body("response_body", body)
+    async fn on_response_body(
+        &mut self,
+        cx: &mut Ctx,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
+        self.body(cx, "response_body", body)
     }
-    async fn on_response_trailers(&mut self, _: &mut Ctx, _: &mut Headers) -> Result<Flow, ProcessorError> {
-        self.step("response_trailers", String::new())
+    async fn on_response_trailers(
+        &mut self,
+        cx: &mut Ctx,
+        _: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        self.step(cx, "response_trailers", String::new())
     }
     fn on_complete(&mut self, _: &Ctx, outcome: &Outcome) {
-        self.journal.lock().unwrap().push(format!("complete:{}", outcome.label()));
+        self.log(format!("complete:{}", outcome.label()));
     }
 }
 
 /// A scripted factory and its journal.
 pub fn scripted(script: Script) -> (Arc<dyn ProcessorFactory>, Arc<Mutex<Vec<String>>>) {
     let journal = Arc::new(Mutex::new(Vec::new()));
-    (
-        Arc::new(Scripted {
-            script,
-            journal: journal.clone(),
-        }),
-        journal,
-    )
+    (scripted_into(script, &journal), journal)
+}
+
+/// A scripted factory logging into an existing journal (give each one a `tag`).
+pub fn scripted_into(
+    script: Script,
+    journal: &Arc<Mutex<Vec<String>>>,
+) -> Arc<dyn ProcessorFactory> {
+    Arc::new(Scripted {
+        script,
+        journal: journal.clone(),
+    })
+}
+
+/// A copy of a journal's entries.
+pub fn entries(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    journal.lock().unwrap().clone()
 }

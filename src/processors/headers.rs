@@ -33,7 +33,11 @@ pub struct HeaderModifierFactory {
 
 impl HeaderModifierFactory {
     /// Compiles the policy; `path` is its field path, for errors.
-    pub fn new(side: HeaderSide, m: &HeaderModifierPolicy, path: &str) -> Result<Self, ConfigError> {
+    pub fn new(
+        side: HeaderSide,
+        m: &HeaderModifierPolicy,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         let pair = |kind: &str, (name, value): (&String, &String)| {
             let field = format!("{path}.{kind}.{name}");
             let n = crate::pipeline::header_name_at(name, &field)?;
@@ -48,8 +52,16 @@ impl HeaderModifierFactory {
                 .enumerate()
                 .map(|(i, n)| crate::pipeline::header_name_at(n, &format!("{path}.remove[{i}]")))
                 .collect::<Result<_, _>>()?,
-            set: m.set.iter().map(|p| pair("set", p)).collect::<Result<_, _>>()?,
-            add: m.add.iter().map(|p| pair("add", p)).collect::<Result<_, _>>()?,
+            set: m
+                .set
+                .iter()
+                .map(|p| pair("set", p))
+                .collect::<Result<_, _>>()?,
+            add: m
+                .add
+                .iter()
+                .map(|p| pair("add", p))
+                .collect::<Result<_, _>>()?,
         };
         Ok(HeaderModifierFactory {
             side,

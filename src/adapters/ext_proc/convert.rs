@@ -95,7 +95,12 @@ pub fn immediate(reply: &LocalReply) -> ImmediateResponse {
     let set: Vec<(HeaderName, Vec<HeaderValue>)> = reply
         .headers
         .keys()
-        .map(|k| (k.clone(), reply.headers.get_all(k).iter().cloned().collect()))
+        .map(|k| {
+            (
+                k.clone(),
+                reply.headers.get_all(k).iter().cloned().collect(),
+            )
+        })
         .collect();
     ImmediateResponse {
         status: Some(HttpStatus {
@@ -219,11 +224,25 @@ mod tests {
         let first = &m.set_headers[0];
         assert_eq!(first.header.as_ref().unwrap().raw_value, b"1");
         assert!(first.header.as_ref().unwrap().value.is_empty());
-        assert_eq!(first.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
-        assert_eq!(m.set_headers[1].append_action, HeaderAppendAction::AppendIfExistsOrAdd as i32);
+        assert_eq!(
+            first.append_action,
+            HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+        );
+        assert_eq!(
+            m.set_headers[1].append_action,
+            HeaderAppendAction::AppendIfExistsOrAdd as i32
+        );
         #[allow(deprecated)]
-        let appends: Vec<_> = m.set_headers.iter().map(|h| h.append.map(|b| b.value)).collect();
-        assert_eq!(appends, vec![Some(false), Some(true)], "the flag Envoy's ext_proc reads");
+        let appends: Vec<_> = m
+            .set_headers
+            .iter()
+            .map(|h| h.append.map(|b| b.value))
+            .collect();
+        assert_eq!(
+            appends,
+            vec![Some(false), Some(true)],
+            "the flag Envoy's ext_proc reads"
+        );
         assert!(mutation(&HeaderDiff::default()).is_none());
     }
 

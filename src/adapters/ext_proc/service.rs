@@ -155,8 +155,8 @@ pub async fn serve(
                 .with_context(|| format!("binding ext_proc address {address}"))?;
             let local = listener.local_addr()?.to_string();
             let _ = ready.send(local);
-            let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true));
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             router
                 .serve_with_incoming_shutdown(incoming, signal)
                 .await

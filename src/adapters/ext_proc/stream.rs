@@ -253,11 +253,14 @@ impl ExtProcStream {
         advance(self.side(side), Stage::Body, name)?;
         let mode = self.side(side).mode;
         let truncated = mode == BodySendMode::BufferedPartial && !msg.end_of_stream;
+        // A BUFFERED message is the whole body even when trailers follow (Envoy then
+        // sends it without end_of_stream).
+        let whole = msg.end_of_stream || mode == BodySendMode::Buffered;
         let data = Bytes::from(msg.body);
         let ex = self.exchange_or_passthrough();
         let verdict = match side {
-            Side::Request => ex.request_body(data, msg.end_of_stream, truncated).await,
-            Side::Response => ex.response_body(data, msg.end_of_stream, truncated).await,
+            Side::Request => ex.request_body(data, whole, truncated).await,
+            Side::Response => ex.response_body(data, whole, truncated).await,
         };
         let output = match verdict {
             Verdict::Respond(reply) => return Ok(self.respond(reply)),
@@ -266,7 +269,6 @@ impl ExtProcStream {
         if msg.end_of_stream {
             self.side(side).stage = Stage::Done;
         }
-        let metadata = take_metadata(self.exchange.as_mut().expect("created above"));
         let mut out = Vec::new();
         if mode == BodySendMode::FullDuplexStreamed {
             if !output.data.is_empty() || output.end_of_stream {
@@ -276,7 +278,11 @@ impl ExtProcStream {
         } else {
             out.push(body_reply(side, &output, mode));
         }
-        attach_metadata(&mut out, metadata);
+        // Metadata waits for a reply to carry it (a held FULL_DUPLEX chunk has none).
+        if !out.is_empty() {
+            let metadata = take_metadata(self.exchange.as_mut().expect("created above"));
+            attach_metadata(&mut out, metadata);
+        }
         if side == Side::Response && msg.end_of_stream {
             self.finish_completed();
         }
@@ -334,6 +340,8 @@ impl ExtProcStream {
             }),
             ..Default::default()
         });
+        let metadata = take_metadata(self.exchange.as_mut().expect("created above"));
+        attach_metadata(&mut out, metadata);
         if side == Side::Response {
             self.finish_completed();
         }

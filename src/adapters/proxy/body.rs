@@ -126,7 +126,12 @@ pub fn pump(
                 Some(Err(e)) => {
                     let _ = tx.send(Err(BoxError::from(e))).await;
                     if side == Side::Response {
-                        finish(&exchange, Outcome::Failed { reason: "upstream body broke".into() });
+                        finish(
+                            &exchange,
+                            Outcome::Failed {
+                                reason: "upstream body broke".into(),
+                            },
+                        );
                     }
                     return;
                 }
@@ -148,7 +153,8 @@ pub fn pump(
                 };
                 match verdict {
                     Verdict::Continue(out) => {
-                        if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err() {
+                        if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err()
+                        {
                             return;
                         }
                     }
@@ -224,7 +230,11 @@ pub async fn collect(
                     Side::Request => (http::StatusCode::BAD_REQUEST, "invalid_request_error"),
                     Side::Response => (http::StatusCode::BAD_GATEWAY, "upstream_error"),
                 };
-                return Err(LocalReply::error(status, kind, &format!("reading the body failed: {e}")));
+                return Err(LocalReply::error(
+                    status,
+                    kind,
+                    &format!("reading the body failed: {e}"),
+                ));
             }
         };
         let mut ex = exchange.lock().await;

@@ -67,11 +67,21 @@ impl Handler {
                 ex.cx.request.method,
                 ex.cx.request.path_only()
             );
-            return local(&mut ex, LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message));
+            return local(
+                &mut ex,
+                LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message),
+            );
         };
         let Some(backend) = route.backend.clone() else {
             let message = format!("route {} has no backend", route.name);
-            return local(&mut ex, LocalReply::error(http::StatusCode::SERVICE_UNAVAILABLE, "no_backend", &message));
+            return local(
+                &mut ex,
+                LocalReply::error(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "no_backend",
+                    &message,
+                ),
+            );
         };
 
         strip_hop_by_hop(&mut parts.headers);
@@ -82,7 +92,9 @@ impl Handler {
         parts.headers = headers.into_map();
         if !parts.headers.contains_key("x-request-id") {
             if let Ok(v) = HeaderValue::from_str(&ex.cx.request_id) {
-                parts.headers.insert(HeaderName::from_static("x-request-id"), v);
+                parts
+                    .headers
+                    .insert(HeaderName::from_static("x-request-id"), v);
             }
         }
         append_forwarded_for(&mut parts.headers, remote);
@@ -100,7 +112,9 @@ impl Handler {
             }
             BodyMode::Buffer { .. } => match body::collect(incoming, &ex, Side::Request).await {
                 Ok(bytes) => {
-                    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                     body::full(bytes)
                 }
                 Err(reply) => return local_shared(&ex, reply).await,
@@ -148,7 +162,9 @@ impl Handler {
             }
             BodyMode::Buffer { .. } => match body::collect(rbody, &ex, Side::Response).await {
                 Ok(bytes) => {
-                    rparts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    rparts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                     body::finish(&ex, Outcome::Completed { status });
                     body::full(bytes)
                 }

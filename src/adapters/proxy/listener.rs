@@ -103,7 +103,12 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -132,7 +137,8 @@ pub async fn serve(
 /// A rustls acceptor for a server certificate, offering h2 and http/1.1.
 fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&tls.cert_file).with_context(|| format!("opening {}", tls.cert_file))?,
+        std::fs::File::open(&tls.cert_file)
+            .with_context(|| format!("opening {}", tls.cert_file))?,
     ))
     .collect::<Result<Vec<_>, _>>()
     .with_context(|| format!("reading certificates from {}", tls.cert_file))?;

@@ -36,7 +36,9 @@ impl UpstreamError {
     /// The one place an upstream failure becomes a client reply.
     pub fn reply(&self) -> LocalReply {
         let (status, kind) = match self {
-            UpstreamError::Connect { .. } => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            UpstreamError::Connect { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+            }
             UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             UpstreamError::Broken { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
             UpstreamError::Tls { .. } => (StatusCode::BAD_GATEWAY, "upstream_tls_error"),
@@ -75,18 +77,23 @@ impl Upstreams {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let host = backend.host.clone();
         let client = self.client(backend)?;
-        let scheme = if backend.tls.is_some() { "https" } else { "http" };
+        let scheme = if backend.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let path = req
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        *req.uri_mut() = format!("{scheme}://{host}{path}")
-            .parse()
-            .map_err(|e| UpstreamError::Broken {
-                host: host.clone(),
-                reason: format!("bad upstream URI: {e}"),
-            })?;
+        *req.uri_mut() =
+            format!("{scheme}://{host}{path}")
+                .parse()
+                .map_err(|e| UpstreamError::Broken {
+                    host: host.clone(),
+                    reason: format!("bad upstream URI: {e}"),
+                })?;
         if backend.http2 {
             *req.version_mut() = http::Version::HTTP_2;
             req.headers_mut().remove(http::header::HOST);
