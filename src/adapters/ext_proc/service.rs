@@ -1,6 +1,7 @@
-//! The gRPC server: the `ExternalProcessor` service (one spawned task per stream, driving
-//! an `ExtProcStream`), the `grpc.health.v1` service, TCP or Unix socket, optional TLS.
+//! The gRPC server: the `ExternalProcessor` service (each response stream driving an
+//! `ExtProcStream`), the `grpc.health.v1` service, TCP or Unix socket, optional TLS.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -9,12 +10,10 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
     ProcessingRequest, ProcessingResponse,
 };
 use futures::Stream;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ExtProcStream, StreamError};
-use crate::metrics::ResultLabels;
+use crate::metrics::{Metrics, ResultLabels};
 use crate::pipeline::PipelineStore;
 
 /// The ext_proc service over the current pipeline.
@@ -47,53 +46,94 @@ impl ExternalProcessor for ExtProcService {
         &self,
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
-        let mut inbound = request.into_inner();
         let pipeline = self.store.load();
-        let metrics = pipeline.metrics.clone();
-        let (tx, rx) = mpsc::channel(8);
-        metrics.ext_proc_streams_active.inc();
-        tokio::spawn(async move {
-            let mut machine = ExtProcStream::new(pipeline);
-            let result = loop {
-                let msg = tokio::select! {
-                    msg = inbound.message() => msg,
-                    _ = tx.closed() => break "cancelled",
-                };
-                match msg {
-                    Ok(Some(msg)) => match machine.on_message(msg).await {
-                        Ok(replies) => {
-                            let mut gone = false;
-                            for reply in replies {
-                                if tx.send(Ok(reply)).await.is_err() {
-                                    gone = true;
-                                    break;
-                                }
-                            }
-                            if gone {
-                                break "cancelled";
-                            }
-                        }
+        let guard = StreamGuard::new(pipeline.metrics.clone());
+        let driver = Driver {
+            inbound: request.into_inner(),
+            machine: ExtProcStream::new(pipeline),
+            pending: VecDeque::new(),
+            done: false,
+            guard,
+        };
+        // The response stream drives the state machine itself: no task per stream, and
+        // when Envoy resets the stream tonic drops it, which drops the exchange (its
+        // `on_complete` runs) — nothing can outlive the stream.
+        let stream = futures::stream::unfold(driver, |mut d| async move {
+            loop {
+                if let Some(reply) = d.pending.pop_front() {
+                    return Some((Ok(reply), d));
+                }
+                if d.done {
+                    return None;
+                }
+                match d.inbound.message().await {
+                    Ok(Some(msg)) => match d.machine.on_message(msg).await {
+                        Ok(replies) => d.pending.extend(replies),
                         Err(err) => {
                             tracing::warn!(error = %err, "ext_proc protocol error");
-                            let _ = tx.send(Err(status(&err))).await;
-                            break "protocol_error";
+                            d.done = true;
+                            d.machine.end();
+                            d.guard.ended("protocol_error");
+                            return Some((Err(status(&err)), d));
                         }
                     },
-                    Ok(None) => break "closed",
+                    Ok(None) => {
+                        d.machine.end();
+                        d.guard.ended("closed");
+                        return None;
+                    }
                     Err(status) => {
                         tracing::debug!(%status, "ext_proc stream reset");
-                        break "reset";
+                        d.machine.end();
+                        d.guard.ended("reset");
+                        return None;
                     }
                 }
-            };
-            machine.end();
-            metrics.ext_proc_streams_active.dec();
-            metrics
-                .ext_proc_streams
-                .get_or_create(&ResultLabels { result })
-                .inc();
+            }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// One stream's driving state.
+struct Driver {
+    inbound: Streaming<ProcessingRequest>,
+    machine: ExtProcStream,
+    pending: VecDeque<ProcessingResponse>,
+    done: bool,
+    guard: StreamGuard,
+}
+
+/// Counts a stream as active while it lives, and by how it ended when it goes
+/// ("cancelled" unless something else was recorded: tonic dropped it).
+struct StreamGuard {
+    metrics: Arc<Metrics>,
+    result: &'static str,
+}
+
+impl StreamGuard {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.ext_proc_streams_active.inc();
+        StreamGuard {
+            metrics,
+            result: "cancelled",
+        }
+    }
+
+    fn ended(&mut self, result: &'static str) {
+        self.result = result;
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.metrics.ext_proc_streams_active.dec();
+        self.metrics
+            .ext_proc_streams
+            .get_or_create(&ResultLabels {
+                result: self.result,
+            })
+            .inc();
     }
 }
 
