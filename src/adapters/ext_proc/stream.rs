@@ -422,6 +422,14 @@ impl ExtProcStream {
     }
 }
 
+impl Drop for ExtProcStream {
+    /// Envoy may end a stream by resetting it, and tonic then drops it unread: how the
+    /// exchange ended is judged the same way as for a stream that closed.
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 impl SideState {
     fn new() -> Self {
         SideState {
