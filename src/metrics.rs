@@ -2,6 +2,10 @@
 //! registry, created at start and shared by every config snapshot, so counters survive
 //! reloads.
 
+mod gen_ai;
+
+pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
+
 use std::sync::atomic::AtomicI64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,6 +49,7 @@ pub struct Metrics {
     pub ext_proc_streams_active: Gauge<i64, AtomicI64>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub processor_errors: Family<ProcessorLabels, Counter>,
+    pub gen_ai: GenAiMetrics,
 }
 
 impl Default for Metrics {
@@ -55,10 +60,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tollgate");
+        let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
-            "requests",
+            "tollgate_requests",
             "HTTP exchanges handled, by route, adapter, final status and outcome",
             requests.clone(),
         );
@@ -69,35 +74,37 @@ impl Metrics {
             ])
         });
         registry.register(
-            "request_duration_seconds",
+            "tollgate_request_duration_seconds",
             "Time from request headers to the end of the exchange, by route and adapter",
             request_duration.clone(),
         );
         let ext_proc_streams = Family::<ResultLabels, Counter>::default();
         registry.register(
-            "ext_proc_streams",
+            "tollgate_ext_proc_streams",
             "ext_proc gRPC streams ended, by result",
             ext_proc_streams.clone(),
         );
         let ext_proc_streams_active = Gauge::<i64, AtomicI64>::default();
         registry.register(
-            "ext_proc_streams_active",
+            "tollgate_ext_proc_streams_active",
             "ext_proc gRPC streams open now",
             ext_proc_streams_active.clone(),
         );
         let config_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
-            "config_reloads",
+            "tollgate_config_reloads",
             "Config reload attempts, by result (success or failure)",
             config_reloads.clone(),
         );
         let processor_errors = Family::<ProcessorLabels, Counter>::default();
         registry.register(
-            "processor_errors",
+            "tollgate_processor_errors",
             "Processor errors, by processor and the failure mode applied",
             processor_errors.clone(),
         );
+        let gen_ai = GenAiMetrics::register(&mut registry);
         Metrics {
+            gen_ai,
             registry,
             requests,
             request_duration,
