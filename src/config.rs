@@ -3,12 +3,14 @@
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
 mod duration;
+mod llm;
 mod load;
 mod model;
 mod redact;
 mod watch;
 
 pub use duration::Duration;
+pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};
 pub use model::*;
 pub use redact::redacted_json;

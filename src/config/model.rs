@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use super::{Duration, LlmConfig, TokenAccountingPolicy, TokenLimitPolicy};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -29,6 +29,9 @@ pub struct Config {
     /// Standalone-proxy upstream defaults (connection pool and timeouts).
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Settings shared by the LLM policies: price table, Redis.
+    #[serde(default)]
+    pub llm: LlmConfig,
     /// Ports the standalone proxy listens on, each with its listeners and routes. In
     /// ext_proc mode the routes are matched in file order against Envoy's request headers.
     #[serde(default)]
@@ -300,6 +303,12 @@ pub struct Policies {
     /// Change response headers before the response goes to the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_header_modifier: Option<HeaderModifier>,
+    /// Count LLM tokens and export usage (metrics, Envoy dynamic metadata, logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_accounting: Option<TokenAccountingPolicy>,
+    /// Limit LLM tokens and spend per key (needs `tokenAccounting` on the route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_limit: Option<TokenLimitPolicy>,
     /// Standalone mode: time allowed until the upstream's response headers arrive,
     /// overriding `upstream.requestTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
