@@ -20,7 +20,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tollgate::adapters::ext_proc::ExtProcStream;
 use tollgate::config::parse_str;
-use tollgate::metrics::Metrics;
 use tollgate::pipeline::{Pipeline, PipelineStore};
 
 const HEADER_POLICIES: &str = r#"
@@ -38,7 +37,13 @@ binds:
 "#;
 
 fn pipeline(yaml: &str) -> Arc<Pipeline> {
-    Arc::new(Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap())
+    Arc::new(
+        Pipeline::build(
+            parse_str(yaml).unwrap(),
+            tollgate::services::Services::new(),
+        )
+        .unwrap(),
+    )
 }
 
 fn headers(pairs: &[(&str, &str)]) -> Option<HeaderMap> {
@@ -192,7 +197,7 @@ async fn start_proxy(upstream: SocketAddr) -> SocketAddr {
     let loaded = parse_str(&yaml).unwrap();
     let bind = loaded.config.binds[0].clone();
     let upstream_config = loaded.config.upstream.clone();
-    let p = Pipeline::build(loaded, Arc::new(Metrics::new())).unwrap();
+    let p = Pipeline::build(loaded, tollgate::services::Services::new()).unwrap();
     let store = Arc::new(PipelineStore::new(p));
     let bound = tollgate::adapters::proxy::bind(&bind).await.unwrap();
     let addr = bound.local_addr();

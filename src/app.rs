@@ -17,14 +17,15 @@ use tokio::sync::watch;
 use crate::adapters::{ext_proc, proxy};
 use crate::admin::{self, AdminState};
 use crate::config::{self, Config, LoadedConfig};
-use crate::metrics::{Metrics, ResultLabels};
+use crate::metrics::ResultLabels;
 use crate::pipeline::{Pipeline, PipelineStore};
+use crate::services::Services;
 
 /// How often the config file is checked for changes.
 const RELOAD_POLL: Duration = Duration::from_millis(500);
 
 /// Loads and validates a config file, or the embedded default when `path` is `None`.
-pub fn load(path: Option<&std::path::Path>, metrics: Arc<Metrics>) -> anyhow::Result<Pipeline> {
+pub fn load(path: Option<&std::path::Path>, services: Arc<Services>) -> anyhow::Result<Pipeline> {
     let loaded = match path {
         Some(p) => config::load_file(p),
         None => config::parse_str(config::EMBEDDED_DEFAULT),
@@ -33,12 +34,12 @@ pub fn load(path: Option<&std::path::Path>, metrics: Arc<Metrics>) -> anyhow::Re
         p.display().to_string()
     });
     let loaded = loaded.with_context(|| format!("invalid config {origin}"))?;
-    Pipeline::build(loaded, metrics).with_context(|| format!("invalid config {origin}"))
+    Pipeline::build(loaded, services).with_context(|| format!("invalid config {origin}"))
 }
 
 /// Runs tollgate until SIGTERM or SIGINT.
 pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = crate::services::Services::new();
     let pipeline = load(path.as_deref(), metrics.clone())?;
     crate::telemetry::init(&pipeline.config().logging);
     let config = pipeline.config().clone();
@@ -137,9 +138,10 @@ async fn finish_early(
     anyhow::bail!("a server stopped before it was ready")
 }
 
-fn reload(store: &PipelineStore, metrics: &Arc<Metrics>, path: &std::path::Path, text: &str) {
+fn reload(store: &PipelineStore, services: &Arc<Services>, path: &std::path::Path, text: &str) {
+    let metrics = &services.metrics;
     let result = config::parse_str(text)
-        .and_then(|loaded: LoadedConfig| Pipeline::build(loaded, metrics.clone()));
+        .and_then(|loaded: LoadedConfig| Pipeline::build(loaded, services.clone()));
     match result {
         Ok(pipeline) => {
             warn_on_address_change(store.load().config(), pipeline.config());

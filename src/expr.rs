@@ -181,7 +181,11 @@ mod tests {
     #[test]
     fn compile_error_names_the_path() {
         let err = Expression::compile("request.headers[", "routes[0].x").unwrap_err();
-        assert!(err.to_string().starts_with("routes[0].x: invalid CEL expression"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("routes[0].x: invalid CEL expression"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -189,7 +193,11 @@ mod tests {
         let e = Expression::compile(r#"request.headers["absent"]"#, "k").unwrap();
         let vars = Vars::default().with("request", request());
         assert!(e.eval_string(&vars).is_err());
-        let e = Expression::compile(r#"request.method == "POST" && request.path.startsWith("/v1")"#, "b").unwrap();
+        let e = Expression::compile(
+            r#"request.method == "POST" && request.path.startsWith("/v1")"#,
+            "b",
+        )
+        .unwrap();
         assert!(e.eval_bool(&vars).unwrap());
     }
 }

@@ -10,4 +10,5 @@ pub mod expr;
 pub mod metrics;
 pub mod pipeline;
 pub mod processors;
+pub mod services;
 pub mod telemetry;

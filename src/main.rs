@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -52,7 +51,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { config } => {
-            match tollgate::app::load(Some(&config), Arc::new(tollgate::metrics::Metrics::new())) {
+            match tollgate::app::load(Some(&config), tollgate::services::Services::new()) {
                 Ok(_) => {
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS

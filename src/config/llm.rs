@@ -235,9 +235,15 @@ binds:
         let p = &loaded.config.binds[0].listeners[0].routes[0].policies;
         let limit = p.token_limit.as_ref().unwrap();
         assert_eq!(limit.limits.len(), 3);
-        assert!(matches!(limit.limits[0].amount, super::LimitAmount::TokensPerMinute(1000)));
+        assert!(matches!(
+            limit.limits[0].amount,
+            super::LimitAmount::TokensPerMinute(1000)
+        ));
         assert_eq!(limit.limits[1].count, super::TokenCount::Output);
-        assert_eq!(p.token_accounting.as_ref().unwrap().metadata[1].kind, super::CostType::Cel);
+        assert_eq!(
+            p.token_accounting.as_ref().unwrap().metadata[1].kind,
+            super::CostType::Cel
+        );
         assert_eq!(loaded.config.llm.prices["gpt-4o*"].cached_input, Some(1.25));
     }
 
@@ -248,6 +254,9 @@ binds:
         )
         .unwrap_err()
         .to_string();
-        assert!(err.starts_with("binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0]"), "{err}");
+        assert!(
+            err.starts_with("binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0]"),
+            "{err}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
 use super::{CompiledRoute, RouteSelector};
 use crate::config::{Config, ConfigError, LoadedConfig, Route, ServerTls};
 use crate::metrics::Metrics;
+use crate::services::Services;
 
 /// One validated config snapshot, ready to serve.
 pub struct Pipeline {
@@ -26,11 +27,12 @@ pub struct Pipeline {
     /// Request headers whose change clears Envoy's route cache.
     pub clear_route_cache_on: Vec<HeaderName>,
     pub metrics: Arc<Metrics>,
+    pub services: Arc<Services>,
 }
 
 impl Pipeline {
     /// Validates and compiles a config.
-    pub fn build(loaded: LoadedConfig, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
+    pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         validate_addresses(config)?;
         let mut ext_proc_routes = RouteSelector::default();
@@ -88,7 +90,8 @@ impl Pipeline {
             ext_proc_routes,
             bind_routes,
             clear_route_cache_on,
-            metrics,
+            metrics: services.metrics.clone(),
+            services,
         })
     }
 
@@ -257,7 +260,7 @@ mod tests {
     use crate::config::parse_str;
 
     fn build(yaml: &str) -> Result<Pipeline, ConfigError> {
-        Pipeline::build(parse_str(yaml)?, Arc::new(Metrics::new()))
+        Pipeline::build(parse_str(yaml)?, crate::services::Services::new())
     }
 
     #[test]

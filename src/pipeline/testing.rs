@@ -7,12 +7,12 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::config::{parse_str, FailureMode};
-use crate::metrics::Metrics;
 
 /// An exchange on the first route of `yaml`, as the proxy adapter would start it.
 pub fn exchange_for(yaml: &str) -> Exchange {
-    let pipeline =
-        Arc::new(Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap());
+    let pipeline = Arc::new(
+        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap(),
+    );
     let route = pipeline.ext_proc_routes.listeners[0].routes[0].clone();
     let cx = Ctx::new(Adapter::Proxy, RequestHead::default(), None);
     Exchange::new(pipeline, cx, Some(route))
@@ -26,7 +26,8 @@ pub fn pipeline_with(
     name: &str,
     factories: Vec<Arc<dyn ProcessorFactory>>,
 ) -> Arc<Pipeline> {
-    let mut pipeline = Pipeline::build(parse_str(yaml).unwrap(), Arc::new(Metrics::new())).unwrap();
+    let mut pipeline =
+        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap();
     let route = Arc::new(CompiledRoute {
         name: name.into(),
         matches: Vec::new(),
@@ -50,8 +51,9 @@ pub fn pipeline_with(
 
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
-    let pipeline =
-        Arc::new(Pipeline::build(parse_str("").unwrap(), Arc::new(Metrics::new())).unwrap());
+    let pipeline = Arc::new(
+        Pipeline::build(parse_str("").unwrap(), crate::services::Services::new()).unwrap(),
+    );
     let route = Arc::new(CompiledRoute {
         name: "test".into(),
         matches: Vec::new(),

@@ -20,7 +20,6 @@ use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 
 use super::{ExtProcStream, StreamError, MAX_STREAMED_CHUNK};
 use crate::config::FailureMode;
-use crate::metrics::Metrics;
 use crate::pipeline::testing::{entries, pipeline_with, scripted, Script};
 use crate::pipeline::{BodyMode, Pipeline};
 
@@ -99,7 +98,7 @@ fn pipeline(yaml: &str) -> Arc<Pipeline> {
     Arc::new(
         Pipeline::build(
             crate::config::parse_str(yaml).unwrap(),
-            Arc::new(Metrics::new()),
+            crate::services::Services::new(),
         )
         .unwrap(),
     )
