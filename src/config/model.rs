@@ -29,6 +29,10 @@ pub struct Config {
     /// Standalone-proxy upstream defaults (connection pool and timeouts).
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Gateway-wide policies: each applies to every route that does not set the same
+    /// policy itself (a route's own policy wins).
+    #[serde(default)]
+    pub policies: Policies,
     /// Settings shared by the LLM policies: price table, Redis.
     #[serde(default)]
     pub llm: LlmConfig,
@@ -313,6 +317,31 @@ pub struct Policies {
     /// overriding `upstream.requestTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+}
+
+impl Policies {
+    /// This route's policies, with each one it does not set taken from `gateway`.
+    pub fn over(&self, gateway: &Policies) -> Policies {
+        Policies {
+            request_header_modifier: self
+                .request_header_modifier
+                .clone()
+                .or_else(|| gateway.request_header_modifier.clone()),
+            response_header_modifier: self
+                .response_header_modifier
+                .clone()
+                .or_else(|| gateway.response_header_modifier.clone()),
+            token_accounting: self
+                .token_accounting
+                .clone()
+                .or_else(|| gateway.token_accounting.clone()),
+            token_limit: self
+                .token_limit
+                .clone()
+                .or_else(|| gateway.token_limit.clone()),
+            timeout: self.timeout.or(gateway.timeout),
+        }
+    }
 }
 
 /// Header operations, applied in the order remove → set → add.

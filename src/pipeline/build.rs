@@ -13,7 +13,7 @@ use http::HeaderName;
 
 use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
 use super::{CompiledRoute, RouteSelector};
-use crate::config::{Config, ConfigError, LoadedConfig, Route, ServerTls};
+use crate::config::{Config, ConfigError, LoadedConfig, Policies, Route, ServerTls};
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -35,6 +35,8 @@ impl Pipeline {
     pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         validate_addresses(config)?;
+        // Gateway-wide policies are checked once, at their own path.
+        crate::processors::for_route(&config.policies, "policies")?;
         let mut ext_proc_routes = RouteSelector::default();
         let mut bind_routes = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
@@ -44,7 +46,8 @@ impl Pipeline {
                 let mut routes = Vec::new();
                 for (r, route) in listener.routes.iter().enumerate() {
                     let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
-                    let compiled = Arc::new(compile_route(route, &path, names.len())?);
+                    let compiled =
+                        Arc::new(compile_route(route, &config.policies, &path, names.len())?);
                     if let Some(first) = names.insert(compiled.name.clone(), path.clone()) {
                         return Err(ConfigError::field(
                             format!("{path}.name"),
@@ -100,7 +103,13 @@ impl Pipeline {
     }
 }
 
-fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRoute, ConfigError> {
+fn compile_route(
+    route: &Route,
+    gateway: &Policies,
+    path: &str,
+    index: usize,
+) -> Result<CompiledRoute, ConfigError> {
+    let policies = route.policies.over(gateway);
     let mut matches = Vec::new();
     for (i, m) in route.matches.iter().enumerate() {
         let mpath = format!("{path}.matches[{i}]");
@@ -145,7 +154,7 @@ fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRout
             readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
         }
     }
-    let factories = crate::processors::for_route(&route.policies, &format!("{path}.policies"))?;
+    let factories = crate::processors::for_route(&policies, &format!("{path}.policies"))?;
     Ok(CompiledRoute {
         name: route
             .name
@@ -154,7 +163,7 @@ fn compile_route(route: &Route, path: &str, index: usize) -> Result<CompiledRout
         matches,
         factories,
         backend: route.backends.first().cloned(),
-        timeout: route.policies.timeout.map(|d| d.get()),
+        timeout: policies.timeout.map(|d| d.get()),
     })
 }
 
@@ -261,6 +270,28 @@ mod tests {
 
     fn build(yaml: &str) -> Result<Pipeline, ConfigError> {
         Pipeline::build(parse_str(yaml)?, crate::services::Services::new())
+    }
+
+    #[test]
+    fn gateway_policies_apply_where_a_route_sets_none() {
+        let p = build("policies:\n  responseHeaderModifier: {set: {x-gw: \"1\"}}\nbinds:\n- port: 1\n  listeners:\n  - routes:\n    - name: plain\n    - name: own\n      policies:\n        responseHeaderModifier: {set: {x-own: \"1\"}}\n").unwrap();
+        let names = |r: &str| -> Vec<&'static str> {
+            p.ext_proc_routes.by_name[r]
+                .factories
+                .iter()
+                .map(|f| f.name())
+                .collect()
+        };
+        assert_eq!(names("plain"), vec!["response_header_modifier"]);
+        assert_eq!(names("own"), vec!["response_header_modifier"]);
+        let err = build("policies:\n  requestHeaderModifier: {set: {\"bad name\": x}}\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.starts_with("policies.requestHeaderModifier.set.bad name"),
+            "{err}"
+        );
     }
 
     #[test]
