@@ -18,9 +18,11 @@
 pub mod api;
 pub mod error;
 pub mod request;
+pub mod sse;
 pub mod tokens;
 
 pub use api::{Api, Provider};
 pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
+pub use sse::{SseEvent, SseParser};
 pub use tokens::{estimate_prompt_tokens, Encoding};
