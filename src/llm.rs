@@ -16,12 +16,14 @@
 //! Anthropic Messages and its count_tokens endpoint.
 
 pub mod api;
+pub mod decode;
 pub mod error;
 pub mod request;
 pub mod sse;
 pub mod tokens;
 
 pub use api::{Api, Provider};
+pub use decode::Decoder;
 pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
 pub use sse::{SseEvent, SseParser};
