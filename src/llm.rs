@@ -21,6 +21,10 @@ pub mod error;
 pub mod request;
 pub mod sse;
 pub mod tokens;
+pub mod usage;
+
+#[cfg(test)]
+mod tests;
 
 pub use api::{Api, Provider};
 pub use decode::Decoder;
@@ -28,3 +32,4 @@ pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
 pub use sse::{SseEvent, SseParser};
 pub use tokens::{estimate_prompt_tokens, Encoding};
+pub use usage::{EventInfo, ResponseTracker, Usage};

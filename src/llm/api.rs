@@ -262,6 +262,8 @@ mod tests {
             r#"{"type":"error","error":{"type":"permission_error","message":"no"}}"#
         );
         let body = Api::CountTokens.error_body(500, "internal", "x");
-        assert!(std::str::from_utf8(&body).unwrap().contains(r#""type":"api_error""#));
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""type":"api_error""#));
     }
 }

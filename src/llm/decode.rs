@@ -116,8 +116,8 @@ impl Decoder {
                 } else {
                     Box::new(DeflateDecoder::new(Vec::new()))
                 };
-                let mut out = write_flate(&mut *d, head, encoding, &corrupt)?;
-                out.extend(write_flate(&mut *d, &chunk[take..], encoding, &corrupt)?);
+                let mut out = write_flate(&mut *d, head, encoding, corrupt)?;
+                out.extend(write_flate(&mut *d, &chunk[take..], encoding, corrupt)?);
                 self.codec = Codec::Flate(d);
                 out
             }
@@ -260,4 +260,4 @@ impl Brotli {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

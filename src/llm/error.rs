@@ -35,8 +35,14 @@ pub enum LlmError {
     },
     /// The body ended before its compressed stream did.
     #[error("{encoding} body ends inside its compressed stream, after {consumed} bytes")]
-    TruncatedEncoding { encoding: &'static str, consumed: u64 },
+    TruncatedEncoding {
+        encoding: &'static str,
+        consumed: u64,
+    },
     /// Bytes follow the end of the compressed stream.
     #[error("{encoding} body has {extra} bytes after the end of its compressed stream")]
-    TrailingData { encoding: &'static str, extra: usize },
+    TrailingData {
+        encoding: &'static str,
+        extra: usize,
+    },
 }

@@ -94,13 +94,9 @@ impl LlmRequest {
     pub fn parse(api: Api, body: &[u8]) -> Result<LlmRequest, LlmError> {
         match api {
             Api::ChatCompletions => Ok(read::<openai::ChatBody>(api, body)?.into_request(api)),
-            Api::Completions => {
-                Ok(read::<openai::CompletionsBody>(api, body)?.into_request(api))
-            }
+            Api::Completions => Ok(read::<openai::CompletionsBody>(api, body)?.into_request(api)),
             Api::Embeddings => Ok(read::<openai::EmbeddingsBody>(api, body)?.into_request(api)),
-            Api::Responses => {
-                Ok(read::<responses::ResponsesBody>(api, body)?.into_request(api))
-            }
+            Api::Responses => Ok(read::<responses::ResponsesBody>(api, body)?.into_request(api)),
             Api::Messages | Api::CountTokens => {
                 Ok(read::<anthropic::MessagesBody>(api, body)?.into_request(api))
             }

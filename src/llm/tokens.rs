@@ -46,10 +46,22 @@ impl Encoding {
     /// The encoding for a model name. A provider prefix (`openai/gpt-4o`,
     /// `azure/…`) is ignored; names are case-insensitive.
     pub fn for_model(model: &str) -> Encoding {
-        let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+        let name = model
+            .rsplit('/')
+            .next()
+            .unwrap_or(model)
+            .to_ascii_lowercase();
         const O200K: [&str; 10] = [
-            "gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-oss", "o1", "o3",
-            "o4", "codex-",
+            "gpt-4o",
+            "chatgpt-4o",
+            "gpt-4.1",
+            "gpt-4.5",
+            "gpt-5",
+            "gpt-oss",
+            "o1",
+            "o3",
+            "o4",
+            "codex-",
         ];
         if O200K.iter().any(|p| name.starts_with(p)) {
             Encoding::O200kBase
@@ -104,14 +116,28 @@ mod tests {
     #[test]
     fn encoding_by_model_family() {
         for m in [
-            "gpt-4o", "gpt-4o-mini", "GPT-4.1-nano", "gpt-5", "o1-preview", "o3-mini",
-            "o4-mini", "openai/gpt-4o", "chatgpt-4o-latest", "gpt-oss-120b",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "GPT-4.1-nano",
+            "gpt-5",
+            "o1-preview",
+            "o3-mini",
+            "o4-mini",
+            "openai/gpt-4o",
+            "chatgpt-4o-latest",
+            "gpt-oss-120b",
         ] {
             assert_eq!(Encoding::for_model(m), Encoding::O200kBase, "{m}");
         }
         for m in [
-            "gpt-4", "gpt-4-turbo", "gpt-3.5-turbo", "text-embedding-3-small",
-            "text-embedding-ada-002", "claude-sonnet-4-5", "llama-3.1-70b", "",
+            "gpt-4",
+            "gpt-4-turbo",
+            "gpt-3.5-turbo",
+            "text-embedding-3-small",
+            "text-embedding-ada-002",
+            "claude-sonnet-4-5",
+            "llama-3.1-70b",
+            "",
         ] {
             assert_eq!(Encoding::for_model(m), Encoding::Cl100kBase, "{m}");
         }
@@ -145,6 +171,9 @@ mod tests {
         let req = LlmRequest::parse(Api::Embeddings, br#"{"input":["hello world",[1,2,3]]}"#);
         // An array mixing strings and token arrays is accepted and both are counted.
         let req = req.unwrap();
-        assert_eq!(estimate_prompt_tokens("text-embedding-3-small", &req), 2 + 3);
+        assert_eq!(
+            estimate_prompt_tokens("text-embedding-3-small", &req),
+            2 + 3
+        );
     }
 }

@@ -58,13 +58,21 @@ fn encoded() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 fn every_encoding_decodes_at_every_split() {
     for (encoding, body) in encoded() {
-        assert_eq!(decode(encoding, &[&body]).unwrap(), PLAIN, "{encoding} whole");
+        assert_eq!(
+            decode(encoding, &[&body]).unwrap(),
+            PLAIN,
+            "{encoding} whole"
+        );
         for cut in 0..=body.len() {
             let got = decode(encoding, &[&body[..cut], &body[cut..]]).unwrap();
             assert_eq!(got, PLAIN, "{encoding} cut at {cut}");
         }
         let bytes: Vec<&[u8]> = body.chunks(1).collect();
-        assert_eq!(decode(encoding, &bytes).unwrap(), PLAIN, "{encoding} byte by byte");
+        assert_eq!(
+            decode(encoding, &bytes).unwrap(),
+            PLAIN,
+            "{encoding} byte by byte"
+        );
     }
 }
 
@@ -74,7 +82,10 @@ fn output_arrives_as_input_does() {
     let body = gzip(PLAIN);
     let mut d = Decoder::for_encoding(Some("gzip")).unwrap();
     let first = d.push(&body[..body.len() - 8]).unwrap().len();
-    assert!(first > PLAIN.len() / 2, "only {first} bytes before the trailer");
+    assert!(
+        first > PLAIN.len() / 2,
+        "only {first} bytes before the trailer"
+    );
 }
 
 #[test]
@@ -84,9 +95,15 @@ fn names_are_case_insensitive_and_identity_borrows() {
         assert!(d.is_identity());
         assert!(matches!(d.push(b"abc").unwrap(), Cow::Borrowed(b"abc")));
     }
-    assert_eq!(Decoder::for_encoding(Some("GZIP")).unwrap().encoding(), "gzip");
+    assert_eq!(
+        Decoder::for_encoding(Some("GZIP")).unwrap().encoding(),
+        "gzip"
+    );
     assert_eq!(Decoder::for_encoding(Some("Br")).unwrap().encoding(), "br");
-    let err = Decoder::for_encoding(Some("zstd")).err().unwrap().to_string();
+    let err = Decoder::for_encoding(Some("zstd"))
+        .err()
+        .unwrap()
+        .to_string();
     assert_eq!(
         err,
         r#"unsupported content-encoding "zstd" (supported: identity, gzip, x-gzip, deflate, br)"#
@@ -105,11 +122,16 @@ fn truncated_bodies_fail_at_finish() {
             matches!(err, LlmError::TruncatedEncoding { .. }),
             "{encoding}: {err}"
         );
-        assert!(err.to_string().contains("ends inside its compressed stream"));
+        assert!(err
+            .to_string()
+            .contains("ends inside its compressed stream"));
     }
     // A one-byte deflate body cannot even say which deflate it is.
     let err = decode("deflate", &[&[0x78]]).unwrap_err();
-    assert!(matches!(err, LlmError::TruncatedEncoding { consumed: 1, .. }));
+    assert!(matches!(
+        err,
+        LlmError::TruncatedEncoding { consumed: 1, .. }
+    ));
 }
 
 #[test]
@@ -122,26 +144,66 @@ fn empty_bodies_are_fine_for_any_encoding() {
 #[test]
 fn corrupt_and_trailing_bytes_are_named() {
     let err = decode("gzip", &[b"this is not gzip at all"]).unwrap_err();
-    assert!(matches!(err, LlmError::CorruptEncoding { encoding: "gzip", consumed: 0, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LlmError::CorruptEncoding {
+                encoding: "gzip",
+                consumed: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let mut body = BROTLI.to_vec();
     body[20] ^= 0xFF;
     body[21] ^= 0xFF;
     let err = decode("br", &[&body]).unwrap_err();
-    assert!(matches!(err, LlmError::CorruptEncoding { encoding: "br", .. }), "{err}");
+    assert!(
+        matches!(err, LlmError::CorruptEncoding { encoding: "br", .. }),
+        "{err}"
+    );
 
     let mut body = zlib(b"hello");
     body.extend_from_slice(b"junk");
     let err = decode("deflate", &[&body]).unwrap_err();
-    assert!(matches!(err, LlmError::TrailingData { encoding: "deflate", extra: 4 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LlmError::TrailingData {
+                encoding: "deflate",
+                extra: 4
+            }
+        ),
+        "{err}"
+    );
 
     let mut body = BROTLI.to_vec();
     body.extend_from_slice(b"xy");
     let err = decode("br", &[&body]).unwrap_err();
-    assert!(matches!(err, LlmError::TrailingData { encoding: "br", extra: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LlmError::TrailingData {
+                encoding: "br",
+                extra: 2
+            }
+        ),
+        "{err}"
+    );
     // Pushed separately after the end, too.
     let err = decode("br", &[BROTLI, b"z"]).unwrap_err();
-    assert!(matches!(err, LlmError::TrailingData { encoding: "br", extra: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LlmError::TrailingData {
+                encoding: "br",
+                extra: 1
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

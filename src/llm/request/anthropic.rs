@@ -64,12 +64,15 @@ impl MessagesBody<'_> {
             let role = Role::from_wire(m.role.as_deref(), Role::User);
             push_content(&mut prompt, role, PartKind::Text, m.content);
         }
-        prompt.finish(api, Head {
-            model: self.model,
-            stream: self.stream,
-            stream_options: None,
-            max_output_tokens: self.max_tokens,
-        })
+        prompt.finish(
+            api,
+            Head {
+                model: self.model,
+                stream: self.stream,
+                stream_options: None,
+                max_output_tokens: self.max_tokens,
+            },
+        )
     }
 }
 

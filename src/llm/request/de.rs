@@ -294,7 +294,9 @@ mod tests {
         let c: Content<'_, IgnoredAny> = serde_json::from_str("null").unwrap();
         assert!(matches!(c, Content::None));
         let err = serde_json::from_str::<Content<'_, IgnoredAny>>("5").unwrap_err();
-        assert!(err.to_string().contains("a string, an array of content parts, or null"));
+        assert!(err
+            .to_string()
+            .contains("a string, an array of content parts, or null"));
     }
 
     #[test]

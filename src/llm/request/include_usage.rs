@@ -49,7 +49,10 @@ pub(super) fn splice(body: &[u8]) -> Option<Vec<u8>> {
         Some((start, end)) => match body[start] {
             b'n' if &body[start..end] == b"null" => Some(join(body, start, end, &[OBJECT])),
             b'{' => {
-                let mut inner = Scanner { b: &body[..end], i: start };
+                let mut inner = Scanner {
+                    b: &body[..end],
+                    i: start,
+                };
                 let opts = inner.members(b"include_usage")?;
                 match opts.found {
                     Some((vs, ve)) => Some(join(body, vs, ve, &[b"true"])),

@@ -93,17 +93,24 @@ impl ChatBody<'_> {
                 }
             }
             prompt.push(role, PartKind::Text, m.refusal);
-            let calls = m.tool_calls.into_iter().flatten().filter_map(|c| c.function);
+            let calls = m
+                .tool_calls
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.function);
             for call in calls.chain(m.function_call) {
                 prompt.push(role, PartKind::ToolCall, call.arguments);
             }
         }
-        prompt.finish(api, Head {
-            model: self.model,
-            stream: self.stream,
-            stream_options: self.stream_options,
-            max_output_tokens: self.max_completion_tokens.or(self.max_tokens),
-        })
+        prompt.finish(
+            api,
+            Head {
+                model: self.model,
+                stream: self.stream,
+                stream_options: self.stream_options,
+                max_output_tokens: self.max_completion_tokens.or(self.max_tokens),
+            },
+        )
     }
 }
 
@@ -127,12 +134,15 @@ pub(super) struct CompletionsBody<'a> {
 impl CompletionsBody<'_> {
     pub(super) fn into_request(self, api: Api) -> LlmRequest {
         let prompt = inputs(self.prompt);
-        prompt.finish(api, Head {
-            model: self.model,
-            stream: self.stream,
-            stream_options: self.stream_options,
-            max_output_tokens: self.max_tokens,
-        })
+        prompt.finish(
+            api,
+            Head {
+                model: self.model,
+                stream: self.stream,
+                stream_options: self.stream_options,
+                max_output_tokens: self.max_tokens,
+            },
+        )
     }
 }
 
@@ -149,12 +159,15 @@ pub(super) struct EmbeddingsBody<'a> {
 
 impl EmbeddingsBody<'_> {
     pub(super) fn into_request(self, api: Api) -> LlmRequest {
-        inputs(self.input).finish(api, Head {
-            model: self.model,
-            stream: None,
-            stream_options: None,
-            max_output_tokens: None,
-        })
+        inputs(self.input).finish(
+            api,
+            Head {
+                model: self.model,
+                stream: None,
+                stream_options: None,
+                max_output_tokens: None,
+            },
+        )
     }
 }
 

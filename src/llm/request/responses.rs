@@ -75,12 +75,15 @@ impl ResponsesBody<'_> {
                 }
             }
         }
-        prompt.finish(api, Head {
-            model: self.model,
-            stream: self.stream,
-            stream_options: None,
-            max_output_tokens: self.max_output_tokens,
-        })
+        prompt.finish(
+            api,
+            Head {
+                model: self.model,
+                stream: self.stream,
+                stream_options: None,
+                max_output_tokens: self.max_output_tokens,
+            },
+        )
     }
 }
 

@@ -5,7 +5,11 @@ use super::*;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llm/requests/", $name))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/llm/requests/",
+            $name
+        ))
     };
 }
 
@@ -23,7 +27,11 @@ fn chat_completions() {
     assert_eq!(req.model.as_deref(), Some("gpt-4o"));
     assert!(req.stream);
     assert_eq!(req.include_usage, Some(false));
-    assert_eq!(req.max_output_tokens, Some(256), "max_completion_tokens wins");
+    assert_eq!(
+        req.max_output_tokens,
+        Some(256),
+        "max_completion_tokens wins"
+    );
     assert_eq!(req.messages, 6);
     use PartKind::*;
     use Role::*;
@@ -74,7 +82,10 @@ fn completions_and_embeddings() {
 
     let req = LlmRequest::parse(Api::Embeddings, fixture!("embeddings.json")).unwrap();
     assert_eq!(req.model.as_deref(), Some("text-embedding-3-small"));
-    assert_eq!(req.prompt[0].text, "The food was delicious and the waiter...");
+    assert_eq!(
+        req.prompt[0].text,
+        "The food was delicious and the waiter..."
+    );
     assert_eq!(req.prompt[0].role, Role::User);
 
     let req = LlmRequest::parse(Api::Embeddings, br#"{"input":[[1,2],[3,4,5]]}"#).unwrap();
@@ -122,7 +133,12 @@ fn anthropic_messages() {
             (System, Text, "Here is the handbook: ...", 0),
             (User, Text, "What's the weather like in San Francisco?", 1),
             (Assistant, Text, "Let me check.", 2),
-            (Assistant, ToolCall, r#"{"location":"San Francisco, CA","unit":"celsius"}"#, 2),
+            (
+                Assistant,
+                ToolCall,
+                r#"{"location":"San Francisco, CA","unit":"celsius"}"#,
+                2
+            ),
             (User, ToolResult, "15 degrees", 3),
             (User, ToolResult, "sunny", 3),
             (User, Text, "Thanks!", 3),

@@ -46,7 +46,10 @@ fn cr_at_a_chunk_end_then_lf_is_one_line_end() {
 #[test]
 fn fields_and_values() {
     let got = parse(&[b"event: delta\nid: 7\ndata:no-space\ndata:  two spaces\ndata\n\n"]);
-    assert_eq!(got, vec![ev(Some("delta"), "no-space\n two spaces\n", Some("7"))]);
+    assert_eq!(
+        got,
+        vec![ev(Some("delta"), "no-space\n two spaces\n", Some("7"))]
+    );
     // Empty data line dispatches an empty data string; a block with no data line does not
     // dispatch, and its event type does not leak into the next event.
     let got = parse(&[b"data:\n\nevent: x\n\ndata: y\n\n"]);
@@ -75,7 +78,10 @@ fn utf8_split_across_chunks_decodes_whole() {
         let got = parse(&[&text[..cut], &text[cut..]]);
         assert_eq!(got, vec![ev(None, "héllo 😀", None)], "cut at {cut}");
     }
-    assert_eq!(parse(&[b"data: \xFF\n\n"]), vec![ev(None, "\u{FFFD}", None)]);
+    assert_eq!(
+        parse(&[b"data: \xFF\n\n"]),
+        vec![ev(None, "\u{FFFD}", None)]
+    );
 }
 
 #[test]
