@@ -31,5 +31,5 @@ pub use decode::Decoder;
 pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
 pub use sse::{SseEvent, SseParser};
-pub use tokens::{estimate_prompt_tokens, Encoding};
+pub use tokens::{estimate_prompt_tokens, prewarm, Encoding};
 pub use usage::{EventInfo, ResponseTracker, Usage};

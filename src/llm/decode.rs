@@ -128,7 +128,7 @@ impl Decoder {
 
     /// Ends the body: the last decoded bytes. An error if the compressed stream is
     /// incomplete. An empty body is accepted for any encoding (as HEAD and 204/304
-    /// responses have).
+    /// responses have). Nothing may be pushed after `finish`.
     pub fn finish(&mut self) -> Result<Vec<u8>, LlmError> {
         let (encoding, consumed) = (self.encoding, self.consumed);
         if consumed == 0 {

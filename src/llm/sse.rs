@@ -15,7 +15,9 @@
 //!   its last chunk — usually the one with usage — counted.
 //!
 //! Memory is bounded by the event being read: the parser holds the incomplete line and
-//! the current event's fields, nothing else; [`SseParser::buffered`] tells how much.
+//! the current event's fields, nothing else (a carried-over line buffer of more than
+//! 64 KiB is freed once its line completes); [`SseParser::buffered`] tells how much, for
+//! a caller that wants a limit.
 //!
 //! Why not `eventsource-stream`: it adapts a `futures::Stream` of byte chunks into a
 //! stream of events and has no public push API, while a processor is *handed* chunks
@@ -25,6 +27,9 @@
 use std::mem;
 
 use memchr::{memchr, memchr2};
+
+/// A carried-over line buffer up to this size is reused; a larger one is freed.
+const KEEP_LINE_CAPACITY: usize = 64 * 1024;
 
 /// One dispatched event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,8 +116,11 @@ impl SseParser {
                 let mut line = mem::take(&mut self.line);
                 line.extend_from_slice(&rest[..end]);
                 self.line_done(&line);
-                line.clear();
-                self.line = line;
+                // Keep a small buffer for the next split line; let a huge one go.
+                if line.capacity() <= KEEP_LINE_CAPACITY {
+                    line.clear();
+                    self.line = line;
+                }
             }
             let mut next = end + 1;
             if rest[end] == b'\r' {

@@ -20,6 +20,7 @@
 //! | Embeddings | `usage.prompt_tokens` | — |
 //! | Responses | `usage` | `response.completed` (or `.incomplete`, `.failed`) → `response.usage` |
 //! | Messages | `usage` | `message_start` → `message.usage`, then `message_delta` → `usage`, merged field by field when non-zero |
+//! | count_tokens | — (its `input_tokens` is a count, not a spend) | — |
 //!
 //! Unknown events and fields are ignored; an event whose data is not JSON counts as
 //! [`ResponseTracker::malformed_events`] and changes nothing.

@@ -24,6 +24,10 @@ const INNER_MEMBER: &[u8] = br#""include_usage":true"#;
 const OBJECT: &[u8] = br#"{"include_usage":true}"#;
 
 /// `body` with `stream_options.include_usage` set to `true`.
+///
+/// Only for Chat Completions and Completions requests with `stream: true`: OpenAI rejects
+/// `stream_options` on a request that does not stream, and the other APIs have no such
+/// option (their streams always carry usage).
 pub fn set_include_usage(body: &[u8]) -> Result<Vec<u8>, LlmError> {
     match splice(body) {
         Some(out) => Ok(out),
