@@ -6,12 +6,14 @@
 //!   throughput unit, so the ratio reads straight off. The target is ≤ 1 µs per event
 //!   for accounting (parse + track); divide the time by 1,002 events.
 //! - `sse_usage_anthropic`: the same for an Anthropic Messages stream.
-//! - `chat_request`: `LlmRequest::parse` alone and with `estimate_prompt_tokens`, for
-//!   4 KiB, 100 KiB and 1 MiB chat bodies.
+//! - `chat_request`: `LlmRequest::parse` alone and with `estimate_prompt_tokens`, and
+//!   the `set_include_usage` splice, for 4 KiB, 100 KiB and 1 MiB chat bodies.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tollgate::llm::{estimate_prompt_tokens, Api, LlmRequest, ResponseTracker, SseParser};
+use tollgate::llm::{
+    estimate_prompt_tokens, set_include_usage, Api, LlmRequest, ResponseTracker, SseParser,
+};
 
 const WORDS: &[&str] = &[
     " the",
@@ -152,6 +154,11 @@ fn request(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("parse", label), &body, |b, body| {
             b.iter(|| LlmRequest::parse(Api::ChatCompletions, black_box(body)).unwrap())
         });
+        g.bench_with_input(
+            BenchmarkId::new("set_include_usage", label),
+            &body,
+            |b, body| b.iter(|| set_include_usage(black_box(body)).unwrap()),
+        );
         g.bench_with_input(
             BenchmarkId::new("parse_and_estimate", label),
             &body,
