@@ -4,9 +4,9 @@
 pub mod adapters;
 pub mod admin;
 pub mod app;
-
 pub mod config;
 pub mod expr;
+pub mod llm;
 pub mod metrics;
 pub mod pipeline;
 pub mod processors;
