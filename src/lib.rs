@@ -9,6 +9,7 @@ pub mod expr;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
+pub mod pricing;
 pub mod processors;
 pub mod services;
 pub mod telemetry;

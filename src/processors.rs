@@ -3,24 +3,37 @@
 //! Order, and why:
 //! 1. `request_header_modifier` — first, so every later processor (guards, accounting,
 //!    endpoint picking) sees the headers the operator meant the upstream to get.
-//! 2. `response_header_modifier` — its response hook runs after the upstream answered;
-//!    listed here so that response-side processors added later run before it and the
-//!    operator's response headers have the last word.
+//! 2. `token_accounting` — parses the LLM request once (for every later processor),
+//!    estimates the prompt, and follows the response; before `token_limit`, which needs
+//!    the estimate to charge and the usage to true up.
+//! 3. `response_header_modifier` — its response hook runs after the upstream answered;
+//!    listed last so the operator's response headers have the last word.
 
 mod headers;
+mod token_accounting;
 
 use std::sync::Arc;
 
 use crate::config::{ConfigError, Policies};
 use crate::pipeline::ProcessorFactory;
+use crate::pricing::Prices;
+use crate::services::Services;
 
 pub use headers::{HeaderModifierFactory, HeaderSide};
+pub use token_accounting::TokenAccountingFactory;
+
+/// What building processors needs besides the policies.
+pub struct BuildCx<'a> {
+    pub services: &'a Arc<Services>,
+    pub prices: &'a Prices,
+}
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'
 /// field path, for errors.
 pub fn for_route(
     policies: &Policies,
     path: &str,
+    bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
     let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
     if let Some(m) = &policies.request_header_modifier {
@@ -28,6 +41,14 @@ pub fn for_route(
             HeaderSide::Request,
             m,
             &format!("{path}.requestHeaderModifier"),
+        )?));
+    }
+    if let Some(p) = &policies.token_accounting {
+        factories.push(Arc::new(TokenAccountingFactory::new(
+            p,
+            bcx.services,
+            bcx.prices,
+            &format!("{path}.tokenAccounting"),
         )?));
     }
     if let Some(m) = &policies.response_header_modifier {

@@ -69,13 +69,11 @@ pub struct TokenAccountingPolicy {
     /// Envoy AI Gateway's cost types, so its rate-limit configs work unchanged.
     #[serde(default)]
     pub metadata: Vec<MetadataCost>,
-    /// Largest request body parsed, in bytes. Default 8 MiB; larger requests get 413.
+    /// Largest request body parsed, in bytes. Default 8 MiB; larger requests get 413
+    /// (never passed uncounted, which would also let them past token limits). Malformed
+    /// request JSON gets 400, in the API's own error format.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
-    /// On an internal failure: `failOpen` (default, the request goes on uncounted) or
-    /// `failClosed`. Malformed request JSON is always answered with 400.
-    #[serde(default = "fail_open")]
-    pub failure_mode: FailureMode,
 }
 
 fn yes() -> bool {

@@ -35,8 +35,13 @@ impl Pipeline {
     pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         validate_addresses(config)?;
+        let prices = crate::pricing::Prices::new(&config.llm.prices);
+        let bcx = crate::processors::BuildCx {
+            services: &services,
+            prices: &prices,
+        };
         // Gateway-wide policies are checked once, at their own path.
-        crate::processors::for_route(&config.policies, "policies")?;
+        crate::processors::for_route(&config.policies, "policies", &bcx)?;
         let mut ext_proc_routes = RouteSelector::default();
         let mut bind_routes = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
@@ -46,8 +51,13 @@ impl Pipeline {
                 let mut routes = Vec::new();
                 for (r, route) in listener.routes.iter().enumerate() {
                     let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
-                    let compiled =
-                        Arc::new(compile_route(route, &config.policies, &path, names.len())?);
+                    let compiled = Arc::new(compile_route(
+                        route,
+                        &config.policies,
+                        &path,
+                        names.len(),
+                        &bcx,
+                    )?);
                     if let Some(first) = names.insert(compiled.name.clone(), path.clone()) {
                         return Err(ConfigError::field(
                             format!("{path}.name"),
@@ -108,6 +118,7 @@ fn compile_route(
     gateway: &Policies,
     path: &str,
     index: usize,
+    bcx: &crate::processors::BuildCx<'_>,
 ) -> Result<CompiledRoute, ConfigError> {
     let policies = route.policies.over(gateway);
     let mut matches = Vec::new();
@@ -154,7 +165,7 @@ fn compile_route(
             readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
         }
     }
-    let factories = crate::processors::for_route(&policies, &format!("{path}.policies"))?;
+    let factories = crate::processors::for_route(&policies, &format!("{path}.policies"), bcx)?;
     Ok(CompiledRoute {
         name: route
             .name

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Which transport drives the exchange.
@@ -83,6 +84,8 @@ pub struct Ctx {
     pub response_status: Option<u16>,
     /// Envoy dynamic metadata to emit: namespace → key → value.
     pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// What the LLM processors learned (set by `tokenAccounting`).
+    pub llm: Option<LlmFacts>,
     /// Ask Envoy to recompute the route after this phase's header changes.
     pub clear_route_cache: bool,
     pub started: Instant,
@@ -97,6 +100,7 @@ impl Ctx {
             route: None,
             response_status: None,
             dynamic_metadata: BTreeMap::new(),
+            llm: None,
             clear_route_cache: false,
             started: Instant::now(),
         }
@@ -108,6 +112,44 @@ impl Ctx {
             .entry(namespace.to_string())
             .or_default()
             .insert(key.to_string(), value);
+    }
+}
+
+/// What the LLM processors learned about one exchange.
+#[derive(Clone, Debug)]
+pub struct LlmFacts {
+    pub api: crate::llm::Api,
+    /// The parsed request, shared by every processor that needs it (parsed once).
+    pub request: Arc<crate::llm::LlmRequest>,
+    /// Prompt tokens estimated before the request went upstream.
+    pub estimated_input_tokens: u64,
+    /// Usage at the end of the exchange: as the upstream reported it, or — for an
+    /// exchange that ended before that — the estimate and what was delivered.
+    pub usage: Option<crate::llm::Usage>,
+    /// `usage` is the upstream's own report.
+    pub usage_reported: bool,
+    pub response_model: Option<String>,
+    pub time_to_first_token: Option<std::time::Duration>,
+    /// Cost in US dollars, when the price table knows the model.
+    pub cost_usd: Option<f64>,
+}
+
+impl LlmFacts {
+    pub fn new(
+        api: crate::llm::Api,
+        request: Arc<crate::llm::LlmRequest>,
+        estimated_input_tokens: u64,
+    ) -> Self {
+        LlmFacts {
+            api,
+            request,
+            estimated_input_tokens,
+            usage: None,
+            usage_reported: false,
+            response_model: None,
+            time_to_first_token: None,
+            cost_usd: None,
+        }
     }
 }
 

@@ -205,7 +205,7 @@ impl Exchange {
         }
         self.finished = true;
         for slot in &mut self.slots {
-            slot.processor.on_complete(&self.cx, &outcome);
+            slot.processor.on_complete(&mut self.cx, &outcome);
         }
         self.record(&outcome);
     }
@@ -448,18 +448,39 @@ impl Exchange {
                 adapter,
             })
             .observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: "tollgate::access",
-            adapter,
-            route = %route,
-            method = %self.cx.request.method,
-            path = %self.cx.request.path_only(),
-            status = outcome.status(),
-            outcome = outcome.label(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = %self.cx.request_id,
-            "exchange"
-        );
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        let (method, path) = (&self.cx.request.method, self.cx.request.path_only());
+        let (status, outcome_label, request_id) =
+            (outcome.status(), outcome.label(), &self.cx.request_id);
+        match self.cx.llm.as_ref() {
+            None => tracing::info!(
+                target: "tollgate::access",
+                adapter, route = %route, method = %method, path = %path, status,
+                outcome = outcome_label, duration_ms, request_id = %request_id,
+                "exchange"
+            ),
+            Some(llm) => {
+                let usage = llm.usage.unwrap_or_default();
+                tracing::info!(
+                    target: "tollgate::access",
+                    adapter, route = %route, method = %method, path = %path, status,
+                    outcome = outcome_label, duration_ms, request_id = %request_id,
+                    llm.provider = llm.api.provider().as_str(),
+                    llm.request_model = llm.request.model.as_deref().unwrap_or(""),
+                    llm.response_model = llm.response_model.as_deref().unwrap_or(""),
+                    llm.stream = llm.request.stream,
+                    llm.input_tokens = usage.input_tokens,
+                    llm.output_tokens = usage.output_tokens,
+                    llm.cached_input_tokens = usage.cached_input_tokens,
+                    llm.reasoning_tokens = usage.reasoning_tokens,
+                    llm.total_tokens = usage.total_tokens,
+                    llm.usage_reported = llm.usage_reported,
+                    llm.ttft_ms = llm.time_to_first_token.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
+                    llm.cost_usd = llm.cost_usd.unwrap_or(0.0),
+                    "exchange"
+                )
+            }
+        }
     }
 }
 

@@ -97,5 +97,5 @@ pub trait Processor: Send {
 
     /// Runs exactly once on every path: completed, answered locally, failed, or client
     /// gone. Usage accounting that must not be lost belongs here.
-    fn on_complete(&mut self, _cx: &Ctx, _outcome: &Outcome) {}
+    fn on_complete(&mut self, _cx: &mut Ctx, _outcome: &Outcome) {}
 }

@@ -49,6 +49,22 @@ pub fn pipeline_with(
     Arc::new(pipeline)
 }
 
+/// An exchange on the first route of `yaml` for a request to `method path`.
+pub fn exchange_at(yaml: &str, method: &str, path: &str) -> Exchange {
+    let pipeline = Arc::new(
+        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap(),
+    );
+    let route = pipeline.ext_proc_routes.listeners[0].routes[0].clone();
+    let head = RequestHead {
+        method: method.to_string(),
+        path: path.to_string(),
+        authority: "api.test".to_string(),
+        scheme: "http".to_string(),
+    };
+    let cx = Ctx::new(Adapter::Proxy, head, None);
+    Exchange::new(pipeline, cx, Some(route))
+}
+
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
     let pipeline = Arc::new(
@@ -222,7 +238,7 @@ impl Processor for ScriptedProcessor {
     ) -> Result<Flow, ProcessorError> {
         self.step(cx, "response_trailers", String::new())
     }
-    fn on_complete(&mut self, _: &Ctx, outcome: &Outcome) {
+    fn on_complete(&mut self, _: &mut Ctx, outcome: &Outcome) {
         self.log(format!("complete:{}", outcome.label()));
     }
 }

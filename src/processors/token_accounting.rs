@@ -1,0 +1,200 @@
+//! `tokenAccounting`: counts the tokens of OpenAI- and Anthropic-style exchanges and
+//! exports them.
+//!
+//! When it runs:
+//! - request body (buffered): parse the request once (`llm::LlmRequest`), estimate the
+//!   prompt tokens, and for a streamed chat / completions request that did not ask for
+//!   usage, ask the upstream for it (`stream_options.include_usage: true`). The facts go
+//!   to `cx.llm` for the processors after it (`tokenLimit`).
+//! - response body (streamed, so SSE keeps its timing): follow the stream (decoding
+//!   gzip / brotli incrementally), note the first content token, and drop the usage-only
+//!   chunk the client did not ask for.
+//! - end of the response: export usage — GenAI metrics, Envoy dynamic metadata
+//!   (`io.envoy.ai_gateway`), the access log — and again from `on_complete` for an
+//!   exchange that ended early, with what was delivered.
+
+mod export;
+mod response;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use http::StatusCode;
+
+use crate::config::{ConfigError, FailureMode, TokenAccountingPolicy};
+use crate::llm::{estimate_prompt_tokens, set_include_usage, Api, LlmRequest};
+use crate::pipeline::{
+    Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Outcome, Processor, ProcessorError,
+    ProcessorFactory,
+};
+use crate::services::Services;
+
+use export::Exporter;
+use response::ResponseState;
+
+/// Factory of the `tokenAccounting` policy of one route.
+pub struct TokenAccountingFactory {
+    policy: TokenAccountingPolicy,
+    exporter: Arc<Exporter>,
+}
+
+impl TokenAccountingFactory {
+    pub fn new(
+        policy: &TokenAccountingPolicy,
+        services: &Arc<Services>,
+        prices: &crate::pricing::Prices,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(TokenAccountingFactory {
+            policy: policy.clone(),
+            exporter: Arc::new(Exporter::new(policy, services, prices, path)?),
+        })
+    }
+}
+
+impl ProcessorFactory for TokenAccountingFactory {
+    fn name(&self) -> &'static str {
+        "token_accounting"
+    }
+
+    /// A body over `maxRequestBytes` is refused (413) rather than passed uncounted,
+    /// which would also let it past token limits.
+    fn failure_mode(&self) -> FailureMode {
+        FailureMode::FailClosed
+    }
+
+    fn new_processor(&self, cx: &Ctx) -> Option<Box<dyn Processor>> {
+        let api = Api::from_path(cx.request.path_only())?;
+        Some(Box::new(TokenAccounting {
+            policy: self.policy.clone(),
+            exporter: self.exporter.clone(),
+            api,
+            started: Instant::now(),
+            response: None,
+            strip_usage_chunk: false,
+            exported: false,
+        }))
+    }
+}
+
+struct TokenAccounting {
+    policy: TokenAccountingPolicy,
+    exporter: Arc<Exporter>,
+    api: Api,
+    started: Instant,
+    response: Option<ResponseState>,
+    /// The client did not ask for usage, but tollgate did.
+    strip_usage_chunk: bool,
+    exported: bool,
+}
+
+impl TokenAccounting {
+    fn bad_request(&self, status: StatusCode, kind: &str, message: &str) -> Flow {
+        let mut reply = LocalReply::error(status, kind, message);
+        reply.body = self.api.error_body(status.as_u16(), kind, message).into();
+        Flow::Respond(reply)
+    }
+
+    fn export(&mut self, cx: &mut Ctx, complete: bool) {
+        if self.exported {
+            return;
+        }
+        self.exported = true;
+        let state = self.response.take();
+        self.exporter
+            .export(cx, self.api, self.started, state.as_ref(), complete);
+    }
+}
+
+#[async_trait]
+impl Processor for TokenAccounting {
+    fn request_body_mode(&self) -> BodyMode {
+        BodyMode::Buffer {
+            limit: self.policy.max_request_bytes,
+        }
+    }
+
+    async fn on_request_body(
+        &mut self,
+        cx: &mut Ctx,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
+        if body.is_truncated() {
+            return Ok(self.bad_request(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than the gateway buffers",
+            ));
+        }
+        let request = match LlmRequest::parse(self.api, body.data()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(self.bad_request(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &e.to_string(),
+                ))
+            }
+        };
+        let model = request.model.clone().unwrap_or_default();
+        let estimated_input_tokens = estimate_prompt_tokens(&model, &request);
+        let wants_usage_injection = self.policy.include_usage
+            && request.stream
+            && matches!(self.api, Api::ChatCompletions | Api::Completions)
+            && request.include_usage != Some(true);
+        if wants_usage_injection {
+            match set_include_usage(body.data()) {
+                Ok(rewritten) => {
+                    body.replace(rewritten.into());
+                    self.strip_usage_chunk = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not ask the upstream for usage"),
+            }
+        }
+        cx.llm = Some(LlmFacts::new(
+            self.api,
+            Arc::new(request),
+            estimated_input_tokens,
+        ));
+        Ok(Flow::Continue)
+    }
+
+    async fn on_response_headers(
+        &mut self,
+        cx: &mut Ctx,
+        headers: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        let state = ResponseState::new(self.api, headers, self.strip_usage_chunk, cx);
+        self.response = Some(state);
+        Ok(Flow::Continue)
+    }
+
+    fn response_body_mode(&self) -> BodyMode {
+        BodyMode::Stream
+    }
+
+    async fn on_response_body(
+        &mut self,
+        cx: &mut Ctx,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
+        if let Some(state) = self.response.as_mut() {
+            state.push(body, cx);
+        }
+        if body.end_of_stream() {
+            self.export(cx, true);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_complete(&mut self, cx: &mut Ctx, outcome: &Outcome) {
+        // An exchange that ended early (client gone, upstream broke, a local reply) is
+        // exported with what was delivered, so `tokenLimit` can charge it.
+        let complete = matches!(outcome, Outcome::Completed { .. });
+        self.export(cx, complete);
+    }
+}
+
+#[cfg(test)]
+mod tests;

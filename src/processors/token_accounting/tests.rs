@@ -1,0 +1,273 @@
+//! The accounting processor driven through an `Exchange`, as either adapter drives it:
+//! usage from JSON and streamed responses, the include_usage injection and the removal
+//! of the usage chunk the client did not ask for, metadata, errors in the API's format,
+//! and streams that end early.
+
+use bytes::Bytes;
+
+use crate::pipeline::testing::exchange_at;
+use crate::pipeline::{Exchange, Headers, Outcome, Verdict};
+
+const YAML: &str = r#"
+llm:
+  prices: { "gpt-4o*": { input: 2.5, output: 10, cachedInput: 1.25 } }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - name: llm
+      policies:
+        tokenAccounting:
+          metadata:
+          - { key: llm_input_token, type: InputToken }
+          - { key: llm_total_token, type: TotalToken }
+          - { key: llm_weighted, type: CEL, cel: "input_tokens + output_tokens * 4u" }
+"#;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/llm/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn request(ex: &mut Exchange, body: &[u8]) -> Verdict<crate::pipeline::BodyOutput> {
+    let mut h = Headers::new(http::HeaderMap::new());
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    ex.request_body(Bytes::copy_from_slice(body), true, false)
+        .await
+}
+
+async fn respond(ex: &mut Exchange, content_type: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut map = http::HeaderMap::new();
+    map.insert("content-type", content_type.parse().unwrap());
+    ex.cx.response_status = Some(200);
+    let mut h = Headers::new(map);
+    assert!(matches!(
+        ex.response_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let eos = i + 1 == chunks.len();
+        match ex
+            .response_body(Bytes::copy_from_slice(chunk), eos, false)
+            .await
+        {
+            Verdict::Continue(o) => out.extend_from_slice(&o.data),
+            Verdict::Respond(r) => panic!("unexpected reply {r:?}"),
+        }
+    }
+    out
+}
+
+fn split(bytes: &[u8], size: usize) -> Vec<&[u8]> {
+    bytes.chunks(size).collect()
+}
+
+fn metadata(ex: &Exchange, key: &str) -> Option<u64> {
+    ex.cx
+        .dynamic_metadata
+        .get("io.envoy.ai_gateway")?
+        .get(key)?
+        .as_u64()
+}
+
+#[tokio::test]
+async fn streamed_chat_without_usage_request_gets_it_injected_and_hidden() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
+    let Verdict::Continue(out) = request(&mut ex, body).await else {
+        panic!()
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&out.data).unwrap();
+    assert_eq!(
+        sent["stream_options"]["include_usage"], true,
+        "asked the upstream for usage"
+    );
+    assert_eq!(
+        sent["messages"][0]["content"],
+        "What is the capital of France?"
+    );
+    let estimate = ex.cx.llm.as_ref().unwrap().estimated_input_tokens;
+    assert!(estimate > 5 && estimate < 40, "{estimate}");
+
+    let stream = fixture("chat_usage.sse");
+    let client = respond(&mut ex, "text/event-stream", &split(&stream, 37)).await;
+    let text = String::from_utf8(client).unwrap();
+    assert!(!text.contains("\"usage\":{"), "usage chunk removed: {text}");
+    assert!(text.contains(" Paris"), "content kept");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.total_tokens),
+        (1117, 46, 1163)
+    );
+    assert_eq!(usage.cached_input_tokens, 1024);
+    assert_eq!(usage.reasoning_tokens, 12);
+    assert_eq!(metadata(&ex, "llm_input_token"), Some(1117));
+    assert_eq!(metadata(&ex, "llm_total_token"), Some(1163));
+    assert_eq!(metadata(&ex, "llm_weighted"), Some(1117 + 46 * 4));
+    let facts = ex.cx.llm.as_ref().unwrap();
+    assert!(facts.usage_reported);
+    assert!(facts.time_to_first_token.is_some());
+    // 93 plain input × 2.5 + 1024 cached × 1.25 + 46 output × 10, per million.
+    let cost = facts.cost_usd.unwrap();
+    assert!(
+        (cost - (93.0 * 2.5 + 1024.0 * 1.25 + 460.0) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+    ex.finish(Outcome::Completed { status: 200 });
+    let m = ex.pipeline().metrics.encode();
+    assert!(m.contains("gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\""), "{m}");
+    assert!(m.contains("gen_ai_token_type=\"cached_input\""), "{m}");
+    assert!(m.contains("gen_ai_server_time_to_first_token_count"), "{m}");
+    assert!(m.contains("tollgate_llm_cost_usd_total"), "{m}");
+}
+
+#[tokio::test]
+async fn explicit_include_usage_false_is_treated_like_absent() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#;
+    let Verdict::Continue(out) = request(&mut ex, body).await else {
+        panic!()
+    };
+    let sent: serde_json::Value = serde_json::from_slice(&out.data).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let text = respond(&mut ex, "text/event-stream", &[&fixture("chat_usage.sse")]).await;
+    assert!(!String::from_utf8(text).unwrap().contains("\"usage\":{"));
+}
+
+#[tokio::test]
+async fn client_that_asked_for_usage_gets_the_stream_untouched() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+    let Verdict::Continue(out) = request(&mut ex, body).await else {
+        panic!()
+    };
+    assert!(!out.changed, "body left alone");
+    let stream = fixture("chat_usage.sse");
+    let text = respond(&mut ex, "text/event-stream", &split(&stream, 100)).await;
+    assert_eq!(text, stream, "byte for byte");
+    assert_eq!(
+        ex.cx.llm.as_ref().unwrap().usage.unwrap().total_tokens,
+        1163
+    );
+}
+
+#[tokio::test]
+async fn json_response_usage() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&fixture("requests/chat.json")).unwrap();
+    body["stream"] = false.into();
+    let body = serde_json::to_vec(&body).unwrap();
+    let Verdict::Continue(out) = request(&mut ex, &body).await else {
+        panic!()
+    };
+    assert!(!out.changed, "a non-streamed request is left alone");
+    let resp = fixture("chat.json");
+    let got = respond(&mut ex, "application/json", &split(&resp, 50)).await;
+    assert_eq!(got, resp);
+    let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
+    assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
+    assert_eq!(metadata(&ex, "llm_total_token"), Some(usage.total_tokens));
+}
+
+#[tokio::test]
+async fn anthropic_stream_usage_is_merged() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/messages");
+    let body = fixture("requests/messages.json");
+    let Verdict::Continue(out) = request(&mut ex, &body).await else {
+        panic!()
+    };
+    assert!(
+        !out.changed,
+        "Anthropic streams carry usage: nothing to inject"
+    );
+    let stream = fixture("anthropic.sse");
+    let got = respond(&mut ex, "text/event-stream", &split(&stream, 29)).await;
+    assert_eq!(got, stream);
+    let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
+    assert!(
+        usage.input_tokens > 0 && usage.output_tokens > 0,
+        "{usage:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_gets_400_in_the_api_format() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let Verdict::Respond(reply) = request(&mut ex, b"{\"model\": ").await else {
+        panic!()
+    };
+    assert_eq!(reply.status, 400);
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+
+    let mut ex = exchange_at(YAML, "POST", "/v1/messages");
+    let Verdict::Respond(reply) = request(&mut ex, b"[1,2").await else {
+        panic!()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+}
+
+#[tokio::test]
+async fn request_over_the_limit_is_413() {
+    let yaml = YAML.replace(
+        "tokenAccounting:",
+        "tokenAccounting:\n          maxRequestBytes: 64",
+    );
+    let mut ex = exchange_at(&yaml, "POST", "/v1/chat/completions");
+    let big = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(200)
+    );
+    let Verdict::Respond(reply) = request(&mut ex, big.as_bytes()).await else {
+        panic!()
+    };
+    assert_eq!(reply.status, 413);
+}
+
+#[tokio::test]
+async fn abandoned_stream_is_counted_with_what_was_delivered() {
+    let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+    let body =
+        br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi there"}]}"#;
+    let _ = request(&mut ex, body).await;
+    let stream = fixture("chat_usage.sse");
+    // Deliver the first four events, then the client goes away.
+    let cut = stream
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == b"\n\n")
+        .nth(3)
+        .map(|(i, _)| i + 2)
+        .unwrap();
+    let mut map = http::HeaderMap::new();
+    map.insert("content-type", "text/event-stream".parse().unwrap());
+    ex.cx.response_status = Some(200);
+    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    let _ = ex
+        .response_body(Bytes::copy_from_slice(&stream[..cut]), false, false)
+        .await;
+    let estimate = ex.cx.llm.as_ref().unwrap().estimated_input_tokens;
+    ex.finish(Outcome::ClientGone);
+    let facts = ex.cx.llm.as_ref().unwrap();
+    let usage = facts.usage.unwrap();
+    assert!(!facts.usage_reported);
+    assert_eq!(usage.input_tokens, estimate);
+    assert_eq!(
+        usage.output_tokens, 3,
+        "three content events were delivered"
+    );
+}
+
+#[tokio::test]
+async fn non_llm_paths_are_left_alone() {
+    let ex = exchange_at(YAML, "GET", "/v1/models");
+    assert!(ex.is_empty(), "no processor for a path that is no LLM API");
+}
