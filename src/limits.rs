@@ -54,6 +54,7 @@ mod decision;
 mod error;
 mod limit;
 mod local_store;
+mod redis_store;
 mod reservation;
 mod store;
 
@@ -61,5 +62,6 @@ pub use decision::{Decision, Reserved};
 pub use error::{LimitError, StoreFailure};
 pub use limit::{Limit, Period, PeriodBudget, TokenBucket, MAX_AMOUNT};
 pub use local_store::LocalStore;
+pub use redis_store::{FlushReport, RedisConfig, RedisFailureMode, RedisStore, RedisStoreStats};
 pub use reservation::{Admission, Limiter, Reservation};
 pub use store::LimitStore;

@@ -19,9 +19,9 @@ pub enum LimitError {
         source: StoreFailure,
     },
 
-    /// The Redis URL does not parse.
-    #[error("redis url: {source}")]
-    RedisUrl {
+    /// The Redis client could not be built (a URL that does not parse, …).
+    #[error("redis client: {source}")]
+    RedisClient {
         #[source]
         source: ::redis::RedisError,
     },
@@ -40,6 +40,28 @@ pub enum StoreFailure {
     Timeout(Duration),
     #[error("unexpected reply from the script: {0}")]
     Reply(String),
+}
+
+// === impl StoreFailure ===
+
+impl StoreFailure {
+    /// Redis answered and refused the operation itself (a key of the wrong type, a
+    /// script error, a reply we cannot read): retrying the same operation cannot help.
+    /// Everything else (I/O, timeouts, `LOADING`, `READONLY`, …) is worth retrying.
+    pub fn is_rejection(&self) -> bool {
+        use ::redis::{ErrorKind, ServerErrorKind};
+        match self {
+            StoreFailure::Timeout(_) => false,
+            StoreFailure::Reply(_) => true,
+            StoreFailure::Redis(e) => matches!(
+                e.kind(),
+                ErrorKind::Server(ServerErrorKind::ResponseError)
+                    | ErrorKind::Extension
+                    | ErrorKind::UnexpectedReturnType
+                    | ErrorKind::Parse
+            ),
+        }
+    }
 }
 
 // === impl LimitError ===
