@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tollgate::limits::{
-    Admission, Limit, LimitStore, Limiter, LocalStore, RedisConfig, RedisStore, Reserved,
+    Admission, Limit, LimitStore, Limiter, LocalStore, RedisStore, RedisStoreConfig, Reserved,
     MAX_AMOUNT,
 };
 
@@ -79,7 +79,7 @@ fn redis(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = rt.block_on(async {
         let url = format!("redis://127.0.0.1:{}/", server.port);
-        RedisStore::new(RedisConfig::new(url)).unwrap()
+        RedisStore::new(RedisStoreConfig::new(url)).unwrap()
     });
     let limit = limit();
     let mut g = c.benchmark_group("limits/redis");

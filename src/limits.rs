@@ -2,7 +2,8 @@
 //!
 //! A [`Limit`] is a token bucket (`capacity`, refilled continuously) or a period budget
 //! (`amount` per UTC-aligned minute / hour / day / month; money budgets are the same in
-//! micro-dollars). On a caller-named key a [`LimitStore`] does three atomic things:
+//! micro-dollars, see [`micro_dollars`]). On a caller-named key a [`LimitStore`] does
+//! three atomic things:
 //!
 //! - `reserve(key, limit, estimate, now)`: check and pre-charge the estimate before the
 //!   request goes upstream, answering a [`Decision`] (allowed, remaining, limit,
@@ -60,8 +61,10 @@ mod store;
 
 pub use decision::{Decision, Reserved};
 pub use error::{LimitError, StoreFailure};
-pub use limit::{Limit, Period, PeriodBudget, TokenBucket, MAX_AMOUNT};
+pub use limit::{micro_dollars, Limit, Period, PeriodBudget, TokenBucket, MAX_AMOUNT};
 pub use local_store::LocalStore;
-pub use redis_store::{FlushReport, RedisConfig, RedisFailureMode, RedisStore, RedisStoreStats};
+pub use redis_store::{
+    FlushReport, RedisFailureMode, RedisStore, RedisStoreConfig, RedisStoreStats,
+};
 pub use reservation::{Admission, Limiter, Reservation};
 pub use store::LimitStore;

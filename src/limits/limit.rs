@@ -45,6 +45,16 @@ pub enum Period {
     Month,
 }
 
+/// US dollars as the micro-dollars money budgets count in, rounded to the nearest;
+/// negative and NaN are 0, huge amounts [`MAX_AMOUNT`].
+pub fn micro_dollars(usd: f64) -> u64 {
+    let micros = (usd * 1_000_000.0).round();
+    if micros.is_nan() || micros <= 0.0 {
+        return 0;
+    }
+    (micros as u64).min(MAX_AMOUNT)
+}
+
 // === impl Limit ===
 
 impl Limit {
@@ -146,6 +156,15 @@ mod tests {
         assert!(Limit::per(10, Duration::ZERO).is_err());
         let err = Limit::bucket(0, 1.0).unwrap_err().to_string();
         assert!(err.contains("capacity 0"), "{err}");
+    }
+
+    #[test]
+    fn dollars_become_micro_dollars() {
+        assert_eq!(micro_dollars(5.0), 5_000_000);
+        assert_eq!(micro_dollars(0.000_002_5), 3, "rounded to the nearest");
+        assert_eq!(micro_dollars(-1.0), 0);
+        assert_eq!(micro_dollars(f64::NAN), 0);
+        assert_eq!(micro_dollars(f64::INFINITY), MAX_AMOUNT);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
-pub use config::{RedisConfig, RedisFailureMode};
+pub use config::{RedisFailureMode, RedisStoreConfig};
 
 use self::ledger::Ledger;
 use super::bucket::BucketState;
@@ -107,7 +107,7 @@ impl RedisStore {
     /// A store on `config.url`. Connects lazily (the first operation connects), so it
     /// succeeds while Redis is down; must be called inside a Tokio runtime, which runs
     /// the connection and the ledger replay.
-    pub fn new(config: RedisConfig) -> Result<RedisStore, LimitError> {
+    pub fn new(config: RedisStoreConfig) -> Result<RedisStore, LimitError> {
         Handle::try_current().map_err(|_| LimitError::NoRuntime { what: "RedisStore" })?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|source| LimitError::RedisClient { source })?;

@@ -19,7 +19,7 @@ pub enum RedisFailureMode {
 /// A `RedisStore`'s settings. Timeouts are short on purpose: a limit check sits on the
 /// request path, and a slow Redis should trip the failure mode, not stall requests.
 #[derive(Clone, Debug)]
-pub struct RedisConfig {
+pub struct RedisStoreConfig {
     /// `redis://[user:password@]host:port[/db]` (TLS, `rediss://`, is not compiled in).
     pub url: String,
     pub failure_mode: RedisFailureMode,
@@ -32,11 +32,11 @@ pub struct RedisConfig {
     pub flush_interval: Duration,
 }
 
-impl RedisConfig {
+impl RedisStoreConfig {
     /// Defaults: fail open, 250 ms to connect, 250 ms per operation, ledger retried
     /// every second.
-    pub fn new(url: impl Into<String>) -> RedisConfig {
-        RedisConfig {
+    pub fn new(url: impl Into<String>) -> RedisStoreConfig {
+        RedisStoreConfig {
             url: url.into(),
             failure_mode: RedisFailureMode::default(),
             connect_timeout: Duration::from_millis(250),
@@ -45,22 +45,22 @@ impl RedisConfig {
         }
     }
 
-    pub fn failure_mode(mut self, mode: RedisFailureMode) -> RedisConfig {
+    pub fn failure_mode(mut self, mode: RedisFailureMode) -> RedisStoreConfig {
         self.failure_mode = mode;
         self
     }
 
-    pub fn connect_timeout(mut self, timeout: Duration) -> RedisConfig {
+    pub fn connect_timeout(mut self, timeout: Duration) -> RedisStoreConfig {
         self.connect_timeout = timeout;
         self
     }
 
-    pub fn command_timeout(mut self, timeout: Duration) -> RedisConfig {
+    pub fn command_timeout(mut self, timeout: Duration) -> RedisStoreConfig {
         self.command_timeout = timeout;
         self
     }
 
-    pub fn flush_interval(mut self, interval: Duration) -> RedisConfig {
+    pub fn flush_interval(mut self, interval: Duration) -> RedisStoreConfig {
         self.flush_interval = interval;
         self
     }

@@ -12,7 +12,7 @@ use crate::limits::limit::Period;
 use crate::limits::LocalStore;
 
 fn store(server: &RedisServer, mode: RedisFailureMode) -> RedisStore {
-    let config = RedisConfig::new(server.url())
+    let config = RedisStoreConfig::new(server.url())
         .failure_mode(mode)
         .connect_timeout(Duration::from_millis(200))
         .command_timeout(Duration::from_millis(200))
