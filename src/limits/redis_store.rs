@@ -22,7 +22,7 @@ mod test_server;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +53,8 @@ struct Shared {
     failure_mode: RedisFailureMode,
     command_timeout: Duration,
     ledger: Ledger,
+    /// Entries taken out of the ledger by the replay in progress and not finished yet.
+    replaying: AtomicUsize,
     /// One replay at a time.
     flushing: tokio::sync::Mutex<()>,
     /// Wakes the background replay (Redis answered after failing).
@@ -125,6 +127,7 @@ impl RedisStore {
             failure_mode: config.failure_mode,
             command_timeout: config.command_timeout,
             ledger: Ledger::default(),
+            replaying: AtomicUsize::new(0),
             flushing: tokio::sync::Mutex::new(()),
             wake: wake.clone(),
             available: AtomicBool::new(true),
@@ -144,9 +147,9 @@ impl RedisStore {
         self.shared.flush().await
     }
 
-    /// Ledger entries waiting to be replayed.
+    /// Ledger entries waiting to be replayed, or being replayed right now.
     pub fn pending(&self) -> usize {
-        self.shared.ledger.len()
+        self.shared.pending()
     }
 
     pub fn stats(&self) -> RedisStoreStats {
@@ -159,7 +162,7 @@ impl RedisStore {
             replayed_entries: get(&c.replayed),
             expired_entries: get(&c.expired),
             rejected_entries: get(&c.rejected),
-            pending_entries: self.shared.ledger.len(),
+            pending_entries: self.shared.pending(),
             available: self.shared.available.load(Ordering::Relaxed),
         }
     }
@@ -313,52 +316,69 @@ impl Shared {
         self.ledger.add(key, limit, op, now_ms);
     }
 
+    /// Replay the ledger. Each entry counts as pending until its outcome is counted, so
+    /// `pending() == 0` means every replayed amount is in Redis (and in the stats).
     async fn flush(&self) -> Result<FlushReport, LimitError> {
         let _one_at_a_time = self.flushing.lock().await;
         let now_ms = epoch_ms(SystemTime::now());
         let mut report = FlushReport::default();
-        let mut replays = self.ledger.take_all(now_ms).into_iter();
+        let replays = self.ledger.take_all(now_ms);
+        self.replaying.store(replays.len(), Ordering::Release);
+        let mut replays = replays.into_iter();
         while let Some(replay) = replays.next() {
+            let _done = Replayed(&self.replaying);
+            let c = &self.counters;
             let Some(op) = replay.op else {
-                report.expired += usize::from(replay.entry.net != 0);
+                if replay.entry.net != 0 {
+                    report.expired += 1;
+                    c.expired.fetch_add(1, Ordering::Relaxed);
+                }
                 continue;
             };
-            match self
-                .run(&replay.slot.key, &replay.entry.limit, op, now_ms)
-                .await
-            {
-                Ok(_) => report.replayed += 1,
+            let (key, limit) = (&replay.slot.key, &replay.entry.limit);
+            match self.run(key, limit, op, now_ms).await {
+                Ok(_) => {
+                    report.replayed += 1;
+                    c.replayed.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(failure) if failure.is_rejection() => {
-                    tracing::error!(key = %replay.slot.key, net = replay.entry.net, %failure,
+                    tracing::error!(%key, net = replay.entry.net, %failure,
                         "limits: redis rejected a pending ledger entry; dropping it");
                     report.rejected += 1;
+                    c.rejected.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(failure) => {
-                    self.ledger.merge(replay.slot.clone(), replay.entry);
+                    // Back in the ledger before they stop counting as being replayed.
+                    let key = key.clone();
+                    self.ledger.merge(replay.slot, replay.entry);
                     for rest in replays {
                         self.ledger.merge(rest.slot, rest.entry);
                     }
-                    self.count(report);
+                    self.replaying.store(0, Ordering::Release);
                     return Err(LimitError::Unavailable {
-                        key: replay.slot.key,
+                        key,
                         op: "flush",
                         source: failure,
                     });
                 }
             }
         }
-        self.count(report);
         Ok(report)
     }
 
-    fn count(&self, report: FlushReport) {
-        let c = &self.counters;
-        c.replayed
-            .fetch_add(report.replayed as u64, Ordering::Relaxed);
-        c.expired
-            .fetch_add(report.expired as u64, Ordering::Relaxed);
-        c.rejected
-            .fetch_add(report.rejected as u64, Ordering::Relaxed);
+    fn pending(&self) -> usize {
+        self.ledger.len() + self.replaying.load(Ordering::Acquire)
+    }
+}
+
+/// Counts one replayed (or dropped) entry as finished when it goes out of scope.
+struct Replayed<'a>(&'a AtomicUsize);
+
+impl Drop for Replayed<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
