@@ -40,6 +40,8 @@ pub enum StoreFailure {
     Timeout(Duration),
     #[error("unexpected reply from the script: {0}")]
     Reply(String),
+    #[error("redis failed less than {0:?} ago; not tried again yet")]
+    BackingOff(Duration),
 }
 
 // === impl StoreFailure ===
@@ -51,7 +53,7 @@ impl StoreFailure {
     pub fn is_rejection(&self) -> bool {
         use ::redis::{ErrorKind, ServerErrorKind};
         match self {
-            StoreFailure::Timeout(_) => false,
+            StoreFailure::Timeout(_) | StoreFailure::BackingOff(_) => false,
             StoreFailure::Reply(_) => true,
             StoreFailure::Redis(e) => matches!(
                 e.kind(),

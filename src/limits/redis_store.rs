@@ -4,7 +4,9 @@
 //! `now` (see the `limits` module docs for why not Redis' `TIME`), and a `PEXPIRE` so
 //! idle keys vanish once they equal a fresh one. The connection is a redis-rs
 //! `ConnectionManager` built lazily — tollgate starts while Redis is down — that
-//! reconnects after I/O errors; every operation is bounded by `command_timeout`.
+//! reconnects after I/O errors; every operation is bounded by `command_timeout`, and for
+//! `retry_after_failure` after a failure operations do not try Redis at all (so a Redis
+//! that is gone costs requests nothing, not a timeout each); then the next one probes.
 //!
 //! When Redis cannot answer, the [`RedisFailureMode`] decides reservations: fail open
 //! allows them, fail closed denies them with `LimitError::Unavailable` (503). Either
@@ -24,7 +26,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -52,6 +54,11 @@ struct Shared {
     conn: ConnectionManager,
     failure_mode: RedisFailureMode,
     command_timeout: Duration,
+    retry_after_failure: Duration,
+    /// When operations may try Redis again after a failure, in nanoseconds since
+    /// `started`; 0 when Redis answered last.
+    retry_at_ns: AtomicU64,
+    started: Instant,
     ledger: Ledger,
     /// Entries taken out of the ledger by the replay in progress and not finished yet.
     replaying: AtomicUsize,
@@ -126,6 +133,9 @@ impl RedisStore {
             conn,
             failure_mode: config.failure_mode,
             command_timeout: config.command_timeout,
+            retry_after_failure: config.retry_after_failure,
+            retry_at_ns: AtomicU64::new(0),
+            started: Instant::now(),
             ledger: Ledger::default(),
             replaying: AtomicUsize::new(0),
             flushing: tokio::sync::Mutex::new(()),
@@ -277,6 +287,9 @@ impl Shared {
         op: Op,
         now_ms: i64,
     ) -> Result<Applied, StoreFailure> {
+        if self.backing_off() {
+            return Err(StoreFailure::BackingOff(self.retry_after_failure));
+        }
         let mut conn = self.conn.clone();
         let call = scripts::run(&mut conn, key, limit, op, now_ms);
         let result = match tokio::time::timeout(self.command_timeout, call).await {
@@ -287,16 +300,33 @@ impl Shared {
         result
     }
 
+    /// Whether Redis failed less than `retry_after_failure` ago: then operations fail at
+    /// once instead of each waiting up to `command_timeout` on a Redis that is gone.
+    fn backing_off(&self) -> bool {
+        let retry_at = self.retry_at_ns.load(Ordering::Acquire);
+        retry_at != 0 && self.elapsed_ns() < retry_at
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Log the transitions between reachable and not, and wake the replay on recovery.
     fn observe(&self, result: &Result<Applied, StoreFailure>) {
         match result {
             Ok(_) => {
+                self.retry_at_ns.store(0, Ordering::Release);
                 if !self.available.swap(true, Ordering::Relaxed) {
                     tracing::info!("limits: redis answers again; replaying the pending ledger");
                     self.wake.notify_one();
                 }
             }
+            Err(error) if error.is_rejection() => {}
             Err(error) => {
+                let retry_at = self.elapsed_ns().saturating_add(
+                    u64::try_from(self.retry_after_failure.as_nanos()).unwrap_or(u64::MAX),
+                );
+                self.retry_at_ns.store(retry_at.max(1), Ordering::Release);
                 if self.available.swap(false, Ordering::Relaxed) {
                     tracing::warn!(%error, mode = ?self.failure_mode,
                         "limits: redis unavailable; applying the failure mode");

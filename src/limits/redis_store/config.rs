@@ -27,20 +27,24 @@ pub struct RedisStoreConfig {
     pub connect_timeout: Duration,
     /// One operation, end to end (including waiting for a reconnect in progress).
     pub command_timeout: Duration,
+    /// After a failure, operations apply the failure mode at once, without trying
+    /// Redis, for this long; then the next operation tries again.
+    pub retry_after_failure: Duration,
     /// How often the pending ledger is retried while it holds anything. A failed
     /// operation followed by a successful one also triggers a replay at once.
     pub flush_interval: Duration,
 }
 
 impl RedisStoreConfig {
-    /// Defaults: fail open, 250 ms to connect, 250 ms per operation, ledger retried
-    /// every second.
+    /// Defaults: fail open, 250 ms to connect, 250 ms per operation, Redis retried
+    /// 500 ms after a failure, ledger retried every second.
     pub fn new(url: impl Into<String>) -> RedisStoreConfig {
         RedisStoreConfig {
             url: url.into(),
             failure_mode: RedisFailureMode::default(),
             connect_timeout: Duration::from_millis(250),
             command_timeout: Duration::from_millis(250),
+            retry_after_failure: Duration::from_millis(500),
             flush_interval: Duration::from_secs(1),
         }
     }
@@ -57,6 +61,11 @@ impl RedisStoreConfig {
 
     pub fn command_timeout(mut self, timeout: Duration) -> RedisStoreConfig {
         self.command_timeout = timeout;
+        self
+    }
+
+    pub fn retry_after_failure(mut self, wait: Duration) -> RedisStoreConfig {
+        self.retry_after_failure = wait;
         self
     }
 
