@@ -189,8 +189,14 @@ impl Processor for TokenAccounting {
     }
 
     fn on_complete(&mut self, cx: &mut Ctx, outcome: &Outcome) {
-        // An exchange that ended early (client gone, upstream broke, a local reply) is
-        // exported with what was delivered, so `tokenLimit` can charge it.
+        // Answered locally before any response (a limit, a guard, an unreachable
+        // upstream): nothing reached the model, so nothing is counted or charged.
+        if matches!(outcome, Outcome::LocalReply { .. }) && self.response.is_none() {
+            self.exported = true;
+            return;
+        }
+        // An exchange that ended early (client gone, upstream broke) is exported with
+        // what was delivered, so `tokenLimit` can charge it.
         let complete = matches!(outcome, Outcome::Completed { .. });
         self.export(cx, complete);
     }
