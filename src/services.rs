@@ -58,6 +58,23 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Waits for limit settlements still in flight (called on shutdown, after the
+    /// servers drained, so no true-up is lost).
+    pub async fn drain(&self) {
+        let limiters: Vec<Limiter> = self
+            .limiters
+            .lock()
+            .expect("limiter map lock")
+            .values()
+            .cloned()
+            .collect();
+        for l in limiters {
+            l.drain().await;
+        }
+    }
+}
+
 impl LimiterSpec {
     pub fn redis(url: &str, failure_mode: FailureMode) -> Self {
         LimiterSpec::Redis {
