@@ -236,6 +236,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
     tmp = tempfile.mkdtemp(prefix="tollgate-load-")
+    os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
     ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm")}
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
