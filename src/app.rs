@@ -123,7 +123,10 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    if tokio::time::timeout(Duration::from_secs(5), services.drain()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), services.drain())
+        .await
+        .is_err()
+    {
         tracing::warn!("limit settlements still in flight after 5s; some true-ups are lost");
     }
     let _ = admin_stop_tx.send(());

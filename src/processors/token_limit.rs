@@ -139,7 +139,7 @@ impl Processor for TokenLimit {
         if !body.end_of_stream() || !self.held.is_empty() {
             return Ok(Flow::Continue);
         }
-        let Some(facts) = cx.llm.as_ref() else {
+        let Some(facts) = cx.llm.as_mut() else {
             return Ok(Flow::Continue); // not an LLM request tokenAccounting understood
         };
         let limiter = self

@@ -107,8 +107,8 @@ impl Rule {
     }
 
     /// What to pre-charge before the response (at least 1, so an exhausted limit denies).
-    pub fn estimate(&self, facts: &LlmFacts) -> Option<u64> {
-        let input = facts.estimated_input_tokens;
+    pub fn estimate(&self, facts: &mut LlmFacts) -> Option<u64> {
+        let input = facts.estimated_input_tokens();
         let amount = match (&self.prices, self.count) {
             (Some(prices), _) => {
                 let model = facts.request.model.as_deref().unwrap_or("");
