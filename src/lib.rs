@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 
 pub mod config;
+pub mod guard;
 pub mod metrics;
 pub mod pipeline;
 pub mod processors;
