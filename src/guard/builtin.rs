@@ -21,8 +21,11 @@
 //! of bytes (the longest entity), so a scan is linear in the text whatever its content.
 //!
 //! Every candidate depends only on the bytes from a fixed distance before it
-//! ([`LEFT_CONTEXT`]) to its end plus a few bytes after, never on where the scan started:
-//! that is what lets the stream masker rescan only a window and get the same answer.
+//! ([`LEFT_CONTEXT`]) to its end plus a few bytes after, never on where the scan started,
+//! and its trigger lies at or after its start. So a scan may start at any offset and
+//! finds exactly the candidates starting there or later, reading (not scanning) the
+//! bytes before for context: each detector's left checks reject a trigger that is not
+//! the first of its run. That is what lets the stream masker scan only the new text.
 
 mod card;
 mod email;
@@ -128,7 +131,8 @@ impl Detectors {
         }
     }
 
-    /// Appends the candidates in `s` that start at or after `min_start`.
+    /// Appends the candidates in `s` that start at or after `min_start`, scanning from
+    /// there (see the module doc for why that finds them all).
     pub(crate) fn scan(&self, s: &[u8], min_start: usize, out: &mut Vec<Finding>) {
         let mut sink = Sink {
             ids: &self.ids,
@@ -138,7 +142,7 @@ impl Detectors {
         let mut pem_memo = pem::Memo::default();
         let t = &self.table;
         let n = s.len();
-        let mut i = 0;
+        let mut i = min_start;
         while i < n {
             // Fast path: four bytes at a time while nothing triggers.
             while i + 4 <= n

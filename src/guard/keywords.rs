@@ -1,8 +1,11 @@
-//! Keyword lists: one Aho-Corasick automaton over every word of every list, searched once.
+//! Keyword lists: every word of every list in Aho-Corasick automata, searched once.
 //!
-//! The automaton is ASCII-case-insensitive if any list is; matches of case-sensitive lists
-//! are then checked byte for byte. Overlapping iteration reports every occurrence, so a
-//! match that fails its whole-word check never hides a shorter one that passes.
+//! Case-sensitive words go into one automaton searched over the text; case-insensitive
+//! words, lower-cased, into another searched over an ASCII-lower-cased copy of the text
+//! (same offsets). That keeps both automata's literal prefilters fast: an automaton
+//! built with `ascii_case_insensitive` runs at a fraction of the speed. Overlapping
+//! iteration reports every occurrence, so a match that fails its whole-word check never
+//! hides a shorter one that passes.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -13,15 +16,20 @@ use super::GuardError;
 #[derive(Debug)]
 struct Word {
     rule: RuleId,
-    case_insensitive: bool,
     whole_word: bool,
-    text: Box<[u8]>,
+}
+
+/// One automaton and, per pattern, what it stands for.
+#[derive(Debug)]
+struct Set {
+    ac: AhoCorasick,
+    words: Vec<Word>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Keywords {
-    ac: AhoCorasick,
-    words: Vec<Word>,
+    exact: Option<Set>,
+    folded: Option<Set>,
     max_len: usize,
 }
 
@@ -31,7 +39,8 @@ impl Keywords {
         if lists.is_empty() {
             return Ok(None);
         }
-        let mut words = Vec::new();
+        let (mut exact, mut folded) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        let mut max_len = 0;
         for (list, &rule) in lists.iter().zip(ids) {
             let problem = |p: &str| GuardError::Keywords {
                 rule: list.name.clone(),
@@ -44,55 +53,90 @@ impl Keywords {
                 if w.is_empty() {
                     return Err(problem("empty word"));
                 }
-                words.push(Word {
+                max_len = max_len.max(w.len());
+                let word = Word {
                     rule,
-                    case_insensitive: list.case_insensitive,
                     whole_word: list.whole_word,
-                    text: w.as_bytes().into(),
+                };
+                let (patterns, words) = if list.case_insensitive {
+                    (&mut folded.0, &mut folded.1)
+                } else {
+                    (&mut exact.0, &mut exact.1)
+                };
+                patterns.push(if list.case_insensitive {
+                    w.to_ascii_lowercase()
+                } else {
+                    w.clone()
                 });
+                words.push(word);
             }
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(words.iter().any(|w| w.case_insensitive))
-            .build(words.iter().map(|w| &w.text))
-            .map_err(|e| GuardError::Keywords {
-                rule: lists[0].name.clone(),
-                problem: e.to_string(),
-            })?;
-        let max_len = words.iter().map(|w| w.text.len()).max().unwrap_or(0);
-        Ok(Some(Keywords { ac, words, max_len }))
+        let build =
+            |(patterns, words): (Vec<String>, Vec<Word>)| -> Result<Option<Set>, GuardError> {
+                if patterns.is_empty() {
+                    return Ok(None);
+                }
+                let ac = AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                    .map_err(|e| GuardError::Keywords {
+                        rule: lists[0].name.clone(),
+                        problem: e.to_string(),
+                    })?;
+                Ok(Some(Set { ac, words }))
+            };
+        Ok(Some(Keywords {
+            exact: build(exact)?,
+            folded: build(folded)?,
+            max_len,
+        }))
     }
 
     pub(crate) fn max_len(&self) -> usize {
         self.max_len
     }
 
+    /// Matches starting at or after `min_start`.
     pub(crate) fn scan(&self, text: &str, min_start: usize, out: &mut Vec<Finding>) {
-        let bytes = text.as_bytes();
-        for m in self.ac.find_overlapping_iter(text) {
-            let (start, end) = (m.start(), m.end());
-            if start < min_start {
-                continue;
-            }
-            let w = &self.words[m.pattern().as_usize()];
-            if !w.case_insensitive && bytes[start..end] != *w.text {
-                continue;
-            }
-            // An ASCII-case-insensitive match of a UTF-8 word is on char boundaries, but a
-            // word could still start or end inside a character of the text: skip those.
-            if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-                continue;
-            }
-            if w.whole_word && (word_before(text, start) || word_after(text, end)) {
-                continue;
-            }
-            out.push(Finding {
-                rule: w.rule,
-                start,
-                end,
-            });
+        let from = min_start.min(text.len());
+        if let Some(set) = &self.exact {
+            set.scan(text, &text.as_bytes()[from..], from, out);
         }
+        if let Some(set) = &self.folded {
+            set.scan(
+                text,
+                &text.as_bytes()[from..].to_ascii_lowercase(),
+                from,
+                out,
+            );
+        }
+    }
+}
+
+impl Set {
+    /// `haystack` is `text[shift..]`, maybe lower-cased.
+    fn scan(&self, text: &str, haystack: &[u8], shift: usize, out: &mut Vec<Finding>) {
+        for m in self.ac.find_overlapping_iter(haystack) {
+            let (start, end) = (m.start() + shift, m.end() + shift);
+            self.check(text, m.pattern().as_usize(), start, end, out);
+        }
+    }
+
+    fn check(&self, text: &str, pattern: usize, start: usize, end: usize, out: &mut Vec<Finding>) {
+        let w = &self.words[pattern];
+        // A word is on char boundaries of itself, but could match from inside a character
+        // of the text (a word starting with a continuation byte): skip those.
+        if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            return;
+        }
+        if w.whole_word && (word_before(text, start) || word_after(text, end)) {
+            return;
+        }
+        out.push(Finding {
+            rule: w.rule,
+            start,
+            end,
+        });
     }
 }
 
@@ -145,7 +189,9 @@ mod tests {
             masked(vec![l.clone()], "un café, décafé, cafés"),
             "un <K>, décafé, cafés"
         );
-        assert_eq!(masked(vec![l], "«café»"), "«<K>»");
+        assert_eq!(masked(vec![l.clone()], "«café»"), "«<K>»");
+        // Case folding is ASCII-only: `É` is not `é`.
+        assert_eq!(masked(vec![l], "CAFé CAFÉ"), "<K> CAFÉ");
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub(super) fn block(s: &[u8], i: usize, max_len: usize, memo: &mut Memo) -> Bloc
 
 /// The private key starting at the dash run at `i` (exactly five dashes).
 pub(super) fn find(s: &[u8], i: usize, max_len: usize, memo: &mut Memo) -> Option<(usize, usize)> {
+    if i > 0 && s[i - 1] == b'-' {
+        return None;
+    }
     match block(s, i, max_len, memo) {
         Block::Closed(end) => Some((i, end)),
         _ => None,
