@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod envoy;
+pub mod redis;
 pub mod scenario;
 pub mod tollgate;
 pub mod upstream;
