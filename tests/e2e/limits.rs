@@ -173,6 +173,28 @@ impl Limited {
         Limited::from(&headers)
     }
 
+    /// The denial's message says what the headers say: `Limit L, Remaining R,
+    /// Requested 12. Please try again in D.`, D written to a tenth of a second where
+    /// `retry-after` is the same wait rounded up to whole seconds.
+    fn assert_message(&self, message: &serde_json::Value, unit: &str) {
+        let message = message.as_str().unwrap_or_else(|| panic!("{message}"));
+        let head = format!(
+            "Rate limit reached for {unit} (limit per-key): Limit {}, Remaining {}, Requested {ESTIMATE}. Please try again in ",
+            self.limit, self.remaining
+        );
+        let wait = message
+            .strip_prefix(&head)
+            .and_then(|rest| rest.strip_suffix('.'))
+            .unwrap_or_else(|| panic!("{message:?} is not {head:?}…"));
+        let wait = openai_duration(wait).as_secs_f64();
+        let (low, high) = ((wait - 0.05).ceil() as u64, (wait + 0.05).ceil() as u64);
+        assert!(
+            (low..=high).contains(&self.retry_after),
+            "retry-after {} for {message:?}",
+            self.retry_after
+        );
+    }
+
     /// The headers of a bucket of `capacity` per `period` that was full `elapsed` ago
     /// (at most) and has had exactly `capacity` taken since, denying a reservation of
     /// `ESTIMATE`: it holds what refilled, `capacity * elapsed / period`.
@@ -264,18 +286,15 @@ async fn burst(name: &str, port: u16, upstream: &MockUpstream) {
     // The SDK hands over the `error` object of the body.
     assert_eq!(error["body"]["code"], "rate_limit_exceeded", "{sdk}");
     assert_eq!(error["body"]["type"], "rate_limit_error", "{sdk}");
-    let message = error["body"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with("Rate limit reached for tokens per minute (limit per-key): Limit 36, Remaining 0, Requested 12. Please try again in"),
-        "{message}"
-    );
     let headers: BTreeMap<String, String> =
         serde_json::from_value(error["headers"].clone()).expect("headers as strings");
     assert_eq!(
         headers.get("content-type").map(String::as_str),
         Some("application/json")
     );
-    Limited::from(&headers).assert_drained(36, Duration::from_secs(60), elapsed);
+    let limited = Limited::from(&headers);
+    limited.assert_drained(36, Duration::from_secs(60), elapsed);
+    limited.assert_message(&error["body"]["message"], "tokens per minute");
     assert_eq!(reached(upstream, &denied_id), 0, "a denied request went upstream");
 
     // Denied again without the SDK: the whole OpenAI error body.
@@ -286,7 +305,9 @@ async fn burst(name: &str, port: u16, upstream: &MockUpstream) {
     assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
     assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
     assert_eq!(body["error"]["param"], serde_json::Value::Null, "{body}");
-    Limited::of(&again).assert_drained(36, Duration::from_secs(60), elapsed);
+    let limited = Limited::of(&again);
+    limited.assert_drained(36, Duration::from_secs(60), elapsed);
+    limited.assert_message(&body["error"]["message"], "tokens per minute");
 
     // The same key on an Anthropic route: the same bucket, Anthropic's error shape.
     let messages = client::must(port, anthropic(&key, &format!("{name}-messages"))).await;
@@ -295,14 +316,10 @@ async fn burst(name: &str, port: u16, upstream: &MockUpstream) {
     let body = messages.json();
     assert_eq!(body["type"], "error", "{body}");
     assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Limit 36, Remaining 0, Requested 12.")),
-        "{body}"
-    );
     assert!(body.get("code").is_none() && body["error"].get("code").is_none());
-    Limited::of(&messages).assert_drained(36, Duration::from_secs(60), elapsed);
+    let limited = Limited::of(&messages);
+    limited.assert_drained(36, Duration::from_secs(60), elapsed);
+    limited.assert_message(&body["error"]["message"], "tokens per minute");
     for id in ["denied", "messages"] {
         assert_eq!(reached(upstream, &format!("{name}-{id}")), 0, "{id}");
     }
@@ -402,6 +419,7 @@ async fn two_instances_share_one_limit_through_redis() {
 
     // Each request reserves its estimate (12) and trues up to the real 15 when it ends:
     // wait for that to reach Redis before the next one, so the arithmetic is exact.
+    let started = Instant::now();
     ok(proxy_a, chat("shared", "shared-1-a")).await;
     let key = wait_spent(&redis, TOTAL).await;
     ok(proxy_b, chat("shared", "shared-2-b")).await;
@@ -410,9 +428,10 @@ async fn two_instances_share_one_limit_through_redis() {
     wait_spent(&redis, 3.0 * TOTAL).await;
 
     // 45 of 45 spent: B (one request of its own so far) and A both deny.
-    let started = Instant::now();
     let reply = denied(proxy_b, chat("shared", "shared-4-b")).await;
-    Limited::of(&reply).assert_drained(45, Duration::from_secs(3600), started.elapsed());
+    let limited = Limited::of(&reply);
+    limited.assert_drained(45, Duration::from_secs(3600), started.elapsed());
+    limited.assert_message(&reply.json()["error"]["message"], "tokens per hour");
     denied(proxy_a, chat("shared", "shared-5-a")).await;
     assert_eq!(reached(&upstream, "shared-4-b"), 0);
     assert_eq!(reached(&upstream, "shared-5-a"), 0);
@@ -465,21 +484,22 @@ async fn redis_killed_fail_open_keeps_serving_and_replays_the_charges() {
 
     // Back, empty (no persistence): the ledger's 4 × 15 land in Redis; nothing else
     // is sent meanwhile.
+    let restarted = Instant::now();
     redis.restart();
     wait_spent(&redis, 4.0 * TOTAL).await;
-    let started = Instant::now();
     let reply = denied(proxy, chat("k", "open-after")).await;
     let limited = Limited::of(&reply);
     assert_eq!(limited.limit, 45);
     assert_eq!(limited.remaining, 0, "in debt: 45 - 60");
-    // 27 tokens short (-15 → 12) at 0.0125 per second: 2160 s.
-    let wait = 27.0 / (45.0 / 3600.0);
+    // 27 tokens short (-15 → 12) at 0.0125 per second: 2160 s, less what refilled
+    // since the replay.
+    let (rate, since) = (45.0 / 3600.0, restarted.elapsed().as_secs_f64());
+    let retry = limited.retry_after as f64;
     assert!(
-        (wait - 2.0 - started.elapsed().as_secs_f64()..=wait + 1.0)
-            .contains(&(limited.retry_after as f64)),
-        "retry-after {}",
-        limited.retry_after
+        ((27.0 / rate - since).ceil()..=27.0 / rate).contains(&retry),
+        "retry-after {retry}, {since} s after the restart"
     );
+    limited.assert_message(&reply.json()["error"]["message"], "tokens per hour");
     assert_eq!(reached(&upstream, "open-after"), 0);
     assert!(!tollgate.log().contains("panicked"), "{}", tollgate.log());
 }
