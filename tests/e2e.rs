@@ -20,10 +20,10 @@ mod support;
 mod cli;
 #[path = "e2e/envoy.rs"]
 mod envoy;
-#[path = "e2e/limits.rs"]
-mod limits;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/limits.rs"]
+mod limits;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

@@ -107,7 +107,12 @@ async fn ok(port: u16, req: Req) {
     let id = req.headers.iter().find(|(n, _)| n == "x-test-id").cloned();
     let reply = client::must(port, req).await;
     assert_eq!(reply.status, 200, "{id:?}: {}", reply.text());
-    assert_eq!(reply.json()["usage"]["total_tokens"], 15, "{}", reply.text());
+    assert_eq!(
+        reply.json()["usage"]["total_tokens"],
+        15,
+        "{}",
+        reply.text()
+    );
 }
 
 /// `x-ratelimit-reset-tokens` as OpenAI writes it (`1m0s`, `59.4s`, `120ms`).
@@ -295,7 +300,11 @@ async fn burst(name: &str, port: u16, upstream: &MockUpstream) {
     let limited = Limited::from(&headers);
     limited.assert_drained(36, Duration::from_secs(60), elapsed);
     limited.assert_message(&error["body"]["message"], "tokens per minute");
-    assert_eq!(reached(upstream, &denied_id), 0, "a denied request went upstream");
+    assert_eq!(
+        reached(upstream, &denied_id),
+        0,
+        "a denied request went upstream"
+    );
 
     // Denied again without the SDK: the whole OpenAI error body.
     let again = client::must(port, chat(&key, &format!("{name}-denied"))).await;
@@ -406,7 +415,8 @@ async fn denied(port: u16, req: Req) -> Reply {
 
 /// Two tollgates on one Redis, 45 tokens per hour (three requests of 15) for a key:
 /// requests alternating between them pass until the shared budget is spent, then both
-/// deny — instance B denies its own second request, which it alone would have passed.
+/// deny — instance B denies its own second request, which it alone would have passed;
+/// a concurrent burst through both passes exactly 3 in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_limit_through_redis() {
     let redis = RedisServer::start();
@@ -445,6 +455,34 @@ async fn two_instances_share_one_limit_through_redis() {
     wait_spent(&redis, TOTAL).await;
     ok(proxy_b, chat("b-only", "b-only-2")).await;
     wait_spent(&redis, 2.0 * TOTAL).await;
+
+    // A concurrent burst of 8 for one key, 4 through each instance: exactly 3 pass.
+    // Whatever the interleaving of reservations (12) and true-ups (+3): after two
+    // passes at least 15 is left (enough for 12), after three at most 9 (not enough).
+    // Alone, each instance would have passed 3 of its 4.
+    redis_flush(&redis).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let port = if i % 2 == 0 { proxy_a } else { proxy_b };
+            tokio::spawn(client::must(port, chat("burst", &format!("burst-{i}"))))
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        if reply.status == 429 {
+            assert_eq!(reply.json()["error"]["code"], "rate_limit_exceeded");
+        }
+        statuses.push(reply.status);
+    }
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((passed, limited), (3, 5), "{statuses:?}");
+    let upstream_saw = (0..8)
+        .filter(|i| reached(&upstream, &format!("burst-{i}")) == 1)
+        .count();
+    assert_eq!(upstream_saw, 3);
+    wait_spent(&redis, 3.0 * TOTAL).await;
 }
 
 async fn redis_flush(redis: &RedisServer) {
@@ -564,11 +602,23 @@ async fn redis_killed_fail_closed_answers_503_until_it_is_back() {
     assert!(!tollgate.log().contains("panicked"), "{}", tollgate.log());
 }
 
+/// Without `redis-server` the Redis tests fail (never skip), saying how to install it.
 #[test]
-#[should_panic(expected = "redis-server not found: apt-get install -y redis-server")]
 fn a_missing_redis_server_fails_the_test() {
-    assert!(MISSING.contains("apt-get install -y redis-server"));
-    crate::support::redis::RedisServer::start_binary("redis-server-that-is-not-installed");
+    let panic = std::panic::catch_unwind(|| {
+        RedisServer::start_binary("redis-server-that-is-not-installed")
+    })
+    .map(|_| "started")
+    .expect_err("a missing binary must fail");
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied());
+    assert_eq!(message, Some(MISSING));
+    assert_eq!(
+        MISSING,
+        "redis-server not found: apt-get install -y redis-server"
+    );
 }
 
 // --- validate -------------------------------------------------------------------------
@@ -613,7 +663,10 @@ fn validate_rejects_store_redis_without_llm_redis() {
 fn the_token_limits_example_uses_redis_and_validates() {
     let path = repo_root().join("examples/token-limits.yaml");
     let text = std::fs::read_to_string(&path).expect("examples/token-limits.yaml");
-    assert!(text.contains("store: redis"), "the example shows the shared store");
+    assert!(
+        text.contains("store: redis"),
+        "the example shows the shared store"
+    );
     let out = validate(&path);
     assert!(
         out.status.success(),
