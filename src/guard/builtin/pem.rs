@@ -10,7 +10,9 @@
 //!
 //! [`Limits::private_key_max_len`]: crate::guard::Limits
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::text::run_end;
 
@@ -18,6 +20,11 @@ const BEGIN: &[u8] = b"-----BEGIN ";
 const END: &[u8] = b"-----END ";
 const DASHES: &[u8] = b"-----";
 const LABEL_MAX: usize = 64;
+
+// Built once: a `memmem::find` call builds its searcher every time, which dominates
+// when BEGIN lines are frequent.
+static FIND_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(END));
+static FIND_BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN"));
 
 /// Remembers the next `-----END ` after some offset, so a text with many BEGIN lines and
 /// no END is searched once, not once per BEGIN.
@@ -33,7 +40,7 @@ impl Memo {
             && self.next_end.is_none_or(|e| e >= from);
         if !cached {
             self.searched_from = Some(from);
-            self.next_end = memmem::find(&s[from..], END).map(|k| from + k);
+            self.next_end = FIND_END.find(&s[from..]).map(|k| from + k);
         }
         self.next_end
     }
@@ -111,7 +118,7 @@ pub(super) fn hold(s: &[u8], lo: usize, max_len: usize) -> usize {
     let floor = lo.max(s.len().saturating_sub(max_len));
     let mut memo = Memo::default();
     let mut from = floor;
-    while let Some(k) = memmem::find(&s[from..], b"-----BEGIN") {
+    while let Some(k) = FIND_BEGIN.find(&s[from..]) {
         let b = from + k;
         let five = b == 0 || s[b - 1] != b'-';
         if five && matches!(block(s, b, max_len, &mut memo), Block::Open) {
