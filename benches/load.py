@@ -12,6 +12,10 @@ In one run, against the same nginx upstream on loopback, it measures:
   5. Envoy + tollgate ext_proc, request + response      -- both `headers` policies
      header policies
   6. tollgate standalone proxy, both header policies
+  7-10. LLM traffic (a 4 KiB chat request, POSTed): Envoy + tollgate with an empty
+     pipeline that still receives the same phases (request body buffered, response
+     headers and body streamed), against `tokenAccounting` on them — for a JSON response
+     and for a 50-event SSE stream with usage.
 For each: throughput with 16 connections, and p50/p99 latency with 1 connection (wrk),
 then ratios to scenarios 1 and 2. The headers processor's own cost is scenario 3 over 2
 (one round trip each) and 5 over 4 (two each). Envoy runs with --concurrency 1; tollgate with its
@@ -19,6 +23,7 @@ default runtime; wrk with one thread. Access logs are off everywhere.
 
 Run it through scripts/bench-load, which installs wrk, nginx and Envoy when missing.
 """
+import json
 import os
 import re
 import shutil
@@ -74,12 +79,19 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    # Canned LLM answers; error_page turns the POST into a static read.
+    location = /v1/chat/completions {{
+      default_type application/json; alias {tmp}/chat.json; error_page 405 =200 $uri;
+    }}
+    location = /sse/v1/chat/completions {{
+      default_type text/event-stream; alias {tmp}/chat.sse; error_page 405 =200 $uri;
+    }}
   }}
 }}
 """
 
 TOLLGATE = """
-extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+extProc: {{ address: "127.0.0.1:{ext_proc}", modeOverride: false }}
 admin: {{ address: "127.0.0.1:{admin}" }}
 logging: {{ level: warn }}
 binds:
@@ -94,6 +106,13 @@ binds:
       policies:
         requestHeaderModifier: {{ set: {{ x-team: load }}, remove: [x-drop] }}
       backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+    - name: llm-empty
+      matches: [ {{ path: {{ pathPrefix: /never }} }} ]
+    - name: llm
+      matches: [ {{ path: {{ pathPrefix: /never }} }} ]
+      policies:
+        tokenAccounting:
+          metadata: [ {{ key: llm_total_token, type: TotalToken }} ]
     - name: headers
       policies:
         requestHeaderModifier: {{ set: {{ x-team: load }}, remove: [x-drop] }}
@@ -132,12 +151,13 @@ EXT_PROC_FILTER = """
               failure_mode_allow: false
               allow_mode_override: true
               message_timeout: 1s
+              metadata_options: {{ receiving_namespaces: {{ untyped: ["io.envoy.ai_gateway"] }} }}
               request_attributes: ["xds.route_name"]
               processing_mode:
                 request_header_mode: SEND
                 response_header_mode: {response_headers}
-                request_body_mode: NONE
-                response_body_mode: NONE
+                request_body_mode: {request_body}
+                response_body_mode: {response_body}
                 request_trailer_mode: SKIP
                 response_trailer_mode: SKIP"""
 
@@ -167,9 +187,10 @@ static_resources:
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url, connections):
+def wrk(url, connections, script=None):
+    extra = ["-s", script] if script else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", *extra, url],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -183,6 +204,31 @@ def wrk(url, connections):
     return rps, lat["50"], lat["99"]
 
 
+def write_llm_fixtures(tmp):
+    """A 4 KiB chat request (plain and streamed, as wrk scripts) and canned answers: a
+    JSON completion with usage, and a 50-event SSE stream ending with a usage chunk."""
+    filler = "Tell me about the history of the city of Paris. " * 80
+    request = {"model": "gpt-4o", "messages": [{"role": "system", "content": "Be brief."},
+                                               {"role": "user", "content": filler[:4000]}]}
+    for name, body in (("chat.lua", request), ("chat_stream.lua", dict(request, stream=True))):
+        with open(f"{tmp}/{name}", "w") as f:
+            f.write('wrk.method = "POST"\n')
+            f.write('wrk.headers["Content-Type"] = "application/json"\n')
+            f.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    usage = {"prompt_tokens": 1010, "completion_tokens": 50, "total_tokens": 1060}
+    with open(f"{tmp}/chat.json", "w") as f:
+        json.dump({"id": "c", "object": "chat.completion", "model": "gpt-4o",
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
+                                "finish_reason": "stop"}], "usage": usage}, f)
+    with open(f"{tmp}/chat.sse", "w") as f:
+        for i in range(50):
+            chunk = {"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o",
+                     "choices": [{"index": 0, "delta": {"content": f"tok{i} "}}]}
+            f.write(f"data: {json.dumps(chunk)}\n\n")
+        f.write(f"data: {json.dumps({'id': 'c', 'object': 'chat.completion.chunk', 'model': 'gpt-4o', 'choices': [], 'usage': usage})}\n\n")
+        f.write("data: [DONE]\n\n")
+
+
 def main():
     envoy = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
     binary = os.path.join(ROOT, "target", "release", "tollgate")
@@ -190,20 +236,27 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
     tmp = tempfile.mkdtemp(prefix="tollgate-load-")
-    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers")}
+    os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
+    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm")}
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
     with open(f"{tmp}/tollgate.yaml", "w") as f:
         f.write(TOLLGATE.format(**ports))
     listeners = ENVOY_LISTENER.format(name="bare", port=ports["bare"], route="bare", ext_proc="")
     listeners += ENVOY_LISTENER.format(name="empty", port=ports["empty"], route="empty",
-                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP"))
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP", request_body="NONE", response_body="NONE"))
     listeners += ENVOY_LISTENER.format(name="reqheaders", port=ports["reqheaders"], route="request-headers",
-                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP"))
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP", request_body="NONE", response_body="NONE"))
     listeners += ENVOY_LISTENER.format(name="empty2", port=ports["empty2"], route="empty",
-                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SEND"))
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SEND", request_body="NONE", response_body="NONE"))
     listeners += ENVOY_LISTENER.format(name="headers", port=ports["headers"], route="headers",
-                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SEND"))
+                                       ext_proc=EXT_PROC_FILTER.format(response_headers="SEND", request_body="NONE", response_body="NONE"))
+    llm_filter = EXT_PROC_FILTER.format(response_headers="SEND", request_body="BUFFERED",
+                                        response_body="STREAMED")
+    listeners += ENVOY_LISTENER.format(name="llm_empty", port=ports["llm_empty"], route="llm-empty",
+                                       ext_proc=llm_filter)
+    listeners += ENVOY_LISTENER.format(name="llm", port=ports["llm"], route="llm", ext_proc=llm_filter)
+    write_llm_fixtures(tmp)
     with open(f"{tmp}/envoy.yaml", "w") as f:
         f.write(ENVOY.format(admin=ports["envoy_admin"], listeners=listeners,
                              upstream=ports["upstream"], ext_proc=ports["ext_proc"]))
@@ -226,11 +279,22 @@ def main():
             ("Envoy + tollgate, request + response header policies", f"http://127.0.0.1:{ports['headers']}/v1/x"),
             ("tollgate standalone, request + response header policies", f"http://127.0.0.1:{ports['proxy']}/v1/x"),
         ]
+        json_post, sse_post = f"{tmp}/chat.lua", f"{tmp}/chat_stream.lua"
+        llm = f"http://127.0.0.1:{{}}{{}}/v1/chat/completions"
+        scenarios += [
+            ("LLM JSON: Envoy + tollgate, empty pipeline, same phases",
+             llm.format(ports["llm_empty"], ""), json_post),
+            ("LLM JSON: Envoy + tollgate, tokenAccounting", llm.format(ports["llm"], ""), json_post),
+            ("LLM SSE: Envoy + tollgate, empty pipeline, same phases",
+             llm.format(ports["llm_empty"], "/sse"), sse_post),
+            ("LLM SSE: Envoy + tollgate, tokenAccounting", llm.format(ports["llm"], "/sse"), sse_post),
+        ]
         results = []
-        for name, url in scenarios:
-            wrk(url, 1)  # warm-up: connections, pools, caches
-            _, p50, p99 = wrk(url, 1)
-            rps, _, _ = wrk(url, CONNECTIONS)
+        for name, url, *script in scenarios:
+            script = script[0] if script else None
+            wrk(url, 1, script)  # warm-up: connections, pools, caches
+            _, p50, p99 = wrk(url, 1, script)
+            rps, _, _ = wrk(url, CONNECTIONS, script)
             results.append((name, rps, p50, p99))
             print(f"  measured: {name}", file=sys.stderr)
     finally:
@@ -257,6 +321,10 @@ def main():
     print(f"        two header phases: {two_phases:.2f}x ({'met' if two_phases <= 1.15 else 'NOT met'})")
     print(f"target: standalone req/s >= bare Envoy: {standalone_rps / base_rps:.2f}x "
           f"({'met' if standalone_rps >= base_rps else 'NOT met'})")
+    for label, empty, counted in (("JSON", 6, 7), ("SSE", 8, 9)):
+        ratio = results[counted][2] / results[empty][2]
+        print(f"target: tokenAccounting p50 <= 1.10x the empty pipeline with the same phases ({label}): "
+              f"{ratio:.2f}x ({'met' if ratio <= 1.10 else 'NOT met'})")
 
 
 if __name__ == "__main__":

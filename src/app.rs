@@ -39,8 +39,8 @@ pub fn load(path: Option<&std::path::Path>, services: Arc<Services>) -> anyhow::
 
 /// Runs tollgate until SIGTERM or SIGINT.
 pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let metrics = crate::services::Services::new();
-    let pipeline = load(path.as_deref(), metrics.clone())?;
+    let services = Services::new();
+    let pipeline = load(path.as_deref(), services.clone())?;
     crate::telemetry::init(&pipeline.config().logging);
     let config = pipeline.config().clone();
     let store = Arc::new(PipelineStore::new(pipeline));
@@ -99,12 +99,12 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 
     if let Some(path) = path.clone() {
         let store = store.clone();
-        let metrics = metrics.clone();
+        let services = services.clone();
         tokio::spawn(config::watch_file(
             path.clone(),
             RELOAD_POLL,
             stop_rx.clone(),
-            move |text| reload(&store, &metrics, &path, &text),
+            move |text| reload(&store, &services, &path, &text),
         ));
     }
 
@@ -122,6 +122,12 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "server task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if tokio::time::timeout(Duration::from_secs(5), services.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("limit settlements still in flight after 5s; some true-ups are lost");
     }
     let _ = admin_stop_tx.send(());
     let _ = admin_task.await;

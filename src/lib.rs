@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod expr;
+pub mod guard;
 pub mod limits;
 pub mod llm;
 pub mod metrics;

@@ -40,6 +40,13 @@ pub struct ProcessorLabels {
     pub failure_mode: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub route: String,
+    pub limit: String,
+    pub decision: &'static str,
+}
+
 /// Every metric tollgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +57,7 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     pub processor_errors: Family<ProcessorLabels, Counter>,
     pub gen_ai: GenAiMetrics,
+    pub token_limit_decisions: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,8 +111,15 @@ impl Metrics {
             processor_errors.clone(),
         );
         let gen_ai = GenAiMetrics::register(&mut registry);
+        let token_limit_decisions = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "tollgate_token_limit_decisions",
+            "Token limit checks, by route, limit and decision (allowed or denied)",
+            token_limit_decisions.clone(),
+        );
         Metrics {
             gen_ai,
+            token_limit_decisions,
             registry,
             requests,
             request_duration,

@@ -6,11 +6,15 @@
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
-//! 3. `response_header_modifier` — its response hook runs after the upstream answered;
+//! 3. `token_limit` — reserves the estimate before the request goes upstream, and trues
+//!    up from `cx.llm.usage`, which `token_accounting`'s `on_complete` (run before its
+//!    own) has just written.
+//! 4. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
 mod headers;
 mod token_accounting;
+mod token_limit;
 
 use std::sync::Arc;
 
@@ -21,9 +25,11 @@ use crate::services::Services;
 
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use token_accounting::TokenAccountingFactory;
+pub use token_limit::TokenLimitFactory;
 
 /// What building processors needs besides the policies.
 pub struct BuildCx<'a> {
+    pub config: &'a crate::config::Config,
     pub services: &'a Arc<Services>,
     pub prices: &'a Prices,
 }
@@ -49,6 +55,22 @@ pub fn for_route(
             bcx.services,
             bcx.prices,
             &format!("{path}.tokenAccounting"),
+        )?));
+    }
+    if let Some(p) = &policies.token_limit {
+        let field = format!("{path}.tokenLimit");
+        if policies.token_accounting.is_none() {
+            return Err(ConfigError::field(
+                field,
+                "tokenLimit needs tokenAccounting on the same route (it supplies the counts)",
+            ));
+        }
+        factories.push(Arc::new(TokenLimitFactory::new(
+            p,
+            bcx.config,
+            bcx.services,
+            bcx.prices,
+            &field,
         )?));
     }
     if let Some(m) = &policies.response_header_modifier {

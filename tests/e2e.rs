@@ -26,6 +26,8 @@ mod cli;
 mod envoy;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/limits.rs"]
+mod limits;
 #[path = "e2e/llm.rs"]
 mod llm;
 #[path = "e2e/parity.rs"]

@@ -155,6 +155,15 @@ impl Decoder {
     }
 }
 
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("encoding", &self.encoding)
+            .field("consumed", &self.consumed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// RFC 1950: CM = 8 (deflate), CINFO ≤ 7, and the header is a multiple of 31.
 fn is_zlib_header(cmf: u8, flg: u8) -> bool {
     cmf & 0x0F == 8 && cmf >> 4 <= 7 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0

@@ -37,6 +37,7 @@ impl Pipeline {
         validate_addresses(config)?;
         let prices = crate::pricing::Prices::new(&config.llm.prices);
         let bcx = crate::processors::BuildCx {
+            config,
             services: &services,
             prices: &prices,
         };

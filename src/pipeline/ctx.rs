@@ -84,6 +84,9 @@ pub struct Ctx {
     pub response_status: Option<u16>,
     /// Envoy dynamic metadata to emit: namespace → key → value.
     pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Verified JWT claims, when the transport supplies them (Envoy's `jwt_authn`
+    /// metadata, forwarded to ext_proc). Never decoded from an unverified token.
+    pub jwt: Option<serde_json::Value>,
     /// What the LLM processors learned (set by `tokenAccounting`).
     pub llm: Option<LlmFacts>,
     /// Ask Envoy to recompute the route after this phase's header changes.
@@ -100,6 +103,7 @@ impl Ctx {
             route: None,
             response_status: None,
             dynamic_metadata: BTreeMap::new(),
+            jwt: None,
             llm: None,
             clear_route_cache: false,
             started: Instant::now(),
@@ -121,8 +125,11 @@ pub struct LlmFacts {
     pub api: crate::llm::Api,
     /// The parsed request, shared by every processor that needs it (parsed once).
     pub request: Arc<crate::llm::LlmRequest>,
-    /// Prompt tokens estimated before the request went upstream.
-    pub estimated_input_tokens: u64,
+    /// Prompt tokens estimated with the model's tokenizer, computed on first use
+    /// (`estimated_input_tokens()`): a limit needs it before the request goes upstream,
+    /// accounting only when the upstream reports no usage, so routes without limits
+    /// never pay for tokenizing.
+    estimate: Option<u64>,
     /// Usage at the end of the exchange: as the upstream reported it, or — for an
     /// exchange that ended before that — the estimate and what was delivered.
     pub usage: Option<crate::llm::Usage>,
@@ -135,21 +142,27 @@ pub struct LlmFacts {
 }
 
 impl LlmFacts {
-    pub fn new(
-        api: crate::llm::Api,
-        request: Arc<crate::llm::LlmRequest>,
-        estimated_input_tokens: u64,
-    ) -> Self {
+    pub fn new(api: crate::llm::Api, request: Arc<crate::llm::LlmRequest>) -> Self {
         LlmFacts {
             api,
             request,
-            estimated_input_tokens,
+            estimate: None,
             usage: None,
             usage_reported: false,
             response_model: None,
             time_to_first_token: None,
             cost_usd: None,
         }
+    }
+}
+
+impl LlmFacts {
+    /// The prompt-token estimate (tokenized once, on first call).
+    pub fn estimated_input_tokens(&mut self) -> u64 {
+        let request = &self.request;
+        *self.estimate.get_or_insert_with(|| {
+            crate::llm::estimate_prompt_tokens(request.model.as_deref().unwrap_or(""), request)
+        })
     }
 }
 

@@ -64,6 +64,11 @@ pub(super) struct CompiledListener {
 // === impl RouteSelector ===
 
 impl RouteSelector {
+    /// The route with this name.
+    pub fn by_name(&self, name: &str) -> Option<Arc<CompiledRoute>> {
+        self.by_name.get(name).cloned()
+    }
+
     /// The route for a request; `envoy_route` is Envoy's route name when known.
     pub fn select(
         &self,

@@ -2,8 +2,8 @@
 //! exports them.
 //!
 //! When it runs:
-//! - request body (buffered): parse the request once (`llm::LlmRequest`), estimate the
-//!   prompt tokens, and for a streamed chat / completions request that did not ask for
+//! - request body (buffered): parse the request once (`llm::LlmRequest`; the prompt-token
+//!   estimate is made later, only if something needs it), and for a streamed chat / completions request that did not ask for
 //!   usage, ask the upstream for it (`stream_options.include_usage: true`). The facts go
 //!   to `cx.llm` for the processors after it (`tokenLimit`).
 //! - response body (streamed, so SSE keeps its timing): follow the stream (decoding
@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use http::StatusCode;
 
 use crate::config::{ConfigError, FailureMode, TokenAccountingPolicy};
-use crate::llm::{estimate_prompt_tokens, set_include_usage, Api, LlmRequest};
+use crate::llm::{set_include_usage, Api, LlmRequest};
 use crate::pipeline::{
     Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Outcome, Processor, ProcessorError,
     ProcessorFactory,
@@ -137,8 +137,6 @@ impl Processor for TokenAccounting {
                 ))
             }
         };
-        let model = request.model.clone().unwrap_or_default();
-        let estimated_input_tokens = estimate_prompt_tokens(&model, &request);
         let wants_usage_injection = self.policy.include_usage
             && request.stream
             && matches!(self.api, Api::ChatCompletions | Api::Completions)
@@ -152,11 +150,7 @@ impl Processor for TokenAccounting {
                 Err(e) => tracing::warn!(error = %e, "could not ask the upstream for usage"),
             }
         }
-        cx.llm = Some(LlmFacts::new(
-            self.api,
-            Arc::new(request),
-            estimated_input_tokens,
-        ));
+        cx.llm = Some(LlmFacts::new(self.api, Arc::new(request)));
         Ok(Flow::Continue)
     }
 
@@ -189,8 +183,14 @@ impl Processor for TokenAccounting {
     }
 
     fn on_complete(&mut self, cx: &mut Ctx, outcome: &Outcome) {
-        // An exchange that ended early (client gone, upstream broke, a local reply) is
-        // exported with what was delivered, so `tokenLimit` can charge it.
+        // Answered locally before any response (a limit, a guard, an unreachable
+        // upstream): nothing reached the model, so nothing is counted or charged.
+        if matches!(outcome, Outcome::LocalReply { .. }) && self.response.is_none() {
+            self.exported = true;
+            return;
+        }
+        // An exchange that ended early (client gone, upstream broke) is exported with
+        // what was delivered, so `tokenLimit` can charge it.
         let complete = matches!(outcome, Outcome::Completed { .. });
         self.export(cx, complete);
     }

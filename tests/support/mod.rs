@@ -6,6 +6,7 @@
 pub mod client;
 pub mod envoy;
 pub mod llm;
+pub mod redis;
 pub mod scenario;
 pub mod tollgate;
 pub mod upstream;

@@ -93,10 +93,11 @@ impl Exporter {
         let usage = reported.unwrap_or_else(|| {
             // No usage from the upstream: what was estimated and delivered.
             let output = response.map_or(0, |r| r.content_events);
+            let input = facts.estimated_input_tokens();
             Usage {
-                input_tokens: facts.estimated_input_tokens,
+                input_tokens: input,
                 output_tokens: output,
-                total_tokens: facts.estimated_input_tokens + output,
+                total_tokens: input + output,
                 ..Usage::default()
             }
         });

@@ -90,7 +90,7 @@ async fn streamed_chat_without_usage_request_gets_it_injected_and_hidden() {
         sent["messages"][0]["content"],
         "What is the capital of France?"
     );
-    let estimate = ex.cx.llm.as_ref().unwrap().estimated_input_tokens;
+    let estimate = ex.cx.llm.as_mut().unwrap().estimated_input_tokens();
     assert!(estimate > 5 && estimate < 40, "{estimate}");
 
     let stream = fixture("chat_usage.sse");
@@ -254,7 +254,7 @@ async fn abandoned_stream_is_counted_with_what_was_delivered() {
     let _ = ex
         .response_body(Bytes::copy_from_slice(&stream[..cut]), false, false)
         .await;
-    let estimate = ex.cx.llm.as_ref().unwrap().estimated_input_tokens;
+    let estimate = ex.cx.llm.as_mut().unwrap().estimated_input_tokens();
     ex.finish(Outcome::ClientGone);
     let facts = ex.cx.llm.as_ref().unwrap();
     let usage = facts.usage.unwrap();

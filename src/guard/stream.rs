@@ -1,0 +1,170 @@
+//! [`StreamMasker`]: masking a stream of text deltas (e.g. the content of successive SSE
+//! events) so that no finding reaches the client unmasked, even when it is split across
+//! deltas, while holding back as little text as possible.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::builtin::LEFT_CONTEXT;
+use super::scanner::{floor_char_boundary, resolve, Finding, Scanner};
+
+/// Masks a text that arrives in pieces. The concatenation of everything [`push`] and
+/// [`finish`] return equals [`Scanner::mask`] of the whole text, however it was split.
+///
+/// **The hold-back rule.** After each push the masker finds the earliest offset at which
+/// a match could still start, or still change, once more text arrives (the *hold
+/// point*), and emits everything before it, masked; the rest is held. For the built-ins
+/// the hold point is where the trailing run of a detector family's alphabet begins — a
+/// partly received card number, email or token — capped at that family's longest match
+/// (48 bytes for numbers, 264 for emails, the JWT limit for tokens), or an open
+/// `-----BEGIN … PRIVATE KEY-----` block up to the private-key limit. A user regex holds
+/// back its `max_len`, a keyword list its longest word; both plus 4 bytes for the
+/// character after. A finding that starts before the hold point but ends after it is
+/// complete and emitted whole. Prose typically holds back only its last word.
+///
+/// **Cost per push.** Only the held text and the new delta are scanned, so a push costs
+/// O(held + delta) whatever was streamed before. The masker also keeps the last 128 bytes
+/// of emitted text, which the detectors read (not scan) as left context: a URL's
+/// `scheme://` before an email, `SSN` before nine digits, word boundaries. The
+/// resolution rule — leftmost-longest, which decides each position from candidates
+/// starting at or before it — is what makes a decided prefix final.
+///
+/// Findings are reported by [`take_findings`](Self::take_findings) with offsets into the
+/// unmasked stream.
+///
+/// [`push`]: Self::push
+/// [`finish`]: Self::finish
+pub struct StreamMasker<S: Deref<Target = Scanner> = Arc<Scanner>> {
+    scanner: S,
+    /// The held text, preceded by up to `LEFT_CONTEXT` bytes of emitted text.
+    buf: String,
+    /// Stream offset of `buf[0]`.
+    base: usize,
+    /// Stream offset of the first byte not yet emitted.
+    emitted: usize,
+    /// Per user regex, the stream offset its search resumes at.
+    regex_resume: Vec<usize>,
+    findings: Vec<Finding>,
+    scratch: Vec<Finding>,
+    regex_scratch: Vec<usize>,
+}
+
+// === impl StreamMasker ===
+
+impl<S: Deref<Target = Scanner>> StreamMasker<S> {
+    pub fn new(scanner: S) -> Self {
+        let regexes = scanner.regex_count();
+        StreamMasker {
+            scanner,
+            buf: String::new(),
+            base: 0,
+            emitted: 0,
+            regex_resume: vec![0; regexes],
+            findings: Vec::new(),
+            scratch: Vec::new(),
+            regex_scratch: Vec::new(),
+        }
+    }
+
+    /// Takes the next delta; returns the text that is safe to emit now (maybe empty).
+    pub fn push(&mut self, delta: &str) -> String {
+        let mut out = String::new();
+        self.push_into(delta, &mut out);
+        out
+    }
+
+    /// [`push`](Self::push), appending to `out`.
+    pub fn push_into(&mut self, delta: &str, out: &mut String) {
+        self.buf.push_str(delta);
+        self.advance(out, false);
+    }
+
+    /// Ends the stream: returns the held text, masked.
+    pub fn finish(&mut self) -> String {
+        let mut out = String::new();
+        self.finish_into(&mut out);
+        out
+    }
+
+    /// [`finish`](Self::finish), appending to `out`.
+    pub fn finish_into(&mut self, out: &mut String) {
+        self.advance(out, true);
+    }
+
+    /// Bytes received but not yet emitted.
+    pub fn held(&self) -> usize {
+        self.base + self.buf.len() - self.emitted
+    }
+
+    /// The findings emitted since the last call, with offsets into the unmasked stream.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    pub fn scanner(&self) -> &Scanner {
+        &self.scanner
+    }
+
+    fn advance(&mut self, out: &mut String, end_of_stream: bool) {
+        let lo = self.emitted - self.base;
+        let hold = if end_of_stream {
+            self.buf.len()
+        } else {
+            self.scanner.hold_from(&self.buf, lo)
+        };
+        if hold == lo {
+            return;
+        }
+        self.regex_scratch.clear();
+        let base = self.base;
+        self.regex_scratch
+            .extend(self.regex_resume.iter().map(|&r| r.max(base) - base));
+        self.scratch.clear();
+        let from = (!self.regex_scratch.is_empty()).then_some(&self.regex_scratch[..]);
+        self.scanner
+            .candidates(&self.buf, lo, from, &mut self.scratch);
+        // Where each regex resumes depends on its matches before the cut, chosen or not.
+        let regex_ends: Vec<(usize, Finding)> = if from.is_some() {
+            self.scratch
+                .iter()
+                .filter_map(|f| self.scanner.regex_index(f.rule).map(|r| (r, *f)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        resolve(&mut self.scratch);
+        // A finding that starts before the hold point is decided; emit it whole.
+        let cut = self
+            .scratch
+            .iter()
+            .filter(|f| f.start < hold)
+            .map(|f| f.end)
+            .fold(hold, usize::max);
+        let mut at = lo;
+        for f in self.scratch.iter().filter(|f| f.start < cut) {
+            out.push_str(&self.buf[at..f.start]);
+            out.push_str(self.scanner.placeholder(f.rule));
+            at = f.end;
+            self.findings.push(Finding {
+                start: f.start + base,
+                end: f.end + base,
+                ..*f
+            });
+        }
+        out.push_str(&self.buf[at..cut]);
+        for (r, f) in regex_ends {
+            if f.start < cut {
+                self.regex_resume[r] = self.regex_resume[r].max(base + f.end);
+            }
+        }
+        self.emitted = base + cut;
+        let keep = floor_char_boundary(&self.buf, cut.saturating_sub(LEFT_CONTEXT));
+        if keep > 0 {
+            self.buf.drain(..keep);
+            self.base += keep;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

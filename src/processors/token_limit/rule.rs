@@ -1,0 +1,212 @@
+//! One compiled limit rule: which requests it applies to, the counter key, the limit,
+//! and how a request is measured against it (tokens of a kind, or dollars).
+
+use key_hash::hash_key;
+
+use crate::config::{ConfigError, LimitAmount, LimitRule, TokenCount};
+use crate::expr::{Expression, RequestVars, Vars};
+use crate::limits::{micro_dollars, Admission, Limit, Period};
+use crate::llm::Usage;
+use crate::metrics::{LimitLabels, Metrics};
+use crate::pipeline::LlmFacts;
+use crate::pricing::Prices;
+
+/// A limit rule ready to apply.
+pub struct Rule {
+    pub name: String,
+    key: Option<Expression>,
+    model: Option<String>,
+    pub limit: Limit,
+    count: TokenCount,
+    /// Money budget: amounts are micro-dollars from this price table.
+    prices: Option<Prices>,
+    /// Human form of the limit for messages (`tokens per minute`, `USD per day`).
+    pub unit: &'static str,
+}
+
+impl Rule {
+    pub fn new(r: &LimitRule, prices: &Prices, path: &str) -> Result<Rule, ConfigError> {
+        if r.name.is_empty() {
+            return Err(ConfigError::field(format!("{path}.name"), "empty name"));
+        }
+        let invalid = |e: crate::limits::LimitError| ConfigError::field(path, e.to_string());
+        let (limit, unit, money) = match &r.amount {
+            LimitAmount::TokensPerMinute(n) => (
+                Limit::per(*n, std::time::Duration::from_secs(60)).map_err(invalid)?,
+                "tokens per minute",
+                false,
+            ),
+            LimitAmount::TokensPerHour(n) => (
+                Limit::per(*n, std::time::Duration::from_secs(3600)).map_err(invalid)?,
+                "tokens per hour",
+                false,
+            ),
+            LimitAmount::TokenBudget(b) => (
+                Limit::budget(b.amount, period(b.period)).map_err(invalid)?,
+                period_unit(b.period, false),
+                false,
+            ),
+            LimitAmount::CostBudget(b) => {
+                if prices.is_empty() {
+                    return Err(ConfigError::field(
+                        format!("{path}.costBudget"),
+                        "a cost budget needs llm.prices",
+                    ));
+                }
+                (
+                    Limit::budget(micro_dollars(b.amount), period(b.period)).map_err(invalid)?,
+                    period_unit(b.period, true),
+                    true,
+                )
+            }
+        };
+        let key = match &r.key {
+            Some(src) => Some(Expression::compile(src, &format!("{path}.key"))?),
+            None => None,
+        };
+        Ok(Rule {
+            name: r.name.clone(),
+            key,
+            model: r.model.clone(),
+            limit,
+            count: r.count,
+            prices: money.then(|| prices.clone()),
+            unit,
+        })
+    }
+
+    /// The counter key for this request, or `None` when the rule does not apply.
+    pub fn key(
+        &self,
+        route: &str,
+        request: &RequestVars,
+        jwt: Option<&serde_json::Value>,
+        facts: &LlmFacts,
+    ) -> Option<String> {
+        let model = facts.request.model.as_deref().unwrap_or("");
+        if self.model.as_deref().is_some_and(|m| m != model) {
+            return None;
+        }
+        let subject = match &self.key {
+            None => String::new(),
+            Some(expr) => {
+                let vars = Vars::default()
+                    .with("request", request)
+                    .with("llm", serde_json::json!({ "model": model }))
+                    .with("route", route)
+                    .with("jwt", jwt.cloned().unwrap_or(serde_json::Value::Null));
+                match expr.eval_string(&vars) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        tracing::debug!(rule = %self.name, error = %e, "limit key did not evaluate; rule skipped");
+                        return None;
+                    }
+                }
+            }
+        };
+        // Keys are hashed: API keys and user ids never sit in Redis in the clear.
+        Some(format!(
+            "tollgate:tl:{route}:{}:{}",
+            self.name,
+            hash_key(&subject)
+        ))
+    }
+
+    /// What to pre-charge before the response (at least 1, so an exhausted limit denies).
+    pub fn estimate(&self, facts: &mut LlmFacts) -> Option<u64> {
+        let input = facts.estimated_input_tokens();
+        let amount = match (&self.prices, self.count) {
+            (Some(prices), _) => {
+                let model = facts.request.model.as_deref().unwrap_or("");
+                let usage = Usage {
+                    input_tokens: input,
+                    total_tokens: input,
+                    ..Usage::default()
+                };
+                micro_dollars(prices.cost(model, &usage)?)
+            }
+            (None, TokenCount::Output) => 0,
+            (None, _) => input,
+        };
+        Some(amount.max(1))
+    }
+
+    /// The true amount once usage is known.
+    pub fn actual(&self, facts: &LlmFacts, usage: &Usage) -> u64 {
+        match (&self.prices, self.count) {
+            (Some(prices), _) => {
+                let model = facts
+                    .response_model
+                    .as_deref()
+                    .or(facts.request.model.as_deref())
+                    .unwrap_or("");
+                prices.cost(model, usage).map_or(0, micro_dollars)
+            }
+            (None, TokenCount::Total) => usage
+                .total_tokens
+                .max(usage.input_tokens + usage.output_tokens),
+            (None, TokenCount::Input) => usage.input_tokens,
+            (None, TokenCount::Output) => usage.output_tokens,
+        }
+    }
+
+    pub fn is_money(&self) -> bool {
+        self.prices.is_some()
+    }
+
+    pub fn count_decision(&self, metrics: &Metrics, route: &str, admission: &Admission) {
+        let decision = match admission {
+            Admission::Allowed(_) => "allowed",
+            Admission::Denied(_) => "denied",
+        };
+        metrics
+            .token_limit_decisions
+            .get_or_create(&LimitLabels {
+                route: route.to_string(),
+                limit: self.name.clone(),
+                decision,
+            })
+            .inc();
+    }
+}
+
+fn period(p: crate::config::Period) -> Period {
+    match p {
+        crate::config::Period::Minute => Period::Minute,
+        crate::config::Period::Hour => Period::Hour,
+        crate::config::Period::Day => Period::Day,
+        crate::config::Period::Month => Period::Month,
+    }
+}
+
+fn period_unit(p: crate::config::Period, money: bool) -> &'static str {
+    use crate::config::Period::*;
+    match (p, money) {
+        (Minute, false) => "tokens per minute",
+        (Hour, false) => "tokens per hour",
+        (Day, false) => "tokens per day",
+        (Month, false) => "tokens per month",
+        (Minute, true) => "USD per minute",
+        (Hour, true) => "USD per hour",
+        (Day, true) => "USD per day",
+        (Month, true) => "USD per month",
+    }
+}
+
+mod key_hash {
+    //! SHA-256 of a limit key's subject (ring, already linked for TLS), shortened.
+
+    pub fn hash_key(subject: &str) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
+        digest.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub fn hash_for_tests(subject: &str) -> String {
+    hash_key(subject)
+}
