@@ -76,11 +76,19 @@ pub struct MockUpstream {
 impl MockUpstream {
     pub async fn start() -> Self {
         // A port from `free_port`, not the kernel's pick, so that no port another test
-        // chose (and has not bound yet) can be taken here.
-        let port = super::free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("binding the mock upstream");
+        // chose (and has not bound yet) can be taken here. Another process on the
+        // machine may still take it between the two: then another one.
+        let mut attempts = 0;
+        let (port, listener) = loop {
+            let port = super::free_port();
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => break (port, listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(e) => panic!("binding the mock upstream: {e}"),
+            }
+        };
         let state = Arc::new(State::default());
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
