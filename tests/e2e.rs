@@ -8,6 +8,10 @@
 //!   failure modes.
 //! - `proxy`: the standalone proxy: header policies, SSE, error replies.
 //! - `parity`: one scenario through both adapters gives the same exchange.
+//! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
+//!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
+//!   reported equals the metrics, the access log and Envoy's dynamic metadata; usage
+//!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
 //!
@@ -24,6 +28,8 @@ mod envoy;
 mod lifecycle;
 #[path = "e2e/limits.rs"]
 mod limits;
+#[path = "e2e/llm.rs"]
+mod llm;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

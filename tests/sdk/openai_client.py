@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
-"""Drives a chat completion through the official `openai` SDK and prints what the client
-saw as one JSON object: the text, the usage, how many chunks carried usage, or the error
-(status, body, headers). The e2e tests run it against tollgate (via Envoy or standalone).
+"""Drives chat completions through the official `openai` SDK and prints what the client
+saw as JSON: the text, the usage, how many chunks carried usage, or the error (status,
+body, headers), or an exception the SDK raised (e.g. a stream it could not parse).
+
+One request from the command line prints one object; `--jobs FILE` (`-` for stdin) runs
+a JSON list of requests in this one process — each an object with `base_url` and
+optionally `model`, `prompt`, `stream`, `include_usage` (true / false; absent = not
+sent), `headers` — and prints a list of results in the same order. The e2e tests use
+`--jobs`: the SDK import costs a second or more per process.
 """
 import argparse
 import json
@@ -10,24 +16,15 @@ import sys
 import openai
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--base-url", required=True)
-    p.add_argument("--model", default="gpt-4o-mini")
-    p.add_argument("--prompt", default="Say hello.")
-    p.add_argument("--stream", action="store_true")
-    p.add_argument("--include-usage", choices=["true", "false"], default=None)
-    p.add_argument("--header", action="append", default=[], help="name=value")
-    args = p.parse_args()
-    headers = dict(h.split("=", 1) for h in args.header)
-    client = openai.OpenAI(base_url=args.base_url, api_key="sk-test", max_retries=0,
-                           default_headers=headers, timeout=20)
-    kwargs = {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
-    out = {}
+def run(base_url, model="gpt-4o-mini", prompt="Say hello.", stream=False,
+        include_usage=None, headers=None):
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0,
+                           default_headers=headers or {}, timeout=20)
+    kwargs = {"model": model, "messages": [{"role": "user", "content": prompt}]}
     try:
-        if args.stream:
-            if args.include_usage is not None:
-                kwargs["stream_options"] = {"include_usage": args.include_usage == "true"}
+        if stream:
+            if include_usage is not None:
+                kwargs["stream_options"] = {"include_usage": include_usage}
             text, chunks, usage_chunks, usage = [], 0, 0, None
             for chunk in client.chat.completions.create(stream=True, **kwargs):
                 chunks += 1
@@ -37,15 +34,37 @@ def main():
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         text.append(choice.delta.content)
-            out = {"text": "".join(text), "chunks": chunks, "usage_chunks": usage_chunks,
-                   "usage": usage}
-        else:
-            resp = client.chat.completions.create(**kwargs)
-            out = {"text": resp.choices[0].message.content, "usage": resp.usage.model_dump()}
+            return {"text": "".join(text), "chunks": chunks, "usage_chunks": usage_chunks,
+                    "usage": usage}
+        resp = client.chat.completions.create(**kwargs)
+        return {"text": resp.choices[0].message.content, "usage": resp.usage.model_dump()}
     except openai.APIStatusError as e:
-        out = {"error": {"status": e.status_code, "body": e.body,
-                         "headers": dict(e.response.headers)}}
-    json.dump(out, sys.stdout)
+        return {"error": {"status": e.status_code, "body": e.body,
+                          "headers": dict(e.response.headers)}}
+    except Exception as e:  # noqa: BLE001 — the test reports whatever the SDK raised
+        return {"exception": f"{type(e).__name__}: {e}"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--jobs", help="a JSON list of requests (file, or - for stdin)")
+    p.add_argument("--base-url")
+    p.add_argument("--model", default="gpt-4o-mini")
+    p.add_argument("--prompt", default="Say hello.")
+    p.add_argument("--stream", action="store_true")
+    p.add_argument("--include-usage", choices=["true", "false"], default=None)
+    p.add_argument("--header", action="append", default=[], help="name=value")
+    args = p.parse_args()
+    if args.jobs:
+        with (sys.stdin if args.jobs == "-" else open(args.jobs)) as f:
+            jobs = json.load(f)
+        json.dump([run(**job) for job in jobs], sys.stdout)
+        return
+    if not args.base_url:
+        p.error("--base-url or --jobs is required")
+    include_usage = None if args.include_usage is None else args.include_usage == "true"
+    json.dump(run(args.base_url, args.model, args.prompt, args.stream, include_usage,
+                  dict(h.split("=", 1) for h in args.header)), sys.stdout)
 
 
 if __name__ == "__main__":

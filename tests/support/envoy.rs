@@ -2,8 +2,10 @@
 //! one listener per `ListenerSpec`, each with an ext_proc filter in the given processing
 //! mode pointing at a tollgate, and a route to an upstream. Every listener has its own
 //! stat prefix (`l0`, `l1`, …) so ext_proc counters can be read per listener, and writes
-//! a JSON access log. Envoy runs with `--use-dynamic-base-id --concurrency 1 -l error`,
-//! its own admin port, waits on `/ready`, and is killed on drop.
+//! a JSON access log, which also prints the token counts tollgate hands back as dynamic
+//! metadata in `io.envoy.ai_gateway` (as `md_<key>`). Envoy runs with
+//! `--use-dynamic-base-id --concurrency 1 -l error --file-flush-interval-msec 20`, its
+//! own admin port, waits on `/ready`, and is killed on drop.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -116,6 +118,9 @@ impl Envoy {
             .arg("-c")
             .arg(&config_path)
             .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "error"])
+            // Access log lines reach the file within 20 ms (default: 10 s, which tests
+            // reading several entries would wait on).
+            .args(["--file-flush-interval-msec", "20"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
@@ -295,7 +300,7 @@ fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String 
                   route: "%ROUTE_NAME%"
                   req_x_set: "%REQ(X-SET)%"
                   resp_x_tollgate: "%RESP(X-TOLLGATE)%"
-          route_config:
+{metadata_fields}          route_config:
             name: l{i}_routes
             virtual_hosts:
             - name: all
@@ -322,6 +327,10 @@ fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String 
                 request_trailer_mode: {trailers}
                 response_trailer_mode: {trailers}
               request_attributes: ["xds.route_name"]
+              # Token counts come back as dynamic metadata; Envoy drops namespaces not
+              # listed here.
+              metadata_options:
+                receiving_namespaces: {{ untyped: ["io.envoy.ai_gateway"] }}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -333,5 +342,19 @@ fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String 
         allow = l.failure_mode_allow,
         body = l.mode.body(),
         trailers = l.mode.trailers(),
+        metadata_fields = metadata_fields(),
     )
+}
+
+/// Access-log fields `md_<key>: %DYNAMIC_METADATA(io.envoy.ai_gateway:<key>)%` for the
+/// keys tollgate's token accounting writes (`support::llm::METADATA`).
+fn metadata_fields() -> String {
+    super::llm::METADATA
+        .iter()
+        .map(|(key, _)| {
+            format!(
+                "                  md_{key}: \"%DYNAMIC_METADATA(io.envoy.ai_gateway:{key})%\"\n"
+            )
+        })
+        .collect()
 }

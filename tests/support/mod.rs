@@ -1,9 +1,11 @@
 //! Test support for the end-to-end suite: free ports, polling, a mock upstream, an HTTP
-//! client that timestamps what it reads, and launchers for real `tollgate` and Envoy
-//! processes (each in its own temp dir, killed on drop).
+//! client that timestamps what it reads, launchers for real `tollgate` and Envoy
+//! processes (each in its own temp dir, killed on drop), and for token accounting the
+//! official LLM SDKs as clients and readers of the exported usage (`llm`).
 
 pub mod client;
 pub mod envoy;
+pub mod llm;
 pub mod redis;
 pub mod scenario;
 pub mod tollgate;

@@ -1,11 +1,21 @@
 //! The mock upstream: a hyper HTTP/1.1 server on an ephemeral loopback port (TCP_NODELAY
-//! on every accepted socket) that records each request and answers like a tiny
-//! OpenAI-style API.
+//! on every accepted socket) that records each request and answers like a tiny OpenAI /
+//! Anthropic API, with the token usage the request's `x-mock-*` headers ask for (see
+//! [`MockUsage`]), so tests can assert exact counts.
 //!
-//! - `POST /v1/chat/completions`: a chat completion as JSON; with `"stream": true` in the
-//!   body, an SSE stream of `x-mock-events` (default 5) `data: {...}` events spaced
-//!   `x-mock-interval-ms` (default 100) apart, then `data: [DONE]`. The instant each
-//!   event is handed to hyper is kept under the request's `x-test-id`.
+//! - `POST /v1/chat/completions`: a chat completion as JSON with `usage` (cached and
+//!   reasoning details included); with `"stream": true` in the body, an SSE stream of
+//!   `x-mock-events` (default 5) content chunks spaced `x-mock-interval-ms` (default 100)
+//!   apart, then — only when the body has `stream_options.include_usage: true`, as OpenAI
+//!   does — a usage chunk with `"choices": []`, then `data: [DONE]`.
+//! - `POST /v1/messages`: an Anthropic message as JSON with `usage`; with `"stream":
+//!   true`, Anthropic's event stream (`event:` lines; `message_start` with the input and
+//!   cache counts, text deltas, `message_delta` with the final `output_tokens`,
+//!   `message_stop`), spaced the same way.
+//!   Either stream ends `x-mock-linger-ms` (default 0) after its last event.
+//! - Either with a body that is not JSON: `400`.
+//!
+//! The instant each SSE event is handed to hyper is kept under the request's `x-test-id`.
 //! - `/slow`: answers after `x-mock-delay-ms` (default 2000).
 //! - `/broken`: drops the connection without an answer.
 //! - anything else: `200` with `{"method":…,"path":…}`.
@@ -66,11 +76,19 @@ pub struct MockUpstream {
 impl MockUpstream {
     pub async fn start() -> Self {
         // A port from `free_port`, not the kernel's pick, so that no port another test
-        // chose (and has not bound yet) can be taken here.
-        let port = super::free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("binding the mock upstream");
+        // chose (and has not bound yet) can be taken here. Another process on the
+        // machine may still take it between the two: then another one.
+        let mut attempts = 0;
+        let (port, listener) = loop {
+            let port = super::free_port();
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => break (port, listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(e) => panic!("binding the mock upstream: {e}"),
+            }
+        };
         let state = Arc::new(State::default());
         let accept_state = state.clone();
         let task = tokio::spawn(async move {
@@ -153,20 +171,46 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             tokio::time::sleep(Duration::from_millis(number("x-mock-delay-ms", 2000))).await;
             json(StatusCode::OK, serde_json::json!({"slow": true}))
         }
-        ("POST", "/v1/chat/completions") => {
+        ("POST", "/v1/chat/completions" | "/v1/messages") => {
             let Ok(request) = serde_json::from_slice::<serde_json::Value>(&recorded.body) else {
                 return Ok(json(
                     StatusCode::BAD_REQUEST,
                     serde_json::json!({"error": "bad JSON"}),
                 ));
             };
-            if request["stream"] == serde_json::Value::Bool(true) {
-                let id = recorded.header("x-test-id").unwrap_or_default();
-                let events = number("x-mock-events", 5);
-                let interval = Duration::from_millis(number("x-mock-interval-ms", 100));
-                sse(state, id, events, interval)
-            } else {
-                json(StatusCode::OK, completion(&request, recorded.body.len()))
+            let anthropic = path == "/v1/messages";
+            let stream = request["stream"] == serde_json::Value::Bool(true);
+            let events = number("x-mock-events", 5);
+            let usage =
+                MockUsage::from_headers(&number, anthropic, if stream { events } else { 3 });
+            let model = request["model"]
+                .as_str()
+                .unwrap_or("mock-model")
+                .to_string();
+            match (anthropic, stream) {
+                (false, false) => json(
+                    StatusCode::OK,
+                    completion(&model, recorded.body.len(), &usage),
+                ),
+                (true, false) => json(StatusCode::OK, message(&model, recorded.body.len(), &usage)),
+                (false, true) => {
+                    let include_usage =
+                        request["stream_options"]["include_usage"] == serde_json::Value::Bool(true);
+                    sse(
+                        state,
+                        recorded.header("x-test-id").unwrap_or_default(),
+                        chat_events(&model, events, include_usage.then_some(&usage)),
+                        Duration::from_millis(number("x-mock-interval-ms", 100)),
+                        Duration::from_millis(number("x-mock-linger-ms", 0)),
+                    )
+                }
+                (true, true) => sse(
+                    state,
+                    recorded.header("x-test-id").unwrap_or_default(),
+                    message_events(&model, events, &usage),
+                    Duration::from_millis(number("x-mock-interval-ms", 100)),
+                    Duration::from_millis(number("x-mock-linger-ms", 0)),
+                ),
             }
         }
         (method, _) => json(
@@ -189,38 +233,196 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     resp
 }
 
-/// An OpenAI-style chat completion answering `request`.
-fn completion(request: &serde_json::Value, request_bytes: usize) -> serde_json::Value {
+/// The token counts the mock reports, from the request's `x-mock-*` headers.
+///
+/// OpenAI: `x-mock-prompt-tokens` (default 12), `x-mock-completion-tokens` (default 3,
+/// or the number of content events of a stream), `x-mock-cached-tokens` and
+/// `x-mock-reasoning-tokens` (default 0); `total_tokens` is prompt + completion.
+/// Anthropic: `x-mock-input-tokens` (default 12), `x-mock-output-tokens` (default as for
+/// completion tokens), `x-mock-cache-read-tokens` and `x-mock-cache-creation-tokens`
+/// (default 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MockUsage {
+    /// `prompt_tokens` / Anthropic `input_tokens` (which excludes cache reads and writes).
+    pub input: u64,
+    /// `completion_tokens` / `output_tokens`.
+    pub output: u64,
+    /// `prompt_tokens_details.cached_tokens` / `cache_read_input_tokens`.
+    pub cached: u64,
+    /// `cache_creation_input_tokens` (Anthropic).
+    pub cache_creation: u64,
+    /// `completion_tokens_details.reasoning_tokens` (OpenAI).
+    pub reasoning: u64,
+}
+
+impl MockUsage {
+    fn from_headers(number: &dyn Fn(&str, u64) -> u64, anthropic: bool, output: u64) -> Self {
+        if anthropic {
+            MockUsage {
+                input: number("x-mock-input-tokens", 12),
+                output: number("x-mock-output-tokens", output),
+                cached: number("x-mock-cache-read-tokens", 0),
+                cache_creation: number("x-mock-cache-creation-tokens", 0),
+                reasoning: 0,
+            }
+        } else {
+            MockUsage {
+                input: number("x-mock-prompt-tokens", 12),
+                output: number("x-mock-completion-tokens", output),
+                cached: number("x-mock-cached-tokens", 0),
+                cache_creation: 0,
+                reasoning: number("x-mock-reasoning-tokens", 0),
+            }
+        }
+    }
+
+    fn openai(&self) -> serde_json::Value {
+        serde_json::json!({
+            "prompt_tokens": self.input,
+            "completion_tokens": self.output,
+            "total_tokens": self.input + self.output,
+            "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning, "audio_tokens": 0},
+        })
+    }
+
+    fn anthropic(&self) -> serde_json::Value {
+        serde_json::json!({
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+            "cache_read_input_tokens": self.cached,
+            "cache_creation_input_tokens": self.cache_creation,
+        })
+    }
+}
+
+/// What every stream chunk of a chat completion shares.
+const CREATED: u64 = 1_700_000_000;
+
+/// An OpenAI-style chat completion.
+fn completion(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_json::Value {
     serde_json::json!({
         "id": "chatcmpl-e2e",
         "object": "chat.completion",
-        "model": request["model"],
+        "created": CREATED,
+        "model": model,
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": format!("received {request_bytes} bytes")},
             "finish_reason": "stop"
         }],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+        "usage": usage.openai()
     })
 }
 
-fn sse(state: Arc<State>, id: String, events: u64, interval: Duration) -> Response<Body> {
+/// An Anthropic-style message.
+fn message(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_json::Value {
+    serde_json::json!({
+        "id": "msg_e2e",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": format!("received {request_bytes} bytes")}],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": usage.anthropic()
+    })
+}
+
+/// A chat completion stream: `events` content chunks (`token0 `, `token1 `, …), then —
+/// only when the request asked for it — the usage chunk with empty `choices`, then
+/// `[DONE]`.
+fn chat_events(model: &str, events: u64, usage: Option<&MockUsage>) -> Vec<String> {
+    let chunk = |choices: serde_json::Value| {
+        serde_json::json!({
+            "id": "chatcmpl-e2e",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": model,
+            "choices": choices,
+        })
+    };
+    let mut out: Vec<String> = (0..events)
+        .map(|i| {
+            let c = chunk(serde_json::json!([{
+                "index": 0,
+                "delta": {"content": format!("token{i} ")},
+                "finish_reason": null
+            }]));
+            format!("data: {c}\n\n")
+        })
+        .collect();
+    if let Some(usage) = usage {
+        let mut c = chunk(serde_json::json!([]));
+        c["usage"] = usage.openai();
+        out.push(format!("data: {c}\n\n"));
+    }
+    out.push("data: [DONE]\n\n".to_string());
+    out
+}
+
+/// An Anthropic Messages stream: `message_start` (input and cache counts),
+/// `content_block_start`, `ping`, `events` text deltas, `content_block_stop`,
+/// `message_delta` (the final `output_tokens`), `message_stop`.
+fn message_events(model: &str, events: u64, usage: &MockUsage) -> Vec<String> {
+    let event = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut start_usage = usage.anthropic();
+    start_usage["output_tokens"] = 1.into();
+    let mut out = vec![
+        event(
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {
+                "id": "msg_e2e", "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": start_usage
+            }}),
+        ),
+        event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+        ),
+        event("ping", serde_json::json!({"type": "ping"})),
+    ];
+    for i in 0..events {
+        out.push(event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": format!("token{i} ")}}),
+        ));
+    }
+    out.push(event(
+        "content_block_stop",
+        serde_json::json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(event(
+        "message_delta",
+        serde_json::json!({"type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": usage.output}}),
+    ));
+    out.push(event(
+        "message_stop",
+        serde_json::json!({"type": "message_stop"}),
+    ));
+    out
+}
+
+/// Streams `events` (whole SSE events) `interval` apart, keeping the instant each is
+/// handed to hyper under `id`, and ends the body `linger` after the last one.
+fn sse(
+    state: Arc<State>,
+    id: String,
+    events: Vec<String>,
+    interval: Duration,
+    linger: Duration,
+) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
-        for i in 0..=events {
+        for (i, data) in events.into_iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(interval).await;
             }
-            let data = if i == events {
-                "data: [DONE]\n\n".to_string()
-            } else {
-                let chunk = serde_json::json!({
-                    "id": "chatcmpl-e2e",
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {"content": format!("token{i} ")}}]
-                });
-                format!("data: {chunk}\n\n")
-            };
             state
                 .sse_sent
                 .lock()
@@ -232,6 +434,8 @@ fn sse(state: Arc<State>, id: String, events: u64, interval: Duration) -> Respon
                 return;
             }
         }
+        // The body ends when `tx` is dropped.
+        tokio::time::sleep(linger).await;
     });
     let mut resp = Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed());
     let h = resp.headers_mut();
