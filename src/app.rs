@@ -42,6 +42,10 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let services = Services::new();
     let pipeline = load(path.as_deref(), services.clone())?;
     crate::telemetry::init(&pipeline.config().logging);
+    if pipeline.uses("token_limit") {
+        // The tokenizer tables take ~0.25 s to build: not on the first request's clock.
+        tokio::task::spawn_blocking(crate::llm::prewarm);
+    }
     let config = pipeline.config().clone();
     let store = Arc::new(PipelineStore::new(pipeline));
     let ready = Arc::new(AtomicBool::new(false));

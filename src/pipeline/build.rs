@@ -112,6 +112,15 @@ impl Pipeline {
     pub fn config(&self) -> &Config {
         &self.loaded.config
     }
+
+    /// Whether any route runs the processor of this name.
+    pub fn uses(&self, processor: &str) -> bool {
+        self.ext_proc_routes
+            .listeners
+            .iter()
+            .flat_map(|l| l.routes.iter())
+            .any(|r| r.factories.iter().any(|f| f.name() == processor))
+    }
 }
 
 fn compile_route(

@@ -434,12 +434,17 @@ impl Exchange {
         let adapter = self.cx.adapter.as_str();
         let elapsed = self.cx.started.elapsed();
         let metrics = &self.pipeline.metrics;
+        // A client that left after the response began still saw its status.
+        let status = match outcome.status() {
+            0 => self.cx.response_status.unwrap_or(0),
+            s => s,
+        };
         metrics
             .requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
                 adapter,
-                status: outcome.status(),
+                status,
                 outcome: outcome.label(),
             })
             .inc();
@@ -452,8 +457,7 @@ impl Exchange {
             .observe(elapsed.as_secs_f64());
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let (method, path) = (&self.cx.request.method, self.cx.request.path_only());
-        let (status, outcome_label, request_id) =
-            (outcome.status(), outcome.label(), &self.cx.request_id);
+        let (outcome_label, request_id) = (outcome.label(), &self.cx.request_id);
         match self.cx.llm.as_ref() {
             None => tracing::info!(
                 target: "tollgate::access",

@@ -176,7 +176,11 @@ impl Processor for TokenAccounting {
         if let Some(state) = self.response.as_mut() {
             state.push(body, cx);
         }
-        if body.end_of_stream() {
+        // Export at the stream's last event, not only at the body's end: a client (the
+        // openai SDK does) may close as soon as it reads `[DONE]`, and Envoy then resets
+        // the exchange before the body's end reaches tollgate — the metadata would be lost.
+        let done = self.response.as_ref().is_some_and(|r| r.tracker.is_done());
+        if body.end_of_stream() || done {
             self.export(cx, true);
         }
         Ok(Flow::Continue)
