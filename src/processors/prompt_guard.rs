@@ -458,4 +458,6 @@ fn stream_end(rule: &RuleInfo, bytes: Vec<u8>) -> LocalReply {
 }
 
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
