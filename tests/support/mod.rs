@@ -4,6 +4,8 @@
 
 pub mod client;
 pub mod envoy;
+/// The prompt guard's scripted LLM upstream and SDK runner.
+pub mod guard;
 pub mod scenario;
 pub mod tollgate;
 pub mod upstream;
