@@ -45,9 +45,12 @@ binds:
     )
 }
 
+/// Script name → the pieces the upstream streams.
+type Scripts = HashMap<String, Vec<String>>;
+
 /// The scripts: each entity in a sentence, split across two and three events; and what
 /// the client must read.
-fn scripts() -> (HashMap<String, Vec<String>>, Vec<(String, String)>) {
+fn scripts() -> (Scripts, Vec<(String, String)>) {
     let mut scripts = HashMap::new();
     let mut expect = Vec::new();
     for (kind, entity, placeholder) in [
@@ -235,13 +238,11 @@ async fn a_rejected_prompt_never_reaches_the_upstream() {
         );
     }
     // Anthropic clients get Anthropic's error shape.
-    let body = format!(
-        r#"{{"model":"claude","max_tokens":5,"messages":[{{"role":"user","content":"AKIAIOSFODNN7EXAMPLE"}}]}}"#
-    );
+    let body = r#"{"model":"claude","max_tokens":5,"messages":[{"role":"user","content":"AKIAIOSFODNN7EXAMPLE"}]}"#;
     for (way, port) in s.ways() {
         let reply = client::must(
             port,
-            Req::post("/v1/messages", body.clone()).header("x-test-id", &format!("ant-{way}")),
+            Req::post("/v1/messages", body).header("x-test-id", &format!("ant-{way}")),
         )
         .await;
         assert_eq!(reply.status, 403, "{way}");
