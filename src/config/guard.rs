@@ -45,14 +45,44 @@ fn default_max_bytes() -> usize {
     8 * 1024 * 1024
 }
 
-/// The rules of one side.
+/// The rules of one side, and an external guard service.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GuardSide {
     /// The rules, each with a unique name. Findings of `reject` and `mask` rules are
     /// found in one pass (overlaps resolve leftmost-longest); `audit` rules are scanned
     /// separately, so an audit rule never hides a finding that must be acted on.
+    #[serde(default)]
     pub rules: Vec<GuardRule>,
+    /// A guard service speaking the webhook protocol of agentgateway and kgateway,
+    /// asked after the rules (it sees their masks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<GuardWebhook>,
+}
+
+/// A guardrail webhook: tollgate POSTs `{"body":{"messages":[{"role","content"}]}}` to
+/// `<url>/request` (the prompt) or `{"body":{"choices":[{"message":{"role","content"}}]}}`
+/// to `<url>/response` (a JSON completion), and the service answers
+/// `{"action":{...}}`: `{}` or `{"reason"}` to pass, `{"body":{...same shape, texts
+/// masked...}}` to mask, `{"body":"message","status_code":403}` to reject. Streamed
+/// completions are checked by the rules only (the webhook needs the whole text).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuardWebhook {
+    /// Base URL of the service, `http://` or `https://` (public CA roots).
+    pub url: String,
+    /// Time allowed for the whole call. Default `2s`.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: super::Duration,
+    /// When the service cannot be reached, times out or answers something else than
+    /// the protocol: `failClosed` (default) answers 503, `failOpen` lets the exchange
+    /// go on as the rules left it.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_webhook_timeout() -> super::Duration {
+    super::Duration::from_secs(2)
 }
 
 /// One rule: a name, exactly one detector (`builtins`, `regex`, `keywords` or `cel`) and

@@ -19,11 +19,13 @@
 //! (`tollgate_guard_findings_total`), and the time each check took
 //! (`tollgate_guard_duration_seconds`).
 
+mod hooks;
 mod json;
 mod request;
 mod response;
 mod rules;
 mod stream;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,13 +152,8 @@ impl Tally {
 impl PromptGuard {
     /// Counts findings in the metrics and logs them: rule names and counts only.
     fn report(&self, cx: &Ctx, side: &CompiledSide, tally: &Tally, started: Instant) {
+        self.observe(side, started);
         let metrics = &self.shared.metrics;
-        metrics
-            .guard_duration
-            .get_or_create(&SideLabels {
-                side: side.kind.as_str(),
-            })
-            .observe(started.elapsed().as_secs_f64());
         if tally.is_empty() {
             return;
         }
@@ -183,6 +180,21 @@ impl PromptGuard {
             request_id = %cx.request_id, route = %route, side = side.kind.as_str(),
             findings = %summary, "prompt guard findings"
         );
+    }
+
+    fn observe(&self, side: &CompiledSide, started: Instant) {
+        self.shared
+            .metrics
+            .guard_duration
+            .get_or_create(&SideLabels {
+                side: side.kind.as_str(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A reply from the webhook glue, in this route's API format.
+    fn finish_reply(&self, reply: hooks::Reply) -> LocalReply {
+        error_reply(self.api, reply.status, reply.kind, &reply.message)
     }
 
     fn reject(&self, cx: &Ctx, side: &CompiledSide, rule: usize) -> Flow {
@@ -296,15 +308,36 @@ impl Processor for PromptGuard {
         let mut tally = Tally::new(side);
         let decision = request::check(side, &request, self.vars.as_ref(), body.data(), &mut tally);
         self.report(cx, side, &tally, started);
-        match decision {
-            Decision::Pass => Ok(Flow::Continue),
-            Decision::Reject(rule) => Ok(self.reject(cx, side, rule)),
-            Decision::Rewrite(new) => {
-                body.replace(new.into());
-                Ok(Flow::Continue)
+        let mut rewritten = match decision {
+            Decision::Pass => None,
+            Decision::Reject(rule) => return Ok(self.reject(cx, side, rule)),
+            Decision::Rewrite(new) => Some(new),
+            Decision::Error(message) => return Err(ProcessorError::internal(message)),
+        };
+        if let Some(webhook) = &side.webhook {
+            let started = Instant::now();
+            let current = rewritten.as_deref().unwrap_or(body.data());
+            let asked = hooks::ask_prompt(
+                webhook,
+                side,
+                &request,
+                current,
+                rewritten.is_some(),
+                cx,
+                &shared.metrics,
+            )
+            .await;
+            self.observe(side, started);
+            match asked {
+                hooks::Asked::Keep => {}
+                hooks::Asked::Rewrite(new) => rewritten = Some(new),
+                hooks::Asked::Respond(reply) => return Ok(Flow::Respond(self.finish_reply(reply))),
             }
-            Decision::Error(message) => Err(ProcessorError::internal(message)),
         }
+        if let Some(new) = rewritten {
+            body.replace(new.into());
+        }
+        Ok(Flow::Continue)
     }
 
     async fn on_response_headers(
@@ -394,19 +427,29 @@ impl Processor for PromptGuard {
                 }
                 let decision = response::check_json(side, data, &mut tally);
                 self.report(cx, side, &tally, started);
-                match decision {
-                    Decision::Reject(rule) => Ok(self.reject(cx, side, rule)),
-                    Decision::Rewrite(new) => {
-                        body.replace(new.into());
-                        Ok(Flow::Continue)
-                    }
-                    Decision::Pass | Decision::Error(_) => {
-                        if let Some(plain) = decoded {
-                            body.replace(plain.into());
+                let mut out = match decision {
+                    Decision::Reject(rule) => return Ok(self.reject(cx, side, rule)),
+                    Decision::Rewrite(new) => Some(new),
+                    Decision::Pass | Decision::Error(_) => decoded,
+                };
+                if let Some(webhook) = &side.webhook {
+                    let started = Instant::now();
+                    let current = out.as_deref().unwrap_or(body.data());
+                    let asked =
+                        hooks::ask_response(webhook, side, current, cx, &shared.metrics).await;
+                    self.observe(side, started);
+                    match asked {
+                        hooks::Asked::Keep => {}
+                        hooks::Asked::Rewrite(new) => out = Some(new),
+                        hooks::Asked::Respond(reply) => {
+                            return Ok(Flow::Respond(self.finish_reply(reply)))
                         }
-                        Ok(Flow::Continue)
                     }
                 }
+                if let Some(new) = out {
+                    body.replace(new.into());
+                }
+                Ok(Flow::Continue)
             }
             ResponseMode::Stream(guard) => {
                 let out = guard.push(side, data, eos, &mut tally);
@@ -461,3 +504,5 @@ fn stream_end(rule: &RuleInfo, bytes: Vec<u8>) -> LocalReply {
 mod stream_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_tests;

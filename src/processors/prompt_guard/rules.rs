@@ -63,17 +63,24 @@ pub struct CompiledSide {
     pub audit: Option<Matcher>,
     /// CEL conditions (request side only), with their rule index.
     pub cel: Vec<(usize, Expression)>,
+    /// The guard service asked after the rules.
+    pub webhook: Option<super::webhook::Webhook>,
 }
 
 impl CompiledSide {
     /// Compiles `side`; `path` is its field path (`….promptGuard.request`).
     pub fn new(side: &GuardSide, kind: SideKind, path: &str) -> Result<Self, ConfigError> {
-        if side.rules.is_empty() {
+        if side.rules.is_empty() && side.webhook.is_none() {
             return Err(ConfigError::field(
                 format!("{path}.rules"),
-                "no rules given",
+                "no rules given (and no webhook)",
             ));
         }
+        let webhook = side
+            .webhook
+            .as_ref()
+            .map(|w| super::webhook::Webhook::new(w, &format!("{path}.webhook")))
+            .transpose()?;
         let mut rules = Vec::new();
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut sets = [Builder::default(), Builder::default()];
@@ -101,6 +108,7 @@ impl CompiledSide {
             enforce: enforce.build(path)?,
             audit: audit.build(path)?,
             cel,
+            webhook,
         })
     }
 
@@ -400,7 +408,11 @@ rules:
                 "rules: [{ name: a, cel: 'llm.model ==', action: reject }]",
                 "p.rules[0].cel: invalid CEL expression",
             ),
-            ("rules: []", "p.rules: no rules given"),
+            ("rules: []", "p.rules: no rules given (and no webhook)"),
+            (
+                "webhook: { url: 'ftp://x' }",
+                "p.webhook.url: give an http:// or https:// URL with a host",
+            ),
         ];
         for (yaml, want) in cases {
             let err = compile(yaml, SideKind::Request).unwrap_err();
