@@ -15,6 +15,9 @@
 //!   API's format: the proxy closes the stream there, under Envoy (whose headers are
 //!   already out) the rest of the upstream's stream is dropped.
 //!
+//! A side's `webhook` (`webhook.rs`, `hooks.rs`) is asked after its rules, on the request
+//! and on JSON completions.
+//!
 //! Findings never reach logs or metric labels: only rule names and counts
 //! (`tollgate_guard_findings_total`), and the time each check took
 //! (`tollgate_guard_duration_seconds`).
