@@ -26,6 +26,8 @@ mod envoy;
 mod guard;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/limits.rs"]
+mod limits;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

@@ -114,7 +114,8 @@ pub struct GuardRule {
     pub keywords: Option<KeywordsConfig>,
     /// Request side only: a CEL condition over `llm.model`, `llm.prompt` (all prompt text
     /// joined with newlines), `request.headers` (lower-case names), `request.path` and
-    /// `request.method`, e.g. `llm.model == "gpt-4o" && request.headers["x-team"] !=
+    /// `request.method`, and `jwt` (the verified claims Envoy's `jwt_authn` passes on,
+    /// null otherwise), e.g. `llm.model == "gpt-4o" && request.headers["x-team"] !=
     /// "research"`. The rule fires when it is true; an expression that fails to evaluate
     /// (a missing header) does not fire. Only `reject` and `audit` apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]

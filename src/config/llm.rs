@@ -143,8 +143,9 @@ pub struct LimitRule {
     /// Name for metrics, logs and counter keys.
     pub name: String,
     /// CEL expression giving the key counters are kept per, over `request` (`method`,
-    /// `path`, `host`, `headers`), `llm.model` and `route`; e.g.
-    /// `request.headers["x-api-key"]`. A rule whose key is empty or fails to evaluate
+    /// `path`, `host`, `headers`), `llm.model`, `route` and `jwt` (the claims Envoy's
+    /// `jwt_authn` filter verified and forwarded; null otherwise); e.g.
+    /// `request.headers["x-api-key"]` or `jwt.sub`. A rule whose key is empty or fails to evaluate
     /// does not apply. Default: one counter for the whole route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,

@@ -5,7 +5,9 @@
 //! in a forbidden range) hides any other entity starting there, and the rules that make
 //! these detectors precise — "not preceded by a digit and the same separator", "header
 //! decodes to JSON with `alg`", "not in a URL's authority" — are context checks a regex
-//! cannot express. Instead every detector has a cheap *trigger* and a bounded local parser:
+//! cannot express. (Speed is not the reason: an unvalidated alternation of comparable
+//! patterns in ASCII mode runs at about the same rate, see `benches/guard.rs`.) Instead
+//! every detector has a cheap *trigger* and a bounded local parser:
 //!
 //! | trigger byte | detectors |
 //! |---|---|
@@ -16,9 +18,10 @@
 //! | first capital of a run | `aws_access_key_id` (`AKIA`/`ASIA`), `jwt` (`eyJ`/`eyA`) |
 //! | `_`, `-` | `github_token` (`ghp_`, `github_pat_`), `gitlab_token`, `slack_token`, `openai_api_key`, `anthropic_api_key`, `private_key` (`-----BEGIN `) |
 //!
-//! Lower-case letters, spaces and most punctuation — nearly all of prose — trigger nothing
-//! and cost one table lookup each. Each trigger runs parsers that read a bounded number
-//! of bytes (the longest entity), so a scan is linear in the text whatever its content.
+//! Lower-case letters, spaces, most punctuation and non-ASCII text — nearly all of prose —
+//! trigger nothing and are skipped eight bytes at a time. Each trigger runs parsers that
+//! read a bounded number of bytes (the longest entity), so a scan is linear in the text
+//! whatever its content.
 //!
 //! Every candidate depends only on the bytes from a fixed distance before it
 //! ([`LEFT_CONTEXT`]) to its end plus a few bytes after, never on where the scan started,
@@ -61,6 +64,37 @@ pub(crate) struct Detectors {
     ids: [Option<RuleId>; Builtin::ALL.len()],
     table: [u8; 256],
     limits: Limits,
+}
+
+/// The first byte at or after `i` that the table marks (or `s.len()`). Eight bytes at a
+/// time while none is in `0x28..=0x5F`, the range every trigger byte lies in (digits,
+/// capitals, `( + - : @ _`); lower-case letters, spaces and UTF-8 are outside it, so prose
+/// mostly goes by a word at a time.
+#[inline(always)]
+fn skip_quiet(s: &[u8], mut i: usize, t: &[u8; 256]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    loop {
+        while let Some(word) = s.get(i..i + 8) {
+            let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            // Per byte, high bit set iff 0x27 < byte < 0x60 (bytes >= 0x80 excluded).
+            let low = x & (ONES * 0x7f);
+            let hit = (ONES * (0x7f + 0x60) - low) & !x & (low + ONES * (0x7f - 0x27));
+            if hit & (ONES * 0x80) != 0 {
+                break;
+            }
+            i += 8;
+        }
+        let stop = s.len().min(i + 8);
+        while i < stop {
+            if t[s[i] as usize] != 0 {
+                return i;
+            }
+            i += 1;
+        }
+        if i >= s.len() {
+            return i;
+        }
+    }
 }
 
 /// Where detectors put candidates.
@@ -134,6 +168,9 @@ impl Detectors {
     /// Appends the candidates in `s` that start at or after `min_start`, scanning from
     /// there (see the module doc for why that finds them all).
     pub(crate) fn scan(&self, s: &[u8], min_start: usize, out: &mut Vec<Finding>) {
+        if self.ids.iter().all(Option::is_none) {
+            return;
+        }
         let mut sink = Sink {
             ids: &self.ids,
             min_start,
@@ -144,16 +181,7 @@ impl Detectors {
         let n = s.len();
         let mut i = min_start;
         while i < n {
-            // Fast path: four bytes at a time while nothing triggers.
-            while i + 4 <= n
-                && (t[s[i] as usize]
-                    | t[s[i + 1] as usize]
-                    | t[s[i + 2] as usize]
-                    | t[s[i + 3] as usize])
-                    == 0
-            {
-                i += 4;
-            }
+            i = skip_quiet(s, i, t);
             if i >= n {
                 break;
             }
@@ -246,6 +274,20 @@ pub(crate) mod tests {
 
     /// A short (not real) PEM private key.
     pub(crate) const KEY: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm\n-----END RSA PRIVATE KEY-----";
+
+    #[test]
+    fn the_quiet_skip_stops_at_every_trigger_byte_and_only_there() {
+        let all = Scanner::new(&RuleSet::all_builtins()).unwrap();
+        let t = &all.builtins_for_tests().table;
+        for b in 0..=255u8 {
+            for at in [0, 3, 7, 8, 13, 20] {
+                let mut s = b"the quick brown fox jumps".to_vec();
+                s[at] = b;
+                let want = if t[b as usize] != 0 { at } else { s.len() };
+                assert_eq!(super::skip_quiet(&s, 0, t), want, "byte {b:#x} at {at}");
+            }
+        }
+    }
 
     /// The texts one built-in finds in `text`, scanning with that detector alone.
     pub(crate) fn found<'t>(name: &str, text: &'t str) -> Vec<&'t str> {

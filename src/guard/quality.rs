@@ -118,6 +118,11 @@ const TEMPLATES: &[&str] = &[
     "The log line was: [{}] and then nothing.",
     "Can you check whether {} shows up in last week's export?",
     "Forwarding this from Jürgen: {}\nThanks!",
+    "{\"customer\": \"{}\", \"priority\": \"high\"}",
+    "**Contact:** `{}`",
+    "- {}\n- and the second item",
+    "<td>{}</td>",
+    "Reply with only the value: '{}'",
 ];
 
 const PAIR_TEMPLATES: &[&str] = &[

@@ -233,6 +233,11 @@ impl Scanner {
         self.regexes.as_ref().and_then(|r| r.index_of(id))
     }
 
+    #[cfg(test)]
+    pub(crate) fn builtins_for_tests(&self) -> &Detectors {
+        &self.builtins
+    }
+
     pub(crate) fn regex_count(&self) -> usize {
         self.regexes.as_ref().map_or(0, |r| r.len())
     }

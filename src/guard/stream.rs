@@ -22,10 +22,12 @@ use super::scanner::{floor_char_boundary, resolve, Finding, Scanner};
 /// character after. A finding that starts before the hold point but ends after it is
 /// complete and emitted whole. Prose typically holds back only its last word.
 ///
-/// **Cost per push.** Only a window is rescanned: the held text, the new delta and
-/// [`LEFT_CONTEXT`] bytes of already emitted text that the detectors read before a
-/// match. A resolution rule that decides each position from candidates starting at or
-/// before it (leftmost-longest) is what makes a decided prefix final.
+/// **Cost per push.** Only the held text and the new delta are scanned, so a push costs
+/// O(held + delta) whatever was streamed before. The masker also keeps the last 128 bytes
+/// of emitted text, which the detectors read (not scan) as left context: a URL's
+/// `scheme://` before an email, `SSN` before nine digits, word boundaries. The
+/// resolution rule — leftmost-longest, which decides each position from candidates
+/// starting at or before it — is what makes a decided prefix final.
 ///
 /// Findings are reported by [`take_findings`](Self::take_findings) with offsets into the
 /// unmasked stream.

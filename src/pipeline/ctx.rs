@@ -84,6 +84,9 @@ pub struct Ctx {
     pub response_status: Option<u16>,
     /// Envoy dynamic metadata to emit: namespace → key → value.
     pub dynamic_metadata: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Verified JWT claims, when the transport supplies them (Envoy's `jwt_authn`
+    /// metadata, forwarded to ext_proc). Never decoded from an unverified token.
+    pub jwt: Option<serde_json::Value>,
     /// What the LLM processors learned (set by `tokenAccounting`).
     pub llm: Option<LlmFacts>,
     /// Ask Envoy to recompute the route after this phase's header changes.
@@ -100,6 +103,7 @@ impl Ctx {
             route: None,
             response_status: None,
             dynamic_metadata: BTreeMap::new(),
+            jwt: None,
             llm: None,
             clear_route_cache: false,
             started: Instant::now(),

@@ -27,6 +27,14 @@ pub enum Verdict<T = ()> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeaderPhase {
+    Request,
+    RequestTrailers,
+    Response,
+    ResponseTrailers,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
     Request,
     Response,
@@ -106,29 +114,14 @@ impl Exchange {
     /// Runs the request-header phase. Sets `cx.clear_route_cache` when a routing header
     /// changed.
     pub async fn request_headers(&mut self, headers: &mut Headers) -> Verdict {
-        for i in 0..self.slots.len() {
-            if !self.slots[i].active {
-                continue;
-            }
-            let slot = &mut self.slots[i];
-            let result = slot
-                .processor
-                .on_request_headers(&mut self.cx, headers)
-                .await;
-            if let Some(reply) = self.settle(i, result) {
-                return Verdict::Respond(reply);
-            }
+        if let Verdict::Respond(reply) = self.header_phase(HeaderPhase::Request, headers).await {
+            return Verdict::Respond(reply);
         }
         let routing = &self.pipeline.clear_route_cache_on;
         if headers.touched().iter().any(|n| routing.contains(n)) {
             self.cx.clear_route_cache = true;
         }
-        let mut mode = BodyMode::Skip;
-        for slot in self.slots.iter_mut().filter(|s| s.active) {
-            slot.request_body = slot.processor.request_body_mode();
-            mode = mode.strongest(slot.request_body);
-        }
-        self.request_body.mode = Some(mode);
+        self.negotiate_body(Direction::Request);
         Verdict::Continue(())
     }
 
@@ -139,25 +132,10 @@ impl Exchange {
 
     /// Runs the response-header phase; `cx.response_status` must be set.
     pub async fn response_headers(&mut self, headers: &mut Headers) -> Verdict {
-        for i in 0..self.slots.len() {
-            if !self.slots[i].active {
-                continue;
-            }
-            let slot = &mut self.slots[i];
-            let result = slot
-                .processor
-                .on_response_headers(&mut self.cx, headers)
-                .await;
-            if let Some(reply) = self.settle(i, result) {
-                return Verdict::Respond(reply);
-            }
+        if let Verdict::Respond(reply) = self.header_phase(HeaderPhase::Response, headers).await {
+            return Verdict::Respond(reply);
         }
-        let mut mode = BodyMode::Skip;
-        for slot in self.slots.iter_mut().filter(|s| s.active) {
-            slot.response_body = slot.processor.response_body_mode();
-            mode = mode.strongest(slot.response_body);
-        }
-        self.response_body.mode = Some(mode);
+        self.negotiate_body(Direction::Response);
         Verdict::Continue(())
     }
 
@@ -190,11 +168,13 @@ impl Exchange {
     }
 
     pub async fn request_trailers(&mut self, trailers: &mut Headers) -> Verdict {
-        self.trailers(Direction::Request, trailers).await
+        self.header_phase(HeaderPhase::RequestTrailers, trailers)
+            .await
     }
 
     pub async fn response_trailers(&mut self, trailers: &mut Headers) -> Verdict {
-        self.trailers(Direction::Response, trailers).await
+        self.header_phase(HeaderPhase::ResponseTrailers, trailers)
+            .await
     }
 
     /// Ends the exchange: `on_complete` on every processor, the metrics and the log
@@ -212,15 +192,18 @@ impl Exchange {
 
     // --- phases ---
 
-    async fn trailers(&mut self, dir: Direction, trailers: &mut Headers) -> Verdict {
+    /// Runs every active processor's hook for a header block, in order.
+    async fn header_phase(&mut self, phase: HeaderPhase, block: &mut Headers) -> Verdict {
         for i in 0..self.slots.len() {
             if !self.slots[i].active {
                 continue;
             }
-            let slot = &mut self.slots[i];
-            let result = match dir {
-                Direction::Request => slot.processor.on_request_trailers(&mut self.cx, trailers),
-                Direction::Response => slot.processor.on_response_trailers(&mut self.cx, trailers),
+            let (p, cx) = (&mut self.slots[i].processor, &mut self.cx);
+            let result = match phase {
+                HeaderPhase::Request => p.on_request_headers(cx, block),
+                HeaderPhase::RequestTrailers => p.on_request_trailers(cx, block),
+                HeaderPhase::Response => p.on_response_headers(cx, block),
+                HeaderPhase::ResponseTrailers => p.on_response_trailers(cx, block),
             }
             .await;
             if let Some(reply) = self.settle(i, result) {
@@ -228,6 +211,25 @@ impl Exchange {
             }
         }
         Verdict::Continue(())
+    }
+
+    /// Asks the active processors which body they need; the strongest mode wins.
+    fn negotiate_body(&mut self, dir: Direction) {
+        let mut mode = BodyMode::Skip;
+        for slot in self.slots.iter_mut().filter(|s| s.active) {
+            let wanted = match dir {
+                Direction::Request => {
+                    slot.request_body = slot.processor.request_body_mode();
+                    slot.request_body
+                }
+                Direction::Response => {
+                    slot.response_body = slot.processor.response_body_mode();
+                    slot.response_body
+                }
+            };
+            mode = mode.strongest(wanted);
+        }
+        self.body_state(dir).mode = Some(mode);
     }
 
     async fn body(

@@ -309,7 +309,14 @@ impl Processor for PromptGuard {
             Err(flow) => return Ok(*flow),
         };
         let mut tally = Tally::new(side);
-        let decision = request::check(side, &request, self.vars.as_ref(), body.data(), &mut tally);
+        let decision = request::check(
+            side,
+            &request,
+            self.vars.as_ref(),
+            cx.jwt.as_ref(),
+            body.data(),
+            &mut tally,
+        );
         self.report(cx, side, &tally, started);
         let mut rewritten = match decision {
             Decision::Pass => None,

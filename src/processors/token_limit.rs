@@ -150,7 +150,7 @@ impl Processor for TokenLimit {
         let route = cx.route.clone().unwrap_or_default();
         let now = SystemTime::now();
         for (i, rule) in self.shared.rules.iter().enumerate() {
-            let Some(key) = rule.key(&route, &self.request, facts) else {
+            let Some(key) = rule.key(&route, &self.request, cx.jwt.as_ref(), facts) else {
                 continue;
             };
             let Some(estimate) = rule.estimate(facts) else {

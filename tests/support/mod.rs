@@ -6,6 +6,7 @@ pub mod client;
 pub mod envoy;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
+pub mod redis;
 pub mod scenario;
 pub mod tollgate;
 pub mod upstream;

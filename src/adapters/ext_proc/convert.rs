@@ -158,6 +158,41 @@ fn to_proto(v: &serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// The verified JWT claims Envoy's `jwt_authn` filter forwarded (its namespace must be
+/// in the ext_proc filter's `metadata_options.forwarding_namespaces`): the first struct
+/// it holds, which is the payload stored under `payload_in_metadata`.
+pub fn jwt_claims(
+    md: Option<&envoy_types::pb::envoy::config::core::v3::Metadata>,
+) -> Option<serde_json::Value> {
+    let ns = md?.filter_metadata.get("envoy.filters.http.jwt_authn")?;
+    ns.fields.values().find_map(|v| match &v.kind {
+        Some(Kind::StructValue(s)) => Some(from_proto_struct(s)),
+        _ => None,
+    })
+}
+
+fn from_proto_struct(s: &Struct) -> serde_json::Value {
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), from_proto(v)))
+            .collect(),
+    )
+}
+
+fn from_proto(v: &Value) -> serde_json::Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => serde_json::json!(n),
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::ListValue(l)) => {
+            serde_json::Value::Array(l.values.iter().map(from_proto).collect())
+        }
+        Some(Kind::StructValue(s)) => from_proto_struct(s),
+    }
+}
+
 /// A string attribute Envoy forwarded (e.g. `xds.route_name`), looked up in the
 /// per-filter attribute structs of a request.
 pub fn attribute<'a>(
@@ -244,6 +279,39 @@ mod tests {
             "the flag Envoy's ext_proc reads"
         );
         assert!(mutation(&HeaderDiff::default()).is_none());
+    }
+
+    #[test]
+    fn jwt_claims_come_from_jwt_authn_metadata() {
+        use envoy_types::pb::envoy::config::core::v3::Metadata;
+        let claims = Struct {
+            fields: [(
+                "sub".to_string(),
+                Value {
+                    kind: Some(Kind::StringValue("alice".into())),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let ns = Struct {
+            fields: [(
+                "jwt_payload".to_string(),
+                Value {
+                    kind: Some(Kind::StructValue(claims)),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let md = Metadata {
+            filter_metadata: [("envoy.filters.http.jwt_authn".to_string(), ns)]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(jwt_claims(Some(&md)).unwrap()["sub"], "alice");
+        assert!(jwt_claims(None).is_none());
     }
 
     #[test]

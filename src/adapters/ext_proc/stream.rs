@@ -113,8 +113,9 @@ impl ExtProcStream {
         }
         let observability = msg.observability_mode;
         let attributes = msg.attributes;
+        let jwt = convert::jwt_claims(msg.metadata_context.as_ref());
         let mut out = match msg.request.ok_or(StreamError::Empty)? {
-            In::RequestHeaders(h) => self.request_headers(h, &attributes).await?,
+            In::RequestHeaders(h) => self.request_headers(h, &attributes, jwt).await?,
             In::RequestBody(b) => self.body(Side::Request, b).await?,
             In::RequestTrailers(t) => self.trailers(Side::Request, t).await?,
             In::ResponseHeaders(h) => self.response_headers(h).await?,
@@ -153,6 +154,7 @@ impl ExtProcStream {
         &mut self,
         msg: HttpHeaders,
         attributes: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>,
+        jwt: Option<serde_json::Value>,
     ) -> Result<Vec<ProcessingResponse>, StreamError> {
         advance(&mut self.request, Stage::Headers, "request_headers")?;
         let (head, map, _) = convert::split_headers(msg.headers.as_ref());
@@ -163,7 +165,8 @@ impl ExtProcStream {
             .ext_proc_routes
             .select(&head, &map, envoy_route);
         let request_id = map.get("x-request-id").and_then(|v| v.to_str().ok());
-        let cx = Ctx::new(Adapter::ExtProc, head, request_id);
+        let mut cx = Ctx::new(Adapter::ExtProc, head, request_id);
+        cx.jwt = jwt;
         let mut ex = Exchange::new(self.pipeline.clone(), cx, route);
         let mut headers = Headers::new(map);
         let verdict = ex.request_headers(&mut headers).await;

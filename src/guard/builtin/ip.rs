@@ -3,8 +3,9 @@
 //! IPv4: four decimal octets 0–255 joined by dots, no leading zeros (`010.1.1.1` is
 //! ambiguous — octal to some parsers — and is not reported). Not glued to a word
 //! (`v1.2.3.4`), not part of a longer dotted number (`1.2.3.4.5`) or a version with a
-//! suffix (`1.2.3.4-beta`); a CIDR suffix or port after it is fine (`10.0.0.0/8`,
-//! `10.0.0.1:8080`).
+//! suffix (`1.2.3.4-beta`), and not right after a version word (`version 4.7.2.0`,
+//! `build 1.0.0.1`, `ver. 2.1.0.3`); a CIDR suffix or port after it is fine
+//! (`10.0.0.0/8`, `10.0.0.1:8080`).
 //!
 //! IPv6: found from its first colon. The address is the run of hex digits, colons and
 //! dots around it, which must parse as `std::net::Ipv6Addr` (compressed forms, embedded
@@ -47,7 +48,38 @@ pub(super) fn ipv4(s: &[u8], i: usize) -> Option<(usize, usize)> {
         Some(b'.' | b'-') => !at(s, p + 1).is_some_and(is_alnum),
         Some(_) => true,
     };
-    (right_ok && numeric_left_ok(s, i, Some(b'.'))).then_some((i, p))
+    let ok = right_ok && numeric_left_ok(s, i, Some(b'.')) && !after_version_word(s, i);
+    ok.then_some((i, p))
+}
+
+/// Words after which four dotted numbers are a version, not an address.
+const VERSION_WORDS: &[&[u8]] = &[
+    b"version",
+    b"ver",
+    b"v",
+    b"build",
+    b"release",
+    b"rev",
+    b"revision",
+    b"firmware",
+    b"fw",
+    b"update",
+    b"patch",
+];
+
+/// `s[..i]` ends with a version word, a space and maybe a dot before it (`ver. `).
+fn after_version_word(s: &[u8], i: usize) -> bool {
+    let Some(mut k) = i.checked_sub(1).filter(|&k| s[k] == b' ') else {
+        return false;
+    };
+    if k > 0 && s[k - 1] == b'.' {
+        k -= 1;
+    }
+    let w = run_start(s, k, 8, |c| c.is_ascii_alphabetic());
+    k - w <= 8
+        && VERSION_WORDS
+            .iter()
+            .any(|v| s[w..k].eq_ignore_ascii_case(v))
 }
 
 fn is_hex(c: u8) -> bool {
@@ -100,6 +132,7 @@ mod tests {
             ("IP:8.8.8.8", "8.8.8.8"),
             ("(172.16.254.1)", "172.16.254.1"),
             ("адрес 8.8.4.4。", "8.8.4.4"),
+            ("build server 10.0.0.1", "10.0.0.1"),
         ] {
             assert_eq!(found("ipv4", text), [want], "{text}");
         }
@@ -113,6 +146,10 @@ mod tests {
             "1.2.3",
             "1.2.3.4.5",
             "version 1.2.3.4-beta",
+            "version 4.7.2.0",
+            "Firmware 2.4.1.0",
+            "ver. 2.1.0.3",
+            "Build 1.0.0.1",
             "v1.2.3.4",
             "01.2.3.4",
             "1.2.3.04",

@@ -10,7 +10,9 @@
 //!
 //! [`Limits::private_key_max_len`]: crate::guard::Limits
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::text::run_end;
 
@@ -19,23 +21,35 @@ const END: &[u8] = b"-----END ";
 const DASHES: &[u8] = b"-----";
 const LABEL_MAX: usize = 64;
 
-/// Remembers the next `-----END ` after some offset, so a text with many BEGIN lines and
-/// no END is searched once, not once per BEGIN.
+// Built once: a `memmem::find` call builds its searcher every time, which dominates
+// when BEGIN lines are frequent.
+static FIND_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(END));
+static FIND_BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN"));
+
+/// Every `-----END ` found so far in one scan, so each is searched for once however many
+/// BEGIN lines look past it (BEGIN lines are visited in order).
 #[derive(Default)]
 pub(super) struct Memo {
-    searched_from: Option<usize>,
-    next_end: Option<usize>,
+    ends: Vec<usize>,
+    /// All END lines starting before this are in `ends`.
+    searched_to: usize,
 }
 
 impl Memo {
-    fn next_end(&mut self, s: &[u8], from: usize) -> Option<usize> {
-        let cached = self.searched_from.is_some_and(|f| f <= from)
-            && self.next_end.is_none_or(|e| e >= from);
-        if !cached {
-            self.searched_from = Some(from);
-            self.next_end = memmem::find(&s[from..], END).map(|k| from + k);
+    /// The END lines starting in `from..to`.
+    fn ends_in(&mut self, s: &[u8], from: usize, to: usize) -> &[usize] {
+        while self.searched_to < to {
+            match FIND_END.find(&s[self.searched_to..]) {
+                Some(k) => {
+                    self.ends.push(self.searched_to + k);
+                    self.searched_to += k + 1;
+                }
+                None => self.searched_to = s.len().max(to),
+            }
         }
-        self.next_end
+        let lo = self.ends.partition_point(|&e| e < from);
+        let hi = self.ends.partition_point(|&e| e < to);
+        &self.ends[lo..hi]
     }
 }
 
@@ -77,18 +91,16 @@ pub(super) fn block(s: &[u8], i: usize, max_len: usize, memo: &mut Memo) -> Bloc
     if !label.ends_with(b"PRIVATE KEY") || !after.starts_with(DASHES) {
         return Block::NotKey;
     }
+    // The END line must close within the limit.
     let limit = s.len().min(i.saturating_add(max_len));
-    let mut from = label_end + DASHES.len();
-    while let Some(e) = memo.next_end(s, from) {
-        let close = e + END.len() + label.len() + DASHES.len();
-        if close > limit {
-            break;
-        }
-        let tail = &s[e + END.len()..close];
+    let close_len = END.len() + label.len() + DASHES.len();
+    let body = label_end + DASHES.len();
+    let last_start = (limit + 1).saturating_sub(close_len).max(body);
+    for &e in memo.ends_in(s, body, last_start) {
+        let tail = &s[e + END.len()..e + close_len];
         if tail.starts_with(label) && tail.ends_with(DASHES) {
-            return Block::Closed(close);
+            return Block::Closed(e + close_len);
         }
-        from = e + 1;
     }
     Block::Open
 }
@@ -111,7 +123,7 @@ pub(super) fn hold(s: &[u8], lo: usize, max_len: usize) -> usize {
     let floor = lo.max(s.len().saturating_sub(max_len));
     let mut memo = Memo::default();
     let mut from = floor;
-    while let Some(k) = memmem::find(&s[from..], b"-----BEGIN") {
+    while let Some(k) = FIND_BEGIN.find(&s[from..]) {
         let b = from + k;
         let five = b == 0 || s[b - 1] != b'-';
         if five && matches!(block(s, b, max_len, &mut memo), Block::Open) {
@@ -155,6 +167,14 @@ mod tests {
         }
         let big = KEY.replace("\nKUpR", &format!("\n{}\nKUpR", "A".repeat(9000)));
         assert_eq!(found("private_key", &big), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_limit_is_exact() {
+        let k = KEY.as_bytes();
+        let find = |max| super::find(k, 0, max, &mut super::Memo::default());
+        assert_eq!(find(k.len()), Some((0, k.len())));
+        assert_eq!(find(k.len() - 1), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ const HEX: &[u8] = b"0123456789abcdef";
 pub(super) fn generate(rng: &mut XorShift) -> String {
     let f = *rng.pick(FIRST);
     let d = |rng: &mut XorShift, n| rng.digits(n);
-    match rng.below(30) {
+    match rng.below(32) {
         0 | 1 => entities::card(rng, false),
         2 => {
             let (a, g, s) = match rng.below(5) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::StreamMasker;
 use crate::guard::quality::{Corpus, XorShift};
-use crate::guard::{KeywordList, RegexRule, RuleSet, Scanner};
+use crate::guard::{KeywordList, Limits, RegexRule, RuleSet, Scanner};
 
 fn all_builtins() -> Arc<Scanner> {
     Arc::new(Scanner::new(&RuleSet::all_builtins()).unwrap())
@@ -158,4 +158,93 @@ fn works_with_a_borrowed_scanner() {
     out += &m.push("ple.com now");
     out += &m.finish();
     assert_eq!(out, "mail <EMAIL> now");
+}
+
+/// Random soups of entity fragments and trigger characters: every way they glue
+/// together must stream exactly like the whole text.
+#[test]
+fn fragment_soup_streams_like_whole_text() {
+    const FRAGMENTS: &[&str] = &[
+        "4111 1111 1111 1111",
+        "4111",
+        " 1111",
+        "-1111",
+        "bob@x.io",
+        "@",
+        "x.io",
+        "sk-",
+        "sk-proj-",
+        "Ab3dEf6hIj9kLm2nOp5qRs8tUv1w",
+        "eyJhbGciOiJIUzI1NiJ9",
+        ".",
+        "eyJhIjoxfQ",
+        "c2ln",
+        "-----BEGIN RSA PRIVATE KEY-----\n",
+        "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tP",
+        "-----END RSA PRIVATE KEY-----",
+        "-----",
+        "DE89",
+        " 3704 0044 0532 0130 00",
+        "370400440532013000",
+        "2001:db8::",
+        "::",
+        ":",
+        "1",
+        "-",
+        " ",
+        "+1 ",
+        "(415) ",
+        "555-0123",
+        "415-",
+        "SSN ",
+        "123456789",
+        "123-45-6789",
+        "AKIA",
+        "IOSFODNN7EXAMPLE",
+        "ghp_",
+        "1234567890abcdefghijABCDEFGHIJ123456",
+        "xoxb-",
+        "1234567890-",
+        "glpat-",
+        "é",
+        "\n",
+        "192.168.",
+        "0.1",
+        "https://",
+        "mailto:",
+        "_",
+        "a",
+        "Z",
+        "TCK-1234",
+        "falcon",
+    ];
+    let set = RuleSet::all_builtins()
+        .with_regex(RegexRule::new("ticket", r"\bTCK-\d{4,8}\b").max_len(16))
+        .with_keywords(KeywordList::new("codename", ["falcon", "falcon falcon"]));
+    // Small limits too, so blocks and tokens cross them.
+    let tight = set.clone().with_limits(Limits {
+        private_key_max_len: 100,
+        jwt_max_len: 64,
+    });
+    let scanners = [
+        Arc::new(Scanner::new(&set).unwrap()),
+        Arc::new(Scanner::new(&tight).unwrap()),
+    ];
+    let mut rng = XorShift::new(0x50_0c);
+    for round in 0..1500 {
+        let s = &scanners[round % 2];
+        let n = 1 + rng.below(24) as usize;
+        let text: String = (0..n).map(|_| *rng.pick(FRAGMENTS)).collect();
+        let want = s.mask(&text);
+        let mut cuts: Vec<usize> = (0..rng.below(12))
+            .map(|_| rng.below(text.len() as u64 + 1) as usize)
+            .filter(|&c| text.is_char_boundary(c))
+            .collect();
+        cuts.sort_unstable();
+        assert_eq!(
+            streamed(s, &text, &cuts),
+            want,
+            "round {round}: {text:?} cut at {cuts:?}"
+        );
+    }
 }

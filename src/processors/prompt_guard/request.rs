@@ -62,11 +62,13 @@ pub enum Decision {
     Error(String),
 }
 
-/// Checks one request. `vars` are the request's variables for CEL rules.
+/// Checks one request. `vars` and `jwt` (verified claims, when the transport gave
+/// them) are what CEL rules read as `request` and `jwt`.
 pub fn check(
     side: &CompiledSide,
     request: &LlmRequest,
     vars: Option<&RequestVars>,
+    jwt: Option<&serde_json::Value>,
     body: &[u8],
     tally: &mut Tally,
 ) -> Decision {
@@ -80,7 +82,8 @@ pub fn check(
                     "prompt": prompt,
                 }),
             )
-            .with("request", vars.cloned().unwrap_or_default());
+            .with("request", vars.cloned().unwrap_or_default())
+            .with("jwt", jwt.cloned().unwrap_or(serde_json::Value::Null));
         for (rule, expr) in &side.cel {
             match expr.eval_bool(&cel_vars) {
                 Ok(true) => {

@@ -472,3 +472,23 @@ fn config_errors_name_the_policy_path() {
         .to_string();
     assert_eq!(err, "policies.promptGuard: give request or response rules");
 }
+
+#[tokio::test]
+async fn cel_rules_see_verified_jwt_claims() {
+    let p = pipeline(
+        r#"        promptGuard:
+          request:
+            rules:
+            - { name: interns, cel: 'jwt != null && jwt.role == "intern" && llm.model == "o1"', action: reject }
+"#,
+    );
+    let o1 = br#"{"model":"o1","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut ex = exchange(&p, Adapter::ExtProc, "/v1/chat/completions");
+    ex.cx.jwt = Some(serde_json::json!({"sub": "u1", "role": "intern"}));
+    assert_eq!(send(&mut ex, &[], o1).await.unwrap_err().status, 403);
+    let mut ex = exchange(&p, Adapter::ExtProc, "/v1/chat/completions");
+    ex.cx.jwt = Some(serde_json::json!({"sub": "u2", "role": "staff"}));
+    assert!(send(&mut ex, &[], o1).await.is_ok());
+    let mut ex = exchange(&p, Adapter::ExtProc, "/v1/chat/completions");
+    assert!(send(&mut ex, &[], o1).await.is_ok(), "no claims");
+}

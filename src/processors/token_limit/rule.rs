@@ -76,7 +76,13 @@ impl Rule {
     }
 
     /// The counter key for this request, or `None` when the rule does not apply.
-    pub fn key(&self, route: &str, request: &RequestVars, facts: &LlmFacts) -> Option<String> {
+    pub fn key(
+        &self,
+        route: &str,
+        request: &RequestVars,
+        jwt: Option<&serde_json::Value>,
+        facts: &LlmFacts,
+    ) -> Option<String> {
         let model = facts.request.model.as_deref().unwrap_or("");
         if self.model.as_deref().is_some_and(|m| m != model) {
             return None;
@@ -87,7 +93,8 @@ impl Rule {
                 let vars = Vars::default()
                     .with("request", request)
                     .with("llm", serde_json::json!({ "model": model }))
-                    .with("route", route);
+                    .with("route", route)
+                    .with("jwt", jwt.cloned().unwrap_or(serde_json::Value::Null));
                 match expr.eval_string(&vars) {
                     Ok(Some(v)) => v,
                     Ok(None) => return None,

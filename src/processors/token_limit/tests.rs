@@ -286,3 +286,21 @@ fn limits_need_accounting_and_redis_config() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn keys_can_be_jwt_claims_envoy_verified() {
+    let p = pipeline(r#"          - { name: per-user, key: 'jwt.sub', tokensPerMinute: 1 }"#);
+    // No verified claims: the rule does not apply.
+    run(&p, "/v1/chat/completions", "k", CHAT, &openai_usage(5, 5))
+        .await
+        .unwrap();
+    // With claims (as the ext_proc adapter sets them from jwt_authn metadata): it bites.
+    let (mut ex, map) = exchange(&p, "/v1/chat/completions", "k");
+    ex.cx.jwt = Some(serde_json::json!({"sub": "alice"}));
+    let _ = ex.request_headers(&mut Headers::new(map)).await;
+    let Verdict::Respond(reply) = ex.request_body(Bytes::from_static(CHAT), true, false).await
+    else {
+        panic!("a 1-token bucket cannot take the prompt")
+    };
+    assert_eq!(reply.status, 429);
+}
