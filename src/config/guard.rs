@@ -58,6 +58,50 @@ pub struct GuardSide {
     /// asked after the rules (it sees their masks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<GuardWebhook>,
+    /// Request side only: an OpenAI-compatible moderation endpoint, asked after the
+    /// rules and the webhook with the prompt texts; a flagged prompt is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<GuardModeration>,
+}
+
+/// An OpenAI-moderation-compatible guard: tollgate POSTs `{"model","input":[texts]}` to
+/// `url` and rejects the request when a result is `flagged` (or, with `categories`,
+/// when one of those categories is true).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GuardModeration {
+    /// The endpoint, e.g. `https://api.openai.com/v1/moderations`.
+    pub url: String,
+    /// The `model` sent. Default `omni-moderation-latest`.
+    #[serde(default = "default_moderation_model")]
+    pub model: String,
+    /// Sent as `Authorization: Bearer …` (write `${OPENAI_API_KEY}`; hidden in `/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Reject only when one of these categories is flagged (e.g. `violence`,
+    /// `self-harm/intent`). Default: any flagged result.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// The status of the rejection. Default 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The rejection message. Default `request flagged by moderation: <categories>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Time allowed for the call. Default `5s`.
+    #[serde(default = "default_moderation_timeout")]
+    pub timeout: super::Duration,
+    /// When the endpoint fails: `failClosed` (default, 503) or `failOpen`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_moderation_model() -> String {
+    "omni-moderation-latest".to_string()
+}
+
+fn default_moderation_timeout() -> super::Duration {
+    super::Duration::from_secs(5)
 }
 
 /// A guardrail webhook: tollgate POSTs `{"body":{"messages":[{"role","content"}]}}` to

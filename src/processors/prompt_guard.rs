@@ -16,7 +16,7 @@
 //!   already out) the rest of the upstream's stream is dropped.
 //!
 //! A side's `webhook` (`webhook.rs`, `hooks.rs`) is asked after its rules, on the request
-//! and on JSON completions.
+//! and on JSON completions; the request side's `moderation` (`moderation.rs`) last.
 //!
 //! Findings never reach logs or metric labels: only rule names and counts
 //! (`tollgate_guard_findings_total`), and the time each check took
@@ -24,6 +24,7 @@
 
 mod hooks;
 mod json;
+mod moderation;
 mod request;
 mod response;
 mod rules;
@@ -342,6 +343,22 @@ impl Processor for PromptGuard {
                 hooks::Asked::Keep => {}
                 hooks::Asked::Rewrite(new) => rewritten = Some(new),
                 hooks::Asked::Respond(reply) => return Ok(Flow::Respond(self.finish_reply(reply))),
+            }
+        }
+        if let Some(moderation) = &side.moderation {
+            let started = Instant::now();
+            let asked = hooks::ask_moderation(
+                moderation,
+                side,
+                &request,
+                rewritten.is_some(),
+                cx,
+                &shared.metrics,
+            )
+            .await;
+            self.observe(side, started);
+            if let hooks::Asked::Respond(reply) = asked {
+                return Ok(Flow::Respond(self.finish_reply(reply)));
             }
         }
         if let Some(new) = rewritten {

@@ -17,6 +17,7 @@ use crate::metrics::{GuardLabels, Metrics};
 use crate::pipeline::Ctx;
 
 use super::json::rewrite_strings;
+use super::moderation::Moderation;
 use super::request::SKIP_KEYS;
 use super::response::is_text;
 use super::rules::CompiledSide;
@@ -74,7 +75,7 @@ pub async fn ask_prompt(
     match verdict {
         Verdict::Pass => Asked::Keep,
         Verdict::Reject { status, message } => {
-            count(metrics, cx, side, "reject");
+            count(metrics, cx, side, "webhook", "reject");
             Asked::Respond(Reply {
                 status,
                 kind: "prompt_rejected",
@@ -91,7 +92,7 @@ pub async fn ask_prompt(
             if changed.is_empty() {
                 return Asked::Keep;
             }
-            count(metrics, cx, side, "mask");
+            count(metrics, cx, side, "webhook", "mask");
             let mut applied = 0;
             let rewritten = rewrite_strings(body, |path, text| {
                 if path
@@ -147,7 +148,7 @@ pub async fn ask_response(
     match verdict {
         Verdict::Pass => Asked::Keep,
         Verdict::Reject { status, message } => {
-            count(metrics, cx, side, "reject");
+            count(metrics, cx, side, "webhook", "reject");
             Asked::Respond(Reply {
                 status,
                 kind: "response_rejected",
@@ -166,7 +167,7 @@ pub async fn ask_response(
             });
             match rewritten {
                 Ok(Some(body)) => {
-                    count(metrics, cx, side, "mask");
+                    count(metrics, cx, side, "webhook", "mask");
                     Asked::Rewrite(body)
                 }
                 _ => Asked::Keep,
@@ -175,14 +176,53 @@ pub async fn ask_response(
     }
 }
 
+/// Asks the moderation endpoint about the prompt texts (as the rules masked them).
+pub async fn ask_moderation(
+    moderation: &Moderation,
+    side: &CompiledSide,
+    request: &LlmRequest,
+    masked: bool,
+    cx: &Ctx,
+    metrics: &Metrics,
+) -> Asked {
+    let texts: Vec<String> = request
+        .prompt
+        .iter()
+        .map(|p| match (&side.enforce, masked) {
+            (Some(m), true) => m.scanner.mask(&p.text),
+            _ => p.text.clone(),
+        })
+        .collect();
+    if texts.is_empty() {
+        return Asked::Keep;
+    }
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    match moderation.check(&texts).await {
+        Ok(None) => Asked::Keep,
+        Ok(Some(message)) => {
+            count(metrics, cx, side, "moderation", "reject");
+            Asked::Respond(Reply {
+                status: moderation.status,
+                kind: "prompt_rejected",
+                message,
+            })
+        }
+        Err(e) => fail_mode(moderation.failure_mode, side, e, cx),
+    }
+}
+
 /// The webhook gave no verdict: its failure mode decides.
 fn failed(webhook: &Webhook, side: &CompiledSide, e: WebhookError, cx: &Ctx) -> Asked {
+    fail_mode(webhook.failure_mode, side, e, cx)
+}
+
+fn fail_mode(mode: FailureMode, side: &CompiledSide, e: WebhookError, cx: &Ctx) -> Asked {
     tracing::warn!(
         target: "tollgate::guard",
         request_id = %cx.request_id, side = side.kind.as_str(), error = %e,
-        failure_mode = ?webhook.failure_mode, "guard webhook failed"
+        failure_mode = ?mode, "guard service failed"
     );
-    match webhook.failure_mode {
+    match mode {
         FailureMode::FailOpen => Asked::Keep,
         FailureMode::FailClosed => Asked::Respond(Reply {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -192,14 +232,14 @@ fn failed(webhook: &Webhook, side: &CompiledSide, e: WebhookError, cx: &Ctx) -> 
     }
 }
 
-/// Webhook verdicts count under the rule name `webhook`.
-fn count(metrics: &Metrics, cx: &Ctx, side: &CompiledSide, action: &'static str) {
+/// Service verdicts count under the rule names `webhook` and `moderation`.
+fn count(metrics: &Metrics, cx: &Ctx, side: &CompiledSide, rule: &str, action: &'static str) {
     metrics
         .guard_findings
         .get_or_create(&GuardLabels {
             route: cx.route.clone().unwrap_or_default(),
             side: side.kind.as_str(),
-            rule: "webhook".into(),
+            rule: rule.into(),
             action,
         })
         .inc();

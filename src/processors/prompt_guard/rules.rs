@@ -65,17 +65,30 @@ pub struct CompiledSide {
     pub cel: Vec<(usize, Expression)>,
     /// The guard service asked after the rules.
     pub webhook: Option<super::webhook::Webhook>,
+    /// The moderation endpoint asked last (request side only).
+    pub moderation: Option<super::moderation::Moderation>,
 }
 
 impl CompiledSide {
     /// Compiles `side`; `path` is its field path (`….promptGuard.request`).
     pub fn new(side: &GuardSide, kind: SideKind, path: &str) -> Result<Self, ConfigError> {
-        if side.rules.is_empty() && side.webhook.is_none() {
+        if side.rules.is_empty() && side.webhook.is_none() && side.moderation.is_none() {
             return Err(ConfigError::field(
                 format!("{path}.rules"),
-                "no rules given (and no webhook)",
+                "no rules given (and no webhook or moderation)",
             ));
         }
+        if side.moderation.is_some() && kind == SideKind::Response {
+            return Err(ConfigError::field(
+                format!("{path}.moderation"),
+                "moderation applies to the request side only",
+            ));
+        }
+        let moderation = side
+            .moderation
+            .as_ref()
+            .map(|m| super::moderation::Moderation::new(m, &format!("{path}.moderation")))
+            .transpose()?;
         let webhook = side
             .webhook
             .as_ref()
@@ -109,6 +122,7 @@ impl CompiledSide {
             audit: audit.build(path)?,
             cel,
             webhook,
+            moderation,
         })
     }
 
@@ -408,7 +422,10 @@ rules:
                 "rules: [{ name: a, cel: 'llm.model ==', action: reject }]",
                 "p.rules[0].cel: invalid CEL expression",
             ),
-            ("rules: []", "p.rules: no rules given (and no webhook)"),
+            (
+                "rules: []",
+                "p.rules: no rules given (and no webhook or moderation)",
+            ),
             (
                 "webhook: { url: 'ftp://x' }",
                 "p.webhook.url: give an http:// or https:// URL with a host",

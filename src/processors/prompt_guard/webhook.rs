@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, FailureMode, GuardWebhook};
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Largest answer read from a guard service.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -281,7 +281,7 @@ impl Webhook {
     }
 }
 
-fn build_client() -> Result<HttpClient, String> {
+pub(super) fn build_client() -> Result<HttpClient, String> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::pipeline::Adapter;
@@ -20,6 +21,8 @@ type Answer = Arc<dyn Fn(&str, &serde_json::Value) -> String + Send + Sync>;
 struct MockGuard {
     port: u16,
     calls: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    /// The `authorization` header of each call.
+    auth: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -33,34 +36,43 @@ async fn mock(delay: Duration, answer: Answer) -> MockGuard {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let seen = calls.clone();
+    let auth = Arc::new(Mutex::new(Vec::new()));
+    let (seen, auth_seen) = (calls.clone(), auth.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (seen, answer) = (seen.clone(), answer.clone());
+            let (seen, auth_seen, answer) = (seen.clone(), auth_seen.clone(), answer.clone());
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (seen, answer) = (seen.clone(), answer.clone());
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                            seen.lock().unwrap().push((path.clone(), body.clone()));
-                            tokio::time::sleep(delay).await;
-                            let text = answer(&path, &body);
-                            Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(text))))
-                        }
-                    });
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let (seen, auth_seen, answer) =
+                        (seen.clone(), auth_seen.clone(), answer.clone());
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let header = req.headers().get("authorization");
+                        let header = header.map(|v| v.to_str().unwrap().to_string());
+                        auth_seen.lock().unwrap().push(header.unwrap_or_default());
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        seen.lock().unwrap().push((path.clone(), body.clone()));
+                        tokio::time::sleep(delay).await;
+                        let text = answer(&path, &body);
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(text))))
+                    }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    MockGuard { port, calls, task }
+    MockGuard {
+        port,
+        calls,
+        auth,
+        task,
+    }
 }
 
 fn policies(port: u16, side: &str, failure_mode: &str, timeout: &str) -> String {
@@ -226,4 +238,80 @@ async fn json_completions_go_to_the_response_endpoint() {
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(v["error"]["message"], "withheld");
     assert_eq!(v["error"]["code"], "response_rejected");
+}
+
+fn moderation(port: u16, extra: &str) -> String {
+    format!(
+        r#"        promptGuard:
+          request:
+            rules:
+            - {{ name: pii, builtins: [email], action: mask }}
+            moderation: {{ url: "http://127.0.0.1:{port}/v1/moderations", apiKey: sk-mod, timeout: 200ms{extra} }}
+"#
+    )
+}
+
+fn flagged(categories: &'static str) -> Answer {
+    Arc::new(move |_, _| {
+        format!(
+            r#"{{"id":"modr-1","model":"omni-moderation-latest","results":[{{"flagged":true,"categories":{categories},"category_scores":{{}}}}]}}"#
+        )
+    })
+}
+
+#[tokio::test]
+async fn an_openai_compatible_moderation_endpoint_rejects_flagged_prompts() {
+    let m = mock(Duration::ZERO, flagged(r#"{"violence":true,"hate":false}"#)).await;
+    let p = pipeline(&moderation(m.port, ""));
+    let mut ex = exchange(&p, Adapter::Proxy, "/v1/chat/completions");
+    let reply = send(&mut ex, &[], CHAT).await.unwrap_err();
+    assert_eq!(reply.status, 403);
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "request flagged by moderation: violence"
+    );
+    assert_eq!(v["error"]["code"], "prompt_rejected");
+    let calls = m.calls.lock().unwrap().clone();
+    assert_eq!(calls[0].0, "/v1/moderations");
+    assert_eq!(
+        calls[0].1,
+        serde_json::json!({"model": "omni-moderation-latest",
+            "input": ["be brief", "mail <EMAIL> about Paris"]})
+    );
+    assert_eq!(m.auth.lock().unwrap()[0], "Bearer sk-mod");
+    assert_eq!(
+        metric(
+            &p,
+            r#"tollgate_guard_findings_total{route="llm",side="request",rule="moderation",action="reject"}"#
+        ),
+        Some(1.0)
+    );
+
+    // Only the listed categories reject.
+    let p = pipeline(&moderation(m.port, ", categories: [self-harm]"));
+    let mut ex = exchange(&p, Adapter::Proxy, "/v1/chat/completions");
+    assert!(send(&mut ex, &[], CHAT).await.is_ok());
+
+    // Not flagged: passes (masked by the rules).
+    let clean = mock(
+        Duration::ZERO,
+        Arc::new(|_, _| {
+            r#"{"results":[{"flagged":false,"categories":{"violence":false}}]}"#.into()
+        }),
+    )
+    .await;
+    let p = pipeline(&moderation(clean.port, ""));
+    let mut ex = exchange(&p, Adapter::Proxy, "/v1/chat/completions");
+    let sent = send(&mut ex, &[], CHAT).await.unwrap();
+    assert!(String::from_utf8_lossy(&sent).contains("<EMAIL>"));
+
+    // Slow: the failure mode.
+    let slow = mock(Duration::from_millis(500), flagged("{}")).await;
+    let p = pipeline(&moderation(slow.port, ""));
+    let mut ex = exchange(&p, Adapter::Proxy, "/v1/chat/completions");
+    assert_eq!(send(&mut ex, &[], CHAT).await.unwrap_err().status, 503);
+    let p = pipeline(&moderation(slow.port, ", failureMode: failOpen"));
+    let mut ex = exchange(&p, Adapter::Proxy, "/v1/chat/completions");
+    assert!(send(&mut ex, &[], CHAT).await.is_ok());
 }
