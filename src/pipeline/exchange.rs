@@ -423,7 +423,7 @@ impl Exchange {
                         slot.active = false;
                         None
                     }
-                    FailureMode::FailClosed => Some(error_reply(slot.name, &err)),
+                    FailureMode::FailClosed => Some(error_reply(slot.name, &err, &self.cx)),
                 }
             }
         }
@@ -499,18 +499,28 @@ fn slot_mode(slot: &Slot, dir: Direction) -> BodyMode {
     }
 }
 
-/// The one place a processor error becomes a reply.
-fn error_reply(processor: &str, err: &ProcessorError) -> LocalReply {
+/// The one place a processor error becomes a reply: in the LLM API's own error format
+/// when the exchange is an LLM call. A server-side failure's detail stays in the log
+/// (written by `settle`), not in the reply.
+fn error_reply(processor: &str, err: &ProcessorError, cx: &Ctx) -> LocalReply {
     let kind = if err.status.is_server_error() {
         "server_error"
     } else {
         "invalid_request_error"
     };
-    let mut reply = LocalReply::error(
-        err.status,
-        kind,
-        &format!("policy {processor} failed: {}", err.message),
-    );
+    let message = match err.status {
+        StatusCode::SERVICE_UNAVAILABLE => format!("policy {processor} is unavailable"),
+        s if s.is_server_error() => format!("policy {processor} failed"),
+        // A client error's message is meant for the client.
+        _ => format!("policy {processor} failed: {}", err.message),
+    };
+    let mut reply = LocalReply::error(err.status, kind, &message);
+    if let Some(llm) = &cx.llm {
+        reply.body = llm
+            .api
+            .error_body(err.status.as_u16(), kind, &message)
+            .into();
+    }
     reply.details = format!("{processor}_failed");
     reply
 }

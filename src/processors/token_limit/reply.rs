@@ -68,13 +68,14 @@ pub fn openai_duration(d: Duration) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    let secs = d.as_secs_f64();
-    let (h, rest) = ((secs / 3600.0) as u64, secs % 3600.0);
-    let (m, s) = ((rest / 60.0) as u64, rest % 60.0);
-    let s = if (s - s.round()).abs() < 0.001 {
-        format!("{}s", s.round() as u64)
+    // Round to tenths of a second first, then split: 59.96 s is "1m0s", not "60.0s".
+    let tenths = (d.as_millis() + 50) / 100;
+    let (h, rest) = (tenths / 36_000, tenths % 36_000);
+    let (m, t) = (rest / 600, rest % 600);
+    let s = if t % 10 == 0 {
+        format!("{}s", t / 10)
     } else {
-        format!("{s:.1}s")
+        format!("{}.{}s", t / 10, t % 10)
     };
     match (h, m) {
         (0, 0) => s,
@@ -94,5 +95,8 @@ mod tests {
         assert_eq!(openai_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(openai_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(openai_duration(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(openai_duration(Duration::from_millis(59_960)), "1m0s");
+        assert_eq!(openai_duration(Duration::from_millis(119_970)), "2m0s");
+        assert_eq!(openai_duration(Duration::from_millis(3_599_990)), "1h0m0s");
     }
 }
