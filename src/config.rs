@@ -3,6 +3,7 @@
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
 mod duration;
+mod guard;
 mod llm;
 mod load;
 mod model;
@@ -10,6 +11,7 @@ mod redact;
 mod watch;
 
 pub use duration::Duration;
+pub use guard::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};
 pub use model::*;

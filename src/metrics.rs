@@ -47,6 +47,23 @@ pub struct LimitLabels {
     pub decision: &'static str,
 }
 
+/// `tollgate_guard_findings_total` labels. `rule` is the configured rule's name; the
+/// finding itself never becomes a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    pub route: String,
+    /// `request` or `response`.
+    pub side: &'static str,
+    pub rule: String,
+    /// `reject`, `mask` or `audit`.
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabels {
+    pub side: &'static str,
+}
+
 /// Every metric tollgate exports.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +75,8 @@ pub struct Metrics {
     pub processor_errors: Family<ProcessorLabels, Counter>,
     pub gen_ai: GenAiMetrics,
     pub token_limit_decisions: Family<LimitLabels, Counter>,
+    pub guard_findings: Family<GuardLabels, Counter>,
+    pub guard_duration: Family<SideLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -117,8 +136,28 @@ impl Metrics {
             "Token limit checks, by route, limit and decision (allowed or denied)",
             token_limit_decisions.clone(),
         );
+        let guard_findings = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            "tollgate_guard_findings",
+            "Prompt guard findings, by route, side (request or response), rule and action",
+            guard_findings.clone(),
+        );
+        let guard_duration = Family::<SideLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                0.025, 0.05, 0.1, 0.25, 1.0,
+            ])
+        });
+        registry.register(
+            "tollgate_guard_duration_seconds",
+            "Time the prompt guard spent on one check: a request body, a JSON response, or \
+             one chunk of a streamed response",
+            guard_duration.clone(),
+        );
         Metrics {
             gen_ai,
+            guard_findings,
+            guard_duration,
             token_limit_decisions,
             registry,
             requests,

@@ -6,13 +6,19 @@
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
-//! 3. `token_limit` — reserves the estimate before the request goes upstream, and trues
+//! 3. `prompt_guard` — after `token_accounting`, whose parsed request (`cx.llm`) it
+//!    scans (it parses the body itself when accounting is not on the route); before
+//!    `token_limit`, so a rejected prompt is never charged against a limit, and so the
+//!    limit sees the body that actually goes upstream. On the response it runs after
+//!    accounting, which therefore counts what the upstream sent, not the placeholders.
+//! 4. `token_limit` — reserves the estimate before the request goes upstream, and trues
 //!    up from `cx.llm.usage`, which `token_accounting`'s `on_complete` (run before its
 //!    own) has just written.
-//! 4. `response_header_modifier` — its response hook runs after the upstream answered;
+//! 5. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
 mod headers;
+mod prompt_guard;
 mod token_accounting;
 mod token_limit;
 
@@ -24,6 +30,7 @@ use crate::pricing::Prices;
 use crate::services::Services;
 
 pub use headers::{HeaderModifierFactory, HeaderSide};
+pub use prompt_guard::PromptGuardFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 
@@ -55,6 +62,13 @@ pub fn for_route(
             bcx.services,
             bcx.prices,
             &format!("{path}.tokenAccounting"),
+        )?));
+    }
+    if let Some(p) = &policies.prompt_guard {
+        factories.push(Arc::new(PromptGuardFactory::new(
+            p,
+            bcx.services,
+            &format!("{path}.promptGuard"),
         )?));
     }
     if let Some(p) = &policies.token_limit {

@@ -14,6 +14,8 @@
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
+//! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
+//!   entities split across SSE events arrive masked, rejected prompts never go upstream.
 //!
 //! The test modules live in `tests/e2e/` (named by `#[path]`: a file directly in `tests/`
 //! would be built as a test binary of its own); support code in `tests/support/`.
@@ -24,6 +26,8 @@ mod support;
 mod cli;
 #[path = "e2e/envoy.rs"]
 mod envoy;
+#[path = "e2e/guard.rs"]
+mod guard;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/limits.rs"]

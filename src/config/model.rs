@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, LlmConfig, TokenAccountingPolicy, TokenLimitPolicy};
+use super::{Duration, LlmConfig, PromptGuardPolicy, TokenAccountingPolicy, TokenLimitPolicy};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -313,6 +313,10 @@ pub struct Policies {
     /// Limit LLM tokens and spend per key (needs `tokenAccounting` on the route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_limit: Option<TokenLimitPolicy>,
+    /// Check prompts and completions for PII, secrets and policy rules: reject, mask or
+    /// audit what is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_guard: Option<PromptGuardPolicy>,
     /// Standalone mode: time allowed until the upstream's response headers arrive,
     /// overriding `upstream.requestTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,6 +343,10 @@ impl Policies {
                 .token_limit
                 .clone()
                 .or_else(|| gateway.token_limit.clone()),
+            prompt_guard: self
+                .prompt_guard
+                .clone()
+                .or_else(|| gateway.prompt_guard.clone()),
             timeout: self.timeout.or(gateway.timeout),
         }
     }

@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod envoy;
+/// The prompt guard's scripted LLM upstream and SDK runner.
+pub mod guard;
 pub mod llm;
 pub mod redis;
 pub mod scenario;

@@ -1,0 +1,452 @@
+//! The response side for a streamed (SSE) completion: each event's output text goes
+//! through a per-stream [`StreamMasker`], and the event is re-emitted with its text
+//! replaced by what the masker releases — valid SSE and JSON, the same event shape — so
+//! that an entity split across events reaches the client masked.
+//!
+//! One text stream per choice (OpenAI Chat Completions and Completions, by `index`), per
+//! content part (Responses, by `output_index` and `content_index`) or per content block
+//! (Anthropic, by `index`). Where the text sits:
+//!
+//! | API | delta | a text stream ends at |
+//! |---|---|---|
+//! | Chat Completions | `choices[i].delta.content` | its `finish_reason`, `[DONE]` |
+//! | Completions | `choices[i].text` | its `finish_reason`, `[DONE]` |
+//! | Responses | `response.output_text.delta` → `delta` | `response.output_text.done`, `response.completed` … |
+//! | Messages | `content_block_delta` → `delta.text` | `content_block_stop`, `message_delta`, `message_stop` |
+//!
+//! Text a masker still holds when its stream ends is flushed in an event of the delta's
+//! shape placed just before the ending event (or, when the ending event carries text
+//! itself, appended to it). Events that repeat the whole text (Responses `*.done`,
+//! `response.completed`) have their `text` strings masked whole, which gives the same
+//! result as the deltas (`StreamMasker` output equals `Scanner::mask` of the whole).
+//!
+//! Not guarded: refusals, reasoning and tool-call arguments (not text shown as the
+//! answer). Events are re-encoded (`SseEvent::write_to`): comments and the spelling of
+//! field lines are not kept; an event is emitted once it is complete.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::config::GuardAction;
+use crate::guard::{Scanner, StreamMasker};
+use crate::llm::{Api, SseEvent, SseParser};
+
+use super::json::{rewrite_strings, Seg};
+use super::rules::{CompiledSide, Matcher};
+use super::Tally;
+
+/// Identifies one text stream within a response: (choice or block or output index,
+/// content index).
+type Key = (u64, u64);
+
+/// The SSE side of one response.
+pub struct StreamGuard {
+    api: Api,
+    parser: SseParser,
+    texts: Vec<TextStream>,
+    /// A reject ended the stream: nothing more is emitted.
+    ended: bool,
+}
+
+struct TextStream {
+    key: Key,
+    enforce: Option<StreamMasker<Arc<Scanner>>>,
+    audit: Option<StreamMasker<Arc<Scanner>>>,
+    /// The last event that carried this stream's text: the shape of a flush event.
+    template: Option<SseEvent>,
+}
+
+/// What one chunk became.
+#[derive(Debug, PartialEq)]
+pub enum StreamOut {
+    /// Emit these bytes.
+    Emit(Vec<u8>),
+    /// A reject rule fired: emit these bytes (what was released before, then an error
+    /// event) and end the stream.
+    Reject { bytes: Vec<u8>, rule: usize },
+}
+
+/// Where one event carries text of one stream.
+struct Slot {
+    key: Key,
+    path: Vec<Seg<'static>>,
+    text: String,
+}
+
+/// What an event means for the text streams.
+#[derive(Default)]
+struct Parsed {
+    slots: Vec<Slot>,
+    /// Streams that end with this event.
+    ending: Vec<Key>,
+    /// Every stream ends before this event.
+    terminal: bool,
+    /// The event repeats whole texts in `text` strings, to be masked whole.
+    whole: bool,
+}
+
+// === impl StreamGuard ===
+
+impl StreamGuard {
+    pub fn new(api: Api) -> Self {
+        StreamGuard {
+            api,
+            parser: SseParser::new(),
+            texts: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Takes the next chunk of the (decoded) body.
+    pub fn push(
+        &mut self,
+        side: &CompiledSide,
+        chunk: &[u8],
+        end_of_stream: bool,
+        tally: &mut Tally,
+    ) -> StreamOut {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        if self.ended {
+            return StreamOut::Emit(out);
+        }
+        let mut events: Vec<SseEvent> = self.parser.push(chunk).collect();
+        if end_of_stream {
+            events.extend(self.parser.finish());
+        }
+        for event in events {
+            if let Err(rule) = self.on_event(side, event, &mut out, tally) {
+                return self.reject(side, out, rule);
+            }
+        }
+        if end_of_stream {
+            if let Err(rule) = self.flush_all(side, &mut out, tally) {
+                return self.reject(side, out, rule);
+            }
+        }
+        StreamOut::Emit(out)
+    }
+
+    fn reject(&mut self, side: &CompiledSide, mut out: Vec<u8>, rule: usize) -> StreamOut {
+        self.ended = true;
+        self.texts.clear();
+        let r = side.rule(rule);
+        let body = self
+            .api
+            .error_body(r.status.as_u16(), "response_rejected", &r.message);
+        let event = SseEvent {
+            event: match self.api {
+                Api::ChatCompletions | Api::Completions | Api::Embeddings => None,
+                _ => Some("error".to_string()),
+            },
+            data: String::from_utf8(body).expect("serde_json writes UTF-8"),
+            id: None,
+        };
+        event.write_to(&mut out);
+        StreamOut::Reject { bytes: out, rule }
+    }
+
+    fn on_event(
+        &mut self,
+        side: &CompiledSide,
+        event: SseEvent,
+        out: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Result<(), usize> {
+        let data = event.data.trim_ascii();
+        if data == "[DONE]" {
+            self.flush_all(side, out, tally)?;
+            event.write_to(out);
+            return Ok(());
+        }
+        let Ok(value) = serde_json::from_str::<Value>(data) else {
+            event.write_to(out); // not JSON: no text a client shows
+            return Ok(());
+        };
+        let parsed = parse(self.api, &value);
+        if parsed.terminal {
+            self.flush_all(side, out, tally)?;
+        }
+        // Streams ending here without text in this event are flushed before it.
+        for key in &parsed.ending {
+            if !parsed.slots.iter().any(|s| s.key == *key) {
+                self.flush(side, *key, out, tally)?;
+            }
+        }
+        if parsed.slots.is_empty() && !parsed.whole {
+            event.write_to(out);
+            return Ok(());
+        }
+        let mut released = Vec::with_capacity(parsed.slots.len());
+        for slot in &parsed.slots {
+            let ends = parsed.ending.contains(&slot.key);
+            let stream = self.stream(side, slot.key);
+            let mut text = String::new();
+            if let Some(m) = &mut stream.enforce {
+                m.push_into(&slot.text, &mut text);
+                if ends {
+                    m.finish_into(&mut text);
+                }
+            } else {
+                text.push_str(&slot.text);
+            }
+            if let Some(a) = &mut stream.audit {
+                a.push(&slot.text);
+                if ends {
+                    a.finish();
+                }
+            }
+            stream.template = Some(event.clone());
+            count(side, stream, tally)?;
+            if ends {
+                self.texts.retain(|t| t.key != slot.key);
+            }
+            released.push(text);
+        }
+        let enforce = side.enforce.as_ref();
+        let rewritten = rewrite_strings(event.data.as_bytes(), |path, text| {
+            if let Some(i) = parsed.slots.iter().position(|s| s.path == path) {
+                return Some(std::mem::take(&mut released[i]));
+            }
+            let m = enforce
+                .filter(|_| parsed.whole && path.last().and_then(Seg::key) == Some("text"))?;
+            let masked = m.scanner.mask(text);
+            (masked != text).then_some(masked)
+        });
+        match rewritten {
+            Ok(Some(data)) => SseEvent {
+                data: String::from_utf8(data).expect("rewritten from a str"),
+                ..event
+            }
+            .write_to(out),
+            _ => event.write_to(out),
+        }
+        Ok(())
+    }
+
+    /// The text stream for `key`, made on first use.
+    fn stream(&mut self, side: &CompiledSide, key: Key) -> &mut TextStream {
+        let i = match self.texts.iter().position(|t| t.key == key) {
+            Some(i) => i,
+            None => {
+                let masker =
+                    |m: &Option<Matcher>| m.as_ref().map(|m| StreamMasker::new(m.scanner.clone()));
+                self.texts.push(TextStream {
+                    key,
+                    enforce: masker(&side.enforce),
+                    audit: masker(&side.audit),
+                    template: None,
+                });
+                self.texts.len() - 1
+            }
+        };
+        &mut self.texts[i]
+    }
+
+    fn flush_all(
+        &mut self,
+        side: &CompiledSide,
+        out: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Result<(), usize> {
+        while let Some(key) = self.texts.first().map(|t| t.key) {
+            self.flush(side, key, out, tally)?;
+        }
+        Ok(())
+    }
+
+    /// Ends one text stream: what its masker held goes out in an event of the delta's
+    /// shape.
+    fn flush(
+        &mut self,
+        side: &CompiledSide,
+        key: Key,
+        out: &mut Vec<u8>,
+        tally: &mut Tally,
+    ) -> Result<(), usize> {
+        let Some(i) = self.texts.iter().position(|t| t.key == key) else {
+            return Ok(());
+        };
+        let mut stream = self.texts.remove(i);
+        let text = stream
+            .enforce
+            .as_mut()
+            .map(|m| m.finish())
+            .unwrap_or_default();
+        if let Some(a) = &mut stream.audit {
+            a.finish();
+        }
+        count(side, &mut stream, tally)?;
+        if text.is_empty() {
+            return Ok(());
+        }
+        if let Some(event) = flush_event(self.api, key, stream.template.as_ref(), text) {
+            event.write_to(out);
+        }
+        Ok(())
+    }
+}
+
+/// Counts the findings the maskers released; `Err(rule)` when one is a reject rule's.
+fn count(side: &CompiledSide, stream: &mut TextStream, tally: &mut Tally) -> Result<(), usize> {
+    let mut rejected = None;
+    for (masker, matcher) in [
+        (&mut stream.enforce, &side.enforce),
+        (&mut stream.audit, &side.audit),
+    ] {
+        let (Some(masker), Some(matcher)) = (masker.as_mut(), matcher.as_ref()) else {
+            continue;
+        };
+        for f in masker.take_findings() {
+            let rule = matcher.owner(f.rule);
+            tally.add(rule, 1);
+            if side.rule(rule).action == GuardAction::Reject {
+                rejected.get_or_insert(rule);
+            }
+        }
+    }
+    rejected.map_or(Ok(()), Err)
+}
+
+/// Where an event of `api` carries text, and which streams it ends.
+fn parse(api: Api, v: &Value) -> Parsed {
+    let mut p = Parsed::default();
+    let key = |s: &'static str| Seg::Key(Cow::Borrowed(s));
+    match api {
+        Api::ChatCompletions | Api::Completions | Api::Embeddings => {
+            let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+                return p;
+            };
+            for (pos, choice) in choices.iter().enumerate() {
+                let index = choice
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(pos as u64);
+                let (text, path) = if api == Api::ChatCompletions {
+                    (
+                        choice.pointer("/delta/content"),
+                        vec![
+                            key("choices"),
+                            Seg::Index(pos),
+                            key("delta"),
+                            key("content"),
+                        ],
+                    )
+                } else {
+                    (
+                        choice.get("text"),
+                        vec![key("choices"), Seg::Index(pos), key("text")],
+                    )
+                };
+                if let Some(text) = text.and_then(Value::as_str) {
+                    p.slots.push(Slot {
+                        key: (index, 0),
+                        path,
+                        text: text.to_owned(),
+                    });
+                }
+                if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                    p.ending.push((index, 0));
+                }
+            }
+        }
+        Api::Responses => {
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+            let index = |name: &str| v.get(name).and_then(Value::as_u64).unwrap_or(0);
+            let k = (index("output_index"), index("content_index"));
+            match kind {
+                "response.output_text.delta" => {
+                    if let Some(text) = v.get("delta").and_then(Value::as_str) {
+                        p.slots.push(Slot {
+                            key: k,
+                            path: vec![key("delta")],
+                            text: text.to_owned(),
+                        });
+                    }
+                }
+                "response.output_text.done" => {
+                    p.ending.push(k);
+                    p.whole = true;
+                }
+                "response.completed" | "response.incomplete" | "response.failed" => {
+                    p.terminal = true;
+                    p.whole = true;
+                }
+                _ => p.whole = !kind.ends_with(".delta"),
+            }
+        }
+        Api::Messages | Api::CountTokens => {
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+            let k = (v.get("index").and_then(Value::as_u64).unwrap_or(0), 0);
+            match kind {
+                "content_block_delta" => {
+                    if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        p.slots.push(Slot {
+                            key: k,
+                            path: vec![key("delta"), key("text")],
+                            text: text.to_owned(),
+                        });
+                    }
+                }
+                "content_block_start" => {
+                    if let Some(text) = v.pointer("/content_block/text").and_then(Value::as_str) {
+                        if !text.is_empty() {
+                            p.slots.push(Slot {
+                                key: k,
+                                path: vec![key("content_block"), key("text")],
+                                text: text.to_owned(),
+                            });
+                        }
+                    }
+                }
+                "content_block_stop" => p.ending.push(k),
+                "message_delta" | "message_stop" => p.terminal = true,
+                _ => {}
+            }
+        }
+    }
+    p
+}
+
+/// An event carrying `text` for stream `key`, shaped like the stream's deltas.
+fn flush_event(api: Api, key: Key, template: Option<&SseEvent>, text: String) -> Option<SseEvent> {
+    let base = || -> Value {
+        template
+            .and_then(|t| serde_json::from_str::<Value>(&t.data).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}))
+    };
+    let (event, data) = match api {
+        Api::ChatCompletions | Api::Completions | Api::Embeddings => {
+            let mut v = base();
+            let obj = v.as_object_mut()?;
+            obj.remove("usage");
+            let choice = if api == Api::ChatCompletions {
+                json!({"index": key.0, "delta": {"content": text}, "finish_reason": null})
+            } else {
+                json!({"index": key.0, "text": text, "finish_reason": null})
+            };
+            obj.insert("choices".into(), json!([choice]));
+            (None, v)
+        }
+        Api::Responses => {
+            let mut v = base();
+            let obj = v.as_object_mut()?;
+            obj.insert("type".into(), json!("response.output_text.delta"));
+            obj.insert("output_index".into(), json!(key.0));
+            obj.insert("content_index".into(), json!(key.1));
+            obj.insert("delta".into(), json!(text));
+            (Some("response.output_text.delta".to_string()), v)
+        }
+        Api::Messages | Api::CountTokens => (
+            Some("content_block_delta".to_string()),
+            json!({"type": "content_block_delta", "index": key.0, "delta": {"type": "text_delta", "text": text}}),
+        ),
+    };
+    Some(SseEvent {
+        event: event.or_else(|| template.and_then(|t| t.event.clone())),
+        data: data.to_string(),
+        id: None,
+    })
+}
