@@ -8,9 +8,11 @@
 //!   regexes ([`RegexRule`]) and keyword lists ([`KeywordList`]).
 //! - [`Scanner`] is compiled once from a rule set and finds all [`Finding`]s of a text in
 //!   one forward pass per engine: the built-ins share one byte-level pass (`builtin.rs`
-//!   says why it is not a regex), all user regexes one
-//!   `RegexSet` pass, all keyword lists one Aho-Corasick pass. Every engine is linear in
-//!   the text; validators (Luhn, mod-97, SSN ranges, JWT header) only run on candidates.
+//!   says why it is not a regex); all user regexes share one pass of their alternation,
+//!   and only a text it matches is searched rule by rule (`user_regex.rs` says why not a
+//!   `RegexSet`); keyword lists share one Aho-Corasick pass (two if both case-sensitive
+//!   and -insensitive lists exist). Every engine is linear in the text; validators (Luhn,
+//!   mod-97, SSN ranges, JWT header) only run on candidates.
 //! - [`mask`] replaces findings with placeholders such as `<EMAIL>`.
 //! - [`StreamMasker`] masks a stream of deltas so that the concatenated output equals
 //!   `mask(whole text)`, holding back only what a match in progress could still need.
