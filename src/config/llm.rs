@@ -69,6 +69,13 @@ pub struct TokenAccountingPolicy {
     /// Envoy AI Gateway's cost types, so its rate-limit configs work unchanged.
     #[serde(default)]
     pub metadata: Vec<MetadataCost>,
+    /// Add the usage to non-streamed responses as headers (`x-tollgate-input-tokens`,
+    /// `-output-tokens`, `-total-tokens`, `-cached-input-tokens`, `-reasoning-tokens`,
+    /// and `x-tollgate-cost-usd` when priced). The response body is then buffered so the
+    /// headers can follow it (in ext_proc mode this needs `allow_mode_override`). A
+    /// stream's headers leave before its usage exists: streams carry none. Default false.
+    #[serde(default)]
+    pub response_headers: bool,
     /// Largest request body parsed, in bytes. Default 8 MiB; larger requests get 413
     /// (never passed uncounted, which would also let them past token limits). Malformed
     /// request JSON gets 400, in the API's own error format.

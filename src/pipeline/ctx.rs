@@ -89,6 +89,10 @@ pub struct Ctx {
     pub jwt: Option<serde_json::Value>,
     /// What the LLM processors learned (set by `tokenAccounting`).
     pub llm: Option<LlmFacts>,
+    /// Response headers a processor adds from the response body phase (usage totals).
+    /// They reach the client only when the body was buffered before its headers went out
+    /// (Envoy BUFFERED, the proxy's Buffer mode); otherwise they are dropped.
+    pub late_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Ask Envoy to recompute the route after this phase's header changes.
     pub clear_route_cache: bool,
     pub started: Instant,
@@ -105,6 +109,7 @@ impl Ctx {
             dynamic_metadata: BTreeMap::new(),
             jwt: None,
             llm: None,
+            late_response_headers: Vec::new(),
             clear_route_cache: false,
             started: Instant::now(),
         }

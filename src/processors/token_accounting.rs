@@ -104,6 +104,9 @@ impl TokenAccounting {
         let state = self.response.take();
         self.exporter
             .export(cx, self.api, self.started, state.as_ref(), complete);
+        if self.policy.response_headers {
+            export::usage_headers(cx);
+        }
     }
 }
 
@@ -165,7 +168,15 @@ impl Processor for TokenAccounting {
     }
 
     fn response_body_mode(&self) -> BodyMode {
-        BodyMode::Stream
+        let streamed = self.response.as_ref().is_none_or(|r| r.is_event_stream());
+        if self.policy.response_headers && !streamed {
+            // Usage headers must follow the body: hold the (JSON) body back.
+            BodyMode::Buffer {
+                limit: response::MAX_JSON_BYTES,
+            }
+        } else {
+            BodyMode::Stream
+        }
     }
 
     async fn on_response_body(

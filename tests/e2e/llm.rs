@@ -681,3 +681,74 @@ async fn openai_stream_closed_by_the_sdk_after_done_is_exported() {
         }
     }
 }
+
+/// `responseHeaders: true`: a non-streamed completion carries its usage as
+/// `x-tollgate-*` headers, through the proxy and through Envoy (STREAMED static mode,
+/// which tollgate overrides to BUFFERED for the response so the headers can follow the
+/// body); a stream carries none and still streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_headers_on_non_streamed_responses() {
+    let upstream = MockUpstream::start().await;
+    let ports = Ports::free();
+    let yaml = llm::config(ports, upstream.port).replace(
+        "tokenAccounting:\n",
+        "tokenAccounting:\n          responseHeaders: true\n",
+    );
+    assert!(yaml.contains("responseHeaders: true"));
+    let tollgate = Tollgate::start(&yaml).await;
+    let envoy = Envoy::start(&[ListenerSpec::new(
+        ports.ext_proc,
+        upstream.port,
+        Mode::Streamed,
+    )])
+    .await;
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hello"}]}"#;
+    for (surface, port) in [("proxy", ports.proxy), ("envoy", envoy.port(0))] {
+        let id = format!("usage-headers-{surface}");
+        let reply = client::must(
+            port,
+            Req::post("/v1/chat/completions", body)
+                .header("x-test-id", &id)
+                .header("x-mock-prompt-tokens", "21")
+                .header("x-mock-completion-tokens", "8"),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{surface}: {}", reply.text());
+        let usage = &reply.json()["usage"];
+        let (prompt, completion) = (
+            usage["prompt_tokens"].as_u64().unwrap(),
+            usage["completion_tokens"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            reply.header("x-tollgate-input-tokens"),
+            Some(prompt.to_string().as_str()),
+            "{surface}"
+        );
+        assert_eq!(
+            reply.header("x-tollgate-output-tokens"),
+            Some(completion.to_string().as_str()),
+            "{surface}"
+        );
+        assert_eq!(
+            reply.header("x-tollgate-total-tokens"),
+            Some((prompt + completion).to_string().as_str()),
+            "{surface}"
+        );
+        let streamed = client::must(
+            port,
+            Req::post(
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .header("x-test-id", &format!("{id}-stream")),
+        )
+        .await;
+        assert_eq!(streamed.status, 200, "{surface}");
+        assert!(
+            streamed.header("x-tollgate-total-tokens").is_none(),
+            "{surface}: no usage headers on a stream"
+        );
+        assert!(streamed.text().contains("data: [DONE]"), "{surface}");
+    }
+    drop(tollgate);
+}

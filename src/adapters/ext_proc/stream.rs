@@ -279,7 +279,20 @@ impl ExtProcStream {
                 out.extend(streamed_chunks(side, output.data, output.end_of_stream));
             }
         } else {
-            out.push(body_reply(side, &output, mode));
+            let late = match (side, mode) {
+                (Side::Response, BodySendMode::Buffered | BodySendMode::BufferedPartial) => {
+                    std::mem::take(
+                        &mut self
+                            .exchange
+                            .as_mut()
+                            .expect("created above")
+                            .cx
+                            .late_response_headers,
+                    )
+                }
+                _ => Vec::new(),
+            };
+            out.push(body_reply(side, &output, mode, late));
         }
         // Metadata waits for a reply to carry it (a held FULL_DUPLEX chunk has none).
         if !out.is_empty() {
@@ -491,8 +504,16 @@ fn attach_metadata(
 }
 
 /// The reply to one body message in BUFFERED, BUFFERED_PARTIAL or STREAMED mode.
-fn body_reply(side: Side, output: &BodyOutput, mode: BodySendMode) -> ProcessingResponse {
+/// `late`: headers to set with this reply (Envoy still holds a BUFFERED body's headers).
+fn body_reply(
+    side: Side,
+    output: &BodyOutput,
+    mode: BodySendMode,
+    late: Vec<(HeaderName, HeaderValue)>,
+) -> ProcessingResponse {
     let mut common = CommonResponse::default();
+    let mut set: Vec<(HeaderName, Vec<HeaderValue>)> =
+        late.into_iter().map(|(n, v)| (n, vec![v])).collect();
     if output.changed {
         common.body_mutation = Some(BodyMutation {
             mutation: Some(if output.data.is_empty() {
@@ -504,12 +525,13 @@ fn body_reply(side: Side, output: &BodyOutput, mode: BodySendMode) -> Processing
         // BUFFERED keeps content-length; a body of another length needs a new one.
         if mode == BodySendMode::Buffered && output.end_of_stream {
             let len = HeaderValue::from(output.data.len());
-            common.header_mutation = convert::mutation(&HeaderDiff {
-                remove: Vec::new(),
-                set: vec![(HeaderName::from_static("content-length"), vec![len])],
-            });
+            set.push((HeaderName::from_static("content-length"), vec![len]));
         }
     }
+    common.header_mutation = convert::mutation(&HeaderDiff {
+        remove: Vec::new(),
+        set,
+    });
     let reply = BodyResponse {
         response: Some(common),
     };

@@ -165,6 +165,10 @@ impl Handler {
                     rparts
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    let late = std::mem::take(&mut ex.lock().await.cx.late_response_headers);
+                    for (name, value) in late {
+                        rparts.headers.insert(name, value);
+                    }
                     body::finish(&ex, Outcome::Completed { status });
                     body::full(bytes)
                 }

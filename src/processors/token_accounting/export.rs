@@ -213,3 +213,31 @@ impl Exporter {
         })
     }
 }
+
+/// The usage as `x-tollgate-*` response headers, for a response whose body was held
+/// back (see `cx.late_response_headers`).
+pub fn usage_headers(cx: &mut Ctx) {
+    let Some(facts) = cx.llm.as_ref() else { return };
+    let Some(u) = facts.usage else { return };
+    let mut add = |name: &'static str, value: String| {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            cx.late_response_headers
+                .push((http::HeaderName::from_static(name), v));
+        }
+    };
+    let cost = facts.cost_usd;
+    add("x-tollgate-input-tokens", u.input_tokens.to_string());
+    add("x-tollgate-output-tokens", u.output_tokens.to_string());
+    add("x-tollgate-total-tokens", u.total_tokens.to_string());
+    add(
+        "x-tollgate-cached-input-tokens",
+        u.cached_input_tokens.to_string(),
+    );
+    add(
+        "x-tollgate-reasoning-tokens",
+        u.reasoning_tokens.to_string(),
+    );
+    if let Some(c) = cost {
+        add("x-tollgate-cost-usd", format!("{c:.6}"));
+    }
+}

@@ -9,7 +9,7 @@ use crate::llm::{Api, Decoder, ResponseTracker, SseParser};
 use crate::pipeline::{Body, Ctx, Headers};
 
 /// Largest JSON response body read for usage; past it the response goes on uncounted.
-const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the response has shown so far.
 pub struct ResponseState {
@@ -65,6 +65,10 @@ impl ResponseState {
             content_events: 0,
             broken,
         }
+    }
+
+    pub fn is_event_stream(&self) -> bool {
+        self.sse.is_some()
     }
 
     /// Follows one body chunk; rewrites it when the usage chunk must be dropped.

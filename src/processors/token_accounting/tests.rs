@@ -271,3 +271,66 @@ async fn non_llm_paths_are_left_alone() {
     let ex = exchange_at(YAML, "GET", "/v1/models");
     assert!(ex.is_empty(), "no processor for a path that is no LLM API");
 }
+
+#[tokio::test]
+async fn usage_headers_follow_a_buffered_json_response() {
+    let yaml = YAML.replace(
+        "tokenAccounting:",
+        "tokenAccounting:\n          responseHeaders: true",
+    );
+    let mut ex = exchange_at(&yaml, "POST", "/v1/chat/completions");
+    let _ = request(
+        &mut ex,
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    let mut map = http::HeaderMap::new();
+    map.insert("content-type", "application/json".parse().unwrap());
+    ex.cx.response_status = Some(200);
+    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    assert!(
+        matches!(
+            ex.response_body_mode(),
+            crate::pipeline::BodyMode::Buffer { .. }
+        ),
+        "the body is held so the headers can follow it"
+    );
+    let resp = fixture("chat.json");
+    let _ = ex.response_body(Bytes::from(resp), true, false).await;
+    let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
+    let late: std::collections::HashMap<String, String> = ex
+        .cx
+        .late_response_headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        late["x-tollgate-total-tokens"],
+        usage.total_tokens.to_string()
+    );
+    assert_eq!(
+        late["x-tollgate-input-tokens"],
+        usage.input_tokens.to_string()
+    );
+    // The response model (gpt-4.1-…) has no price in the table: no cost header.
+    assert!(!late.contains_key("x-tollgate-cost-usd"), "{late:?}");
+}
+
+#[tokio::test]
+async fn streams_are_never_held_for_usage_headers() {
+    let yaml = YAML.replace(
+        "tokenAccounting:",
+        "tokenAccounting:\n          responseHeaders: true",
+    );
+    let mut ex = exchange_at(&yaml, "POST", "/v1/chat/completions");
+    let _ = request(
+        &mut ex,
+        br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    let mut map = http::HeaderMap::new();
+    map.insert("content-type", "text/event-stream".parse().unwrap());
+    ex.cx.response_status = Some(200);
+    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    assert_eq!(ex.response_body_mode(), crate::pipeline::BodyMode::Stream);
+}
