@@ -1,5 +1,5 @@
 //! `ExtProcStream` tests: Envoy's `ProcessingRequest`s built by hand, fed in order, and
-//! the replies checked against the protocol rules in `shared/reference/ext_proc.md`:
+//! the replies checked against Envoy 1.40's ext_proc protocol rules:
 //! exactly one reply of the matching kind per message (none after an immediate
 //! response), header values in `raw_value`, `mode_override` only where Envoy honours it,
 //! FULL_DUPLEX_STREAMED bodies echoed as `streamed_response`, and `on_complete` exactly
