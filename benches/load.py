@@ -16,6 +16,8 @@ In one run, against the same nginx upstream on loopback, it measures:
      pipeline that still receives the same phases (request body buffered, response
      headers and body streamed), against `tokenAccounting` on them — for a JSON response
      and for a 50-event SSE stream with usage.
+  11-12. The same requests with `promptGuard` (built-in PII and secret detectors, masking,
+     on the request and on the streamed or JSON response) against the same baselines.
 For each: throughput with 16 connections, and p50/p99 latency with 1 connection (wrk),
 then ratios to scenarios 1 and 2. The headers processor's own cost is scenario 3 over 2
 (one round trip each) and 5 over 4 (two each). Envoy runs with --concurrency 1; tollgate with its
@@ -113,6 +115,17 @@ binds:
       policies:
         tokenAccounting:
           metadata: [ {{ key: llm_total_token, type: TotalToken }} ]
+    - name: llm-guard
+      matches: [ {{ path: {{ pathPrefix: /never }} }} ]
+      policies:
+        promptGuard:
+          request:
+            rules:
+            - {{ name: pii, builtins: [email, phone, credit_card, ssn, iban], action: mask }}
+            - {{ name: secrets, builtins: [openai_api_key, aws_access_key_id, private_key, jwt], action: mask }}
+          response:
+            rules:
+            - {{ name: pii, builtins: [email, phone, credit_card, ssn, iban], action: mask }}
     - name: headers
       policies:
         requestHeaderModifier: {{ set: {{ x-team: load }}, remove: [x-drop] }}
@@ -237,7 +250,7 @@ def main():
             sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
     tmp = tempfile.mkdtemp(prefix="tollgate-load-")
     os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
-    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm")}
+    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard")}
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
     with open(f"{tmp}/tollgate.yaml", "w") as f:
@@ -256,6 +269,8 @@ def main():
     listeners += ENVOY_LISTENER.format(name="llm_empty", port=ports["llm_empty"], route="llm-empty",
                                        ext_proc=llm_filter)
     listeners += ENVOY_LISTENER.format(name="llm", port=ports["llm"], route="llm", ext_proc=llm_filter)
+    listeners += ENVOY_LISTENER.format(name="llm_guard", port=ports["llm_guard"], route="llm-guard",
+                                       ext_proc=llm_filter)
     write_llm_fixtures(tmp)
     with open(f"{tmp}/envoy.yaml", "w") as f:
         f.write(ENVOY.format(admin=ports["envoy_admin"], listeners=listeners,
@@ -288,6 +303,8 @@ def main():
             ("LLM SSE: Envoy + tollgate, empty pipeline, same phases",
              llm.format(ports["llm_empty"], "/sse"), sse_post),
             ("LLM SSE: Envoy + tollgate, tokenAccounting", llm.format(ports["llm"], "/sse"), sse_post),
+            ("LLM JSON: Envoy + tollgate, promptGuard", llm.format(ports["llm_guard"], ""), json_post),
+            ("LLM SSE: Envoy + tollgate, promptGuard", llm.format(ports["llm_guard"], "/sse"), sse_post),
         ]
         results = []
         for name, url, *script in scenarios:
@@ -325,6 +342,11 @@ def main():
         ratio = results[counted][2] / results[empty][2]
         print(f"target: tokenAccounting p50 <= 1.10x the empty pipeline with the same phases ({label}): "
               f"{ratio:.2f}x ({'met' if ratio <= 1.10 else 'NOT met'})")
+    for label, empty, guarded in (("request + JSON response", 6, 10), ("request + SSE response", 8, 11)):
+        ratio = results[guarded][2] / results[empty][2]
+        rps = results[guarded][1] / results[empty][1]
+        print(f"promptGuard vs the empty pipeline with the same phases ({label}): "
+              f"p50 {ratio:.2f}x, req/s {rps:.2f}x")
 
 
 if __name__ == "__main__":
