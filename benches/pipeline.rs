@@ -169,6 +169,100 @@ fn ext_proc_exchange(c: &mut Criterion) {
     group.finish();
 }
 
+const LLM_ROUTES: &str = r#"
+extProc: { address: "127.0.0.1:0", modeOverride: false }
+logging: { level: error }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - name: accounting
+      matches: [ { headers: [ { name: x-route, value: { exact: accounting } } ] } ]
+      policies:
+        tokenAccounting:
+          metadata: [ { key: llm_total_token, type: TotalToken } ]
+    - name: guard
+      matches: [ { headers: [ { name: x-route, value: { exact: guard } } ] } ]
+      policies:
+        promptGuard:
+          request:
+            rules: [ { name: pii, builtins: [email, phone, credit_card, ssn, iban], action: mask } ]
+          response:
+            rules: [ { name: pii, builtins: [email, phone, credit_card, ssn, iban], action: mask } ]
+    - name: empty
+"#;
+
+/// One LLM exchange in-process, as Envoy sends it with a BUFFERED request body and a
+/// STREAMED JSON response: 4 KiB chat request, a completion with usage.
+fn llm_exchange(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let p = pipeline(LLM_ROUTES);
+    let filler = "Tell me about the history of the city of Paris. ".repeat(90);
+    let request = serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": &filler[..4000]}]
+    }))
+    .unwrap();
+    let response = br#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1010,"completion_tokens":50,"total_tokens":1060}}"#.to_vec();
+    let mut group = c.benchmark_group("llm_exchange_4k");
+    for route in ["empty", "accounting", "guard"] {
+        group.bench_function(route, |b| {
+            b.to_async(&rt).iter(|| async {
+                let mut s = ExtProcStream::new(p.clone());
+                let headers = In::RequestHeaders(HttpHeaders {
+                    headers: headers(&[
+                        (":method", "POST"),
+                        (":path", "/v1/chat/completions"),
+                        (":authority", "api.local"),
+                        ("content-type", "application/json"),
+                        ("x-route", route),
+                    ]),
+                    end_of_stream: false,
+                    ..Default::default()
+                });
+                let mut out = s
+                    .on_message(message(headers, BodySendMode::Buffered))
+                    .await
+                    .unwrap();
+                out.extend(
+                    s.on_message(message(
+                        In::RequestBody(HttpBody {
+                            body: request.clone(),
+                            end_of_stream: true,
+                            ..Default::default()
+                        }),
+                        BodySendMode::Buffered,
+                    ))
+                    .await
+                    .unwrap(),
+                );
+                out.extend(
+                    s.on_message(message(response_headers(false), BodySendMode::Buffered))
+                        .await
+                        .unwrap(),
+                );
+                out.extend(
+                    s.on_message(message(
+                        In::ResponseBody(HttpBody {
+                            body: response.clone(),
+                            end_of_stream: true,
+                            ..Default::default()
+                        }),
+                        BodySendMode::Buffered,
+                    ))
+                    .await
+                    .unwrap(),
+                );
+                s.end();
+                out
+            })
+        });
+    }
+    group.finish();
+}
+
 /// A minimal upstream answering every request with a 2-byte body.
 async fn start_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -235,5 +329,5 @@ fn proxy_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ext_proc_exchange, proxy_overhead);
+criterion_group!(benches, ext_proc_exchange, llm_exchange, proxy_overhead);
 criterion_main!(benches);
