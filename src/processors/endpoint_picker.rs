@@ -142,7 +142,9 @@ fn model_and_prompt(
 ) -> Result<(String, Vec<u8>), LocalReply> {
     let request: Arc<LlmRequest> = match (&cx.llm, api) {
         (Some(f), _) => f.request.clone(),
-        (None, Some(api)) => Arc::new(LlmRequest::parse(api, body).map_err(|e| bad_request(&e.to_string()))?),
+        (None, Some(api)) => {
+            Arc::new(LlmRequest::parse(api, body).map_err(|e| bad_request(&e.to_string()))?)
+        }
         (None, None) => {
             // Not an API tollgate knows: only `model` is read; the whole body is hashed.
             let v: serde_json::Value = serde_json::from_slice(body)
@@ -183,7 +185,11 @@ fn no_endpoints(subset: bool) -> LocalReply {
 
 /// Records the pick where the gateway reads it.
 fn announce(cx: &mut Ctx, pick: &str) {
-    cx.set_metadata("envoy.lb", DESTINATION, serde_json::Value::String(pick.to_string()));
+    cx.set_metadata(
+        "envoy.lb",
+        DESTINATION,
+        serde_json::Value::String(pick.to_string()),
+    );
     cx.clear_route_cache = true;
 }
 
@@ -205,11 +211,15 @@ impl Processor for EndpointPicker {
             headers.remove(name);
         }
         self.api = Api::from_path(cx.request.path_only());
-        if matches!(cx.request.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        if matches!(
+            cx.request.method.as_str(),
+            "GET" | "HEAD" | "DELETE" | "OPTIONS"
+        ) {
             match self.pick(cx, "", b"") {
                 Ok(pick) => {
-                    let value = HeaderValue::from_str(&pick)
-                        .map_err(|_| ProcessorError::internal("endpoint name is not a header value"))?;
+                    let value = HeaderValue::from_str(&pick).map_err(|_| {
+                        ProcessorError::internal("endpoint name is not a header value")
+                    })?;
                     headers.set(HeaderName::from_static(DESTINATION), value);
                     announce(cx, &pick);
                     self.picked = true;

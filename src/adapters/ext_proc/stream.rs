@@ -282,10 +282,7 @@ impl ExtProcStream {
                 out.extend(streamed_chunks(side, output.data, output.end_of_stream));
             }
         } else {
-            let buffered = matches!(
-                mode,
-                BodySendMode::Buffered | BodySendMode::BufferedPartial
-            );
+            let buffered = matches!(mode, BodySendMode::Buffered | BodySendMode::BufferedPartial);
             let cx = &mut self.exchange.as_mut().expect("created above").cx;
             let late = match (side, buffered) {
                 (Side::Response, true) => std::mem::take(&mut cx.late_response_headers),
@@ -296,11 +293,9 @@ impl ExtProcStream {
             cx.clear_route_cache = false;
             let mut reply = body_reply(side, &output, mode, late);
             if clear {
-                if let Some(
-                    Out::RequestBody(BodyResponse {
-                        response: Some(common),
-                    }),
-                ) = reply.response.as_mut()
+                if let Some(Out::RequestBody(BodyResponse {
+                    response: Some(common),
+                })) = reply.response.as_mut()
                 {
                     common.clear_route_cache = true;
                 }
@@ -401,10 +396,15 @@ impl ExtProcStream {
                         set: late.into_iter().map(|(n, v)| (n, vec![v])).collect(),
                     })
                     .unwrap_or_default();
-                    let names: Vec<String> =
-                        extra.set_headers.iter().filter_map(|h| h.header.as_ref().map(|h| h.key.clone())).collect();
+                    let names: Vec<String> = extra
+                        .set_headers
+                        .iter()
+                        .filter_map(|h| h.header.as_ref().map(|h| h.key.clone()))
+                        .collect();
                     mutation.remove_headers.retain(|r| !names.contains(r));
-                    mutation.set_headers.retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
+                    mutation
+                        .set_headers
+                        .retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
                     mutation.set_headers.extend(extra.set_headers);
                 }
                 common.clear_route_cache |= clear;
