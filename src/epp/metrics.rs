@@ -46,9 +46,7 @@ pub fn parse(text: &str) -> Option<EndpointMetrics> {
         if first != b'v' && first != b's' {
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ' || c == '\t')
-            .unwrap_or(line.len());
+        let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
         let Some(&(_, field)) = FAMILIES.iter().find(|(n, _)| *n == &line[..name_end]) else {
             continue;
         };

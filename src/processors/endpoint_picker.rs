@@ -93,7 +93,7 @@ struct EndpointPicker {
 
 impl EndpointPicker {
     /// Picks among the eligible endpoints for a prompt to `model`.
-    fn pick(&self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, LocalReply> {
+    fn pick(&self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
         let eligible: Vec<usize> = match &cx.endpoint_subset {
             None => (0..self.pool.endpoints().len()).collect(),
             Some(subset) => {
@@ -111,7 +111,7 @@ impl EndpointPicker {
         let snaps = self.pool.snapshot(&eligible, &hashes, Instant::now());
         let candidates: Vec<_> = snaps.iter().map(|s| s.candidate.clone()).collect();
         let Some(pick) = Rng::with_thread(|rng| schedule(&candidates, hashes.len(), rng)) else {
-            return Err(no_endpoints(cx.endpoint_subset.is_some()));
+            return Err(Box::new(no_endpoints(cx.endpoint_subset.is_some())));
         };
         let chosen = snaps[pick.index].index;
         self.pool.record_pick(chosen, &hashes);
@@ -139,21 +139,21 @@ fn model_and_prompt(
     cx: &Ctx,
     api: Option<Api>,
     body: &[u8],
-) -> Result<(String, Vec<u8>), LocalReply> {
+) -> Result<(String, Vec<u8>), Box<LocalReply>> {
     let request: Arc<LlmRequest> = match (&cx.llm, api) {
         (Some(f), _) => f.request.clone(),
-        (None, Some(api)) => {
-            Arc::new(LlmRequest::parse(api, body).map_err(|e| bad_request(&e.to_string()))?)
-        }
+        (None, Some(api)) => Arc::new(
+            LlmRequest::parse(api, body).map_err(|e| Box::new(bad_request(&e.to_string())))?,
+        ),
         (None, None) => {
             // Not an API tollgate knows: only `model` is read; the whole body is hashed.
             let v: serde_json::Value = serde_json::from_slice(body)
-                .map_err(|e| bad_request(&format!("request body is not JSON: {e}")))?;
+                .map_err(|e| Box::new(bad_request(&format!("request body is not JSON: {e}"))))?;
             let model = v
                 .get("model")
                 .and_then(|m| m.as_str())
                 .filter(|m| !m.is_empty())
-                .ok_or_else(|| bad_request("request body has no model"))?;
+                .ok_or_else(|| Box::new(bad_request("request body has no model")))?;
             return Ok((model.to_string(), body.to_vec()));
         }
     };
@@ -161,7 +161,7 @@ fn model_and_prompt(
         .model
         .clone()
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad_request("request body has no model"))?;
+        .ok_or_else(|| Box::new(bad_request("request body has no model")))?;
     Ok((model, request.prompt_text().into_bytes()))
 }
 
@@ -224,7 +224,7 @@ impl Processor for EndpointPicker {
                     announce(cx, &pick);
                     self.picked = true;
                 }
-                Err(reply) => return Ok(Flow::Respond(reply)),
+                Err(reply) => return Ok(Flow::Respond(*reply)),
             }
         }
         Ok(Flow::Continue)
@@ -248,11 +248,11 @@ impl Processor for EndpointPicker {
         }
         let (model, prompt) = match model_and_prompt(cx, self.api, body.data()) {
             Ok(v) => v,
-            Err(reply) => return Ok(Flow::Respond(reply)),
+            Err(reply) => return Ok(Flow::Respond(*reply)),
         };
         let pick = match self.pick(cx, &model, &prompt) {
             Ok(p) => p,
-            Err(reply) => return Ok(Flow::Respond(reply)),
+            Err(reply) => return Ok(Flow::Respond(*reply)),
         };
         let value = HeaderValue::from_str(&pick)
             .map_err(|_| ProcessorError::internal("endpoint name is not a header value"))?;
