@@ -3,6 +3,7 @@
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
 mod duration;
+mod epp;
 mod guard;
 mod llm;
 mod load;
@@ -11,6 +12,7 @@ mod redact;
 mod watch;
 
 pub use duration::Duration;
+pub use epp::*;
 pub use guard::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};

@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod epp;
 pub mod expr;
 pub mod guard;
 pub mod limits;

@@ -14,9 +14,13 @@
 //! 4. `token_limit` — reserves the estimate before the request goes upstream, and trues
 //!    up from `cx.llm.usage`, which `token_accounting`'s `on_complete` (run before its
 //!    own) has just written.
-//! 5. `response_header_modifier` — its response hook runs after the upstream answered;
+//! 5. `endpoint_picker` — last on the request path: a request a guard or a limit
+//!    rejected never enters the prefix index, and the prompt it hashes is the body that
+//!    actually goes upstream (after `prompt_guard`'s masking).
+//! 6. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
+mod endpoint_picker;
 mod headers;
 mod prompt_guard;
 mod token_accounting;
@@ -29,6 +33,7 @@ use crate::pipeline::ProcessorFactory;
 use crate::pricing::Prices;
 use crate::services::Services;
 
+pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use prompt_guard::PromptGuardFactory;
 pub use token_accounting::TokenAccountingFactory;
@@ -85,6 +90,12 @@ pub fn for_route(
             bcx.services,
             bcx.prices,
             &field,
+        )?));
+    }
+    if let Some(p) = &policies.endpoint_picker {
+        factories.push(Arc::new(EndpointPickerFactory::new(
+            p,
+            &format!("{path}.endpointPicker"),
         )?));
     }
     if let Some(m) = &policies.response_header_modifier {

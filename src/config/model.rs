@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, LlmConfig, PromptGuardPolicy, TokenAccountingPolicy, TokenLimitPolicy};
+use super::{
+    Duration, EndpointPickerPolicy, LlmConfig, PromptGuardPolicy, TokenAccountingPolicy,
+    TokenLimitPolicy,
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -317,6 +320,10 @@ pub struct Policies {
     /// audit what is found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_guard: Option<PromptGuardPolicy>,
+    /// Pick the model-server endpoint of each inference request (Gateway API Inference
+    /// Extension endpoint picker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_picker: Option<EndpointPickerPolicy>,
     /// Standalone mode: time allowed until the upstream's response headers arrive,
     /// overriding `upstream.requestTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,6 +354,10 @@ impl Policies {
                 .prompt_guard
                 .clone()
                 .or_else(|| gateway.prompt_guard.clone()),
+            endpoint_picker: self
+                .endpoint_picker
+                .clone()
+                .or_else(|| gateway.endpoint_picker.clone()),
             timeout: self.timeout.or(gateway.timeout),
         }
     }

@@ -89,6 +89,14 @@ pub struct Ctx {
     pub jwt: Option<serde_json::Value>,
     /// What the LLM processors learned (set by `tokenAccounting`).
     pub llm: Option<LlmFacts>,
+    /// The endpoint subset the gateway allows (Envoy's `envoy.lb.subset_hint` metadata:
+    /// `x-gateway-destination-endpoint-subset`), `ip:port` each; `None` when not given.
+    pub endpoint_subset: Option<Vec<String>>,
+    /// Request headers a processor sets from the request body phase (the picked
+    /// endpoint). They reach the upstream only when the body was held before its headers
+    /// went on (Envoy BUFFERED / FULL_DUPLEX_STREAMED with a deferred header reply, the
+    /// proxy's Buffer mode); otherwise they are dropped.
+    pub late_request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Response headers a processor adds from the response body phase (usage totals).
     /// They reach the client only when the body was buffered before its headers went out
     /// (Envoy BUFFERED, the proxy's Buffer mode); otherwise they are dropped.
@@ -109,6 +117,8 @@ impl Ctx {
             dynamic_metadata: BTreeMap::new(),
             jwt: None,
             llm: None,
+            endpoint_subset: None,
+            late_request_headers: Vec::new(),
             late_response_headers: Vec::new(),
             clear_route_cache: false,
             started: Instant::now(),

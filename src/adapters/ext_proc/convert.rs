@@ -171,6 +171,37 @@ pub fn jwt_claims(
     })
 }
 
+/// The endpoint subset hint of the Gateway API Inference Extension protocol:
+/// `filter_metadata["envoy.lb.subset_hint"]["x-gateway-destination-endpoint-subset"]`,
+/// a list of `ip:port` strings or one comma-separated string. `Some(empty)` when the
+/// hint is present but names nothing (the picker then answers 503).
+pub fn endpoint_subset(
+    md: Option<&envoy_types::pb::envoy::config::core::v3::Metadata>,
+) -> Option<Vec<String>> {
+    let ns = md?.filter_metadata.get("envoy.lb.subset_hint")?;
+    let value = ns.fields.get("x-gateway-destination-endpoint-subset")?;
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    Some(match &value.kind {
+        Some(Kind::StringValue(s)) => split(s),
+        Some(Kind::ListValue(l)) => l
+            .values
+            .iter()
+            .filter_map(|v| match &v.kind {
+                Some(Kind::StringValue(s)) => Some(split(s)),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
 fn from_proto_struct(s: &Struct) -> serde_json::Value {
     serde_json::Value::Object(
         s.fields

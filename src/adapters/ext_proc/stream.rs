@@ -114,8 +114,9 @@ impl ExtProcStream {
         let observability = msg.observability_mode;
         let attributes = msg.attributes;
         let jwt = convert::jwt_claims(msg.metadata_context.as_ref());
+        let subset = convert::endpoint_subset(msg.metadata_context.as_ref());
         let mut out = match msg.request.ok_or(StreamError::Empty)? {
-            In::RequestHeaders(h) => self.request_headers(h, &attributes, jwt).await?,
+            In::RequestHeaders(h) => self.request_headers(h, &attributes, jwt, subset).await?,
             In::RequestBody(b) => self.body(Side::Request, b).await?,
             In::RequestTrailers(t) => self.trailers(Side::Request, t).await?,
             In::ResponseHeaders(h) => self.response_headers(h).await?,
@@ -155,6 +156,7 @@ impl ExtProcStream {
         msg: HttpHeaders,
         attributes: &std::collections::HashMap<String, envoy_types::pb::google::protobuf::Struct>,
         jwt: Option<serde_json::Value>,
+        subset: Option<Vec<String>>,
     ) -> Result<Vec<ProcessingResponse>, StreamError> {
         advance(&mut self.request, Stage::Headers, "request_headers")?;
         let (head, map, _) = convert::split_headers(msg.headers.as_ref());
@@ -167,6 +169,7 @@ impl ExtProcStream {
         let request_id = map.get("x-request-id").and_then(|v| v.to_str().ok());
         let mut cx = Ctx::new(Adapter::ExtProc, head, request_id);
         cx.jwt = jwt;
+        cx.endpoint_subset = subset;
         let mut ex = Exchange::new(self.pipeline.clone(), cx, route);
         let mut headers = Headers::new(map);
         let verdict = ex.request_headers(&mut headers).await;
@@ -275,24 +278,29 @@ impl ExtProcStream {
         let mut out = Vec::new();
         if mode == BodySendMode::FullDuplexStreamed {
             if !output.data.is_empty() || output.end_of_stream {
-                out.extend(self.side(side).deferred.take());
+                out.extend(self.flush_deferred(side));
                 out.extend(streamed_chunks(side, output.data, output.end_of_stream));
             }
         } else {
-            let late = match (side, mode) {
-                (Side::Response, BodySendMode::Buffered | BodySendMode::BufferedPartial) => {
-                    std::mem::take(
-                        &mut self
-                            .exchange
-                            .as_mut()
-                            .expect("created above")
-                            .cx
-                            .late_response_headers,
-                    )
-                }
+            let buffered = matches!(mode, BodySendMode::Buffered | BodySendMode::BufferedPartial);
+            let cx = &mut self.exchange.as_mut().expect("created above").cx;
+            let late = match (side, buffered) {
+                (Side::Response, true) => std::mem::take(&mut cx.late_response_headers),
+                (Side::Request, true) => std::mem::take(&mut cx.late_request_headers),
                 _ => Vec::new(),
             };
-            out.push(body_reply(side, &output, mode, late));
+            let clear = side == Side::Request && buffered && cx.clear_route_cache;
+            cx.clear_route_cache = false;
+            let mut reply = body_reply(side, &output, mode, late);
+            if clear {
+                if let Some(Out::RequestBody(BodyResponse {
+                    response: Some(common),
+                })) = reply.response.as_mut()
+                {
+                    common.clear_route_cache = true;
+                }
+            }
+            out.push(reply);
         }
         // Metadata waits for a reply to carry it (a held FULL_DUPLEX chunk has none).
         if !out.is_empty() {
@@ -328,7 +336,7 @@ impl ExtProcStream {
             match verdict {
                 Verdict::Respond(reply) => return Ok(self.respond(reply)),
                 Verdict::Continue(output) => {
-                    out.extend(self.side(side).deferred.take());
+                    out.extend(self.flush_deferred(side));
                     if !output.data.is_empty() {
                         out.extend(streamed_chunks(side, output.data, false));
                     }
@@ -365,6 +373,51 @@ impl ExtProcStream {
     }
 
     // --- helpers ---
+
+    /// FULL_DUPLEX_STREAMED: the held header reply, now completed with what the body
+    /// phase decided for the headers — late request headers, a route-cache clear and
+    /// the dynamic metadata, all on this one reply (the endpoint picker's contract).
+    fn flush_deferred(&mut self, side: Side) -> Option<ProcessingResponse> {
+        let mut resp = self.side(side).deferred.take()?;
+        let Some(ex) = self.exchange.as_mut() else {
+            return Some(resp);
+        };
+        if side == Side::Request {
+            let late = std::mem::take(&mut ex.cx.late_request_headers);
+            let clear = std::mem::take(&mut ex.cx.clear_route_cache);
+            if let Some(Out::RequestHeaders(HeadersResponse {
+                response: Some(common),
+            })) = resp.response.as_mut()
+            {
+                if !late.is_empty() {
+                    let mutation = common.header_mutation.get_or_insert_with(Default::default);
+                    let extra = convert::mutation(&HeaderDiff {
+                        remove: Vec::new(),
+                        set: late.into_iter().map(|(n, v)| (n, vec![v])).collect(),
+                    })
+                    .unwrap_or_default();
+                    let names: Vec<String> = extra
+                        .set_headers
+                        .iter()
+                        .filter_map(|h| h.header.as_ref().map(|h| h.key.clone()))
+                        .collect();
+                    mutation.remove_headers.retain(|r| !names.contains(r));
+                    mutation
+                        .set_headers
+                        .retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
+                    mutation.set_headers.extend(extra.set_headers);
+                }
+                common.clear_route_cache |= clear;
+            }
+        }
+        if let Some(md) = take_metadata(ex) {
+            match resp.dynamic_metadata.as_mut() {
+                Some(existing) => existing.fields.extend(md.fields),
+                None => resp.dynamic_metadata = Some(md),
+            }
+        }
+        Some(resp)
+    }
 
     fn side(&mut self, side: Side) -> &mut SideState {
         match side {

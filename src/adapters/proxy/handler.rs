@@ -115,6 +115,10 @@ impl Handler {
                     parts
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
+                    for (name, value) in late {
+                        parts.headers.insert(name, value);
+                    }
                     body::full(bytes)
                 }
                 Err(reply) => return local_shared(&ex, reply).await,

@@ -349,6 +349,7 @@ use BodySendMode::{
 };
 
 mod bodies;
+mod endpoint_picker;
 mod headers;
 mod lifecycle;
 mod routing;

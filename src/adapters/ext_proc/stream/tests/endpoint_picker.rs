@@ -1,0 +1,174 @@
+//! The endpoint picker over ext_proc, as a gateway drives it: the pick header, the
+//! `envoy.lb` metadata and `clear_route_cache` on one reply — the deferred header reply
+//! in FULL_DUPLEX_STREAMED, the body reply in BUFFERED — a spoofed destination removed,
+//! the subset hint in both forms, and the 503 for an empty subset.
+
+use envoy_types::pb::envoy::config::core::v3::Metadata;
+use envoy_types::pb::google::protobuf::ListValue;
+
+use super::*;
+
+const EPP: &str = r#"
+binds:
+- port: 18080
+  listeners:
+  - routes:
+    - name: llm
+      policies:
+        endpointPicker:
+          endpoints: ['10.0.0.1:8000', '10.0.0.2:8000', '[fd00::3]:8000']
+"#;
+
+const CHAT: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
+
+fn post_spoofed() -> ProcessingRequest {
+    request_headers(
+        &[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "gateway.local"),
+            (":scheme", "http"),
+            ("x-gateway-destination-endpoint", "6.6.6.6:66"),
+            ("x-llm-d-inference-objective", "low"),
+        ],
+        false,
+    )
+}
+
+fn with_subset(mut m: ProcessingRequest, subset: Value) -> ProcessingRequest {
+    let mut md = Metadata::default();
+    md.filter_metadata.insert(
+        "envoy.lb.subset_hint".into(),
+        Struct {
+            fields: [("x-gateway-destination-endpoint-subset".to_string(), subset)].into(),
+        },
+    );
+    m.metadata_context = Some(md);
+    m
+}
+
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+
+/// The pick in the reply's `envoy.lb` metadata.
+fn metadata_pick(r: &ProcessingResponse) -> Option<String> {
+    let md = r.dynamic_metadata.as_ref()?;
+    let Some(Kind::StructValue(ns)) = md.fields.get("envoy.lb")?.kind.as_ref() else {
+        return None;
+    };
+    match ns
+        .fields
+        .get("x-gateway-destination-endpoint")?
+        .kind
+        .as_ref()
+    {
+        Some(Kind::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn removed(r: &ProcessingResponse) -> Vec<String> {
+    common(r)
+        .header_mutation
+        .as_ref()
+        .map(|m| m.remove_headers.clone())
+        .unwrap_or_default()
+}
+
+/// The pick, checked to be on one reply with the metadata and the route-cache clear.
+fn assert_pick(r: &ProcessingResponse) -> String {
+    let header = header_set(r, "x-gateway-destination-endpoint").expect("pick header");
+    assert_eq!(metadata_pick(r).as_deref(), Some(header.as_str()));
+    assert!(common(r).clear_route_cache, "clear_route_cache");
+    assert!(!removed(r).contains(&"x-gateway-destination-endpoint".to_string()));
+    header
+}
+
+#[tokio::test]
+async fn full_duplex_puts_the_pick_on_the_deferred_header_reply() {
+    let mut s = stream_for(EPP);
+    let m = with_modes(
+        post_spoofed(),
+        BodySendMode::FullDuplexStreamed,
+        BodySendMode::FullDuplexStreamed,
+    );
+    assert!(send(&mut s, m).await.is_empty(), "header reply deferred");
+    assert!(send(&mut s, request_body(&CHAT[..10], false))
+        .await
+        .is_empty());
+    let out = send(&mut s, request_body(&CHAT[10..], true)).await;
+    assert_eq!(kinds(&out), ["request_headers", "request_body"]);
+    let pick = assert_pick(&out[0]);
+    assert!(["10.0.0.1:8000", "10.0.0.2:8000", "[fd00::3]:8000"].contains(&pick.as_str()));
+    assert!(removed(&out[0]).contains(&"x-llm-d-inference-objective".to_string()));
+    assert_eq!(streamed(&out[1]), (CHAT.to_vec(), true));
+    assert!(
+        out[1].dynamic_metadata.is_none(),
+        "metadata only on the header reply"
+    );
+}
+
+#[tokio::test]
+async fn buffered_puts_the_pick_on_the_body_reply() {
+    let mut s = stream_for(EPP);
+    let m = with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None);
+    let h = send_one(&mut s, m).await;
+    assert_eq!(kind(&h), "request_headers");
+    assert!(removed(&h).contains(&"x-gateway-destination-endpoint".to_string()));
+    let b = send_one(&mut s, request_body(CHAT, true)).await;
+    assert_eq!(kind(&b), "request_body");
+    assert_pick(&b);
+}
+
+#[tokio::test]
+async fn the_subset_hint_is_read_in_both_forms() {
+    let list = Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: vec![string("[fd00::3]:8000")],
+        })),
+    };
+    for subset in [list, string("10.9.9.9:1, [fd00::3]:8000")] {
+        let mut s = stream_for(EPP);
+        let m = with_subset(
+            with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None),
+            subset,
+        );
+        send_one(&mut s, m).await;
+        let b = send_one(&mut s, request_body(CHAT, true)).await;
+        assert_eq!(assert_pick(&b), "[fd00::3]:8000");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_subset_gets_503() {
+    let mut s = stream_for(EPP);
+    let m = with_subset(
+        with_modes(
+            post_spoofed(),
+            BodySendMode::FullDuplexStreamed,
+            BodySendMode::FullDuplexStreamed,
+        ),
+        string(""),
+    );
+    assert!(send(&mut s, m).await.is_empty());
+    let r = send_one(&mut s, request_body(CHAT, true)).await;
+    let i = immediate(&r);
+    assert_eq!(i.status.as_ref().unwrap().code, 503);
+    let headers = set_headers(i.headers.as_ref().unwrap());
+    assert!(headers.contains(&(
+        "x-llm-d-request-dropped-reason".to_string(),
+        "rejected-no-endpoints".to_string()
+    )));
+}
+
+#[tokio::test]
+async fn a_bad_body_gets_400() {
+    let mut s = stream_for(EPP);
+    let m = with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None);
+    send_one(&mut s, m).await;
+    let r = send_one(&mut s, request_body(b"{\"messages\":[]}", true)).await;
+    assert_eq!(immediate(&r).status.as_ref().unwrap().code, 400);
+}

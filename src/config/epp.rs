@@ -1,0 +1,145 @@
+//! `endpointPicker`: pick the model-server endpoint of each inference request, the way a
+//! Gateway API Inference Extension endpoint picker (EPP) does.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Duration, FailureMode};
+
+/// The endpoint picker of a route: a pool of model-server endpoints, their scraped
+/// metrics, and the reference default scheduler (queue ×2, KV-cache ×2, prefix-cache ×3,
+/// max score with random tie-break).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointPickerPolicy {
+    /// The pool: `ip:port` of each model server (IPv6 in brackets, `[::1]:8000`).
+    pub endpoints: Vec<String>,
+    /// Scraping of each endpoint's Prometheus metrics.
+    #[serde(default)]
+    pub metrics: EppMetricsConfig,
+    /// Largest request body read to find the model and prompt. Default 16 MiB.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// What an internal failure of the picker does: `failClosed` (default, the request
+    /// fails) or `failOpen` (it goes on without a pick).
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+/// How endpoint metrics are scraped.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EppMetricsConfig {
+    /// HTTP path of the metrics. Default `/metrics`.
+    #[serde(default = "default_metrics_path")]
+    pub path: String,
+    /// Time between two scrapes of one endpoint. Default `50ms`.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Metrics older than this are stale. Default `200ms`.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Duration,
+}
+
+fn default_max_request_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_metrics_path() -> String {
+    "/metrics".to_string()
+}
+fn default_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_stale_after() -> Duration {
+    Duration::from_millis(200)
+}
+
+impl Default for EppMetricsConfig {
+    fn default() -> Self {
+        EppMetricsConfig {
+            path: default_metrics_path(),
+            interval: default_interval(),
+            stale_after: default_stale_after(),
+        }
+    }
+}
+
+impl EndpointPickerPolicy {
+    /// The endpoints as socket addresses; errors name the offending field.
+    pub fn addresses(&self, path: &str) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::field(
+                format!("{path}.endpoints"),
+                "no endpoints given",
+            ));
+        }
+        let mut out = Vec::with_capacity(self.endpoints.len());
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let addr: std::net::SocketAddr = e.trim().parse().map_err(|_| {
+                ConfigError::field(
+                    format!("{path}.endpoints[{i}]"),
+                    format!("{e:?} is not an ip:port address (IPv6 in brackets: [::1]:8000)"),
+                )
+            })?;
+            if out.contains(&addr) {
+                return Err(ConfigError::field(
+                    format!("{path}.endpoints[{i}]"),
+                    format!("{e} is listed twice"),
+                ));
+            }
+            out.push(addr);
+        }
+        if !self.metrics.path.starts_with('/') {
+            return Err(ConfigError::field(
+                format!("{path}.metrics.path"),
+                "must start with /",
+            ));
+        }
+        if self.metrics.interval.get().is_zero() {
+            return Err(ConfigError::field(
+                format!("{path}.metrics.interval"),
+                "must be more than 0",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn policy(yaml: &str) -> super::EndpointPickerPolicy {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_addresses() {
+        let p = policy("endpoints: ['127.0.0.1:8001', '[::1]:8002']");
+        assert_eq!(p.metrics.path, "/metrics");
+        assert_eq!(p.metrics.interval.get().as_millis(), 50);
+        let a = p.addresses("policies.endpointPicker").unwrap();
+        assert_eq!(a[1].to_string(), "[::1]:8002");
+    }
+
+    #[test]
+    fn bad_endpoints_name_their_field() {
+        for (yaml, field) in [
+            (
+                "endpoints: ['127.0.0.1:8001', 'model-a:8000']",
+                "endpoints[1]",
+            ),
+            ("endpoints: ['127.0.0.1']", "endpoints[0]"),
+            ("endpoints: ['127.0.0.1:1', '127.0.0.1:1']", "endpoints[1]"),
+            ("endpoints: []", "endpoints"),
+            (
+                "{endpoints: ['127.0.0.1:1'], metrics: {path: metrics}}",
+                "metrics.path",
+            ),
+        ] {
+            let e = policy(yaml).addresses("p.endpointPicker").unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("p.endpointPicker.{field}")),
+                "{yaml}: {e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The endpoint picker driven through an `Exchange`: the pick goes in a late request
+//! header, the `envoy.lb` metadata and a route-cache clear; scores follow the scraped
+//! metrics and the prefix index; the subset hint restricts the pick; bad bodies get 400
+//! and an empty subset 503.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::{EndpointPickerFactory, DESTINATION, DROPPED_REASON};
+use crate::epp::EndpointMetrics;
+use crate::pipeline::testing::pipeline_with;
+use crate::pipeline::{
+    Adapter, Ctx, Exchange, Headers, LocalReply, ProcessorFactory, RequestHead, Verdict,
+};
+
+fn factory(endpoints: &[&str]) -> Arc<EndpointPickerFactory> {
+    let yaml = format!("endpoints: {endpoints:?}");
+    let policy: crate::config::EndpointPickerPolicy = serde_yaml::from_str(&yaml).unwrap();
+    Arc::new(EndpointPickerFactory::new(&policy, "p").unwrap())
+}
+
+fn set(f: &EndpointPickerFactory, i: usize, waiting: f64, kv_cache: f64) {
+    f.pool().set_metrics(
+        i,
+        Ok(EndpointMetrics {
+            waiting,
+            running: 0.0,
+            kv_cache,
+        }),
+        Instant::now(),
+    );
+}
+
+fn exchange(f: &Arc<EndpointPickerFactory>, method: &str) -> Exchange {
+    let factories: Vec<Arc<dyn ProcessorFactory>> = vec![f.clone()];
+    let p = pipeline_with("", "epp", factories);
+    let route = p.ext_proc_routes.by_name("epp").unwrap();
+    let head = RequestHead {
+        method: method.into(),
+        path: "/v1/chat/completions".into(),
+        authority: "gw".into(),
+        scheme: "http".into(),
+    };
+    Exchange::new(p.clone(), Ctx::new(Adapter::Proxy, head, None), Some(route))
+}
+
+fn chat(prompt: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+            .to_string(),
+    )
+}
+
+/// Runs the request path; the pick (late header) or the reply.
+async fn run(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<String, LocalReply> {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let mut h = Headers::new(map);
+    if let Verdict::Respond(r) = ex.request_headers(&mut h).await {
+        return Err(r);
+    }
+    for k in [
+        "x-gateway-destination-endpoint",
+        "x-llm-d-inference-objective",
+    ] {
+        assert!(h.map().get(k).is_none(), "{k} stripped");
+    }
+    if let Verdict::Respond(r) = ex.request_body(body, true, false).await {
+        return Err(r);
+    }
+    let late = std::mem::take(&mut ex.cx.late_request_headers);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].0.as_str(), DESTINATION);
+    let pick = late[0].1.to_str().unwrap().to_string();
+    assert_eq!(
+        ex.cx.dynamic_metadata["envoy.lb"][DESTINATION],
+        serde_json::json!(pick),
+        "metadata equals the header"
+    );
+    assert!(ex.cx.clear_route_cache);
+    Ok(pick)
+}
+
+#[tokio::test]
+async fn picks_the_least_loaded_and_overwrites_a_spoofed_destination() {
+    let f = factory(&["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]);
+    set(&f, 0, 9.0, 0.9);
+    set(&f, 1, 0.0, 0.1);
+    set(&f, 2, 5.0, 0.5);
+    let mut ex = exchange(&f, "POST");
+    let pick = run(
+        &mut ex,
+        &[
+            ("x-gateway-destination-endpoint", "6.6.6.6:1"),
+            ("x-llm-d-inference-objective", "-1"),
+        ],
+        chat("hi"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pick, "10.0.0.2:8000");
+}
+
+#[tokio::test]
+async fn a_shared_prefix_sticks_to_the_endpoint_that_has_it() {
+    let f = factory(&[
+        "10.0.0.1:8000",
+        "10.0.0.2:8000",
+        "10.0.0.3:8000",
+        "10.0.0.4:8000",
+    ]);
+    let system = "You are a helpful assistant for the ACME corporation. ".repeat(20);
+    let first = run(
+        &mut exchange(&f, "POST"),
+        &[],
+        chat(&format!("{system} question one")),
+    )
+    .await
+    .unwrap();
+    for i in 0..10 {
+        let again = run(
+            &mut exchange(&f, "POST"),
+            &[],
+            chat(&format!("{system} question {i}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again, first, "prefix-cache affinity");
+    }
+}
+
+#[tokio::test]
+async fn the_subset_hint_restricts_the_pick() {
+    let f = factory(&["10.0.0.1:8000", "10.0.0.2:8000", "[::1]:8000"]);
+    set(&f, 0, 0.0, 0.0);
+    set(&f, 1, 0.0, 0.0);
+    set(&f, 2, 50.0, 0.99);
+    let mut ex = exchange(&f, "POST");
+    ex.cx.endpoint_subset = Some(vec!["[::1]:8000".into(), "192.168.0.9:1".into()]);
+    assert_eq!(run(&mut ex, &[], chat("x")).await.unwrap(), "[::1]:8000");
+
+    let mut ex = exchange(&f, "POST");
+    ex.cx.endpoint_subset = Some(vec!["192.168.0.9:1".into()]);
+    let reply = run(&mut ex, &[], chat("x")).await.unwrap_err();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.headers[DROPPED_REASON], "rejected-no-endpoints");
+
+    let mut ex = exchange(&f, "POST");
+    ex.cx.endpoint_subset = Some(Vec::new());
+    assert_eq!(run(&mut ex, &[], chat("x")).await.unwrap_err().status, 503);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400() {
+    let f = factory(&["10.0.0.1:8000"]);
+    for body in [&b"not json"[..], br#"{"messages":[]}"#, br#"{"model":5}"#] {
+        let reply = run(&mut exchange(&f, "POST"), &[], Bytes::from_static(body))
+            .await
+            .unwrap_err();
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[tokio::test]
+async fn a_bodiless_request_is_picked_on_its_headers() {
+    let f = factory(&["10.0.0.1:8000"]);
+    let mut ex = exchange(&f, "GET");
+    let mut h = Headers::new(http::HeaderMap::new());
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    assert_eq!(h.get_str(DESTINATION), Some("10.0.0.1:8000"));
+    assert_eq!(ex.request_body_mode(), crate::pipeline::BodyMode::Skip);
+    assert!(ex.cx.clear_route_cache);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let yaml = r#"
+policies:
+  endpointPicker: { endpoints: ['127.0.0.1:8001', 'nope'] }
+"#;
+    let err = crate::pipeline::Pipeline::build(
+        crate::config::parse_str(yaml).unwrap(),
+        crate::services::Services::new(),
+    )
+    .err()
+    .expect("bad endpoint rejected")
+    .to_string();
+    assert!(err.contains("endpointPicker.endpoints[1]"), "{err}");
+}
