@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::Deserialize;
 
-use super::webhook::{build_client, HttpClient, WebhookError};
+use super::webhook::{build_client, post, HttpClient, WebhookError};
 use crate::config::{ConfigError, FailureMode, GuardModeration};
 
 /// Largest answer read.
@@ -107,25 +107,7 @@ impl Moderation {
         let req = req
             .body(Full::new(Bytes::from(payload.to_string())))
             .map_err(|e| fail(e.to_string()))?;
-        let exchange = async {
-            let resp = client
-                .request(req)
-                .await
-                .map_err(|e| fail(format!("request failed: {e}")))?;
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| fail(format!("reading the answer failed: {e}")))?
-                .to_bytes();
-            Ok::<_, WebhookError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))??;
-        if !status.is_success() {
-            return Err(fail(format!("answered {status}")));
-        }
+        let body = post(client, req, self.timeout, MAX_ANSWER_BYTES, &fail).await?;
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("answer is not a moderation result: {e}")))?;
         let mut hit: Vec<&str> = Vec::new();

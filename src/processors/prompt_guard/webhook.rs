@@ -30,6 +30,37 @@ use crate::config::{ConfigError, FailureMode, GuardWebhook};
 
 pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The one HTTP exchange both external guards make: send `req`, read at most `limit`
+/// bytes of a 2xx answer, all within `timeout`; every failure described through `fail`.
+pub(super) async fn post(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+    limit: usize,
+    fail: &impl Fn(String) -> WebhookError,
+) -> Result<Bytes, WebhookError> {
+    let exchange = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| fail(format!("request failed: {e}")))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| fail(format!("reading the answer failed: {e}")))?
+            .to_bytes();
+        Ok::<_, WebhookError>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| fail(format!("no answer within {timeout:?}")))??;
+    if !status.is_success() {
+        return Err(fail(format!("answered {status}")));
+    }
+    Ok(body)
+}
+
 /// Largest answer read from a guard service.
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
@@ -216,25 +247,7 @@ impl Webhook {
             .header("x-request-id", request_id)
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| fail(e.to_string()))?;
-        let exchange = async {
-            let resp = client
-                .request(req)
-                .await
-                .map_err(|e| fail(format!("request failed: {e}")))?;
-            let status = resp.status();
-            let body = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| fail(format!("reading the answer failed: {e}")))?
-                .to_bytes();
-            Ok::<_, WebhookError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))??;
-        if !status.is_success() {
-            return Err(fail(format!("answered {status}")));
-        }
+        let body = post(client, req, self.timeout, MAX_ANSWER_BYTES, &fail).await?;
         let answer: Answer = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("answer is not the guardrail protocol: {e}")))?;
         match answer.action {
