@@ -281,3 +281,45 @@ async fn graceful_shutdown_finishes_ext_proc_streams() {
         "exit took {took:?}, past the 5s grace period"
     );
 }
+
+/// The ext_proc port answers `grpc.health.v1` for `""`, `liveness`, `readiness` and the
+/// ExternalProcessor service (what Envoy's gRPC health checks and Kubernetes probe), and
+/// NOT_FOUND for other names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_on_the_ext_proc_port() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let ext_proc = support::free_port();
+    let yaml = format!("extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\n");
+    let _tollgate = Tollgate::start(&yaml).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{ext_proc}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting to the ext_proc port");
+    let mut client = HealthClient::new(channel);
+    for service in [
+        "",
+        "liveness",
+        "readiness",
+        "envoy.service.ext_proc.v3.ExternalProcessor",
+    ] {
+        let status = client
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = client
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}

@@ -137,8 +137,9 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Serves ext_proc and gRPC health on the configured address until `shutdown` resolves.
-/// Health turns NOT_SERVING first, then in-flight streams get until `grace` to finish.
+/// Serves ext_proc and gRPC health (`""`, `liveness`, `readiness` and the ExternalProcessor
+/// service) on the configured address until `shutdown` resolves. Readiness turns
+/// NOT_SERVING first, then in-flight streams get until `grace` to finish.
 pub async fn serve(
     store: Arc<PipelineStore>,
     address: String,
@@ -152,9 +153,13 @@ pub async fn serve(
     reporter
         .set_serving::<ExternalProcessorServer<ExtProcService>>()
         .await;
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    // "" and the processor service: serving until the drain; "liveness": the process is
+    // up; "readiness": it takes new streams (the names endpoint-picker deployments probe).
+    for name in ["", "liveness", "readiness"] {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let service = ExternalProcessorServer::new(ExtProcService::new(store))
         .max_decoding_message_size(64 * 1024 * 1024);
     let mut builder = tonic::transport::Server::builder()
@@ -171,9 +176,11 @@ pub async fn serve(
         reporter_for_shutdown
             .set_not_serving::<ExternalProcessorServer<ExtProcService>>()
             .await;
-        reporter_for_shutdown
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        for name in ["", "readiness"] {
+            reporter_for_shutdown
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         let _ = drain_tx.send(());
     };
     let serving = async move {
