@@ -3,8 +3,13 @@
 //! reloads.
 
 mod gen_ai;
+mod inference;
 
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
+pub use inference::{
+    DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
+    PoolStats, PoolStatsSource, StatusLabels,
+};
 
 use std::sync::atomic::AtomicI64;
 
@@ -77,6 +82,7 @@ pub struct Metrics {
     pub token_limit_decisions: Family<LimitLabels, Counter>,
     pub guard_findings: Family<GuardLabels, Counter>,
     pub guard_duration: Family<SideLabels, Histogram>,
+    pub inference: InferenceMetrics,
 }
 
 impl Default for Metrics {
@@ -154,7 +160,9 @@ impl Metrics {
              one chunk of a streamed response",
             guard_duration.clone(),
         );
+        let inference = InferenceMetrics::register(&mut registry);
         Metrics {
+            inference,
             gen_ai,
             guard_findings,
             guard_duration,

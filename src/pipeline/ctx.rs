@@ -92,6 +92,17 @@ pub struct Ctx {
     /// The endpoint subset the gateway allows (Envoy's `envoy.lb.subset_hint` metadata:
     /// `x-gateway-destination-endpoint-subset`), `ip:port` each; `None` when not given.
     pub endpoint_subset: Option<Vec<String>>,
+    /// The request has no body (Envoy's `end_of_stream` on the request headers; the
+    /// proxy's empty body). Set by the transport before the request headers run.
+    pub request_body_empty: bool,
+    /// The endpoint(s) a picker chose, as `x-gateway-destination-endpoint` writes them
+    /// (`ip:port[,ip:port…]`, first is the pick, the rest are fallbacks). The proxy
+    /// adapter connects there instead of the route's backend.
+    pub destination: Option<String>,
+    /// The endpoint that actually served the request, as the gateway reports it on the
+    /// response path (Envoy: `envoy.lb` metadata `x-gateway-destination-endpoint-served`;
+    /// the proxy: the address it connected to).
+    pub served_endpoint: Option<String>,
     /// Request headers a processor sets from the request body phase (the picked
     /// endpoint). They reach the upstream only when the body was held before its headers
     /// went on (Envoy BUFFERED / FULL_DUPLEX_STREAMED with a deferred header reply, the
@@ -118,6 +129,9 @@ impl Ctx {
             jwt: None,
             llm: None,
             endpoint_subset: None,
+            request_body_empty: false,
+            destination: None,
+            served_endpoint: None,
             late_request_headers: Vec::new(),
             late_response_headers: Vec::new(),
             clear_route_cache: false,

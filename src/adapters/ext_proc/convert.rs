@@ -202,6 +202,18 @@ pub fn endpoint_subset(
     })
 }
 
+/// The endpoint that served the request, as the gateway reports it on the response path:
+/// `filter_metadata["envoy.lb"]["x-gateway-destination-endpoint-served"]`.
+pub fn served_endpoint(
+    md: Option<&envoy_types::pb::envoy::config::core::v3::Metadata>,
+) -> Option<String> {
+    let ns = md?.filter_metadata.get("envoy.lb")?;
+    match &ns.fields.get("x-gateway-destination-endpoint-served")?.kind {
+        Some(Kind::StringValue(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    }
+}
+
 fn from_proto_struct(s: &Struct) -> serde_json::Value {
     serde_json::Value::Object(
         s.fields

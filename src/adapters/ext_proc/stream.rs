@@ -115,11 +115,12 @@ impl ExtProcStream {
         let attributes = msg.attributes;
         let jwt = convert::jwt_claims(msg.metadata_context.as_ref());
         let subset = convert::endpoint_subset(msg.metadata_context.as_ref());
+        let served = convert::served_endpoint(msg.metadata_context.as_ref());
         let mut out = match msg.request.ok_or(StreamError::Empty)? {
             In::RequestHeaders(h) => self.request_headers(h, &attributes, jwt, subset).await?,
             In::RequestBody(b) => self.body(Side::Request, b).await?,
             In::RequestTrailers(t) => self.trailers(Side::Request, t).await?,
-            In::ResponseHeaders(h) => self.response_headers(h).await?,
+            In::ResponseHeaders(h) => self.response_headers(h, served).await?,
             In::ResponseBody(b) => self.body(Side::Response, b).await?,
             In::ResponseTrailers(t) => self.trailers(Side::Response, t).await?,
         };
@@ -170,6 +171,7 @@ impl ExtProcStream {
         let mut cx = Ctx::new(Adapter::ExtProc, head, request_id);
         cx.jwt = jwt;
         cx.endpoint_subset = subset;
+        cx.request_body_empty = msg.end_of_stream;
         let mut ex = Exchange::new(self.pipeline.clone(), cx, route);
         let mut headers = Headers::new(map);
         let verdict = ex.request_headers(&mut headers).await;
@@ -211,11 +213,15 @@ impl ExtProcStream {
     async fn response_headers(
         &mut self,
         msg: HttpHeaders,
+        served: Option<String>,
     ) -> Result<Vec<ProcessingResponse>, StreamError> {
         advance(&mut self.response, Stage::Headers, "response_headers")?;
         let (_, map, status) = convert::split_headers(msg.headers.as_ref());
         let ex = self.exchange_or_passthrough();
         ex.cx.response_status = status;
+        if served.is_some() {
+            ex.cx.served_endpoint = served;
+        }
         let mut headers = Headers::new(map);
         if let Verdict::Respond(reply) = ex.response_headers(&mut headers).await {
             return Ok(self.respond(reply));

@@ -59,7 +59,8 @@ impl Handler {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let cx = Ctx::new(Adapter::Proxy, head, request_id.as_deref());
+        let mut cx = Ctx::new(Adapter::Proxy, head, request_id.as_deref());
+        cx.request_body_empty = http_body::Body::is_end_stream(&incoming);
         let mut ex = Exchange::new(pipeline, cx, route.clone());
         let Some(route) = route else {
             let message = format!(
@@ -72,18 +73,6 @@ impl Handler {
                 LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message),
             );
         };
-        let Some(backend) = route.backend.clone() else {
-            let message = format!("route {} has no backend", route.name);
-            return local(
-                &mut ex,
-                LocalReply::error(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "no_backend",
-                    &message,
-                ),
-            );
-        };
-
         strip_hop_by_hop(&mut parts.headers);
         let mut headers = Headers::new(std::mem::take(&mut parts.headers));
         if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
@@ -125,6 +114,22 @@ impl Handler {
             },
         };
 
+        let destination = ex.lock().await.cx.destination.clone();
+        let backend = match upstream_for(route.backend.as_ref(), destination.as_deref()) {
+            Some(b) => b,
+            None => {
+                let message = format!("route {} has no backend", route.name);
+                let reply = LocalReply::error(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "no_backend",
+                    &message,
+                );
+                return local_shared(&ex, reply).await;
+            }
+        };
+        if destination.is_some() {
+            ex.lock().await.cx.served_endpoint = Some(backend.host.clone());
+        }
         let request = Request::from_parts(parts, upstream_body);
         let sent = self.upstreams.send(&backend, request, route.timeout);
         let result = match rejected {
@@ -180,6 +185,23 @@ impl Handler {
             },
         };
         Response::from_parts(rparts, client_body)
+    }
+}
+
+/// Where the request goes: the endpoint a picker chose (the first of
+/// `x-gateway-destination-endpoint`, spoken to as the route's backend would be, minus
+/// TLS, which a pool endpoint address cannot name), else the route's backend.
+fn upstream_for(
+    backend: Option<&crate::config::Backend>,
+    destination: Option<&str>,
+) -> Option<crate::config::Backend> {
+    match destination.and_then(|d| d.split(',').next()).map(str::trim) {
+        Some(pick) if !pick.is_empty() => Some(crate::config::Backend {
+            host: pick.to_string(),
+            tls: None,
+            http2: backend.is_some_and(|b| b.http2),
+        }),
+        _ => backend.cloned(),
     }
 }
 
