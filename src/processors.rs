@@ -47,10 +47,11 @@ pub struct BuildCx<'a> {
 }
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'
-/// field path, for errors.
+/// field path, for errors; `route` the route's name (labels, pool names).
 pub fn for_route(
     policies: &Policies,
     path: &str,
+    route: &str,
     bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
     let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
@@ -95,6 +96,8 @@ pub fn for_route(
     if let Some(p) = &policies.endpoint_picker {
         factories.push(Arc::new(EndpointPickerFactory::new(
             p,
+            bcx.services,
+            route,
             &format!("{path}.endpointPicker"),
         )?));
     }

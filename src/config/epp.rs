@@ -24,6 +24,52 @@ pub struct EndpointPickerPolicy {
     /// fails) or `failOpen` (it goes on without a pick).
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Inference objectives a request names in `x-gateway-inference-objective` (or
+    /// `x-llm-d-inference-objective`): each gives a priority. A negative priority makes
+    /// the request sheddable: it is answered 429 while the pool is saturated. A request
+    /// naming no objective, or an unknown one, has priority 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<InferenceObjective>,
+    /// Model rewrites: a request for `model` is sent to one of `targets`, chosen by
+    /// weight, and the response names the model the client asked for. A
+    /// `x-gateway-model-name-rewrite` header set by the gateway overrides them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_rewrites: Vec<ModelRewrite>,
+}
+
+/// An inference objective: a name requests refer to and its priority.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InferenceObjective {
+    pub name: String,
+    /// Higher is more important; negative is sheddable. Default 0.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// A weighted rewrite of one client-facing model name.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelRewrite {
+    /// The model name clients send.
+    pub model: String,
+    /// Where it goes; at least one.
+    pub targets: Vec<RewriteTarget>,
+}
+
+/// One target of a model rewrite.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RewriteTarget {
+    /// The model name sent to the model server.
+    pub model: String,
+    /// Relative share of the requests. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 /// How endpoint metrics are scraped.
@@ -101,7 +147,61 @@ impl EndpointPickerPolicy {
                 "must be more than 0",
             ));
         }
+        self.check_objectives_and_rewrites(path)?;
         Ok(out)
+    }
+
+    fn check_objectives_and_rewrites(&self, path: &str) -> Result<(), ConfigError> {
+        for (i, o) in self.objectives.iter().enumerate() {
+            if o.name.trim().is_empty() {
+                return Err(ConfigError::field(
+                    format!("{path}.objectives[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if self.objectives[..i].iter().any(|p| p.name == o.name) {
+                return Err(ConfigError::field(
+                    format!("{path}.objectives[{i}].name"),
+                    format!("{} is listed twice", o.name),
+                ));
+            }
+        }
+        for (i, r) in self.model_rewrites.iter().enumerate() {
+            let at = format!("{path}.modelRewrites[{i}]");
+            if r.model.is_empty() {
+                return Err(ConfigError::field(
+                    format!("{at}.model"),
+                    "must not be empty",
+                ));
+            }
+            if self.model_rewrites[..i].iter().any(|p| p.model == r.model) {
+                return Err(ConfigError::field(
+                    format!("{at}.model"),
+                    format!("{} is rewritten twice", r.model),
+                ));
+            }
+            if r.targets.is_empty() {
+                return Err(ConfigError::field(
+                    format!("{at}.targets"),
+                    "no targets given",
+                ));
+            }
+            for (j, t) in r.targets.iter().enumerate() {
+                if t.model.is_empty() {
+                    return Err(ConfigError::field(
+                        format!("{at}.targets[{j}].model"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            if r.targets.iter().all(|t| t.weight == 0) {
+                return Err(ConfigError::field(
+                    format!("{at}.targets"),
+                    "at least one target needs a weight above 0",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -133,6 +233,18 @@ mod tests {
             (
                 "{endpoints: ['127.0.0.1:1'], metrics: {path: metrics}}",
                 "metrics.path",
+            ),
+            (
+                "{endpoints: ['127.0.0.1:1'], objectives: [{name: a}, {name: a}]}",
+                "objectives[1].name",
+            ),
+            (
+                "{endpoints: ['127.0.0.1:1'], modelRewrites: [{model: m, targets: []}]}",
+                "modelRewrites[0].targets",
+            ),
+            (
+                "{endpoints: ['127.0.0.1:1'], modelRewrites: [{model: m, targets: [{model: a, weight: 0}]}]}",
+                "modelRewrites[0].targets",
             ),
         ] {
             let e = policy(yaml).addresses("p.endpointPicker").unwrap_err();

@@ -42,7 +42,7 @@ impl Pipeline {
             prices: &prices,
         };
         // Gateway-wide policies are checked once, at their own path.
-        crate::processors::for_route(&config.policies, "policies", &bcx)?;
+        crate::processors::for_route(&config.policies, "policies", "gateway", &bcx)?;
         let mut ext_proc_routes = RouteSelector::default();
         let mut bind_routes = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
@@ -175,12 +175,14 @@ fn compile_route(
             readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
         }
     }
-    let factories = crate::processors::for_route(&policies, &format!("{path}.policies"), bcx)?;
+    let name = route
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("route{index}"));
+    let factories =
+        crate::processors::for_route(&policies, &format!("{path}.policies"), &name, bcx)?;
     Ok(CompiledRoute {
-        name: route
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("route{index}")),
+        name,
         matches,
         factories,
         backend: route.backends.first().cloned(),

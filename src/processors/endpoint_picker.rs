@@ -1,20 +1,28 @@
 //! `endpointPicker`: picks the model server of each inference request, speaking the
-//! Gateway API Inference Extension endpoint-picker contract (see
-//! `shared/reference/epp.md`).
+//! Gateway API Inference Extension endpoint-picker (EPP) contract.
 //!
 //! When it runs (last on the request path, so a request a guard or a limit rejected
 //! never enters the prefix index, and the prompt hashed is the one that goes upstream):
-//! - request headers: strips the `x-llm-d-*` / `x-gateway-*` control headers (a client's
-//!   `x-gateway-destination-endpoint` included); a bodiless method (`GET`, `HEAD`,
-//!   `DELETE`, `OPTIONS`) is picked at once, without a prompt.
+//! - request headers: reads and strips the `x-llm-d-*` / `x-gateway-*` control headers
+//!   (objective → priority, fairness id, model rewrite; a client's
+//!   `x-gateway-destination-endpoint` is dropped, so it can never steer the pick), sets
+//!   `x-request-id` when the request has none. A request without a body (a bodiless
+//!   method, or `end_of_stream` on its headers) is picked at once.
 //! - request body (buffered): reads the model and the prompt (from `cx.llm` when
-//!   `tokenAccounting` parsed it, else itself; 400 on a bad body or no model), keeps the
-//!   endpoints of the gateway's subset hint, scores them with the default profile and
-//!   sets the pick as the `x-gateway-destination-endpoint` request header (a late
-//!   header: the transport puts it on the header reply), as
-//!   `envoy.lb/x-gateway-destination-endpoint` dynamic metadata, and asks for a route
-//!   cache clear. Nothing eligible: 503 with
-//!   `x-llm-d-request-dropped-reason: rejected-no-endpoints`.
+//!   `tokenAccounting` parsed it, else itself; 400 on a bad body or no model), applies a
+//!   model rewrite (the body's `"model"` replaced in place), keeps the endpoints of the
+//!   gateway's subset hint, schedules, and announces the pick — ranked fallbacks after
+//!   it — as the `x-gateway-destination-endpoint` request header (a late header: the
+//!   transport puts it on the header reply), as `envoy.lb/x-gateway-destination-endpoint`
+//!   dynamic metadata with the same value, with a route-cache clear. Nothing eligible:
+//!   503 `rejected-no-endpoints`; a sheddable request while the pool is saturated: 429
+//!   `rejected-saturated` (both in `x-llm-d-request-dropped-reason`).
+//! - response: notes the endpoint the gateway reports as served, writes the client's
+//!   model name back over a rewritten one (JSON or SSE), and observes the first token.
+//! - completion: the `inference_objective_*` metrics.
+
+mod control;
+mod model_rewrite;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,45 +31,65 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use self::control::{target_model, Control};
+use self::model_rewrite::{set_model, ModelWriteBack};
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
 use crate::epp::prefix::block_hashes;
 use crate::epp::scheduler::schedule;
 use crate::epp::{Pool, PoolSpec, Rng};
 use crate::llm::{Api, LlmRequest};
+use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels};
 use crate::pipeline::{
-    Body, BodyMode, Ctx, Flow, Headers, LocalReply, Processor, ProcessorError, ProcessorFactory,
+    Body, BodyMode, Ctx, Flow, Headers, LocalReply, Outcome, Processor, ProcessorError,
+    ProcessorFactory,
 };
+use crate::services::Services;
 
 /// The header (and `envoy.lb` metadata key) carrying the pick.
 pub const DESTINATION: &str = "x-gateway-destination-endpoint";
 /// Why a request was dropped.
 pub const DROPPED_REASON: &str = "x-llm-d-request-dropped-reason";
 
+/// What every request of one route's picker shares.
+struct Shared {
+    pool: Arc<Pool>,
+    policy: EndpointPickerPolicy,
+    services: Arc<Services>,
+    route: String,
+}
+
 /// Factory of the `endpointPicker` policy of one route; owns the pool and its scraper.
 pub struct EndpointPickerFactory {
-    pool: Arc<Pool>,
-    failure_mode: FailureMode,
-    max_request_bytes: usize,
+    shared: Arc<Shared>,
 }
 
 impl EndpointPickerFactory {
-    pub fn new(policy: &EndpointPickerPolicy, path: &str) -> Result<Self, ConfigError> {
+    pub fn new(
+        policy: &EndpointPickerPolicy,
+        services: &Arc<Services>,
+        route: &str,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         let endpoints = policy.addresses(path)?;
+        let pool = Pool::new(PoolSpec {
+            endpoints,
+            metrics_path: policy.metrics.path.clone(),
+            interval: policy.metrics.interval.get(),
+            stale_after: policy.metrics.stale_after.get(),
+        });
         Ok(EndpointPickerFactory {
-            pool: Pool::new(PoolSpec {
-                endpoints,
-                metrics_path: policy.metrics.path.clone(),
-                interval: policy.metrics.interval.get(),
-                stale_after: policy.metrics.stale_after.get(),
+            shared: Arc::new(Shared {
+                pool,
+                policy: policy.clone(),
+                services: services.clone(),
+                route: route.to_string(),
             }),
-            failure_mode: policy.failure_mode,
-            max_request_bytes: policy.max_request_bytes,
         })
     }
 
     /// The pool (tests feed it metrics).
     pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
+        &self.shared.pool
     }
 }
 
@@ -71,36 +99,50 @@ impl ProcessorFactory for EndpointPickerFactory {
     }
 
     fn failure_mode(&self) -> FailureMode {
-        self.failure_mode
+        self.shared.policy.failure_mode
     }
 
     fn new_processor(&self, _cx: &Ctx) -> Option<Box<dyn Processor>> {
         Some(Box::new(EndpointPicker {
-            pool: self.pool.clone(),
-            limit: self.max_request_bytes,
+            shared: self.shared.clone(),
             api: None,
-            picked: false,
+            control: Control::default(),
+            model: None,
+            target: None,
+            picked: None,
+            write_back: None,
         }))
     }
 }
 
 struct EndpointPicker {
-    pool: Arc<Pool>,
-    limit: usize,
+    shared: Arc<Shared>,
     api: Option<Api>,
-    picked: bool,
+    control: Control,
+    /// The model the client asked for.
+    model: Option<String>,
+    /// The model the request was rewritten to.
+    target: Option<String>,
+    /// The endpoint picked (first of the destination list).
+    picked: Option<String>,
+    write_back: Option<ModelWriteBack>,
 }
 
+// === impl EndpointPicker ===
+
 impl EndpointPicker {
-    /// Picks among the eligible endpoints for a prompt to `model`.
+    /// Schedules a prompt to `model` over the eligible endpoints; the destination list.
     fn pick(&self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
+        let pool = &self.shared.pool;
+        let metrics = &self.shared.services.metrics.inference;
+        let started = Instant::now();
         let eligible: Vec<usize> = match &cx.endpoint_subset {
-            None => (0..self.pool.endpoints().len()).collect(),
+            None => (0..pool.endpoints().len()).collect(),
             Some(subset) => {
                 let mut v: Vec<usize> = subset
                     .iter()
                     .filter_map(|s| s.parse::<SocketAddr>().ok())
-                    .filter_map(|a| self.pool.position(&a))
+                    .filter_map(|a| pool.position(&a))
                     .collect();
                 v.sort_unstable();
                 v.dedup();
@@ -108,14 +150,29 @@ impl EndpointPicker {
             }
         };
         let hashes = block_hashes(model, prompt);
-        let snaps = self.pool.snapshot(&eligible, &hashes, Instant::now());
+        let snaps = pool.snapshot(&eligible, &hashes, Instant::now());
         let candidates: Vec<_> = snaps.iter().map(|s| s.candidate.clone()).collect();
         let Some(pick) = Rng::with_thread(|rng| schedule(&candidates, hashes.len(), rng)) else {
-            return Err(Box::new(no_endpoints(cx.endpoint_subset.is_some())));
+            self.count_attempt(false, started);
+            return Err(Box::new(self.dropped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rejected-no-endpoints",
+                if cx.endpoint_subset.is_some() {
+                    "no endpoint of the pool is in the gateway's subset"
+                } else {
+                    "no endpoint to pick"
+                },
+            )));
         };
         let chosen = snaps[pick.index].index;
-        self.pool.record_pick(chosen, &hashes);
-        let name = self.pool.endpoints()[chosen].name.clone();
+        pool.record_pick(chosen, &hashes);
+        self.count_attempt(true, started);
+        if !hashes.is_empty() {
+            metrics
+                .prefix_hit_ratio
+                .observe(snaps[pick.index].candidate.prefix_matched as f64 / hashes.len() as f64);
+        }
+        let name = pool.endpoints()[chosen].name.clone();
         if tracing::enabled!(tracing::Level::DEBUG) {
             let scores: Vec<String> = snaps
                 .iter()
@@ -123,7 +180,7 @@ impl EndpointPicker {
                 .map(|(s, score)| {
                     format!(
                         "{}={score:.3}{}",
-                        self.pool.endpoints()[s.index].name,
+                        pool.endpoints()[s.index].name,
                         if s.stale { "(stale)" } else { "" }
                     )
                 })
@@ -132,28 +189,116 @@ impl EndpointPicker {
         }
         Ok(name)
     }
+
+    fn count_attempt(&self, ok: bool, started: Instant) {
+        let m = &self.shared.services.metrics.inference;
+        m.scheduler_duration
+            .observe(started.elapsed().as_secs_f64());
+        m.scheduler_attempts
+            .get_or_create(&crate::metrics::StatusLabels {
+                status: if ok { "success" } else { "failure" },
+            })
+            .inc();
+    }
+
+    /// A reply the picker gives itself, with its reason header, counted.
+    fn dropped(&self, status: StatusCode, reason: &'static str, message: &str) -> LocalReply {
+        self.shared
+            .services
+            .metrics
+            .inference
+            .dropped
+            .get_or_create(&crate::metrics::DropLabels {
+                pool: self.shared.route.clone(),
+                reason,
+            })
+            .inc();
+        let mut reply = LocalReply::error(status, reason, message);
+        reply.headers.insert(
+            HeaderName::from_static(DROPPED_REASON),
+            HeaderValue::from_static(reason),
+        );
+        reply
+    }
+
+    /// Records the pick where the gateway reads it: the header (`late` for the body
+    /// phase), the `envoy.lb` metadata, a route-cache clear.
+    fn announce(
+        &mut self,
+        cx: &mut Ctx,
+        destination: String,
+        headers: Option<&mut Headers>,
+    ) -> Result<(), ProcessorError> {
+        let value = HeaderValue::from_str(&destination)
+            .map_err(|_| ProcessorError::internal("endpoint name is not a header value"))?;
+        let name = HeaderName::from_static(DESTINATION);
+        match headers {
+            Some(h) => h.set(name, value),
+            None => cx.late_request_headers.push((name, value)),
+        }
+        cx.set_metadata(
+            "envoy.lb",
+            DESTINATION,
+            serde_json::Value::String(destination.clone()),
+        );
+        cx.clear_route_cache = true;
+        let first = destination
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let m = &self.shared.services.metrics.inference;
+        m.picks
+            .get_or_create(&PickLabels {
+                pool: self.shared.route.clone(),
+                endpoint: first.clone(),
+            })
+            .inc();
+        m.running_requests
+            .get_or_create(&crate::metrics::ModelLabels {
+                model_name: self.model_label(),
+            })
+            .inc();
+        self.picked = Some(first);
+        cx.destination = Some(destination);
+        Ok(())
+    }
+
+    fn model_label(&self) -> String {
+        self.shared
+            .services
+            .metrics
+            .inference
+            .model_label(self.model.as_deref().unwrap_or(""))
+    }
+
+    fn objective_labels(&self) -> ObjectiveLabels {
+        let model_name = self.model_label();
+        let target_model_name = match &self.target {
+            Some(t) => self.shared.services.metrics.inference.model_label(t),
+            None => model_name.clone(),
+        };
+        ObjectiveLabels {
+            model_name,
+            target_model_name,
+        }
+    }
 }
 
 /// The model and the prompt bytes to hash: from the parsed request when there is one.
-fn model_and_prompt(
-    cx: &Ctx,
-    api: Option<Api>,
-    body: &[u8],
-) -> Result<(String, Vec<u8>), Box<LocalReply>> {
+fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, Vec<u8>), String> {
     let request: Arc<LlmRequest> = match (&cx.llm, api) {
         (Some(f), _) => f.request.clone(),
-        (None, Some(api)) => Arc::new(
-            LlmRequest::parse(api, body).map_err(|e| Box::new(bad_request(&e.to_string())))?,
-        ),
+        (None, Some(api)) => Arc::new(LlmRequest::parse(api, body).map_err(|e| e.to_string())?),
         (None, None) => {
             // Not an API tollgate knows: only `model` is read; the whole body is hashed.
             let v: serde_json::Value = serde_json::from_slice(body)
-                .map_err(|e| Box::new(bad_request(&format!("request body is not JSON: {e}"))))?;
+                .map_err(|e| format!("request body is not JSON: {e}"))?;
             let model = v
                 .get("model")
                 .and_then(|m| m.as_str())
                 .filter(|m| !m.is_empty())
-                .ok_or_else(|| Box::new(bad_request("request body has no model")))?;
+                .ok_or("request body has no model")?;
             return Ok((model.to_string(), body.to_vec()));
         }
     };
@@ -161,36 +306,12 @@ fn model_and_prompt(
         .model
         .clone()
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| Box::new(bad_request("request body has no model")))?;
+        .ok_or("request body has no model")?;
     Ok((model, request.prompt_text().into_bytes()))
 }
 
 fn bad_request(message: &str) -> LocalReply {
     LocalReply::error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
-}
-
-fn no_endpoints(subset: bool) -> LocalReply {
-    let message = if subset {
-        "no endpoint of the pool is in the gateway's subset"
-    } else {
-        "no endpoint to pick"
-    };
-    let mut reply = LocalReply::error(StatusCode::SERVICE_UNAVAILABLE, "no_endpoints", message);
-    reply.headers.insert(
-        HeaderName::from_static(DROPPED_REASON),
-        HeaderValue::from_static("rejected-no-endpoints"),
-    );
-    reply
-}
-
-/// Records the pick where the gateway reads it.
-fn announce(cx: &mut Ctx, pick: &str) {
-    cx.set_metadata(
-        "envoy.lb",
-        DESTINATION,
-        serde_json::Value::String(pick.to_string()),
-    );
-    cx.clear_route_cache = true;
 }
 
 #[async_trait]
@@ -200,41 +321,35 @@ impl Processor for EndpointPicker {
         cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        self.pool.start_scraper();
-        let control: Vec<HeaderName> = headers
-            .map()
-            .keys()
-            .filter(|n| n.as_str().starts_with("x-llm-d-") || n.as_str().starts_with("x-gateway-"))
-            .cloned()
-            .collect();
-        for name in &control {
-            headers.remove(name);
+        self.shared.pool.start_scraper();
+        self.control = Control::take(headers, &self.shared.policy);
+        if headers.map().get("x-request-id").is_none() {
+            if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
+                headers.set(HeaderName::from_static("x-request-id"), v);
+            }
         }
         self.api = Api::from_path(cx.request.path_only());
-        if matches!(
+        let bodiless = matches!(
             cx.request.method.as_str(),
             "GET" | "HEAD" | "DELETE" | "OPTIONS"
-        ) {
-            match self.pick(cx, "", b"") {
-                Ok(pick) => {
-                    let value = HeaderValue::from_str(&pick).map_err(|_| {
-                        ProcessorError::internal("endpoint name is not a header value")
-                    })?;
-                    headers.set(HeaderName::from_static(DESTINATION), value);
-                    announce(cx, &pick);
-                    self.picked = true;
-                }
+        );
+        if bodiless || cx.request_body_empty {
+            let destination = match self.pick(cx, "", b"") {
+                Ok(d) => d,
                 Err(reply) => return Ok(Flow::Respond(*reply)),
-            }
+            };
+            self.announce(cx, destination, Some(headers))?;
         }
         Ok(Flow::Continue)
     }
 
     fn request_body_mode(&self) -> BodyMode {
-        if self.picked {
+        if self.picked.is_some() {
             BodyMode::Skip
         } else {
-            BodyMode::Buffer { limit: self.limit }
+            BodyMode::Buffer {
+                limit: self.shared.policy.max_request_bytes,
+            }
         }
     }
 
@@ -243,24 +358,102 @@ impl Processor for EndpointPicker {
         cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
-        if self.picked || !body.end_of_stream() {
+        if self.picked.is_some() || !body.end_of_stream() {
             return Ok(Flow::Continue);
         }
         let (model, prompt) = match model_and_prompt(cx, self.api, body.data()) {
             Ok(v) => v,
+            Err(message) => return Ok(Flow::Respond(bad_request(&message))),
+        };
+        self.model = Some(model.clone());
+        let target = Rng::with_thread(|rng| {
+            target_model(
+                &model,
+                self.control.rewrite.as_deref(),
+                &self.shared.policy.model_rewrites,
+                rng,
+            )
+        });
+        if let Some(t) = &target {
+            let Some(rewritten) = set_model(body.data(), t) else {
+                return Ok(Flow::Respond(bad_request(
+                    "request body has no top-level string model to rewrite",
+                )));
+            };
+            body.replace(rewritten.into());
+            self.write_back = Some(ModelWriteBack::new(t, &model));
+        }
+        self.target = target;
+        let scheduled_model = self.target.clone().unwrap_or(model);
+        let destination = match self.pick(cx, &scheduled_model, &prompt) {
+            Ok(d) => d,
             Err(reply) => return Ok(Flow::Respond(*reply)),
         };
-        let pick = match self.pick(cx, &model, &prompt) {
-            Ok(p) => p,
-            Err(reply) => return Ok(Flow::Respond(*reply)),
-        };
-        let value = HeaderValue::from_str(&pick)
-            .map_err(|_| ProcessorError::internal("endpoint name is not a header value"))?;
-        cx.late_request_headers
-            .push((HeaderName::from_static(DESTINATION), value));
-        announce(cx, &pick);
-        self.picked = true;
+        self.announce(cx, destination, None)?;
         Ok(Flow::Continue)
+    }
+
+    fn response_body_mode(&self) -> BodyMode {
+        if self.write_back.is_some() {
+            BodyMode::Stream
+        } else {
+            BodyMode::Skip
+        }
+    }
+
+    async fn on_response_body(
+        &mut self,
+        _cx: &mut Ctx,
+        body: &mut Body,
+    ) -> Result<Flow, ProcessorError> {
+        if let Some(w) = self.write_back.as_mut() {
+            let out = w.push(body.data(), body.end_of_stream());
+            if out.as_slice() != body.data().as_ref() {
+                body.replace(out.into());
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_complete(&mut self, cx: &mut Ctx, outcome: &Outcome) {
+        if self.picked.is_none() {
+            return;
+        }
+        let m = &self.shared.services.metrics.inference;
+        let labels = self.objective_labels();
+        m.running_requests
+            .get_or_create(&crate::metrics::ModelLabels {
+                model_name: labels.model_name.clone(),
+            })
+            .dec();
+        m.request_total.get_or_create(&labels).inc();
+        m.request_duration
+            .get_or_create(&labels)
+            .observe(cx.started.elapsed().as_secs_f64());
+        let status = outcome.status();
+        if !matches!(outcome, Outcome::Completed { .. }) || status >= 400 {
+            let error_code = match outcome {
+                Outcome::Completed { status } | Outcome::LocalReply { status } => {
+                    status.to_string()
+                }
+                other => other.label().to_string(),
+            };
+            m.request_error_total
+                .get_or_create(&ObjectiveErrorLabels {
+                    model_name: labels.model_name.clone(),
+                    target_model_name: labels.target_model_name.clone(),
+                    error_code,
+                })
+                .inc();
+        }
+        if let Some(usage) = cx.llm.as_ref().and_then(|l| l.usage.as_ref()) {
+            m.input_tokens
+                .get_or_create(&labels)
+                .observe(usage.input_tokens as f64);
+            m.output_tokens
+                .get_or_create(&labels)
+                .observe(usage.output_tokens as f64);
+        }
     }
 }
 

@@ -237,8 +237,19 @@ impl ExtProcStream {
         };
         if msg.end_of_stream {
             self.response.stage = Stage::Done;
-        } else if let Some(mode) = self.override_for(Side::Response, needed) {
-            resp.mode_override = Some(mode);
+        } else {
+            if let Some(mode) = self.override_for(Side::Response, needed) {
+                resp.mode_override = Some(mode);
+            }
+            // A body a processor may rewrite as it streams has no known length.
+            if needed == BodyMode::Stream
+                && matches!(
+                    self.response.mode,
+                    BodySendMode::Streamed | BodySendMode::FullDuplexStreamed
+                )
+            {
+                drop_content_length(&mut resp);
+            }
         }
         if self.response.mode == BodySendMode::FullDuplexStreamed
             && !msg.end_of_stream
@@ -283,6 +294,17 @@ impl ExtProcStream {
         }
         let mut out = Vec::new();
         if mode == BodySendMode::FullDuplexStreamed {
+            // The held header reply goes with the whole, possibly rewritten body: it
+            // carries that body's length.
+            if output.changed && output.end_of_stream && self.side(side).deferred.is_some() {
+                let len = HeaderValue::from(output.data.len());
+                let cx = &mut self.exchange.as_mut().expect("created above").cx;
+                let late = match side {
+                    Side::Request => &mut cx.late_request_headers,
+                    Side::Response => &mut cx.late_response_headers,
+                };
+                late.push((HeaderName::from_static("content-length"), len));
+            }
             if !output.data.is_empty() || output.end_of_stream {
                 out.extend(self.flush_deferred(side));
                 out.extend(streamed_chunks(side, output.data, output.end_of_stream));
@@ -381,40 +403,49 @@ impl ExtProcStream {
     // --- helpers ---
 
     /// FULL_DUPLEX_STREAMED: the held header reply, now completed with what the body
-    /// phase decided for the headers — late request headers, a route-cache clear and
-    /// the dynamic metadata, all on this one reply (the endpoint picker's contract).
+    /// phase decided for the headers — late headers (the pick, usage totals, the new
+    /// length of a rewritten body), a route-cache clear and the dynamic metadata, all
+    /// on this one reply (the endpoint picker's contract).
     fn flush_deferred(&mut self, side: Side) -> Option<ProcessingResponse> {
         let mut resp = self.side(side).deferred.take()?;
         let Some(ex) = self.exchange.as_mut() else {
             return Some(resp);
         };
-        if side == Side::Request {
-            let late = std::mem::take(&mut ex.cx.late_request_headers);
-            let clear = std::mem::take(&mut ex.cx.clear_route_cache);
-            if let Some(Out::RequestHeaders(HeadersResponse {
+        let (late, clear) = match side {
+            Side::Request => (
+                std::mem::take(&mut ex.cx.late_request_headers),
+                std::mem::take(&mut ex.cx.clear_route_cache),
+            ),
+            Side::Response => (std::mem::take(&mut ex.cx.late_response_headers), false),
+        };
+        if let Some(
+            Out::RequestHeaders(HeadersResponse {
                 response: Some(common),
-            })) = resp.response.as_mut()
-            {
-                if !late.is_empty() {
-                    let mutation = common.header_mutation.get_or_insert_with(Default::default);
-                    let extra = convert::mutation(&HeaderDiff {
-                        remove: Vec::new(),
-                        set: late.into_iter().map(|(n, v)| (n, vec![v])).collect(),
-                    })
-                    .unwrap_or_default();
-                    let names: Vec<String> = extra
-                        .set_headers
-                        .iter()
-                        .filter_map(|h| h.header.as_ref().map(|h| h.key.clone()))
-                        .collect();
-                    mutation.remove_headers.retain(|r| !names.contains(r));
-                    mutation
-                        .set_headers
-                        .retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
-                    mutation.set_headers.extend(extra.set_headers);
-                }
-                common.clear_route_cache |= clear;
+            })
+            | Out::ResponseHeaders(HeadersResponse {
+                response: Some(common),
+            }),
+        ) = resp.response.as_mut()
+        {
+            if !late.is_empty() {
+                let mutation = common.header_mutation.get_or_insert_with(Default::default);
+                let extra = convert::mutation(&HeaderDiff {
+                    remove: Vec::new(),
+                    set: late.into_iter().map(|(n, v)| (n, vec![v])).collect(),
+                })
+                .unwrap_or_default();
+                let names: Vec<String> = extra
+                    .set_headers
+                    .iter()
+                    .filter_map(|h| h.header.as_ref().map(|h| h.key.clone()))
+                    .collect();
+                mutation.remove_headers.retain(|r| !names.contains(r));
+                mutation
+                    .set_headers
+                    .retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
+                mutation.set_headers.extend(extra.set_headers);
             }
+            common.clear_route_cache |= clear;
         }
         if let Some(md) = take_metadata(ex) {
             match resp.dynamic_metadata.as_mut() {
@@ -544,6 +575,22 @@ fn common(diff: &HeaderDiff, clear_route_cache: bool) -> CommonResponse {
         header_mutation: convert::mutation(diff),
         clear_route_cache,
         ..Default::default()
+    }
+}
+
+/// Removes `content-length` with a header reply.
+fn drop_content_length(resp: &mut ProcessingResponse) {
+    if let Some(Out::ResponseHeaders(HeadersResponse {
+        response: Some(common),
+    })) = resp.response.as_mut()
+    {
+        let m = common.header_mutation.get_or_insert_with(Default::default);
+        m.set_headers.retain(|h| {
+            h.header
+                .as_ref()
+                .is_none_or(|h| !h.key.eq_ignore_ascii_case("content-length"))
+        });
+        m.remove_headers.push("content-length".to_string());
     }
 }
 

@@ -18,7 +18,9 @@ use crate::pipeline::{
 fn factory(endpoints: &[&str]) -> Arc<EndpointPickerFactory> {
     let yaml = format!("endpoints: {endpoints:?}");
     let policy: crate::config::EndpointPickerPolicy = serde_yaml::from_str(&yaml).unwrap();
-    Arc::new(EndpointPickerFactory::new(&policy, "p").unwrap())
+    Arc::new(
+        EndpointPickerFactory::new(&policy, &crate::services::Services::new(), "epp", "p").unwrap(),
+    )
 }
 
 fn set(f: &EndpointPickerFactory, i: usize, waiting: f64, kv_cache: f64) {
@@ -200,4 +202,127 @@ policies:
     .expect("bad endpoint rejected")
     .to_string();
     assert!(err.contains("endpointPicker.endpoints[1]"), "{err}");
+}
+
+fn factory_yaml(yaml: &str) -> Arc<EndpointPickerFactory> {
+    let policy: crate::config::EndpointPickerPolicy = serde_yaml::from_str(yaml).unwrap();
+    Arc::new(
+        EndpointPickerFactory::new(&policy, &crate::services::Services::new(), "epp", "p").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_post_without_body_is_picked_on_its_headers_and_gets_a_request_id() {
+    let f = factory(&["10.0.0.1:8000"]);
+    let mut ex = exchange(&f, "POST");
+    ex.cx.request_body_empty = true;
+    let mut h = Headers::new(http::HeaderMap::new());
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    assert_eq!(h.get_str(DESTINATION), Some("10.0.0.1:8000"));
+    assert_eq!(h.get_str("x-request-id"), Some(ex.cx.request_id.as_str()));
+    assert_eq!(ex.cx.destination.as_deref(), Some("10.0.0.1:8000"));
+}
+
+#[tokio::test]
+async fn a_client_request_id_is_kept() {
+    let f = factory(&["10.0.0.1:8000"]);
+    let mut ex = exchange(&f, "GET");
+    let mut map = http::HeaderMap::new();
+    map.insert("x-request-id", "abc".parse().unwrap());
+    let mut h = Headers::new(map);
+    let _ = ex.request_headers(&mut h).await;
+    assert_eq!(h.get_str("x-request-id"), Some("abc"));
+}
+
+/// Runs a whole exchange with a JSON response; the body the upstream got and the
+/// response the client got.
+async fn rewrite_round_trip(
+    f: &Arc<EndpointPickerFactory>,
+    headers: &[(&str, &str)],
+    response: &str,
+) -> (String, String) {
+    let mut ex = exchange(f, "POST");
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let mut h = Headers::new(map);
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    let Verdict::Continue(out) = ex.request_body(chat("hello"), true, false).await else {
+        panic!("request rejected");
+    };
+    let sent = String::from_utf8(out.data.to_vec()).unwrap();
+    let mut rh = Headers::new(http::HeaderMap::new());
+    ex.cx.response_status = Some(200);
+    let _ = ex.response_headers(&mut rh).await;
+    let mut got = Vec::new();
+    let bytes = response.as_bytes();
+    let mid = bytes.len() / 2;
+    for (chunk, eos) in [(&bytes[..mid], false), (&bytes[mid..], true)] {
+        let Verdict::Continue(out) = ex
+            .response_body(Bytes::copy_from_slice(chunk), eos, false)
+            .await
+        else {
+            panic!("response rejected");
+        };
+        got.extend_from_slice(&out.data);
+    }
+    (sent, String::from_utf8(got).unwrap())
+}
+
+#[tokio::test]
+async fn model_rewrite_changes_the_request_and_writes_the_response_model_back() {
+    let f = factory_yaml(
+        "{endpoints: ['10.0.0.1:8000'], modelRewrites: [{model: m, targets: [{model: m-v2}]}]}",
+    );
+    let sse = "data: {\"model\":\"m-v2\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+    let (sent, got) = rewrite_round_trip(&f, &[], sse).await;
+    let sent: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(sent["model"], "m-v2");
+    assert_eq!(sent["messages"][0]["content"], "hello");
+    assert_eq!(got, sse.replace("m-v2", "m"));
+
+    // The gateway's header overrides the configured rewrite.
+    let json = r#"{"id":"x","model": "from-header","usage":{}}"#;
+    let (sent, got) =
+        rewrite_round_trip(&f, &[("x-gateway-model-name-rewrite", "from-header")], json).await;
+    assert!(sent.contains(r#""model":"from-header""#), "{sent}");
+    assert_eq!(got, r#"{"id":"x","model": "m","usage":{}}"#);
+
+    // No rewrite: the response is not touched.
+    let plain = factory(&["10.0.0.1:8000"]);
+    let (sent, got) = rewrite_round_trip(&plain, &[], json).await;
+    assert!(sent.contains(r#""model":"m""#));
+    assert_eq!(got, json);
+}
+
+#[tokio::test]
+async fn picks_and_outcomes_are_counted_under_the_reference_names() {
+    let f = factory(&["10.0.0.1:8000"]);
+    let mut ex = exchange(&f, "POST");
+    run(&mut ex, &[], chat("x")).await.unwrap();
+    ex.finish(crate::pipeline::Outcome::Completed { status: 200 });
+    let mut ex = exchange(&f, "POST");
+    ex.cx.endpoint_subset = Some(Vec::new());
+    run(&mut ex, &[], chat("x")).await.unwrap_err();
+    let text = f.shared.services.metrics.encode();
+    for line in [
+        "inference_objective_request_total{model_name=\"m\",target_model_name=\"m\"} 1",
+        "inference_objective_running_requests{model_name=\"m\"} 0",
+        "inference_extension_scheduler_attempts_total{status=\"success\"} 1",
+        "inference_extension_scheduler_attempts_total{status=\"failure\"} 1",
+        "tollgate_epp_picks_total{pool=\"epp\",endpoint=\"10.0.0.1:8000\"} 1",
+        "tollgate_epp_dropped_total{pool=\"epp\",reason=\"rejected-no-endpoints\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
 }

@@ -172,3 +172,148 @@ async fn a_bad_body_gets_400() {
     let r = send_one(&mut s, request_body(b"{\"messages\":[]}", true)).await;
     assert_eq!(immediate(&r).status.as_ref().unwrap().code, 400);
 }
+
+#[tokio::test]
+async fn a_request_without_body_is_picked_on_its_header_reply() {
+    let mut s = stream_for(EPP);
+    let m = with_modes(
+        request_headers(
+            &[
+                (":method", "POST"),
+                (":path", "/v1/chat/completions"),
+                (":authority", "gateway.local"),
+                (":scheme", "http"),
+            ],
+            true,
+        ),
+        BodySendMode::FullDuplexStreamed,
+        BodySendMode::FullDuplexStreamed,
+    );
+    let r = send_one(&mut s, m).await;
+    assert_eq!(kind(&r), "request_headers");
+    assert_pick(&r);
+    assert!(
+        header_set(&r, "x-request-id").is_some(),
+        "x-request-id made"
+    );
+}
+
+const REWRITE: &str = r#"
+binds:
+- port: 18080
+  listeners:
+  - routes:
+    - name: llm
+      policies:
+        endpointPicker:
+          endpoints: ['10.0.0.1:8000']
+          modelRewrites: [{model: m, targets: [{model: m-large-v2}]}]
+"#;
+
+#[tokio::test]
+async fn a_rewritten_body_goes_with_its_length_and_the_response_names_the_client_model() {
+    let mut s = stream_for(REWRITE);
+    let m = with_modes(
+        post_spoofed(),
+        BodySendMode::FullDuplexStreamed,
+        BodySendMode::FullDuplexStreamed,
+    );
+    assert!(send(&mut s, m).await.is_empty());
+    let out = send(&mut s, request_body(CHAT, true)).await;
+    assert_eq!(kinds(&out), ["request_headers", "request_body"]);
+    assert_eq!(assert_pick(&out[0]), "10.0.0.1:8000");
+    let (body, eos) = streamed(&out[1]);
+    assert!(eos);
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["model"], "m-large-v2");
+    assert_eq!(
+        header_set(&out[0], "content-length"),
+        Some(body.len().to_string()),
+        "the header reply carries the rewritten body's length"
+    );
+
+    let mut rh = response_headers("200", false);
+    if let Some(In::ResponseHeaders(h)) = rh.request.as_mut() {
+        h.headers.get_or_insert_with(Default::default).headers.push(
+            envoy_types::pb::envoy::config::core::v3::HeaderValue {
+                key: "content-length".into(),
+                raw_value: b"60".to_vec(),
+                ..Default::default()
+            },
+        );
+    }
+    let r = send_one(&mut s, rh).await;
+    assert!(
+        removed(&r).contains(&"content-length".to_string()),
+        "a rewritten response has no known length"
+    );
+    let json = br#"{"id":"1","model":"m-large-v2","choices":[]}"#;
+    let out = send(&mut s, response_body(json, true)).await;
+    let (body, _) = streamed(&out[0]);
+    assert_eq!(body, br#"{"id":"1","model":"m","choices":[]}"#);
+}
+
+#[tokio::test]
+async fn large_bodies_come_back_in_chunks_of_at_most_62000_bytes() {
+    let mut s = stream_for(EPP);
+    let m = with_modes(
+        post_spoofed(),
+        BodySendMode::FullDuplexStreamed,
+        BodySendMode::FullDuplexStreamed,
+    );
+    assert!(send(&mut s, m).await.is_empty());
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(200_000)}]})
+        .to_string();
+    let bytes = body.as_bytes();
+    let mut out = Vec::new();
+    for (i, chunk) in bytes.chunks(16_384).enumerate() {
+        let last = (i + 1) * 16_384 >= bytes.len();
+        out.extend(send(&mut s, request_body(chunk, last)).await);
+    }
+    assert_eq!(kind(&out[0]), "request_headers");
+    assert_pick(&out[0]);
+    let mut joined = Vec::new();
+    for (i, r) in out[1..].iter().enumerate() {
+        let (data, eos) = streamed(r);
+        assert!(data.len() <= 62_000, "chunk {i} has {} bytes", data.len());
+        assert_eq!(eos, i == out.len() - 2);
+        joined.extend(data);
+    }
+    assert!(out.len() >= 5);
+    assert_eq!(joined, bytes);
+}
+
+#[tokio::test]
+async fn the_served_endpoint_is_read_on_the_response_path() {
+    let md = Metadata {
+        filter_metadata: [(
+            "envoy.lb".to_string(),
+            Struct {
+                fields: [(
+                    "x-gateway-destination-endpoint-served".to_string(),
+                    string("10.0.0.2:8000"),
+                )]
+                .into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        crate::adapters::ext_proc::convert::served_endpoint(Some(&md)).as_deref(),
+        Some("10.0.0.2:8000")
+    );
+    let mut s = stream_for(EPP);
+    let m = with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None);
+    send_one(&mut s, m).await;
+    send_one(&mut s, request_body(CHAT, true)).await;
+    let mut rh = response_headers("200", true);
+    rh.metadata_context = Some(md);
+    send_one(&mut s, rh).await;
+    assert_eq!(
+        s.exchange
+            .as_ref()
+            .and_then(|e| e.cx.served_endpoint.as_deref()),
+        Some("10.0.0.2:8000")
+    );
+}
