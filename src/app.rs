@@ -71,15 +71,17 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let mut servers = Vec::new();
     if let Some(ext) = &config.ext_proc {
-        let tls = match &ext.tls {
-            Some(t) => Some(tonic_tls(t)?),
-            None => None,
+        let tls = match (&ext.tls, ext.self_signed_tls) {
+            (Some(t), _) => Some(tonic_tls(t)?),
+            (None, true) => Some(self_signed_tls()?),
+            (None, false) => None,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         servers.push(tokio::spawn(ext_proc::serve(
             store.clone(),
             ext.address.clone(),
             tls,
+            ext.health_address.clone(),
             stopped(stop_rx.clone()),
             grace,
             ready_tx,
@@ -203,6 +205,26 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// A certificate made now for `localhost` and this host's name: encryption without
+/// verification, which is what gateways expect of an endpoint picker by default.
+fn self_signed_tls() -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let mut names = vec!["localhost".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" {
+            names.push(host.to_string());
+        }
+    }
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("extProc.selfSignedTls: making a certificate")?;
+    Ok(
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            certified.cert.pem(),
+            certified.signing_key.serialize_pem(),
+        )),
+    )
 }
 
 fn tonic_tls(tls: &config::ServerTls) -> anyhow::Result<tonic::transport::ServerTlsConfig> {

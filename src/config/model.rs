@@ -54,6 +54,16 @@ pub struct ExtProcConfig {
     /// Serve gRPC over TLS with this certificate. Omit for plaintext h2c.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
+    /// Serve ext_proc over TLS with a certificate made at start for `localhost` and the
+    /// pod's name, as endpoint pickers conventionally do: gateways that talk to an
+    /// endpoint picker encrypt but do not verify. Ignored when `tls` is given.
+    #[serde(default)]
+    pub self_signed_tls: bool,
+    /// Also serve gRPC health (`""`, `liveness`, `readiness`) in plaintext on this
+    /// `host:port` (the endpoint picker's conventional health port is 9003), for
+    /// Kubernetes probes. The ext_proc address always serves health too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_address: Option<String>,
     /// Request headers whose mutation makes tollgate ask Envoy to clear its route cache,
     /// besides `host`, which always does. Default: `x-gateway-destination-endpoint`.
     #[serde(default = "default_route_cache_headers")]

@@ -222,6 +222,14 @@ fn validate_addresses(config: &Config) -> Result<(), ConfigError> {
         if let Some(tls) = &ext.tls {
             server_tls_files(tls, "extProc.tls")?;
         }
+        if let Some(h) = &ext.health_address {
+            if h.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::field(
+                    "extProc.healthAddress",
+                    format!("{h:?} is not an IP:port"),
+                ));
+            }
+        }
     }
     if config.admin.address.parse::<SocketAddr>().is_err() {
         return Err(ConfigError::field(

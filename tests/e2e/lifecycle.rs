@@ -323,3 +323,52 @@ async fn grpc_health_on_the_ext_proc_port() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
+
+/// The endpoint picker's conventional layout: ext_proc over TLS with a certificate made
+/// at start (a gateway encrypts without verifying), gRPC health in plaintext on its own
+/// port for Kubernetes probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_ext_proc_and_a_plaintext_health_port() {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let ext_proc = support::free_port();
+    let health = support::free_port();
+    let yaml = format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\", selfSignedTls: true, healthAddress: \"127.0.0.1:{health}\" }}\n"
+    );
+    let tollgate = Tollgate::start(&yaml).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{health}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting to the health port");
+    let mut client = HealthClient::new(channel);
+    for service in ["", "liveness", "readiness"] {
+        let status = client
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let cert = support::tls::peer_certificate(("127.0.0.1", ext_proc), "localhost").await;
+    assert!(!cert.is_empty(), "ext_proc answers TLS with a certificate");
+    // Plaintext h2c on the TLS port fails.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{ext_proc}"))
+        .unwrap()
+        .connect()
+        .await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(ch) => HealthClient::new(ch)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "the ext_proc port speaks TLS only");
+    drop(tollgate);
+}

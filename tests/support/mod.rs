@@ -10,6 +10,7 @@ pub mod guard;
 pub mod llm;
 pub mod redis;
 pub mod scenario;
+pub mod tls;
 pub mod tollgate;
 pub mod upstream;
 

@@ -144,6 +144,7 @@ pub async fn serve(
     store: Arc<PipelineStore>,
     address: String,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    health_address: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
     ready: tokio::sync::oneshot::Sender<String>,
@@ -167,6 +168,25 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("ext_proc TLS config")?;
+    }
+    if let Some(addr) = health_address {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding extProc.healthAddress {addr}"))?;
+        tracing::info!(address = %listener.local_addr()?, "gRPC health listening");
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let health = health.clone();
+        // Lives as long as the process: probes keep answering through the drain
+        // (readiness NOT_SERVING, liveness SERVING).
+        tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, "gRPC health server failed");
+            }
+        });
     }
     let router = builder.add_service(health).add_service(service);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
