@@ -8,7 +8,7 @@ mod inference;
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
 pub use inference::{
     DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
-    PoolStats, PoolStatsSource, StatusLabels,
+    PoolStats, PoolStatsSource, ServedLabels, StatusLabels,
 };
 
 use std::sync::atomic::AtomicI64;

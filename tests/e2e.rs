@@ -14,6 +14,8 @@
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
+//! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
+//!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
 //!   entities split across SSE events arrive masked, rejected prompts never go upstream.
 //!
@@ -26,6 +28,8 @@ mod support;
 mod cli;
 #[path = "e2e/envoy.rs"]
 mod envoy;
+#[path = "e2e/epp_protocol.rs"]
+mod epp_protocol;
 #[path = "e2e/guard.rs"]
 mod guard;
 #[path = "e2e/lifecycle.rs"]

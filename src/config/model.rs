@@ -241,7 +241,7 @@ pub struct Listener {
 }
 
 /// A route: what requests it matches, the policies applied to them and where they go.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Route {
     /// The route's name: used in logs and metrics, and in ext_proc mode matched against

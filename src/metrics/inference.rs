@@ -60,6 +60,15 @@ pub struct PickLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServedLabels {
+    pub pool: String,
+    pub endpoint: String,
+    /// `true` when the gateway served the request where the picker sent it, `false`
+    /// when it used a fallback or another endpoint.
+    pub as_picked: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
     pub pool: String,
     pub reason: &'static str,
@@ -97,6 +106,7 @@ pub struct InferenceMetrics {
     pub scheduler_attempts: Family<StatusLabels, Counter>,
     pub prefix_hit_ratio: Histogram,
     pub picks: Family<PickLabels, Counter>,
+    pub served: Family<ServedLabels, Counter>,
     pub dropped: Family<DropLabels, Counter>,
     pools: WatchedPools,
     models: Mutex<HashSet<String>>,
@@ -181,6 +191,13 @@ impl InferenceMetrics {
             "Requests sent to each endpoint, by pool (route) and endpoint",
             picks.clone(),
         );
+        let served = Family::<ServedLabels, Counter>::default();
+        registry.register(
+            "tollgate_epp_served",
+            "Responses by the endpoint the gateway reported as served \
+             (x-gateway-destination-endpoint-served), and whether it was the pick",
+            served.clone(),
+        );
         let dropped = Family::<DropLabels, Counter>::default();
         registry.register(
             "tollgate_epp_dropped",
@@ -203,6 +220,7 @@ impl InferenceMetrics {
             scheduler_attempts,
             prefix_hit_ratio,
             picks,
+            served,
             dropped,
             pools,
             models: Mutex::new(HashSet::new()),

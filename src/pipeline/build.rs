@@ -90,6 +90,28 @@ impl Pipeline {
                 ));
             }
         }
+        if config.binds.is_empty() && config.ext_proc.is_some() {
+            // An ext_proc-only config (an endpoint picker, say): the gateway-wide
+            // policies apply to every request Envoy sends, as one route named `gateway`.
+            let route = crate::config::Route {
+                name: Some("gateway".to_string()),
+                ..Default::default()
+            };
+            let compiled = Arc::new(compile_route(
+                &route,
+                &config.policies,
+                "policies",
+                0,
+                &bcx,
+            )?);
+            ext_proc_routes
+                .by_name
+                .insert(compiled.name.clone(), compiled.clone());
+            ext_proc_routes.listeners.push(CompiledListener {
+                hostnames: Vec::new(),
+                routes: vec![compiled],
+            });
+        }
         let mut clear_route_cache_on = vec![HeaderName::from_static("host")];
         if let Some(ext) = &config.ext_proc {
             for (i, name) in ext.clear_route_cache_on.iter().enumerate() {

@@ -38,7 +38,7 @@ use crate::epp::prefix::block_hashes;
 use crate::epp::scheduler::schedule;
 use crate::epp::{Pool, PoolSpec, Rng};
 use crate::llm::{Api, LlmRequest};
-use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels};
+use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels, ServedLabels};
 use crate::pipeline::{
     Body, BodyMode, Ctx, Flow, Headers, LocalReply, Outcome, Processor, ProcessorError,
     ProcessorFactory,
@@ -390,6 +390,29 @@ impl Processor for EndpointPicker {
             Err(reply) => return Ok(Flow::Respond(*reply)),
         };
         self.announce(cx, destination, None)?;
+        Ok(Flow::Continue)
+    }
+
+    async fn on_response_headers(
+        &mut self,
+        cx: &mut Ctx,
+        _headers: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        if let (Some(served), Some(picked)) = (&cx.served_endpoint, &self.picked) {
+            // The gateway may report `ip:port` or a list (retries): the last served.
+            let served = served.rsplit(',').next().unwrap_or_default().trim();
+            self.shared
+                .services
+                .metrics
+                .inference
+                .served
+                .get_or_create(&ServedLabels {
+                    pool: self.shared.route.clone(),
+                    endpoint: served.to_string(),
+                    as_picked: if served == picked { "true" } else { "false" },
+                })
+                .inc();
+        }
         Ok(Flow::Continue)
     }
 

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod envoy;
+pub mod epp;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
 pub mod llm;

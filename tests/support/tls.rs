@@ -47,10 +47,9 @@ impl ServerCertVerifier for AcceptAny {
     }
 }
 
-/// The DER certificate the server at `addr` presents for `sni` (panics when the
-/// handshake fails).
-pub async fn peer_certificate(addr: (&str, u16), sni: &str) -> Vec<u8> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+/// A client config that accepts any server certificate, offering `alpn`.
+pub fn insecure_client_config(alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -58,6 +57,14 @@ pub async fn peer_certificate(addr: (&str, u16), sni: &str) -> Vec<u8> {
     .dangerous()
     .with_custom_certificate_verifier(Arc::new(AcceptAny))
     .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    config
+}
+
+/// The DER certificate the server at `addr` presents for `sni` (panics when the
+/// handshake fails).
+pub async fn peer_certificate(addr: (&str, u16), sni: &str) -> Vec<u8> {
+    let config = insecure_client_config(Vec::new());
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
