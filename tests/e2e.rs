@@ -14,6 +14,8 @@
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
+//! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
+//!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
@@ -28,6 +30,8 @@ mod support;
 mod cli;
 #[path = "e2e/envoy.rs"]
 mod envoy;
+#[path = "e2e/epp_envoy.rs"]
+mod epp_envoy;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
 #[path = "e2e/guard.rs"]

@@ -105,13 +105,24 @@ pub struct Envoy {
 
 impl Envoy {
     pub async fn start(listeners: &[ListenerSpec]) -> Self {
+        Self::start_with(listeners.len(), |admin_port, ports, access_log| {
+            render(admin_port, listeners, ports, access_log)
+        })
+        .await
+    }
+
+    /// Envoy with a config `render(admin_port, listener_ports, access_log)` writes.
+    pub async fn start_with(
+        listeners: usize,
+        render: impl FnOnce(u16, &[u16], &Path) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_port = free_port();
-        let ports: Vec<u16> = listeners.iter().map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..listeners).map(|_| free_port()).collect();
         let access_log = dir.path().join("access.log");
         let log_path = dir.path().join("envoy.log");
         let config_path = dir.path().join("envoy.yaml");
-        let yaml = render(admin_port, listeners, &ports, &access_log);
+        let yaml = render(admin_port, &ports, &access_log);
         std::fs::write(&config_path, yaml).expect("writing the Envoy config");
         let log = std::fs::File::create(&log_path).expect("creating the Envoy log");
         let child = Command::new(binary())

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod envoy;
 pub mod epp;
+pub mod epp_envoy;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
 pub mod llm;
