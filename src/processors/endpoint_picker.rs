@@ -18,15 +18,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
-use crate::epp::prefix::block_hashes;
-use crate::epp::scheduler::schedule;
-use crate::epp::{Pool, PoolSpec, Rng};
+use crate::epp::{PickRequest, Pool, PoolSpec};
 use crate::llm::{Api, LlmRequest};
 use crate::pipeline::{
     Body, BodyMode, Ctx, Flow, Headers, LocalReply, Processor, ProcessorError, ProcessorFactory,
@@ -94,43 +91,21 @@ struct EndpointPicker {
 impl EndpointPicker {
     /// Picks among the eligible endpoints for a prompt to `model`.
     fn pick(&self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
-        let eligible: Vec<usize> = match &cx.endpoint_subset {
-            None => (0..self.pool.endpoints().len()).collect(),
-            Some(subset) => {
-                let mut v: Vec<usize> = subset
-                    .iter()
-                    .filter_map(|s| s.parse::<SocketAddr>().ok())
-                    .filter_map(|a| self.pool.position(&a))
-                    .collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
-        };
-        let hashes = block_hashes(model, prompt);
-        let snaps = self.pool.snapshot(&eligible, &hashes, Instant::now());
-        let candidates: Vec<_> = snaps.iter().map(|s| s.candidate.clone()).collect();
-        let Some(pick) = Rng::with_thread(|rng| schedule(&candidates, hashes.len(), rng)) else {
-            return Err(Box::new(no_endpoints(cx.endpoint_subset.is_some())));
-        };
-        let chosen = snaps[pick.index].index;
-        self.pool.record_pick(chosen, &hashes);
-        let name = self.pool.endpoints()[chosen].name.clone();
+        let subset: Option<Vec<SocketAddr>> = cx
+            .endpoint_subset
+            .as_ref()
+            .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
+        let mut req = PickRequest::new(model, prompt);
+        req.subset = subset.as_deref();
+        let picked = self
+            .pool
+            .pick(&req)
+            .map_err(|_| Box::new(no_endpoints(cx.endpoint_subset.is_some())))?;
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let scores: Vec<String> = snaps
-                .iter()
-                .zip(&pick.scores)
-                .map(|(s, score)| {
-                    format!(
-                        "{}={score:.3}{}",
-                        self.pool.endpoints()[s.index].name,
-                        if s.stale { "(stale)" } else { "" }
-                    )
-                })
-                .collect();
-            tracing::debug!(request_id = %cx.request_id, pick = %name, blocks = hashes.len(), scores = %scores.join(" "), "endpoint picked");
+            tracing::debug!(request_id = %cx.request_id, pick = %picked.endpoint(), blocks = picked.blocks, scores = %picked.scores_line(), "endpoint picked");
         }
-        Ok(name)
+        // The response is not followed yet: the in-flight share ends with the pick.
+        Ok(picked.destination())
     }
 }
 
