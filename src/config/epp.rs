@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Duration, FailureMode, MetricsMapping, SaturationConfig, SchedulingConfig};
+use super::{
+    ConfigError, Duration, FailureMode, MetricsMapping, SaturationConfig, SchedulingConfig,
+};
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
 /// metrics, and the reference default scheduler (queue ×2, KV-cache ×2, prefix-cache ×3,

@@ -242,7 +242,10 @@ fn positive(at: String, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(ConfigError::field(at, format!("{v} must be a number more than 0")))
+        Err(ConfigError::field(
+            at,
+            format!("{v} must be a number more than 0"),
+        ))
     }
 }
 
@@ -455,7 +458,10 @@ mod tests {
         for (yaml, field) in [
             ("{running: ['ok', 'bad name']}", "m.running[1]"),
             ("{kvCache: ['']}", "m.kvCache[0]"),
-            ("{cacheConfig: [vllm:num_requests_waiting]}", "m.cacheConfig[0]"),
+            (
+                "{cacheConfig: [vllm:num_requests_waiting]}",
+                "m.cacheConfig[0]",
+            ),
         ] {
             let m: MetricsMapping = serde_yaml::from_str(yaml).unwrap();
             let e = m.validate("m").unwrap_err().to_string();

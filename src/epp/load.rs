@@ -390,7 +390,11 @@ mod tests {
         assert!((s.prefill_per_token.unwrap() - 1e-4).abs() < 1e-9);
 
         f.output_tokens(1);
-        assert_eq!(load.snapshot().decode_tokens, 1, "delivered replaces expected");
+        assert_eq!(
+            load.snapshot().decode_tokens,
+            1,
+            "delivered replaces expected"
+        );
         f.output_tokens(40);
         assert_eq!(load.snapshot().decode_tokens, 40);
 
@@ -434,7 +438,10 @@ mod tests {
         assert_eq!(f.endpoint(), b);
         assert_eq!(la.snapshot().requests, 0);
         let s = lb.snapshot();
-        assert_eq!((s.requests, s.prompt_tokens, s.decode_tokens), (1, 1000, 100));
+        assert_eq!(
+            (s.requests, s.prompt_tokens, s.decode_tokens),
+            (1, 1000, 100)
+        );
         assert_eq!(s.prefill_tokens, 1000, "the fallback holds no prefix");
         f.first_token(t0 + Duration::from_millis(50));
         assert_eq!(lb.snapshot().ttft, Some(0.05));
@@ -456,7 +463,11 @@ mod tests {
         let load = dir.load_of(&a).unwrap();
         let mut f = InFlight::start(dir.clone(), a, load.clone(), Instant::now(), dispatch());
         f.output_tokens(0);
-        assert_eq!(load.snapshot().decode_tokens, 100, "zero delivered changes nothing");
+        assert_eq!(
+            load.snapshot().decode_tokens,
+            100,
+            "zero delivered changes nothing"
+        );
         f.output_tokens(3);
         let s = load.snapshot();
         assert_eq!((s.prefill_requests, s.decode_tokens), (0, 3));

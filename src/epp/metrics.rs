@@ -328,7 +328,11 @@ vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapt
         );
         let lora = s.lora.unwrap();
         assert_eq!(lora.max_lora, 4);
-        assert_eq!(lora.running, vec!["sql-lora", "chat-lora"], "newest series wins");
+        assert_eq!(
+            lora.running,
+            vec!["sql-lora", "chat-lora"],
+            "newest series wins"
+        );
         assert!(lora.waiting.is_empty());
     }
 

@@ -269,7 +269,10 @@ impl Pool {
     }
 
     /// The pool an `endpointPicker` config at `path` describes; errors name the field.
-    pub fn from_policy(policy: &EndpointPickerPolicy, path: &str) -> Result<Arc<Pool>, ConfigError> {
+    pub fn from_policy(
+        policy: &EndpointPickerPolicy,
+        path: &str,
+    ) -> Result<Arc<Pool>, ConfigError> {
         let endpoints = policy.addresses(path)?;
         let pick = PickPolicy::from_config(policy, path)?;
         Ok(Pool::with_policy(
@@ -308,7 +311,12 @@ impl Pool {
     }
 
     /// Records a scrape of current member `index`: what it said, or why there is nothing.
-    pub fn set_metrics<S: Into<Scrape>>(&self, index: usize, result: Result<S, String>, now: Instant) {
+    pub fn set_metrics<S: Into<Scrape>>(
+        &self,
+        index: usize,
+        result: Result<S, String>,
+        now: Instant,
+    ) {
         if let Some(e) = self.membership.current.load().list.get(index) {
             e.record_scrape(result.map(Into::into), now);
         }
@@ -418,9 +426,8 @@ impl Pool {
             Prompt::Hashes(h) => h.len() as u64 * TOKENS_PER_BLOCK,
         });
         let stale_after = self.spec.stale_after;
-        let candidate = |slot: usize| {
-            members.list[slot].candidate(slot, hashes, req.model, stale_after, now)
-        };
+        let candidate =
+            |slot: usize| members.list[slot].candidate(slot, hashes, req.model, stale_after, now);
         let mut cands: Vec<Candidate> = match req.subset {
             None => (0..members.list.len()).map(candidate).collect(),
             Some(subset) => {

@@ -35,7 +35,11 @@ impl std::fmt::Debug for Scraper {
 
 impl Scraper {
     /// `None` outside a Tokio runtime.
-    pub fn in_current_runtime(mapping: Arc<Mapping>, path: &str, interval: Duration) -> Option<Self> {
+    pub fn in_current_runtime(
+        mapping: Arc<Mapping>,
+        path: &str,
+        interval: Duration,
+    ) -> Option<Self> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
         Some(Scraper {
             rt,
@@ -79,10 +83,11 @@ async fn scrape_loop(
         if endpoint.upgrade().is_none_or(|e| e.is_retired()) {
             return;
         }
-        let result = match tokio::time::timeout(timeout, scrape(&client, uri.clone(), &mapping)).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
-        };
+        let result =
+            match tokio::time::timeout(timeout, scrape(&client, uri.clone(), &mapping)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {timeout:?}")),
+            };
         let Some(e) = endpoint.upgrade() else {
             return;
         };

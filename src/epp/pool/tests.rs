@@ -64,7 +64,11 @@ fn tracks_staleness_errors_and_ipv6_names() {
     assert!(pool.metrics(0, t0 + Duration::from_millis(300)).1);
     pool.set_metrics::<Scrape>(0, Err("boom".into()), t0);
     assert_eq!(pool.last_error(0).as_deref(), Some("boom"));
-    assert_eq!(pool.metrics(0, t0).0, Some(m), "an error keeps the last metrics");
+    assert_eq!(
+        pool.metrics(0, t0).0,
+        Some(m),
+        "an error keeps the last metrics"
+    );
     assert_eq!(pool.metrics(7, t0), (None, true));
 }
 
@@ -81,7 +85,11 @@ fn picks_record_prefixes_and_respect_the_subset() {
     assert_eq!(first.endpoint(), a[0].to_string());
     assert_eq!(first.blocks, 8);
     assert_eq!(first.scores.len(), 3);
-    assert!(first.scores_line().contains("127.0.0.1:9000=4.000"), "{}", first.scores_line());
+    assert!(
+        first.scores_line().contains("127.0.0.1:9000=4.000"),
+        "{}",
+        first.scores_line()
+    );
     drop(first);
     assert_eq!(pool.endpoints()[0].prefix_usage(), (LRU_CAPACITY, 8));
 
@@ -112,11 +120,21 @@ fn precomputed_hashes_match_the_text() {
     let chosen = pool.position(&picked.endpoint().parse().unwrap()).unwrap();
     let mut req = PickRequest::new("m", b"");
     req.prompt = Prompt::Hashes(&hashes);
-    let c = pool.endpoints()[chosen].candidate(chosen, &hashes, "m", Duration::from_secs(1), Instant::now());
+    let c = pool.endpoints()[chosen].candidate(
+        chosen,
+        &hashes,
+        "m",
+        Duration::from_secs(1),
+        Instant::now(),
+    );
     assert_eq!(c.prefix_matched, 4);
     let again = pool.pick(&req).unwrap();
     assert_eq!(again.blocks, 4);
-    assert_eq!(again.endpoint(), picked.endpoint(), "the prefix holder wins the tie");
+    assert_eq!(
+        again.endpoint(),
+        picked.endpoint(),
+        "the prefix holder wins the tie"
+    );
 }
 
 #[test]
@@ -156,7 +174,10 @@ fn max_num_of_endpoints_gives_a_ranked_list() {
         picked.endpoints,
         vec!["127.0.0.1:9001", "[::1]:9100", "127.0.0.1:9000"]
     );
-    assert_eq!(picked.destination(), "127.0.0.1:9001,[::1]:9100,127.0.0.1:9000");
+    assert_eq!(
+        picked.destination(),
+        "127.0.0.1:9001,[::1]:9100,127.0.0.1:9000"
+    );
 }
 
 #[test]
@@ -226,10 +247,17 @@ fn membership_changes_keep_state_of_those_that_stay() {
     assert_eq!(m[0].addr, a[2]);
     assert_eq!(pool.position(&a[1]), Some(1));
     assert_eq!(pool.position(&a[0]), None);
-    assert!(Arc::ptr_eq(&m[1], &old_members[1]), "the same endpoint, state and all");
+    assert!(
+        Arc::ptr_eq(&m[1], &old_members[1]),
+        "the same endpoint, state and all"
+    );
     assert_eq!(pool.metrics(1, now), (Some(gauges(2.0, 0.3)), false));
     assert_eq!(m[1].prefix_usage().1, 3);
-    assert_eq!(m[1].load().snapshot().requests, 1, "in flight across the change");
+    assert_eq!(
+        m[1].load().snapshot().requests,
+        1,
+        "in flight across the change"
+    );
     drop(held);
     assert_eq!(m[1].load().snapshot().requests, 0);
     assert!(pool.metrics(0, now).1, "the new one has nothing yet");
@@ -333,7 +361,13 @@ fn latency_aware_sticks_to_the_prefix_until_it_is_saturated() {
         if picked.endpoint() != home {
             let ttft = |name: &str| {
                 let slot = pool.position(&name.parse().unwrap()).unwrap();
-                picked.scores.iter().find(|s| s.slot == slot).unwrap().ttft.unwrap()
+                picked
+                    .scores
+                    .iter()
+                    .find(|s| s.slot == slot)
+                    .unwrap()
+                    .ttft
+                    .unwrap()
             };
             assert!(ttft(picked.endpoint()) * 1.5 + 0.05 < ttft(&home));
             spilled = picked.endpoint().to_string();
@@ -362,10 +396,22 @@ fn latency_aware_sticks_to_the_prefix_until_it_is_saturated() {
 #[test]
 fn policy_errors_name_their_field() {
     for (yaml, field) in [
-        ("{scheduling: {scorers: [{type: queue, weight: 0}]}}", "p.scheduling.scorers[0].weight"),
-        ("{saturation: {queueThreshold: -1}}", "p.saturation.queueThreshold"),
-        ("{metrics: {mapping: {waiting: ['a b']}}}", "p.metrics.mapping.waiting[0]"),
-        ("{scheduling: {maxNumOfEndpoints: 0}}", "p.scheduling.maxNumOfEndpoints"),
+        (
+            "{scheduling: {scorers: [{type: queue, weight: 0}]}}",
+            "p.scheduling.scorers[0].weight",
+        ),
+        (
+            "{saturation: {queueThreshold: -1}}",
+            "p.saturation.queueThreshold",
+        ),
+        (
+            "{metrics: {mapping: {waiting: ['a b']}}}",
+            "p.metrics.mapping.waiting[0]",
+        ),
+        (
+            "{scheduling: {maxNumOfEndpoints: 0}}",
+            "p.scheduling.maxNumOfEndpoints",
+        ),
     ] {
         let mut v: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
         v["endpoints"] = serde_yaml::from_str("['127.0.0.1:1']").unwrap();
@@ -373,8 +419,10 @@ fn policy_errors_name_their_field() {
         let e = Pool::from_policy(&policy, "p").unwrap_err().to_string();
         assert!(e.starts_with(&format!("{field}:")), "{yaml}: {e}");
     }
-    let ok: EndpointPickerPolicy =
-        serde_yaml::from_str("{endpoints: ['127.0.0.1:1'], scheduling: {profile: roundRobin, maxNumOfEndpoints: 2}}").unwrap();
+    let ok: EndpointPickerPolicy = serde_yaml::from_str(
+        "{endpoints: ['127.0.0.1:1'], scheduling: {profile: roundRobin, maxNumOfEndpoints: 2}}",
+    )
+    .unwrap();
     let pool = Pool::from_policy(&ok, "p").unwrap();
     assert_eq!(pool.policy().profile.max_endpoints(), 2);
 }

@@ -33,9 +33,11 @@ fn keep_if(c: &mut Vec<Candidate>, keep: impl Fn(&Candidate) -> bool) {
 }
 
 fn lowest_band(c: &mut Vec<Candidate>, value: impl Fn(&Candidate) -> f64) {
-    let (min, max) = c.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
-        (lo.min(value(c)), hi.max(value(c)))
-    });
+    let (min, max) = c
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+            (lo.min(value(c)), hi.max(value(c)))
+        });
     let band = min + (max - min) / c.len() as f64;
     keep_if(c, |c| value(c) <= band);
 }

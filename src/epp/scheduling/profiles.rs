@@ -16,7 +16,7 @@ use super::pickers::Picker;
 use super::scorers::{Scorer, Stats};
 use super::{Candidate, Decision, RequestView, Rng};
 use crate::config::{
-    FilterConfig, PickerKind, PrefixAffinityConfig, ProfilePreset, ScorerKind, SchedulingConfig,
+    FilterConfig, PickerKind, PrefixAffinityConfig, ProfilePreset, SchedulingConfig, ScorerKind,
 };
 
 /// A scheduling profile.

@@ -164,10 +164,7 @@ mod tests {
         .into_iter()
         .map(|l| with(|c| c.lora = l))
         .collect();
-        assert_eq!(
-            scores(Scorer::Lora, &c, 1),
-            vec![1.0, 0.8, 0.6, 0.0, 1.0]
-        );
+        assert_eq!(scores(Scorer::Lora, &c, 1), vec![1.0, 0.8, 0.6, 0.0, 1.0]);
     }
 
     #[test]
