@@ -1,14 +1,19 @@
 //! The endpoint picker's domain: what is scraped from model servers (`metrics`), the
-//! prefix-cache index (`hash`, `prefix`), the reference default scheduler (`scheduler`)
-//! and the pool of endpoints with its scraper (`pool`). Everything but `pool`'s scraper
-//! is pure and synchronous.
+//! prefix-cache index (`hash`, `prefix`), this picker's in-flight load and observed
+//! latencies (`load`), scheduling profiles — filters, scorers, pickers, the latency model
+//! and the saturation detector (`scheduling`) — and the pool of endpoints with its
+//! membership, scraper and the pick itself (`pool`). Everything but `pool`'s scraper is
+//! synchronous.
 
 pub mod hash;
+pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod prefix;
-pub mod scheduler;
+pub mod scheduling;
+mod stats;
 
-pub use metrics::EndpointMetrics;
-pub use pool::{Pool, PoolSpec};
-pub use scheduler::{Candidate, Pick, Rng};
+pub use load::InFlight;
+pub use metrics::{EndpointMetrics, Scrape};
+pub use pool::{PickPolicy, PickRejection, PickRequest, Picked, Pool, PoolSpec, Prompt};
+pub use scheduling::{Candidate, Rng};

@@ -4,7 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Duration, FailureMode};
+use super::{
+    ConfigError, Duration, FailureMode, MetricsMapping, SaturationConfig, SchedulingConfig,
+};
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
 /// metrics, and the reference default scheduler (queue ×2, KV-cache ×2, prefix-cache ×3,
@@ -35,6 +37,13 @@ pub struct EndpointPickerPolicy {
     /// `x-gateway-model-name-rewrite` header set by the gateway overrides them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_rewrites: Vec<ModelRewrite>,
+    /// The scheduling profile: a preset or filters → weighted scorers → picker. Default
+    /// the `default` preset.
+    #[serde(default)]
+    pub scheduling: SchedulingConfig,
+    /// When requests with a negative priority are refused.
+    #[serde(default)]
+    pub saturation: SaturationConfig,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -85,6 +94,9 @@ pub struct EppMetricsConfig {
     /// Metrics older than this are stale. Default `200ms`.
     #[serde(default = "default_stale_after")]
     pub stale_after: Duration,
+    /// Which Prometheus families are read for what. Default vLLM's and SGLang's names.
+    #[serde(default)]
+    pub mapping: MetricsMapping,
 }
 
 fn default_max_request_bytes() -> usize {
@@ -106,6 +118,7 @@ impl Default for EppMetricsConfig {
             path: default_metrics_path(),
             interval: default_interval(),
             stale_after: default_stale_after(),
+            mapping: MetricsMapping::default(),
         }
     }
 }

@@ -1,26 +1,37 @@
-//! The pool of endpoints: the state table scheduling reads (last scraped metrics, when
-//! they were scraped, each endpoint's prefix-cache LRU) and the scraper that keeps it
-//! fresh. The scraper starts on first use inside the Tokio runtime (`tollgate validate`
-//! builds pipelines without one) and stops when the pool is dropped (a reload that
-//! replaced the route's policy).
+//! The pool of endpoints of one picker: its members (replaced at run time by
+//! [`Pool::set_endpoints`] without blocking a pick: an `ArcSwap` of the list), the state
+//! each member carries across changes (metrics, prefix LRU, in-flight load), the scraper,
+//! and [`Pool::pick`], the decision for one request.
+//!
+//! The scraper starts on first use inside the Tokio runtime (`tollgate validate` builds
+//! pipelines without one); each endpoint's task stops when it leaves the pool or the pool
+//! is dropped (a reload that replaced the route's policy).
 
+mod endpoint;
+mod scrape;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use arc_swap::ArcSwap;
 
-use super::metrics::{self, EndpointMetrics};
-use super::prefix::{Lru, LRU_CAPACITY};
-use super::scheduler::Candidate;
+use super::load::{Directory, Dispatch, InFlight, Load, CHARS_PER_TOKEN};
+use super::metrics::{EndpointMetrics, Mapping, Scrape};
+use super::prefix::{block_hashes, TOKENS_PER_BLOCK};
+use super::scheduling::saturation::Detector;
+use super::scheduling::{latency, Candidate, Profile, RequestView, Rng};
+use crate::config::{ConfigError, EndpointPickerPolicy};
+
+pub use endpoint::Endpoint;
+use scrape::Scraper;
 
 /// What a pool is made of.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolSpec {
+    /// The initial members (empty when a discovery source fills them in).
     pub endpoints: Vec<SocketAddr>,
     /// HTTP path of the Prometheus metrics.
     pub metrics_path: String,
@@ -29,298 +40,479 @@ pub struct PoolSpec {
     pub stale_after: Duration,
 }
 
-/// One endpoint and what is known of it.
+/// How a pool decides: the scheduling profile, the saturation detector and the metric
+/// names the scraper reads.
 #[derive(Debug)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    /// `ip:port` as the EPP protocol writes it (IPv6 in brackets).
-    pub name: String,
-    state: Mutex<EndpointState>,
+pub struct PickPolicy {
+    pub profile: Profile,
+    pub saturation: Detector,
+    pub mapping: Arc<Mapping>,
 }
 
-#[derive(Debug)]
-struct EndpointState {
-    metrics: Option<EndpointMetrics>,
-    scraped_at: Option<Instant>,
-    last_error: Option<String>,
-    prefix: Lru,
+impl Default for PickPolicy {
+    /// The reference: the `default` profile, thresholds 5 and 0.8, vLLM's and SGLang's
+    /// metric names.
+    fn default() -> Self {
+        PickPolicy {
+            profile: Profile::from_config(&Default::default()),
+            saturation: Detector::default(),
+            mapping: Arc::new(Mapping::shared_default().clone()),
+        }
+    }
 }
 
-/// An eligible endpoint as scheduling sees it.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    /// Index in the pool.
-    pub index: usize,
-    pub candidate: Candidate,
-    /// No metrics, or metrics older than `stale_after`.
+impl PickPolicy {
+    /// The policy of an `endpointPicker` config at `path`; errors name the field.
+    pub fn from_config(policy: &EndpointPickerPolicy, path: &str) -> Result<Self, ConfigError> {
+        policy.scheduling.validate(&format!("{path}.scheduling"))?;
+        policy.saturation.validate(&format!("{path}.saturation"))?;
+        policy
+            .metrics
+            .mapping
+            .validate(&format!("{path}.metrics.mapping"))?;
+        Ok(PickPolicy {
+            profile: Profile::from_config(&policy.scheduling),
+            saturation: Detector::from_config(&policy.saturation),
+            mapping: Arc::new(Mapping::new(&policy.metrics.mapping)),
+        })
+    }
+}
+
+/// The members at one moment.
+#[derive(Debug, Default)]
+pub struct Members {
+    list: Vec<Arc<Endpoint>>,
+    by_addr: HashMap<SocketAddr, usize>,
+}
+
+impl Members {
+    fn new(list: Vec<Arc<Endpoint>>) -> Self {
+        let by_addr = list.iter().enumerate().map(|(i, e)| (e.addr, i)).collect();
+        Members { list, by_addr }
+    }
+
+    /// Index of the endpoint at `addr`.
+    pub fn position(&self, addr: &SocketAddr) -> Option<usize> {
+        self.by_addr.get(addr).copied()
+    }
+}
+
+impl Deref for Members {
+    type Target = [Arc<Endpoint>];
+    fn deref(&self) -> &Self::Target {
+        &self.list
+    }
+}
+
+/// The shared handle on the current members (in-flight guards look endpoints up in it).
+#[derive(Debug, Default)]
+struct Membership {
+    current: ArcSwap<Members>,
+}
+
+impl Directory for Membership {
+    fn load_of(&self, addr: &SocketAddr) -> Option<Arc<Load>> {
+        let m = self.current.load();
+        m.position(addr).map(|i| m.list[i].load().clone())
+    }
+}
+
+/// What a membership change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub added: usize,
+    pub removed: usize,
+    pub kept: usize,
+}
+
+/// The prompt of a request to pick for.
+#[derive(Clone, Copy, Debug)]
+pub enum Prompt<'a> {
+    /// The text; hashed here.
+    Text(&'a [u8]),
+    /// Its block hashes, already computed with [`block_hashes`].
+    Hashes(&'a [u64]),
+}
+
+/// One request to pick an endpoint for.
+#[derive(Clone, Copy, Debug)]
+pub struct PickRequest<'a> {
+    /// The model (or LoRA adapter) name; empty for a request without a body.
+    pub model: &'a str,
+    pub prompt: Prompt<'a>,
+    /// Estimated prompt tokens; default the prompt's characters / 4.
+    pub prompt_tokens: Option<u64>,
+    /// The request's max tokens, when it gives them.
+    pub expected_output_tokens: Option<u64>,
+    /// Negative is sheddable: refused while the pool is saturated.
+    pub priority: i64,
+    /// The gateway's subset hint: pick only among these.
+    pub subset: Option<&'a [SocketAddr]>,
+}
+
+impl<'a> PickRequest<'a> {
+    /// A request for `model` with `prompt` text, priority 0, no subset.
+    pub fn new(model: &'a str, prompt: &'a [u8]) -> Self {
+        PickRequest {
+            model,
+            prompt: Prompt::Text(prompt),
+            prompt_tokens: None,
+            expected_output_tokens: None,
+            priority: 0,
+            subset: None,
+        }
+    }
+}
+
+/// Why no endpoint was picked.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum PickRejection {
+    #[error("no endpoint to pick")]
+    NoEndpoints,
+    #[error("the pool is saturated ({saturation:.2}) and the request is sheddable")]
+    Saturated { saturation: f64 },
+}
+
+/// One candidate's result, for the debug log.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// Index in [`Picked::members`].
+    pub slot: usize,
+    pub total: f64,
+    /// Predicted seconds to the first token, when the profile predicts it.
+    pub ttft: Option<f64>,
     pub stale: bool,
+}
+
+/// The decision for one request.
+#[derive(Debug)]
+pub struct Picked {
+    /// `ip:port` of the endpoints, ranked; the first is the pick.
+    pub endpoints: Vec<String>,
+    /// Every candidate that passed the filters.
+    pub scores: Vec<Score>,
+    /// Blocks the prompt was cut into.
+    pub blocks: usize,
+    /// Leading blocks the pick already held.
+    pub prefix_matched: usize,
+    /// The request's share of the picked endpoint's load; keep it until the response ends.
+    pub in_flight: InFlight,
+    members: Arc<Members>,
+}
+
+impl Picked {
+    /// The pick.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoints[0]
+    }
+
+    /// The value of `x-gateway-destination-endpoint`: the pick, then the fallbacks.
+    pub fn destination(&self) -> String {
+        self.endpoints.join(",")
+    }
+
+    /// The members the scores' slots index.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// `name=score[ ttft=…ms][(stale)]` for each scored candidate.
+    pub fn scores_line(&self) -> String {
+        let mut out = String::new();
+        for s in &self.scores {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&self.members.list[s.slot].name);
+            out.push_str(&format!("={:.3}", s.total));
+            if let Some(t) = s.ttft {
+                out.push_str(&format!(" ttft={:.1}ms", t * 1e3));
+            }
+            if s.stale {
+                out.push_str("(stale)");
+            }
+        }
+        out
+    }
 }
 
 /// The endpoints of one picker.
 #[derive(Debug)]
 pub struct Pool {
     spec: PoolSpec,
-    endpoints: Vec<Endpoint>,
-    scraper_started: AtomicBool,
+    policy: PickPolicy,
+    membership: Arc<Membership>,
+    /// The scraper once started; its lock also serialises membership changes.
+    scraper: Mutex<Option<Scraper>>,
 }
 
 impl Pool {
+    /// A pool with the reference policy.
     pub fn new(spec: PoolSpec) -> Arc<Pool> {
-        let endpoints = spec
+        Pool::with_policy(spec, PickPolicy::default())
+    }
+
+    pub fn with_policy(spec: PoolSpec, policy: PickPolicy) -> Arc<Pool> {
+        let mut seen = std::collections::HashSet::new();
+        let list = spec
             .endpoints
             .iter()
-            .map(|addr| Endpoint {
-                addr: *addr,
-                name: addr.to_string(),
-                state: Mutex::new(EndpointState {
-                    metrics: None,
-                    scraped_at: None,
-                    last_error: None,
-                    prefix: Lru::new(LRU_CAPACITY),
-                }),
-            })
+            .filter(|a| seen.insert(**a))
+            .map(|a| Arc::new(Endpoint::new(*a)))
             .collect();
         Arc::new(Pool {
             spec,
-            endpoints,
-            scraper_started: AtomicBool::new(false),
+            policy,
+            membership: Arc::new(Membership {
+                current: ArcSwap::from_pointee(Members::new(list)),
+            }),
+            scraper: Mutex::new(None),
         })
+    }
+
+    /// The pool an `endpointPicker` config at `path` describes; errors name the field.
+    pub fn from_policy(
+        policy: &EndpointPickerPolicy,
+        path: &str,
+    ) -> Result<Arc<Pool>, ConfigError> {
+        let endpoints = policy.addresses(path)?;
+        let pick = PickPolicy::from_config(policy, path)?;
+        Ok(Pool::with_policy(
+            PoolSpec {
+                endpoints,
+                metrics_path: policy.metrics.path.clone(),
+                interval: policy.metrics.interval.get(),
+                stale_after: policy.metrics.stale_after.get(),
+            },
+            pick,
+        ))
     }
 
     pub fn spec(&self) -> &PoolSpec {
         &self.spec
     }
 
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
+    pub fn policy(&self) -> &PickPolicy {
+        &self.policy
     }
 
-    /// Index of the endpoint at `addr`.
+    /// The current members.
+    pub fn endpoints(&self) -> Arc<Members> {
+        self.membership.current.load_full()
+    }
+
+    /// Index of the endpoint at `addr` among the current members.
     pub fn position(&self, addr: &SocketAddr) -> Option<usize> {
-        self.endpoints.iter().position(|e| e.addr == *addr)
+        self.membership.current.load().position(addr)
     }
 
-    /// Records a scrape of endpoint `index`: its metrics, or why there are none.
-    pub fn set_metrics(&self, index: usize, result: Result<EndpointMetrics, String>, now: Instant) {
-        let mut s = self.endpoints[index].state.lock().expect("endpoint lock");
-        match result {
-            Ok(m) => {
-                s.metrics = Some(m);
-                s.scraped_at = Some(now);
-                s.last_error = None;
-            }
-            Err(e) => s.last_error = Some(e),
+    /// The member at `addr`.
+    pub fn endpoint(&self, addr: &SocketAddr) -> Option<Arc<Endpoint>> {
+        let m = self.membership.current.load();
+        m.position(addr).map(|i| m.list[i].clone())
+    }
+
+    /// Records a scrape of current member `index`: what it said, or why there is nothing.
+    pub fn set_metrics<S: Into<Scrape>>(
+        &self,
+        index: usize,
+        result: Result<S, String>,
+        now: Instant,
+    ) {
+        if let Some(e) = self.membership.current.load().list.get(index) {
+            e.record_scrape(result.map(Into::into), now);
         }
     }
 
-    /// The last metrics of endpoint `index`, and whether they are stale at `now`.
+    /// The last metrics of current member `index`, and whether they are stale at `now`.
     pub fn metrics(&self, index: usize, now: Instant) -> (Option<EndpointMetrics>, bool) {
-        let s = self.endpoints[index].state.lock().expect("endpoint lock");
-        (s.metrics, self.stale(&s, now))
+        let m = self.membership.current.load();
+        m.list
+            .get(index)
+            .map_or((None, true), |e| e.metrics(self.spec.stale_after, now))
     }
 
-    /// The last scrape error of endpoint `index` (cleared by a good scrape).
+    /// The last scrape error of current member `index`.
     pub fn last_error(&self, index: usize) -> Option<String> {
-        let s = self.endpoints[index].state.lock().expect("endpoint lock");
-        s.last_error.clone()
+        let m = self.membership.current.load();
+        m.list.get(index).and_then(|e| e.last_error())
     }
 
-    fn stale(&self, s: &EndpointState, now: Instant) -> bool {
-        s.scraped_at
-            .is_none_or(|at| now.saturating_duration_since(at) > self.spec.stale_after)
-    }
-
-    /// The endpoints at `indexes` as scheduling candidates for a prompt of `hashes`.
-    /// An endpoint with no metrics yet counts as idle (and stale).
-    pub fn snapshot(&self, indexes: &[usize], hashes: &[u64], now: Instant) -> Vec<Snapshot> {
-        indexes
-            .iter()
-            .map(|&index| {
-                let s = self.endpoints[index].state.lock().expect("endpoint lock");
-                let m = s.metrics.unwrap_or_default();
-                Snapshot {
-                    index,
-                    candidate: Candidate {
-                        waiting: m.waiting,
-                        kv_cache: m.kv_cache,
-                        prefix_matched: s.prefix.matched(hashes),
-                    },
-                    stale: self.stale(&s, now),
-                }
-            })
-            .collect()
-    }
-
-    /// Records that a prompt of `hashes` was sent to endpoint `index`.
-    pub fn record_pick(&self, index: usize, hashes: &[u64]) {
-        let mut s = self.endpoints[index].state.lock().expect("endpoint lock");
-        s.prefix.record(hashes);
-    }
-
-    /// Starts scraping every endpoint, once; a no-op outside a Tokio runtime.
-    pub fn start_scraper(self: &Arc<Self>) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.scraper_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client: Client<HttpConnector, Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        for (index, e) in self.endpoints.iter().enumerate() {
-            let uri = format!("http://{}{}", e.name, self.spec.metrics_path);
-            let Ok(uri) = uri.parse::<http::Uri>() else {
-                tracing::warn!(%uri, "endpoint picker: bad metrics URI; not scraped");
+    /// Replaces the members. Endpoints that stay keep their metrics, prefix LRU and load;
+    /// new ones are scraped (once the scraper runs); removed ones stop being scraped.
+    /// Picks in progress finish on the list they started with.
+    pub fn set_endpoints(&self, addrs: Vec<SocketAddr>) -> MembershipChange {
+        let scraper = self.scraper.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.membership.current.load_full();
+        let mut list: Vec<Arc<Endpoint>> = Vec::with_capacity(addrs.len());
+        let mut seen = std::collections::HashSet::with_capacity(addrs.len());
+        let mut added = Vec::new();
+        for addr in addrs {
+            if !seen.insert(addr) {
                 continue;
-            };
-            rt.spawn(scrape_loop(
-                Arc::downgrade(self),
-                index,
-                client.clone(),
-                uri,
-                self.spec.interval,
-            ));
+            }
+            match old.position(&addr) {
+                Some(i) => list.push(old.list[i].clone()),
+                None => {
+                    let e = Arc::new(Endpoint::new(addr));
+                    added.push(e.clone());
+                    list.push(e);
+                }
+            }
         }
+        let mut removed = 0;
+        for e in old.list.iter().filter(|e| !seen.contains(&e.addr)) {
+            e.retire();
+            removed += 1;
+        }
+        let change = MembershipChange {
+            added: added.len(),
+            removed,
+            kept: list.len() - added.len(),
+        };
+        self.membership.current.store(Arc::new(Members::new(list)));
+        if let Some(s) = scraper.as_ref() {
+            for e in &added {
+                s.spawn(e);
+            }
+        }
+        change
+    }
+
+    /// Starts scraping every member, once; a no-op outside a Tokio runtime.
+    pub fn start_scraper(&self) {
+        let mut guard = self.scraper.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            return;
+        }
+        let Some(s) = Scraper::in_current_runtime(
+            self.policy.mapping.clone(),
+            &self.spec.metrics_path,
+            self.spec.interval,
+        ) else {
+            return;
+        };
+        for e in self.membership.current.load().iter() {
+            s.spawn(e);
+        }
+        *guard = Some(s);
+    }
+
+    /// The saturation of all current members at `now` (see `scheduling::saturation`).
+    pub fn saturation(&self, now: Instant) -> f64 {
+        let m = self.membership.current.load();
+        let c: Vec<Candidate> = m
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.candidate(i, &[], "", self.spec.stale_after, now))
+            .collect();
+        self.policy.saturation.saturation(&c)
+    }
+
+    /// Picks the endpoints of one request, records its prompt in the pick's prefix LRU
+    /// and starts its in-flight share there.
+    pub fn pick(&self, req: &PickRequest<'_>) -> Result<Picked, PickRejection> {
+        let now = Instant::now();
+        let members = self.membership.current.load_full();
+        let owned;
+        let hashes: &[u64] = match req.prompt {
+            Prompt::Text(text) => {
+                owned = block_hashes(req.model, text);
+                &owned
+            }
+            Prompt::Hashes(h) => h,
+        };
+        let prompt_tokens = req.prompt_tokens.unwrap_or(match req.prompt {
+            Prompt::Text(text) => text.len() as u64 / CHARS_PER_TOKEN,
+            Prompt::Hashes(h) => h.len() as u64 * TOKENS_PER_BLOCK,
+        });
+        let stale_after = self.spec.stale_after;
+        let candidate =
+            |slot: usize| members.list[slot].candidate(slot, hashes, req.model, stale_after, now);
+        let mut cands: Vec<Candidate> = match req.subset {
+            None => (0..members.list.len()).map(candidate).collect(),
+            Some(subset) => {
+                let mut slots: Vec<usize> =
+                    subset.iter().filter_map(|a| members.position(a)).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                slots.into_iter().map(candidate).collect()
+            }
+        };
+        if cands.is_empty() {
+            return Err(PickRejection::NoEndpoints);
+        }
+        if req.priority < 0 {
+            let saturation = self.policy.saturation.saturation(&cands);
+            if saturation >= 1.0 {
+                return Err(PickRejection::Saturated { saturation });
+            }
+        }
+        let view = RequestView {
+            total_blocks: hashes.len(),
+            prompt_tokens: prompt_tokens as f64,
+        };
+        let predicts = self.policy.profile.needs_latency();
+        if predicts {
+            for c in &mut cands {
+                c.ttft = latency::estimate(c, &view).ttft;
+            }
+        }
+        let decision = Rng::with_thread(|rng| self.policy.profile.run(&mut cands, &view, rng));
+        let Some(&first) = decision.order.first() else {
+            return Err(PickRejection::NoEndpoints);
+        };
+        let chosen = &cands[first];
+        let endpoint = &members.list[chosen.slot];
+        endpoint.record_prefix(hashes);
+        let estimate = latency::estimate(chosen, &view);
+        let in_flight = InFlight::start(
+            self.membership.clone(),
+            endpoint.addr,
+            endpoint.load().clone(),
+            now,
+            Dispatch {
+                prompt_tokens,
+                uncached_tokens: estimate.own_tokens as u64,
+                expected_output: req.expected_output_tokens,
+                prefill_ahead_tokens: estimate.ahead_tokens,
+                base_ttft: estimate.base,
+            },
+        );
+        let endpoints = decision
+            .order
+            .iter()
+            .map(|&i| members.list[cands[i].slot].name.clone())
+            .collect();
+        let scores = cands
+            .iter()
+            .zip(&decision.totals)
+            .map(|(c, &total)| Score {
+                slot: c.slot,
+                total,
+                ttft: predicts.then_some(c.ttft),
+                stale: c.stale,
+            })
+            .collect();
+        Ok(Picked {
+            endpoints,
+            scores,
+            blocks: hashes.len(),
+            prefix_matched: chosen.prefix_matched,
+            in_flight,
+            members,
+        })
     }
 }
 
-/// Scrapes one endpoint every `interval` until the pool is gone.
-async fn scrape_loop(
-    pool: Weak<Pool>,
-    index: usize,
-    client: Client<HttpConnector, Empty<Bytes>>,
-    uri: http::Uri,
-    interval: Duration,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let timeout = (interval * 10).max(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        if pool.strong_count() == 0 {
-            return;
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for e in self.membership.current.load().iter() {
+            e.retire();
         }
-        let result = match tokio::time::timeout(timeout, scrape(&client, uri.clone())).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
-        };
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        if let Err(e) = &result {
-            tracing::debug!(endpoint = %pool.endpoints[index].name, error = %e, "metrics scrape failed");
-        }
-        pool.set_metrics(index, result, Instant::now());
     }
-}
-
-async fn scrape(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    uri: http::Uri,
-) -> Result<EndpointMetrics, String> {
-    let resp = client.get(uri).await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("status {}", resp.status()));
-    }
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let text = std::str::from_utf8(&body).map_err(|_| "metrics are not UTF-8".to_string())?;
-    metrics::parse(text).ok_or_else(|| "no known metric family".to_string())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(endpoints: Vec<SocketAddr>) -> PoolSpec {
-        PoolSpec {
-            endpoints,
-            metrics_path: "/metrics".into(),
-            interval: Duration::from_millis(10),
-            stale_after: Duration::from_millis(200),
-        }
-    }
-
-    #[test]
-    fn tracks_staleness_and_prefixes() {
-        let pool = Pool::new(spec(vec![
-            "127.0.0.1:1".parse().unwrap(),
-            "[::1]:2".parse().unwrap(),
-        ]));
-        assert_eq!(pool.endpoints()[1].name, "[::1]:2");
-        let t0 = Instant::now();
-        assert!(pool.metrics(0, t0).1, "never scraped is stale");
-        let m = EndpointMetrics {
-            waiting: 3.0,
-            running: 1.0,
-            kv_cache: 0.5,
-        };
-        pool.set_metrics(0, Ok(m), t0);
-        assert_eq!(pool.metrics(0, t0), (Some(m), false));
-        assert!(pool.metrics(0, t0 + Duration::from_millis(300)).1);
-        pool.set_metrics(0, Err("boom".into()), t0);
-        assert_eq!(pool.last_error(0).as_deref(), Some("boom"));
-        assert_eq!(
-            pool.metrics(0, t0).0,
-            Some(m),
-            "an error keeps the last metrics"
-        );
-
-        pool.record_pick(1, &[10, 11]);
-        let snap = pool.snapshot(&[0, 1], &[10, 11, 12], t0);
-        assert_eq!(snap[0].candidate.waiting, 3.0);
-        assert_eq!(snap[0].candidate.prefix_matched, 0);
-        assert_eq!(snap[1].candidate.prefix_matched, 2);
-        assert!(snap[1].stale);
-    }
-
-    #[tokio::test]
-    async fn scrapes_metrics_over_http() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = [0u8; 1024];
-                    loop {
-                        let Ok(n) = sock.read(&mut buf).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        let body = "vllm:num_requests_waiting 5\nvllm:kv_cache_usage_perc 0.4\n";
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if sock.write_all(resp.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        let pool = Pool::new(spec(vec![addr]));
-        pool.start_scraper();
-        pool.start_scraper(); // idempotent
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let (Some(m), false) = pool.metrics(0, Instant::now()) {
-                assert_eq!(m.waiting, 5.0);
-                assert_eq!(m.kv_cache, 0.4);
-                break;
-            }
-            assert!(Instant::now() < deadline, "never scraped");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
+mod tests;

@@ -2,80 +2,205 @@
 //! blocks (16 tokens × 4 characters), each block hashed with xxHash64 chained on the
 //! previous block's hash, the chain seeded with the model; each endpoint keeps an LRU of
 //! the block hashes it was recently sent, and scores by how many leading blocks of a new
-//! prompt it holds.
+//! prompt it holds. The LRU's capacity follows the endpoint's KV cache once its
+//! `cache_config_info` says how big that is ([`capacity_for`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::hash::xxh64;
+use super::metrics::CacheConfig;
 
 /// Characters per block (the reference's 16 tokens × 4 characters).
 pub const BLOCK_SIZE: usize = 64;
 /// Most blocks hashed per prompt (the rest of a longer prompt is not indexed).
 pub const MAX_BLOCKS: usize = 256;
-/// Block hashes kept per endpoint (the reference's default LRU capacity).
+/// Block hashes kept per endpoint until its cache geometry is known (the reference's
+/// default LRU capacity).
 pub const LRU_CAPACITY: usize = 31_250;
+/// Tokens one block stands for (64 characters at 4 characters a token).
+pub const TOKENS_PER_BLOCK: u64 = 16;
+/// Largest auto-tuned capacity (a bound on memory whatever an endpoint reports).
+pub const MAX_LRU_CAPACITY: usize = 4_000_000;
+
+/// The LRU capacity matching an endpoint's KV cache: its tokens
+/// (`num_gpu_blocks × block_size`) over the tokens one hashed block stands for.
+pub fn capacity_for(cache: &CacheConfig) -> usize {
+    let tokens = cache.num_gpu_blocks.saturating_mul(cache.block_size);
+    ((tokens / TOKENS_PER_BLOCK) as usize).clamp(1, MAX_LRU_CAPACITY)
+}
 
 /// The chained block hashes of a prompt sent to `model`. Only whole blocks count.
 pub fn block_hashes(model: &str, prompt: &[u8]) -> Vec<u64> {
     let mut prev = xxh64(model.as_bytes(), 0);
-    let mut buf = Vec::with_capacity(BLOCK_SIZE + 8);
+    let mut buf = [0u8; BLOCK_SIZE + 8];
     prompt
         .chunks_exact(BLOCK_SIZE)
         .take(MAX_BLOCKS)
         .map(|block| {
-            buf.clear();
-            buf.extend_from_slice(block);
-            buf.extend_from_slice(&prev.to_le_bytes());
+            buf[..BLOCK_SIZE].copy_from_slice(block);
+            buf[BLOCK_SIZE..].copy_from_slice(&prev.to_le_bytes());
             prev = xxh64(&buf, 0);
             prev
         })
         .collect()
 }
 
-/// A least-recently-used set of block hashes.
+/// Hashes the keys are already: xxHash64 outputs are spread well enough to index a
+/// table as they are.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    hash: u64,
+    prev: u32,
+    next: u32,
+}
+
+/// A least-recently-used set of block hashes: a hash table into a slab of nodes linked
+/// most- to least-recently used, so every operation is O(1) and nothing is allocated
+/// once the slab is full.
 #[derive(Debug)]
 pub struct Lru {
     capacity: usize,
-    tick: u64,
-    by_hash: HashMap<u64, u64>,
-    by_tick: BTreeMap<u64, u64>,
+    map: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
 }
 
 impl Lru {
     pub fn new(capacity: usize) -> Self {
         Lru {
             capacity: capacity.max(1),
-            tick: 0,
-            by_hash: HashMap::new(),
-            by_tick: BTreeMap::new(),
+            map: HashMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Changes the capacity, evicting the least recently used beyond it.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.map.len() > self.capacity {
+            self.evict();
+        }
+        if self.nodes.len() > self.capacity * 2 && self.free.len() > self.capacity {
+            self.compact();
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.map.is_empty()
     }
 
     pub fn contains(&self, hash: u64) -> bool {
-        self.by_hash.contains_key(&hash)
+        self.map.contains_key(&hash)
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Node { prev, next, .. } = self.nodes[i as usize];
+        match prev {
+            NIL => self.head = next,
+            p => self.nodes[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.nodes[n as usize].prev = prev,
+        }
+    }
+
+    fn push_front(&mut self, i: u32) {
+        self.nodes[i as usize].prev = NIL;
+        self.nodes[i as usize].next = self.head;
+        match self.head {
+            NIL => self.tail = i,
+            h => self.nodes[h as usize].prev = i,
+        }
+        self.head = i;
+    }
+
+    fn evict(&mut self) {
+        let t = self.tail;
+        if t == NIL {
+            return;
+        }
+        self.unlink(t);
+        self.map.remove(&self.nodes[t as usize].hash);
+        self.free.push(t);
+    }
+
+    /// Rebuilds the slab after a large shrink, keeping the order.
+    fn compact(&mut self) {
+        let mut order = Vec::with_capacity(self.map.len());
+        let mut i = self.tail;
+        while i != NIL {
+            order.push(self.nodes[i as usize].hash);
+            i = self.nodes[i as usize].prev;
+        }
+        *self = Lru::new(self.capacity);
+        for h in order {
+            self.insert(h);
+        }
     }
 
     /// Adds (or refreshes) `hash`, evicting the least recently used beyond capacity.
     pub fn insert(&mut self, hash: u64) {
-        self.tick += 1;
-        if let Some(old) = self.by_hash.insert(hash, self.tick) {
-            self.by_tick.remove(&old);
+        if let Some(&i) = self.map.get(&hash) {
+            if self.head != i {
+                self.unlink(i);
+                self.push_front(i);
+            }
+            return;
         }
-        self.by_tick.insert(self.tick, hash);
-        while self.by_hash.len() > self.capacity {
-            let Some((_, evicted)) = self.by_tick.pop_first() else {
-                break;
-            };
-            self.by_hash.remove(&evicted);
+        if self.map.len() >= self.capacity {
+            self.evict();
         }
+        let node = Node {
+            hash,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.map.insert(hash, i);
+        self.push_front(i);
     }
 
     /// Leading blocks of `hashes` this endpoint holds (stops at the first miss).
@@ -124,6 +249,49 @@ mod tests {
         l.insert(3); // evicts 2
         assert!(l.contains(1) && l.contains(3) && !l.contains(2));
         assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn lru_order_survives_refreshes_shrinks_and_reuse() {
+        let mut l = Lru::new(4);
+        l.record(&[1, 2, 3, 4]);
+        l.insert(2); // order now (new→old) 2 4 3 1
+        l.insert(5); // evicts 1
+        assert!(!l.contains(1));
+        l.set_capacity(2); // keeps 5 2
+        assert_eq!(l.len(), 2);
+        assert!(l.contains(5) && l.contains(2) && !l.contains(4) && !l.contains(3));
+        l.set_capacity(3);
+        l.record(&[6, 7]); // evicts 2, the oldest
+        assert!(l.contains(5) && l.contains(6) && l.contains(7) && !l.contains(2));
+        // A big shrink compacts the slab without losing order.
+        let mut big = Lru::new(1000);
+        big.record(&(0..1000).collect::<Vec<u64>>());
+        big.set_capacity(10);
+        assert_eq!(big.len(), 10);
+        assert!(big.nodes.len() <= 20);
+        assert!((990..1000).all(|h| big.contains(h)));
+        big.insert(5000);
+        assert!(!big.contains(990) && big.contains(991));
+    }
+
+    #[test]
+    fn capacity_follows_the_cache_geometry() {
+        let c = CacheConfig {
+            block_size: 16,
+            num_gpu_blocks: 27_000,
+        };
+        assert_eq!(capacity_for(&c), 27_000);
+        let c = CacheConfig {
+            block_size: 32,
+            num_gpu_blocks: 1000,
+        };
+        assert_eq!(capacity_for(&c), 2000);
+        let huge = CacheConfig {
+            block_size: u64::MAX,
+            num_gpu_blocks: u64::MAX,
+        };
+        assert_eq!(capacity_for(&huge), MAX_LRU_CAPACITY);
     }
 
     #[test]

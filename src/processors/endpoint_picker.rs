@@ -34,9 +34,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use self::control::{target_model, Control};
 use self::model_rewrite::{set_model, ModelWriteBack};
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
-use crate::epp::prefix::block_hashes;
-use crate::epp::scheduler::schedule;
-use crate::epp::{Pool, PoolSpec, Rng};
+use crate::epp::{InFlight, PickRejection, PickRequest, Pool, Rng};
 use crate::llm::{Api, LlmRequest};
 use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels, ServedLabels};
 use crate::pipeline::{
@@ -70,13 +68,7 @@ impl EndpointPickerFactory {
         route: &str,
         path: &str,
     ) -> Result<Self, ConfigError> {
-        let endpoints = policy.addresses(path)?;
-        let pool = Pool::new(PoolSpec {
-            endpoints,
-            metrics_path: policy.metrics.path.clone(),
-            interval: policy.metrics.interval.get(),
-            stale_after: policy.metrics.stale_after.get(),
-        });
+        let pool = Pool::from_policy(policy, path)?;
         Ok(EndpointPickerFactory {
             shared: Arc::new(Shared {
                 pool,
@@ -111,6 +103,9 @@ impl ProcessorFactory for EndpointPickerFactory {
             target: None,
             picked: None,
             write_back: None,
+            in_flight: None,
+            streaming_response: false,
+            delivered: 0,
         }))
     }
 }
@@ -126,68 +121,68 @@ struct EndpointPicker {
     /// The endpoint picked (first of the destination list).
     picked: Option<String>,
     write_back: Option<ModelWriteBack>,
+    /// The request's share of the picked endpoint's load.
+    in_flight: Option<InFlight>,
+    /// The response streams (SSE): its first body bytes are the first token.
+    streaming_response: bool,
+    /// Output tokens seen streaming (SSE data events).
+    delivered: u64,
 }
 
 // === impl EndpointPicker ===
 
 impl EndpointPicker {
-    /// Schedules a prompt to `model` over the eligible endpoints; the destination list.
-    fn pick(&self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
+    /// Schedules a prompt to `model` over the eligible endpoints (sheddable requests are
+    /// refused while the pool is saturated); the destination list. The request's share
+    /// of the picked endpoint's load is kept until the response ends.
+    fn pick(&mut self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
         let pool = &self.shared.pool;
         let metrics = &self.shared.services.metrics.inference;
         let started = Instant::now();
-        let eligible: Vec<usize> = match &cx.endpoint_subset {
-            None => (0..pool.endpoints().len()).collect(),
-            Some(subset) => {
-                let mut v: Vec<usize> = subset
-                    .iter()
-                    .filter_map(|s| s.parse::<SocketAddr>().ok())
-                    .filter_map(|a| pool.position(&a))
-                    .collect();
-                v.sort_unstable();
-                v.dedup();
-                v
+        let subset: Option<Vec<SocketAddr>> = cx
+            .endpoint_subset
+            .as_ref()
+            .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
+        let mut req = PickRequest::new(model, prompt);
+        req.subset = subset.as_deref();
+        req.priority = i64::from(self.control.priority);
+        req.expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
+        let picked = match pool.pick(&req) {
+            Ok(p) => p,
+            Err(rejection) => {
+                self.count_attempt(false, started);
+                return Err(Box::new(match rejection {
+                    PickRejection::Saturated { saturation } => self.dropped(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rejected-saturated",
+                        &format!(
+                            "the pool is saturated ({saturation:.2}) and the request's objective is sheddable"
+                        ),
+                    ),
+                    PickRejection::NoEndpoints => self.dropped(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "rejected-no-endpoints",
+                        if cx.endpoint_subset.is_some() {
+                            "no endpoint of the pool is in the gateway's subset"
+                        } else {
+                            "no endpoint to pick"
+                        },
+                    ),
+                }));
             }
         };
-        let hashes = block_hashes(model, prompt);
-        let snaps = pool.snapshot(&eligible, &hashes, Instant::now());
-        let candidates: Vec<_> = snaps.iter().map(|s| s.candidate.clone()).collect();
-        let Some(pick) = Rng::with_thread(|rng| schedule(&candidates, hashes.len(), rng)) else {
-            self.count_attempt(false, started);
-            return Err(Box::new(self.dropped(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "rejected-no-endpoints",
-                if cx.endpoint_subset.is_some() {
-                    "no endpoint of the pool is in the gateway's subset"
-                } else {
-                    "no endpoint to pick"
-                },
-            )));
-        };
-        let chosen = snaps[pick.index].index;
-        pool.record_pick(chosen, &hashes);
         self.count_attempt(true, started);
-        if !hashes.is_empty() {
+        if picked.blocks > 0 {
             metrics
                 .prefix_hit_ratio
-                .observe(snaps[pick.index].candidate.prefix_matched as f64 / hashes.len() as f64);
+                .observe(picked.prefix_matched as f64 / picked.blocks as f64);
         }
-        let name = pool.endpoints()[chosen].name.clone();
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let scores: Vec<String> = snaps
-                .iter()
-                .zip(&pick.scores)
-                .map(|(s, score)| {
-                    format!(
-                        "{}={score:.3}{}",
-                        pool.endpoints()[s.index].name,
-                        if s.stale { "(stale)" } else { "" }
-                    )
-                })
-                .collect();
-            tracing::debug!(request_id = %cx.request_id, pick = %name, blocks = hashes.len(), scores = %scores.join(" "), "endpoint picked");
+            tracing::debug!(request_id = %cx.request_id, pick = %picked.endpoint(), blocks = picked.blocks, scores = %picked.scores_line(), "endpoint picked");
         }
-        Ok(name)
+        let destination = picked.destination();
+        self.in_flight = Some(picked.in_flight);
+        Ok(destination)
     }
 
     fn count_attempt(&self, ok: bool, started: Instant) {
@@ -396,11 +391,19 @@ impl Processor for EndpointPicker {
     async fn on_response_headers(
         &mut self,
         cx: &mut Ctx,
-        _headers: &mut Headers,
+        headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
+        self.streaming_response = headers
+            .get_str("content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"));
         if let (Some(served), Some(picked)) = (&cx.served_endpoint, &self.picked) {
             // The gateway may report `ip:port` or a list (retries): the last served.
             let served = served.rsplit(',').next().unwrap_or_default().trim();
+            if served != picked {
+                if let (Some(f), Ok(addr)) = (self.in_flight.as_mut(), served.parse()) {
+                    f.served_by(addr);
+                }
+            }
             self.shared
                 .services
                 .metrics
@@ -417,7 +420,9 @@ impl Processor for EndpointPicker {
     }
 
     fn response_body_mode(&self) -> BodyMode {
-        if self.write_back.is_some() {
+        // The body shows when the first token came and how many followed (the load
+        // scorers learn from it), and carries the model to write back.
+        if self.write_back.is_some() || self.in_flight.is_some() {
             BodyMode::Stream
         } else {
             BodyMode::Skip
@@ -429,6 +434,17 @@ impl Processor for EndpointPicker {
         _cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
+        if let Some(f) = self.in_flight.as_mut() {
+            if self.streaming_response && !body.data().is_empty() {
+                if self.delivered == 0 {
+                    f.first_token(Instant::now());
+                }
+                // One SSE data event per generated token, near enough for load.
+                let events = memchr::memmem::find_iter(body.data(), b"data:").count() as u64;
+                self.delivered += events;
+                f.output_tokens(self.delivered);
+            }
+        }
         if let Some(w) = self.write_back.as_mut() {
             let out = w.push(body.data(), body.end_of_stream());
             if out.as_slice() != body.data().as_ref() {
@@ -441,6 +457,17 @@ impl Processor for EndpointPicker {
     fn on_complete(&mut self, cx: &mut Ctx, outcome: &Outcome) {
         if self.picked.is_none() {
             return;
+        }
+        if let Some(f) = self.in_flight.take() {
+            let usage = cx.llm.as_ref().and_then(|l| l.usage.as_ref());
+            match outcome {
+                Outcome::Completed { status } if *status < 400 => f.finish(
+                    Instant::now(),
+                    usage.map_or(self.delivered, |u| u.output_tokens),
+                ),
+                // Failed or abandoned: the share is released on drop, nothing learnt.
+                _ => drop(f),
+            }
         }
         let m = &self.shared.services.metrics.inference;
         let labels = self.objective_labels();

@@ -1,0 +1,471 @@
+//! How the endpoint picker decides: `endpointPicker.scheduling` (a preset profile or a
+//! custom chain of filters, weighted scorers and a picker), `endpointPicker.saturation`
+//! (when sheddable requests are refused) and `endpointPicker.metrics.mapping` (which
+//! Prometheus families mean what).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Duration};
+
+/// The scheduling profile: either a preset (`{profile: latencyAware}`) or a custom chain
+/// (`{filters: [...], scorers: [{type, weight}], picker}`). Nothing given means the
+/// `default` preset.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SchedulingConfig {
+    /// A preset: `default` (the reference: queue ×2, kvCache ×2, prefixCache ×3, max
+    /// score), `latencyAware` (sticky to the longest cached prefix until its predicted
+    /// time to first token is worse than the best other's by a margin, then the lowest
+    /// predicted time to first token), `random`, `roundRobin`. Excludes `filters`,
+    /// `scorers` and `picker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfilePreset>,
+    /// Filters run in order before scoring; each keeps a subset of the candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<FilterConfig>>,
+    /// Scorers; each score is clamped to [0, 1] and multiplied by its weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scorers: Option<Vec<ScorerConfig>>,
+    /// How the pick is made from the scores. Default `maxScore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picker: Option<PickerKind>,
+    /// Endpoints returned: the first is the pick, the others are the gateway's ranked
+    /// fallbacks. Default 1.
+    #[serde(default = "default_max_endpoints")]
+    pub max_num_of_endpoints: usize,
+}
+
+/// A preset scheduling profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProfilePreset {
+    Default,
+    LatencyAware,
+    Random,
+    RoundRobin,
+}
+
+/// A filter of a custom profile.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum FilterConfig {
+    /// Keeps the endpoints whose queue is in the lowest band (min + (max − min) / n).
+    LeastQueue,
+    /// Keeps the endpoints whose KV-cache utilisation is in the lowest band.
+    LeastKvCache,
+    /// Keeps the endpoints that run or queue the request's LoRA adapter or have a free
+    /// adapter slot, when any do.
+    LoraAffinity,
+    /// Keeps the endpoints holding the longest cached prefix of the prompt, unless their
+    /// predicted time to first token exceeds the best other's × `ttftRatio` + `ttftMargin`.
+    PrefixAffinity(PrefixAffinityConfig),
+}
+
+/// Parameters of the `prefixAffinity` filter.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrefixAffinityConfig {
+    /// How many times slower than the best other endpoint the prefix holder may be
+    /// predicted to answer before it is given up. Default 1.5.
+    #[serde(default = "default_ttft_ratio")]
+    pub ttft_ratio: f64,
+    /// Added to the allowance. Default `50ms`.
+    #[serde(default = "default_ttft_margin")]
+    pub ttft_margin: Duration,
+}
+
+/// A weighted scorer of a custom profile.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScorerConfig {
+    #[serde(rename = "type")]
+    pub kind: ScorerKind,
+    /// Multiplies the score. Default 1; must be more than 0.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+}
+
+/// What a scorer looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ScorerKind {
+    /// `(maxQ − q) / (maxQ − minQ)` over the scraped queues; 1 when all are equal.
+    Queue,
+    /// `1 − KV-cache utilisation`.
+    KvCache,
+    /// Leading prompt blocks the endpoint holds / blocks of the prompt.
+    PrefixCache,
+    /// 1 adapter running, 0.8 free adapter slot, 0.6 adapter waiting, else 0; 1 when the
+    /// endpoint reports no LoRA state.
+    Lora,
+    /// Fewer prompt and decode tokens in flight from this picker scores higher.
+    InFlightLoad,
+    /// Lowest predicted time to first token / this endpoint's.
+    Latency,
+}
+
+/// How the pick is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PickerKind {
+    /// The highest total score; ties broken at random.
+    #[default]
+    MaxScore,
+    /// Uniformly at random.
+    Random,
+    /// Each endpoint in turn.
+    RoundRobin,
+}
+
+/// When the pool is saturated: the mean over the candidates of
+/// `max(queue / queueThreshold, kvCache / kvCacheThreshold)` is at least 1 (stale metrics
+/// count as 1). Requests with a negative priority are then refused.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SaturationConfig {
+    /// Queue length that counts as full. Default 5.
+    #[serde(default = "default_queue_threshold")]
+    pub queue_threshold: f64,
+    /// KV-cache utilisation that counts as full. Default 0.8.
+    #[serde(default = "default_kv_threshold")]
+    pub kv_cache_threshold: f64,
+}
+
+/// Prometheus family names read for each quantity; the first byte and the whole name of
+/// a line are compared against these only.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsMapping {
+    /// Requests queued (summed over series). Default vLLM's and SGLang's names.
+    #[serde(default = "default_waiting")]
+    pub waiting: Vec<String>,
+    /// Requests running (summed over series).
+    #[serde(default = "default_running")]
+    pub running: Vec<String>,
+    /// KV-cache utilisation 0..=1 (largest series wins).
+    #[serde(default = "default_kv_cache")]
+    pub kv_cache: Vec<String>,
+    /// LoRA state: labels `max_lora`, `running_lora_adapters`, `waiting_lora_adapters`;
+    /// the value is a timestamp and the newest series wins.
+    #[serde(default = "default_lora_info")]
+    pub lora_info: Vec<String>,
+    /// Cache geometry: labels `block_size`, `num_gpu_blocks`.
+    #[serde(default = "default_cache_config")]
+    pub cache_config: Vec<String>,
+}
+
+fn default_max_endpoints() -> usize {
+    1
+}
+fn default_ttft_ratio() -> f64 {
+    1.5
+}
+fn default_ttft_margin() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_weight() -> f64 {
+    1.0
+}
+fn default_queue_threshold() -> f64 {
+    5.0
+}
+fn default_kv_threshold() -> f64 {
+    0.8
+}
+fn names(n: &[&str]) -> Vec<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}
+fn default_waiting() -> Vec<String> {
+    names(&["vllm:num_requests_waiting", "sglang:num_queue_reqs"])
+}
+fn default_running() -> Vec<String> {
+    names(&["vllm:num_requests_running", "sglang:num_running_reqs"])
+}
+fn default_kv_cache() -> Vec<String> {
+    names(&[
+        "vllm:kv_cache_usage_perc",
+        "vllm:gpu_cache_usage_perc",
+        "sglang:token_usage",
+    ])
+}
+fn default_lora_info() -> Vec<String> {
+    names(&["vllm:lora_requests_info"])
+}
+fn default_cache_config() -> Vec<String> {
+    names(&["vllm:cache_config_info"])
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig {
+            profile: None,
+            filters: None,
+            scorers: None,
+            picker: None,
+            max_num_of_endpoints: default_max_endpoints(),
+        }
+    }
+}
+
+impl Default for PrefixAffinityConfig {
+    fn default() -> Self {
+        PrefixAffinityConfig {
+            ttft_ratio: default_ttft_ratio(),
+            ttft_margin: default_ttft_margin(),
+        }
+    }
+}
+
+impl Default for SaturationConfig {
+    fn default() -> Self {
+        SaturationConfig {
+            queue_threshold: default_queue_threshold(),
+            kv_cache_threshold: default_kv_threshold(),
+        }
+    }
+}
+
+impl Default for MetricsMapping {
+    fn default() -> Self {
+        MetricsMapping {
+            waiting: default_waiting(),
+            running: default_running(),
+            kv_cache: default_kv_cache(),
+            lora_info: default_lora_info(),
+            cache_config: default_cache_config(),
+        }
+    }
+}
+
+fn positive(at: String, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            at,
+            format!("{v} must be a number more than 0"),
+        ))
+    }
+}
+
+impl SchedulingConfig {
+    /// Whether this is a custom chain rather than a preset.
+    pub fn is_custom(&self) -> bool {
+        self.filters.is_some() || self.scorers.is_some() || self.picker.is_some()
+    }
+
+    /// Checks the profile; `at` is the path of this node (`….endpointPicker.scheduling`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.profile.is_some() && self.is_custom() {
+            return Err(ConfigError::field(
+                format!("{at}.profile"),
+                "a preset profile cannot be combined with filters, scorers or picker",
+            ));
+        }
+        if self.max_num_of_endpoints == 0 {
+            return Err(ConfigError::field(
+                format!("{at}.maxNumOfEndpoints"),
+                "must be at least 1",
+            ));
+        }
+        for (i, f) in self.filters.iter().flatten().enumerate() {
+            if let FilterConfig::PrefixAffinity(p) = f {
+                if !(p.ttft_ratio.is_finite() && p.ttft_ratio >= 1.0) {
+                    return Err(ConfigError::field(
+                        format!("{at}.filters[{i}].ttftRatio"),
+                        format!("{} must be a number of at least 1", p.ttft_ratio),
+                    ));
+                }
+            }
+        }
+        let scorers = self.scorers.as_deref().unwrap_or_default();
+        for (i, s) in scorers.iter().enumerate() {
+            positive(format!("{at}.scorers[{i}].weight"), s.weight)?;
+            if scorers[..i].iter().any(|o| o.kind == s.kind) {
+                return Err(ConfigError::field(
+                    format!("{at}.scorers[{i}].type"),
+                    "listed twice",
+                ));
+            }
+        }
+        if self.is_custom()
+            && self.picker.unwrap_or_default() == PickerKind::MaxScore
+            && scorers.is_empty()
+        {
+            return Err(ConfigError::field(
+                format!("{at}.scorers"),
+                "the maxScore picker needs at least one scorer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SaturationConfig {
+    /// Checks the thresholds; `at` is the path of this node.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        positive(format!("{at}.queueThreshold"), self.queue_threshold)?;
+        positive(format!("{at}.kvCacheThreshold"), self.kv_cache_threshold)
+    }
+}
+
+impl MetricsMapping {
+    /// The lists with their field names, in a fixed order.
+    pub fn lists(&self) -> [(&'static str, &[String]); 5] {
+        [
+            ("waiting", &self.waiting),
+            ("running", &self.running),
+            ("kvCache", &self.kv_cache),
+            ("loraInfo", &self.lora_info),
+            ("cacheConfig", &self.cache_config),
+        ]
+    }
+
+    /// Checks every name is a Prometheus metric name listed once; `at` is the path of
+    /// this node (`….metrics.mapping`).
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let mut seen: Vec<&str> = Vec::new();
+        for (field, list) in self.lists() {
+            for (i, name) in list.iter().enumerate() {
+                let here = format!("{at}.{field}[{i}]");
+                let valid = name
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
+                if !valid {
+                    return Err(ConfigError::field(
+                        here,
+                        format!("{name:?} is not a Prometheus metric name"),
+                    ));
+                }
+                if seen.contains(&name.as_str()) {
+                    return Err(ConfigError::field(here, format!("{name} is mapped twice")));
+                }
+                seen.push(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(yaml: &str) -> SchedulingConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn presets_and_custom_chains_parse() {
+        let s = sched("profile: latencyAware");
+        assert_eq!(s.profile, Some(ProfilePreset::LatencyAware));
+        assert_eq!(s.max_num_of_endpoints, 1);
+        assert!(!s.is_custom());
+        s.validate("x").unwrap();
+
+        let s = sched(
+            "{filters: [{type: loraAffinity}, {type: prefixAffinity, ttftRatio: 2, ttftMargin: 10ms}],
+              scorers: [{type: queue, weight: 2}, {type: latency}], picker: maxScore, maxNumOfEndpoints: 3}",
+        );
+        assert!(s.is_custom());
+        assert_eq!(
+            s.filters.as_ref().unwrap()[1],
+            FilterConfig::PrefixAffinity(PrefixAffinityConfig {
+                ttft_ratio: 2.0,
+                ttft_margin: Duration::from_millis(10)
+            })
+        );
+        assert_eq!(s.scorers.as_ref().unwrap()[1].weight, 1.0);
+        assert_eq!(s.max_num_of_endpoints, 3);
+        s.validate("x").unwrap();
+
+        let f: Vec<FilterConfig> = serde_yaml::from_str("[{type: prefixAffinity}]").unwrap();
+        assert_eq!(
+            f[0],
+            FilterConfig::PrefixAffinity(PrefixAffinityConfig::default())
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused() {
+        for yaml in [
+            "{profile: fastest}",
+            "{scorers: [{type: queue, wieght: 2}]}",
+            "{filters: [{type: prefixAffinity, ratio: 2}]}",
+            "{filters: [{type: nearest}]}",
+            "{picker: best}",
+            "{maxEndpoints: 2}",
+        ] {
+            assert!(
+                serde_yaml::from_str::<SchedulingConfig>(yaml).is_err(),
+                "{yaml}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (yaml, field) in [
+            ("{profile: random, picker: random}", "s.profile"),
+            ("{maxNumOfEndpoints: 0}", "s.maxNumOfEndpoints"),
+            (
+                "{scorers: [{type: queue}, {type: kvCache, weight: 0}]}",
+                "s.scorers[1].weight",
+            ),
+            (
+                "{scorers: [{type: queue, weight: -1}]}",
+                "s.scorers[0].weight",
+            ),
+            (
+                "{scorers: [{type: queue}, {type: queue}]}",
+                "s.scorers[1].type",
+            ),
+            ("{filters: [{type: loraAffinity}]}", "s.scorers"),
+            (
+                "{filters: [{type: leastQueue}, {type: prefixAffinity, ttftRatio: 0.5}], scorers: [{type: latency}]}",
+                "s.filters[1].ttftRatio",
+            ),
+        ] {
+            let e = sched(yaml).validate("s").unwrap_err().to_string();
+            assert!(e.contains(&format!("{field}:")), "{yaml}: {e}");
+        }
+        // A random picker needs no scorer.
+        sched("{picker: random}").validate("s").unwrap();
+    }
+
+    #[test]
+    fn saturation_thresholds_must_be_positive() {
+        let s: SaturationConfig = serde_yaml::from_str("{queueThreshold: 10}").unwrap();
+        assert_eq!((s.queue_threshold, s.kv_cache_threshold), (10.0, 0.8));
+        s.validate("p.saturation").unwrap();
+        let s: SaturationConfig = serde_yaml::from_str("{kvCacheThreshold: 0}").unwrap();
+        let e = s.validate("p.saturation").unwrap_err().to_string();
+        assert!(e.contains("p.saturation.kvCacheThreshold"), "{e}");
+    }
+
+    #[test]
+    fn mapping_defaults_overrides_and_errors() {
+        let m: MetricsMapping = serde_yaml::from_str("{waiting: [my:queue]}").unwrap();
+        assert_eq!(m.waiting, vec!["my:queue"]);
+        assert_eq!(m.lora_info, vec!["vllm:lora_requests_info"]);
+        m.validate("m").unwrap();
+        MetricsMapping::default().validate("m").unwrap();
+        for (yaml, field) in [
+            ("{running: ['ok', 'bad name']}", "m.running[1]"),
+            ("{kvCache: ['']}", "m.kvCache[0]"),
+            (
+                "{cacheConfig: [vllm:num_requests_waiting]}",
+                "m.cacheConfig[0]",
+            ),
+        ] {
+            let m: MetricsMapping = serde_yaml::from_str(yaml).unwrap();
+            let e = m.validate("m").unwrap_err().to_string();
+            assert!(e.contains(&format!("{field}:")), "{yaml}: {e}");
+        }
+    }
+}
