@@ -48,15 +48,15 @@ pub enum ProfilePreset {
 
 /// A filter of a custom profile.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum FilterConfig {
     /// Keeps the endpoints whose queue is in the lowest band (min + (max − min) / n).
-    LeastQueue,
+    LeastQueue {},
     /// Keeps the endpoints whose KV-cache utilisation is in the lowest band.
-    LeastKvCache,
+    LeastKvCache {},
     /// Keeps the endpoints that run or queue the request's LoRA adapter or have a free
     /// adapter slot, when any do.
-    LoraAffinity,
+    LoraAffinity {},
     /// Keeps the endpoints holding the longest cached prefix of the prompt, unless their
     /// predicted time to first token exceeds the best other's × `ttftRatio` + `ttftMargin`.
     PrefixAffinity(PrefixAffinityConfig),
@@ -398,6 +398,7 @@ mod tests {
             "{scorers: [{type: queue, wieght: 2}]}",
             "{filters: [{type: prefixAffinity, ratio: 2}]}",
             "{filters: [{type: nearest}]}",
+            "{filters: [{type: leastQueue, ttftRatio: 2}]}",
             "{picker: best}",
             "{maxEndpoints: 2}",
         ] {

@@ -492,7 +492,7 @@ async fn scrapes_members_old_and_new_and_stops_on_removal() {
     until("b scraped", || pool.metrics(0, Instant::now()).0.is_some()).await;
     assert_eq!(pool.metrics(0, Instant::now()).0.unwrap().waiting, 2.0);
     // a's task stops: its count settles.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let settled = hits_a.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(hits_a.load(Ordering::SeqCst), settled);
@@ -500,7 +500,7 @@ async fn scrapes_members_old_and_new_and_stops_on_removal() {
 
     // Dropping the pool stops the rest.
     drop(pool);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let settled = hits_b.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(hits_b.load(Ordering::SeqCst), settled);

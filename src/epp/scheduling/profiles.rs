@@ -92,9 +92,9 @@ impl Profile {
             .iter()
             .flatten()
             .map(|f| match f {
-                FilterConfig::LeastQueue => Filter::LeastQueue,
-                FilterConfig::LeastKvCache => Filter::LeastKvCache,
-                FilterConfig::LoraAffinity => Filter::LoraAffinity,
+                FilterConfig::LeastQueue {} => Filter::LeastQueue,
+                FilterConfig::LeastKvCache {} => Filter::LeastKvCache,
+                FilterConfig::LoraAffinity {} => Filter::LoraAffinity,
                 FilterConfig::PrefixAffinity(p) => prefix_affinity(p),
             })
             .collect();
