@@ -12,7 +12,7 @@ impl PoolStatsSource for Pool {
         let stale_after = self.spec().stale_after;
         let mut stats = PoolStats::default();
         let (mut kv, mut queue) = (0.0, 0.0);
-        for e in &self.endpoints().list {
+        for e in self.endpoints().iter() {
             stats.prefix_index_size += e.prefix_usage().0;
             if let (Some(m), false) = e.metrics(stale_after, now) {
                 stats.ready += 1;
