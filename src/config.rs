@@ -4,6 +4,7 @@
 
 mod duration;
 mod epp;
+mod epp_source;
 mod guard;
 mod llm;
 mod load;
@@ -13,6 +14,7 @@ mod watch;
 
 pub use duration::Duration;
 pub use epp::*;
+pub use epp_source::*;
 pub use guard::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};

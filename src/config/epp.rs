@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Duration, FailureMode};
+use super::{ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, KubernetesSource};
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
 /// metrics, and the reference default scheduler (queue ×2, KV-cache ×2, prefix-cache ×3,
@@ -12,8 +12,22 @@ use super::{ConfigError, Duration, FailureMode};
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointPickerPolicy {
-    /// The pool: `ip:port` of each model server (IPv6 in brackets, `[::1]:8000`).
+    /// The pool: `ip:port` of each model server (IPv6 in brackets, `[::1]:8000`). Set
+    /// this or exactly one of `endpointsFile`, `dns` and `kubernetes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// The pool from a file of `ip:port` lines (or a YAML list), re-read when it changes:
+    /// a path, or `{path, pollInterval}` (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints_file: Option<EndpointsFileSource>,
+    /// The pool from DNS: every A/AAAA record of `name` with `port`, re-resolved every
+    /// `refresh` (default `5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSource>,
+    /// The pool from Kubernetes: the Ready pods of an InferencePool
+    /// (`inference.networking.k8s.io/v1`) × its target ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSource>,
     /// Scraping of each endpoint's Prometheus metrics.
     #[serde(default)]
     pub metrics: EppMetricsConfig,
@@ -65,30 +79,18 @@ impl Default for EppMetricsConfig {
 }
 
 impl EndpointPickerPolicy {
-    /// The endpoints as socket addresses; errors name the offending field.
+    /// The endpoints as socket addresses, in config order, with the source and the
+    /// metrics settings checked; errors name the offending field. With `endpointsFile`,
+    /// `dns` or `kubernetes` instead of `endpoints`, what that source holds now
+    /// (`EndpointSource::initial`: the file's list; empty for DNS and Kubernetes, whose
+    /// lists come from `crate::epp::discovery::watch`).
     pub fn addresses(&self, path: &str) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
-        if self.endpoints.is_empty() {
-            return Err(ConfigError::field(
-                format!("{path}.endpoints"),
-                "no endpoints given",
-            ));
-        }
-        let mut out = Vec::with_capacity(self.endpoints.len());
-        for (i, e) in self.endpoints.iter().enumerate() {
-            let addr: std::net::SocketAddr = e.trim().parse().map_err(|_| {
-                ConfigError::field(
-                    format!("{path}.endpoints[{i}]"),
-                    format!("{e:?} is not an ip:port address (IPv6 in brackets: [::1]:8000)"),
-                )
-            })?;
-            if out.contains(&addr) {
-                return Err(ConfigError::field(
-                    format!("{path}.endpoints[{i}]"),
-                    format!("{e} is listed twice"),
-                ));
-            }
-            out.push(addr);
-        }
+        let source = self.source(path)?;
+        let out = if self.endpoints.is_empty() {
+            source.initial()
+        } else {
+            super::epp_source::static_list(&self.endpoints, path)?
+        };
         if !self.metrics.path.starts_with('/') {
             return Err(ConfigError::field(
                 format!("{path}.metrics.path"),

@@ -1,0 +1,650 @@
+//! Endpoints from Kubernetes, the way a Gateway API Inference Extension endpoint picker
+//! finds them: the InferencePool (`inference.networking.k8s.io/v1`) named in the config
+//! gives a pod selector (`spec.selector.matchLabels`) and 1–8 target ports
+//! (`spec.targetPorts[].number`); every pod of the namespace that matches, is Ready
+//! (condition `Ready=True`), has a pod IP and is not terminating gives one endpoint per
+//! target port.
+//!
+//! Both resources are mirrored by list-then-watch (resuming from the last resource
+//! version; a `410 Gone` or any error relists after a backoff of 0.5 s doubling to 30 s).
+//! A change of the pool's selector restarts the pod watch with the new label selector; a
+//! deleted pool empties the list; an invalid pool keeps the last list. The client is
+//! configured in-cluster (service account) or from the kubeconfig (`kube::Config::infer`).
+//! RBAC: get, list and watch on `pods` and `inferencepools.inference.networking.k8s.io`.
+
+#[cfg(test)]
+mod mock_api;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::{publish, sleep_unless_closed};
+
+/// The API group of InferencePool.
+pub const GROUP: &str = "inference.networking.k8s.io";
+/// The served version read.
+pub const VERSION: &str = "v1";
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Seconds a watch request lasts before it is renewed (the API server's limit is longer).
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// The InferencePool resource, for a dynamic `Api`.
+pub fn inference_pool_resource() -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: "InferencePool".into(),
+        plural: "inferencepools".into(),
+    }
+}
+
+/// What the picker reads of an InferencePool's spec (other fields are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSpec {
+    pub selector: LabelSelector,
+    pub target_ports: Vec<TargetPort>,
+}
+
+/// `spec.selector`: labels a member pod must all carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// `spec.targetPorts[]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct TargetPort {
+    pub number: u16,
+}
+
+impl PoolSpec {
+    /// Reads and checks the spec of an InferencePool object.
+    pub fn from_object(obj: &DynamicObject) -> Result<PoolSpec, String> {
+        let spec = obj.data.get("spec").ok_or("it has no spec")?;
+        let spec: PoolSpec =
+            serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}"))?;
+        if spec.selector.match_labels.is_empty() {
+            return Err("spec.selector.matchLabels is empty".into());
+        }
+        if spec.target_ports.is_empty() || spec.target_ports.len() > 8 {
+            return Err(format!(
+                "spec.targetPorts has {} ports (1 to 8 expected)",
+                spec.target_ports.len()
+            ));
+        }
+        if spec.target_ports.iter().any(|p| p.number == 0) {
+            return Err("spec.targetPorts: port 0".into());
+        }
+        Ok(spec)
+    }
+
+    /// The label selector of the pod watch: `k=v,k2=v2`.
+    pub fn label_selector(&self) -> String {
+        self.selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether a pod with these labels belongs to the pool.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector
+            .match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// Every pod address × every target port.
+    pub fn endpoints(&self, ips: impl IntoIterator<Item = IpAddr>) -> Vec<SocketAddr> {
+        ips.into_iter()
+            .flat_map(|ip| {
+                self.target_ports
+                    .iter()
+                    .map(move |p| SocketAddr::new(ip, p.number))
+            })
+            .collect()
+    }
+}
+
+/// The address of a pod that may take traffic: not terminating, condition `Ready=True`,
+/// and a pod IP.
+pub fn ready_ip(pod: &Pod) -> Option<IpAddr> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    status.pod_ip.as_deref()?.parse().ok()
+}
+
+/// Builds the client (in-cluster or kubeconfig), retrying with a backoff, then follows
+/// the pool until every receiver of `tx` is gone.
+pub(crate) async fn run(
+    inference_pool: String,
+    namespace: String,
+    tx: watch::Sender<Vec<SocketAddr>>,
+) {
+    let mut backoff = BACKOFF_START;
+    let client = loop {
+        let attempt = async {
+            let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+            Client::try_from(config).map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(client) => break client,
+            Err(e) => {
+                tracing::error!(inference_pool, namespace, error = %e, "no Kubernetes client configuration; the pool stays as it is");
+                if !sleep_unless_closed(&tx, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    };
+    run_with_client(client, inference_pool, namespace, tx).await;
+}
+
+/// Follows the InferencePool `inference_pool` in `namespace` and its pods through
+/// `client`, publishing the endpoint list on `tx` until every receiver is gone.
+pub async fn run_with_client(
+    client: Client,
+    inference_pool: String,
+    namespace: String,
+    tx: watch::Sender<Vec<SocketAddr>>,
+) {
+    let pools: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, &inference_pool_resource());
+    let (pool_tx, mut pool_rx) = watch::channel(None);
+    tokio::spawn(mirror(
+        pools,
+        "InferencePool",
+        None,
+        Some(format!("metadata.name={inference_pool}")),
+        PoolSpec::from_object,
+        pool_tx,
+    ));
+    let mut spec: Option<PoolSpec> = None;
+    let mut pods: Option<PodWatch> = None;
+    let mut missing_logged = false;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            changed = pool_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(pools) = pool_rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                match pools.get(&inference_pool) {
+                    None => {
+                        if !missing_logged {
+                            tracing::warn!(inference_pool, namespace, "InferencePool not found: no endpoints");
+                            missing_logged = true;
+                        }
+                        spec = None;
+                        pods = None;
+                        publish(&tx, Vec::new());
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(inference_pool, namespace, error = %e, "invalid InferencePool ignored; keeping the last list");
+                    }
+                    Some(Ok(new)) => {
+                        missing_logged = false;
+                        let selector = new.label_selector();
+                        if pods.as_ref().map(|p| &p.selector) != Some(&selector) {
+                            pods = Some(PodWatch::start(&client, &namespace, new));
+                        }
+                        spec = Some(new.clone());
+                        update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+                    }
+                }
+            }
+            changed = pod_changes(pods.as_mut()) => {
+                if changed.is_err() {
+                    return;
+                }
+                update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+            }
+        }
+    }
+}
+
+/// The pod watch of one selector: each matching pod's ready address, by name.
+struct PodWatch {
+    selector: String,
+    rx: watch::Receiver<Option<BTreeMap<String, Option<IpAddr>>>>,
+}
+
+impl PodWatch {
+    fn start(client: &Client, namespace: &str, spec: &PoolSpec) -> PodWatch {
+        let selector = spec.label_selector();
+        let (tx, rx) = watch::channel(None);
+        let members = spec.clone();
+        tokio::spawn(mirror(
+            Api::<Pod>::namespaced(client.clone(), namespace),
+            "Pod",
+            Some(selector.clone()),
+            None,
+            move |pod: &Pod| {
+                // The API server filters by label already; this guards against a server
+                // that does not.
+                if members.selects(pod.labels()) {
+                    ready_ip(pod)
+                } else {
+                    None
+                }
+            },
+            tx,
+        ));
+        PodWatch { selector, rx }
+    }
+}
+
+async fn pod_changes(pods: Option<&mut PodWatch>) -> Result<(), watch::error::RecvError> {
+    match pods {
+        Some(p) => p.rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes the endpoints of the current spec and pods, once the pods have been listed.
+fn update(
+    tx: &watch::Sender<Vec<SocketAddr>>,
+    pool: &str,
+    spec: Option<&PoolSpec>,
+    pods: Option<&mut PodWatch>,
+) {
+    let (Some(spec), Some(pods)) = (spec, pods) else {
+        return;
+    };
+    let ips: Vec<IpAddr> = match &*pods.rx.borrow_and_update() {
+        Some(pods) => pods.values().flatten().copied().collect(),
+        None => return,
+    };
+    let ready = ips.len();
+    let list = spec.endpoints(ips);
+    let count = list.len();
+    if publish(tx, list) {
+        tracing::info!(
+            inference_pool = pool,
+            ready_pods = ready,
+            endpoints = count,
+            "InferencePool endpoints changed"
+        );
+    }
+}
+
+/// Keeps `tx` at `project` of every object `api` lists with the selectors, by name
+/// (`None` until the first list), until every receiver is gone.
+async fn mirror<K, T, F>(
+    api: Api<K>,
+    what: &'static str,
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    project: F,
+    tx: watch::Sender<Option<BTreeMap<String, T>>>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    T: Clone + PartialEq + Send + Sync + 'static,
+    F: Fn(&K) -> T + Send + 'static,
+{
+    let set = |objects: &BTreeMap<String, T>| {
+        tx.send_if_modified(|current| {
+            if current.as_ref() == Some(objects) {
+                false
+            } else {
+                *current = Some(objects.clone());
+                true
+            }
+        });
+    };
+    let mut backoff = BACKOFF_START;
+    let mut list_params = ListParams::default();
+    list_params.label_selector = label_selector.clone();
+    list_params.field_selector = field_selector.clone();
+    let mut watch_params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
+    watch_params.label_selector = label_selector.clone();
+    watch_params.field_selector = field_selector;
+    let selector = label_selector.unwrap_or_default();
+    'relist: loop {
+        let listed = tokio::select! {
+            _ = tx.closed() => return,
+            r = api.list(&list_params) => r,
+        };
+        let list = match listed {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(resource = what, selector, error = %e, "Kubernetes list failed; retrying");
+                if !sleep_unless_closed(&tx, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue 'relist;
+            }
+        };
+        let mut version = list.metadata.resource_version.unwrap_or_default();
+        let mut objects: BTreeMap<String, T> = list
+            .items
+            .iter()
+            .map(|o| (o.name_any(), project(o)))
+            .collect();
+        set(&objects);
+        loop {
+            let started = tokio::select! {
+                _ = tx.closed() => return,
+                r = api.watch(&watch_params, &version) => r,
+            };
+            let events = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch failed; relisting");
+                    if !sleep_unless_closed(&tx, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue 'relist;
+                }
+            };
+            let mut events = std::pin::pin!(events);
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    e = events.try_next() => e,
+                };
+                match next {
+                    // The watch timed out: renew it from the last version seen.
+                    Ok(None) => break,
+                    Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
+                        version = o.resource_version().unwrap_or(version);
+                        objects.insert(o.name_any(), project(&o));
+                        set(&objects);
+                        backoff = BACKOFF_START;
+                    }
+                    Ok(Some(WatchEvent::Deleted(o))) => {
+                        version = o.resource_version().unwrap_or(version);
+                        objects.remove(&o.name_any());
+                        set(&objects);
+                    }
+                    Ok(Some(WatchEvent::Bookmark(b))) => version = b.metadata.resource_version,
+                    Ok(Some(WatchEvent::Error(status))) => {
+                        if status.code != 410 {
+                            tracing::warn!(
+                                resource = what,
+                                selector,
+                                code = status.code,
+                                message = status.message,
+                                "Kubernetes watch error; relisting"
+                            );
+                            if !sleep_unless_closed(&tx, backoff).await {
+                                return;
+                            }
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                        continue 'relist;
+                    }
+                    Err(e) => {
+                        tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch stream failed; relisting");
+                        if !sleep_unless_closed(&tx, backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue 'relist;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock_api::MockApi;
+    use super::*;
+
+    const NS: &str = "models";
+    const VLLM: &[(&str, &str)] = &[("app", "vllm")];
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = list.iter().map(|a| a.parse().unwrap()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Starts following `pool` on the stand-in; the task and the receiver.
+    fn follow(
+        api: &MockApi,
+        pool: &str,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        watch::Receiver<Vec<SocketAddr>>,
+    ) {
+        let (tx, rx) = watch::channel(Vec::new());
+        let task = tokio::spawn(run_with_client(
+            api.client(),
+            pool.to_string(),
+            NS.to_string(),
+            tx,
+        ));
+        (task, rx)
+    }
+
+    /// Waits (at most 10 s) until the receiver holds exactly `want`.
+    async fn expect(rx: &mut watch::Receiver<Vec<SocketAddr>>, want: &[&str]) {
+        let want = addrs(want);
+        let ok = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|l| *l == want))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        assert!(
+            ok,
+            "timed out waiting for {want:?}; have {:?}",
+            *rx.borrow()
+        );
+    }
+
+    #[test]
+    fn pool_spec_reads_the_v1_schema() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "inference.networking.k8s.io/v1",
+            "kind": "InferencePool",
+            "metadata": {"name": "p"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "vllm", "tier": "a"}},
+                "targetPorts": [{"number": 8000}, {"number": 8001}],
+                "appProtocol": "http",
+                "endpointPickerRef": {"name": "epp", "port": {"number": 9002}, "failureMode": "FailOpen"},
+            },
+        }))
+        .unwrap();
+        let spec = PoolSpec::from_object(&obj).unwrap();
+        assert_eq!(spec.label_selector(), "app=vllm,tier=a");
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(
+            spec.endpoints([ip]),
+            addrs(&["127.0.0.2:8000", "127.0.0.2:8001"])
+        );
+        let mut labels = BTreeMap::new();
+        labels.insert("app".to_string(), "vllm".to_string());
+        assert!(!spec.selects(&labels));
+        labels.insert("tier".to_string(), "a".to_string());
+        assert!(spec.selects(&labels));
+
+        for (spec, needle) in [
+            (
+                serde_json::json!({"selector": {"matchLabels": {}}, "targetPorts": [{"number": 1}]}),
+                "matchLabels is empty",
+            ),
+            (
+                serde_json::json!({"selector": {"matchLabels": {"a": "b"}}, "targetPorts": []}),
+                "0 ports",
+            ),
+            (
+                serde_json::json!({"selector": {"matchLabels": {"a": "b"}}, "targetPorts": [{"number": 70000}]}),
+                "spec:",
+            ),
+            (
+                serde_json::json!({"targetPorts": [{"number": 1}]}),
+                "selector",
+            ),
+        ] {
+            let mut o = obj.clone();
+            o.data["spec"] = spec;
+            let e = PoolSpec::from_object(&o).unwrap_err();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ready_pods_come_and_go() {
+        let api = MockApi::start(NS).await;
+        api.apply_pool("pool", VLLM, &[8000]);
+        api.apply_pod("a", VLLM, "127.0.0.2", false);
+        api.apply_pod("b", VLLM, "127.0.0.3", true);
+        // Ready, but not a member; and a member without an IP yet.
+        api.apply_pod("other", &[("app", "web")], "127.0.0.9", true);
+        api.apply_pod("pending", VLLM, "", false);
+        let (task, mut rx) = follow(&api, "pool");
+        expect(&mut rx, &["127.0.0.3:8000"]).await;
+
+        api.apply_pod("a", VLLM, "127.0.0.2", true);
+        expect(&mut rx, &["127.0.0.2:8000", "127.0.0.3:8000"]).await;
+        api.apply_pod("b", VLLM, "127.0.0.3", false);
+        expect(&mut rx, &["127.0.0.2:8000"]).await;
+        api.apply_pod("c", VLLM, "127.0.0.4", true);
+        expect(&mut rx, &["127.0.0.2:8000", "127.0.0.4:8000"]).await;
+        // Terminating pods leave at once, even while still Ready.
+        api.apply_pod_with("c", VLLM, "127.0.0.4", true, true);
+        expect(&mut rx, &["127.0.0.2:8000"]).await;
+        api.delete_pod("a");
+        expect(&mut rx, &[]).await;
+
+        // The pod watch asked the server for the pool's selector.
+        let requests = api.requests();
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/pods?"))
+                    && r.contains("labelSelector=app=vllm")
+                    && r.contains("watch=true")),
+            "{requests:#?}"
+        );
+        assert!(
+            requests.iter().any(|r| r.starts_with(&format!(
+                "/apis/inference.networking.k8s.io/v1/namespaces/{NS}/inferencepools?"
+            )) && r.contains("fieldSelector=metadata.name=pool")),
+            "{requests:#?}"
+        );
+        // Every change came through the one watch: listed once, never relisted.
+        let pod_lists = requests
+            .iter()
+            .filter(|r| r.contains("/pods?") && !r.contains("watch=true"))
+            .count();
+        assert_eq!(pod_lists, 1, "{requests:#?}");
+
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task did not stop once the receiver was gone")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn target_ports_multiply_and_change() {
+        let api = MockApi::start(NS).await;
+        api.apply_pod("a", VLLM, "127.0.0.2", true);
+        api.apply_pod("b", VLLM, "127.0.0.3", true);
+        api.apply_pool("pool", VLLM, &[8000, 8001]);
+        let (_task, mut rx) = follow(&api, "pool");
+        expect(
+            &mut rx,
+            &[
+                "127.0.0.2:8000",
+                "127.0.0.2:8001",
+                "127.0.0.3:8000",
+                "127.0.0.3:8001",
+            ],
+        )
+        .await;
+        api.apply_pool("pool", VLLM, &[9000]);
+        expect(&mut rx, &["127.0.0.2:9000", "127.0.0.3:9000"]).await;
+        // Another pool in the namespace changes nothing.
+        rx.borrow_and_update();
+        api.apply_pool("unrelated", VLLM, &[7000]);
+        api.apply_pod("z", &[("app", "web")], "127.0.0.10", true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!rx.has_changed().unwrap(), "{:?}", *rx.borrow());
+    }
+
+    #[tokio::test]
+    async fn selector_changes_and_pool_deletion() {
+        let api = MockApi::start(NS).await;
+        api.apply_pod("a", VLLM, "127.0.0.2", true);
+        api.apply_pod("b", &[("app", "sglang")], "127.0.0.3", true);
+        let (_task, mut rx) = follow(&api, "pool");
+        // No pool yet: nothing.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(rx.borrow().is_empty());
+
+        api.apply_pool("pool", VLLM, &[8000]);
+        expect(&mut rx, &["127.0.0.2:8000"]).await;
+        api.apply_pool("pool", &[("app", "sglang")], &[8000]);
+        expect(&mut rx, &["127.0.0.3:8000"]).await;
+        assert!(api
+            .requests()
+            .iter()
+            .any(|r| r.contains("labelSelector=app=sglang")));
+
+        // An invalid pool keeps the last list.
+        api.apply_pool("pool", &[("app", "sglang")], &[]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(*rx.borrow(), addrs(&["127.0.0.3:8000"]));
+
+        api.delete_pool("pool");
+        expect(&mut rx, &[]).await;
+        api.apply_pool("pool", VLLM, &[8000]);
+        expect(&mut rx, &["127.0.0.2:8000"]).await;
+    }
+
+    #[tokio::test]
+    async fn watch_entry_point_uses_the_source() {
+        // `discovery::watch` with a Kubernetes source outside a cluster and without a
+        // kubeconfig: no client, so the list stays empty, and the task still stops.
+        let (tx, rx) = watch::channel(Vec::new());
+        let home = tempfile::tempdir().unwrap();
+        // Only the variables `Config::infer` reads are pointed elsewhere.
+        std::env::set_var("KUBECONFIG", home.path().join("missing-kubeconfig"));
+        let task = tokio::spawn(run("pool".into(), NS.into(), tx));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.borrow().is_empty());
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task did not stop")
+            .unwrap();
+    }
+}
