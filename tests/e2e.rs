@@ -14,6 +14,8 @@
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
+//! - `deploy_k8s`: the deploy/k8s manifests parse and agree with each other; the tollgate
+//!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
 //!   entities split across SSE events arrive masked, rejected prompts never go upstream.
 //!
@@ -24,6 +26,8 @@ mod support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/deploy_k8s.rs"]
+mod deploy_k8s;
 #[path = "e2e/envoy.rs"]
 mod envoy;
 #[path = "e2e/guard.rs"]
