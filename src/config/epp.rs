@@ -123,6 +123,33 @@ mod tests {
     }
 
     #[test]
+    fn addresses_of_other_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pool");
+        std::fs::write(&f, "127.0.0.2:8000\n127.0.0.1:8000\n").unwrap();
+        let p = policy(&format!("endpointsFile: {}", f.display()));
+        assert_eq!(
+            p.addresses("p").unwrap(),
+            vec![
+                "127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap(),
+                "127.0.0.2:8000".parse().unwrap()
+            ]
+        );
+        assert!(policy("dns: {name: localhost, port: 8000}")
+            .addresses("p")
+            .unwrap()
+            .is_empty());
+        // The metrics settings are checked whatever the source.
+        let e = policy("{dns: {name: localhost, port: 8000}, metrics: {path: x}}")
+            .addresses("p.endpointPicker")
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("p.endpointPicker.metrics.path: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_endpoints_name_their_field() {
         for (yaml, field) in [
             (

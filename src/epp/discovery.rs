@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn static_source_holds_its_list_and_stops_with_its_receivers() {
+    async fn static_source_holds_its_list() {
         let rx = watch(EndpointSource::Static(addrs(&[
             "[::1]:8000",
             "127.0.0.1:8000",
@@ -185,8 +185,6 @@ mod tests {
         // The sender is alive: no change and no error.
         let waited = tokio::time::timeout(Duration::from_millis(50), rx2.changed()).await;
         assert!(waited.is_err(), "changed() returned {waited:?}");
-        drop(rx);
-        drop(rx2);
     }
 
     #[tokio::test]

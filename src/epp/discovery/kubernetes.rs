@@ -325,12 +325,16 @@ async fn mirror<K, T, F>(
         });
     };
     let mut backoff = BACKOFF_START;
-    let mut list_params = ListParams::default();
-    list_params.label_selector = label_selector.clone();
-    list_params.field_selector = field_selector.clone();
-    let mut watch_params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
-    watch_params.label_selector = label_selector.clone();
-    watch_params.field_selector = field_selector;
+    let list_params = ListParams {
+        label_selector: label_selector.clone(),
+        field_selector: field_selector.clone(),
+        ..ListParams::default()
+    };
+    let watch_params = WatchParams {
+        label_selector: label_selector.clone(),
+        field_selector,
+        ..WatchParams::default().timeout(WATCH_TIMEOUT_SECS)
+    };
     let selector = label_selector.unwrap_or_default();
     'relist: loop {
         let listed = tokio::select! {
