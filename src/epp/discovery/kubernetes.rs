@@ -149,7 +149,7 @@ pub(crate) async fn run(
     namespace: String,
     tx: watch::Sender<Vec<SocketAddr>>,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new();
     let client = loop {
         let attempt = async {
             let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
@@ -159,10 +159,9 @@ pub(crate) async fn run(
             Ok(client) => break client,
             Err(e) => {
                 tracing::error!(inference_pool, namespace, error = %e, "no Kubernetes client configuration; the pool stays as it is");
-                if !sleep_unless_closed(&tx, backoff).await {
+                if !backoff.wait(&tx).await {
                     return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     };
@@ -300,6 +299,28 @@ fn update(
     }
 }
 
+/// Exponential backoff between failed Kubernetes requests.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(BACKOFF_START)
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_START;
+    }
+    /// Waits the current delay, then doubles it; false when every receiver of `tx` is
+    /// gone.
+    async fn wait<T>(&mut self, tx: &watch::Sender<T>) -> bool {
+        let go_on = sleep_unless_closed(tx, self.0).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        go_on
+    }
+}
+
+/// A watch that ends sooner than this after it started counts as a failure (backoff).
+const SHORTEST_WATCH: Duration = Duration::from_secs(1);
+
 /// Keeps `tx` at `project` of every object `api` lists with the selectors, by name
 /// (`None` until the first list), until every receiver is gone.
 async fn mirror<K, T, F>(
@@ -324,7 +345,6 @@ async fn mirror<K, T, F>(
             }
         });
     };
-    let mut backoff = BACKOFF_START;
     let list_params = ListParams {
         label_selector: label_selector.clone(),
         field_selector: field_selector.clone(),
@@ -336,6 +356,7 @@ async fn mirror<K, T, F>(
         ..WatchParams::default().timeout(WATCH_TIMEOUT_SECS)
     };
     let selector = label_selector.unwrap_or_default();
+    let mut backoff = Backoff::new();
     'relist: loop {
         let listed = tokio::select! {
             _ = tx.closed() => return,
@@ -345,10 +366,9 @@ async fn mirror<K, T, F>(
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(resource = what, selector, error = %e, "Kubernetes list failed; retrying");
-                if !sleep_unless_closed(&tx, backoff).await {
+                if !backoff.wait(&tx).await {
                     return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue 'relist;
             }
         };
@@ -360,6 +380,7 @@ async fn mirror<K, T, F>(
             .collect();
         set(&objects);
         loop {
+            let started_at = tokio::time::Instant::now();
             let started = tokio::select! {
                 _ = tx.closed() => return,
                 r = api.watch(&watch_params, &version) => r,
@@ -368,10 +389,9 @@ async fn mirror<K, T, F>(
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch failed; relisting");
-                    if !sleep_unless_closed(&tx, backoff).await {
+                    if !backoff.wait(&tx).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue 'relist;
                 }
             };
@@ -382,42 +402,58 @@ async fn mirror<K, T, F>(
                     e = events.try_next() => e,
                 };
                 match next {
-                    // The watch timed out: renew it from the last version seen.
-                    Ok(None) => break,
+                    // The watch ended (its timeout): renew it from the last version seen,
+                    // after a backoff if it ended at once.
+                    Ok(None) => {
+                        if started_at.elapsed() < SHORTEST_WATCH {
+                            if !backoff.wait(&tx).await {
+                                return;
+                            }
+                        } else {
+                            backoff.reset();
+                        }
+                        break;
+                    }
                     Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
                         version = o.resource_version().unwrap_or(version);
                         objects.insert(o.name_any(), project(&o));
                         set(&objects);
-                        backoff = BACKOFF_START;
+                        backoff.reset();
                     }
                     Ok(Some(WatchEvent::Deleted(o))) => {
                         version = o.resource_version().unwrap_or(version);
                         objects.remove(&o.name_any());
                         set(&objects);
+                        backoff.reset();
                     }
                     Ok(Some(WatchEvent::Bookmark(b))) => version = b.metadata.resource_version,
+                    // 410 Gone: the version is too old to resume from; relist at once.
+                    Ok(Some(WatchEvent::Error(status))) if status.code == 410 => {
+                        tracing::debug!(
+                            resource = what,
+                            selector,
+                            "Kubernetes watch expired; relisting"
+                        );
+                        continue 'relist;
+                    }
                     Ok(Some(WatchEvent::Error(status))) => {
-                        if status.code != 410 {
-                            tracing::warn!(
-                                resource = what,
-                                selector,
-                                code = status.code,
-                                message = status.message,
-                                "Kubernetes watch error; relisting"
-                            );
-                            if !sleep_unless_closed(&tx, backoff).await {
-                                return;
-                            }
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        tracing::warn!(
+                            resource = what,
+                            selector,
+                            code = status.code,
+                            message = status.message,
+                            "Kubernetes watch error; relisting"
+                        );
+                        if !backoff.wait(&tx).await {
+                            return;
                         }
                         continue 'relist;
                     }
                     Err(e) => {
                         tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch stream failed; relisting");
-                        if !sleep_unless_closed(&tx, backoff).await {
+                        if !backoff.wait(&tx).await {
                             return;
                         }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue 'relist;
                     }
                 }
@@ -605,6 +641,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_expired_watch_relists_and_goes_on() {
+        let api = MockApi::start(NS).await;
+        api.apply_pool("pool", VLLM, &[8000]);
+        api.apply_pod("a", VLLM, "127.0.0.2", true);
+        let (_task, mut rx) = follow(&api, "pool");
+        expect(&mut rx, &["127.0.0.2:8000"]).await;
+        api.expire_watches();
+        // What changed meanwhile is in the new list; what changes next, in the new watch.
+        api.apply_pod("b", VLLM, "127.0.0.3", true);
+        expect(&mut rx, &["127.0.0.2:8000", "127.0.0.3:8000"]).await;
+        api.delete_pod("a");
+        expect(&mut rx, &["127.0.0.3:8000"]).await;
+        let pod_lists = api
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/pods?") && !r.contains("watch=true"))
+            .count();
+        assert_eq!(pod_lists, 2, "{:#?}", api.requests());
+    }
+
+    #[tokio::test]
     async fn selector_changes_and_pool_deletion() {
         let api = MockApi::start(NS).await;
         api.apply_pod("a", VLLM, "127.0.0.2", true);
@@ -635,9 +692,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn watch_entry_point_uses_the_source() {
-        // `discovery::watch` with a Kubernetes source outside a cluster and without a
-        // kubeconfig: no client, so the list stays empty, and the task still stops.
+    async fn without_a_client_configuration_the_list_stays_empty_and_the_task_stops() {
+        // Outside a cluster and with a kubeconfig path that does not exist, there is no
+        // client (nothing is contacted): the list stays empty, and the retry loop still
+        // ends with its receivers.
         let (tx, rx) = watch::channel(Vec::new());
         let home = tempfile::tempdir().unwrap();
         // Only the variables `Config::infer` reads are pointed elsewhere.

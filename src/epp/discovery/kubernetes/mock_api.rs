@@ -24,7 +24,8 @@ enum Kind {
 
 struct Event {
     rv: u64,
-    kind: Kind,
+    /// `None`: to every watch (an `ERROR` event).
+    kind: Option<Kind>,
     kind_name: &'static str,
     object: Value,
 }
@@ -164,6 +165,22 @@ impl MockApi {
         self.delete(Kind::Pool, name);
     }
 
+    /// Ends every open watch with `410 Gone` (its resource version expired), as an API
+    /// server does after compaction: clients must list again.
+    pub fn expire_watches(&self) {
+        let mut store = self.shared.store.lock().unwrap();
+        store.rv += 1;
+        let rv = store.rv;
+        store.events.push(Event {
+            rv,
+            kind: None,
+            kind_name: "ERROR",
+            object: json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410, "message": "too old resource version"}),
+        });
+        drop(store);
+        self.shared.changed.notify_waiters();
+    }
+
     fn apply(&self, kind: Kind, name: &str, mut object: Value) {
         let mut store = self.shared.store.lock().unwrap();
         store.rv += 1;
@@ -175,7 +192,7 @@ impl MockApi {
             .is_some();
         store.events.push(Event {
             rv,
-            kind,
+            kind: Some(kind),
             kind_name: if existed { "MODIFIED" } else { "ADDED" },
             object,
         });
@@ -193,7 +210,7 @@ impl MockApi {
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         store.events.push(Event {
             rv,
-            kind,
+            kind: Some(kind),
             kind_name: "DELETED",
             object,
         });
@@ -332,7 +349,11 @@ fn handle(shared: &Arc<Shared>, namespace: &str, req: Request<Incoming>) -> Resp
             {
                 let store = shared.store.lock().unwrap();
                 for e in store.events.iter().filter(|e| e.rv > seen) {
-                    if e.kind == kind && query.matches(&e.object) {
+                    let wanted = match e.kind {
+                        None => true,
+                        Some(k) => k == kind && query.matches(&e.object),
+                    };
+                    if wanted {
                         let line = json!({"type": e.kind_name, "object": e.object});
                         lines.extend_from_slice(line.to_string().as_bytes());
                         lines.push(b'\n');
