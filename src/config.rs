@@ -5,6 +5,7 @@
 mod duration;
 mod epp;
 mod epp_scheduling;
+mod epp_source;
 mod guard;
 mod llm;
 mod load;
@@ -15,6 +16,7 @@ mod watch;
 pub use duration::Duration;
 pub use epp::*;
 pub use epp_scheduling::*;
+pub use epp_source::*;
 pub use guard::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};

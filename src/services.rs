@@ -2,8 +2,9 @@
 //! the state policies must keep across reloads (limit counters). A reload builds a new
 //! `Pipeline` over the same `Services`, so a config change never resets anyone's limit.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::config::FailureMode;
 use crate::limits::{
@@ -24,6 +25,9 @@ pub enum LimiterSpec {
 pub struct Services {
     pub metrics: Arc<Metrics>,
     limiters: Mutex<HashMap<LimiterSpec, Limiter>>,
+    /// State shared by the pipelines that use it (endpoint-picker pools), by key; held
+    /// weakly, so it lives as long as some pipeline does.
+    shared: Mutex<HashMap<String, Weak<dyn Any + Send + Sync>>>,
 }
 
 impl Services {
@@ -31,7 +35,34 @@ impl Services {
         Arc::new(Services {
             metrics: Arc::new(Metrics::new()),
             limiters: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The live value under `key`, or a new one from `make`: a reload that builds the
+    /// same thing again gets the same value (its state survives), and a value no
+    /// pipeline holds any more is made anew.
+    pub fn shared<T, E>(
+        &self,
+        key: String,
+        make: impl FnOnce() -> Result<Arc<T>, E>,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+    {
+        let mut shared = self.shared.lock().expect("shared state lock");
+        if let Some(found) = shared
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .and_then(|v| v.downcast::<T>().ok())
+        {
+            return Ok(found);
+        }
+        shared.retain(|_, v| v.strong_count() > 0);
+        let value = make()?;
+        let erased: Arc<dyn Any + Send + Sync> = value.clone();
+        shared.insert(key, Arc::downgrade(&erased));
+        Ok(value)
     }
 
     /// The limiter for `spec`, made on first use (it needs the Tokio runtime, which

@@ -14,6 +14,8 @@
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
+//! - `deploy_k8s`: the deploy/k8s manifests parse and agree with each other; the tollgate
+//!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
@@ -28,6 +30,8 @@ mod support;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/deploy_k8s.rs"]
+mod deploy_k8s;
 #[path = "e2e/envoy.rs"]
 mod envoy;
 #[path = "e2e/epp_envoy.rs"]

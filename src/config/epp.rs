@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, Duration, FailureMode, MetricsMapping, SaturationConfig, SchedulingConfig,
+    ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, KubernetesSource,
+    MetricsMapping, SaturationConfig, SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -14,8 +15,22 @@ use super::{
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndpointPickerPolicy {
-    /// The pool: `ip:port` of each model server (IPv6 in brackets, `[::1]:8000`).
+    /// The pool: `ip:port` of each model server (IPv6 in brackets, `[::1]:8000`). Set
+    /// this or exactly one of `endpointsFile`, `dns` and `kubernetes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
+    /// The pool from a file of `ip:port` lines (or a YAML list), re-read when it changes:
+    /// a path, or `{path, pollInterval}` (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints_file: Option<EndpointsFileSource>,
+    /// The pool from DNS: every A/AAAA record of `name` with `port`, re-resolved every
+    /// `refresh` (default `5s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSource>,
+    /// The pool from Kubernetes: the Ready pods of an InferencePool
+    /// (`inference.networking.k8s.io/v1`) × its target ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSource>,
     /// Scraping of each endpoint's Prometheus metrics.
     #[serde(default)]
     pub metrics: EppMetricsConfig,
@@ -124,30 +139,18 @@ impl Default for EppMetricsConfig {
 }
 
 impl EndpointPickerPolicy {
-    /// The endpoints as socket addresses; errors name the offending field.
+    /// The endpoints as socket addresses, in config order, with the source and the
+    /// metrics settings checked; errors name the offending field. With `endpointsFile`,
+    /// `dns` or `kubernetes` instead of `endpoints`, what that source holds now
+    /// (`EndpointSource::initial`: the file's list; empty for DNS and Kubernetes, whose
+    /// lists come from `crate::epp::discovery::watch`).
     pub fn addresses(&self, path: &str) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
-        if self.endpoints.is_empty() {
-            return Err(ConfigError::field(
-                format!("{path}.endpoints"),
-                "no endpoints given",
-            ));
-        }
-        let mut out = Vec::with_capacity(self.endpoints.len());
-        for (i, e) in self.endpoints.iter().enumerate() {
-            let addr: std::net::SocketAddr = e.trim().parse().map_err(|_| {
-                ConfigError::field(
-                    format!("{path}.endpoints[{i}]"),
-                    format!("{e:?} is not an ip:port address (IPv6 in brackets: [::1]:8000)"),
-                )
-            })?;
-            if out.contains(&addr) {
-                return Err(ConfigError::field(
-                    format!("{path}.endpoints[{i}]"),
-                    format!("{e} is listed twice"),
-                ));
-            }
-            out.push(addr);
-        }
+        let source = self.source(path)?;
+        let out = if self.endpoints.is_empty() {
+            source.initial()
+        } else {
+            super::epp_source::static_list(&self.endpoints, path)?
+        };
         if !self.metrics.path.starts_with('/') {
             return Err(ConfigError::field(
                 format!("{path}.metrics.path"),
@@ -231,6 +234,33 @@ mod tests {
         assert_eq!(p.metrics.interval.get().as_millis(), 50);
         let a = p.addresses("policies.endpointPicker").unwrap();
         assert_eq!(a[1].to_string(), "[::1]:8002");
+    }
+
+    #[test]
+    fn addresses_of_other_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pool");
+        std::fs::write(&f, "127.0.0.2:8000\n127.0.0.1:8000\n").unwrap();
+        let p = policy(&format!("endpointsFile: {}", f.display()));
+        assert_eq!(
+            p.addresses("p").unwrap(),
+            vec![
+                "127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap(),
+                "127.0.0.2:8000".parse().unwrap()
+            ]
+        );
+        assert!(policy("dns: {name: localhost, port: 8000}")
+            .addresses("p")
+            .unwrap()
+            .is_empty());
+        // The metrics settings are checked whatever the source.
+        let e = policy("{dns: {name: localhost, port: 8000}, metrics: {path: x}}")
+            .addresses("p.endpointPicker")
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("p.endpointPicker.metrics.path: "),
+            "{e}"
+        );
     }
 
     #[test]

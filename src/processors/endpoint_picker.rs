@@ -23,6 +23,7 @@
 
 mod control;
 mod model_rewrite;
+mod pools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub const DROPPED_REASON: &str = "x-llm-d-request-dropped-reason";
 /// What every request of one route's picker shares.
 struct Shared {
     pool: Arc<Pool>,
+    /// Keeps the pool (and its endpoint watch) alive.
+    _handle: Arc<pools::PoolHandle>,
     policy: EndpointPickerPolicy,
     services: Arc<Services>,
     route: String,
@@ -68,10 +71,11 @@ impl EndpointPickerFactory {
         route: &str,
         path: &str,
     ) -> Result<Self, ConfigError> {
-        let pool = Pool::from_policy(policy, path)?;
+        let handle = pools::pool_for(policy, services, route, path)?;
         Ok(EndpointPickerFactory {
             shared: Arc::new(Shared {
-                pool,
+                pool: handle.pool.clone(),
+                _handle: handle,
                 policy: policy.clone(),
                 services: services.clone(),
                 route: route.to_string(),

@@ -1,0 +1,466 @@
+//! Endpoints from Kubernetes, the way a Gateway API Inference Extension endpoint picker
+//! finds them: the InferencePool (`inference.networking.k8s.io/v1`) named in the config
+//! gives a pod selector (`spec.selector.matchLabels`) and 1–8 target ports
+//! (`spec.targetPorts[].number`); every pod of the namespace that matches, is Ready
+//! (condition `Ready=True`), has a pod IP and is not terminating gives one endpoint per
+//! target port.
+//!
+//! Both resources are mirrored by list-then-watch (resuming from the last resource
+//! version; a `410 Gone` or any error relists after a backoff of 0.5 s doubling to 30 s).
+//! A change of the pool's selector restarts the pod watch with the new label selector; a
+//! deleted pool empties the list; an invalid pool keeps the last list. The client is
+//! configured in-cluster (service account) or from the kubeconfig (`kube::Config::infer`).
+//! RBAC: get, list and watch on `pods` and `inferencepools.inference.networking.k8s.io`.
+
+#[cfg(test)]
+mod mock_api;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::{publish, sleep_unless_closed};
+
+/// The API group of InferencePool.
+pub const GROUP: &str = "inference.networking.k8s.io";
+/// The served version read.
+pub const VERSION: &str = "v1";
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Seconds a watch request lasts before it is renewed (the API server's limit is longer).
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+/// The InferencePool resource, for a dynamic `Api`.
+pub fn inference_pool_resource() -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: "InferencePool".into(),
+        plural: "inferencepools".into(),
+    }
+}
+
+/// What the picker reads of an InferencePool's spec (other fields are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolSpec {
+    pub selector: LabelSelector,
+    pub target_ports: Vec<TargetPort>,
+}
+
+/// `spec.selector`: labels a member pod must all carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// `spec.targetPorts[]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct TargetPort {
+    pub number: u16,
+}
+
+impl PoolSpec {
+    /// Reads and checks the spec of an InferencePool object.
+    pub fn from_object(obj: &DynamicObject) -> Result<PoolSpec, String> {
+        let spec = obj.data.get("spec").ok_or("it has no spec")?;
+        let spec: PoolSpec =
+            serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}"))?;
+        if spec.selector.match_labels.is_empty() {
+            return Err("spec.selector.matchLabels is empty".into());
+        }
+        if spec.target_ports.is_empty() || spec.target_ports.len() > 8 {
+            return Err(format!(
+                "spec.targetPorts has {} ports (1 to 8 expected)",
+                spec.target_ports.len()
+            ));
+        }
+        if spec.target_ports.iter().any(|p| p.number == 0) {
+            return Err("spec.targetPorts: port 0".into());
+        }
+        Ok(spec)
+    }
+
+    /// The label selector of the pod watch: `k=v,k2=v2`.
+    pub fn label_selector(&self) -> String {
+        self.selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether a pod with these labels belongs to the pool.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector
+            .match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// Every pod address × every target port.
+    pub fn endpoints(&self, ips: impl IntoIterator<Item = IpAddr>) -> Vec<SocketAddr> {
+        ips.into_iter()
+            .flat_map(|ip| {
+                self.target_ports
+                    .iter()
+                    .map(move |p| SocketAddr::new(ip, p.number))
+            })
+            .collect()
+    }
+}
+
+/// The address of a pod that may take traffic: not terminating, condition `Ready=True`,
+/// and a pod IP.
+pub fn ready_ip(pod: &Pod) -> Option<IpAddr> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    status.pod_ip.as_deref()?.parse().ok()
+}
+
+/// Builds the client (in-cluster or kubeconfig), retrying with a backoff, then follows
+/// the pool until every receiver of `tx` is gone.
+pub(crate) async fn run(
+    inference_pool: String,
+    namespace: String,
+    tx: watch::Sender<Vec<SocketAddr>>,
+) {
+    let mut backoff = Backoff::new();
+    let client = loop {
+        let attempt = async {
+            let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
+            Client::try_from(config).map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(client) => break client,
+            Err(e) => {
+                tracing::error!(inference_pool, namespace, error = %e, "no Kubernetes client configuration; the pool stays as it is");
+                if !backoff.wait(&tx).await {
+                    return;
+                }
+            }
+        }
+    };
+    run_with_client(client, inference_pool, namespace, tx).await;
+}
+
+/// Follows the InferencePool `inference_pool` in `namespace` and its pods through
+/// `client`, publishing the endpoint list on `tx` until every receiver is gone.
+pub async fn run_with_client(
+    client: Client,
+    inference_pool: String,
+    namespace: String,
+    tx: watch::Sender<Vec<SocketAddr>>,
+) {
+    let pools: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, &inference_pool_resource());
+    let (pool_tx, mut pool_rx) = watch::channel(None);
+    tokio::spawn(mirror(
+        pools,
+        "InferencePool",
+        None,
+        Some(format!("metadata.name={inference_pool}")),
+        PoolSpec::from_object,
+        pool_tx,
+    ));
+    let mut spec: Option<PoolSpec> = None;
+    let mut pods: Option<PodWatch> = None;
+    let mut missing_logged = false;
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            changed = pool_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let Some(pools) = pool_rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                match pools.get(&inference_pool) {
+                    None => {
+                        if !missing_logged {
+                            tracing::warn!(inference_pool, namespace, "InferencePool not found: no endpoints");
+                            missing_logged = true;
+                        }
+                        spec = None;
+                        pods = None;
+                        publish(&tx, Vec::new());
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(inference_pool, namespace, error = %e, "invalid InferencePool ignored; keeping the last list");
+                    }
+                    Some(Ok(new)) => {
+                        missing_logged = false;
+                        let selector = new.label_selector();
+                        if pods.as_ref().map(|p| &p.selector) != Some(&selector) {
+                            pods = Some(PodWatch::start(&client, &namespace, new));
+                        }
+                        spec = Some(new.clone());
+                        update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+                    }
+                }
+            }
+            changed = pod_changes(pods.as_mut()) => {
+                if changed.is_err() {
+                    return;
+                }
+                update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+            }
+        }
+    }
+}
+
+/// The pod watch of one selector: each matching pod's ready address, by name.
+struct PodWatch {
+    selector: String,
+    rx: watch::Receiver<Option<BTreeMap<String, Option<IpAddr>>>>,
+}
+
+impl PodWatch {
+    fn start(client: &Client, namespace: &str, spec: &PoolSpec) -> PodWatch {
+        let selector = spec.label_selector();
+        let (tx, rx) = watch::channel(None);
+        let members = spec.clone();
+        tokio::spawn(mirror(
+            Api::<Pod>::namespaced(client.clone(), namespace),
+            "Pod",
+            Some(selector.clone()),
+            None,
+            move |pod: &Pod| {
+                // The API server filters by label already; this guards against a server
+                // that does not.
+                if members.selects(pod.labels()) {
+                    ready_ip(pod)
+                } else {
+                    None
+                }
+            },
+            tx,
+        ));
+        PodWatch { selector, rx }
+    }
+}
+
+async fn pod_changes(pods: Option<&mut PodWatch>) -> Result<(), watch::error::RecvError> {
+    match pods {
+        Some(p) => p.rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes the endpoints of the current spec and pods, once the pods have been listed.
+fn update(
+    tx: &watch::Sender<Vec<SocketAddr>>,
+    pool: &str,
+    spec: Option<&PoolSpec>,
+    pods: Option<&mut PodWatch>,
+) {
+    let (Some(spec), Some(pods)) = (spec, pods) else {
+        return;
+    };
+    let ips: Vec<IpAddr> = match &*pods.rx.borrow_and_update() {
+        Some(pods) => pods.values().flatten().copied().collect(),
+        None => return,
+    };
+    let ready = ips.len();
+    let list = spec.endpoints(ips);
+    let count = list.len();
+    if publish(tx, list) {
+        tracing::info!(
+            inference_pool = pool,
+            ready_pods = ready,
+            endpoints = count,
+            "InferencePool endpoints changed"
+        );
+    }
+}
+
+/// Exponential backoff between failed Kubernetes requests.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(BACKOFF_START)
+    }
+    fn reset(&mut self) {
+        self.0 = BACKOFF_START;
+    }
+    /// Waits the current delay, then doubles it; false when every receiver of `tx` is
+    /// gone.
+    async fn wait<T>(&mut self, tx: &watch::Sender<T>) -> bool {
+        let go_on = sleep_unless_closed(tx, self.0).await;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        go_on
+    }
+}
+
+/// A watch that ends sooner than this after it started counts as a failure (backoff).
+const SHORTEST_WATCH: Duration = Duration::from_secs(1);
+
+/// Keeps `tx` at `project` of every object `api` lists with the selectors, by name
+/// (`None` until the first list), until every receiver is gone.
+async fn mirror<K, T, F>(
+    api: Api<K>,
+    what: &'static str,
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    project: F,
+    tx: watch::Sender<Option<BTreeMap<String, T>>>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    T: Clone + PartialEq + Send + Sync + 'static,
+    F: Fn(&K) -> T + Send + 'static,
+{
+    let set = |objects: &BTreeMap<String, T>| {
+        tx.send_if_modified(|current| {
+            if current.as_ref() == Some(objects) {
+                false
+            } else {
+                *current = Some(objects.clone());
+                true
+            }
+        });
+    };
+    let list_params = ListParams {
+        label_selector: label_selector.clone(),
+        field_selector: field_selector.clone(),
+        ..ListParams::default()
+    };
+    let watch_params = WatchParams {
+        label_selector: label_selector.clone(),
+        field_selector,
+        ..WatchParams::default().timeout(WATCH_TIMEOUT_SECS)
+    };
+    let selector = label_selector.unwrap_or_default();
+    let mut backoff = Backoff::new();
+    'relist: loop {
+        let listed = tokio::select! {
+            _ = tx.closed() => return,
+            r = api.list(&list_params) => r,
+        };
+        let list = match listed {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(resource = what, selector, error = %e, "Kubernetes list failed; retrying");
+                if !backoff.wait(&tx).await {
+                    return;
+                }
+                continue 'relist;
+            }
+        };
+        let mut version = list.metadata.resource_version.unwrap_or_default();
+        let mut objects: BTreeMap<String, T> = list
+            .items
+            .iter()
+            .map(|o| (o.name_any(), project(o)))
+            .collect();
+        set(&objects);
+        loop {
+            let started_at = tokio::time::Instant::now();
+            let started = tokio::select! {
+                _ = tx.closed() => return,
+                r = api.watch(&watch_params, &version) => r,
+            };
+            let events = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch failed; relisting");
+                    if !backoff.wait(&tx).await {
+                        return;
+                    }
+                    continue 'relist;
+                }
+            };
+            let mut events = std::pin::pin!(events);
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    e = events.try_next() => e,
+                };
+                match next {
+                    // The watch ended (its timeout): renew it from the last version seen,
+                    // after a backoff if it ended at once.
+                    Ok(None) => {
+                        if started_at.elapsed() < SHORTEST_WATCH {
+                            if !backoff.wait(&tx).await {
+                                return;
+                            }
+                        } else {
+                            backoff.reset();
+                        }
+                        break;
+                    }
+                    Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
+                        version = o.resource_version().unwrap_or(version);
+                        objects.insert(o.name_any(), project(&o));
+                        set(&objects);
+                        backoff.reset();
+                    }
+                    Ok(Some(WatchEvent::Deleted(o))) => {
+                        version = o.resource_version().unwrap_or(version);
+                        objects.remove(&o.name_any());
+                        set(&objects);
+                        backoff.reset();
+                    }
+                    Ok(Some(WatchEvent::Bookmark(b))) => version = b.metadata.resource_version,
+                    // 410 Gone: the version is too old to resume from; relist at once.
+                    Ok(Some(WatchEvent::Error(status))) if status.code == 410 => {
+                        tracing::debug!(
+                            resource = what,
+                            selector,
+                            "Kubernetes watch expired; relisting"
+                        );
+                        continue 'relist;
+                    }
+                    Ok(Some(WatchEvent::Error(status))) => {
+                        tracing::warn!(
+                            resource = what,
+                            selector,
+                            code = status.code,
+                            message = status.message,
+                            "Kubernetes watch error; relisting"
+                        );
+                        if !backoff.wait(&tx).await {
+                            return;
+                        }
+                        continue 'relist;
+                    }
+                    Err(e) => {
+                        tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch stream failed; relisting");
+                        if !backoff.wait(&tx).await {
+                            return;
+                        }
+                        continue 'relist;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! One pool per route and picker config, shared through `Services`: a reload that leaves
+//! a route's picker as it was keeps its pool — scraped metrics, prefix index, in-flight
+//! load — and a route whose picker changed gets a new one. The pool's background work
+//! starts when it is made inside the runtime (`tollgate validate` has none, so it starts
+//! nothing): scraping its members, and for a file, DNS or Kubernetes source, the watch
+//! that feeds membership changes in. Both stop when the last pipeline drops the pool.
+
+use std::sync::{Arc, Weak};
+
+use crate::config::{ConfigError, EndpointPickerPolicy};
+use crate::epp::discovery::{self, EndpointSource};
+use crate::epp::Pool;
+use crate::metrics::PoolStatsSource;
+use crate::services::Services;
+
+/// A pool and the watch of its endpoint source.
+pub struct PoolHandle {
+    pub pool: Arc<Pool>,
+    discovery: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.discovery.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The pool of `route`'s picker: the live one when the config is unchanged, else new.
+pub fn pool_for(
+    policy: &EndpointPickerPolicy,
+    services: &Arc<Services>,
+    route: &str,
+    path: &str,
+) -> Result<Arc<PoolHandle>, ConfigError> {
+    let source = policy.source(path)?;
+    let config = serde_json::to_string(policy).unwrap_or_default();
+    let key = format!("endpoint_picker\n{route}\n{config}");
+    services.shared(key, || {
+        let pool = Pool::from_policy(policy, path)?;
+        let discovery = start(&pool, source);
+        let stats: Arc<dyn PoolStatsSource> = pool.clone();
+        services
+            .metrics
+            .inference
+            .watch_pool(route, Arc::downgrade(&stats));
+        Ok(Arc::new(PoolHandle { pool, discovery }))
+    })
+}
+
+/// Starts scraping, and the endpoint source's watch when it is not a fixed list.
+fn start(pool: &Arc<Pool>, source: EndpointSource) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    pool.start_scraper();
+    if matches!(source, EndpointSource::Static(_)) {
+        return None;
+    }
+    let weak: Weak<Pool> = Arc::downgrade(pool);
+    Some(runtime.spawn(async move {
+        let mut rx = discovery::watch(source);
+        loop {
+            let list = rx.borrow_and_update().clone();
+            let Some(pool) = weak.upgrade() else {
+                return;
+            };
+            let change = pool.set_endpoints(list);
+            if change.added + change.removed > 0 {
+                tracing::info!(
+                    added = change.added,
+                    removed = change.removed,
+                    kept = change.kept,
+                    "endpoint picker: pool membership changed"
+                );
+            }
+            drop(pool);
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }))
+}
