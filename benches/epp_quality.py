@@ -411,7 +411,7 @@ def main():
                         "envoy:roundRobin, envoy:random, envoy:leastRequest are Envoy "
                         "balancing the pool alone (no picker), as a reference")
     p.add_argument("--instances", type=int, default=8)
-    p.add_argument("--rate", type=float, default=16.0, help="requests per second")
+    p.add_argument("--rate", type=float, default=18.0, help="requests per second")
     p.add_argument("--duration", type=float, default=40.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=8.0, help="warm-up seconds")
     p.add_argument("--drain", type=float, default=30.0,
