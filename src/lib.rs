@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod pricing;
 pub mod processors;
 pub mod services;
+pub mod sim;
 pub mod telemetry;

@@ -1,4 +1,4 @@
-//! The `tollgate` command line: `serve`, `validate`, `schema`, `version`.
+//! The `tollgate` command line: `serve`, `validate`, `schema`, `version`, `sim`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,6 +34,9 @@ enum Command {
     Schema,
     /// Print the version.
     Version,
+    /// Run simulated vLLM-like model servers (one listener each) for testing and
+    /// benchmarking the endpoint picker without GPUs.
+    Sim(tollgate::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,19 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("starting the tokio runtime");
+            match runtime.block_on(tollgate::sim::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate sim: {e}");
                     ExitCode::FAILURE
                 }
             }

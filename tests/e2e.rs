@@ -22,6 +22,8 @@
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
 //!   entities split across SSE events arrive masked, rejected prompts never go upstream.
+//! - `sim`: the model-server simulator with the official `openai` SDK: streamed usage,
+//!   prefix-cache hits (cached tokens, lower TTFT), `/metrics` read by the picker's parser.
 //!
 //! The test modules live in `tests/e2e/` (named by `#[path]`: a file directly in `tests/`
 //! would be built as a test binary of its own); support code in `tests/support/`.
@@ -50,3 +52,5 @@ mod llm;
 mod parity;
 #[path = "e2e/proxy.rs"]
 mod proxy;
+#[path = "e2e/sim.rs"]
+mod sim;

@@ -1,7 +1,8 @@
 //! Test support for the end-to-end suite: free ports, polling, a mock upstream, an HTTP
 //! client that timestamps what it reads, launchers for real `tollgate` and Envoy
 //! processes (each in its own temp dir, killed on drop), and for token accounting the
-//! official LLM SDKs as clients and readers of the exported usage (`llm`).
+//! official LLM SDKs as clients and readers of the exported usage (`llm`); the
+//! model-server simulator (`sim`).
 
 pub mod client;
 pub mod envoy;
@@ -12,6 +13,8 @@ pub mod guard;
 pub mod llm;
 pub mod redis;
 pub mod scenario;
+/// The model-server simulator (`tollgate sim`).
+pub mod sim;
 pub mod tls;
 pub mod tollgate;
 pub mod upstream;

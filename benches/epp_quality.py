@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""Scheduling-quality benchmark of tollgate's endpoint picker.
+
+A pool of simulated model servers (`tollgate sim --instances 8`, one process), Envoy 1.40
+(--concurrency 1) in front with ext_proc FULL_DUPLEX_STREAMED to tollgate and an
+ORIGINAL_DST cluster keyed on the `x-gateway-destination-endpoint` request header, and
+tollgate running `endpointPicker` over the 8 instances. For each scheduling profile
+(`policies.endpointPicker.scheduling: {profile: NAME}`; a profile the binary does not
+know is skipped, and `default` falls back to no `scheduling` key), the simulator and
+tollgate are restarted (cold prefix caches), warmed up, then driven for a fixed time by
+a multi-tenant workload: each tenant has a long shared system prompt, each request adds
+a short unique user message, streams, and arrives open-loop (Poisson). The rate is near
+the pool's saturation under round-robin: every instance's prefix cache (`--kv-blocks`)
+holds only a few tenants' prompts, so spreading tenants over all instances makes most
+prefills miss, while prefix-aware picking keeps each tenant's prompt warm somewhere.
+
+Profiles named `envoy:roundRobin`, `envoy:random` or `envoy:leastRequest` run no picker:
+Envoy balances over the pool by itself (a baseline that needs no scheduling profile).
+
+Per profile: requests sent in the window, errors, throughput (requests completed within
+the window / window), TTFT p50/p99 (first content chunk), end-to-end p99, and each as a
+ratio to round-robin (the picker's `roundRobin`, else `envoy:roundRobin`, else the first
+profile), and the pool's prefix-cache hit ratio. The table is printed and written to
+target/epp-quality.json.
+
+Run through scripts/bench-epp (installs Envoy and the client library into .venv, builds
+release). Knobs: --profiles, --rate, --duration, --warmup, --tenants, and the simulator's
+cost model (--sim-args).
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+try:
+    import httpx
+except ImportError:  # the openai SDK's HTTP client, installed by scripts/install-test-deps
+    import httpx2 as httpx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+TOLLGATE = os.path.join(TARGET, "release", "tollgate")
+ENVOY = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
+MODEL = "sim-model"
+
+# 400 µs per uncached prompt token (a 1,500-token system prompt costs 600 ms of
+# prefill), 10 ms decode steps; 600 KV blocks of 16 tokens: the prefix cache holds about
+# six tenants' prompts, and about six requests run at once.
+SIM_ARGS = ("--prefill-us-per-token 400 --prefill-overhead-us 2000 --decode-step-us 10000 "
+            "--decode-step-per-seq-us 200 --kv-blocks 600 --max-running 32")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"epp-quality: {url} did not become ready within {timeout}s")
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_sim(instances, sim_args, log):
+    proc = subprocess.Popen(
+        [TOLLGATE, "sim", "--instances", str(instances), "--listen", "127.0.0.1:0",
+         "--model", MODEL, *shlex.split(sim_args)],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    addrs = []
+    while len(addrs) < instances:
+        line = proc.stdout.readline()
+        if not line:
+            sys.exit("epp-quality: tollgate sim exited before listening")
+        if line.startswith("listening http://"):
+            addrs.append(line.strip().removeprefix("listening http://"))
+    return proc, addrs
+
+
+TOLLGATE_CONFIG = """admin: {{ address: "127.0.0.1:{admin}" }}
+extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+logging: {{ level: warn }}
+binds:
+- port: {proxy}
+  listeners:
+  - name: inference
+    routes:
+    - name: chat
+      policies:
+        endpointPicker:
+          endpoints: [{endpoints}]
+          metrics: {{ path: /metrics, interval: 50ms, staleAfter: 200ms }}
+{scheduling}      backends: [ {{ host: "{first}" }} ]
+"""
+
+
+def tollgate_config(tmp, ports, addrs, profile, with_key):
+    scheduling = f"          scheduling: {{ profile: {profile} }}\n" if with_key else ""
+    text = TOLLGATE_CONFIG.format(
+        admin=ports["admin"], ext_proc=ports["ext_proc"], proxy=ports["proxy"],
+        endpoints=", ".join(f'"{a}"' for a in addrs), scheduling=scheduling, first=addrs[0])
+    path = os.path.join(tmp, f"tollgate-{profile}.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def valid(path):
+    r = subprocess.run([TOLLGATE, "validate", "-c", path], capture_output=True, text=True)
+    return r.returncode == 0, (r.stdout + r.stderr).strip()
+
+
+ENVOY_CONFIG = """admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    per_connection_buffer_limit_bytes: 8388608
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: AUTO
+          stream_idle_timeout: 300s
+          request_timeout: 0s
+          route_config:
+            name: routes
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - name: chat
+                match: {{ prefix: "/" }}
+                route: {{ cluster: pool, timeout: 0s }}
+          http_filters:
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service: {{ envoy_grpc: {{ cluster_name: tollgate }} }}
+              failure_mode_allow: false
+              message_timeout: 5s
+              max_message_timeout: 10s
+              processing_mode:
+                request_header_mode: SEND
+                response_header_mode: SEND
+                request_body_mode: FULL_DUPLEX_STREAMED
+                response_body_mode: FULL_DUPLEX_STREAMED
+                request_trailer_mode: SEND
+                response_trailer_mode: SEND
+              request_attributes: ["xds.route_name"]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: tollgate
+    type: STATIC
+    connect_timeout: 0.5s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    circuit_breakers:
+      thresholds: [ {{ priority: DEFAULT, max_requests: 100000, max_pending_requests: 100000 }} ]
+    load_assignment:
+      cluster_name: tollgate
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ext_proc} }} }} }}
+  # The pool: Envoy connects to whatever ip:port the picker put in the header.
+  - name: pool
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 1s
+    original_dst_lb_config:
+      use_http_header: true
+      http_header_name: x-gateway-destination-endpoint
+    circuit_breakers:
+      thresholds: [ {{ priority: DEFAULT, max_requests: 100000, max_pending_requests: 100000, max_connections: 100000 }} ]
+"""
+
+
+# Baselines without the picker: Envoy balancing over the same pool by itself.
+ENVOY_DIRECT = """admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          request_timeout: 0s
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: pool, timeout: 0s }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: pool
+    type: STATIC
+    lb_policy: {policy}
+    connect_timeout: 1s
+    circuit_breakers:
+      thresholds: [ {{ priority: DEFAULT, max_requests: 100000, max_pending_requests: 100000, max_connections: 100000 }} ]
+    load_assignment:
+      cluster_name: pool
+      endpoints:
+      - lb_endpoints:
+{endpoints}"""
+
+ENVOY_POLICIES = {"roundRobin": "ROUND_ROBIN", "random": "RANDOM", "leastRequest": "LEAST_REQUEST"}
+
+
+def start_direct_envoy(tmp, name, addrs, log):
+    """Envoy alone over `addrs` with lb policy `name`; returns (process, url)."""
+    listen, admin = free_port(), free_port()
+    endpoints = "".join(
+        f"        - endpoint: {{ address: {{ socket_address: {{ address: {a.rsplit(':', 1)[0]}, "
+        f"port_value: {a.rsplit(':', 1)[1]} }} }} }}\n" for a in addrs)
+    path = os.path.join(tmp, f"envoy-{name}.yaml")
+    with open(path, "w") as f:
+        f.write(ENVOY_DIRECT.format(admin=admin, listen=listen, policy=ENVOY_POLICIES[name],
+                                    endpoints=endpoints))
+    proc = subprocess.Popen([ENVOY, "-c", path, "--concurrency", "1", "--log-level", "warn",
+                             "--base-id", str(listen)], stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{admin}/ready")
+    return proc, f"http://127.0.0.1:{listen}/v1/chat/completions"
+
+
+# --- the workload -------------------------------------------------------------------
+
+WORDS = ("account policy region invoice shipment latency customer contract schedule "
+         "inventory forecast ticket escalation refund warranty supplier catalogue audit "
+         "compliance quota summary analysis dashboard pipeline release incident").split()
+
+
+def system_prompt(tenant, chars):
+    rng = random.Random(tenant)
+    out = [f"You are the assistant of tenant {tenant}. Follow these instructions."]
+    while sum(len(w) + 1 for w in out) < chars:
+        out.append(rng.choice(WORDS))
+    return " ".join(out)[:chars]
+
+
+class Stats:
+    def __init__(self):
+        self.ttft, self.e2e, self.done_at = [], [], []
+        self.sent = self.errors = 0
+        self.error_kinds = {}
+        self.endpoints = {}
+
+    def error(self, kind):
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+async def one(client, url, system, user, max_tokens, stats):
+    body = {"model": MODEL, "stream": True, "max_tokens": max_tokens,
+            "messages": [{"role": "system", "content": system},
+                         {"role": "user", "content": user}]}
+    start = time.perf_counter()
+    ttft = None
+    try:
+        async with client.stream("POST", url, json=body) as r:
+            if r.status_code != 200:
+                await r.aread()
+                stats.error(f"http {r.status_code}")
+                return
+            ep = r.headers.get("x-sim-endpoint", "?")
+            stats.endpoints[ep] = stats.endpoints.get(ep, 0) + 1
+            done = False
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = line[6:]
+                if data == "[DONE]":
+                    done = True
+                    break
+                if ttft is None:
+                    chunk = json.loads(data)
+                    if any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                        ttft = time.perf_counter() - start
+            if not done or ttft is None:
+                stats.error("truncated stream")
+                return
+    except (httpx.HTTPError, json.JSONDecodeError) as e:
+        stats.error(type(e).__name__)
+        return
+    end = time.perf_counter()
+    stats.ttft.append(ttft)
+    stats.e2e.append(end - start)
+    stats.done_at.append(end)
+
+
+async def drive(url, rate, duration, tenants, prompt_chars, max_tokens, seed, drain):
+    """Poisson arrivals at `rate` for `duration` s; returns Stats and the window."""
+    rng = random.Random(seed)
+    systems = [system_prompt(t, prompt_chars) for t in range(tenants)]
+    stats = Stats()
+    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+    timeout = httpx.Timeout(120.0, connect=5.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        tasks = []
+        t0 = time.perf_counter()
+        next_at = t0
+        n = 0
+        while True:
+            next_at += rng.expovariate(rate)
+            if next_at - t0 >= duration:
+                break
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tenant = rng.randrange(tenants)
+            n += 1
+            user = f"Request {seed}-{n}: summarise item {rng.randrange(10**9)} for me, briefly."
+            stats.sent += 1
+            tasks.append(asyncio.create_task(
+                one(client, url, systems[tenant], user, max_tokens, stats)))
+        t_end = t0 + duration
+        if tasks:
+            finished, pending = await asyncio.wait(tasks, timeout=drain)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                for _ in pending:
+                    stats.error("unfinished after drain")
+    return stats, t0, t_end
+
+
+def pct(values, q):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def summarise(profile, stats, t0, t_end):
+    in_window = sum(1 for t in stats.done_at if t <= t_end)
+    return {
+        "profile": profile,
+        "requests": stats.sent,
+        "completed": len(stats.e2e),
+        "errors": stats.errors,
+        "error_kinds": stats.error_kinds,
+        "throughput_rps": in_window / (t_end - t0),
+        "ttft_p50_ms": pct(stats.ttft, 0.50) * 1000,
+        "ttft_p99_ms": pct(stats.ttft, 0.99) * 1000,
+        "e2e_p50_ms": pct(stats.e2e, 0.50) * 1000,
+        "e2e_p99_ms": pct(stats.e2e, 0.99) * 1000,
+        "per_endpoint": dict(sorted(stats.endpoints.items())),
+    }
+
+
+def scrape_prefix_hits(addrs):
+    """Prefix-cache hit ratio (tokens) over the pool, from the sims' own counters."""
+    q = h = 0.0
+    for a in addrs:
+        with urllib.request.urlopen(f"http://{a}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("vllm:prefix_cache_queries_total"):
+                    q += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("vllm:prefix_cache_hits_total"):
+                    h += float(line.rsplit(" ", 1)[1])
+    return h, q
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profiles",
+                   default="envoy:roundRobin,random,roundRobin,default,latencyAware",
+                   help="comma-separated scheduling profiles of the picker, in run order; "
+                        "envoy:roundRobin, envoy:random, envoy:leastRequest are Envoy "
+                        "balancing the pool alone (no picker), as a reference")
+    p.add_argument("--instances", type=int, default=8)
+    p.add_argument("--rate", type=float, default=18.0, help="requests per second")
+    p.add_argument("--duration", type=float, default=40.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=8.0, help="warm-up seconds")
+    p.add_argument("--drain", type=float, default=30.0,
+                   help="seconds to wait for requests in flight at the window's end")
+    p.add_argument("--tenants", type=int, default=16)
+    p.add_argument("--prompt-chars", type=int, default=6000,
+                   help="characters of each tenant's system prompt")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--sim-args", default=SIM_ARGS, help="cost-model flags of tollgate sim")
+    p.add_argument("--out", default=os.path.join(TARGET, "epp-quality.json"))
+    args = p.parse_args()
+    for binary in (TOLLGATE, ENVOY):
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"epp-quality: {binary} not found (run scripts/bench-epp)")
+
+    tmp = tempfile.mkdtemp(prefix="epp-quality-")
+    ports = {k: free_port() for k in ("admin", "ext_proc", "proxy", "envoy", "envoy_admin")}
+    envoy_yaml = os.path.join(tmp, "envoy.yaml")
+    with open(envoy_yaml, "w") as f:
+        f.write(ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
+                                    ext_proc=ports["ext_proc"]))
+    envoy_log = open(os.path.join(tmp, "envoy.log"), "w")
+    envoy = subprocess.Popen([ENVOY, "-c", envoy_yaml, "--concurrency", "1",
+                              "--log-level", "warn"], stdout=envoy_log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{ports['envoy']}/v1/chat/completions"
+    results = []
+    print(f"epp-quality: {args.instances} sims ({args.sim_args}), {args.tenants} tenants × "
+          f"{args.prompt_chars}-char system prompts, {args.max_tokens} output tokens, "
+          f"Poisson {args.rate}/s, warm-up {args.warmup:.0f}s, window {args.duration:.0f}s; "
+          f"logs in {tmp}", flush=True)
+    try:
+        wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
+        for profile in [s.strip() for s in args.profiles.split(",") if s.strip()]:
+            sim_log = open(os.path.join(tmp, f"sim-{profile}.log"), "w")
+            sim, addrs = start_sim(args.instances, args.sim_args, sim_log)
+            tollgate = direct = None
+            target = url
+            try:
+                if profile.startswith("envoy:"):
+                    name = profile.removeprefix("envoy:")
+                    if name not in ENVOY_POLICIES:
+                        print(f"epp-quality: skipping {profile}: not one of "
+                              f"{', '.join('envoy:' + n for n in ENVOY_POLICIES)}", flush=True)
+                        continue
+                    direct_log = open(os.path.join(tmp, f"envoy-{name}.log"), "w")
+                    direct, target = start_direct_envoy(tmp, name, addrs, direct_log)
+                else:
+                    path = tollgate_config(tmp, ports, addrs, profile, True)
+                    ok, why = valid(path)
+                    if not ok and profile == "default":
+                        path = tollgate_config(tmp, ports, addrs, profile, False)
+                        ok, why = valid(path)
+                    if not ok:
+                        print(f"epp-quality: skipping profile {profile}: {why}", flush=True)
+                        continue
+                    tg_log = open(os.path.join(tmp, f"tollgate-{profile}.log"), "w")
+                    tollgate = subprocess.Popen([TOLLGATE, "serve", "-c", path], stdout=tg_log,
+                                                stderr=subprocess.STDOUT)
+                    wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
+                time.sleep(0.5)  # first scrapes of every endpoint
+                warm, _, _ = asyncio.run(drive(target, args.rate, args.warmup, args.tenants,
+                                               args.prompt_chars, args.max_tokens, 1, 5.0))
+                h0, q0 = scrape_prefix_hits(addrs)
+                stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
+                                                     args.tenants, args.prompt_chars,
+                                                     args.max_tokens, 2, args.drain))
+                h1, q1 = scrape_prefix_hits(addrs)
+                row = summarise(profile, stats, t0, t_end)
+                row["warmup_errors"] = warm.errors
+                row["prefix_hit_ratio"] = (h1 - h0) / (q1 - q0) if q1 > q0 else 0.0
+                results.append(row)
+                print(f"epp-quality: {profile}: {row['completed']}/{row['requests']} ok, "
+                      f"{row['errors']} errors, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
+                      f"prefix hits {row['prefix_hit_ratio']:.0%}, per endpoint "
+                      f"{list(row['per_endpoint'].values())}", flush=True)
+            finally:
+                stop(tollgate)
+                stop(direct)
+                stop(sim)
+    finally:
+        stop(envoy)
+
+    if not results:
+        sys.exit("epp-quality: no profile ran")
+    base = next((r for r in results if r["profile"] == "roundRobin"),
+                next((r for r in results if r["profile"] == "envoy:roundRobin"), results[0]))
+    for r in results:
+        r["baseline"] = base["profile"]
+        for k in ("throughput_rps", "ttft_p50_ms", "ttft_p99_ms", "e2e_p99_ms"):
+            r[f"{k}_ratio"] = r[k] / base[k] if base[k] else float("nan")
+    print()
+    print(f"ratios (×) are to {base['profile']}")
+    head = (f"{'profile':<18}{'requests':>9}{'errors':>7}{'thru r/s':>9}{'×':>6}"
+            f"{'TTFT p50':>10}{'×':>6}{'TTFT p99':>10}{'×':>6}{'e2e p99':>10}{'×':>6}"
+            f"{'hits':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        print(f"{r['profile']:<18}{r['requests']:>9}{r['errors']:>7}"
+              f"{r['throughput_rps']:>9.2f}{r['throughput_rps_ratio']:>6.2f}"
+              f"{r['ttft_p50_ms']:>8.0f}ms{r['ttft_p50_ms_ratio']:>6.2f}"
+              f"{r['ttft_p99_ms']:>8.0f}ms{r['ttft_p99_ms_ratio']:>6.2f}"
+              f"{r['e2e_p99_ms']:>8.0f}ms{r['e2e_p99_ms_ratio']:>6.2f}"
+              f"{r['prefix_hit_ratio']:>6.0%}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"config": vars(args), "results": results}, f, indent=2)
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+//! `tollgate sim`: a pool of simulated vLLM-like model servers in one process, to test
+//! and benchmark endpoint picking without GPUs. Each instance has its own loopback
+//! listener, speaks the OpenAI API (`/v1/chat/completions`, `/v1/completions`, JSON and
+//! SSE, `/v1/models`) and exports vLLM's Prometheus metrics (`/metrics`).
+//!
+//! # The cost model
+//! Every constant is a flag (defaults in brackets); time passes on tokio timers, so an
+//! instance costs CPU only for its HTTP work.
+//! - Tokens: prompt characters / 4, rounded up (the picker's approximation). The prompt
+//!   is the request's text as the picker reads it (messages joined with newlines).
+//! - Batch slots (`--max-running` [64]): requests beyond it wait in a FIFO queue
+//!   (`vllm:num_requests_waiting`).
+//! - KV cache (`--kv-blocks` [8192] blocks of 16 tokens): a running request holds
+//!   ceil((prompt + generated tokens) / 16) blocks (`vllm:kv_cache_usage_perc` = held /
+//!   capacity). Admission also waits until the request's final footprint (prompt plus
+//!   all its output tokens) fits next to the final footprints of the running requests,
+//!   so decoding never runs out of blocks (no preemption). A request that could never
+//!   fit is answered 400.
+//! - Prefix cache: an LRU of chained xxHash64 block hashes over 64-character blocks (16
+//!   tokens × 4 characters), seeded with the request's model (a LoRA adapter caches
+//!   apart), capacity `--kv-blocks` blocks. A prompt's leading blocks found there are its
+//!   cached tokens (`usage.prompt_tokens_details.cached_tokens`); its blocks are recorded
+//!   when its prefill ends.
+//! - Prefill: `--prefill-overhead-us` [2000] + `--prefill-us-per-token` [100] × the
+//!   prompt tokens not cached. Prefills are compute-bound: one at a time per instance, in
+//!   arrival order, so a long uncached prefill delays every other first token. The
+//!   prefill produces the first output token.
+//! - Decode: each further token takes one step of `--decode-step-us` [10000] +
+//!   `--decode-step-per-seq-us` [100] × (running requests − 1), as batched decoding slows
+//!   with the batch.
+//! - Output: `max_completion_tokens` / `max_tokens` when given (finish reason `length`),
+//!   else `--default-max-tokens` [32] (finish reason `stop`); the text is `tok1 tok2 …`.
+//!
+//! Each instance prints `listening http://ADDR` on stdout once it listens; the process
+//! serves until SIGTERM or SIGINT.
+
+pub mod engine;
+pub mod metrics;
+pub mod server;
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use engine::{CostModel, Instance};
+pub use server::Server;
+
+/// Flags of `tollgate sim`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SimArgs {
+    /// Instances to run, each on its own port.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// Address of the first instance; port 0 gives each instance an ephemeral port,
+    /// another port P gives instance i port P + i.
+    #[arg(long, default_value = "127.0.0.1:0", conflicts_with = "base_port")]
+    pub listen: SocketAddr,
+    /// Shorthand for `--listen 127.0.0.1:P`.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// The served model's name.
+    #[arg(long, default_value = "sim-model")]
+    pub model: String,
+    /// LoRA adapters served (comma-separated): a request naming one counts as that
+    /// adapter in `vllm:lora_requests_info`.
+    #[arg(long, value_delimiter = ',')]
+    pub lora: Vec<String>,
+    /// `max_lora` reported in `vllm:lora_requests_info` (default: the adapters given, at
+    /// least 1).
+    #[arg(long)]
+    pub max_lora: Option<usize>,
+    /// Continuous-batching slots per instance.
+    #[arg(long, default_value_t = 64)]
+    pub max_running: usize,
+    /// KV-cache capacity per instance, in blocks of 16 tokens (also the prefix cache's).
+    #[arg(long, default_value_t = 8192)]
+    pub kv_blocks: usize,
+    /// Prefill time per uncached prompt token, in microseconds.
+    #[arg(long, default_value_t = 100)]
+    pub prefill_us_per_token: u64,
+    /// Fixed time of every prefill, in microseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub prefill_overhead_us: u64,
+    /// Decode step time with one running request, in microseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub decode_step_us: u64,
+    /// Added to the decode step per further running request, in microseconds.
+    #[arg(long, default_value_t = 100)]
+    pub decode_step_per_seq_us: u64,
+    /// Output tokens of a request that gives no `max_tokens`.
+    #[arg(long, default_value_t = 32)]
+    pub default_max_tokens: u64,
+    /// Export `vllm:gpu_cache_usage_perc` (older vLLM) instead of
+    /// `vllm:kv_cache_usage_perc`.
+    #[arg(long)]
+    pub legacy_kv_metric: bool,
+}
+
+impl SimArgs {
+    /// The cost model the flags describe.
+    pub fn cost_model(&self) -> CostModel {
+        CostModel {
+            prefill_per_token: Duration::from_micros(self.prefill_us_per_token),
+            prefill_overhead: Duration::from_micros(self.prefill_overhead_us),
+            decode_step: Duration::from_micros(self.decode_step_us),
+            decode_step_per_seq: Duration::from_micros(self.decode_step_per_seq_us),
+            max_running: self.max_running,
+            kv_blocks: self.kv_blocks,
+        }
+    }
+
+    /// The address instance `i` binds.
+    pub fn address(&self, i: usize) -> Result<SocketAddr, SimError> {
+        let base = match self.base_port {
+            Some(p) => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), p),
+            None => self.listen,
+        };
+        if base.port() == 0 {
+            return Ok(base);
+        }
+        let port =
+            u16::try_from(usize::from(base.port()) + i).map_err(|_| SimError::PortRange {
+                base,
+                instances: self.instances,
+            })?;
+        Ok(SocketAddr::new(base.ip(), port))
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("--instances must be at least 1")]
+    NoInstances,
+    #[error("--max-running and --kv-blocks must be at least 1")]
+    NoCapacity,
+    #[error("{instances} instances from {base} run past port 65535")]
+    PortRange { base: SocketAddr, instances: usize },
+    #[error("binding instance {index} to {addr}: {source}")]
+    Bind {
+        index: usize,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds every instance (announcing each on stdout), serves until SIGTERM or SIGINT.
+pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    if args.instances == 0 {
+        return Err(SimError::NoInstances);
+    }
+    if args.max_running == 0 || args.kv_blocks == 0 {
+        return Err(SimError::NoCapacity);
+    }
+    let mut tasks = Vec::with_capacity(args.instances);
+    for index in 0..args.instances {
+        let addr = args.address(index)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                index,
+                addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            index,
+            addr,
+            source,
+        })?;
+        let server = Arc::new(server_for(&args, addr));
+        tasks.push(tokio::spawn(server.serve(listener)));
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening http://{addr}");
+        let _ = out.flush();
+    }
+    wait_for_signal().await;
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// The server of one instance at `addr`.
+pub fn server_for(args: &SimArgs, addr: SocketAddr) -> Server {
+    Server {
+        instance: Instance::new(args.cost_model(), args.lora.clone()),
+        addr,
+        style: metrics::MetricsStyle {
+            model: args.model.clone(),
+            legacy_kv_name: args.legacy_kv_metric,
+            max_lora: args.max_lora.unwrap_or(args.lora.len().max(1)),
+        },
+        default_max_tokens: args.default_max_tokens,
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

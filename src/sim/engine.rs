@@ -1,0 +1,588 @@
+//! One simulated model server's scheduler and cost model: continuous-batching slots, a
+//! FIFO waiting queue, KV-cache blocks, a prefix cache, one-at-a-time prefills and
+//! batched decode steps. Time passes on tokio timers only.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::epp::hash::xxh64;
+use crate::epp::prefix::Lru;
+
+/// Characters per token (the picker's approximation).
+pub const CHARS_PER_TOKEN: usize = 4;
+/// Tokens per KV-cache block (vLLM's default block size).
+pub const BLOCK_TOKENS: usize = 16;
+/// Characters per prefix-cache block.
+pub const BLOCK_CHARS: usize = BLOCK_TOKENS * CHARS_PER_TOKEN;
+
+/// The constants of the cost model (each a flag of `tollgate sim`).
+#[derive(Clone, Debug)]
+pub struct CostModel {
+    /// Prefill time per prompt token not found in the prefix cache.
+    pub prefill_per_token: Duration,
+    /// Fixed time of every prefill (scheduling, the first forward pass).
+    pub prefill_overhead: Duration,
+    /// Decode step time with one running sequence.
+    pub decode_step: Duration,
+    /// Added to the decode step per further running sequence.
+    pub decode_step_per_seq: Duration,
+    /// Continuous-batching slots: requests running at once.
+    pub max_running: usize,
+    /// KV-cache capacity in blocks of 16 tokens (also the prefix cache's capacity).
+    pub kv_blocks: usize,
+}
+
+impl Default for CostModel {
+    fn default() -> Self {
+        CostModel {
+            prefill_per_token: Duration::from_micros(100),
+            prefill_overhead: Duration::from_millis(2),
+            decode_step: Duration::from_millis(10),
+            decode_step_per_seq: Duration::from_micros(100),
+            max_running: 64,
+            kv_blocks: 8192,
+        }
+    }
+}
+
+/// Prompt tokens of a prompt text: characters / 4, rounded up (an empty prompt is one
+/// token).
+pub fn prompt_tokens(prompt: &str) -> u64 {
+    (prompt.len().div_ceil(CHARS_PER_TOKEN) as u64).max(1)
+}
+
+/// Blocks needed for `tokens` tokens.
+pub fn blocks_for(tokens: u64) -> usize {
+    (tokens as usize).div_ceil(BLOCK_TOKENS)
+}
+
+/// The chained block hashes of a prompt for `model`: whole 64-character blocks, each
+/// hashed with the previous block's hash, the chain seeded with the model (an adapter
+/// has a cache of its own). Unlike the picker's index, a long prompt is hashed whole.
+pub fn block_hashes(model: &str, prompt: &[u8]) -> Vec<u64> {
+    let mut prev = xxh64(model.as_bytes(), 0);
+    let mut buf = Vec::with_capacity(BLOCK_CHARS + 8);
+    prompt
+        .chunks_exact(BLOCK_CHARS)
+        .map(|block| {
+            buf.clear();
+            buf.extend_from_slice(block);
+            buf.extend_from_slice(&prev.to_le_bytes());
+            prev = xxh64(&buf, 0);
+            prev
+        })
+        .collect()
+}
+
+/// Why a request cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdmitError {
+    #[error(
+        "the request needs {needed} KV-cache blocks (prompt and output), the cache has {capacity}"
+    )]
+    TooLarge { needed: usize, capacity: usize },
+}
+
+/// What a request asks of an instance.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The request's model (an adapter name counts as that adapter).
+    pub model: String,
+    /// The prompt's tokens.
+    pub prompt_tokens: u64,
+    /// Tokens to generate.
+    pub max_tokens: u64,
+    /// The prompt's chained block hashes ([`block_hashes`]).
+    pub hashes: Vec<u64>,
+}
+
+/// A snapshot of an instance's gauges and counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub running: usize,
+    pub waiting: usize,
+    /// KV-cache blocks held by running requests.
+    pub kv_held: usize,
+    pub kv_blocks: usize,
+    /// Adapters of running and of waiting requests (deduplicated, in adapter order).
+    pub running_adapters: Vec<String>,
+    pub waiting_adapters: Vec<String>,
+    /// Prompt tokens looked up in the prefix cache, and those found.
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
+    /// Requests finished (completed or abandoned by the client after admission).
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub generation_tokens: u64,
+}
+
+struct Waiter {
+    blocks: usize,
+    adapter: Option<usize>,
+    tx: oneshot::Sender<Admitted>,
+}
+
+struct State {
+    running: usize,
+    /// Final footprint (prompt + all output) of the running requests: admission keeps
+    /// it within capacity, so decoding never runs out of blocks (no preemption).
+    reserved: usize,
+    /// Blocks held now (prompt + generated so far) by the running requests.
+    held: usize,
+    waiting: VecDeque<Waiter>,
+    running_per_adapter: Vec<usize>,
+    cache: Lru,
+    prefix_queries: u64,
+    prefix_hits: u64,
+    requests: u64,
+    prompt_tokens: u64,
+    generation_tokens: u64,
+}
+
+/// One simulated model server.
+pub struct Instance {
+    cost: CostModel,
+    adapters: Vec<String>,
+    state: Mutex<State>,
+    /// Prefills are compute-bound: one at a time, in arrival order (tokio's mutex is
+    /// fair).
+    prefill: tokio::sync::Mutex<()>,
+}
+
+impl Instance {
+    pub fn new(cost: CostModel, adapters: Vec<String>) -> Arc<Self> {
+        let state = State {
+            running: 0,
+            reserved: 0,
+            held: 0,
+            waiting: VecDeque::new(),
+            running_per_adapter: vec![0; adapters.len()],
+            cache: Lru::new(cost.kv_blocks),
+            prefix_queries: 0,
+            prefix_hits: 0,
+            requests: 0,
+            prompt_tokens: 0,
+            generation_tokens: 0,
+        };
+        Arc::new(Instance {
+            cost,
+            adapters,
+            state: Mutex::new(state),
+            prefill: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn cost(&self) -> &CostModel {
+        &self.cost
+    }
+
+    pub fn adapters(&self) -> &[String] {
+        &self.adapters
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (FIFO) for a batch slot and room in the KV cache for the whole request,
+    /// then holds them until the returned [`Running`] is dropped.
+    pub async fn admit(self: &Arc<Self>, job: Job) -> Result<Running, AdmitError> {
+        let blocks = blocks_for(job.prompt_tokens + job.max_tokens);
+        if blocks > self.cost.kv_blocks {
+            return Err(AdmitError::TooLarge {
+                needed: blocks,
+                capacity: self.cost.kv_blocks,
+            });
+        }
+        let adapter = self.adapters.iter().position(|a| *a == job.model);
+        let rx = {
+            let mut st = self.lock();
+            if st.waiting.is_empty() && self.fits(&st, blocks) {
+                let slot = self.take_slot(&mut st, blocks, adapter);
+                drop(st);
+                return Ok(Running::new(slot, job));
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiting.push_back(Waiter {
+                blocks,
+                adapter,
+                tx,
+            });
+            rx
+        };
+        // The sender is only dropped with the instance, which outlives its requests.
+        let slot = rx.await.expect("a queued request's instance is alive");
+        Ok(Running::new(slot, job))
+    }
+
+    fn fits(&self, st: &State, blocks: usize) -> bool {
+        st.running < self.cost.max_running && st.reserved + blocks <= self.cost.kv_blocks
+    }
+
+    fn take_slot(
+        self: &Arc<Self>,
+        st: &mut State,
+        blocks: usize,
+        adapter: Option<usize>,
+    ) -> Admitted {
+        st.running += 1;
+        st.reserved += blocks;
+        if let Some(a) = adapter {
+            st.running_per_adapter[a] += 1;
+        }
+        Admitted {
+            instance: self.clone(),
+            reserved: blocks,
+            held: 0,
+            adapter,
+            generated: 0,
+        }
+    }
+
+    /// Admits queued requests, in order, while the head fits. Slots whose requester
+    /// gave up are returned, to be dropped once the lock is released.
+    fn pump(self: &Arc<Self>, st: &mut State) -> Vec<Admitted> {
+        let mut abandoned = Vec::new();
+        while let Some(head) = st.waiting.front() {
+            if head.tx.is_closed() {
+                st.waiting.pop_front();
+                continue;
+            }
+            if !self.fits(st, head.blocks) {
+                break;
+            }
+            let w = st.waiting.pop_front().expect("the head exists");
+            let slot = self.take_slot(st, w.blocks, w.adapter);
+            if let Err(slot) = w.tx.send(slot) {
+                abandoned.push(slot);
+            }
+        }
+        abandoned
+    }
+
+    /// The gauges and counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        let mut waiting_per_adapter = vec![false; self.adapters.len()];
+        let mut waiting = 0;
+        for w in st.waiting.iter().filter(|w| !w.tx.is_closed()) {
+            waiting += 1;
+            if let Some(a) = w.adapter {
+                waiting_per_adapter[a] = true;
+            }
+        }
+        let names = |on: &dyn Fn(usize) -> bool| -> Vec<String> {
+            (0..self.adapters.len())
+                .filter(|i| on(*i))
+                .map(|i| self.adapters[i].clone())
+                .collect()
+        };
+        Snapshot {
+            running: st.running,
+            waiting,
+            kv_held: st.held,
+            kv_blocks: self.cost.kv_blocks,
+            running_adapters: names(&|i| st.running_per_adapter[i] > 0),
+            waiting_adapters: names(&|i| waiting_per_adapter[i]),
+            prefix_queries: st.prefix_queries,
+            prefix_hits: st.prefix_hits,
+            requests: st.requests,
+            prompt_tokens: st.prompt_tokens,
+            generation_tokens: st.generation_tokens,
+        }
+    }
+}
+
+/// A batch slot and its KV-cache reservation; released on drop.
+pub struct Admitted {
+    instance: Arc<Instance>,
+    reserved: usize,
+    held: usize,
+    adapter: Option<usize>,
+    generated: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let instance = self.instance.clone();
+        let abandoned = {
+            let mut st = instance.lock();
+            st.running -= 1;
+            st.reserved -= self.reserved;
+            st.held -= self.held;
+            if let Some(a) = self.adapter {
+                st.running_per_adapter[a] -= 1;
+            }
+            st.requests += 1;
+            st.generation_tokens += self.generated;
+            instance.pump(&mut st)
+        };
+        drop(abandoned);
+    }
+}
+
+/// An admitted request: prefill, then decode token by token.
+pub struct Running {
+    slot: Admitted,
+    job: Job,
+    cached_tokens: u64,
+}
+
+impl Running {
+    fn new(mut slot: Admitted, job: Job) -> Self {
+        let prompt_blocks = blocks_for(job.prompt_tokens);
+        {
+            let mut st = slot.instance.lock();
+            st.held += prompt_blocks;
+            st.prompt_tokens += job.prompt_tokens;
+        }
+        slot.held = prompt_blocks;
+        Running {
+            slot,
+            job,
+            cached_tokens: 0,
+        }
+    }
+
+    /// Runs the prefill (after the prefills queued before it): its time is the fixed
+    /// overhead plus the prompt tokens not in the prefix cache. Produces the first token.
+    /// Returns the cached prompt tokens.
+    pub async fn prefill(&mut self) -> u64 {
+        let instance = self.slot.instance.clone();
+        let _turn = instance.prefill.lock().await;
+        let matched = instance.lock().cache.matched(&self.job.hashes);
+        let cached = ((matched * BLOCK_TOKENS) as u64).min(self.job.prompt_tokens);
+        let uncached = self.job.prompt_tokens - cached;
+        let cost = &instance.cost;
+        tokio::time::sleep(cost.prefill_overhead + cost.prefill_per_token * uncached as u32).await;
+        {
+            let mut st = instance.lock();
+            st.cache.record(&self.job.hashes);
+            st.prefix_queries += self.job.prompt_tokens;
+            st.prefix_hits += cached;
+        }
+        self.cached_tokens = cached;
+        self.grow();
+        cached
+    }
+
+    /// Waits one decode step (longer the more sequences run) and produces a token.
+    pub async fn decode(&mut self) {
+        let cost = &self.slot.instance.cost;
+        let others = self.slot.instance.lock().running.saturating_sub(1) as u32;
+        tokio::time::sleep(cost.decode_step + cost.decode_step_per_seq * others).await;
+        self.grow();
+    }
+
+    /// One more token generated: the KV cache holds its block.
+    fn grow(&mut self) {
+        self.slot.generated += 1;
+        let held = blocks_for(self.job.prompt_tokens + self.slot.generated).min(self.slot.reserved);
+        if held > self.slot.held {
+            self.slot.instance.lock().held += held - self.slot.held;
+            self.slot.held = held;
+        }
+    }
+
+    pub fn generated(&self) -> u64 {
+        self.slot.generated
+    }
+
+    pub fn cached_tokens(&self) -> u64 {
+        self.cached_tokens
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn cost() -> CostModel {
+        CostModel {
+            prefill_per_token: Duration::from_millis(1),
+            prefill_overhead: Duration::ZERO,
+            decode_step: Duration::from_millis(10),
+            decode_step_per_seq: Duration::from_millis(1),
+            max_running: 2,
+            kv_blocks: 100,
+        }
+    }
+
+    fn job(prompt: &str, max_tokens: u64) -> Job {
+        Job {
+            model: "m".into(),
+            prompt_tokens: prompt_tokens(prompt),
+            max_tokens,
+            hashes: block_hashes("m", prompt.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn tokens_blocks_and_hashes() {
+        assert_eq!(prompt_tokens(""), 1);
+        assert_eq!(prompt_tokens("abcde"), 2);
+        assert_eq!(blocks_for(16), 1);
+        assert_eq!(blocks_for(17), 2);
+        let long = "x".repeat(64 * 300 + 3);
+        let h = block_hashes("m", long.as_bytes());
+        assert_eq!(h.len(), 300, "long prompts are hashed whole");
+        assert_ne!(h[0], h[1]);
+        assert_ne!(block_hashes("lora-a", long.as_bytes())[0], h[0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_prefix_shortens_the_prefill() {
+        let inst = Instance::new(cost(), vec![]);
+        let prompt = "p".repeat(64 * 10); // 160 tokens, 10 blocks
+        let t = Instant::now();
+        let mut r = inst.admit(job(&prompt, 4)).await.unwrap();
+        assert_eq!(r.prefill().await, 0);
+        assert_eq!(t.elapsed(), Duration::from_millis(160));
+        drop(r);
+        // Same prefix, a different tail of one block: 10 blocks cached.
+        let second = format!("{prompt}{}", "q".repeat(64));
+        let t = Instant::now();
+        let mut r = inst.admit(job(&second, 4)).await.unwrap();
+        assert_eq!(r.prefill().await, 160);
+        assert_eq!(t.elapsed(), Duration::from_millis(16));
+        drop(r);
+        let s = inst.snapshot();
+        assert_eq!((s.prefix_queries, s.prefix_hits), (160 + 176, 160));
+        assert_eq!(
+            (s.requests, s.prompt_tokens, s.generation_tokens),
+            (2, 336, 2)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefills_run_one_at_a_time() {
+        let inst = Instance::new(cost(), vec![]);
+        let long = "a".repeat(400 * 4); // 400 tokens
+        let short = "b".repeat(10 * 4);
+        let t = Instant::now();
+        let (mut a, mut b) = (
+            inst.admit(job(&long, 1)).await.unwrap(),
+            inst.admit(job(&short, 1)).await.unwrap(),
+        );
+        let (_, tb) = tokio::join!(a.prefill(), async {
+            tokio::task::yield_now().await;
+            b.prefill().await;
+            t.elapsed()
+        });
+        // The short prompt's first token waits for the long prefill.
+        assert_eq!(tb, Duration::from_millis(410));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_max_running_queue_fifo() {
+        let inst = Instance::new(cost(), vec![]);
+        let a = inst.admit(job("a", 1)).await.unwrap();
+        let b = inst.admit(job("b", 1)).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // c and d queue (in that order), each holding its slot for 10 ms once admitted.
+        let queued: Vec<_> = ["c", "d"]
+            .into_iter()
+            .map(|name| {
+                let (inst, order) = (inst.clone(), order.clone());
+                tokio::spawn(async move {
+                    let r = inst.admit(job(name, 1)).await.unwrap();
+                    order.lock().unwrap().push(name);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    drop(r);
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let s = inst.snapshot();
+        assert_eq!((s.running, s.waiting), (2, 2));
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let s = inst.snapshot();
+        assert_eq!((s.running, s.waiting), (2, 1), "c runs, d still waits");
+        assert_eq!(*order.lock().unwrap(), ["c"]);
+        drop(b);
+        for q in queued {
+            q.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["c", "d"]);
+        let s = inst.snapshot();
+        assert_eq!((s.running, s.waiting, s.requests), (0, 0, 4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admission_waits_for_kv_blocks() {
+        let mut c = cost();
+        c.max_running = 10;
+        c.kv_blocks = 10;
+        let inst = Instance::new(c, vec![]);
+        // 6 blocks reserved (5 for the prompt, 1 for 16 output tokens).
+        let mut a = inst.admit(job(&"x".repeat(80 * 4), 16)).await.unwrap();
+        assert_eq!(inst.snapshot().kv_held, 5);
+        a.prefill().await;
+        assert_eq!(inst.snapshot().kv_held, 6, "the first token opened block 6");
+        // Needs 5: does not fit next to 6 reserved.
+        let i2 = inst.clone();
+        let b = tokio::spawn(async move {
+            let r = i2.admit(job(&"y".repeat(64 * 4), 16)).await.unwrap();
+            r.job().prompt_tokens
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(inst.snapshot().waiting, 1);
+        drop(a);
+        assert_eq!(b.await.unwrap(), 64);
+        let s = inst.snapshot();
+        assert_eq!((s.waiting, s.running, s.kv_held), (0, 0, 0));
+        assert_eq!(
+            inst.admit(job(&"z".repeat(200 * 4), 1)).await.err(),
+            Some(AdmitError::TooLarge {
+                needed: 13,
+                capacity: 10
+            })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decode_steps_grow_with_the_batch() {
+        let inst = Instance::new(cost(), vec!["lora-a".into()]);
+        let mut a = inst.admit(job("a", 3)).await.unwrap();
+        let t = Instant::now();
+        a.decode().await;
+        assert_eq!(t.elapsed(), Duration::from_millis(10));
+        let mut j = job("b", 3);
+        j.model = "lora-a".into();
+        let b = inst.admit(j).await.unwrap();
+        assert_eq!(inst.snapshot().running_adapters, vec!["lora-a".to_string()]);
+        let t = Instant::now();
+        a.decode().await;
+        assert_eq!(t.elapsed(), Duration::from_millis(11));
+        assert_eq!(a.generated(), 2);
+        drop(b);
+        assert!(inst.snapshot().running_adapters.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_gone_while_queued_frees_its_place() {
+        let mut c = cost();
+        c.max_running = 1;
+        let inst = Instance::new(c, vec![]);
+        let a = inst.admit(job("a", 1)).await.unwrap();
+        let i2 = inst.clone();
+        let queued = tokio::spawn(async move { i2.admit(job("b", 1)).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(inst.snapshot().waiting, 1);
+        queued.abort();
+        let _ = queued.await;
+        assert_eq!(inst.snapshot().waiting, 0);
+        drop(a);
+        let s = inst.snapshot();
+        assert_eq!((s.running, s.waiting), (0, 0));
+    }
+}

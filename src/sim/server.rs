@@ -1,0 +1,371 @@
+//! The HTTP face of one simulated instance: OpenAI-compatible `POST /v1/chat/completions`
+//! and `POST /v1/completions` (JSON or SSE), `GET /v1/models`, `GET /metrics`,
+//! `GET /health`. Every response names the instance (`x-sim-endpoint`) and the cached
+//! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
+use super::metrics::{render, MetricsStyle};
+use crate::llm::{Api, LlmRequest};
+
+/// Largest request body read.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// What one instance serves.
+pub struct Server {
+    pub instance: Arc<Instance>,
+    pub addr: SocketAddr,
+    pub style: MetricsStyle,
+    /// Output tokens when the request gives no `max_tokens` / `max_completion_tokens`.
+    pub default_max_tokens: u64,
+}
+
+impl Server {
+    /// Accepts connections on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sim accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let mut resp = match (&parts.method, parts.uri.path()) {
+            (&Method::POST, "/v1/chat/completions") => {
+                self.complete(Api::ChatCompletions, body).await
+            }
+            (&Method::POST, "/v1/completions") => self.complete(Api::Completions, body).await,
+            (&Method::GET, "/v1/models") => self.models(),
+            (&Method::GET, "/metrics") => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                let text = render(&self.instance.snapshot(), &self.style, now);
+                let mut r = full(StatusCode::OK, text);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                r
+            }
+            (&Method::GET, "/health") => full(StatusCode::OK, ""),
+            (_, path) => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {} {path}", parts.method),
+            ),
+        };
+        let headers = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.addr.to_string()) {
+            headers.insert("x-sim-endpoint", v);
+        }
+        headers
+            .entry("x-sim-cached-tokens")
+            .or_insert(HeaderValue::from_static("0"));
+        resp
+    }
+
+    fn models(&self) -> Response<Body> {
+        let created = unix_now();
+        let data: Vec<Value> = std::iter::once(&self.style.model)
+            .chain(self.instance.adapters())
+            .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "tollgate-sim"}))
+            .collect();
+        json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    }
+
+    async fn complete(&self, api: Api, body: Incoming) -> Response<Body> {
+        let bytes = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &format!("reading the request body: {e}"),
+                )
+            }
+        };
+        let request = match LlmRequest::parse(api, &bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &e.to_string(),
+                )
+            }
+        };
+        let model = request
+            .model
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| self.style.model.clone());
+        let prompt = request.prompt_text();
+        let capped = request.max_output_tokens.is_some();
+        let job = Job {
+            prompt_tokens: prompt_tokens(&prompt),
+            max_tokens: request
+                .max_output_tokens
+                .unwrap_or(self.default_max_tokens)
+                .max(1),
+            hashes: block_hashes(&model, prompt.as_bytes()),
+            model,
+        };
+        let mut running = match self.instance.admit(job).await {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &e.to_string(),
+                )
+            }
+        };
+        let cached = running.prefill().await;
+        let out = Output {
+            api,
+            id: format!("sim-{:016x}", rand_id()),
+            created: unix_now(),
+            finish: if capped { "length" } else { "stop" },
+            include_usage: request.include_usage == Some(true),
+        };
+        let mut resp = if request.stream {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+            tokio::spawn(stream(running, out, tx));
+            let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let mut r = Response::new(BodyExt::boxed(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        } else {
+            let mut text = token_text(1);
+            while running.generated() < running.job().max_tokens {
+                running.decode().await;
+                text.push_str(&token_text(running.generated()));
+            }
+            let body = out.whole(&running, &text);
+            drop(running);
+            json_response(StatusCode::OK, &body)
+        };
+        resp.headers_mut()
+            .insert("x-sim-cached-tokens", HeaderValue::from(cached));
+        resp
+    }
+}
+
+/// The shape of a completion's output.
+struct Output {
+    api: Api,
+    id: String,
+    created: u64,
+    finish: &'static str,
+    include_usage: bool,
+}
+
+impl Output {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.api, chunk) {
+            (Api::ChatCompletions, false) => "chat.completion",
+            (Api::ChatCompletions, true) => "chat.completion.chunk",
+            _ => "text_completion",
+        }
+    }
+
+    fn usage(running: &Running) -> Value {
+        let prompt = running.job().prompt_tokens;
+        let completion = running.generated();
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": running.cached_tokens()},
+        })
+    }
+
+    fn whole(&self, running: &Running, text: &str) -> Value {
+        let choice = match self.api {
+            Api::ChatCompletions => json!({
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": null,
+                "finish_reason": self.finish,
+            }),
+            _ => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": self.finish}),
+        };
+        json!({
+            "id": self.id,
+            "object": self.object(false),
+            "created": self.created,
+            "model": running.job().model,
+            "choices": [choice],
+            "usage": Self::usage(running),
+        })
+    }
+
+    /// A content chunk; `finish` on the last one.
+    fn chunk(&self, running: &Running, text: &str, first: bool, finish: bool) -> Value {
+        let finish_reason = if finish {
+            Value::from(self.finish)
+        } else {
+            Value::Null
+        };
+        let choice = match self.api {
+            Api::ChatCompletions => {
+                let delta = if first {
+                    json!({"role": "assistant", "content": text})
+                } else {
+                    json!({"content": text})
+                };
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason})
+            }
+            _ => {
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason})
+            }
+        };
+        let mut v = json!({
+            "id": self.id,
+            "object": self.object(true),
+            "created": self.created,
+            "model": running.job().model,
+            "choices": [choice],
+        });
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        v
+    }
+
+    fn usage_chunk(&self, running: &Running) -> Value {
+        json!({
+            "id": self.id,
+            "object": self.object(true),
+            "created": self.created,
+            "model": running.job().model,
+            "choices": [],
+            "usage": Self::usage(running),
+        })
+    }
+}
+
+/// Streams the tokens of `running` (the first one exists: the prefill made it) as SSE
+/// events; stops early, releasing the slot, when the client goes away.
+async fn stream(
+    mut running: Running,
+    out: Output,
+    tx: mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
+) {
+    let send = |v: &Value| {
+        let line = format!("data: {v}\n\n");
+        tx.send(Ok(Frame::data(Bytes::from(line))))
+    };
+    let max = running.job().max_tokens;
+    loop {
+        let n = running.generated();
+        let chunk = out.chunk(&running, &token_text(n), n == 1, n >= max);
+        if send(&chunk).await.is_err() {
+            return;
+        }
+        if n >= max {
+            break;
+        }
+        running.decode().await;
+    }
+    if out.include_usage && send(&out.usage_chunk(&running)).await.is_err() {
+        return;
+    }
+    let _ = tx
+        .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
+        .await;
+}
+
+/// The text of output token `n` (1-based): `tok1`, ` tok2`, …
+pub fn token_text(n: u64) -> String {
+    if n <= 1 {
+        "tok1".to_string()
+    } else {
+        format!(" tok{n}")
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A process-unique id.
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    crate::epp::hash::xxh64(
+        &NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes(),
+        unix_now(),
+    )
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(BodyExt::boxed(Full::new(body.into())));
+    *r.status_mut() = status;
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = full(status, v.to_string());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// An OpenAI-style error.
+fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let body = Api::ChatCompletions.error_body(status.as_u16(), kind, message);
+    let mut r = full(status, body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
