@@ -18,6 +18,7 @@
 //!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
+//! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
@@ -40,6 +41,8 @@ mod envoy;
 mod epp_envoy;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
+#[path = "e2e/epp_standalone.rs"]
+mod epp_standalone;
 #[path = "e2e/guard.rs"]
 mod guard;
 #[path = "e2e/lifecycle.rs"]

@@ -9,39 +9,28 @@ use std::time::Duration;
 use crate::support::client::{self, Req};
 use crate::support::envoy::Envoy;
 use crate::support::epp_envoy::{render, Forwarding};
+use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
 use crate::support::{eventually, free_port};
 
+/// Envoy in front of a pool of mock upstreams, its picker down (nothing listens on the
+/// ext_proc port).
 struct Gateway {
     envoy: Envoy,
     pool: Vec<MockUpstream>,
-    /// Not in the pool: where a spoofing client would like to go.
-    outsider: MockUpstream,
-    _tollgate: Option<Tollgate>,
 }
 
-async fn gateway(forwarding: Forwarding, picker_up: bool, failure_mode_allow: bool) -> Gateway {
+async fn picker_down(failure_mode_allow: bool) -> Gateway {
     let mut pool = Vec::new();
     for _ in 0..3 {
         pool.push(MockUpstream::start().await);
     }
-    let outsider = MockUpstream::start().await;
     let endpoints: Vec<String> = pool
         .iter()
         .map(|u| format!("127.0.0.1:{}", u.port))
         .collect();
     let ext_proc = free_port();
-    let tollgate = if picker_up {
-        Some(
-            Tollgate::start(&format!(
-                "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
-            ))
-            .await,
-        )
-    } else {
-        None
-    };
     let envoy = Envoy::start_with(1, |admin, ports, log| {
         render(
             admin,
@@ -49,17 +38,12 @@ async fn gateway(forwarding: Forwarding, picker_up: bool, failure_mode_allow: bo
             log,
             ext_proc,
             &endpoints,
-            forwarding,
+            Forwarding::OverrideHost,
             failure_mode_allow,
         )
     })
     .await;
-    Gateway {
-        envoy,
-        pool,
-        outsider,
-        _tollgate: tollgate,
-    }
+    Gateway { envoy, pool }
 }
 
 fn chat(id: &str, prompt: &str) -> Req {
@@ -72,28 +56,46 @@ fn chat(id: &str, prompt: &str) -> Req {
     .header("x-test-id", id)
 }
 
-/// Inference requests (POSTs; the picker's metric scrapes are GETs) an upstream got.
-fn posts(u: &MockUpstream) -> Vec<crate::support::upstream::Recorded> {
-    u.requests()
-        .into_iter()
-        .filter(|r| r.method == "POST")
-        .collect()
+/// Envoy in front of three simulated model servers, tollgate picking.
+async fn simulated(forwarding: Forwarding) -> (Envoy, Sim, MockUpstream, Tollgate) {
+    let sim = Sim::start(3, &["--default-max-tokens", "4"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let outsider = MockUpstream::start().await;
+    let ext_proc = free_port();
+    let tollgate = Tollgate::start(&format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
+    ))
+    .await;
+    let envoy = Envoy::start_with(1, |admin, ports, log| {
+        render(admin, ports, log, ext_proc, &endpoints, forwarding, false)
+    })
+    .await;
+    (envoy, sim, outsider, tollgate)
 }
 
 async fn lands_on_the_pick(forwarding: Forwarding) {
-    let g = gateway(forwarding, true, false).await;
-    let port = g.envoy.port(0);
-    let outsider = format!("127.0.0.1:{}", g.outsider.port);
-    for i in 0..9 {
+    let (envoy, sim, outsider, _tollgate) = simulated(forwarding).await;
+    let port = envoy.port(0);
+    let spoof = format!("127.0.0.1:{}", outsider.port);
+    let system =
+        "You are the support assistant of tenant {t}. Answer briefly and politely. ".repeat(4);
+    let mut by_tenant: std::collections::HashMap<usize, std::collections::HashSet<String>> =
+        Default::default();
+    let mut used = std::collections::HashSet::new();
+    for i in 0..12 {
+        let tenant = i % 3;
         let id = format!("{forwarding:?}-{i}");
+        let prompt = format!(
+            "{} question {i}",
+            system.replace("{t}", &tenant.to_string())
+        );
         let reply = client::must(
             port,
-            chat(&id, &format!("tenant {} asks question {i}", i % 3))
-                .header("x-gateway-destination-endpoint", &outsider),
+            chat(&id, &prompt).header("x-gateway-destination-endpoint", &spoof),
         )
         .await;
         assert_eq!(reply.status, 200, "{id}: {}", reply.text());
-        let entry = g.envoy.access_log_entry(&id).await;
+        let entry = envoy.access_log_entry(&id).await;
         let picked = entry["picked"].as_str().unwrap_or_default().to_string();
         assert!(
             !picked.is_empty(),
@@ -103,27 +105,27 @@ async fn lands_on_the_pick(forwarding: Forwarding) {
             entry["upstream_host"], picked,
             "{id}: Envoy forwarded where tollgate picked"
         );
-        let served = g
-            .pool
-            .iter()
-            .find(|u| format!("127.0.0.1:{}", u.port) == picked)
-            .unwrap_or_else(|| panic!("{id}: picked {picked}, not a pool endpoint"));
-        let got = posts(served)
-            .into_iter()
-            .find(|r| r.header("x-test-id").as_deref() == Some(id.as_str()))
-            .unwrap_or_else(|| panic!("{id}: the picked endpoint never got it"));
         assert_eq!(
-            got.header("x-gateway-destination-endpoint").as_deref(),
+            reply.header("x-sim-endpoint"),
             Some(picked.as_str()),
-            "{id}: the model server sees tollgate's pick, not the client's"
+            "{id}: the picked model server answered"
         );
+        by_tenant.entry(tenant).or_default().insert(picked.clone());
+        used.insert(picked);
     }
     assert!(
-        posts(&g.outsider).is_empty(),
+        outsider.requests().is_empty(),
         "a spoofed destination header never steers a request"
     );
-    let used = g.pool.iter().filter(|u| !posts(u).is_empty()).count();
-    assert!(used >= 2, "idle endpoints share the load: {used} used");
+    for (tenant, endpoints) in &by_tenant {
+        assert_eq!(
+            endpoints.len(),
+            1,
+            "tenant {tenant}'s shared prompt stays on the endpoint caching it: {endpoints:?}"
+        );
+    }
+    assert!(used.len() >= 2, "tenants spread over the pool: {used:?}");
+    drop(sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +150,7 @@ async fn override_host_lands_on_the_pick() {
 /// POST whose body was already streaming still gets 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn picker_down_fails_closed_or_open_as_configured() {
-    let closed = gateway(Forwarding::OverrideHost, false, false).await;
+    let closed = picker_down(false).await;
     for (id, req) in [
         ("closed-post", chat("closed-post", "x")),
         (
@@ -164,7 +166,7 @@ async fn picker_down_fails_closed_or_open_as_configured() {
         .iter()
         .all(|r| r.path != "/v1/models" && r.method != "POST")));
 
-    let open = gateway(Forwarding::OverrideHost, false, true).await;
+    let open = picker_down(true).await;
     let reply = client::must(
         open.envoy.port(0),
         Req::get("/v1/models").header("x-test-id", "open-get"),
