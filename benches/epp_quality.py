@@ -25,7 +25,9 @@ profile), and the pool's prefix-cache hit ratio. The table is printed and writte
 target/epp-quality.json.
 
 Run through scripts/bench-epp (installs Envoy and the client library into .venv, builds
-release). Knobs: --profiles, --rate, --duration, --warmup, --tenants, and the simulator's
+release). Knobs: --profiles, --rate, --duration, --warmup, --tenants, --hot-share (one
+tenant sends that share of the traffic: the case where the endpoint caching its prompt
+becomes the bottleneck), and the simulator's
 cost model (--sim-args).
 """
 import argparse
@@ -330,8 +332,10 @@ async def one(client, url, system, user, max_tokens, stats):
     stats.done_at.append(end)
 
 
-async def drive(url, rate, duration, tenants, prompt_chars, max_tokens, seed, drain):
-    """Poisson arrivals at `rate` for `duration` s; returns Stats and the window."""
+async def drive(url, rate, duration, tenants, prompt_chars, max_tokens, seed, drain,
+                hot_share=0.0):
+    """Poisson arrivals at `rate` for `duration` s, a `hot_share` of them from tenant 0
+    and the rest spread evenly; returns Stats and the window."""
     rng = random.Random(seed)
     systems = [system_prompt(t, prompt_chars) for t in range(tenants)]
     stats = Stats()
@@ -349,7 +353,7 @@ async def drive(url, rate, duration, tenants, prompt_chars, max_tokens, seed, dr
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tenant = rng.randrange(tenants)
+            tenant = 0 if rng.random() < hot_share else rng.randrange(tenants)
             n += 1
             user = f"Request {seed}-{n}: summarise item {rng.randrange(10**9)} for me, briefly."
             stats.sent += 1
@@ -418,6 +422,9 @@ def main():
     p.add_argument("--drain", type=float, default=30.0,
                    help="seconds to wait for requests in flight at the window's end")
     p.add_argument("--tenants", type=int, default=16)
+    p.add_argument("--hot-share", type=float, default=0.0,
+                   help="share of the requests from tenant 0 (a hot tenant); default 0: "
+                        "every tenant alike")
     p.add_argument("--prompt-chars", type=int, default=6000,
                    help="characters of each tenant's system prompt")
     p.add_argument("--max-tokens", type=int, default=16)
@@ -441,7 +448,7 @@ def main():
     results = []
     print(f"epp-quality: {args.instances} sims ({args.sim_args}), {args.tenants} tenants × "
           f"{args.prompt_chars}-char system prompts, {args.max_tokens} output tokens, "
-          f"Poisson {args.rate}/s, warm-up {args.warmup:.0f}s, window {args.duration:.0f}s; "
+          f"Poisson {args.rate}/s, hot tenant share {args.hot_share:.0%}, warm-up {args.warmup:.0f}s, window {args.duration:.0f}s; "
           f"logs in {tmp}", flush=True)
     try:
         wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
@@ -474,11 +481,13 @@ def main():
                     wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
                 time.sleep(0.5)  # first scrapes of every endpoint
                 warm, _, _ = asyncio.run(drive(target, args.rate, args.warmup, args.tenants,
-                                               args.prompt_chars, args.max_tokens, 1, 5.0))
+                                               args.prompt_chars, args.max_tokens, 1, 5.0,
+                                               args.hot_share))
                 h0, q0 = scrape_prefix_hits(addrs)
                 stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
                                                      args.tenants, args.prompt_chars,
-                                                     args.max_tokens, 2, args.drain))
+                                                     args.max_tokens, 2, args.drain,
+                                                     args.hot_share))
                 h1, q1 = scrape_prefix_hits(addrs)
                 row = summarise(profile, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
