@@ -80,3 +80,63 @@ fn start(pool: &Arc<Pool>, source: EndpointSource) -> Option<tokio::task::JoinHa
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn policy(yaml: &str) -> EndpointPickerPolicy {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watched_file_feeds_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pool.txt");
+        std::fs::write(&file, "127.0.0.1:9001\n").unwrap();
+        let p = policy(&format!(
+            "endpointsFile: {{path: {:?}, pollInterval: 20ms}}",
+            file.display().to_string()
+        ));
+        let services = Services::new();
+        let handle = pool_for(&p, &services, "r", "p").unwrap();
+        assert_eq!(handle.pool.endpoints().len(), 1);
+        std::fs::write(&file, "127.0.0.1:9001\n# another\n[::1]:9002\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while handle.pool.endpoints().len() != 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the file change never reached the pool"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(handle
+            .pool
+            .position(&"[::1]:9002".parse().unwrap())
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_picker_keeps_its_pool_and_a_changed_one_gets_a_new_one() {
+        let services = Services::new();
+        let a = policy("endpoints: ['127.0.0.1:9001']");
+        let first = pool_for(&a, &services, "r", "p").unwrap();
+        let again = pool_for(&a, &services, "r", "p").unwrap();
+        assert!(
+            Arc::ptr_eq(&first.pool, &again.pool),
+            "same config, same pool"
+        );
+        let other_route = pool_for(&a, &services, "r2", "p").unwrap();
+        assert!(!Arc::ptr_eq(&first.pool, &other_route.pool));
+        let b = policy("endpoints: ['127.0.0.1:9002']");
+        let changed = pool_for(&b, &services, "r", "p").unwrap();
+        assert!(!Arc::ptr_eq(&first.pool, &changed.pool));
+        let weak = Arc::downgrade(&first.pool);
+        drop((first, again));
+        assert!(weak.upgrade().is_none(), "no pipeline holds it: gone");
+        let fresh = pool_for(&a, &services, "r", "p").unwrap();
+        assert_eq!(fresh.pool.endpoints().len(), 1);
+    }
+}
