@@ -10,9 +10,6 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
-use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-};
 
 use crate::support::epp::*;
 
@@ -84,23 +81,16 @@ async fn full_duplex(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_services_answer() {
     let target = Target::get().await;
-    let mut client = HealthClient::new(target.channel().await);
-    for service in [
-        "",
-        "liveness",
-        "readiness",
-        "envoy.service.ext_proc.v3.ExternalProcessor",
-    ] {
-        let status = client
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
-    }
+    crate::support::assert_serving(
+        target.channel().await,
+        &[
+            "",
+            "liveness",
+            "readiness",
+            "envoy.service.ext_proc.v3.ExternalProcessor",
+        ],
+    )
+    .await;
 }
 
 /// FULL_DUPLEX_STREAMED: no reply until the body ends, then the header reply with the

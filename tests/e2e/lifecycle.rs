@@ -287,9 +287,7 @@ async fn graceful_shutdown_finishes_ext_proc_streams() {
 /// NOT_FOUND for other names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_health_on_the_ext_proc_port() {
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let ext_proc = support::free_port();
     let yaml = format!("extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\n");
     let _tollgate = Tollgate::start(&yaml).await;
@@ -298,23 +296,17 @@ async fn grpc_health_on_the_ext_proc_port() {
         .connect()
         .await
         .expect("connecting to the ext_proc port");
+    support::assert_serving(
+        channel.clone(),
+        &[
+            "",
+            "liveness",
+            "readiness",
+            "envoy.service.ext_proc.v3.ExternalProcessor",
+        ],
+    )
+    .await;
     let mut client = HealthClient::new(channel);
-    for service in [
-        "",
-        "liveness",
-        "readiness",
-        "envoy.service.ext_proc.v3.ExternalProcessor",
-    ] {
-        let status = client
-            .check(HealthCheckRequest {
-                service: service.to_string(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
-    }
     let unknown = client
         .check(HealthCheckRequest {
             service: "no.such.Service".into(),
@@ -329,9 +321,7 @@ async fn grpc_health_on_the_ext_proc_port() {
 /// port for Kubernetes probes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_ext_proc_and_a_plaintext_health_port() {
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
     let ext_proc = support::free_port();
     let health = support::free_port();
     let yaml = format!(
@@ -343,18 +333,7 @@ async fn self_signed_ext_proc_and_a_plaintext_health_port() {
         .connect()
         .await
         .expect("connecting to the health port");
-    let mut client = HealthClient::new(channel);
-    for service in ["", "liveness", "readiness"] {
-        let status = client
-            .check(HealthCheckRequest {
-                service: service.to_string(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
-    }
+    support::assert_serving(channel, &["", "liveness", "readiness"]).await;
     let cert = support::tls::peer_certificate(("127.0.0.1", ext_proc), "localhost").await;
     assert!(!cert.is_empty(), "ext_proc answers TLS with a certificate");
     // Plaintext h2c on the TLS port fails.

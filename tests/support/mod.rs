@@ -109,3 +109,23 @@ pub fn metric(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Asserts that the gRPC health service behind `channel` answers SERVING for each of
+/// `services`.
+pub async fn assert_serving(channel: tonic::transport::Channel, services: &[&str]) {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let mut client = HealthClient::new(channel);
+    for service in services {
+        let status = client
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{service:?}: {e}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+}
