@@ -4,7 +4,8 @@
 //! endpoints, for the `default` and `latencyAware` profiles. The prefix index is warm:
 //! 5,000 prompts of 100 system-prompt families were picked first, and a rolling window
 //! of requests stays in flight. Besides criterion's mean, 10,000 individually timed picks
-//! give the p50 / p99 / max printed after each group.
+//! give the p50 / p99 / max printed after each group. `epp/hash_only` is the baseline:
+//! cutting and hashing the same prompts, which any prefix-aware picker pays.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -144,5 +145,23 @@ fn picks(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, picks);
+/// The baseline any prefix-aware picker pays: cutting and hashing the same prompts.
+fn hashing(c: &mut Criterion) {
+    let mut rng = Lcg(7);
+    let prompts: Vec<Vec<u8>> = (0..2_000)
+        .map(|q| prompt((rng.next() as usize) % FAMILIES, q))
+        .collect();
+    let mut i = 0usize;
+    c.bench_function("epp/hash_only", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(tollgate::epp::prefix::block_hashes(
+                "m",
+                &prompts[i % prompts.len()],
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, hashing, picks);
 criterion_main!(benches);
