@@ -456,7 +456,9 @@ impl Pool {
         let predicts = self.policy.profile.needs_latency();
         if predicts {
             for c in &mut cands {
-                c.ttft = latency::estimate(c, &view).ttft;
+                let e = latency::estimate(c, &view);
+                c.ttft = e.ttft;
+                c.wait = e.wait;
             }
         }
         let decision = Rng::with_thread(|rng| self.policy.profile.run(&mut cands, &view, rng));

@@ -46,6 +46,8 @@ pub struct Candidate {
     pub load: LoadSnapshot,
     /// Predicted seconds to the first token (filled when the profile needs it).
     pub ttft: f64,
+    /// Of `ttft`, the seconds spent waiting behind other work (filled with it).
+    pub wait: f64,
 }
 
 impl Candidate {
@@ -61,6 +63,7 @@ impl Candidate {
             lora: LoraMatch::Unknown,
             load: LoadSnapshot::default(),
             ttft: 0.0,
+            wait: 0.0,
         }
     }
 }

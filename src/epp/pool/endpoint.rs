@@ -156,6 +156,7 @@ impl Endpoint {
             lora,
             load: self.load.snapshot(),
             ttft: 0.0,
+            wait: 0.0,
         }
     }
 }

@@ -6,9 +6,13 @@
 //! - `loraAffinity`: the endpoints running or queueing the request's adapter or with a
 //!   free adapter slot (and those reporting no LoRA state), when any are.
 //! - `prefixAffinity`, "sticky until saturated": the endpoints holding the longest cached
-//!   prefix of the prompt, unless the best of them is predicted (see `latency`) to give
-//!   the first token later than `best other × ttftRatio + ttftMargin`; then all stay and
-//!   the scorers choose.
+//!   prefix of the prompt, unless the best of them is predicted (see `latency`) to make
+//!   the request wait behind other work longer than `best other × ttftRatio +
+//!   ttftMargin`; then the others, so the prompt spills to a new endpoint, which caches
+//!   it from then on (one prefill paid for a second replica, as llm-d's "sticky until
+//!   saturated" does). The wait compared is queueing, not the whole time to first token:
+//!   the holder always wins on the prefill it saves, so comparing whole predictions would
+//!   never spill a hot prompt before its queue outgrew a full uncached prefill.
 
 use super::Candidate;
 use crate::epp::metrics::LoraMatch;
@@ -67,10 +71,12 @@ impl Filter {
                     } else {
                         &mut other
                     };
-                    *best = best.min(c.ttft);
+                    *best = best.min(c.wait);
                 }
                 if other.is_infinite() || sticky <= other * ttft_ratio + ttft_margin {
                     c.retain(|c| c.prefix_matched == longest);
+                } else {
+                    c.retain(|c| c.prefix_matched != longest);
                 }
             }
         }
@@ -142,7 +148,7 @@ mod tests {
         let setup = |sticky_ttft: f64| {
             cands(3, |i, c| {
                 c.prefix_matched = [2, 10, 0][i];
-                c.ttft = [0.2, sticky_ttft, 0.1][i];
+                c.wait = [0.2, sticky_ttft, 0.1][i];
             })
         };
         let mut c = setup(0.19); // ≤ 0.1 × 1.5 + 0.05 = 0.2
@@ -150,17 +156,21 @@ mod tests {
         assert_eq!(slots(&c), vec![1]);
         let mut c = setup(0.21);
         STICKY.apply(&mut c);
-        assert_eq!(slots(&c), vec![0, 1, 2], "saturated: everyone competes");
+        assert_eq!(
+            slots(&c),
+            vec![0, 2],
+            "saturated: the prompt spills elsewhere"
+        );
     }
 
     #[test]
     fn prefix_affinity_keeps_all_without_a_prefix_and_ties_stay_together() {
-        let mut c = cands(3, |_, c| c.ttft = 0.1);
+        let mut c = cands(3, |_, c| c.wait = 0.1);
         STICKY.apply(&mut c);
         assert_eq!(c.len(), 3);
         let mut c = cands(3, |i, c| {
             c.prefix_matched = [4, 4, 1][i];
-            c.ttft = [9.0, 0.1, 0.1][i];
+            c.wait = [9.0, 0.1, 0.1][i];
         });
         STICKY.apply(&mut c);
         assert_eq!(slots(&c), vec![0, 1], "the best holder counts");

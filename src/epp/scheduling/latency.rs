@@ -50,6 +50,9 @@ pub struct Estimate {
     pub base: f64,
     /// Predicted seconds to the first token.
     pub ttft: f64,
+    /// The part of `ttft` spent waiting for others: queued prefill ahead and the engine
+    /// step, without this request's own prefill.
+    pub wait: f64,
 }
 
 /// Predicts the time to first token of `req` on `c`.
@@ -72,6 +75,7 @@ pub fn estimate(c: &Candidate, req: &RequestView) -> Estimate {
         own_tokens,
         base,
         ttft: (ahead_tokens + own_tokens) * per_token + base,
+        wait: ahead_tokens * per_token + base,
     }
 }
 
