@@ -4,9 +4,9 @@
 //! Presets:
 //! - `default`, the reference: queue ×2, kvCache ×2, prefixCache ×3, maxScore;
 //! - `latencyAware`, tollgate's: loraAffinity → prefixAffinity (×1.5 + 50 ms) → latency,
-//!   maxScore — the prompt sticks to the endpoint caching most of it until that endpoint
-//!   is predicted to answer clearly later than another, then the lowest predicted time
-//!   to first token wins;
+//!   maxScore — the prompt sticks to the endpoints caching most of it until the request
+//!   is predicted to wait there clearly longer than elsewhere, then it spills to the
+//!   endpoint without the prefix predicted to answer first (a new replica of it);
 //! - `random`, `roundRobin`: no scoring.
 
 use std::sync::atomic::AtomicUsize;
