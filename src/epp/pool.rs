@@ -195,6 +195,8 @@ pub struct Picked {
     pub blocks: usize,
     /// Leading blocks the pick already held.
     pub prefix_matched: usize,
+    /// The prompt's block hashes (to record where the request was really served).
+    pub hashes: Vec<u64>,
     /// The request's share of the picked endpoint's load; keep it until the response ends.
     pub in_flight: InFlight,
     members: Arc<Members>,
@@ -379,6 +381,19 @@ impl Pool {
         change
     }
 
+    /// Records a prompt of `hashes` in the prefix index of the member at `addr` (the
+    /// gateway served the request there, not where it was picked); `false` when `addr`
+    /// is not a member.
+    pub fn record_served(&self, addr: &SocketAddr, hashes: &[u64]) -> bool {
+        match self.endpoint(addr) {
+            Some(e) => {
+                e.record_prefix(hashes);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Starts scraping every member, once; a no-op outside a Tokio runtime.
     pub fn start_scraper(&self) {
         let mut guard = self.scraper.lock().unwrap_or_else(|e| e.into_inner());
@@ -415,14 +430,11 @@ impl Pool {
     pub fn pick(&self, req: &PickRequest<'_>) -> Result<Picked, PickRejection> {
         let now = Instant::now();
         let members = self.membership.current.load_full();
-        let owned;
-        let hashes: &[u64] = match req.prompt {
-            Prompt::Text(text) => {
-                owned = block_hashes(req.model, text);
-                &owned
-            }
-            Prompt::Hashes(h) => h,
+        let owned: Vec<u64> = match req.prompt {
+            Prompt::Text(text) => block_hashes(req.model, text),
+            Prompt::Hashes(h) => h.to_vec(),
         };
+        let hashes: &[u64] = &owned;
         let prompt_tokens = req.prompt_tokens.unwrap_or(match req.prompt {
             Prompt::Text(text) => text.len() as u64 / CHARS_PER_TOKEN,
             Prompt::Hashes(h) => h.len() as u64 * TOKENS_PER_BLOCK,
@@ -502,6 +514,7 @@ impl Pool {
             scores,
             blocks: hashes.len(),
             prefix_matched: chosen.prefix_matched,
+            hashes: owned,
             in_flight,
             members,
         })

@@ -110,6 +110,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             in_flight: None,
             streaming_response: false,
             delivered: 0,
+            hashes: Vec::new(),
         }))
     }
 }
@@ -131,6 +132,8 @@ struct EndpointPicker {
     streaming_response: bool,
     /// Output tokens seen streaming (SSE data events).
     delivered: u64,
+    /// The prompt's block hashes, recorded again where the gateway really served it.
+    hashes: Vec<u64>,
 }
 
 // === impl EndpointPicker ===
@@ -185,6 +188,7 @@ impl EndpointPicker {
             tracing::debug!(request_id = %cx.request_id, pick = %picked.endpoint(), blocks = picked.blocks, scores = %picked.scores_line(), "endpoint picked");
         }
         let destination = picked.destination();
+        self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
         Ok(destination)
     }
@@ -404,8 +408,12 @@ impl Processor for EndpointPicker {
             // The gateway may report `ip:port` or a list (retries): the last served.
             let served = served.rsplit(',').next().unwrap_or_default().trim();
             if served != picked {
-                if let (Some(f), Ok(addr)) = (self.in_flight.as_mut(), served.parse()) {
-                    f.served_by(addr);
+                if let Ok(addr) = served.parse() {
+                    // The served endpoint now caches the prompt, and carries its load.
+                    self.shared.pool.record_served(&addr, &self.hashes);
+                    if let Some(f) = self.in_flight.as_mut() {
+                        f.served_by(addr);
+                    }
                 }
             }
             self.shared

@@ -326,3 +326,40 @@ async fn picks_and_outcomes_are_counted_under_the_reference_names() {
         assert!(text.contains(line), "missing {line}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_served_endpoint_learns_the_prefix_and_takes_the_load() {
+    let f = factory_yaml(
+        "{endpoints: ['10.0.0.1:8000', '10.0.0.2:8000'], scheduling: {profile: default, maxNumOfEndpoints: 2}}",
+    );
+    let system = "You are the assistant of one tenant; answer in one line. ".repeat(10);
+    let mut ex = exchange(&f, "POST");
+    let destination = run(&mut ex, &[], chat(&format!("{system} q1")))
+        .await
+        .unwrap();
+    let (picked, fallback) = destination.split_once(',').expect("two endpoints");
+    // The gateway used the fallback.
+    ex.cx.served_endpoint = Some(fallback.to_string());
+    ex.cx.response_status = Some(200);
+    let mut h = Headers::new(http::HeaderMap::new());
+    let _ = ex.response_headers(&mut h).await;
+    let fallback_addr: std::net::SocketAddr = fallback.parse().unwrap();
+    let picked_addr: std::net::SocketAddr = picked.parse().unwrap();
+    let pool = f.pool();
+    let (_, held) = pool.endpoint(&fallback_addr).unwrap().prefix_usage();
+    assert!(held > 0, "the endpoint that served it caches the prompt");
+    let load = |a: &std::net::SocketAddr| pool.endpoint(a).unwrap().load().snapshot().requests;
+    assert_eq!(
+        load(&fallback_addr),
+        1,
+        "the load moved to the served endpoint"
+    );
+    assert_eq!(load(&picked_addr), 0);
+    let text = f.shared.services.metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "tollgate_epp_served_total{{pool=\"epp\",endpoint=\"{fallback}\",as_picked=\"false\"}} 1"
+        )),
+        "{text}"
+    );
+}
