@@ -1,7 +1,8 @@
 //! A black-box suite of the endpoint-picker protocol: each test drives an EPP over gRPC
 //! exactly as a gateway would and checks only what goes over the wire. Point it at any
 //! picker with `TOLLGATE_EPP_TARGET` (see `tests/support/epp.rs` for the pool it expects);
-//! by default it runs against a tollgate it starts.
+//! by default it runs against a tollgate it starts, reached over TLS to its self-signed
+//! certificate as gateways reach pickers.
 //!
 //! Run against another picker:
 //! `TOLLGATE_EPP_TARGET=127.0.0.1:9002 TOLLGATE_EPP_TLS=1 TOLLGATE_EPP_ENDPOINTS=… \

@@ -42,7 +42,8 @@ pub struct Target {
 impl Target {
     /// The target from the environment, or a tollgate started over three fake,
     /// saturated endpoints (queue 10 each) with a sheddable objective `batch`, two
-    /// endpoints per pick and the reference default profile.
+    /// endpoints per pick and the reference default profile, serving ext_proc over TLS
+    /// with its self-signed certificate.
     pub async fn get() -> Target {
         if let Ok(addr) = std::env::var("TOLLGATE_EPP_TARGET") {
             let need = |k: &str| {
@@ -78,7 +79,7 @@ impl Target {
         let ext_proc = super::free_port();
         let yaml = format!(
             r#"
-extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+extProc: {{ address: "127.0.0.1:{ext_proc}", selfSignedTls: true }}
 policies:
   endpointPicker:
     endpoints: {endpoints:?}
@@ -89,7 +90,8 @@ policies:
         let tollgate = Tollgate::start(&yaml).await;
         let target = Target {
             addr: format!("127.0.0.1:{ext_proc}"),
-            tls: false,
+            // As gateways reach pickers: TLS to a self-signed certificate, not verified.
+            tls: true,
             endpoints,
             sheddable_objective: "batch".into(),
             fallbacks: 2,
@@ -103,8 +105,8 @@ policies:
     }
 
     pub async fn channel(&self) -> Channel {
-        let scheme = if self.tls { "https" } else { "http" };
-        let endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.addr))
+        // `http`: with TLS, the connector below encrypts (tonic's own TLS would verify).
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect_timeout(Duration::from_secs(5));
         if !self.tls {
