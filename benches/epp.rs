@@ -55,7 +55,7 @@ fn prompt(family: usize, question: u64) -> Vec<u8> {
 
 fn pool(n: usize, profile: ProfilePreset, rng: &mut Lcg) -> Arc<Pool> {
     let endpoints: Vec<SocketAddr> = (0..n)
-        .map(|i| SocketAddr::from(([10, (i / 250) as u8, (i % 250) as u8, 1], 8000)))
+        .map(|i| SocketAddr::from(([127, (i / 250) as u8 + 1, (i % 250) as u8, 1], 8000)))
         .collect();
     let pool = Pool::with_policy(
         PoolSpec {

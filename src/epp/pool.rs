@@ -455,6 +455,11 @@ impl Pool {
         if cands.is_empty() {
             return Err(PickRejection::NoEndpoints);
         }
+        // An endpoint whose scrapes fail is likely down: never picked while another is
+        // up (with every one failing, all stay: the metrics may be what is broken).
+        if cands.iter().any(|c| !c.failing) {
+            cands.retain(|c| !c.failing);
+        }
         if req.priority < 0 {
             let saturation = self.policy.saturation.saturation(&cands);
             if saturation >= 1.0 {

@@ -38,6 +38,9 @@ pub struct Candidate {
     pub kv_cache: f64,
     /// No metrics, or metrics older than the pool's staleness bound.
     pub stale: bool,
+    /// Its metrics are stale because scraping it fails (refused, timing out, not
+    /// metrics): likely down. Avoided while any endpoint is not.
+    pub failing: bool,
     /// Leading prompt blocks the endpoint holds.
     pub prefix_matched: usize,
     /// Where the request's model stands among the endpoint's LoRA adapters.
@@ -59,6 +62,7 @@ impl Candidate {
             running: 0.0,
             kv_cache: 0.0,
             stale: false,
+            failing: false,
             prefix_matched: 0,
             lora: LoraMatch::Unknown,
             load: LoadSnapshot::default(),

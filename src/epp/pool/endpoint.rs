@@ -133,15 +133,17 @@ impl Endpoint {
         stale_after: Duration,
         now: Instant,
     ) -> Candidate {
-        let (m, is_stale, prefix_matched, lora) = {
+        let (m, is_stale, failing, prefix_matched, lora) = {
             let s = self.state();
             let lora = match &s.lora {
                 Some(l) if !model.is_empty() => l.matches(model),
                 _ => LoraMatch::Unknown,
             };
+            let is_stale = stale(&s, stale_after, now);
             (
                 s.metrics.unwrap_or_default(),
-                stale(&s, stale_after, now),
+                is_stale,
+                is_stale && s.last_error.is_some(),
                 s.prefix.matched(hashes),
                 lora,
             )
@@ -152,6 +154,7 @@ impl Endpoint {
             running: m.running,
             kv_cache: m.kv_cache,
             stale: is_stale,
+            failing,
             prefix_matched,
             lora,
             load: self.load.snapshot(),

@@ -512,3 +512,29 @@ fn no_scraper_outside_a_runtime() {
     pool.set_endpoints(addrs(2));
     assert_eq!(pool.endpoints().len(), 2);
 }
+
+#[test]
+fn an_endpoint_whose_scrapes_fail_is_avoided_while_another_is_up() {
+    let a = addrs(2);
+    let pool = Pool::new(spec(a.clone()));
+    let now = Instant::now();
+    // Endpoint 0 looks idle but cannot be scraped; endpoint 1 is busy but answers.
+    pool.set_metrics::<EndpointMetrics>(0, Err("connection refused".into()), now);
+    pool.set_metrics(1, Ok(gauges(8.0, 0.9)), now);
+    for _ in 0..50 {
+        let picked = pool.pick(&PickRequest::new("m", b"hello")).unwrap();
+        assert_eq!(
+            picked.endpoint(),
+            a[1].to_string(),
+            "{}",
+            picked.scores_line()
+        );
+    }
+    // Every endpoint failing: the picker still picks (the metrics may be what is broken).
+    let down = Pool::new(spec(a.clone()));
+    for i in 0..2 {
+        down.set_metrics::<EndpointMetrics>(i, Err("timed out".into()), now);
+    }
+    let picked = down.pick(&PickRequest::new("m", b"hello")).unwrap();
+    assert_eq!(picked.scores.len(), 2, "{}", picked.scores_line());
+}

@@ -96,7 +96,7 @@ async fn run(
 
 #[tokio::test]
 async fn picks_the_least_loaded_and_overwrites_a_spoofed_destination() {
-    let f = factory(&["10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000"]);
+    let f = factory(&["127.0.0.11:8000", "127.0.0.12:8000", "127.0.0.13:8000"]);
     set(&f, 0, 9.0, 0.9);
     set(&f, 1, 0.0, 0.1);
     set(&f, 2, 5.0, 0.5);
@@ -111,16 +111,16 @@ async fn picks_the_least_loaded_and_overwrites_a_spoofed_destination() {
     )
     .await
     .unwrap();
-    assert_eq!(pick, "10.0.0.2:8000");
+    assert_eq!(pick, "127.0.0.12:8000");
 }
 
 #[tokio::test]
 async fn a_shared_prefix_sticks_to_the_endpoint_that_has_it() {
     let f = factory(&[
-        "10.0.0.1:8000",
-        "10.0.0.2:8000",
-        "10.0.0.3:8000",
-        "10.0.0.4:8000",
+        "127.0.0.11:8000",
+        "127.0.0.12:8000",
+        "127.0.0.13:8000",
+        "127.0.0.14:8000",
     ]);
     let system = "You are a helpful assistant for the ACME corporation. ".repeat(20);
     let first = run(
@@ -144,7 +144,7 @@ async fn a_shared_prefix_sticks_to_the_endpoint_that_has_it() {
 
 #[tokio::test]
 async fn the_subset_hint_restricts_the_pick() {
-    let f = factory(&["10.0.0.1:8000", "10.0.0.2:8000", "[::1]:8000"]);
+    let f = factory(&["127.0.0.11:8000", "127.0.0.12:8000", "[::1]:8000"]);
     set(&f, 0, 0.0, 0.0);
     set(&f, 1, 0.0, 0.0);
     set(&f, 2, 50.0, 0.99);
@@ -165,7 +165,7 @@ async fn the_subset_hint_restricts_the_pick() {
 
 #[tokio::test]
 async fn bad_bodies_get_400() {
-    let f = factory(&["10.0.0.1:8000"]);
+    let f = factory(&["127.0.0.11:8000"]);
     for body in [&b"not json"[..], br#"{"messages":[]}"#, br#"{"model":5}"#] {
         let reply = run(&mut exchange(&f, "POST"), &[], Bytes::from_static(body))
             .await
@@ -176,14 +176,14 @@ async fn bad_bodies_get_400() {
 
 #[tokio::test]
 async fn a_bodiless_request_is_picked_on_its_headers() {
-    let f = factory(&["10.0.0.1:8000"]);
+    let f = factory(&["127.0.0.11:8000"]);
     let mut ex = exchange(&f, "GET");
     let mut h = Headers::new(http::HeaderMap::new());
     assert!(matches!(
         ex.request_headers(&mut h).await,
         Verdict::Continue(())
     ));
-    assert_eq!(h.get_str(DESTINATION), Some("10.0.0.1:8000"));
+    assert_eq!(h.get_str(DESTINATION), Some("127.0.0.11:8000"));
     assert_eq!(ex.request_body_mode(), crate::pipeline::BodyMode::Skip);
     assert!(ex.cx.clear_route_cache);
 }
@@ -213,7 +213,7 @@ fn factory_yaml(yaml: &str) -> Arc<EndpointPickerFactory> {
 
 #[tokio::test]
 async fn a_post_without_body_is_picked_on_its_headers_and_gets_a_request_id() {
-    let f = factory(&["10.0.0.1:8000"]);
+    let f = factory(&["127.0.0.11:8000"]);
     let mut ex = exchange(&f, "POST");
     ex.cx.request_body_empty = true;
     let mut h = Headers::new(http::HeaderMap::new());
@@ -221,14 +221,14 @@ async fn a_post_without_body_is_picked_on_its_headers_and_gets_a_request_id() {
         ex.request_headers(&mut h).await,
         Verdict::Continue(())
     ));
-    assert_eq!(h.get_str(DESTINATION), Some("10.0.0.1:8000"));
+    assert_eq!(h.get_str(DESTINATION), Some("127.0.0.11:8000"));
     assert_eq!(h.get_str("x-request-id"), Some(ex.cx.request_id.as_str()));
-    assert_eq!(ex.cx.destination.as_deref(), Some("10.0.0.1:8000"));
+    assert_eq!(ex.cx.destination.as_deref(), Some("127.0.0.11:8000"));
 }
 
 #[tokio::test]
 async fn a_client_request_id_is_kept() {
-    let f = factory(&["10.0.0.1:8000"]);
+    let f = factory(&["127.0.0.11:8000"]);
     let mut ex = exchange(&f, "GET");
     let mut map = http::HeaderMap::new();
     map.insert("x-request-id", "abc".parse().unwrap());
@@ -282,7 +282,7 @@ async fn rewrite_round_trip(
 #[tokio::test]
 async fn model_rewrite_changes_the_request_and_writes_the_response_model_back() {
     let f = factory_yaml(
-        "{endpoints: ['10.0.0.1:8000'], modelRewrites: [{model: m, targets: [{model: m-v2}]}]}",
+        "{endpoints: ['127.0.0.11:8000'], modelRewrites: [{model: m, targets: [{model: m-v2}]}]}",
     );
     let sse = "data: {\"model\":\"m-v2\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
     let (sent, got) = rewrite_round_trip(&f, &[], sse).await;
@@ -299,7 +299,7 @@ async fn model_rewrite_changes_the_request_and_writes_the_response_model_back() 
     assert_eq!(got, r#"{"id":"x","model": "m","usage":{}}"#);
 
     // No rewrite: the response is not touched.
-    let plain = factory(&["10.0.0.1:8000"]);
+    let plain = factory(&["127.0.0.11:8000"]);
     let (sent, got) = rewrite_round_trip(&plain, &[], json).await;
     assert!(sent.contains(r#""model":"m""#));
     assert_eq!(got, json);
@@ -307,7 +307,7 @@ async fn model_rewrite_changes_the_request_and_writes_the_response_model_back() 
 
 #[tokio::test]
 async fn picks_and_outcomes_are_counted_under_the_reference_names() {
-    let f = factory(&["10.0.0.1:8000"]);
+    let f = factory(&["127.0.0.11:8000"]);
     let mut ex = exchange(&f, "POST");
     run(&mut ex, &[], chat("x")).await.unwrap();
     ex.finish(crate::pipeline::Outcome::Completed { status: 200 });
@@ -320,7 +320,7 @@ async fn picks_and_outcomes_are_counted_under_the_reference_names() {
         "inference_objective_running_requests{model_name=\"m\"} 0",
         "inference_extension_scheduler_attempts_total{status=\"success\"} 1",
         "inference_extension_scheduler_attempts_total{status=\"failure\"} 1",
-        "tollgate_epp_picks_total{pool=\"epp\",endpoint=\"10.0.0.1:8000\"} 1",
+        "tollgate_epp_picks_total{pool=\"epp\",endpoint=\"127.0.0.11:8000\"} 1",
         "tollgate_epp_dropped_total{pool=\"epp\",reason=\"rejected-no-endpoints\"} 1",
     ] {
         assert!(text.contains(line), "missing {line}\n{text}");
@@ -330,7 +330,7 @@ async fn picks_and_outcomes_are_counted_under_the_reference_names() {
 #[tokio::test]
 async fn the_served_endpoint_learns_the_prefix_and_takes_the_load() {
     let f = factory_yaml(
-        "{endpoints: ['10.0.0.1:8000', '10.0.0.2:8000'], scheduling: {profile: default, maxNumOfEndpoints: 2}}",
+        "{endpoints: ['127.0.0.11:8000', '127.0.0.12:8000'], scheduling: {profile: default, maxNumOfEndpoints: 2}}",
     );
     let system = "You are the assistant of one tenant; answer in one line. ".repeat(10);
     let mut ex = exchange(&f, "POST");

@@ -16,7 +16,7 @@ binds:
     - name: llm
       policies:
         endpointPicker:
-          endpoints: ['10.0.0.1:8000', '10.0.0.2:8000', '[fd00::3]:8000']
+          endpoints: ['127.0.0.11:8000', '127.0.0.12:8000', '[::1]:18003']
 "#;
 
 const CHAT: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#;
@@ -102,7 +102,7 @@ async fn full_duplex_puts_the_pick_on_the_deferred_header_reply() {
     let out = send(&mut s, request_body(&CHAT[10..], true)).await;
     assert_eq!(kinds(&out), ["request_headers", "request_body"]);
     let pick = assert_pick(&out[0]);
-    assert!(["10.0.0.1:8000", "10.0.0.2:8000", "[fd00::3]:8000"].contains(&pick.as_str()));
+    assert!(["127.0.0.11:8000", "127.0.0.12:8000", "[::1]:18003"].contains(&pick.as_str()));
     assert!(removed(&out[0]).contains(&"x-llm-d-inference-objective".to_string()));
     assert_eq!(streamed(&out[1]), (CHAT.to_vec(), true));
     assert!(
@@ -127,10 +127,10 @@ async fn buffered_puts_the_pick_on_the_body_reply() {
 async fn the_subset_hint_is_read_in_both_forms() {
     let list = Value {
         kind: Some(Kind::ListValue(ListValue {
-            values: vec![string("[fd00::3]:8000")],
+            values: vec![string("[::1]:18003")],
         })),
     };
-    for subset in [list, string("10.9.9.9:1, [fd00::3]:8000")] {
+    for subset in [list, string("10.9.9.9:1, [::1]:18003")] {
         let mut s = stream_for(EPP);
         let m = with_subset(
             with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None),
@@ -138,7 +138,7 @@ async fn the_subset_hint_is_read_in_both_forms() {
         );
         send_one(&mut s, m).await;
         let b = send_one(&mut s, request_body(CHAT, true)).await;
-        assert_eq!(assert_pick(&b), "[fd00::3]:8000");
+        assert_eq!(assert_pick(&b), "[::1]:18003");
     }
 }
 
@@ -206,7 +206,7 @@ binds:
     - name: llm
       policies:
         endpointPicker:
-          endpoints: ['10.0.0.1:8000']
+          endpoints: ['127.0.0.11:8000']
           modelRewrites: [{model: m, targets: [{model: m-large-v2}]}]
 "#;
 
@@ -221,7 +221,7 @@ async fn a_rewritten_body_goes_with_its_length_and_the_response_names_the_client
     assert!(send(&mut s, m).await.is_empty());
     let out = send(&mut s, request_body(CHAT, true)).await;
     assert_eq!(kinds(&out), ["request_headers", "request_body"]);
-    assert_eq!(assert_pick(&out[0]), "10.0.0.1:8000");
+    assert_eq!(assert_pick(&out[0]), "127.0.0.11:8000");
     let (body, eos) = streamed(&out[1]);
     assert!(eos);
     let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -291,7 +291,7 @@ async fn the_served_endpoint_is_read_on_the_response_path() {
             Struct {
                 fields: [(
                     "x-gateway-destination-endpoint-served".to_string(),
-                    string("10.0.0.2:8000"),
+                    string("127.0.0.12:8000"),
                 )]
                 .into(),
             },
@@ -301,7 +301,7 @@ async fn the_served_endpoint_is_read_on_the_response_path() {
     };
     assert_eq!(
         crate::adapters::ext_proc::convert::served_endpoint(Some(&md)).as_deref(),
-        Some("10.0.0.2:8000")
+        Some("127.0.0.12:8000")
     );
     let mut s = stream_for(EPP);
     let m = with_modes(post_spoofed(), BodySendMode::Buffered, BodySendMode::None);
@@ -314,6 +314,6 @@ async fn the_served_endpoint_is_read_on_the_response_path() {
         s.exchange
             .as_ref()
             .and_then(|e| e.cx.served_endpoint.as_deref()),
-        Some("10.0.0.2:8000")
+        Some("127.0.0.12:8000")
     );
 }
