@@ -111,6 +111,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             streaming_response: false,
             delivered: 0,
             hashes: Vec::new(),
+            labels: None,
         }))
     }
 }
@@ -134,6 +135,8 @@ struct EndpointPicker {
     delivered: u64,
     /// The prompt's block hashes, recorded again where the gateway really served it.
     hashes: Vec<u64>,
+    /// The objective metrics' labels, set with the pick.
+    labels: Option<ObjectiveLabels>,
 }
 
 // === impl EndpointPicker ===
@@ -257,28 +260,24 @@ impl EndpointPicker {
                 endpoint: first.clone(),
             })
             .inc();
+        let labels = self.objective_labels();
         m.running_requests
             .get_or_create(&crate::metrics::ModelLabels {
-                model_name: self.model_label(),
+                model_name: labels.model_name.clone(),
             })
             .inc();
+        self.labels = Some(labels);
         self.picked = Some(first);
         cx.destination = Some(destination);
         Ok(())
     }
 
-    fn model_label(&self) -> String {
-        self.shared
-            .services
-            .metrics
-            .inference
-            .model_label(self.model.as_deref().unwrap_or(""))
-    }
-
+    /// The `inference_objective_*` labels, bounded (made once, at the pick).
     fn objective_labels(&self) -> ObjectiveLabels {
-        let model_name = self.model_label();
+        let metrics = &self.shared.services.metrics.inference;
+        let model_name = metrics.model_label(self.model.as_deref().unwrap_or(""));
         let target_model_name = match &self.target {
-            Some(t) => self.shared.services.metrics.inference.model_label(t),
+            Some(t) => metrics.model_label(t),
             None => model_name.clone(),
         };
         ObjectiveLabels {
@@ -482,7 +481,9 @@ impl Processor for EndpointPicker {
             }
         }
         let m = &self.shared.services.metrics.inference;
-        let labels = self.objective_labels();
+        let Some(labels) = self.labels.take() else {
+            return;
+        };
         m.running_requests
             .get_or_create(&crate::metrics::ModelLabels {
                 model_name: labels.model_name.clone(),
