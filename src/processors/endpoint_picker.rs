@@ -51,9 +51,8 @@ pub const DROPPED_REASON: &str = "x-llm-d-request-dropped-reason";
 
 /// What every request of one route's picker shares.
 struct Shared {
-    pool: Arc<Pool>,
-    /// Keeps the pool (and its endpoint watch) alive.
-    _handle: Arc<pools::PoolHandle>,
+    /// The pool, kept alive with its endpoint watch.
+    handle: Arc<pools::PoolHandle>,
     policy: EndpointPickerPolicy,
     services: Arc<Services>,
     route: String,
@@ -74,8 +73,7 @@ impl EndpointPickerFactory {
         let handle = pools::pool_for(policy, services, route, path)?;
         Ok(EndpointPickerFactory {
             shared: Arc::new(Shared {
-                pool: handle.pool.clone(),
-                _handle: handle,
+                handle,
                 policy: policy.clone(),
                 services: services.clone(),
                 route: route.to_string(),
@@ -85,7 +83,7 @@ impl EndpointPickerFactory {
 
     /// The pool (tests feed it metrics).
     pub fn pool(&self) -> &Arc<Pool> {
-        &self.shared.pool
+        &self.shared.handle.pool
     }
 }
 
@@ -146,7 +144,7 @@ impl EndpointPicker {
     /// refused while the pool is saturated); the destination list. The request's share
     /// of the picked endpoint's load is kept until the response ends.
     fn pick(&mut self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
-        let pool = &self.shared.pool;
+        let pool = &self.shared.handle.pool;
         let metrics = &self.shared.services.metrics.inference;
         let started = Instant::now();
         let subset: Option<Vec<SocketAddr>> = cx
@@ -323,7 +321,7 @@ impl Processor for EndpointPicker {
         cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        self.shared.pool.start_scraper();
+        self.shared.handle.pool.start_scraper();
         self.control = Control::take(headers, &self.shared.policy);
         if headers.map().get("x-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
@@ -409,7 +407,7 @@ impl Processor for EndpointPicker {
             if served != picked {
                 if let Ok(addr) = served.parse() {
                     // The served endpoint now caches the prompt, and carries its load.
-                    self.shared.pool.record_served(&addr, &self.hashes);
+                    self.shared.handle.pool.record_served(&addr, &self.hashes);
                     if let Some(f) = self.in_flight.as_mut() {
                         f.served_by(addr);
                     }
