@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Duration, EndpointPickerPolicy, LlmConfig, PromptGuardPolicy, TokenAccountingPolicy,
-    TokenLimitPolicy,
+    Duration, EndpointPickerPolicy, LimitsConfig, LlmConfig, PromptGuardPolicy,
+    TokenAccountingPolicy, TokenLimitPolicy,
 };
 
 /// The whole configuration file.
@@ -36,6 +36,9 @@ pub struct Config {
     /// policy itself (a route's own policy wins).
     #[serde(default)]
     pub policies: Policies,
+    /// Bounds on buffers, connections, metric labels and CEL cost.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Settings shared by the LLM policies: price table, Redis.
     #[serde(default)]
     pub llm: LlmConfig,
