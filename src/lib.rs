@@ -7,6 +7,9 @@ pub mod app;
 pub mod config;
 pub mod epp;
 pub mod expr;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod limits;
 pub mod llm;

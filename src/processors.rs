@@ -20,9 +20,9 @@
 //! 6. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
-mod endpoint_picker;
+pub(crate) mod endpoint_picker;
 mod headers;
-mod prompt_guard;
+pub(crate) mod prompt_guard;
 mod token_accounting;
 mod token_limit;
 

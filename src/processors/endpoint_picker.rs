@@ -22,7 +22,7 @@
 //! - completion: the `inference_objective_*` metrics.
 
 mod control;
-mod model_rewrite;
+pub(crate) mod model_rewrite;
 mod pools;
 
 use std::net::SocketAddr;

@@ -23,7 +23,7 @@
 //! (`tollgate_guard_duration_seconds`).
 
 mod hooks;
-mod json;
+pub(crate) mod json;
 mod moderation;
 mod request;
 mod response;
