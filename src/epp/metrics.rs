@@ -169,8 +169,8 @@ impl Mapping {
                 continue;
             };
             match field {
-                Field::Waiting => out.metrics.waiting += value,
-                Field::Running => out.metrics.running += value,
+                Field::Waiting => out.metrics.waiting = finite_sum(out.metrics.waiting, value),
+                Field::Running => out.metrics.running = finite_sum(out.metrics.running, value),
                 Field::KvCache => out.metrics.kv_cache = out.metrics.kv_cache.max(value),
                 Field::LoraInfo => {
                     if value < lora_at {
@@ -210,6 +210,12 @@ impl Mapping {
 /// Reads a scrape with the default mapping.
 pub fn parse(text: &str) -> Option<Scrape> {
     Mapping::shared_default().parse(text)
+}
+
+/// `a + b` kept finite (as every sample is): series that overflow `f64` together read as
+/// its largest value, not infinity.
+fn finite_sum(a: f64, b: f64) -> f64 {
+    (a + b).clamp(-f64::MAX, f64::MAX)
 }
 
 fn lora_info(labels: &str) -> LoraInfo {
@@ -312,6 +318,19 @@ vllm:cache_config_info{block_size="16",cache_dtype="auto",num_gpu_blocks="27000"
 vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql-lora,chat-lora",waiting_lora_adapters=""} 1.7e9
 vllm:lora_requests_info{max_lora="4",running_lora_adapters="",waiting_lora_adapters="sql-lora"} 1.6e9
 "#;
+
+    #[test]
+    fn summed_series_stay_finite() {
+        // Two finite samples used to sum to infinity (the `prometheus` fuzz target
+        // asserts every value read is finite).
+        let s = parse(
+            "sglang:num_queue_reqs 1e308\nsglang:num_queue_reqs 1e308\n\
+             vllm:num_requests_running{a=\"1\"} -1e308\nvllm:num_requests_running -1e308\n",
+        )
+        .unwrap();
+        assert_eq!(s.metrics.waiting, f64::MAX);
+        assert_eq!(s.metrics.running, -f64::MAX);
+    }
 
     #[test]
     fn reads_vllm_families() {
