@@ -248,3 +248,21 @@ fn unknown_events_are_ignored_and_junk_is_counted() {
         assert_eq!(t.usage(), None);
     }
 }
+
+#[test]
+fn sums_of_huge_counts_saturate() {
+    // Totals computed from the upstream's counts used to overflow (a panic with overflow
+    // checks, a wrapped total without): the `usage` fuzz target reads such bodies.
+    let max = u64::MAX;
+    let t = json(
+        Api::ChatCompletions,
+        br#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":2}}"#,
+    );
+    assert_eq!(t.usage().unwrap().total_tokens, max);
+    let t = json(
+        Api::Messages,
+        br#"{"usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":3,"cache_creation_input_tokens":4,"output_tokens":5}}"#,
+    );
+    let u = t.usage().unwrap();
+    assert_eq!((u.input_tokens, u.total_tokens), (max, max));
+}

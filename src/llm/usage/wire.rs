@@ -81,7 +81,7 @@ impl WireUsage {
             reasoning_tokens: out_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
             total_tokens: match self.total_tokens {
                 Some(total) if total > 0 => total,
-                _ => input + output,
+                _ => input.saturating_add(output),
             },
         }
     }
@@ -113,14 +113,18 @@ impl AnthropicCounts {
     }
 
     pub fn usage(&self) -> Usage {
-        let input = self.input + self.cache_read + self.cache_creation;
+        // Saturating: the counts are the upstream's, and a hostile one sends u64::MAX.
+        let input = self
+            .input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_creation);
         Usage {
             input_tokens: input,
             output_tokens: self.output,
             cached_input_tokens: self.cache_read,
             cache_creation_input_tokens: self.cache_creation,
             reasoning_tokens: 0,
-            total_tokens: input + self.output,
+            total_tokens: input.saturating_add(self.output),
         }
     }
 }
