@@ -51,4 +51,3 @@ fn has_dollar(v: &Value) -> bool {
         _ => false,
     }
 }
-

@@ -27,16 +27,16 @@ use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
     body_mutation::Mutation, processing_request::Request as In,
-    processing_response::Response as Out, HttpBody, HttpHeaders, HttpTrailers,
-    ProcessingRequest, ProcessingResponse, ProtocolConfiguration,
+    processing_response::Response as Out, HttpBody, HttpHeaders, HttpTrailers, ProcessingRequest,
+    ProcessingResponse, ProtocolConfiguration,
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use libfuzzer_sys::fuzz_target;
+use tokio::runtime::Runtime;
 use tollgate::adapters::ext_proc::{ExtProcStream, MAX_STREAMED_CHUNK};
 use tollgate::config::parse_str;
 use tollgate::pipeline::Pipeline;
 use tollgate::services::Services;
-use tokio::runtime::Runtime;
 
 const TOKEN_LIMITS: &str = r#"
 binds:
@@ -156,14 +156,21 @@ impl Checker {
         replies: &[ProcessingResponse],
     ) {
         if self.answered_locally || observed {
-            assert!(replies.is_empty(), "a reply after an immediate response or in observability mode");
+            assert!(
+                replies.is_empty(),
+                "a reply after an immediate response or in observability mode"
+            );
             return;
         }
         let side = side.expect("a message without a phase is an error");
         for r in replies {
             let out = r.response.as_ref().expect("a reply without a response");
             if let Out::ImmediateResponse(_) = out {
-                assert_eq!(replies.len(), 1, "an immediate response among other replies");
+                assert_eq!(
+                    replies.len(),
+                    1,
+                    "an immediate response among other replies"
+                );
                 self.answered_locally = true;
                 return;
             }
@@ -173,19 +180,31 @@ impl Checker {
                 assert_eq!(Some(reply_kind), kind, "a reply of another kind");
             }
             if let Some(mode) = &r.mode_override {
-                assert!(!self.duplex[side], "a mode override in FULL_DUPLEX_STREAMED");
+                assert!(
+                    !self.duplex[side],
+                    "a mode override in FULL_DUPLEX_STREAMED"
+                );
                 let modes = [mode.request_body_mode, mode.response_body_mode];
                 assert!(
-                    modes.iter().all(|&m| m != BodySendMode::FullDuplexStreamed as i32),
+                    modes
+                        .iter()
+                        .all(|&m| m != BodySendMode::FullDuplexStreamed as i32),
                     "an override to FULL_DUPLEX_STREAMED"
                 );
             }
             if let Some(Mutation::StreamedResponse(s)) = streamed(out) {
-                assert!(s.body.len() <= MAX_STREAMED_CHUNK, "an oversized streamed chunk");
+                assert!(
+                    s.body.len() <= MAX_STREAMED_CHUNK,
+                    "an oversized streamed chunk"
+                );
             }
         }
         if !self.duplex[side] {
-            assert_eq!(replies.len(), 1, "not exactly one reply outside FULL_DUPLEX_STREAMED");
+            assert_eq!(
+                replies.len(),
+                1,
+                "not exactly one reply outside FULL_DUPLEX_STREAMED"
+            );
         }
     }
 }
@@ -218,7 +237,10 @@ fn message(op: &str, rest: &str, route: Option<String>) -> Option<ProcessingRequ
         Some(HeaderMap { headers })
     };
     let body = || HttpBody {
-        body: unescape(rest.strip_prefix("eos").map_or(rest, |r| r.strip_prefix(' ').unwrap_or(r))),
+        body: unescape(
+            rest.strip_prefix("eos")
+                .map_or(rest, |r| r.strip_prefix(' ').unwrap_or(r)),
+        ),
         end_of_stream: eos,
         ..Default::default()
     };
@@ -270,10 +292,12 @@ fn unescape(text: &str) -> Vec<u8> {
             (b'\\', Some(b'r')) => (b'\r', 2),
             (b'\\', Some(b't')) => (b'\t', 2),
             (b'\\', Some(b'\\')) => (b'\\', 2),
-            (b'\\', Some(b'x')) => match text.get(i + 2..i + 4).map(|h| u8::from_str_radix(h, 16)) {
-                Some(Ok(v)) => (v, 4),
-                _ => (b'\\', 1),
-            },
+            (b'\\', Some(b'x')) => {
+                match text.get(i + 2..i + 4).map(|h| u8::from_str_radix(h, 16)) {
+                    Some(Ok(v)) => (v, 4),
+                    _ => (b'\\', 1),
+                }
+            }
             (c, _) => (c, 1),
         };
         out.push(byte);

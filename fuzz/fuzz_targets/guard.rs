@@ -43,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
     for piece in str_chunks(input.splits, &text) {
         m.push_into(piece, &mut out);
         streamed.extend(m.take_findings());
-        assert!(want.starts_with(&out), "emitted text that the whole-text mask differs on");
+        assert!(
+            want.starts_with(&out),
+            "emitted text that the whole-text mask differs on"
+        );
     }
     m.finish_into(&mut out);
     streamed.extend(m.take_findings());

@@ -105,7 +105,11 @@ fn check_set_model(json: &[u8], value: Option<Value>, model: &str) {
         return;
     };
     let out = set_model(json, model);
-    assert_eq!(out.is_some(), req.model.is_some(), "set_model found another model");
+    assert_eq!(
+        out.is_some(),
+        req.model.is_some(),
+        "set_model found another model"
+    );
     let Some(out) = out else {
         return;
     };

@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(s: &Scrape) {
     let m = &s.metrics;
-    for (name, v) in [("waiting", m.waiting), ("running", m.running), ("kv", m.kv_cache)] {
+    for (name, v) in [
+        ("waiting", m.waiting),
+        ("running", m.running),
+        ("kv", m.kv_cache),
+    ] {
         assert!(v.is_finite(), "{name} = {v}");
     }
     if let Some(c) = &s.cache_config {

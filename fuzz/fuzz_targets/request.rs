@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for part in &req.prompt {
         assert!(!part.text.is_empty(), "an empty prompt part");
-        assert!(part.message < req.messages.max(1), "part of an uncounted message");
+        assert!(
+            part.message < req.messages.max(1),
+            "part of an uncounted message"
+        );
     }
     let _ = req.prompt_text();
     let _ = estimate_prompt_tokens(req.model.as_deref().unwrap_or("gpt-4o"), &req);
@@ -46,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
 fn check_include_usage(api: Api, body: &[u8], mut value: Value, req: &LlmRequest) {
     let out = set_include_usage(body).expect("a parsed request is an object");
     let got: Value = serde_json::from_slice(&out).expect("set_include_usage wrote JSON");
-    let obj = value.as_object_mut().expect("a parsed request is an object");
+    let obj = value
+        .as_object_mut()
+        .expect("a parsed request is an object");
     let opts = obj
         .entry("stream_options")
         .or_insert_with(|| Value::Object(Default::default()));
@@ -54,7 +59,10 @@ fn check_include_usage(api: Api, body: &[u8], mut value: Value, req: &LlmRequest
         *opts = Value::Object(Default::default());
     }
     opts["include_usage"] = Value::Bool(true);
-    assert_eq!(got, value, "set_include_usage changed more than include_usage");
+    assert_eq!(
+        got, value,
+        "set_include_usage changed more than include_usage"
+    );
     let again = LlmRequest::parse(api, &out).expect("the rewritten body parses");
     assert_eq!(again.include_usage, Some(true));
     assert_eq!(

@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(t.is_done());
         if let Some(compact) = compact(input.payload) {
             let mut again = ResponseTracker::new(api);
-            again.observe_json(&compact).expect("the compact body reads");
+            again
+                .observe_json(&compact)
+                .expect("the compact body reads");
             assert_eq!((again.usage(), again.model()), (t.usage(), t.model()));
         }
         return;
@@ -55,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
 fn check(info: &EventInfo, t: &ResponseTracker, was_done: bool) {
     assert!(!info.first_content || info.has_content);
     assert!(!info.usage_only || info.has_usage);
-    assert!(!info.has_usage || t.usage().is_some(), "usage seen but not kept");
+    assert!(
+        !info.has_usage || t.usage().is_some(),
+        "usage seen but not kept"
+    );
     assert!(!info.done || t.is_done());
     assert!(!was_done || t.is_done(), "done was undone");
 }
