@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use tollgate::llm::{Decoder, LlmError};
 use tollgate_fuzz::Input;
 
-/// flags: bits 0-1 the encoding, bit 2 compress the payload here first, bit 3 zlib
-/// (else raw) for deflate, bit 4 two gzip members, bit 5 the name in upper case.
+// flags: bits 0-1 the encoding, bit 2 compress the payload here first, bit 3 zlib
+// (else raw) for deflate, bit 4 two gzip members, bit 5 the name in upper case.
 fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::parse(data) else {
         return;

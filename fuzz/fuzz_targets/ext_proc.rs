@@ -331,6 +331,7 @@ fn reply_kind(out: &Out) -> (usize, &'static str) {
         Out::ResponseBody(_) => (1, "body"),
         Out::ResponseTrailers(_) => (1, "trailers"),
         Out::ImmediateResponse(_) => unreachable!("handled by the caller"),
+        Out::StreamedImmediateResponse(_) => panic!("tollgate sent a streamed immediate response"),
     }
 }
 

@@ -13,7 +13,7 @@ use tollgate_fuzz::Input;
 
 const MODELS: [&str; 4] = ["m-v2", "a\"b\\c", "é\u{2028}\u{0}", ""];
 
-/// flags: bits 0-1 the replacement, bits 2-3 the model name, bit 4 the write-back check.
+// flags: bits 0-1 the replacement, bits 2-3 the model name, bit 4 the write-back check.
 fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::parse(data) else {
         return;

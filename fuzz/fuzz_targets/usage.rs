@@ -8,7 +8,7 @@ use serde_json::Value;
 use tollgate::llm::{EventInfo, ResponseTracker, SseEvent, SseParser};
 use tollgate_fuzz::{api, has_duplicate_keys, Input};
 
-/// flags: the API (mod 6); bit 7 a stream of events, else a whole JSON body.
+// flags: the API (mod 6); bit 7 a stream of events, else a whole JSON body.
 fuzz_target!(|data: &[u8]| {
     let Some(input) = Input::parse(data) else {
         return;
