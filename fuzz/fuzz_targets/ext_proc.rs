@@ -70,6 +70,8 @@ fn world() -> &'static (Runtime, Vec<Arc<Pipeline>>) {
             .enable_time()
             .build()
             .unwrap();
+        // The header-policies example takes its upstream key from the environment.
+        std::env::set_var("UPSTREAM_API_KEY", "sk-fuzz");
         let services = Services::new();
         let pipelines = {
             let _in_runtime = rt.enter();
