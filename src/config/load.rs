@@ -61,7 +61,8 @@ pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
     let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        ConfigError::field(if path == "." { "(root)".into() } else { path }, message)
+        let root = path == "." || path.is_empty(); // a null or empty top-level key gives ""
+        ConfigError::field(if root { "(root)".into() } else { path }, message)
     })?;
     Ok(LoadedConfig {
         config,
@@ -155,6 +156,13 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("unknown field `sett`"), "{err}");
+    }
+
+    #[test]
+    fn a_null_top_level_key_is_reported_at_the_root() {
+        // Found by the `config` fuzz target: the YAML `?` gave an error with an empty path.
+        let err = parse_str("?").unwrap_err().to_string();
+        assert!(err.starts_with("(root): unknown field"), "{err}");
     }
 
     #[test]
