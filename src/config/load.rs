@@ -22,9 +22,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An error at `path`; an empty path (the document itself) reads `(root)`.
     pub fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        let path = path.into();
         ConfigError::Field {
-            path: path.into(),
+            path: if path.is_empty() {
+                "(root)".into()
+            } else {
+                path
+            },
             message: message.into(),
         }
     }
@@ -163,6 +169,8 @@ mod tests {
         // Found by the `config` fuzz target: the YAML `?` gave an error with an empty path.
         let err = parse_str("?").unwrap_err().to_string();
         assert!(err.starts_with("(root): unknown field"), "{err}");
+        let err = parse_str("'${'").unwrap_err().to_string();
+        assert_eq!(err, "(root): unterminated ${...} reference");
     }
 
     #[test]
