@@ -65,15 +65,14 @@ pub fn for_route(
     if let Some(p) = &policies.token_accounting {
         factories.push(Arc::new(TokenAccountingFactory::new(
             p,
-            bcx.services,
-            bcx.prices,
+            bcx,
             &format!("{path}.tokenAccounting"),
         )?));
     }
     if let Some(p) = &policies.prompt_guard {
         factories.push(Arc::new(PromptGuardFactory::new(
             p,
-            bcx.services,
+            bcx,
             &format!("{path}.promptGuard"),
         )?));
     }

@@ -35,6 +35,7 @@ impl Pipeline {
     pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         validate_addresses(config)?;
+        config.limits.buffers.validate("limits.buffers")?;
         let prices = crate::pricing::Prices::new(&config.llm.prices);
         let bcx = crate::processors::BuildCx {
             config,

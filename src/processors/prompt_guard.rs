@@ -14,6 +14,12 @@
 //!   by event (`stream.rs`). A reject in a stream ends it with an error event in the
 //!   API's format: the proxy closes the stream there, under Envoy (whose headers are
 //!   already out) the rest of the upstream's stream is dropped.
+//! - bounds (`limits.buffers`): an SSE line or event over its bound follows
+//!   `failureMode` (fail open: the rest of the stream passes unguarded; fail closed: it
+//!   ends with an error event). A compressed body that decodes past its size or ratio
+//!   bound always ends (an error event, or 502 for JSON): its `content-encoding` is
+//!   already gone, so the rest could only be sent decoded — a bomb. Each counts in
+//!   `tollgate_buffer_limit_exceeded_total`.
 //!
 //! A side's `webhook` (`webhook.rs`, `hooks.rs`) is asked after its rules, on the request
 //! and on JSON completions; the request side's `moderation` (`moderation.rs`) last.
@@ -37,18 +43,17 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::{HeaderName, StatusCode};
 
-use crate::config::{ConfigError, FailureMode, PromptGuardPolicy};
+use crate::config::{BufferLimits, ConfigError, FailureMode, PromptGuardPolicy};
 use crate::expr::RequestVars;
-use crate::llm::{Api, Decoder, LlmRequest};
+use crate::llm::{Api, DecodeLimit, Decoder, LlmError, LlmRequest};
 use crate::metrics::{GuardLabels, Metrics, SideLabels};
 use crate::pipeline::{
     Adapter, Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
     ProcessorFactory,
 };
-use crate::services::Services;
 
 use request::Decision;
-use rules::{CompiledSide, RuleInfo, SideKind};
+use rules::{CompiledSide, SideKind};
 use stream::{StreamGuard, StreamOut};
 
 /// Factory of the `promptGuard` policy of one route.
@@ -62,6 +67,7 @@ struct Shared {
     failure_mode: FailureMode,
     max_request_bytes: usize,
     max_response_bytes: usize,
+    limits: BufferLimits,
     metrics: Arc<Metrics>,
 }
 
@@ -69,7 +75,7 @@ impl PromptGuardFactory {
     /// Compiles the policy; `path` is its field path, for errors.
     pub fn new(
         policy: &PromptGuardPolicy,
-        services: &Arc<Services>,
+        bcx: &crate::processors::BuildCx<'_>,
         path: &str,
     ) -> Result<Self, ConfigError> {
         if policy.request.is_none() && policy.response.is_none() {
@@ -87,7 +93,8 @@ impl PromptGuardFactory {
                 failure_mode: policy.failure_mode,
                 max_request_bytes: policy.max_request_bytes,
                 max_response_bytes: policy.max_response_bytes,
-                metrics: services.metrics.clone(),
+                limits: bcx.config.limits.buffers.clone(),
+                metrics: bcx.services.metrics.clone(),
             }),
         })
     }
@@ -245,19 +252,41 @@ impl PromptGuard {
         Ok(request)
     }
 
-    fn decode(&mut self, data: &[u8], eos: bool) -> Result<Option<Vec<u8>>, ProcessorError> {
+    fn decode(&mut self, data: &[u8], eos: bool) -> Result<Option<Vec<u8>>, LlmError> {
         let Some(d) = self.decoder.as_mut() else {
             return Ok(None);
         };
-        let broken = |e: crate::llm::LlmError| ProcessorError {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("the response could not be decoded for the guard: {e}"),
-        };
-        let mut out = d.push(data).map_err(broken)?.into_owned();
+        let mut out = d.push(data)?.into_owned();
         if eos {
-            out.extend(d.finish().map_err(broken)?);
+            out.extend(d.finish()?);
         }
         Ok(Some(out))
+    }
+
+    /// The response decodes past a bound: it ends here, whatever the failure mode (the
+    /// client was told the body is not encoded; the rest could only go out decoded).
+    fn decode_limit(&mut self, cx: &Ctx, body: &mut Body, limit: DecodeLimit) -> Flow {
+        self.decoder = None;
+        self.shared
+            .metrics
+            .buffers
+            .exceeded(cx.route.as_deref(), "prompt_guard", limit.as_str());
+        tracing::warn!(
+            target: "tollgate::guard", request_id = %cx.request_id,
+            limit = limit.as_str(), "response decodes past a buffer limit; ended"
+        );
+        let (status, kind) = (StatusCode::BAD_GATEWAY, "upstream_error");
+        let message = "the upstream response decompresses past the gateway's limits";
+        match &mut self.response {
+            ResponseMode::Stream(guard) => {
+                let mut bytes = Vec::new();
+                guard.end(&mut bytes, status.as_u16(), kind, message);
+                let mut reply = error_reply(self.api, status, kind, message);
+                reply.details = "prompt_guard_buffer_limit".into();
+                end_stream(cx, body, bytes, reply)
+            }
+            _ => Flow::Respond(error_reply(self.api, status, kind, message)),
+        }
     }
 }
 
@@ -381,7 +410,9 @@ impl Processor for PromptGuard {
             .trim_start()
             .to_ascii_lowercase();
         let mode = if content_type.starts_with("text/event-stream") {
-            ResponseMode::Stream(Box::new(StreamGuard::new(self.api)))
+            let limits = self.shared.limits.sse();
+            let guard = StreamGuard::new(self.api, limits, self.shared.failure_mode);
+            ResponseMode::Stream(Box::new(guard))
         } else if content_type.contains("json") {
             ResponseMode::Json
         } else {
@@ -393,7 +424,7 @@ impl Processor for PromptGuard {
             .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
             .map(str::to_owned);
         if let Some(encoding) = encoding {
-            match Decoder::for_encoding(Some(&encoding)) {
+            match Decoder::with_limits(Some(&encoding), self.shared.limits.decode()) {
                 Ok(d) => self.decoder = Some(d),
                 Err(e) => {
                     let message = format!("response encoding {encoding:?}: {e}");
@@ -439,7 +470,18 @@ impl Processor for PromptGuard {
         };
         let started = Instant::now();
         let eos = body.end_of_stream() || body.is_whole();
-        let decoded = self.decode(body.data(), eos)?;
+        let decoded = match self.decode(body.data(), eos) {
+            Ok(decoded) => decoded,
+            Err(LlmError::DecodeLimit { limit, .. }) => {
+                return Ok(self.decode_limit(cx, body, limit))
+            }
+            Err(e) => {
+                return Err(ProcessorError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: format!("the response could not be decoded for the guard: {e}"),
+                })
+            }
+        };
         let data: &[u8] = decoded.as_deref().unwrap_or(body.data());
         let mut tally = Tally::new(side);
         match &mut self.response {
@@ -495,14 +537,36 @@ impl Processor for PromptGuard {
                             request_id = %cx.request_id, route = cx.route.as_deref().unwrap_or(""),
                             side = "response", rule = %info.name, "prompt guard ended the stream"
                         );
-                        if cx.adapter == Adapter::Proxy {
-                            // The proxy sends this body and closes the stream.
-                            let mut reply = stream_end(info, bytes);
-                            reply.details = "prompt_guard_rejected".into();
-                            return Ok(Flow::Respond(reply));
+                        let mut reply =
+                            LocalReply::error(info.status, "response_rejected", &info.message);
+                        reply.details = "prompt_guard_rejected".into();
+                        Ok(end_stream(cx, body, bytes, reply))
+                    }
+                    StreamOut::Limit {
+                        bytes,
+                        limit,
+                        ended,
+                    } => {
+                        shared.metrics.buffers.exceeded(
+                            cx.route.as_deref(),
+                            "prompt_guard",
+                            limit.as_str(),
+                        );
+                        tracing::warn!(
+                            target: "tollgate::guard", request_id = %cx.request_id,
+                            limit = limit.as_str(), ended,
+                            "response stream over a buffer limit; {}",
+                            if ended { "ended (failClosed)" } else { "passed unguarded (failOpen)" }
+                        );
+                        if !ended {
+                            body.replace(bytes.into());
+                            return Ok(Flow::Continue);
                         }
-                        body.replace(bytes.into());
-                        Ok(Flow::Continue)
+                        let (status, kind) = (StatusCode::BAD_GATEWAY, "upstream_error");
+                        let mut reply = error_reply(self.api, status, kind, "buffer limit");
+                        reply.headers.clear();
+                        reply.details = "prompt_guard_buffer_limit".into();
+                        Ok(end_stream(cx, body, bytes, reply))
                     }
                 }
             }
@@ -510,20 +574,24 @@ impl Processor for PromptGuard {
     }
 }
 
+/// Ends a stream mid-way with `bytes` as its last bytes. `reply` says why (its status is
+/// only recorded: the upstream's went out with the headers).
+fn end_stream(cx: &Ctx, body: &mut Body, bytes: Vec<u8>, mut reply: LocalReply) -> Flow {
+    if cx.adapter == Adapter::Proxy {
+        // The proxy sends this body and closes the stream.
+        reply.headers.clear();
+        reply.body = bytes.into();
+        return Flow::Respond(reply);
+    }
+    body.replace(bytes.into());
+    Flow::Continue
+}
+
 /// A local reply with `message` in the API's error format.
 fn error_reply(api: Api, status: StatusCode, kind: &str, message: &str) -> LocalReply {
     let mut reply = LocalReply::error(status, kind, message);
     reply.body = api.error_body(status.as_u16(), kind, message).into();
     reply.details = format!("prompt_guard_{kind}");
-    reply
-}
-
-/// The reply that ends a stream mid-way: its status is only recorded (the upstream's
-/// went out with the headers); its body is the last bytes of the stream.
-fn stream_end(rule: &RuleInfo, bytes: Vec<u8>) -> LocalReply {
-    let mut reply = LocalReply::error(rule.status, "response_rejected", &rule.message);
-    reply.headers.clear();
-    reply.body = bytes.into();
     reply
 }
 

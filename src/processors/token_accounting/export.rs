@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::config::{ConfigError, CostType, TokenAccountingPolicy};
 use crate::expr::{Expression, Vars};
 use crate::llm::{Api, Usage};
-use crate::metrics::{DurationLabels, GenAiLabels, Metrics, TokenLabels};
+use crate::metrics::{DurationLabels, GenAiLabels, Metrics, TokenLabels, UsageInvalidLabels};
 use crate::pipeline::Ctx;
 use crate::pricing::Prices;
 use crate::services::Services;
@@ -75,6 +75,10 @@ impl Exporter {
         })
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Exports the exchange. `complete`: the response ended normally.
     pub fn export(
         &self,
@@ -89,15 +93,26 @@ impl Exporter {
         let Some(facts) = cx.llm.as_mut() else {
             return; // the request was never parsed (answered before its body)
         };
+        if let Some(why) = response.and_then(|r| r.tracker.usage_invalid()) {
+            tracing::warn!(request_id = %cx.request_id, reason = why.as_str(), "upstream usage failed validation; usage estimated");
+            self.metrics
+                .buffers
+                .usage_invalid
+                .get_or_create(&UsageInvalidLabels {
+                    route: route.clone(),
+                    reason: why.as_str(),
+                })
+                .inc();
+        }
         let reported = response.and_then(|r| r.tracker.usage());
         let usage = reported.unwrap_or_else(|| {
-            // No usage from the upstream: what was estimated and delivered.
+            // No (believable) usage from the upstream: what was estimated and delivered.
             let output = response.map_or(0, |r| r.content_events);
             let input = facts.estimated_input_tokens();
             Usage {
                 input_tokens: input,
                 output_tokens: output,
-                total_tokens: input + output,
+                total_tokens: input.saturating_add(output),
                 ..Usage::default()
             }
         });

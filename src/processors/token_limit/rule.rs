@@ -145,7 +145,7 @@ impl Rule {
             }
             (None, TokenCount::Total) => usage
                 .total_tokens
-                .max(usage.input_tokens + usage.output_tokens),
+                .max(usage.input_tokens.saturating_add(usage.output_tokens)),
             (None, TokenCount::Input) => usage.input_tokens,
             (None, TokenCount::Output) => usage.output_tokens,
         }
