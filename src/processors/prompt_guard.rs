@@ -596,6 +596,8 @@ fn error_reply(api: Api, status: StatusCode, kind: &str, message: &str) -> Local
 }
 
 #[cfg(test)]
+mod limit_tests;
+#[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod tests;

@@ -17,8 +17,13 @@ pub const SECRET: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh";
 
 /// A pipeline whose route `llm` has `policies` (YAML lines indented for `policies:`).
 pub fn pipeline(policies: &str) -> Arc<Pipeline> {
+    pipeline_after("", policies)
+}
+
+/// [`pipeline`], with `top` (top-level YAML, e.g. `limits:`) before `binds`.
+pub fn pipeline_after(top: &str, policies: &str) -> Arc<Pipeline> {
     let yaml = format!(
-        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n{policies}"
+        "{top}binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n{policies}"
     );
     Arc::new(
         Pipeline::build(crate::config::parse_str(&yaml).unwrap(), Services::new())
@@ -69,8 +74,22 @@ pub async fn receive(
     content_type: &str,
     chunks: &[&[u8]],
 ) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
+    receive_with(ex, &[("content-type", content_type)], chunks).await
+}
+
+/// [`receive`] with these response headers.
+pub async fn receive_with(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
     let mut map = http::HeaderMap::new();
-    map.insert("content-type", content_type.parse().unwrap());
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
     ex.cx.response_status = Some(200);
     let mut h = Headers::new(map);
     assert!(matches!(
