@@ -7,6 +7,7 @@
 //!   FULL_DUPLEX_STREAMED, with tollgate's `modeOverride` on and off; SSE; route names;
 //!   failure modes.
 //! - `proxy`: the standalone proxy: header policies, SSE, error replies.
+//! - `buffers`: bounded buffers against a hostile upstream (gzip bombs, huge SSE lines).
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
 //!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
@@ -31,6 +32,8 @@
 
 mod support;
 
+#[path = "e2e/buffers.rs"]
+mod buffers;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/deploy_k8s.rs"]

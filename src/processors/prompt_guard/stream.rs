@@ -27,9 +27,9 @@
 //! Memory is bounded by `limits.buffers`: the parser's line and event, and — for what the
 //! guard itself holds across events (the text its maskers hold back and each text
 //! stream's template event) — the event bound again, summed over the text streams. Past
-//! a bound the policy's failure mode decides ([`StreamOut::Limit`]): fail open flushes
-//! what the maskers held and passes the rest of the stream on unguarded; fail closed
-//! ends the stream with an error event.
+//! a bound the policy's failure mode decides ([`StreamOut::Limit`]): the maskers flush
+//! what they held, then fail open passes the rest of the stream on unguarded and fail
+//! closed ends the stream with an error event.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -192,14 +192,15 @@ impl StreamGuard {
         limit: SseLimit,
         tally: &mut Tally,
     ) -> StreamOut {
+        // What the maskers held was sent before the bound was passed: out it goes.
+        if let Err(rule) = self.flush_all(side, &mut out, tally) {
+            return self.reject(side, out, rule);
+        }
         let ended = self.failure_mode == FailureMode::FailClosed;
         if ended {
             let message = "the upstream response stream exceeds the gateway's buffer limits";
             self.end(&mut out, 502, "upstream_error", message);
         } else {
-            if let Err(rule) = self.flush_all(side, &mut out, tally) {
-                return self.reject(side, out, rule);
-            }
             out.extend(self.parser.take_unparsed());
             self.passthrough = true;
         }
