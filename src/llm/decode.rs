@@ -221,13 +221,13 @@ impl Decoder {
                 } else {
                     Box::new(DeflateDecoder::new(Vec::new()))
                 };
-                let mut out = write_flate(&mut *d, head, encoding, meter, &corrupt)?;
+                let mut out = write_flate(&mut *d, head, encoding, meter, corrupt)?;
                 out.extend(write_flate(
                     &mut *d,
                     &chunk[take..],
                     encoding,
                     meter,
-                    &corrupt,
+                    corrupt,
                 )?);
                 self.codec = Codec::Flate(d);
                 out
