@@ -35,6 +35,7 @@ mod request;
 mod response;
 mod rules;
 mod stream;
+mod stream_end;
 mod webhook;
 
 use std::sync::Arc;
@@ -45,16 +46,16 @@ use http::{HeaderName, StatusCode};
 
 use crate::config::{BufferLimits, ConfigError, FailureMode, PromptGuardPolicy};
 use crate::expr::RequestVars;
-use crate::llm::{Api, DecodeLimit, Decoder, LlmError, LlmRequest};
+use crate::llm::{Api, Decoder, LlmError, LlmRequest};
 use crate::metrics::{GuardLabels, Metrics, SideLabels};
 use crate::pipeline::{
-    Adapter, Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
+    Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
     ProcessorFactory,
 };
 
 use request::Decision;
 use rules::{CompiledSide, SideKind};
-use stream::{StreamGuard, StreamOut};
+use stream::StreamGuard;
 
 /// Factory of the `promptGuard` policy of one route.
 pub struct PromptGuardFactory {
@@ -261,32 +262,6 @@ impl PromptGuard {
             out.extend(d.finish()?);
         }
         Ok(Some(out))
-    }
-
-    /// The response decodes past a bound: it ends here, whatever the failure mode (the
-    /// client was told the body is not encoded; the rest could only go out decoded).
-    fn decode_limit(&mut self, cx: &Ctx, body: &mut Body, limit: DecodeLimit) -> Flow {
-        self.decoder = None;
-        self.shared
-            .metrics
-            .buffers
-            .exceeded(cx.route.as_deref(), "prompt_guard", limit.as_str());
-        tracing::warn!(
-            target: "tollgate::guard", request_id = %cx.request_id,
-            limit = limit.as_str(), "response decodes past a buffer limit; ended"
-        );
-        let (status, kind) = (StatusCode::BAD_GATEWAY, "upstream_error");
-        let message = "the upstream response decompresses past the gateway's limits";
-        match &mut self.response {
-            ResponseMode::Stream(guard) => {
-                let mut bytes = Vec::new();
-                guard.end(&mut bytes, status.as_u16(), kind, message);
-                let mut reply = error_reply(self.api, status, kind, message);
-                reply.details = "prompt_guard_buffer_limit".into();
-                end_stream(cx, body, bytes, reply)
-            }
-            _ => Flow::Respond(error_reply(self.api, status, kind, message)),
-        }
     }
 }
 
@@ -523,68 +498,10 @@ impl Processor for PromptGuard {
             ResponseMode::Stream(guard) => {
                 let out = guard.push(side, data, eos, &mut tally);
                 self.report(cx, side, &tally, started);
-                match out {
-                    StreamOut::Emit(bytes) => {
-                        if bytes != body.data().as_ref() {
-                            body.replace(bytes.into());
-                        }
-                        Ok(Flow::Continue)
-                    }
-                    StreamOut::Reject { bytes, rule } => {
-                        let info = side.rule(rule);
-                        tracing::warn!(
-                            target: "tollgate::guard",
-                            request_id = %cx.request_id, route = cx.route.as_deref().unwrap_or(""),
-                            side = "response", rule = %info.name, "prompt guard ended the stream"
-                        );
-                        let mut reply =
-                            LocalReply::error(info.status, "response_rejected", &info.message);
-                        reply.details = "prompt_guard_rejected".into();
-                        Ok(end_stream(cx, body, bytes, reply))
-                    }
-                    StreamOut::Limit {
-                        bytes,
-                        limit,
-                        ended,
-                    } => {
-                        shared.metrics.buffers.exceeded(
-                            cx.route.as_deref(),
-                            "prompt_guard",
-                            limit.as_str(),
-                        );
-                        tracing::warn!(
-                            target: "tollgate::guard", request_id = %cx.request_id,
-                            limit = limit.as_str(), ended,
-                            "response stream over a buffer limit; {}",
-                            if ended { "ended (failClosed)" } else { "passed unguarded (failOpen)" }
-                        );
-                        if !ended {
-                            body.replace(bytes.into());
-                            return Ok(Flow::Continue);
-                        }
-                        let (status, kind) = (StatusCode::BAD_GATEWAY, "upstream_error");
-                        let mut reply = error_reply(self.api, status, kind, "buffer limit");
-                        reply.headers.clear();
-                        reply.details = "prompt_guard_buffer_limit".into();
-                        Ok(end_stream(cx, body, bytes, reply))
-                    }
-                }
+                Ok(self.stream_out(cx, side, body, out))
             }
         }
     }
-}
-
-/// Ends a stream mid-way with `bytes` as its last bytes. `reply` says why (its status is
-/// only recorded: the upstream's went out with the headers).
-fn end_stream(cx: &Ctx, body: &mut Body, bytes: Vec<u8>, mut reply: LocalReply) -> Flow {
-    if cx.adapter == Adapter::Proxy {
-        // The proxy sends this body and closes the stream.
-        reply.headers.clear();
-        reply.body = bytes.into();
-        return Flow::Respond(reply);
-    }
-    body.replace(bytes.into());
-    Flow::Continue
 }
 
 /// A local reply with `message` in the API's error format.
