@@ -67,6 +67,7 @@ pub fn for_route(
             p,
             bcx.services,
             bcx.prices,
+            &bcx.config.limits.cel,
             &format!("{path}.tokenAccounting"),
         )?));
     }
@@ -74,6 +75,7 @@ pub fn for_route(
         factories.push(Arc::new(PromptGuardFactory::new(
             p,
             bcx.services,
+            &bcx.config.limits.cel,
             &format!("{path}.promptGuard"),
         )?));
     }

@@ -35,6 +35,8 @@ impl Pipeline {
     pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         validate_addresses(config)?;
+        config.limits.labels.validate("limits.labels")?;
+        config.limits.cel.validate("limits.cel")?;
         let prices = crate::pricing::Prices::new(&config.llm.prices);
         let bcx = crate::processors::BuildCx {
             config,
@@ -121,6 +123,7 @@ impl Pipeline {
                 )?);
             }
         }
+        services.metrics.labels.configure(&config.limits.labels);
         Ok(Pipeline {
             loaded: Arc::new(loaded),
             ext_proc_routes,

@@ -44,11 +44,12 @@ impl TokenAccountingFactory {
         policy: &TokenAccountingPolicy,
         services: &Arc<Services>,
         prices: &crate::pricing::Prices,
+        cel: &crate::config::CelLimits,
         path: &str,
     ) -> Result<Self, ConfigError> {
         Ok(TokenAccountingFactory {
             policy: policy.clone(),
-            exporter: Arc::new(Exporter::new(policy, services, prices, path)?),
+            exporter: Arc::new(Exporter::new(policy, services, prices, cel, path)?),
         })
     }
 }
