@@ -26,7 +26,15 @@ pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, String> {
             limits.max_expression_bytes
         ));
     }
-    // The parser stops at the depth bound itself, before it could exhaust the stack.
+    // The parser recurses once per level before its own depth check could stop it, so
+    // the depth is bounded on the source first.
+    let depth = source_depth(source);
+    if depth > usize::from(limits.max_nesting_depth) {
+        return Err(format!(
+            "expression nests {depth} deep, more than limits.cel.maxNestingDepth ({})",
+            limits.max_nesting_depth
+        ));
+    }
     let parsed = cel::parser::Parser::new()
         .max_recursion_depth(limits.max_nesting_depth)
         .parse(source)
@@ -46,6 +54,69 @@ pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, String> {
         ));
     }
     Ok(shape)
+}
+
+/// An upper bound of the parser's recursion on `source`, read without parsing: the
+/// deepest bracket nesting, plus the longest run of unary operators, plus every `?` of
+/// a conditional (they nest to the right). String literals are skipped.
+fn source_depth(source: &str) -> usize {
+    let bytes = source.as_bytes();
+    let (mut depth, mut deepest, mut unary, mut longest_unary) = (0usize, 0, 0, 0);
+    let mut conditionals = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' => {
+                i = skip_string(bytes, i);
+                unary = 0;
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'?' => conditionals += 1,
+            _ => {}
+        }
+        if c == b'!' || c == b'-' {
+            unary += 1;
+            longest_unary = longest_unary.max(unary);
+        } else if !c.is_ascii_whitespace() {
+            unary = 0;
+        }
+        i += 1;
+    }
+    deepest + longest_unary + conditionals
+}
+
+/// The offset after the string literal starting with the quote at `i` (triple-quoted
+/// or not); the end of `bytes` when it is not closed.
+fn skip_string(bytes: &[u8], i: usize) -> usize {
+    let q = bytes[i];
+    if bytes[i..].starts_with(&[q, q, q]) {
+        let mut j = i + 3;
+        while j < bytes.len() {
+            if bytes[j] == b'\\' {
+                j += 2;
+            } else if bytes[j..].starts_with(&[q, q, q]) {
+                return j + 3;
+            } else {
+                j += 1;
+            }
+        }
+        return bytes.len();
+    }
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' => j += 2,
+            c if c == q => return j + 1,
+            _ => j += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// The deepest nesting of comprehensions in `e`, whether the parser expanded the macros
@@ -119,12 +190,22 @@ mod tests {
         let src = format!("{}1{}", "(".repeat(40), ")".repeat(40));
         let err = check(&src, &CelLimits::default()).unwrap_err();
         assert!(err.contains("maxNestingDepth"), "{err}");
-        let src = format!("{}1{}", "[".repeat(2000), "]".repeat(2000));
         let limits = CelLimits {
             max_expression_bytes: 8192,
             ..CelLimits::default()
         };
-        assert!(check(&src, &limits).is_err());
+        for src in [
+            format!("{}1{}", "[".repeat(2000), "]".repeat(2000)),
+            format!("{}true", "!".repeat(4000)),
+            format!("{}1", "- ".repeat(2000)),
+            format!("{}1", "true ? 1 : ".repeat(700)),
+        ] {
+            let err = check(&src, &limits).unwrap_err();
+            assert!(err.contains("maxNestingDepth"), "{err}");
+        }
+        // Brackets and operators inside strings are text, not nesting.
+        let src = format!(r#"llm.prompt.contains("{}") && "x" != '((\'(('"#, "(".repeat(100));
+        assert!(check(&src, &CelLimits::default()).is_ok());
     }
 
     #[test]

@@ -62,16 +62,16 @@ impl Normalized {
             return;
         }
         let mut run = 0;
+        let mut produced = String::new();
         for (i, c) in piece.char_indices() {
             if c.is_ascii() {
                 continue;
             }
-            let start = self.text.len();
-            chars::normalize_char(c, &mut self.text);
-            if self.text[start..] == piece[i..i + c.len_utf8()] {
+            produced.clear();
+            chars::normalize_char(c, &mut produced);
+            if produced == piece[i..i + c.len_utf8()] {
                 continue; // unchanged: stays in the run
             }
-            let produced = self.text.split_off(start);
             self.push_same(&piece[run..i]);
             self.spans.push(Span {
                 norm: self.text.len(),

@@ -205,11 +205,13 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
         r#"{"email":"<EMAIL>"}"#
     );
     assert_eq!(v["messages"][3]["content"], "found <EMAIL> é");
-    // Tool definitions are not prompt text and stay as they were.
+    // Tool definitions are read by the model: masked too, their schema vocabulary kept.
     assert_eq!(
         v["tools"][0]["function"]["description"],
-        "mail admin@example.com"
+        "mail <EMAIL>"
     );
+    assert_eq!(v["tools"][0]["type"], "function");
+    assert_eq!(v["tools"][0]["function"]["name"], "lookup");
     assert!(!sent.contains(EMAIL) && !sent.contains(CARD));
     // Everything outside the masked strings is unchanged (number spelling, spacing).
     assert!(sent.starts_with("{\"model\":\"gpt-4o\",\"temperature\":0.70,\n  \"messages\""));
@@ -218,8 +220,8 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
             &p,
             r#"tollgate_guard_findings_total{route="llm",side="request",rule="pii",action="mask"}"#
         ),
-        Some(4.0),
-        "three emails and a card in the prompt parts (tool definitions are not prompt)"
+        Some(5.0),
+        "three emails and a card in the prompt parts, an email in a tool definition"
     );
 }
 
