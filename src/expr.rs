@@ -210,14 +210,24 @@ mod tests {
     #[test]
     fn shape_errors_name_the_path() {
         let src = "[1].all(a, [2].all(b, a == b))";
-        let err = Expression::compile(src, "routes[0].policies.promptGuard.request.rules[1].cel", &limits()).unwrap_err();
+        let err = Expression::compile(
+            src,
+            "routes[0].policies.promptGuard.request.rules[1].cel",
+            &limits(),
+        )
+        .unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("routes[0].policies.promptGuard.request.rules[1].cel: comprehensions nested 2 deep"),
+            err.to_string().starts_with(
+                "routes[0].policies.promptGuard.request.rules[1].cel: comprehensions nested 2 deep"
+            ),
             "{err}"
         );
-        assert!(Expression::compile("[1].all(a, a == 1)", "x", &limits()).unwrap().loops());
-        assert!(!Expression::compile("1 == 1", "x", &limits()).unwrap().loops());
+        assert!(Expression::compile("[1].all(a, a == 1)", "x", &limits())
+            .unwrap()
+            .loops());
+        assert!(!Expression::compile("1 == 1", "x", &limits())
+            .unwrap()
+            .loops());
     }
 
     #[test]

@@ -204,7 +204,10 @@ mod tests {
             assert!(err.contains("maxNestingDepth"), "{err}");
         }
         // Brackets and operators inside strings are text, not nesting.
-        let src = format!(r#"llm.prompt.contains("{}") && "x" != '((\'(('"#, "(".repeat(100));
+        let src = format!(
+            r#"llm.prompt.contains("{}") && "x" != '((\'(('"#,
+            "(".repeat(100)
+        );
         assert!(check(&src, &CelLimits::default()).is_ok());
     }
 

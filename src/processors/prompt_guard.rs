@@ -540,7 +540,10 @@ async fn check_request(
     request: &Arc<LlmRequest>,
     body: &[u8],
 ) -> Result<(Decision, Tally), ProcessorError> {
-    let side = shared.request.as_ref().expect("checked on the request side");
+    let side = shared
+        .request
+        .as_ref()
+        .expect("checked on the request side");
     let looping = side.cel.iter().any(|(_, e)| e.loops());
     if side.cel.is_empty() || !shared.offload.wanted(body.len(), looping) {
         let mut tally = Tally::new(side);
@@ -552,10 +555,19 @@ async fn check_request(
     let work = {
         let shared = shared.clone();
         move || {
-            let side = shared.request.as_ref().expect("checked on the request side");
+            let side = shared
+                .request
+                .as_ref()
+                .expect("checked on the request side");
             let mut tally = Tally::new(side);
-            let decision =
-                request::check(side, &request, vars.as_ref(), jwt.as_ref(), &body, &mut tally);
+            let decision = request::check(
+                side,
+                &request,
+                vars.as_ref(),
+                jwt.as_ref(),
+                &body,
+                &mut tally,
+            );
             (decision, tally)
         }
     };
@@ -567,9 +579,10 @@ async fn check_request(
 }
 
 #[cfg(test)]
+mod coverage_tests;
+#[cfg(test)]
 mod stream_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod webhook_tests;
-

@@ -88,3 +88,80 @@ fn drain_keeps_the_map_of_the_rest() {
     assert_eq!(n.start(0), 0);
     assert_eq!(n.text, "def@gh");
 }
+
+// === the scanner and the stream masker over obfuscated text ===
+
+mod scanning {
+    use std::sync::Arc;
+
+    use crate::guard::{RuleSet, Scanner, StreamMasker};
+
+    const SECRET: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh";
+
+    fn scanner() -> Arc<Scanner> {
+        Arc::new(Scanner::new(&RuleSet::all_builtins()).unwrap())
+    }
+
+    #[test]
+    fn obfuscated_entities_are_masked_in_their_original_bytes() {
+        let s = scanner();
+        let split = format!("{}\u{200B}{}", &SECRET[..10], &SECRET[10..]);
+        let cases = [
+            ("mail jane＠example.com ok", "mail <EMAIL> ok"),
+            ("mail jane﹫example。com ok", "mail <EMAIL> ok"),
+            ("call (268) 195-0446 now", "call <PHONE> now"),
+            ("call +1 268-195-0446 now", "call <PHONE> now"),
+            (
+                "card ４１１１ １１１１ １１１１ １１１１.",
+                "card <CREDIT_CARD>.",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(s.mask(text), want, "{text}");
+        }
+        let masked = s.mask(&format!("key {split} end"));
+        assert!(
+            masked.starts_with("key <") && masked.ends_with("> end"),
+            "{masked}"
+        );
+        assert!(
+            !masked.contains("sk-proj") && !masked.contains('\u{200B}'),
+            "{masked}"
+        );
+        // Text around findings keeps its own characters.
+        assert_eq!(
+            s.mask("Ｈéllo\u{200B} jane＠example.com"),
+            "Ｈéllo\u{200B} <EMAIL>"
+        );
+    }
+
+    #[test]
+    fn the_stream_masks_obfuscated_text_like_the_whole_text() {
+        let s = scanner();
+        let text = format!(
+            "Héllo ｊａｎｅ＠example。com, key {}\u{200B}{} and (268) 195‐0446 — ５㎏ fin",
+            &SECRET[..12],
+            &SECRET[12..]
+        );
+        let want = s.mask(&text);
+        assert!(
+            !want.contains("example") && !want.contains("Ab3dEf"),
+            "{want}"
+        );
+        let cuts: Vec<usize> = (0..=text.len())
+            .filter(|&k| text.is_char_boundary(k))
+            .collect();
+        for &i in &cuts {
+            for &j in cuts.iter().filter(|&&j| j >= i).step_by(7) {
+                let mut m = StreamMasker::new(s.clone());
+                let mut out = String::new();
+                m.push_into(&text[..i], &mut out);
+                m.push_into(&text[i..j], &mut out);
+                m.push_into(&text[j..], &mut out);
+                m.finish_into(&mut out);
+                assert_eq!(out, want, "split at {i}, {j}");
+                assert_eq!(m.held(), 0);
+            }
+        }
+    }
+}

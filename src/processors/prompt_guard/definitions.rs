@@ -43,7 +43,12 @@ fn in_definitions(path: &[Seg<'_>]) -> bool {
 pub fn texts(body: &[u8]) -> Result<Vec<String>, Malformed> {
     let mut out = Vec::new();
     // Most requests carry no definitions: skip the walk unless a root key appears.
-    const NEEDLES: [&[u8]; 4] = [b"\"tools\"", b"\"functions\"", b"\"response_format\"", b"\"text\""];
+    const NEEDLES: [&[u8]; 4] = [
+        b"\"tools\"",
+        b"\"functions\"",
+        b"\"response_format\"",
+        b"\"text\"",
+    ];
     let any = NEEDLES.iter().any(|k| memmem::find(body, k).is_some());
     if !any {
         return Ok(out);

@@ -27,7 +27,12 @@ pub fn pipeline(policies: &str) -> Arc<Pipeline> {
 }
 
 pub fn exchange(p: &Arc<Pipeline>, adapter: Adapter, path: &str) -> Exchange {
-    let route = p.ext_proc_routes.by_name("llm").unwrap();
+    exchange_on(p, "llm", adapter, path)
+}
+
+/// An exchange on the route named `route`.
+pub fn exchange_on(p: &Arc<Pipeline>, route: &str, adapter: Adapter, path: &str) -> Exchange {
+    let route = p.ext_proc_routes.by_name(route).unwrap();
     let head = RequestHead {
         method: "POST".into(),
         path: path.into(),
@@ -206,10 +211,7 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
     );
     assert_eq!(v["messages"][3]["content"], "found <EMAIL> é");
     // Tool definitions are read by the model: masked too, their schema vocabulary kept.
-    assert_eq!(
-        v["tools"][0]["function"]["description"],
-        "mail <EMAIL>"
-    );
+    assert_eq!(v["tools"][0]["function"]["description"], "mail <EMAIL>");
     assert_eq!(v["tools"][0]["type"], "function");
     assert_eq!(v["tools"][0]["function"]["name"], "lookup");
     assert!(!sent.contains(EMAIL) && !sent.contains(CARD));

@@ -46,13 +46,11 @@ impl Exporter {
                 return Err(ConfigError::field(format!("{field}.key"), "empty key"));
             }
             let cel = match (m.kind, &m.cel) {
-                (CostType::Cel, Some(src)) => {
-                    Some(Expression::compile(
+                (CostType::Cel, Some(src)) => Some(Expression::compile(
                     src,
                     &format!("{field}.cel"),
                     cel_limits,
-                )?)
-                }
+                )?),
                 (CostType::Cel, None) => {
                     return Err(ConfigError::field(
                         format!("{field}.cel"),
