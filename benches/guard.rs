@@ -179,7 +179,8 @@ fn multilingual(bytes: usize) -> String {
         out.push_str(w);
         if rng.chance(15) {
             out.push(' ');
-            out.push_str(rng.pick(&words));
+            let word: &&str = rng.pick(&words);
+            out.push_str(word);
         }
     }
     out
