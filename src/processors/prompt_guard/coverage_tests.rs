@@ -121,7 +121,7 @@ binds:
           request:
             rules:
             - name: slow
-              cel: 'LIST.all(a, LIST.all(b, !llm.prompt.contains("needle")))'
+              cel: 'LIST.exists(a, LIST.exists(b, llm.prompt.contains("needle")))'
               action: reject
     - name: light
       policies:
@@ -164,7 +164,10 @@ async fn a_costly_cel_rule_does_not_delay_other_requests() {
     // Generous: the heavy rules take seconds; a stalled worker would show as much.
     assert!(took < Duration::from_secs(2), "light request took {took:?}");
     for h in heavy {
-        assert!(h.await.unwrap(), "the heavy rule passes in the end");
+        assert!(
+            h.await.unwrap(),
+            "the heavy rule finds nothing and passes in the end"
+        );
     }
 }
 
