@@ -13,6 +13,7 @@ pub mod llm;
 pub mod metrics;
 pub mod pipeline;
 pub mod pricing;
+pub mod redact;
 pub mod processors;
 pub mod services;
 pub mod sim;

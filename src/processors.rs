@@ -28,7 +28,7 @@ mod token_limit;
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Policies};
+use crate::config::{ConfigError, ConfigErrors, Policies};
 use crate::pipeline::ProcessorFactory;
 use crate::pricing::Prices;
 use crate::services::Services;
@@ -47,66 +47,70 @@ pub struct BuildCx<'a> {
 }
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'
-/// field path, for errors; `route` the route's name (labels, pool names).
+/// field path, for errors; `route` the route's name (labels, pool names). Every broken
+/// policy is reported, not only the first.
 pub fn for_route(
     policies: &Policies,
     path: &str,
     route: &str,
     bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
+    let mut errs = ConfigErrors::default();
     let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
+    let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
+        factories.extend(errs.check(made));
+    };
     if let Some(m) = &policies.request_header_modifier {
-        factories.push(Arc::new(HeaderModifierFactory::new(
+        add(HeaderModifierFactory::new(
             HeaderSide::Request,
             m,
             &format!("{path}.requestHeaderModifier"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.token_accounting {
-        factories.push(Arc::new(TokenAccountingFactory::new(
+        add(TokenAccountingFactory::new(
             p,
             bcx.services,
             bcx.prices,
             &format!("{path}.tokenAccounting"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.prompt_guard {
-        factories.push(Arc::new(PromptGuardFactory::new(
-            p,
-            bcx.services,
-            &format!("{path}.promptGuard"),
-        )?));
+        add(PromptGuardFactory::new(p, bcx.services, &format!("{path}.promptGuard"))
+            .map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.token_limit {
         let field = format!("{path}.tokenLimit");
         if policies.token_accounting.is_none() {
-            return Err(ConfigError::field(
+            add(Err(ConfigError::field(
                 field,
                 "tokenLimit needs tokenAccounting on the same route (it supplies the counts)",
-            ));
+            )));
+        } else {
+            add(
+                TokenLimitFactory::new(p, bcx.config, bcx.services, bcx.prices, &field)
+                    .map(|f| Arc::new(f) as _),
+            );
         }
-        factories.push(Arc::new(TokenLimitFactory::new(
-            p,
-            bcx.config,
-            bcx.services,
-            bcx.prices,
-            &field,
-        )?));
     }
     if let Some(p) = &policies.endpoint_picker {
-        factories.push(Arc::new(EndpointPickerFactory::new(
+        add(EndpointPickerFactory::new(
             p,
             bcx.services,
             route,
             &format!("{path}.endpointPicker"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
     if let Some(m) = &policies.response_header_modifier {
-        factories.push(Arc::new(HeaderModifierFactory::new(
+        add(HeaderModifierFactory::new(
             HeaderSide::Response,
             m,
             &format!("{path}.responseHeaderModifier"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
-    Ok(factories)
+    errs.finish(factories)
 }

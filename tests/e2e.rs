@@ -13,6 +13,8 @@
 //!   reported equals the metrics, the access log and Envoy's dynamic metadata; usage
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
+//! - `reload`: hot reload against saves in place, emptied files and port edits.
+//! - `secrets`: no credential reaches a log line or `/config`.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
 //! - `deploy_k8s`: the deploy/k8s manifests parse and agree with each other; the tollgate
 //!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
@@ -55,5 +57,9 @@ mod llm;
 mod parity;
 #[path = "e2e/proxy.rs"]
 mod proxy;
+#[path = "e2e/reload.rs"]
+mod reload;
+#[path = "e2e/secrets.rs"]
+mod secrets;
 #[path = "e2e/sim.rs"]
 mod sim;

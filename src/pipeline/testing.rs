@@ -26,6 +26,8 @@ pub fn pipeline_with(
     name: &str,
     factories: Vec<Arc<dyn ProcessorFactory>>,
 ) -> Arc<Pipeline> {
+    // An empty `yaml` stands for no config (`parse_str` refuses empty text).
+    let yaml = if yaml.trim().is_empty() { "{}" } else { yaml };
     let mut pipeline =
         Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap();
     let route = Arc::new(CompiledRoute {
@@ -68,7 +70,7 @@ pub fn exchange_at(yaml: &str, method: &str, path: &str) -> Exchange {
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
     let pipeline = Arc::new(
-        Pipeline::build(parse_str("").unwrap(), crate::services::Services::new()).unwrap(),
+        Pipeline::build(parse_str("{}").unwrap(), crate::services::Services::new()).unwrap(),
     );
     let route = Arc::new(CompiledRoute {
         name: "test".into(),

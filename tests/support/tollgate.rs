@@ -112,6 +112,21 @@ impl Tollgate {
         write_atomically(&self.config_path, &with_admin(self.admin_port, yaml));
     }
 
+    /// Replaces the config file (admin section kept) the way an editor saving in place
+    /// does: truncate, write the admin section and `cut` bytes of `yaml`, wait `pause`,
+    /// write the rest.
+    /// A watcher polling meanwhile can read the empty or the half-written file.
+    pub async fn save_config_in_place(&self, yaml: &str, cut: usize, pause: Duration) {
+        use std::io::Write;
+        let text = with_admin(self.admin_port, yaml);
+        let cut = (text.len() - yaml.len() + cut).min(text.len());
+        let mut file = std::fs::File::create(&self.config_path).expect("truncating the config");
+        file.write_all(&text.as_bytes()[..cut]).expect("writing half");
+        file.flush().expect("flushing half");
+        tokio::time::sleep(pause).await;
+        file.write_all(&text.as_bytes()[cut..]).expect("writing the rest");
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         super::send_signal(self.pid(), "TERM");
