@@ -78,8 +78,10 @@ pub fn for_route(
         .map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.prompt_guard {
-        add(PromptGuardFactory::new(p, bcx.services, &format!("{path}.promptGuard"))
-            .map(|f| Arc::new(f) as _));
+        add(
+            PromptGuardFactory::new(p, bcx.services, &format!("{path}.promptGuard"))
+                .map(|f| Arc::new(f) as _),
+        );
     }
     if let Some(p) = &policies.token_limit {
         let field = format!("{path}.tokenLimit");
@@ -96,13 +98,10 @@ pub fn for_route(
         }
     }
     if let Some(p) = &policies.endpoint_picker {
-        add(EndpointPickerFactory::new(
-            p,
-            bcx.services,
-            route,
-            &format!("{path}.endpointPicker"),
-        )
-        .map(|f| Arc::new(f) as _));
+        add(
+            EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
+                .map(|f| Arc::new(f) as _),
+        );
     }
     if let Some(m) = &policies.response_header_modifier {
         add(HeaderModifierFactory::new(

@@ -72,7 +72,9 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| rest_at + i);
     let userinfo_end = url[rest_at..authority_end].rfind('@').map(|i| rest_at + i);
-    let query_at = url[authority_end..].find(['?', '#']).map(|i| authority_end + i);
+    let query_at = url[authority_end..]
+        .find(['?', '#'])
+        .map(|i| authority_end + i);
     let secret_param = query_at.is_some_and(|q| has_secret_param(&url[q + 1..]));
     if userinfo_end.is_none() && !secret_param {
         return Cow::Borrowed(url);
@@ -145,7 +147,10 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
         let end = text[sep..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '\\' | '`'))
             .map_or(text.len(), |j| sep + j);
-        let end = sep + text[sep..end].trim_end_matches([':', ',', '.', ';', ')', ']']).len();
+        let end = sep
+            + text[sep..end]
+                .trim_end_matches([':', ',', '.', ';', ')', ']'])
+                .len();
         if let Cow::Owned(redacted) = redact_url(&text[start..end]) {
             out.push_str(&text[copied..start]);
             out.push_str(&redacted);

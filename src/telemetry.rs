@@ -48,7 +48,8 @@ impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match std::str::from_utf8(buf) {
             Ok(text) => {
-                self.0.write_all(crate::redact::redact_text(text).as_bytes())?;
+                self.0
+                    .write_all(crate::redact::redact_text(text).as_bytes())?;
                 Ok(buf.len())
             }
             Err(_) => self.0.write(buf),

@@ -182,7 +182,13 @@ mod tests {
 
     #[test]
     fn empty_blank_and_comment_only_text_is_not_a_config() {
-        for text in ["", "  \n\t\n", "# all commented out\n# binds: []\n", "---\n", "~\n"] {
+        for text in [
+            "",
+            "  \n\t\n",
+            "# all commented out\n# binds: []\n",
+            "---\n",
+            "~\n",
+        ] {
             let err = parse_str(text).unwrap_err();
             assert!(matches!(err, ConfigError::Empty), "{text:?}: {err}");
             assert!(err.to_string().contains("the config is empty"), "{err}");

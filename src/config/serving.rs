@@ -42,9 +42,7 @@ pub fn check_serves(config: &Config) -> Result<(), ConfigError> {
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadRefusal {
-    #[error(
-        "it would remove every {what} ({old} in the running config, none in the file)"
-    )]
+    #[error("it would remove every {what} ({old} in the running config, none in the file)")]
     RemovesEverything { what: &'static str, old: usize },
     #[error("{} changed, which only a restart applies", .0.join(", "))]
     NeedsRestart(Vec<String>),
@@ -120,8 +118,14 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
             let fields = [
                 ("extProc.address", a.address != b.address),
                 ("extProc.tls", json(&a.tls) != json(&b.tls)),
-                ("extProc.selfSignedTls", a.self_signed_tls != b.self_signed_tls),
-                ("extProc.healthAddress", a.health_address != b.health_address),
+                (
+                    "extProc.selfSignedTls",
+                    a.self_signed_tls != b.self_signed_tls,
+                ),
+                (
+                    "extProc.healthAddress",
+                    a.health_address != b.health_address,
+                ),
             ];
             changed.extend(fields.iter().filter(|f| f.1).map(|f| f.0.to_string()));
         }

@@ -38,7 +38,10 @@ fn credential_query_parameters_are_hidden_others_kept() {
             "https://h/p?password=S1&secret=S2&token=S3",
             "https://h/p?password=<redacted>&secret=<redacted>&token=<redacted>",
         ),
-        ("https://h/cb#access_token=S1&x=1", "https://h/cb#access_token=<redacted>&x=1"),
+        (
+            "https://h/cb#access_token=S1&x=1",
+            "https://h/cb#access_token=<redacted>&x=1",
+        ),
     ];
     for (url, want) in cases {
         assert_eq!(redact_url(url), want, "{url}");
@@ -94,7 +97,10 @@ fn urls_inside_free_text_are_redacted() {
     let line = r#"WARN guard service failed error=guard webhook http://127.0.0.1:9/g?key=S1: refused url="redis://:S2@h:1" ok=http://h/plain"#;
     let out = redact_text(line);
     assert!(!out.contains("S1") && !out.contains("S2"), "{out}");
-    assert!(out.contains("http://127.0.0.1:9/g?key=<redacted>:"), "{out}");
+    assert!(
+        out.contains("http://127.0.0.1:9/g?key=<redacted>:"),
+        "{out}"
+    );
     assert!(out.contains(r#""redis://<redacted>@h:1""#), "{out}");
     assert!(out.contains("ok=http://h/plain"), "{out}");
     // JSON log lines escape quotes with a backslash, which ends the URL.
@@ -104,5 +110,8 @@ fn urls_inside_free_text_are_redacted() {
         r#"{"error":"webhook \"https://h/x?token=<redacted>\" failed"}"#
     );
     assert!(matches!(redact_text("no url here"), Cow::Borrowed(_)));
-    assert!(matches!(redact_text("see http://h/p?q=1"), Cow::Borrowed(_)));
+    assert!(matches!(
+        redact_text("see http://h/p?q=1"),
+        Cow::Borrowed(_)
+    ));
 }

@@ -120,13 +120,21 @@ fn validate_refuses_empty_half_written_and_serving_nothing() {
             "# binds:\n#  - port: 8080\n",
             "the config is empty",
         ),
-        ("half.yaml", "binds:\n- port: 8080\n  listen", "binds[0]"),
+        (
+            "half.yaml",
+            "binds:\n- port: 8080\n  listen",
+            "invalid YAML",
+        ),
         (
             "cut.yaml",
             "binds:\n- port: 8080\n  listeners:\n  - routes:\n",
             "binds[0].listeners[0].routes",
         ),
-        ("nothing.yaml", "admin: { address: \"127.0.0.1:15000\" }\n", "(root): the config serves nothing"),
+        (
+            "nothing.yaml",
+            "admin: { address: \"127.0.0.1:15000\" }\n",
+            "(root): the config serves nothing",
+        ),
         (
             "no-routes.yaml",
             "binds:\n- port: 8080\n  listeners:\n  - routes: []\n",
@@ -136,7 +144,10 @@ fn validate_refuses_empty_half_written_and_serving_nothing() {
     let texts: Vec<_> = cases.iter().map(|(n, y, _)| (*n, *y)).collect();
     for ((out, stderr), (name, _, expected)) in validate_texts(&texts).iter().zip(cases) {
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
-        assert!(stderr.contains(expected), "{name}: expected {expected:?} in {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in {stderr}"
+        );
     }
     // An ext_proc-only config with gateway-wide policies is legal.
     let ok = validate_texts(&[(
@@ -191,5 +202,6 @@ binds:
         "{stderr}"
     );
     // The gateway policy's problem is reported once, not again under each route.
-    assert_eq!(stderr.matches("bad gateway header").count(), 1, "{stderr}");
+    let gateway_lines = stderr.lines().filter(|l| l.contains("bad gateway header"));
+    assert_eq!(gateway_lines.count(), 1, "{stderr}");
 }

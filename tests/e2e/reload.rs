@@ -36,7 +36,11 @@ fn two_routes(proxy: u16, upstream: u16, version: &str) -> String {
 }
 
 /// GETs `/` on `port` until `stop`, counting answers that are not 200.
-fn hammer(port: u16, stop: Arc<AtomicBool>, bad: Arc<AtomicUsize>) -> tokio::task::JoinHandle<usize> {
+fn hammer(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    bad: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         let mut sent = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -74,7 +78,10 @@ async fn broken_saves_never_cost_a_request() {
     let proxy = free_port();
     let tollgate = Tollgate::start(&two_routes(proxy, upstream.port, "v1")).await;
     assert_eq!(version(proxy).await.as_deref(), Some("v1"));
-    let (stop, bad) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (stop, bad) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let load = hammer(proxy, stop.clone(), bad.clone());
 
     for (i, v) in ["v2", "v3", "v4"].into_iter().enumerate() {
@@ -101,7 +108,11 @@ async fn broken_saves_never_cost_a_request() {
     stop.store(true, Ordering::Relaxed);
     let sent = load.await.unwrap();
     assert!(sent > 50, "only {sent} requests sent");
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "requests failed during the saves");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "requests failed during the saves"
+    );
     assert_eq!(version(proxy).await.as_deref(), Some("v4"));
     let metrics = tollgate.metrics().await;
     assert_eq!(metric(&metrics, SUCCESS), Some(3.0), "{metrics}");
@@ -112,8 +123,16 @@ async fn broken_saves_never_cost_a_request() {
         .filter(|l| l.contains("config reload rejected"))
         .collect();
     assert_eq!(rejected.len(), 3, "{log}");
-    assert!(rejected[0].contains("the config is empty"), "{}", rejected[0]);
-    assert!(rejected[1].contains("the config is empty"), "{}", rejected[1]);
+    assert!(
+        rejected[0].contains("the config is empty"),
+        "{}",
+        rejected[0]
+    );
+    assert!(
+        rejected[1].contains("the config is empty"),
+        "{}",
+        rejected[1]
+    );
     assert!(
         rejected[2].contains("binds[0].listeners: no routes"),
         "{}",
@@ -132,7 +151,11 @@ async fn a_port_edit_keeps_the_old_listener_and_its_routes() {
     tollgate.rewrite_config(&two_routes(other, upstream.port, "v2"));
     let metrics = wait_metric(&tollgate, RESTART, 1.0).await;
     assert_eq!(metric(&metrics, SUCCESS), None, "{metrics}");
-    assert_eq!(version(proxy).await.as_deref(), Some("v1"), "old routes kept");
+    assert_eq!(
+        version(proxy).await.as_deref(),
+        Some("v1"),
+        "old routes kept"
+    );
     assert!(
         client::send(other, client::Req::get("/")).await.is_err(),
         "nothing listens on the new port before a restart"

@@ -121,10 +121,12 @@ impl Tollgate {
         let text = with_admin(self.admin_port, yaml);
         let cut = (text.len() - yaml.len() + cut).min(text.len());
         let mut file = std::fs::File::create(&self.config_path).expect("truncating the config");
-        file.write_all(&text.as_bytes()[..cut]).expect("writing half");
+        file.write_all(&text.as_bytes()[..cut])
+            .expect("writing half");
         file.flush().expect("flushing half");
         tokio::time::sleep(pause).await;
-        file.write_all(&text.as_bytes()[cut..]).expect("writing the rest");
+        file.write_all(&text.as_bytes()[cut..])
+            .expect("writing the rest");
     }
 
     /// Sends SIGTERM.

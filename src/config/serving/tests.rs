@@ -7,12 +7,16 @@ fn config(yaml: &str) -> Config {
     parse_str(yaml).unwrap().config
 }
 
-const TWO_ROUTES: &str = "binds:\n- port: 8080\n  listeners:\n  - routes:\n    - name: a\n    - name: b\n";
+const TWO_ROUTES: &str =
+    "binds:\n- port: 8080\n  listeners:\n  - routes:\n    - name: a\n    - name: b\n";
 
 #[test]
 fn a_config_serving_nothing_is_refused_with_its_field() {
     let err = check_serves(&config("{}")).unwrap_err().to_string();
-    assert!(err.starts_with("(root): the config serves nothing"), "{err}");
+    assert!(
+        err.starts_with("(root): the config serves nothing"),
+        "{err}"
+    );
     let err = check_serves(&config("admin: {address: \"127.0.0.1:1\"}\n"))
         .unwrap_err()
         .to_string();
@@ -27,8 +31,14 @@ fn a_bind_without_routes_is_refused_each_one_named() {
     .unwrap_err();
     let text = err.to_string();
     assert_eq!(err.problems().len(), 2, "{text}");
-    assert!(text.contains("binds[0].listeners: no routes: every request on port 8080"), "{text}");
-    assert!(text.contains("binds[1].listeners: no routes: every request on port 8081"), "{text}");
+    assert!(
+        text.contains("binds[0].listeners: no routes: every request on port 8080"),
+        "{text}"
+    );
+    assert!(
+        text.contains("binds[1].listeners: no routes: every request on port 8081"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -50,7 +60,16 @@ fn a_reload_removing_every_route_or_listener_is_refused() {
     let old = config(TWO_ROUTES);
     let none = config("binds:\n- port: 8080\n  listeners:\n  - routes: []\n");
     let err = check_reload(&old, &none).unwrap_err();
-    assert!(matches!(err, ReloadRefusal::RemovesEverything { what: "route", old: 2 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ReloadRefusal::RemovesEverything {
+                what: "route",
+                old: 2
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "it would remove every route (2 in the running config, none in the file)"
