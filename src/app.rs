@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::adapters::{ext_proc, proxy};
 use crate::admin::{self, AdminState};
-use crate::config::{self, ConfigErrors};
+use crate::config::{self, ConfigError, ConfigErrors, LoadedConfig};
 use crate::pipeline::{Pipeline, PipelineStore};
 use crate::services::Services;
 
@@ -38,11 +38,16 @@ pub fn load(path: Option<&std::path::Path>, services: Arc<Services>) -> anyhow::
         p.display().to_string()
     });
     let loaded = loaded.with_context(|| format!("invalid config {origin}"))?;
+    validated(loaded, services).with_context(|| format!("invalid config {origin}"))
+}
+
+/// The pipeline of a parsed config, with every problem reported: that it serves
+/// something, and everything `Pipeline::build` checks.
+fn validated(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
     let mut errs = ConfigErrors::default();
     errs.check(config::check_serves(&loaded.config));
     let pipeline = errs.check(Pipeline::build(loaded, services));
     errs.finish(pipeline)
-        .with_context(|| format!("invalid config {origin}"))
         .map(|p| p.expect("built without errors"))
 }
 

@@ -27,7 +27,7 @@ pub use llm::*;
 pub use load::{load_file, parse_str, LoadedConfig};
 pub use model::*;
 pub use redact::redacted_json;
-pub use serving::{check_reload, check_serves, ReloadRefusal};
+pub use serving::{check_reload, check_serves, start_only_changes, ReloadRefusal};
 pub use watch::watch_file;
 
 /// The configuration tollgate runs when `serve` is given no file: ext_proc on

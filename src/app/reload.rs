@@ -42,8 +42,12 @@ pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Pat
         .inc();
     match outcome {
         Ok(pipeline) => {
+            let later = config::start_only_changes(store.load().config(), pipeline.config());
             store.replace(pipeline);
             tracing::info!(path = %path.display(), "config reloaded");
+            if !later.is_empty() {
+                tracing::warn!(sections = %later.join(", "), "these sections are read at start: their changes apply after a restart");
+            }
         }
         Err(Rejected::Refused(e @ ReloadRefusal::NeedsRestart(_))) => tracing::error!(
             path = %path.display(), error = %e,
@@ -64,13 +68,10 @@ fn candidate(
     text: &str,
 ) -> Result<Pipeline, Rejected> {
     let loaded = config::parse_str(text)?;
-    let mut errs = config::ConfigErrors::default();
-    errs.check(config::check_serves(&loaded.config));
-    // Checked before building, which may start work (pools, scrapers) for the new file.
-    if errs.is_empty() {
+    // Checked before building, which may start work (pools, scrapers) for the new file;
+    // a file that serves nothing gets the full list of its problems instead.
+    if config::check_serves(&loaded.config).is_ok() {
         config::check_reload(store.load().config(), &loaded.config)?;
     }
-    let pipeline = errs.check(Pipeline::build(loaded, services.clone()));
-    errs.finish(())?;
-    Ok(pipeline.expect("built without errors"))
+    Ok(super::validated(loaded, services.clone())?)
 }

@@ -133,6 +133,19 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     changed
 }
 
+/// Sections read once at start that a reload may change without effect until a
+/// restart (`upstream` pool and timeouts, `logging`): applied reloads warn about them.
+pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if json(&old.upstream) != json(&new.upstream) {
+        changed.push("upstream");
+    }
+    if json(&old.logging) != json(&new.logging) {
+        changed.push("logging");
+    }
+    changed
+}
+
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }

@@ -114,3 +114,13 @@ fn a_reload_changing_what_needs_a_restart_is_refused_naming_it() {
     );
     check_reload(&old, &edited).unwrap();
 }
+
+#[test]
+fn upstream_and_logging_edits_are_named_for_a_warning() {
+    let old = config(TWO_ROUTES);
+    assert!(start_only_changes(&old, &config(TWO_ROUTES)).is_empty());
+    let edited = config(&format!(
+        "upstream: {{connectTimeout: 2s}}\nlogging: {{level: debug}}\n{TWO_ROUTES}"
+    ));
+    assert_eq!(start_only_changes(&old, &edited), ["upstream", "logging"]);
+}
