@@ -69,7 +69,7 @@ async fn wait_metric(tollgate: &Tollgate, name: &str, value: f64) -> String {
     .await
 }
 
-/// Saves in place (each showing a half file for 300 ms, less than a poll), an emptied
+/// Saves in place (each showing a half file for 150 ms, less than a poll), an emptied
 /// file, a commented-out one and one whose bind has no routes: not one request fails,
 /// only the complete saves apply, and each refusal is logged and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,7 @@ async fn broken_saves_never_cost_a_request() {
         let yaml = two_routes(proxy, upstream.port, v);
         let cut = yaml.find("    - name: versioned").unwrap();
         tollgate
-            .save_config_in_place(&yaml, cut, Duration::from_millis(300))
+            .save_config_in_place(&yaml, cut, Duration::from_millis(150))
             .await;
         support::eventually("the saved version", Duration::from_secs(5), || async {
             (version(proxy).await.as_deref() == Some(v)).then_some(())
