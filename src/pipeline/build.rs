@@ -56,57 +56,7 @@ impl Pipeline {
             Some(_) => &config.policies,
             None => &no_policies,
         };
-        let mut ext_proc_routes = RouteSelector::default();
-        let mut bind_routes = HashMap::new();
-        let mut names: HashMap<String, String> = HashMap::new();
-        for (b, bind) in config.binds.iter().enumerate() {
-            let mut selector = RouteSelector::default();
-            for (l, listener) in bind.listeners.iter().enumerate() {
-                let mut routes = Vec::new();
-                for (r, route) in listener.routes.iter().enumerate() {
-                    let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
-                    let name = route
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("route{}", names.len()));
-                    if let Some(first) = names.insert(name.clone(), path.clone()) {
-                        errs.push(ConfigError::field(
-                            format!("{path}.name"),
-                            format!("route name {name:?} is already used by {first}"),
-                        ));
-                        continue;
-                    }
-                    let Some(compiled) =
-                        errs.check(compile_route(route, name, gateway, &path, &bcx))
-                    else {
-                        continue;
-                    };
-                    let compiled = Arc::new(compiled);
-                    selector
-                        .by_name
-                        .insert(compiled.name.clone(), compiled.clone());
-                    ext_proc_routes
-                        .by_name
-                        .insert(compiled.name.clone(), compiled.clone());
-                    routes.push(compiled);
-                }
-                let listener = CompiledListener {
-                    hostnames: listener.hostnames.clone(),
-                    routes,
-                };
-                ext_proc_routes.listeners.push(CompiledListener {
-                    hostnames: listener.hostnames.clone(),
-                    routes: listener.routes.clone(),
-                });
-                selector.listeners.push(listener);
-            }
-            if bind_routes.insert(bind.port, selector).is_some() {
-                errs.push(ConfigError::field(
-                    format!("binds[{b}].port"),
-                    format!("port {} is bound twice", bind.port),
-                ));
-            }
-        }
+        let (mut ext_proc_routes, bind_routes) = compile_binds(config, gateway, &bcx, &mut errs);
         if config.binds.is_empty() && config.ext_proc.is_some() && errs.is_empty() {
             // An ext_proc-only config (an endpoint picker, say): the gateway-wide
             // policies apply to every request Envoy sends, as one route named `gateway`.
@@ -159,6 +109,67 @@ impl Pipeline {
             .flat_map(|l| l.routes.iter())
             .any(|r| r.factories.iter().any(|f| f.name() == processor))
     }
+}
+
+/// The routes of every bind: all of them for ext_proc mode, and per port for the proxy.
+/// Problems are recorded in `errs`; a broken route is left out.
+fn compile_binds(
+    config: &Config,
+    gateway: &Policies,
+    bcx: &crate::processors::BuildCx<'_>,
+    errs: &mut ConfigErrors,
+) -> (RouteSelector, HashMap<u16, RouteSelector>) {
+    let mut ext_proc_routes = RouteSelector::default();
+    let mut bind_routes = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (b, bind) in config.binds.iter().enumerate() {
+        let mut selector = RouteSelector::default();
+        for (l, listener) in bind.listeners.iter().enumerate() {
+            let mut routes = Vec::new();
+            for (r, route) in listener.routes.iter().enumerate() {
+                let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                let name = route
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("route{}", names.len()));
+                if let Some(first) = names.insert(name.clone(), path.clone()) {
+                    errs.push(ConfigError::field(
+                        format!("{path}.name"),
+                        format!("route name {name:?} is already used by {first}"),
+                    ));
+                    continue;
+                }
+                let Some(compiled) = errs.check(compile_route(route, name, gateway, &path, bcx))
+                else {
+                    continue;
+                };
+                let compiled = Arc::new(compiled);
+                selector
+                    .by_name
+                    .insert(compiled.name.clone(), compiled.clone());
+                ext_proc_routes
+                    .by_name
+                    .insert(compiled.name.clone(), compiled.clone());
+                routes.push(compiled);
+            }
+            let listener = CompiledListener {
+                hostnames: listener.hostnames.clone(),
+                routes,
+            };
+            ext_proc_routes.listeners.push(CompiledListener {
+                hostnames: listener.hostnames.clone(),
+                routes: listener.routes.clone(),
+            });
+            selector.listeners.push(listener);
+        }
+        if bind_routes.insert(bind.port, selector).is_some() {
+            errs.push(ConfigError::field(
+                format!("binds[{b}].port"),
+                format!("port {} is bound twice", bind.port),
+            ));
+        }
+    }
+    (ext_proc_routes, bind_routes)
 }
 
 fn compile_route(
