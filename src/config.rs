@@ -12,6 +12,7 @@ mod llm;
 mod load;
 mod model;
 mod redact;
+mod runtime;
 mod watch;
 
 pub use duration::Duration;
@@ -24,6 +25,7 @@ pub use llm::*;
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};
 pub use model::*;
 pub use redact::redacted_json;
+pub use runtime::RuntimeConfig;
 pub use watch::watch_file;
 
 /// The configuration tollgate runs when `serve` is given no file: ext_proc on

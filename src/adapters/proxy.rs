@@ -5,6 +5,8 @@
 //! through the processors that asked for them (`body`).
 
 mod body;
+mod client_body;
+mod forward;
 mod handler;
 mod listener;
 mod upstream;

@@ -12,6 +12,7 @@ pub mod epp_envoy;
 pub mod guard;
 pub mod llm;
 pub mod redis;
+pub mod raw;
 pub mod scenario;
 /// The model-server simulator (`tollgate sim`).
 pub mod sim;

@@ -1,0 +1,212 @@
+//! Connection bounds on every listener (`limits.connections`), with short timeouts so
+//! the tests stay quick: silent, slow-header and idle connections are closed on the
+//! proxy and the admin server; a stalled request body gets a 408; the connection limit
+//! refuses politely, keeps the admin server reachable and recovers; running out of file
+//! descriptors backs the accept loop off with a short log; `--workers` sizes the
+//! runtime.
+
+use std::time::Duration;
+
+use crate::support::client::{self, Req};
+use crate::support::raw;
+use crate::support::tollgate::Tollgate;
+use crate::support::upstream::MockUpstream;
+use crate::support::{eventually, free_port, metric};
+
+/// A proxy bind with a passthrough route (`/`) and a buffering one (`/v1/chat/
+/// completions`, token accounting), under `limits` (a flow mapping).
+fn config(proxy: u16, upstream: u16, limits: &str) -> String {
+    format!(
+        r#"logging: {{ format: json }}
+limits:
+  connections: {limits}
+binds:
+- port: {proxy}
+  listeners:
+  - routes:
+    - name: chat
+      matches: [ {{ path: {{ exact: /v1/chat/completions }} }} ]
+      policies: {{ tokenAccounting: {{}} }}
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+    - name: plain
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"#
+    )
+}
+
+const SHORT: &str =
+    "{ firstByteTimeout: 400ms, headerReadTimeout: 400ms, idleTimeout: 700ms, bodyProgressTimeout: 400ms }";
+
+async fn timeouts(tollgate: &Tollgate, listener: &str, kind: &str) -> f64 {
+    let prefix =
+        format!("tollgate_connection_timeouts_total{{listener=\"{listener}\",timeout=\"{kind}\"}}");
+    metric(&tollgate.metrics().await, &prefix).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_slow_and_idle_connections_are_closed() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let tollgate = Tollgate::start(&config(proxy, upstream.port, SHORT)).await;
+    let listener = format!("proxy:{proxy}");
+
+    // Silent: closed on the first-byte timeout, on the proxy and on the admin server.
+    for port in [proxy, tollgate.admin_port] {
+        let mut silent = raw::connect(port).await;
+        let (got, took) = raw::read_to_close(&mut silent).await;
+        assert!(got.is_empty(), "{got}");
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+    }
+    assert!(timeouts(&tollgate, &listener, "first_byte").await >= 1.0);
+    assert!(timeouts(&tollgate, "admin", "first_byte").await >= 1.0);
+
+    // Headers sent a byte every 100 ms: the trickle does not keep the connection alive.
+    let mut slow = raw::connect(proxy).await;
+    let trickle = async {
+        for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if tokio::io::AsyncWriteExt::write_all(&mut slow, &[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the slow headers were still accepted after 5 s");
+    };
+    tokio::time::timeout(Duration::from_secs(6), trickle).await.unwrap();
+    assert!(timeouts(&tollgate, &listener, "header_read").await >= 1.0);
+
+    // Kept alive after a response: closed once idle for 700 ms, not before.
+    let mut kept = raw::connect(proxy).await;
+    raw::write(&mut kept, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, _) = raw::read_response(&mut kept).await;
+    assert_eq!(raw::status(&head), 200, "{head}");
+    let (got, took) = raw::read_to_close(&mut kept).await;
+    assert!(got.is_empty(), "{got}");
+    assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(3), "{took:?}");
+    assert!(timeouts(&tollgate, &listener, "idle").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_gets_408() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let tollgate = Tollgate::start(&config(proxy, upstream.port, SHORT)).await;
+    // Passthrough (streamed to the upstream as it comes) and buffered (token accounting).
+    for path in ["/plain", "/v1/chat/completions"] {
+        let mut stalled = raw::connect(proxy).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"model\":"
+        );
+        raw::write(&mut stalled, head.as_bytes()).await;
+        let (response, took) = raw::read_to_close(&mut stalled).await;
+        assert_eq!(raw::status(&response), 408, "{path}: {response}");
+        let body = raw::json_body(&response);
+        assert_eq!(body["error"]["type"], "request_timeout", "{body}");
+        assert_eq!(body["error"]["code"], 408, "{body}");
+        assert!(took < Duration::from_secs(3), "{path}: {took:?}");
+    }
+    let listener = format!("proxy:{proxy}");
+    assert!(timeouts(&tollgate, &listener, "body_progress").await >= 2.0);
+    let access = tollgate.log();
+    assert!(
+        access.contains("\"status\":408") || access.contains("status=408"),
+        "{access}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_refuses_politely_keeps_admin_up_and_recovers() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let limits = "{ maxConnections: 3, firstByteTimeout: 30s, headerReadTimeout: 30s }";
+    let tollgate = Tollgate::start(&config(proxy, upstream.port, limits)).await;
+    let active = format!("tollgate_connections_active{{listener=\"proxy:{proxy}\"}}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(raw::connect(proxy).await);
+    }
+    eventually("3 connections held", Duration::from_secs(5), || async {
+        (metric(&tollgate.metrics().await, &active) == Some(3.0)).then_some(())
+    })
+    .await;
+
+    let mut refused = raw::connect(proxy).await;
+    let (response, _) = raw::read_to_close(&mut refused).await;
+    assert_eq!(raw::status(&response), 503, "{response}");
+    assert!(response.contains("retry-after: 1"), "{response}");
+    assert_eq!(raw::json_body(&response)["error"]["type"], "overloaded");
+    // The admin server has its own limit: probes still answer.
+    assert_eq!(tollgate.admin("/healthz").await.unwrap().status, 200);
+    let refused_metric = format!("tollgate_connections_refused_total{{listener=\"proxy:{proxy}\"}}");
+    assert_eq!(metric(&tollgate.metrics().await, &refused_metric), Some(1.0));
+
+    held.pop();
+    eventually("a place freed", Duration::from_secs(5), || async {
+        (metric(&tollgate.metrics().await, &active) == Some(2.0)).then_some(())
+    })
+    .await;
+    let reply = client::must(proxy, Req::get("/again")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_accept_loop_backs_off_and_logs_little() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let limits = "{ maxConnections: 1000, firstByteTimeout: 60s }";
+    // 64 descriptors: the runtime, the listeners and the log take some; the sockets
+    // below take the rest, and every further accept fails with EMFILE.
+    let tollgate = Tollgate::start_with_args(
+        &config(proxy, upstream.port, limits),
+        &[],
+        &["prlimit", "--nofile=64:64", "--"],
+    )
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..120 {
+        sockets.push(raw::connect(proxy).await);
+    }
+    let errors = format!("tollgate_accept_errors_total{{listener=\"proxy:{proxy}\"}}");
+    // Two seconds at EMFILE: a spinning loop would log thousands of lines.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(sockets);
+    let healthz = eventually("/healthz after the sockets closed", Duration::from_secs(5), || async {
+        tollgate.admin("/healthz").await.ok().filter(|r| r.status == 200)
+    })
+    .await;
+    assert_eq!(healthz.text(), "ok\n");
+    let failed = metric(&tollgate.metrics().await, &errors).unwrap_or(0.0);
+    let log = tollgate.log();
+    let warnings = log.lines().filter(|l| l.contains("accept failed")).count();
+    assert!((1..=6).contains(&warnings), "{warnings} accept warnings:\n{log}");
+    // Backed off, yet more errors than lines: the rest were counted, not logged.
+    assert!(failed > warnings as f64, "{failed} errors, {warnings} lines:\n{log}");
+    assert!(failed < 100.0, "{failed} accept errors in ~2 s: no backoff");
+    assert!(log.contains("accepting again"), "{log}");
+    let reply = client::must(proxy, Req::get("/after")).await;
+    assert_eq!(reply.status, 200);
+}
+
+/// The `workers` field of the "tollgate ready" log line.
+fn workers_logged(tollgate: &Tollgate) -> u64 {
+    let log = tollgate.log();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "tollgate ready")
+        .and_then(|v| v["fields"]["workers"].as_u64())
+        .unwrap_or_else(|| panic!("no ready line with workers:\n{log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_come_from_the_flag_or_the_config() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let yaml = format!("runtime: {{ workers: 3 }}\n{}", config(proxy, upstream.port, "{}"));
+    let from_config = Tollgate::start(&yaml).await;
+    assert_eq!(workers_logged(&from_config), 3);
+    drop(from_config);
+    let proxy = free_port();
+    let yaml = format!("runtime: {{ workers: 3 }}\n{}", config(proxy, upstream.port, "{}"));
+    let from_flag = Tollgate::start_with_args(&yaml, &["--workers", "1"], &[]).await;
+    assert_eq!(workers_logged(&from_flag), 1);
+}
