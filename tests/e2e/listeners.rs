@@ -176,15 +176,23 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_logs_little() {
     .await;
     assert_eq!(healthz.text(), "ok\n");
     let failed = metric(&tollgate.metrics().await, &errors).unwrap_or(0.0);
+    // The proxy serves again (its upstream connect may still meet EMFILE for a moment
+    // while the backlog of closed sockets drains).
+    eventually("the proxy serving again", Duration::from_secs(5), || async {
+        client::send(proxy, Req::get("/after"))
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
     let log = tollgate.log();
     let warnings = log.lines().filter(|l| l.contains("accept failed")).count();
-    assert!((1..=6).contains(&warnings), "{warnings} accept warnings:\n{log}");
+    // Seconds at EMFILE on two listeners: a handful of lines, not thousands.
+    assert!((1..=10).contains(&warnings), "{warnings} accept warnings:\n{log}");
     // Backed off, yet more errors than lines: the rest were counted, not logged.
     assert!(failed > warnings as f64, "{failed} errors, {warnings} lines:\n{log}");
     assert!(failed < 100.0, "{failed} accept errors in ~2 s: no backoff");
     assert!(log.contains("accepting again"), "{log}");
-    let reply = client::must(proxy, Req::get("/after")).await;
-    assert_eq!(reply.status, 200);
 }
 
 /// The `workers` field of the "tollgate ready" log line.
@@ -192,8 +200,8 @@ fn workers_logged(tollgate: &Tollgate) -> u64 {
     let log = tollgate.log();
     log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "tollgate ready")
-        .and_then(|v| v["fields"]["workers"].as_u64())
+        .find(|v| v["message"] == "tollgate ready")
+        .and_then(|v| v["workers"].as_u64())
         .unwrap_or_else(|| panic!("no ready line with workers:\n{log}"))
 }
 
@@ -209,4 +217,64 @@ async fn workers_come_from_the_flag_or_the_config() {
     let yaml = format!("runtime: {{ workers: 3 }}\n{}", config(proxy, upstream.port, "{}"));
     let from_flag = Tollgate::start_with_args(&yaml, &["--workers", "1"], &[]).await;
     assert_eq!(workers_logged(&from_flag), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_gracefully() {
+    use http_body_util::{BodyExt, Empty};
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let tollgate = Tollgate::start(&config(proxy, upstream.port, SHORT)).await;
+    let io = hyper_util::rt::TokioIo::new(raw::connect(proxy).await);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .expect("h2c handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://127.0.0.1:{proxy}/h2"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.expect("an h2 response");
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.expect("the body");
+    let idle_from = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    let took = idle_from.elapsed();
+    ended
+        .expect("closed within 5 s")
+        .unwrap()
+        .expect("a graceful close (GOAWAY), not an error");
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    let listener = format!("proxy:{proxy}");
+    assert!(timeouts(&tollgate, &listener, "idle").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_proc_holds_connections_beyond_its_limit_in_the_backlog() {
+    use tonic::transport::{Channel, Endpoint};
+    let upstream = MockUpstream::start().await;
+    let (proxy, ext) = (free_port(), free_port());
+    let yaml = format!(
+        "extProc: {{ address: \"127.0.0.1:{ext}\" }}\n{}",
+        config(proxy, upstream.port, "{ maxConnections: 1 }")
+    );
+    let tollgate = Tollgate::start(&yaml).await;
+    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{ext}")).unwrap();
+    let first: Channel = endpoint.connect().await.expect("the first connection");
+    crate::support::assert_serving(first.clone(), &[""]).await;
+    let second = endpoint.connect_lazy();
+    let mut waiting = tokio::spawn(crate::support::assert_serving(second, &[""]));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), &mut waiting)
+            .await
+            .is_err(),
+        "a second connection was served beyond maxConnections: 1"
+    );
+    let active = "tollgate_connections_active{listener=\"ext_proc\"}";
+    assert_eq!(metric(&tollgate.metrics().await, active), Some(1.0));
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
 }
