@@ -9,6 +9,8 @@ mod client_body;
 mod forward;
 mod handler;
 mod listener;
+#[cfg(test)]
+mod tests;
 mod upstream;
 
 pub use body::ProxyBody;

@@ -118,8 +118,7 @@ impl ConnWatch {
 
     /// The socket read some bytes.
     fn read_some(&self) {
-        if self.active.load(Ordering::Relaxed) == 0 && self.pending.load(Ordering::Relaxed) == 0
-        {
+        if self.active.load(Ordering::Relaxed) == 0 && self.pending.load(Ordering::Relaxed) == 0 {
             self.pending.store(self.now_ms() + 1, Ordering::SeqCst);
             self.changed.notify_one();
         }
@@ -213,10 +212,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 

@@ -55,7 +55,10 @@ async fn silent_slow_and_idle_connections_are_closed() {
         let mut silent = raw::connect(port).await;
         let (got, took) = raw::read_to_close(&mut silent).await;
         assert!(got.is_empty(), "{got}");
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
     assert!(timeouts(&tollgate, &listener, "first_byte").await >= 1.0);
     assert!(timeouts(&tollgate, "admin", "first_byte").await >= 1.0);
@@ -64,14 +67,19 @@ async fn silent_slow_and_idle_connections_are_closed() {
     let mut slow = raw::connect(proxy).await;
     let trickle = async {
         for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-            if tokio::io::AsyncWriteExt::write_all(&mut slow, &[*b]).await.is_err() {
+            if tokio::io::AsyncWriteExt::write_all(&mut slow, &[*b])
+                .await
+                .is_err()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the slow headers were still accepted after 5 s");
     };
-    tokio::time::timeout(Duration::from_secs(6), trickle).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(6), trickle)
+        .await
+        .unwrap();
     assert!(timeouts(&tollgate, &listener, "header_read").await >= 1.0);
 
     // Kept alive after a response: closed once idle for 700 ms, not before.
@@ -81,7 +89,10 @@ async fn silent_slow_and_idle_connections_are_closed() {
     assert_eq!(raw::status(&head), 200, "{head}");
     let (got, took) = raw::read_to_close(&mut kept).await;
     assert!(got.is_empty(), "{got}");
-    assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert!(timeouts(&tollgate, &listener, "idle").await >= 1.0);
 }
 
@@ -137,8 +148,12 @@ async fn the_connection_limit_refuses_politely_keeps_admin_up_and_recovers() {
     assert_eq!(raw::json_body(&response)["error"]["type"], "overloaded");
     // The admin server has its own limit: probes still answer.
     assert_eq!(tollgate.admin("/healthz").await.unwrap().status, 200);
-    let refused_metric = format!("tollgate_connections_refused_total{{listener=\"proxy:{proxy}\"}}");
-    assert_eq!(metric(&tollgate.metrics().await, &refused_metric), Some(1.0));
+    let refused_metric =
+        format!("tollgate_connections_refused_total{{listener=\"proxy:{proxy}\"}}");
+    assert_eq!(
+        metric(&tollgate.metrics().await, &refused_metric),
+        Some(1.0)
+    );
 
     held.pop();
     eventually("a place freed", Duration::from_secs(5), || async {
@@ -170,27 +185,45 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_logs_little() {
     // Two seconds at EMFILE: a spinning loop would log thousands of lines.
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(sockets);
-    let healthz = eventually("/healthz after the sockets closed", Duration::from_secs(5), || async {
-        tollgate.admin("/healthz").await.ok().filter(|r| r.status == 200)
-    })
+    let healthz = eventually(
+        "/healthz after the sockets closed",
+        Duration::from_secs(5),
+        || async {
+            tollgate
+                .admin("/healthz")
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    )
     .await;
     assert_eq!(healthz.text(), "ok\n");
     let failed = metric(&tollgate.metrics().await, &errors).unwrap_or(0.0);
     // The proxy serves again (its upstream connect may still meet EMFILE for a moment
     // while the backlog of closed sockets drains).
-    eventually("the proxy serving again", Duration::from_secs(5), || async {
-        client::send(proxy, Req::get("/after"))
-            .await
-            .ok()
-            .filter(|r| r.status == 200)
-    })
+    eventually(
+        "the proxy serving again",
+        Duration::from_secs(5),
+        || async {
+            client::send(proxy, Req::get("/after"))
+                .await
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    )
     .await;
     let log = tollgate.log();
     let warnings = log.lines().filter(|l| l.contains("accept failed")).count();
     // Seconds at EMFILE on two listeners: a handful of lines, not thousands.
-    assert!((1..=10).contains(&warnings), "{warnings} accept warnings:\n{log}");
+    assert!(
+        (1..=10).contains(&warnings),
+        "{warnings} accept warnings:\n{log}"
+    );
     // Backed off, yet more errors than lines: the rest were counted, not logged.
-    assert!(failed > warnings as f64, "{failed} errors, {warnings} lines:\n{log}");
+    assert!(
+        failed > warnings as f64,
+        "{failed} errors, {warnings} lines:\n{log}"
+    );
     assert!(failed < 100.0, "{failed} accept errors in ~2 s: no backoff");
     assert!(log.contains("accepting again"), "{log}");
 }
@@ -209,12 +242,18 @@ fn workers_logged(tollgate: &Tollgate) -> u64 {
 async fn workers_come_from_the_flag_or_the_config() {
     let upstream = MockUpstream::start().await;
     let proxy = free_port();
-    let yaml = format!("runtime: {{ workers: 3 }}\n{}", config(proxy, upstream.port, "{}"));
+    let yaml = format!(
+        "runtime: {{ workers: 3 }}\n{}",
+        config(proxy, upstream.port, "{}")
+    );
     let from_config = Tollgate::start(&yaml).await;
     assert_eq!(workers_logged(&from_config), 3);
     drop(from_config);
     let proxy = free_port();
-    let yaml = format!("runtime: {{ workers: 3 }}\n{}", config(proxy, upstream.port, "{}"));
+    let yaml = format!(
+        "runtime: {{ workers: 3 }}\n{}",
+        config(proxy, upstream.port, "{}")
+    );
     let from_flag = Tollgate::start_with_args(&yaml, &["--workers", "1"], &[]).await;
     assert_eq!(workers_logged(&from_flag), 1);
 }

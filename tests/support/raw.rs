@@ -37,7 +37,10 @@ pub async fn read_to_close(stream: &mut TcpStream) -> (String, Duration) {
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
-    (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
 }
 
 /// Reads one HTTP/1.1 response with a `content-length` body (the connection stays
@@ -65,7 +68,11 @@ pub async fn read_response(stream: &mut TcpStream) -> (String, String) {
             .await
             .expect("a response in time")
             .expect("reading a response");
-        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&out));
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&out)
+        );
         out.extend_from_slice(&buf[..n]);
     }
 }

@@ -62,7 +62,9 @@ impl ClientBodyError {
             if let Some(found) = s.downcast_ref::<ClientBodyError>() {
                 return Some(found);
             }
-            let wrapped = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+            let wrapped = s
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref());
             if let Some(found) = wrapped.and_then(|w| w.downcast_ref::<ClientBodyError>()) {
                 return Some(found);
             }
@@ -75,9 +77,7 @@ impl ClientBodyError {
     pub fn reply(&self) -> Option<LocalReply> {
         let (status, kind) = match self {
             ClientBodyError::Stalled(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            ClientBodyError::Malformed(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error")
-            }
+            ClientBodyError::Malformed(_) => (StatusCode::BAD_REQUEST, "invalid_request_error"),
             ClientBodyError::Gone(_) => return None,
         };
         Some(LocalReply::error(status, kind, &self.to_string()))
@@ -177,7 +177,9 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(json["error"]["type"], "request_timeout");
         assert_eq!(json["error"]["code"], 408);
-        let reply = ClientBodyError::Malformed("bad chunk".into()).reply().unwrap();
+        let reply = ClientBodyError::Malformed("bad chunk".into())
+            .reply()
+            .unwrap();
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         assert!(ClientBodyError::Gone("reset".into()).reply().is_none());
     }

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
@@ -120,7 +123,10 @@ mod tests {
         };
         let b = upstream_for(Some(&backend), Some(" 127.0.0.2:2 ,127.0.0.3:3")).unwrap();
         assert_eq!((b.host.as_str(), b.http2), ("127.0.0.2:2", true));
-        assert_eq!(upstream_for(Some(&backend), Some("")).unwrap().host, "127.0.0.1:1");
+        assert_eq!(
+            upstream_for(Some(&backend), Some("")).unwrap().host,
+            "127.0.0.1:1"
+        );
         assert!(upstream_for(None, None).is_none());
     }
 

@@ -22,8 +22,8 @@ use super::forward::{
 };
 use super::upstream::{UpstreamError, Upstreams};
 use crate::pipeline::{
-    Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome,
-    PipelineStore, Verdict,
+    Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
+    Verdict,
 };
 
 /// Serves requests arriving on one bind.
@@ -87,7 +87,10 @@ impl Handler {
         remote: SocketAddr,
     ) -> Result<Outbound, Replied> {
         let (mut parts, incoming) = req.into_parts();
-        let (mut ex, route) = self.start(&parts, &incoming)?;
+        let (mut ex, route) = self.start(&parts, &incoming);
+        let Some(route) = route else {
+            return Err(no_route(&mut ex));
+        };
         strip_hop_by_hop(&mut parts.headers);
         let mut headers = Headers::new(std::mem::take(&mut parts.headers));
         if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
@@ -111,12 +114,12 @@ impl Handler {
         }
     }
 
-    /// The exchange of a request and its route (404 when none matches).
+    /// The exchange of a request and its route, if one matches.
     fn start(
         &self,
         parts: &http::request::Parts,
         incoming: &Incoming,
-    ) -> Result<(Exchange, Arc<CompiledRoute>), Replied> {
+    ) -> (Exchange, Option<Arc<CompiledRoute>>) {
         let pipeline = self.store.load();
         let head = request_head(parts);
         let route = pipeline
@@ -129,20 +132,7 @@ impl Handler {
             .and_then(|v| v.to_str().ok());
         let mut cx = Ctx::new(Adapter::Proxy, head, request_id);
         cx.request_body_empty = http_body::Body::is_end_stream(incoming);
-        let mut ex = Exchange::new(pipeline, cx, route.clone());
-        match route {
-            Some(route) => Ok((ex, route)),
-            None => {
-                let message = format!(
-                    "no route matches {} {}",
-                    ex.cx.request.method,
-                    ex.cx.request.path_only()
-                );
-                let reply =
-                    LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message);
-                Err(local(&mut ex, reply))
-            }
-        }
+        (Exchange::new(pipeline, cx, route.clone()), route)
     }
 
     /// Upstream choice and call: the picked endpoint or the route's backend, the
@@ -277,6 +267,17 @@ async fn stopped(ex: &SharedExchange, stop: Stopped) -> Replied {
             resp
         }
     }
+}
+
+/// The 404 for a request no route matches.
+fn no_route(ex: &mut Exchange) -> Replied {
+    let message = format!(
+        "no route matches {} {}",
+        ex.cx.request.method,
+        ex.cx.request.path_only()
+    );
+    let reply = LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message);
+    local(ex, reply)
 }
 
 /// A reply from tollgate itself, finishing the exchange.

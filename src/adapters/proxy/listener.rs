@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Handler;
-use super::ProxyBody;
 use super::upstream::Upstreams;
+use super::ProxyBody;
 use crate::config::{Bind, ServerTls, UpstreamConfig};
 use crate::listen::{
     self, Accepted, Acceptor, ConnWatch, Connection, Refusal, Timeouts, Tracked, Watched,
@@ -241,4 +241,22 @@ fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The canned 503's `content-length` is its body's, and the body an OpenAI error.
+    #[test]
+    fn the_overload_reply_is_well_formed() {
+        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["type"], "overloaded");
+        assert_eq!(json["error"]["code"], 503);
+    }
 }

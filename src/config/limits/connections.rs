@@ -27,18 +27,12 @@ pub struct ConnectionLimits {
     #[schemars(with = "u32")]
     pub admin_max_connections: NonZeroU32,
     /// How long a new connection may stay silent before it is closed.
-    #[serde(
-        default = "default_first_byte_timeout",
-        deserialize_with = "positive"
-    )]
+    #[serde(default = "default_first_byte_timeout", deserialize_with = "positive")]
     pub first_byte_timeout: Duration,
     /// How long a request's headers may take from their first byte (HTTP/1.1, and the
     /// first request of an HTTP/2 connection from its preface) before the connection is
     /// closed.
-    #[serde(
-        default = "default_header_read_timeout",
-        deserialize_with = "positive"
-    )]
+    #[serde(default = "default_header_read_timeout", deserialize_with = "positive")]
     pub header_read_timeout: Duration,
     /// How long a connection may stay open with no request in flight (HTTP/1.1
     /// keep-alive, an HTTP/2 connection with no stream) before it is closed gracefully.
@@ -109,7 +103,10 @@ mod tests {
     }
 
     fn error_of(limits: &str) -> String {
-        parse_str(&with(limits)).map(|_| ()).unwrap_err().to_string()
+        parse_str(&with(limits))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
     }
 
     fn read(limits: &str) -> ConnectionLimits {
