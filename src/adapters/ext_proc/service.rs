@@ -182,7 +182,15 @@ pub async fn serve(
             .await
             .with_context(|| format!("binding extProc.healthAddress {addr}"))?;
         tracing::info!(address = %listener.local_addr()?, "gRPC health listening");
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Probes get the admin server's small limit, held in the backlog beyond it.
+        let acceptor = Acceptor::new(
+            listener,
+            "ext_proc_health",
+            limits.admin_max_connections,
+            Refusal::Hold,
+            &metrics,
+        );
+        let incoming = crate::listen::incoming(acceptor);
         let health = health.clone();
         // Lives as long as the process: probes keep answering through the drain
         // (readiness NOT_SERVING, liveness SERVING).

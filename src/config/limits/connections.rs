@@ -21,8 +21,9 @@ pub struct ConnectionLimits {
     #[serde(default = "default_max_connections")]
     #[schemars(with = "u32")]
     pub max_connections: NonZeroU32,
-    /// Open connections on the admin listener, counted apart so probes and scrapes get
-    /// through while the proxy is full.
+    /// Open connections on the admin listener (refused with a 503 beyond it) and on
+    /// `extProc.healthAddress` (left in the backlog), each counted apart so probes and
+    /// scrapes get through while the proxy is full.
     #[serde(default = "default_admin_max_connections")]
     #[schemars(with = "u32")]
     pub admin_max_connections: NonZeroU32,
