@@ -177,13 +177,7 @@ where
                 }
             };
             let finished = frame.is_none();
-            let (data, trailers) = match frame {
-                None => (Bytes::new(), None),
-                Some(frame) => match frame.into_data() {
-                    Ok(data) => (data, None),
-                    Err(frame) => (Bytes::new(), frame.into_trailers().ok()),
-                },
-            };
+            let (data, trailers) = split(frame);
             let eos = finished || trailers.is_some() || body.is_end_stream();
             let mut ex = exchange.lock().await;
             if !ended {
@@ -227,6 +221,17 @@ where
         }
     });
     (StreamBody::new(ReceiverStream::new(rx)).boxed(), reply_rx)
+}
+
+/// A frame as its data and its trailers (neither when the body ended).
+fn split(frame: Option<Frame<Bytes>>) -> (Bytes, Option<http::HeaderMap>) {
+    match frame {
+        None => (Bytes::new(), None),
+        Some(frame) => match frame.into_data() {
+            Ok(data) => (data, None),
+            Err(frame) => (Bytes::new(), frame.into_trailers().ok()),
+        },
+    }
 }
 
 async fn respond_mid_body(
