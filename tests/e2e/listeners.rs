@@ -317,3 +317,66 @@ async fn ext_proc_holds_connections_beyond_its_limit_in_the_backlog() {
         .expect("served once the first connection closed")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_bind_bounds_silent_and_slow_handshakes_and_closes_beyond_its_limit() {
+    let upstream = MockUpstream::start().await;
+    let proxy = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let limits = "{ maxConnections: 2, firstByteTimeout: 400ms, headerReadTimeout: 400ms }";
+    let yaml = config(proxy, upstream.port, limits).replace(
+        &format!("- port: {proxy}\n"),
+        &format!(
+            "- port: {proxy}\n  tls: {{ certFile: {}, keyFile: {} }}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let _tollgate = Tollgate::start(&yaml).await;
+
+    // A working TLS exchange first.
+    let config = crate::support::tls::insecure_client_config(vec![b"http/1.1".to_vec()]);
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector
+        .connect(name, raw::connect(proxy).await)
+        .await
+        .expect("TLS handshake");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tls,
+        b"GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tls, &mut response)
+        .await
+        .ok();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    // Silent, and a handshake that stops after its first bytes: both closed.
+    let mut silent = raw::connect(proxy).await;
+    let mut stalled = raw::connect(proxy).await;
+    raw::write(&mut stalled, b"\x16\x03\x01\x02").await;
+    for conn in [&mut silent, &mut stalled] {
+        let (got, took) = raw::read_to_close(conn).await;
+        assert!(got.is_empty(), "{got}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    // At the limit (2 held), a TLS bind closes a new connection without a word.
+    let held = [raw::connect(proxy).await, raw::connect(proxy).await];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = raw::connect(proxy).await;
+    let (got, took) = raw::read_to_close(&mut refused).await;
+    assert!(got.is_empty(), "{got}");
+    assert!(
+        took < Duration::from_millis(300),
+        "closed at once, not on a timeout: {took:?}"
+    );
+    drop(held);
+}

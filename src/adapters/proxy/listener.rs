@@ -65,9 +65,6 @@ content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
 content-length: 88\r\n\r\n\
 {\"error\":{\"message\":\"too many connections; retry later\",\"type\":\"overloaded\",\"code\":503}}";
 
-/// How long a TLS handshake may take.
-const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
-
 /// Accepts and serves connections until `shutdown`, then lets open connections finish
 /// for up to `grace`. The connection bounds are `limits.connections` as configured at
 /// start.
@@ -207,11 +204,12 @@ impl Server {
             let conn = self.http(TokioIo::new(io), service);
             return listen::drive(conn, &watch, t, stop, name, m).await;
         };
+        // The handshake is bounded like a request's headers: `firstByteTimeout` until
+        // its first byte, `headerReadTimeout` from there.
         let tls = tokio::select! {
-            tls = tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(io)) => match tls {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            tls = acceptor.accept(io) => match tls {
+                Ok(tls) => tls,
+                Err(e) => return tracing::debug!(error = %e, "TLS handshake failed"),
             },
             why = watch.expired(t) => return m.connections.timed_out(name, why.label()),
         };
