@@ -129,7 +129,8 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     }
 
     ready.store(true, Ordering::Release);
-    tracing::info!("tollgate ready");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(workers, "tollgate ready");
     wait_for_signal().await;
     tracing::info!(grace_period = ?grace, "shutting down: readiness off, draining");
     ready.store(false, Ordering::Release);

@@ -13,6 +13,7 @@ mod llm;
 mod load;
 mod model;
 mod redact;
+mod runtime;
 mod serving;
 mod watch;
 
@@ -27,6 +28,7 @@ pub use llm::*;
 pub use load::{load_file, parse_str, LoadedConfig};
 pub use model::*;
 pub use redact::redacted_json;
+pub use runtime::RuntimeConfig;
 pub use serving::{check_reload, check_serves, start_only_changes, ReloadRefusal};
 pub use watch::watch_file;
 

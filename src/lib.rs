@@ -9,6 +9,7 @@ pub mod epp;
 pub mod expr;
 pub mod guard;
 pub mod limits;
+pub mod listen;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;

@@ -2,9 +2,11 @@
 //! registry, created at start and shared by every config snapshot, so counters survive
 //! reloads.
 
+mod connections;
 mod gen_ai;
 mod inference;
 
+pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
 pub use inference::{
     DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
@@ -83,6 +85,7 @@ pub struct Metrics {
     pub guard_findings: Family<GuardLabels, Counter>,
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -161,7 +164,9 @@ impl Metrics {
             guard_duration.clone(),
         );
         let inference = InferenceMetrics::register(&mut registry);
+        let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
+            connections,
             inference,
             gen_ai,
             guard_findings,

@@ -6,7 +6,11 @@
 //! - `envoy`: Envoy → tollgate ext_proc → upstream in BUFFERED, STREAMED and
 //!   FULL_DUPLEX_STREAMED, with tollgate's `modeOverride` on and off; SSE; route names;
 //!   failure modes.
-//! - `proxy`: the standalone proxy: header policies, SSE, error replies.
+//! - `proxy`: the standalone proxy: header policies, SSE, error replies (malformed or
+//!   abandoned request bodies, upstream failures without the upstream's address).
+//! - `listeners`: connection bounds on every listener: first-byte, header-read, idle
+//!   and body-progress timeouts, the connection limit, accept backoff at EMFILE,
+//!   `--workers`.
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
 //!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
@@ -51,6 +55,8 @@ mod guard;
 mod lifecycle;
 #[path = "e2e/limits.rs"]
 mod limits;
+#[path = "e2e/listeners.rs"]
+mod listeners;
 #[path = "e2e/llm.rs"]
 mod llm;
 #[path = "e2e/parity.rs"]

@@ -143,6 +143,12 @@ pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if json(&old.logging) != json(&new.logging) {
         changed.push("logging");
     }
+    if json(&old.runtime) != json(&new.runtime) {
+        changed.push("runtime");
+    }
+    if json(&old.limits.connections) != json(&new.limits.connections) {
+        changed.push("limits.connections");
+    }
     changed
 }
 

@@ -266,3 +266,31 @@ pub fn scripted_into(
 pub fn entries(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     journal.lock().unwrap().clone()
 }
+
+/// A pipeline whose proxy bind `port` has exactly one catch-all route, `name`, running
+/// `factories` and forwarding to `backend` (the proxy adapter's tests build their
+/// routes by hand, with scripted processors).
+pub fn proxy_pipeline(
+    port: u16,
+    name: &str,
+    factories: Vec<Arc<dyn ProcessorFactory>>,
+    backend: Option<crate::config::Backend>,
+) -> Pipeline {
+    let yaml = format!("binds: [ {{ port: {port}, listeners: [ {{ routes: [ {{}} ] }} ] }} ]");
+    let mut pipeline =
+        Pipeline::build(parse_str(&yaml).unwrap(), crate::services::Services::new()).unwrap();
+    let route = Arc::new(CompiledRoute {
+        name: name.into(),
+        matches: Vec::new(),
+        factories,
+        backend,
+        timeout: None,
+    });
+    let mut selector = RouteSelector::default();
+    selector.listeners.push(router::CompiledListener {
+        hostnames: Vec::new(),
+        routes: vec![route],
+    });
+    pipeline.bind_routes.insert(port, selector);
+    pipeline
+}
