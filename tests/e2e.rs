@@ -6,6 +6,9 @@
 //! - `envoy`: Envoy → tollgate ext_proc → upstream in BUFFERED, STREAMED and
 //!   FULL_DUPLEX_STREAMED, with tollgate's `modeOverride` on and off; SSE; route names;
 //!   failure modes.
+//! - `mode_override`: Envoy ignoring tollgate's `mode_override` (`allow_mode_override:
+//!   false`) in STREAMED and BUFFERED: bodies in pieces or whole still reach the guard
+//!   and the accounting whole.
 //! - `proxy`: the standalone proxy: header policies, SSE, error replies.
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
@@ -51,6 +54,8 @@ mod lifecycle;
 mod limits;
 #[path = "e2e/llm.rs"]
 mod llm;
+#[path = "e2e/mode_override.rs"]
+mod mode_override;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

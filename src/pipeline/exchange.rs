@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::{
-    Body, BodyMode, BodyOutput, CompiledRoute, Ctx, Flow, Headers, LocalReply, Outcome, Pipeline,
-    Processor, ProcessorError,
+    Body, BodyMode, BodyOutput, CompiledRoute, Ctx, Direction, Flow, Headers, LocalReply, Outcome,
+    Pipeline, Processor, ProcessorError,
 };
 use crate::config::FailureMode;
 use crate::metrics::{ProcessorLabels, RequestLabels, RouteLabels};
@@ -34,12 +34,6 @@ enum HeaderPhase {
     ResponseTrailers,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Direction {
-    Request,
-    Response,
-}
-
 struct Slot {
     name: &'static str,
     failure_mode: FailureMode,
@@ -54,6 +48,9 @@ struct Slot {
 struct BodyState {
     mode: Option<BodyMode>,
     held: BytesMut,
+    /// The processors already saw the whole body: a transport that sends more (a chunk
+    /// it had not announced) gets it passed on untouched, never a second "whole" body.
+    delivered: bool,
 }
 
 /// One HTTP exchange in flight.
@@ -167,6 +164,62 @@ impl Exchange {
             .await
     }
 
+    /// The body mode `dir`'s processors need (`request_body_mode` / `response_body_mode`).
+    pub fn body_mode(&self, dir: Direction) -> BodyMode {
+        dir.pick(&self.request_body, &self.response_body)
+            .mode
+            .unwrap_or(BodyMode::Skip)
+    }
+
+    /// One body chunk of `dir` in; what to forward now out.
+    pub async fn body_chunk(
+        &mut self,
+        dir: Direction,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        self.body(dir, data, end_of_stream, truncated).await
+    }
+
+    /// The transport went past `dir`'s body without delivering it although processors
+    /// asked for it (Envoy ignoring a `mode_override`). A fail-closed processor that
+    /// needed the body answers 500 (`<name>_body_unseen`); fail-open ones carry on
+    /// without it.
+    pub fn body_unseen(&mut self, dir: Direction) -> Verdict {
+        let needed = |s: &Slot| s.active && slot_mode(s, dir) != BodyMode::Skip;
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| needed(s) && s.failure_mode == FailureMode::FailClosed)
+        {
+            let message = format!(
+                "policy {} could not inspect the {} body",
+                slot.name,
+                dir.as_str()
+            );
+            let mut reply =
+                LocalReply::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &message);
+            reply.details = format!("{}_body_unseen", slot.name);
+            return Verdict::Respond(reply);
+        }
+        for slot in self.slots.iter_mut().filter(|s| needed(s)) {
+            tracing::warn!(
+                processor = slot.name,
+                direction = dir.as_str(),
+                request_id = %self.cx.request_id,
+                "the transport did not deliver the body; processor skips it (fail open)"
+            );
+        }
+        Verdict::Continue(())
+    }
+
+    /// The trailers of `dir`.
+    pub async fn trailers(&mut self, dir: Direction, trailers: &mut Headers) -> Verdict {
+        let phase = dir.pick(HeaderPhase::RequestTrailers, HeaderPhase::ResponseTrailers);
+        self.header_phase(phase, trailers).await
+    }
+
     pub async fn request_trailers(&mut self, trailers: &mut Headers) -> Verdict {
         self.header_phase(HeaderPhase::RequestTrailers, trailers)
             .await
@@ -239,7 +292,15 @@ impl Exchange {
         end_of_stream: bool,
         truncated: bool,
     ) -> Verdict<BodyOutput> {
-        let mode = self.body_state(dir).mode.unwrap_or(BodyMode::Skip);
+        let state = self.body_state(dir);
+        if state.delivered {
+            return Verdict::Continue(BodyOutput {
+                data,
+                end_of_stream,
+                changed: false,
+            });
+        }
+        let mode = state.mode.unwrap_or(BodyMode::Skip);
         let mode = match mode {
             BodyMode::Buffer { limit } => {
                 let total = self.body_state(dir).held.len() + data.len();
@@ -303,6 +364,7 @@ impl Exchange {
                 changed: !data.is_empty(),
             });
         }
+        state.delivered = true;
         let held_before = !state.held.is_empty();
         let whole = if held_before {
             state.held.extend_from_slice(&data);
@@ -497,10 +559,7 @@ impl Drop for Exchange {
 }
 
 fn slot_mode(slot: &Slot, dir: Direction) -> BodyMode {
-    match dir {
-        Direction::Request => slot.request_body,
-        Direction::Response => slot.response_body,
-    }
+    dir.pick(slot.request_body, slot.response_body)
 }
 
 /// The one place a processor error becomes a reply: in the LLM API's own error format
