@@ -1,6 +1,6 @@
 //! Envoy with `allow_mode_override: false`: tollgate still asks for the bodies it needs
 //! with `mode_override`, Envoy ignores it and keeps its static mode, and tollgate must
-//! tell from the body messages what Envoy really sends. A guarded, accounted JSON route
+//! tell from the body messages what Envoy really sends. A guarded JSON route
 //! through Envoy in STREAMED and BUFFERED, with request bodies sent in pieces (chunked)
 //! and whole (content-length): the guard sees the whole prompt (masking changes its
 //! length), rejects a secret split across pieces, and SSE answers are masked.
@@ -26,7 +26,6 @@ binds:
   - routes:
     - name: llm
       policies:
-        tokenAccounting: {{}}
         promptGuard:
           request:
             rules:
@@ -104,6 +103,15 @@ async fn override_ignored(mode: Mode) {
         let content = sent["messages"][0]["content"].as_str().unwrap();
         assert!(content.contains("mail <EMAIL> "), "{id}: {content}");
         assert!(!content.contains(EMAIL), "{id}: {content}");
+        if let Send::Pieces = how {
+            // Envoy kept its static mode: BUFFERED sent headers and one body each way,
+            // STREAMED every piece of the request (the override to BUFFERED ignored).
+            let sent = envoy.ext_proc_counter(0, "stream_msgs_sent").await;
+            match mode {
+                Mode::Buffered => assert_eq!(sent, 4, "{id}"),
+                _ => assert!(sent >= 2 + 5 + 1, "{id}: {sent} messages"),
+            }
+        }
 
         // A secret split across the pieces is still found: the guard saw the whole body.
         let id = format!("{mode:?}-{how:?}-reject");
