@@ -16,7 +16,7 @@ mod router;
 
 pub use body::{Body, BodyMode, BodyOutput};
 pub use build::header_name as header_name_at;
-pub use build::{Pipeline, PipelineStore};
+pub use build::{BuildCx, Pipeline, PipelineStore, Registry};
 pub use ctx::{Adapter, Ctx, LlmFacts, Outcome, RequestHead};
 pub use direction::Direction;
 pub use error::ProcessorError;

@@ -24,11 +24,8 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 /// An exchange shared by the handler and the body tasks.
 pub type SharedExchange = Arc<Mutex<Exchange>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Request,
-    Response,
-}
+/// Which body: the pipeline's one `Direction` type.
+pub use crate::pipeline::Direction as Side;
 
 pub fn full(data: Bytes) -> ProxyBody {
     Full::new(data).map_err(|never| match never {}).boxed()
@@ -147,11 +144,7 @@ pub fn pump(
             let eos = finished || trailers.is_some() || body.is_end_stream();
             let mut ex = exchange.lock().await;
             if !ended {
-                let verdict = match side {
-                    Side::Request => ex.request_body(data, eos, false).await,
-                    Side::Response => ex.response_body(data, eos, false).await,
-                };
-                match verdict {
+                match ex.body_chunk(side, data, eos, false).await {
                     Verdict::Continue(out) => {
                         if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err()
                         {
@@ -167,11 +160,7 @@ pub fn pump(
             }
             if let Some(map) = trailers {
                 let mut t = Headers::new(map);
-                let verdict = match side {
-                    Side::Request => ex.request_trailers(&mut t).await,
-                    Side::Response => ex.response_trailers(&mut t).await,
-                };
-                if let Verdict::Respond(reply) = verdict {
+                if let Verdict::Respond(reply) = ex.trailers(side, &mut t).await {
                     respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
                     return;
                 }
@@ -238,11 +227,7 @@ pub async fn collect(
             }
         };
         let mut ex = exchange.lock().await;
-        let verdict = match side {
-            Side::Request => ex.request_body(data, eos, false).await,
-            Side::Response => ex.response_body(data, eos, false).await,
-        };
-        match verdict {
+        match ex.body_chunk(side, data, eos, false).await {
             Verdict::Respond(reply) => return Err(reply),
             Verdict::Continue(o) => out.extend_from_slice(&o.data),
         }
