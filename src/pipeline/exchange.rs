@@ -51,6 +51,8 @@ struct BodyState {
     /// The processors already saw the whole body: a transport that sends more (a chunk
     /// it had not announced) gets it passed on untouched, never a second "whole" body.
     delivered: bool,
+    /// A processor ended the body (`Body::end_stream`): later chunks are dropped.
+    ended: bool,
 }
 
 /// One HTTP exchange in flight.
@@ -293,11 +295,13 @@ impl Exchange {
         truncated: bool,
     ) -> Verdict<BodyOutput> {
         let state = self.body_state(dir);
-        if state.delivered {
+        if state.ended || state.delivered {
+            let ended = state.ended;
             return Verdict::Continue(BodyOutput {
-                data,
+                data: if ended { Bytes::new() } else { data.clone() },
                 end_of_stream,
-                changed: false,
+                changed: ended && !data.is_empty(),
+                ends_stream: false,
             });
         }
         let mode = state.mode.unwrap_or(BodyMode::Skip);
@@ -335,6 +339,7 @@ impl Exchange {
                 data,
                 end_of_stream,
                 changed: false,
+                ends_stream: false,
             }),
         };
         match verdict {
@@ -362,6 +367,7 @@ impl Exchange {
                 data: Bytes::new(),
                 end_of_stream: false,
                 changed: !data.is_empty(),
+                ends_stream: false,
             });
         }
         state.delivered = true;
@@ -457,7 +463,11 @@ impl Exchange {
                 return Verdict::Respond(reply);
             }
         }
-        Verdict::Continue(body.into_output())
+        let out = body.into_output();
+        if out.ends_stream {
+            self.body_state(dir).ended = true;
+        }
+        Verdict::Continue(out)
     }
 
     /// Applies a processor's answer: `Some(reply)` when the exchange must answer now.

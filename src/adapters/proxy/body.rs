@@ -150,6 +150,15 @@ pub fn pump(
                         {
                             return;
                         }
+                        if out.ends_stream {
+                            // A processor ended the body: it closes here, whatever the
+                            // other side still sends.
+                            if side == Side::Response {
+                                let status = ex.cx.response_status.unwrap_or(0);
+                                ex.finish(Outcome::Completed { status });
+                            }
+                            return;
+                        }
                     }
                     Verdict::Respond(reply) => {
                         respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
