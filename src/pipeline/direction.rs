@@ -53,7 +53,10 @@ impl Ctx {
         let mut late = std::mem::take(self.late_headers_mut(dir));
         if body.changed && body.end_of_stream {
             late.retain(|(n, _)| n != http::header::CONTENT_LENGTH);
-            late.push((http::header::CONTENT_LENGTH, HeaderValue::from(body.data.len())));
+            late.push((
+                http::header::CONTENT_LENGTH,
+                HeaderValue::from(body.data.len()),
+            ));
         }
         late
     }

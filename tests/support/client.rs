@@ -231,7 +231,9 @@ pub async fn send_in_pieces(
 ) -> Result<Reply, String> {
     let size = req.body.len().div_ceil(pieces.max(1)).max(1);
     let chunks: Vec<Bytes> = req.body.chunks(size).map(Bytes::copy_from_slice).collect();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(1);
     tokio::spawn(async move {
         for (i, chunk) in chunks.into_iter().enumerate() {
             if i > 0 {

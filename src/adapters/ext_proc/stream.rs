@@ -25,8 +25,8 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ProcessingMode,
 };
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    processing_request::Request as In, processing_response::Response as Out, HttpBody,
-    HttpHeaders, HttpTrailers, ProcessingRequest, ProcessingResponse, TrailersResponse,
+    processing_request::Request as In, processing_response::Response as Out, HttpBody, HttpHeaders,
+    HttpTrailers, ProcessingRequest, ProcessingResponse, TrailersResponse,
 };
 use envoy_types::pb::google::protobuf::Struct;
 
@@ -37,8 +37,8 @@ use crate::pipeline::{
 };
 pub use reply::MAX_STREAMED_CHUNK;
 use reply::{attach_metadata, take_metadata};
-use side::{Overrides, SideState, Stage};
 pub use side::StreamError;
+use side::{Overrides, SideState, Stage};
 
 /// State of one ext_proc stream.
 pub struct ExtProcStream {

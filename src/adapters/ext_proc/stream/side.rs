@@ -134,7 +134,12 @@ impl SideState {
 
     /// The mode the body message of `len` bytes (`end_of_stream` as given) came in,
     /// settling a pending override on the way (`overrides` is updated).
-    pub fn classify(&mut self, len: usize, end_of_stream: bool, overrides: &mut Overrides) -> BodySendMode {
+    pub fn classify(
+        &mut self,
+        len: usize,
+        end_of_stream: bool,
+        overrides: &mut Overrides,
+    ) -> BodySendMode {
         self.messages += 1;
         let Some(asked) = self.pending else {
             return self.mode;
@@ -248,7 +253,11 @@ mod tests {
         let mut s = side(Streamed, Buffered, o);
         s.declared_len = Some(10);
         assert_eq!(s.classify(10, false, &mut o), Buffered);
-        assert_eq!(o, Overrides::Unknown, "a whole body in one piece tells nothing");
+        assert_eq!(
+            o,
+            Overrides::Unknown,
+            "a whole body in one piece tells nothing"
+        );
     }
 
     #[test]

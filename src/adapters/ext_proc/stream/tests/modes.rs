@@ -48,7 +48,11 @@ async fn streamed_chunks_after_an_ignored_override_are_buffered_by_tollgate() {
         .into_iter()
         .filter(|e| e.starts_with("request_body"))
         .collect();
-    assert_eq!(bodies, [r#"request_body({"a":1},eos,whole)"#], "seen once, whole");
+    assert_eq!(
+        bodies,
+        [r#"request_body({"a":1},eos,whole)"#],
+        "seen once, whole"
+    );
 }
 
 #[tokio::test]
@@ -199,5 +203,8 @@ async fn an_honoured_override_is_trusted_for_the_response() {
     let r = send_one(&mut s, response_body(b"whole", false)).await;
     // Trusted as BUFFERED: a body without end_of_stream is the whole body.
     assert!(body_mutation(&r).is_none());
-    assert_eq!(entries(&j).last().unwrap(), "response_body(whole,eos,whole)");
+    assert_eq!(
+        entries(&j).last().unwrap(),
+        "response_body(whole,eos,whole)"
+    );
 }
