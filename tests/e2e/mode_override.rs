@@ -139,6 +139,7 @@ async fn override_ignored(mode: Mode) {
         "streams_failed",
         "spurious_msgs_received",
         "message_timeouts",
+        "rejected_header_mutations",
     ] {
         assert_eq!(envoy.ext_proc_counter(0, zero).await, 0, "{zero}");
     }
