@@ -8,7 +8,7 @@
 //!   failure modes.
 //! - `mode_override`: Envoy ignoring tollgate's `mode_override` (`allow_mode_override:
 //!   false`) in STREAMED and BUFFERED: bodies in pieces or whole still reach the guard
-//!   and the accounting whole.
+//!   whole; in NONE the missing body fails the fail-closed guard.
 //! - `proxy`: the standalone proxy: header policies, SSE, error replies.
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,

@@ -3,7 +3,8 @@
 //! tell from the body messages what Envoy really sends. A guarded JSON route
 //! through Envoy in STREAMED and BUFFERED, with request bodies sent in pieces (chunked)
 //! and whole (content-length): the guard sees the whole prompt (masking changes its
-//! length), rejects a secret split across pieces, and SSE answers are masked.
+//! length), rejects a secret split across pieces, and SSE answers are masked. In NONE, the
+//! body asked for never comes, and the fail-closed guard answers 500.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -153,4 +154,39 @@ async fn streamed_static_mode_with_overrides_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_static_mode_with_overrides_ignored() {
     override_ignored(Mode::Buffered).await;
+}
+
+/// Static mode NONE: the request body tollgate asked for never comes, Envoy sends the
+/// request on and tollgate learns it at the response headers. The fail-closed guard could
+/// not inspect the prompt, so the client gets a 500 instead of the upstream's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_body_mode_with_overrides_ignored_fails_closed() {
+    let upstream = ScriptedLlm::start(HashMap::new()).await;
+    let ports = Ports::free();
+    let tollgate = Tollgate::start(&config(ports, upstream.port)).await;
+    let envoy = Envoy::start(&[
+        ListenerSpec::new(ports.ext_proc, upstream.port, Mode::NoBody).allow_mode_override(false),
+    ])
+    .await;
+    let reply = send(envoy.port(0), chat("none", "hello", false), Send::Whole).await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["type"], "server_error");
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not inspect the request body"),
+        "{}",
+        reply.text()
+    );
+    let log = crate::support::eventually(
+        "the warning about the missing body",
+        Duration::from_secs(5),
+        || async {
+            let log = tollgate.log();
+            log.contains("Envoy sent no request body").then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("allow_mode_override"), "{log}");
 }

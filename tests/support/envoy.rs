@@ -36,6 +36,8 @@ pub fn binary() -> PathBuf {
 /// Envoy's body processing mode for both directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Body mode NONE: bodies only when an override asks for them.
+    NoBody,
     Buffered,
     Streamed,
     /// FULL_DUPLEX_STREAMED, with trailer modes SEND as Envoy requires.
@@ -45,6 +47,7 @@ pub enum Mode {
 impl Mode {
     fn body(self) -> &'static str {
         match self {
+            Mode::NoBody => "NONE",
             Mode::Buffered => "BUFFERED",
             Mode::Streamed => "STREAMED",
             Mode::FullDuplex => "FULL_DUPLEX_STREAMED",
