@@ -28,10 +28,11 @@ mod token_limit;
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ConfigErrors, Policies};
-use crate::pipeline::ProcessorFactory;
-use crate::pricing::Prices;
+use crate::config::{ConfigError, ConfigErrors, LoadedConfig, Policies};
+use crate::pipeline::{Pipeline, ProcessorFactory};
 use crate::services::Services;
+
+pub use crate::pipeline::BuildCx;
 
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
@@ -39,11 +40,11 @@ pub use prompt_guard::PromptGuardFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 
-/// What building processors needs besides the policies.
-pub struct BuildCx<'a> {
-    pub config: &'a crate::config::Config,
-    pub services: &'a Arc<Services>,
-    pub prices: &'a Prices,
+impl Pipeline {
+    /// Validates and compiles a config with tollgate's processor registry (`for_route`).
+    pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
+        Pipeline::build_with(loaded, services, &for_route)
+    }
 }
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'

@@ -6,6 +6,9 @@
 //! - `envoy`: Envoy → tollgate ext_proc → upstream in BUFFERED, STREAMED and
 //!   FULL_DUPLEX_STREAMED, with tollgate's `modeOverride` on and off; SSE; route names;
 //!   failure modes.
+//! - `mode_override`: Envoy ignoring tollgate's `mode_override` (`allow_mode_override:
+//!   false`) in STREAMED and BUFFERED: bodies in pieces or whole still reach the guard
+//!   whole; in NONE the missing body fails the fail-closed guard.
 //! - `proxy`: the standalone proxy: header policies, SSE, error replies (malformed or
 //!   abandoned request bodies, upstream failures without the upstream's address).
 //! - `listeners`: connection bounds on every listener: first-byte, header-read, idle
@@ -59,6 +62,8 @@ mod limits;
 mod listeners;
 #[path = "e2e/llm.rs"]
 mod llm;
+#[path = "e2e/mode_override.rs"]
+mod mode_override;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

@@ -134,7 +134,8 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// Sections read once at start that a reload may change without effect until a
-/// restart (`upstream` pool and timeouts, `logging`): applied reloads warn about them.
+/// restart (`upstream` pool and timeouts, `logging`, `runtime`, `limits.connections`):
+/// applied reloads warn about them.
 pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if json(&old.upstream) != json(&new.upstream) {

@@ -1,6 +1,9 @@
 //! Turning a loaded config into a `Pipeline` — compiled routes with their processor
 //! factories — and validating everything serde cannot (regexes, header names, addresses),
-//! with the field path of each problem. The current pipeline sits in a `PipelineStore`;
+//! with the field path of each problem. Which policies become which processors is not
+//! known here: the caller passes the registry in (`Registry`; tollgate's own is
+//! `processors::for_route`, behind `Pipeline::build`), so the pipeline depends on no
+//! processor. The current pipeline sits in a `PipelineStore`;
 //! an exchange holds the `Arc` it started with, so a reload never changes a request in
 //! flight.
 
@@ -12,7 +15,7 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 
 use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
-use super::{CompiledRoute, RouteSelector};
+use super::{CompiledRoute, ProcessorFactory, RouteSelector};
 use crate::config::{Config, ConfigError, ConfigErrors, LoadedConfig, Policies, Route, ServerTls};
 use crate::metrics::Metrics;
 use crate::services::Services;
@@ -30,29 +33,43 @@ pub struct Pipeline {
     pub services: Arc<Services>,
 }
 
+/// What building a route's processors needs besides its policies.
+pub struct BuildCx<'a> {
+    pub config: &'a Config,
+    pub services: &'a Arc<Services>,
+    pub prices: &'a crate::pricing::Prices,
+    /// The processor registry the pipeline is built with.
+    pub registry: &'a Registry,
+}
+
+/// The processor registry: a route's policies (at field path `path`, for errors) to
+/// its processor factories in run order; `route` is the route's name.
+pub type Registry = dyn Fn(&Policies, &str, &str, &BuildCx<'_>) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError>
+    + Sync;
+
 impl Pipeline {
-    /// Validates and compiles a config. Every semantic problem is reported, not only
-    /// the first (`ConfigError::Many`).
-    pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
+    /// Validates and compiles a config, making each route's processors with `registry`.
+    /// Every semantic problem is reported, not only the first (`ConfigError::Many`).
+    pub fn build_with(
+        loaded: LoadedConfig,
+        services: Arc<Services>,
+        registry: &Registry,
+    ) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
         let mut errs = ConfigErrors::default();
         validate_addresses(config, &mut errs);
         let prices = crate::pricing::Prices::new(&config.llm.prices);
-        let bcx = crate::processors::BuildCx {
+        let bcx = BuildCx {
             config,
             services: &services,
             prices: &prices,
+            registry,
         };
         // Gateway-wide policies are checked once, at their own path; when they are
         // broken, routes are checked with their own policies only, so one problem is
         // not reported again under every route.
         let no_policies = Policies::default();
-        let gateway = match errs.check(crate::processors::for_route(
-            &config.policies,
-            "policies",
-            "gateway",
-            &bcx,
-        )) {
+        let gateway = match errs.check(registry(&config.policies, "policies", "gateway", &bcx)) {
             Some(_) => &config.policies,
             None => &no_policies,
         };
@@ -116,7 +133,7 @@ impl Pipeline {
 fn compile_binds(
     config: &Config,
     gateway: &Policies,
-    bcx: &crate::processors::BuildCx<'_>,
+    bcx: &BuildCx<'_>,
     errs: &mut ConfigErrors,
 ) -> (RouteSelector, HashMap<u16, RouteSelector>) {
     let mut ext_proc_routes = RouteSelector::default();
@@ -177,7 +194,7 @@ fn compile_route(
     name: String,
     gateway: &Policies,
     path: &str,
-    bcx: &crate::processors::BuildCx<'_>,
+    bcx: &BuildCx<'_>,
 ) -> Result<CompiledRoute, ConfigError> {
     let policies = route.policies.over(gateway);
     let mut errs = ConfigErrors::default();
@@ -195,7 +212,7 @@ fn compile_route(
             errs.check(readable(ca, &format!("{at}.tls.caFile")));
         }
     }
-    let factories = errs.check(crate::processors::for_route(
+    let factories = errs.check((bcx.registry)(
         &policies,
         &format!("{path}.policies"),
         &name,

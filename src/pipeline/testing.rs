@@ -95,6 +95,8 @@ pub struct Script {
     pub failure_mode: FailureMode,
     /// Upper-case each body chunk it sees.
     pub uppercase: bool,
+    /// End the body at this phase name (`Body::end_stream` with `END`).
+    pub end_stream_at: Option<&'static str>,
     /// Record Envoy dynamic metadata at this phase name: namespace `scripted`, key the
     /// journal entry of the call (`request_body(ab,eos)`), value `true`.
     pub metadata_at: Option<&'static str>,
@@ -185,6 +187,9 @@ impl ScriptedProcessor {
         if self.script.uppercase {
             let up = body.data().to_ascii_uppercase();
             body.replace(up.into());
+        }
+        if self.script.end_stream_at == Some(phase) {
+            body.end_stream(bytes::Bytes::from_static(b"END"));
         }
         self.step(cx, phase, note)
     }

@@ -25,11 +25,8 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 /// An exchange shared by the handler and the body tasks.
 pub type SharedExchange = Arc<Mutex<Exchange>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Request,
-    Response,
-}
+/// Which body: the pipeline's one `Direction` type.
+pub use crate::pipeline::Direction as Side;
 
 pub fn full(data: Bytes) -> ProxyBody {
     Full::new(data).map_err(|never| match never {}).boxed()
@@ -181,14 +178,19 @@ where
             let eos = finished || trailers.is_some() || body.is_end_stream();
             let mut ex = exchange.lock().await;
             if !ended {
-                let verdict = match side {
-                    Side::Request => ex.request_body(data, eos, false).await,
-                    Side::Response => ex.response_body(data, eos, false).await,
-                };
-                match verdict {
+                match ex.body_chunk(side, data, eos, false).await {
                     Verdict::Continue(out) => {
                         if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err()
                         {
+                            return;
+                        }
+                        if out.ends_stream {
+                            // A processor ended the body: it closes here, whatever the
+                            // other side still sends.
+                            if side == Side::Response {
+                                let status = ex.cx.response_status.unwrap_or(0);
+                                ex.finish(Outcome::Completed { status });
+                            }
                             return;
                         }
                     }
@@ -201,11 +203,7 @@ where
             }
             if let Some(map) = trailers {
                 let mut t = Headers::new(map);
-                let verdict = match side {
-                    Side::Request => ex.request_trailers(&mut t).await,
-                    Side::Response => ex.response_trailers(&mut t).await,
-                };
-                if let Verdict::Respond(reply) = verdict {
+                if let Verdict::Respond(reply) = ex.trailers(side, &mut t).await {
                     respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
                     return;
                 }
@@ -277,11 +275,7 @@ where
             Some(Err(e)) => return Err(Stopped::broken(side, e.into())),
         };
         let mut ex = exchange.lock().await;
-        let verdict = match side {
-            Side::Request => ex.request_body(data, eos, false).await,
-            Side::Response => ex.response_body(data, eos, false).await,
-        };
-        match verdict {
+        match ex.body_chunk(side, data, eos, false).await {
             Verdict::Respond(reply) => return Err(Stopped::Reply(reply)),
             Verdict::Continue(o) => out.extend_from_slice(&o.data),
         }
