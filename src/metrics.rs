@@ -2,10 +2,12 @@
 //! registry, created at start and shared by every config snapshot, so counters survive
 //! reloads.
 
+mod connections;
 mod gen_ai;
 mod inference;
 mod labels;
 
+pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
 pub use inference::{
     DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
@@ -89,6 +91,7 @@ pub struct Metrics {
     /// Bounds on client- or upstream-chosen label values and log fields
     /// (`limits.labels`), applied by every pipeline build.
     pub labels: Arc<LabelBounds>,
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -168,8 +171,10 @@ impl Metrics {
             guard_duration.clone(),
         );
         let inference = InferenceMetrics::register(&mut registry, labels.clone());
+        let connections = ConnectionMetrics::register(&mut registry);
         Metrics {
             labels,
+            connections,
             inference,
             gen_ai,
             guard_findings,

@@ -43,13 +43,13 @@ use crate::expr::{Offload, RequestVars};
 use crate::llm::{Api, Decoder, LlmRequest};
 use crate::metrics::{GuardLabels, Metrics, SideLabels};
 use crate::pipeline::{
-    Adapter, Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
+    Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
     ProcessorFactory,
 };
 use crate::services::Services;
 
 use request::Decision;
-use rules::{CompiledSide, RuleInfo, SideKind};
+use rules::{CompiledSide, SideKind};
 use stream::{StreamGuard, StreamOut};
 
 /// Factory of the `promptGuard` policy of one route.
@@ -499,13 +499,8 @@ impl Processor for PromptGuard {
                             request_id = %cx.request_id, route = cx.route.as_deref().unwrap_or(""),
                             side = "response", rule = %info.name, "prompt guard ended the stream"
                         );
-                        if cx.adapter == Adapter::Proxy {
-                            // The proxy sends this body and closes the stream.
-                            let mut reply = stream_end(info, bytes);
-                            reply.details = "prompt_guard_rejected".into();
-                            return Ok(Flow::Respond(reply));
-                        }
-                        body.replace(bytes.into());
+                        // The error event is the stream's last bytes.
+                        body.end_stream(bytes.into());
                         Ok(Flow::Continue)
                     }
                 }
@@ -519,15 +514,6 @@ fn error_reply(api: Api, status: StatusCode, kind: &str, message: &str) -> Local
     let mut reply = LocalReply::error(status, kind, message);
     reply.body = api.error_body(status.as_u16(), kind, message).into();
     reply.details = format!("prompt_guard_{kind}");
-    reply
-}
-
-/// The reply that ends a stream mid-way: its status is only recorded (the upstream's
-/// went out with the headers); its body is the last bytes of the stream.
-fn stream_end(rule: &RuleInfo, bytes: Vec<u8>) -> LocalReply {
-    let mut reply = LocalReply::error(rule.status, "response_rejected", &rule.message);
-    reply.headers.clear();
-    reply.body = bytes.into();
     reply
 }
 

@@ -11,6 +11,7 @@ pub mod epp_envoy;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
 pub mod llm;
+pub mod raw;
 pub mod redis;
 pub mod scenario;
 /// The model-server simulator (`tollgate sim`).
