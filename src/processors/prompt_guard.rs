@@ -28,6 +28,7 @@
 //! (`tollgate_guard_findings_total`), and the time each check took
 //! (`tollgate_guard_duration_seconds`).
 
+mod definitions;
 mod hooks;
 mod json;
 mod moderation;
@@ -45,7 +46,7 @@ use async_trait::async_trait;
 use http::{HeaderName, StatusCode};
 
 use crate::config::{BufferLimits, ConfigError, FailureMode, PromptGuardPolicy};
-use crate::expr::RequestVars;
+use crate::expr::{Offload, RequestVars};
 use crate::llm::{Api, Decoder, LlmError, LlmRequest};
 use crate::metrics::{GuardLabels, Metrics, SideLabels};
 use crate::pipeline::{
@@ -70,6 +71,8 @@ struct Shared {
     max_response_bytes: usize,
     limits: BufferLimits,
     metrics: Arc<Metrics>,
+    /// Where heavy request checks run (`limits.cel`).
+    offload: Offload,
 }
 
 impl PromptGuardFactory {
@@ -82,11 +85,18 @@ impl PromptGuardFactory {
         if policy.request.is_none() && policy.response.is_none() {
             return Err(ConfigError::field(path, "give request or response rules"));
         }
+        let (services, cel) = (bcx.services, &bcx.config.limits.cel);
         let side = |s: &Option<crate::config::GuardSide>, kind: SideKind| {
             s.as_ref()
-                .map(|s| CompiledSide::new(s, kind, &format!("{path}.{}", kind.as_str())))
+                .map(|s| CompiledSide::new(s, kind, cel, &format!("{path}.{}", kind.as_str())))
                 .transpose()
         };
+        let permits = services
+            .shared(Offload::permits_key(cel), || {
+                let permits = tokio::sync::Semaphore::new(cel.max_concurrent_evaluations);
+                Ok::<_, std::convert::Infallible>(Arc::new(permits))
+            })
+            .unwrap_or_else(|never| match never {});
         Ok(PromptGuardFactory {
             shared: Arc::new(Shared {
                 request: side(&policy.request, SideKind::Request)?,
@@ -96,6 +106,7 @@ impl PromptGuardFactory {
                 max_response_bytes: policy.max_response_bytes,
                 limits: bcx.config.limits.buffers.clone(),
                 metrics: bcx.services.metrics.clone(),
+                offload: Offload::new(cel, permits),
             }),
         })
     }
@@ -313,15 +324,8 @@ impl Processor for PromptGuard {
             Ok(r) => r,
             Err(flow) => return Ok(*flow),
         };
-        let mut tally = Tally::new(side);
-        let decision = request::check(
-            side,
-            &request,
-            self.vars.as_ref(),
-            cx.jwt.as_ref(),
-            body.data(),
-            &mut tally,
-        );
+        let (vars, jwt) = (self.vars.as_ref(), cx.jwt.as_ref());
+        let (decision, tally) = check_request(&shared, vars, jwt, &request, body.data()).await?;
         self.report(cx, side, &tally, started);
         let mut rewritten = match decision {
             Decision::Pass => None,
@@ -512,6 +516,55 @@ fn error_reply(api: Api, status: StatusCode, kind: &str, message: &str) -> Local
     reply
 }
 
+/// Runs the request side's rules: off the async workers when its CEL conditions are heavy
+/// (a large body, or a comprehension; see `limits.cel`), else right here.
+async fn check_request(
+    shared: &Arc<Shared>,
+    vars: Option<&RequestVars>,
+    jwt: Option<&serde_json::Value>,
+    request: &Arc<LlmRequest>,
+    body: &[u8],
+) -> Result<(Decision, Tally), ProcessorError> {
+    let side = shared
+        .request
+        .as_ref()
+        .expect("checked on the request side");
+    let looping = side.cel.iter().any(|(_, e)| e.loops());
+    if side.cel.is_empty() || !shared.offload.wanted(body.len(), looping) {
+        let mut tally = Tally::new(side);
+        let decision = request::check(side, request, vars, jwt, body, &mut tally);
+        return Ok((decision, tally));
+    }
+    let (vars, jwt) = (vars.cloned(), jwt.cloned());
+    let (request, body) = (request.clone(), body.to_vec());
+    let work = {
+        let shared = shared.clone();
+        move || {
+            let side = shared
+                .request
+                .as_ref()
+                .expect("checked on the request side");
+            let mut tally = Tally::new(side);
+            let decision = request::check(
+                side,
+                &request,
+                vars.as_ref(),
+                jwt.as_ref(),
+                &body,
+                &mut tally,
+            );
+            (decision, tally)
+        }
+    };
+    shared
+        .offload
+        .run(work)
+        .await
+        .map_err(|e| ProcessorError::internal(format!("prompt guard: {e}")))
+}
+
+#[cfg(test)]
+mod coverage_tests;
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]

@@ -52,7 +52,13 @@ impl TokenAccountingFactory {
     ) -> Result<Self, ConfigError> {
         Ok(TokenAccountingFactory {
             policy: policy.clone(),
-            exporter: Arc::new(Exporter::new(policy, bcx.services, bcx.prices, path)?),
+            exporter: Arc::new(Exporter::new(
+                policy,
+                bcx.services,
+                bcx.prices,
+                &bcx.config.limits.cel,
+                path,
+            )?),
             limits: Arc::new(bcx.config.limits.buffers.clone()),
         })
     }

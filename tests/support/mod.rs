@@ -13,6 +13,7 @@ pub mod guard;
 /// Hostile answers of the mock upstream (bombs, huge lines).
 pub mod hostile;
 pub mod llm;
+pub mod raw;
 pub mod redis;
 pub mod scenario;
 /// The model-server simulator (`tollgate sim`).

@@ -1,7 +1,7 @@
 //! Ending a guarded stream mid-way, and what each stream outcome does to the exchange:
 //! a reject rule's error event, a buffer bound passed (per the failure mode), a body
-//! that decodes past its bounds. [`end_stream`] is the one place that knows how an
-//! adapter closes a stream whose headers are already out.
+//! that decodes past its bounds. A stream whose headers are already out ends with the
+//! pipeline's `Body::end_stream` verb, which each adapter carries out its own way.
 
 use http::StatusCode;
 
@@ -9,7 +9,7 @@ use super::rules::CompiledSide;
 use super::stream::StreamOut;
 use super::{error_reply, PromptGuard, ResponseMode};
 use crate::llm::DecodeLimit;
-use crate::pipeline::{Adapter, Body, Ctx, Flow, LocalReply};
+use crate::pipeline::{Body, Ctx, Flow};
 
 // === impl PromptGuard ===
 
@@ -36,9 +36,7 @@ impl PromptGuard {
                     request_id = %cx.request_id, route = cx.route.as_deref().unwrap_or(""),
                     side = "response", rule = %info.name, "prompt guard ended the stream"
                 );
-                let mut reply = LocalReply::error(info.status, "response_rejected", &info.message);
-                reply.details = "prompt_guard_rejected".into();
-                end_stream(cx, body, bytes, reply)
+                end_stream(body, bytes)
             }
             StreamOut::Limit {
                 bytes,
@@ -60,10 +58,7 @@ impl PromptGuard {
                     body.replace(bytes.into());
                     return Flow::Continue;
                 }
-                let (status, kind) = (StatusCode::BAD_GATEWAY, "upstream_error");
-                let mut reply = LocalReply::error(status, kind, "buffer limit");
-                reply.details = "prompt_guard_buffer_limit".into();
-                end_stream(cx, body, bytes, reply)
+                end_stream(body, bytes)
             }
         }
     }
@@ -86,24 +81,16 @@ impl PromptGuard {
             ResponseMode::Stream(guard) => {
                 let mut bytes = Vec::new();
                 guard.end(&mut bytes, status.as_u16(), kind, message);
-                let mut reply = LocalReply::error(status, kind, message);
-                reply.details = "prompt_guard_buffer_limit".into();
-                end_stream(cx, body, bytes, reply)
+                end_stream(body, bytes)
             }
             _ => Flow::Respond(error_reply(self.api, status, kind, message)),
         }
     }
 }
 
-/// Ends a stream mid-way with `bytes` as its last bytes. `reply` says why: its status is
-/// only recorded (the upstream's went out with the headers).
-fn end_stream(cx: &Ctx, body: &mut Body, bytes: Vec<u8>, mut reply: LocalReply) -> Flow {
-    if cx.adapter == Adapter::Proxy {
-        // The proxy sends this body and closes the stream.
-        reply.headers.clear();
-        reply.body = bytes.into();
-        return Flow::Respond(reply);
-    }
-    body.replace(bytes.into());
+/// Ends a stream mid-way with `bytes` as its last bytes (the upstream's status went out
+/// with the headers; each adapter closes the stream its own way).
+fn end_stream(body: &mut Body, bytes: Vec<u8>) -> Flow {
+    body.end_stream(bytes.into());
     Flow::Continue
 }

@@ -32,7 +32,12 @@ pub fn pipeline_after(top: &str, policies: &str) -> Arc<Pipeline> {
 }
 
 pub fn exchange(p: &Arc<Pipeline>, adapter: Adapter, path: &str) -> Exchange {
-    let route = p.ext_proc_routes.by_name("llm").unwrap();
+    exchange_on(p, "llm", adapter, path)
+}
+
+/// An exchange on the route named `route`.
+pub fn exchange_on(p: &Arc<Pipeline>, route: &str, adapter: Adapter, path: &str) -> Exchange {
+    let route = p.ext_proc_routes.by_name(route).unwrap();
     let head = RequestHead {
         method: "POST".into(),
         path: path.into(),
@@ -224,11 +229,10 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
         r#"{"email":"<EMAIL>"}"#
     );
     assert_eq!(v["messages"][3]["content"], "found <EMAIL> é");
-    // Tool definitions are not prompt text and stay as they were.
-    assert_eq!(
-        v["tools"][0]["function"]["description"],
-        "mail admin@example.com"
-    );
+    // Tool definitions are read by the model: masked too, their schema vocabulary kept.
+    assert_eq!(v["tools"][0]["function"]["description"], "mail <EMAIL>");
+    assert_eq!(v["tools"][0]["type"], "function");
+    assert_eq!(v["tools"][0]["function"]["name"], "lookup");
     assert!(!sent.contains(EMAIL) && !sent.contains(CARD));
     // Everything outside the masked strings is unchanged (number spelling, spacing).
     assert!(sent.starts_with("{\"model\":\"gpt-4o\",\"temperature\":0.70,\n  \"messages\""));
@@ -237,8 +241,8 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
             &p,
             r#"tollgate_guard_findings_total{route="llm",side="request",rule="pii",action="mask"}"#
         ),
-        Some(4.0),
-        "three emails and a card in the prompt parts (tool definitions are not prompt)"
+        Some(5.0),
+        "three emails and a card in the prompt parts, an email in a tool definition"
     );
 }
 

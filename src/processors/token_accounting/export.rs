@@ -36,6 +36,7 @@ impl Exporter {
         policy: &TokenAccountingPolicy,
         services: &Arc<Services>,
         prices: &Prices,
+        cel_limits: &crate::config::CelLimits,
         path: &str,
     ) -> Result<Self, ConfigError> {
         let mut entries = Vec::new();
@@ -45,9 +46,11 @@ impl Exporter {
                 return Err(ConfigError::field(format!("{field}.key"), "empty key"));
             }
             let cel = match (m.kind, &m.cel) {
-                (CostType::Cel, Some(src)) => {
-                    Some(Expression::compile(src, &format!("{field}.cel"))?)
-                }
+                (CostType::Cel, Some(src)) => Some(Expression::compile(
+                    src,
+                    &format!("{field}.cel"),
+                    cel_limits,
+                )?),
                 (CostType::Cel, None) => {
                     return Err(ConfigError::field(
                         format!("{field}.cel"),
@@ -120,14 +123,14 @@ impl Exporter {
         let response_model = response
             .and_then(|r| r.tracker.model().map(str::to_string))
             .unwrap_or_else(|| request_model.clone());
+        let g = &self.metrics.gen_ai;
         let labels = GenAiLabels {
             gen_ai_operation_name: api.operation(),
             gen_ai_provider_name: api.provider().as_str(),
-            gen_ai_request_model: request_model,
-            gen_ai_response_model: response_model.clone(),
+            gen_ai_request_model: g.model(&request_model),
+            gen_ai_response_model: g.model(&response_model),
             route: route.clone(),
         };
-        let g = &self.metrics.gen_ai;
         for (kind, n, always) in [
             ("input", usage.input_tokens, true),
             ("output", usage.output_tokens, true),
