@@ -10,6 +10,10 @@
 //! - `guard/stream`: the stream masker fed 16 KiB of chat text in SSE-sized deltas
 //!   (elements = deltas, so criterion's rate is events per second), beside masking the
 //!   same text whole.
+//! - `guard/normalize`: the cost of Unicode normalization before detection, in one run:
+//!   `scan` (normalizes) beside `scan_raw_into` (does not) on the same text — ASCII chat
+//!   (normalization is one `is_ascii` pass), and chat with accented, CJK, fullwidth and
+//!   zero-width characters (the text is normalized and mapped back).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -154,5 +158,58 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scan, hostile, stream);
+/// Chat text with a non-ASCII word every few words: accents, CJK, fullwidth forms and
+/// zero-width spaces, as multilingual or obfuscated prompts have.
+fn multilingual(bytes: usize) -> String {
+    let words = [
+        "café",
+        "日本語",
+        "ｆｕｌｌ",
+        "zero\u{200B}width",
+        "naïve",
+        "＠",
+        "Ünïcödé",
+    ];
+    let mut rng = quality::XorShift::new(5);
+    let mut out = String::new();
+    for (i, w) in quality::chat_text(9, bytes).split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(w);
+        if rng.chance(15) {
+            out.push(' ');
+            let word: &&str = rng.pick(&words);
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+fn normalize(c: &mut Criterion) {
+    let s = builtins();
+    let mut g = c.benchmark_group("guard/normalize");
+    let mut found = Vec::new();
+    for (name, text) in [
+        ("ascii", quality::chat_text(7, 384 * 1024)),
+        ("multilingual", multilingual(384 * 1024)),
+    ] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("with_normalization/{name}"), |b| {
+            b.iter(|| {
+                s.scan_into(black_box(&text), &mut found);
+                found.len()
+            })
+        });
+        g.bench_function(format!("without_normalization/{name}"), |b| {
+            b.iter(|| {
+                s.scan_raw_into(black_box(&text), &mut found);
+                found.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, scan, hostile, stream, normalize);
 criterion_main!(benches);

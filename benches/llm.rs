@@ -8,11 +8,17 @@
 //! - `sse_usage_anthropic`: the same for an Anthropic Messages stream.
 //! - `chat_request`: `LlmRequest::parse` alone and with `estimate_prompt_tokens`, and
 //!   the `set_include_usage` splice, for 4 KiB, 100 KiB and 1 MiB chat bodies.
+//! - `buffer_bounds`: the cost of `limits.buffers` on the response hot path — the SSE
+//!   parser, and gzip decoding of the same stream in 1 KiB reads — with the default
+//!   bounds and with bounds too large to matter, in one run.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
+use std::io::Write;
+
 use tollgate::llm::{
-    estimate_prompt_tokens, set_include_usage, Api, LlmRequest, ResponseTracker, SseParser,
+    estimate_prompt_tokens, set_include_usage, Api, DecodeLimits, Decoder, LlmRequest,
+    ResponseTracker, SseLimits, SseParser,
 };
 
 const WORDS: &[&str] = &[
@@ -173,5 +179,48 @@ fn request(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sse, request);
+fn parse_with(limits: SseLimits, chunks: &[Vec<u8>]) -> usize {
+    let mut parser = SseParser::with_limits(limits);
+    chunks.iter().map(|c| parser.push(c).count()).sum()
+}
+
+fn decode_with(limits: DecodeLimits, reads: &[&[u8]]) -> usize {
+    let mut d = Decoder::with_limits(Some("gzip"), limits).unwrap();
+    let n: usize = reads.iter().map(|r| d.push(r).unwrap().len()).sum();
+    n + d.finish().unwrap().len()
+}
+
+fn buffer_bounds(c: &mut Criterion) {
+    let chunks = chat_stream();
+    let unbounded_sse = SseLimits {
+        line_bytes: usize::MAX / 2,
+        event_bytes: usize::MAX / 2,
+    };
+    let unbounded_decode = DecodeLimits {
+        max_bytes: u64::MAX,
+        max_ratio: u32::MAX,
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&chunks.concat()).unwrap();
+    let gz = gz.finish().unwrap();
+    let reads: Vec<&[u8]> = gz.chunks(1024).collect();
+
+    let mut g = c.benchmark_group("buffer_bounds");
+    g.throughput(Throughput::Bytes(total_len(&chunks)));
+    g.bench_function("sse_parse/default", |b| {
+        b.iter(|| parse_with(SseLimits::DEFAULT, black_box(&chunks)))
+    });
+    g.bench_function("sse_parse/unbounded", |b| {
+        b.iter(|| parse_with(unbounded_sse, black_box(&chunks)))
+    });
+    g.bench_function("gzip_decode/default", |b| {
+        b.iter(|| decode_with(DecodeLimits::DEFAULT, black_box(&reads)))
+    });
+    g.bench_function("gzip_decode/unbounded", |b| {
+        b.iter(|| decode_with(unbounded_decode, black_box(&reads)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sse, request, buffer_bounds);
 criterion_main!(benches);

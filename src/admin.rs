@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::redacted_json;
+use crate::listen::{self, Acceptor, ConnWatch, Refusal, Timeouts, Tracked, Watched};
 use crate::pipeline::PipelineStore;
 
 /// What the admin endpoints report on.
@@ -23,35 +24,56 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` resolves.
+/// The reply to a connection beyond `limits.connections.adminMaxConnections`.
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 21\r\n\r\ntoo many connections\n";
+
+/// Serves the admin endpoints on `listener` until `shutdown` resolves, with its own
+/// connection limit (so probes get through while the proxy is full) and the
+/// connection timeouts of `limits.connections` (as configured at start).
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let pipeline = state.store.load();
+    let metrics = pipeline.metrics.clone();
+    let limits = pipeline.config().limits.connections.clone();
+    drop(pipeline);
+    let mut acceptor = Acceptor::new(
+        listener,
+        "admin",
+        limits.admin_max_connections,
+        Refusal::Reply(OVERLOADED),
+        &metrics,
+    );
+    let timeouts = Timeouts::from(&limits);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
+            _ = &mut shutdown => break,
         };
         let state = state.clone();
+        let metrics = metrics.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+            let _permit = accepted.permit;
+            let watch = ConnWatch::new();
+            let io = TokioIo::new(Watched::new(accepted.stream, watch.clone()));
+            let requests = watch.clone();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let guard = requests.begin(req.version() == http::Version::HTTP_2);
+                let resp = handle(&state, req).map(|b| Tracked::new(b, guard));
+                async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = listen::boxed(builder.serve_connection(io, service).into_owned());
+            listen::drive(conn, &watch, &timeouts, stop, "admin", &metrics).await;
         });
     }
+    let _ = stop_tx.send(true);
 }
 
 fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -94,4 +116,18 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_overload_reply_is_well_formed() {
+        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+    }
 }

@@ -3,8 +3,10 @@
 //! requests and streams).
 //!
 //! Listen addresses (`binds[].port`, `extProc.address`, `admin.address`) are read at
-//! start; a reload that changes them is applied to routes and policies but the sockets
-//! stay where they are until a restart (a warning says so).
+//! start; a reload that changes them is refused as a whole (see `reload`), so the open
+//! sockets keep their routes until a restart applies the file.
+
+mod reload;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +18,17 @@ use tokio::sync::watch;
 
 use crate::adapters::{ext_proc, proxy};
 use crate::admin::{self, AdminState};
-use crate::config::{self, Config, LoadedConfig};
-use crate::metrics::ResultLabels;
+use crate::config::{self, ConfigError, ConfigErrors, LoadedConfig};
 use crate::pipeline::{Pipeline, PipelineStore};
 use crate::services::Services;
 
-/// How often the config file is checked for changes.
+/// How often the config file is checked for changes. A change applies once two polls
+/// in a row read the same content (0.5–1 s after the write ends), so a file caught
+/// mid-write is never applied; a constant because no operator has needed another.
 const RELOAD_POLL: Duration = Duration::from_millis(500);
 
-/// Loads and validates a config file, or the embedded default when `path` is `None`.
+/// Loads and validates a config file, or the embedded default when `path` is `None`;
+/// every semantic problem is reported (parse errors stop at the first).
 pub fn load(path: Option<&std::path::Path>, services: Arc<Services>) -> anyhow::Result<Pipeline> {
     let loaded = match path {
         Some(p) => config::load_file(p),
@@ -34,7 +38,17 @@ pub fn load(path: Option<&std::path::Path>, services: Arc<Services>) -> anyhow::
         p.display().to_string()
     });
     let loaded = loaded.with_context(|| format!("invalid config {origin}"))?;
-    Pipeline::build(loaded, services).with_context(|| format!("invalid config {origin}"))
+    validated(loaded, services).with_context(|| format!("invalid config {origin}"))
+}
+
+/// The pipeline of a parsed config, with every problem reported: that it serves
+/// something, and everything `Pipeline::build` checks.
+fn validated(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
+    let mut errs = ConfigErrors::default();
+    errs.check(config::check_serves(&loaded.config));
+    let pipeline = errs.check(Pipeline::build(loaded, services));
+    errs.finish(pipeline)
+        .map(|p| p.expect("built without errors"))
 }
 
 /// Runs tollgate until SIGTERM or SIGINT.
@@ -110,12 +124,13 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             path.clone(),
             RELOAD_POLL,
             stop_rx.clone(),
-            move |text| reload(&store, &services, &path, &text),
+            move |text| reload::reload(&store, &services, &path, &text),
         ));
     }
 
     ready.store(true, Ordering::Release);
-    tracing::info!("tollgate ready");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(workers, "tollgate ready");
     wait_for_signal().await;
     tracing::info!(grace_period = ?grace, "shutting down: readiness off, draining");
     ready.store(false, Ordering::Release);
@@ -148,45 +163,6 @@ async fn finish_early(
         s.await??;
     }
     anyhow::bail!("a server stopped before it was ready")
-}
-
-fn reload(store: &PipelineStore, services: &Arc<Services>, path: &std::path::Path, text: &str) {
-    let metrics = &services.metrics;
-    let result = config::parse_str(text)
-        .and_then(|loaded: LoadedConfig| Pipeline::build(loaded, services.clone()));
-    match result {
-        Ok(pipeline) => {
-            warn_on_address_change(store.load().config(), pipeline.config());
-            store.replace(pipeline);
-            metrics
-                .config_reloads
-                .get_or_create(&ResultLabels { result: "success" })
-                .inc();
-            tracing::info!(path = %path.display(), "config reloaded");
-        }
-        Err(e) => {
-            metrics
-                .config_reloads
-                .get_or_create(&ResultLabels { result: "failure" })
-                .inc();
-            tracing::error!(path = %path.display(), error = %e, "config reload rejected; the running config stays in force");
-        }
-    }
-}
-
-fn warn_on_address_change(old: &Config, new: &Config) {
-    let ports = |c: &Config| {
-        c.binds
-            .iter()
-            .map(|b| (b.address.clone(), b.port))
-            .collect::<Vec<_>>()
-    };
-    if ports(old) != ports(new)
-        || old.admin.address != new.admin.address
-        || old.ext_proc.as_ref().map(|e| &e.address) != new.ext_proc.as_ref().map(|e| &e.address)
-    {
-        tracing::warn!("listen addresses changed in the config; they take effect after a restart");
-    }
 }
 
 /// Resolves once `stop` turns true.

@@ -6,24 +6,30 @@ mod duration;
 mod epp;
 mod epp_scheduling;
 mod epp_source;
+mod error;
 mod guard;
 mod limits;
 mod llm;
 mod load;
 mod model;
 mod redact;
+mod runtime;
+mod serving;
 mod watch;
 
 pub use duration::Duration;
 pub use epp::*;
 pub use epp_scheduling::*;
 pub use epp_source::*;
+pub use error::{ConfigError, ConfigErrors};
 pub use guard::*;
 pub use limits::*;
 pub use llm::*;
-pub use load::{load_file, parse_str, ConfigError, LoadedConfig};
+pub use load::{load_file, parse_str, LoadedConfig};
 pub use model::*;
 pub use redact::redacted_json;
+pub use runtime::RuntimeConfig;
+pub use serving::{check_reload, check_serves, start_only_changes, ReloadRefusal};
 pub use watch::watch_file;
 
 /// The configuration tollgate runs when `serve` is given no file: ext_proc on

@@ -4,17 +4,25 @@
 //! Gateway's cost expressions over `input_tokens`, `output_tokens` and friends (unsigned
 //! integers, as there: write `input_tokens * 2u`, not `* 2`).
 //! Expressions compile once per config snapshot; a compile error names its field path.
+//! Their cost is bounded (`limits.cel`): size and nesting at load (`shape`), and heavy
+//! evaluations run off the async workers (`offload`).
+
+mod offload;
+mod shape;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::ConfigError;
+use crate::config::{CelLimits, ConfigError};
+
+pub use offload::{Offload, OffloadError};
 
 /// A compiled CEL expression.
 pub struct Expression {
     source: String,
     program: cel::Program,
+    shape: shape::Shape,
 }
 
 impl std::fmt::Debug for Expression {
@@ -80,14 +88,21 @@ impl Vars {
 }
 
 impl Expression {
-    /// Compiles `source`; `path` is its field path, for the error.
-    pub fn compile(source: &str, path: &str) -> Result<Self, ConfigError> {
+    /// Compiles `source` within `limits`; `path` is its field path, for the error.
+    pub fn compile(source: &str, path: &str, limits: &CelLimits) -> Result<Self, ConfigError> {
+        let shape = shape::check(source, limits).map_err(|e| ConfigError::field(path, e))?;
         let program = cel::Program::compile(source)
             .map_err(|e| ConfigError::field(path, format!("invalid CEL expression: {e}")))?;
         Ok(Expression {
             source: source.to_string(),
             program,
+            shape,
         })
+    }
+
+    /// Whether the expression loops (a comprehension): its cost grows with its input.
+    pub fn loops(&self) -> bool {
+        self.shape.comprehension_depth > 0
     }
 
     pub fn source(&self) -> &str {
@@ -151,6 +166,10 @@ impl Expression {
 mod tests {
     use super::*;
 
+    fn limits() -> CelLimits {
+        CelLimits::default()
+    }
+
     fn request() -> RequestVars {
         let mut headers = BTreeMap::new();
         headers.insert("x-api-key".to_string(), "k1".to_string());
@@ -164,14 +183,14 @@ mod tests {
 
     #[test]
     fn keys_from_headers() {
-        let e = Expression::compile(r#"request.headers["x-api-key"]"#, "k").unwrap();
+        let e = Expression::compile(r#"request.headers["x-api-key"]"#, "k", &limits()).unwrap();
         let vars = Vars::default().with("request", request());
         assert_eq!(e.eval_string(&vars).unwrap().as_deref(), Some("k1"));
     }
 
     #[test]
     fn cost_expression_over_token_counts() {
-        let e = Expression::compile("input_tokens * 2u + output_tokens", "c").unwrap();
+        let e = Expression::compile("input_tokens * 2u + output_tokens", "c", &limits()).unwrap();
         let vars = Vars::default()
             .with("input_tokens", 10u64)
             .with("output_tokens", 5u64);
@@ -180,7 +199,7 @@ mod tests {
 
     #[test]
     fn compile_error_names_the_path() {
-        let err = Expression::compile("request.headers[", "routes[0].x").unwrap_err();
+        let err = Expression::compile("request.headers[", "routes[0].x", &limits()).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("routes[0].x: invalid CEL expression"),
@@ -189,13 +208,37 @@ mod tests {
     }
 
     #[test]
+    fn shape_errors_name_the_path() {
+        let src = "[1].all(a, [2].all(b, a == b))";
+        let err = Expression::compile(
+            src,
+            "routes[0].policies.promptGuard.request.rules[1].cel",
+            &limits(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "routes[0].policies.promptGuard.request.rules[1].cel: comprehensions nested 2 deep"
+            ),
+            "{err}"
+        );
+        assert!(Expression::compile("[1].all(a, a == 1)", "x", &limits())
+            .unwrap()
+            .loops());
+        assert!(!Expression::compile("1 == 1", "x", &limits())
+            .unwrap()
+            .loops());
+    }
+
+    #[test]
     fn missing_header_is_an_error_not_a_panic() {
-        let e = Expression::compile(r#"request.headers["absent"]"#, "k").unwrap();
+        let e = Expression::compile(r#"request.headers["absent"]"#, "k", &limits()).unwrap();
         let vars = Vars::default().with("request", request());
         assert!(e.eval_string(&vars).is_err());
         let e = Expression::compile(
             r#"request.method == "POST" && request.path.startsWith("/v1")"#,
             "b",
+            &limits(),
         )
         .unwrap();
         assert!(e.eval_bool(&vars).unwrap());

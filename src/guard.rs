@@ -23,6 +23,7 @@
 mod builtin;
 mod keywords;
 mod mask;
+mod normalize;
 mod rules;
 mod scanner;
 mod stream;

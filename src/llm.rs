@@ -27,9 +27,9 @@ pub mod usage;
 mod tests;
 
 pub use api::{Api, Provider};
-pub use decode::Decoder;
+pub use decode::{DecodeLimit, DecodeLimits, Decoder};
 pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
-pub use sse::{SseEvent, SseParser};
+pub use sse::{SseEvent, SseLimit, SseLimits, SseParser};
 pub use tokens::{estimate_prompt_tokens, prewarm, Encoding};
-pub use usage::{EventInfo, ResponseTracker, Usage};
+pub use usage::{EventInfo, ResponseTracker, Usage, UsageInvalid};

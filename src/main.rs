@@ -24,6 +24,10 @@ enum Command {
         /// Config file (YAML); watched and reloaded on change.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Worker threads (like Envoy's --concurrency). Overrides `runtime.workers`;
+        /// default: the CPU cores available.
+        #[arg(long)]
+        workers: Option<std::num::NonZeroUsize>,
     },
     /// Check a config file; exit 1 with the bad field's path if it is invalid.
     Validate {
@@ -78,8 +82,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+        Command::Serve { config, workers } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = workers.or_else(|| configured_workers(config.as_deref())) {
+                builder.worker_threads(n.get());
+            }
+            let runtime = builder
                 .enable_all()
                 .build()
                 .expect("starting the tokio runtime");
@@ -92,4 +100,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `runtime.workers` of the config file (or the embedded default). A file that does not
+/// load gives `None` here; `app::run` reports why.
+fn configured_workers(path: Option<&std::path::Path>) -> Option<std::num::NonZeroUsize> {
+    let loaded = match path {
+        Some(p) => tollgate::config::load_file(p),
+        None => tollgate::config::parse_str(tollgate::config::EMBEDDED_DEFAULT),
+    };
+    loaded.ok()?.config.runtime.workers
 }

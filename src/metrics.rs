@@ -2,16 +2,23 @@
 //! registry, created at start and shared by every config snapshot, so counters survive
 //! reloads.
 
+mod buffers;
+mod connections;
 mod gen_ai;
 mod inference;
+mod labels;
 
+pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
+pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
 pub use inference::{
     DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
     PoolStats, PoolStatsSource, ServedLabels, StatusLabels,
 };
+pub use labels::{truncate, BoundedLabel, LabelBounds, OTHER};
 
 use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -83,6 +90,11 @@ pub struct Metrics {
     pub guard_findings: Family<GuardLabels, Counter>,
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
+    pub buffers: BufferMetrics,
+    /// Bounds on client- or upstream-chosen label values and log fields
+    /// (`limits.labels`), applied by every pipeline build.
+    pub labels: Arc<LabelBounds>,
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -94,6 +106,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
+        let labels = Arc::new(LabelBounds::default());
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "tollgate_requests",
@@ -135,7 +148,7 @@ impl Metrics {
             "Processor errors, by processor and the failure mode applied",
             processor_errors.clone(),
         );
-        let gen_ai = GenAiMetrics::register(&mut registry);
+        let gen_ai = GenAiMetrics::register(&mut registry, labels.clone());
         let token_limit_decisions = Family::<LimitLabels, Counter>::default();
         registry.register(
             "tollgate_token_limit_decisions",
@@ -160,8 +173,13 @@ impl Metrics {
              one chunk of a streamed response",
             guard_duration.clone(),
         );
-        let inference = InferenceMetrics::register(&mut registry);
+        let inference = InferenceMetrics::register(&mut registry, labels.clone());
+        let connections = ConnectionMetrics::register(&mut registry);
+        let buffers = BufferMetrics::register(&mut registry);
         Metrics {
+            buffers,
+            labels,
+            connections,
             inference,
             gen_ai,
             guard_findings,

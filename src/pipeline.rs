@@ -6,6 +6,7 @@
 mod body;
 mod build;
 mod ctx;
+mod direction;
 mod error;
 mod exchange;
 mod headers;
@@ -15,8 +16,9 @@ mod router;
 
 pub use body::{Body, BodyMode, BodyOutput};
 pub use build::header_name as header_name_at;
-pub use build::{Pipeline, PipelineStore};
+pub use build::{BuildCx, Pipeline, PipelineStore, Registry};
 pub use ctx::{Adapter, Ctx, LlmFacts, Outcome, RequestHead};
+pub use direction::Direction;
 pub use error::ProcessorError;
 pub use exchange::{Exchange, Verdict};
 pub use headers::{HeaderDiff, Headers};

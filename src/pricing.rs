@@ -53,7 +53,9 @@ impl Prices {
         let p = self.price(model)?;
         let cached = usage.cached_input_tokens;
         let creation = usage.cache_creation_input_tokens;
-        let plain_input = usage.input_tokens.saturating_sub(cached + creation);
+        let plain_input = usage
+            .input_tokens
+            .saturating_sub(cached.saturating_add(creation));
         let dollars = plain_input as f64 * p.input
             + cached as f64 * p.cached_input.unwrap_or(p.input)
             + creation as f64 * p.cache_creation_input.unwrap_or(p.input)

@@ -28,10 +28,11 @@ mod token_limit;
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Policies};
-use crate::pipeline::ProcessorFactory;
-use crate::pricing::Prices;
+use crate::config::{ConfigError, ConfigErrors, LoadedConfig, Policies};
+use crate::pipeline::{Pipeline, ProcessorFactory};
 use crate::services::Services;
+
+pub use crate::pipeline::BuildCx;
 
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
@@ -39,74 +40,74 @@ pub use prompt_guard::PromptGuardFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 
-/// What building processors needs besides the policies.
-pub struct BuildCx<'a> {
-    pub config: &'a crate::config::Config,
-    pub services: &'a Arc<Services>,
-    pub prices: &'a Prices,
+impl Pipeline {
+    /// Validates and compiles a config with tollgate's processor registry (`for_route`).
+    pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
+        Pipeline::build_with(loaded, services, &for_route)
+    }
 }
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'
-/// field path, for errors; `route` the route's name (labels, pool names).
+/// field path, for errors; `route` the route's name (labels, pool names). Every broken
+/// policy is reported, not only the first.
 pub fn for_route(
     policies: &Policies,
     path: &str,
     route: &str,
     bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
+    let mut errs = ConfigErrors::default();
     let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
+    let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
+        factories.extend(errs.check(made));
+    };
     if let Some(m) = &policies.request_header_modifier {
-        factories.push(Arc::new(HeaderModifierFactory::new(
+        add(HeaderModifierFactory::new(
             HeaderSide::Request,
             m,
             &format!("{path}.requestHeaderModifier"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.token_accounting {
-        factories.push(Arc::new(TokenAccountingFactory::new(
-            p,
-            bcx.services,
-            bcx.prices,
-            &format!("{path}.tokenAccounting"),
-        )?));
+        add(
+            TokenAccountingFactory::new(p, bcx, &format!("{path}.tokenAccounting"))
+                .map(|f| Arc::new(f) as _),
+        );
     }
     if let Some(p) = &policies.prompt_guard {
-        factories.push(Arc::new(PromptGuardFactory::new(
-            p,
-            bcx.services,
-            &format!("{path}.promptGuard"),
-        )?));
+        add(
+            PromptGuardFactory::new(p, bcx, &format!("{path}.promptGuard"))
+                .map(|f| Arc::new(f) as _),
+        );
     }
     if let Some(p) = &policies.token_limit {
         let field = format!("{path}.tokenLimit");
         if policies.token_accounting.is_none() {
-            return Err(ConfigError::field(
+            add(Err(ConfigError::field(
                 field,
                 "tokenLimit needs tokenAccounting on the same route (it supplies the counts)",
-            ));
+            )));
+        } else {
+            add(
+                TokenLimitFactory::new(p, bcx.config, bcx.services, bcx.prices, &field)
+                    .map(|f| Arc::new(f) as _),
+            );
         }
-        factories.push(Arc::new(TokenLimitFactory::new(
-            p,
-            bcx.config,
-            bcx.services,
-            bcx.prices,
-            &field,
-        )?));
     }
     if let Some(p) = &policies.endpoint_picker {
-        factories.push(Arc::new(EndpointPickerFactory::new(
-            p,
-            bcx.services,
-            route,
-            &format!("{path}.endpointPicker"),
-        )?));
+        add(
+            EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
+                .map(|f| Arc::new(f) as _),
+        );
     }
     if let Some(m) = &policies.response_header_modifier {
-        factories.push(Arc::new(HeaderModifierFactory::new(
+        add(HeaderModifierFactory::new(
             HeaderSide::Response,
             m,
             &format!("{path}.responseHeaderModifier"),
-        )?));
+        )
+        .map(|f| Arc::new(f) as _));
     }
-    Ok(factories)
+    errs.finish(factories)
 }

@@ -6,13 +6,23 @@
 //! - `envoy`: Envoy → tollgate ext_proc → upstream in BUFFERED, STREAMED and
 //!   FULL_DUPLEX_STREAMED, with tollgate's `modeOverride` on and off; SSE; route names;
 //!   failure modes.
-//! - `proxy`: the standalone proxy: header policies, SSE, error replies.
+//! - `mode_override`: Envoy ignoring tollgate's `mode_override` (`allow_mode_override:
+//!   false`) in STREAMED and BUFFERED: bodies in pieces or whole still reach the guard
+//!   whole; in NONE the missing body fails the fail-closed guard.
+//! - `proxy`: the standalone proxy: header policies, SSE, error replies (malformed or
+//!   abandoned request bodies, upstream failures without the upstream's address).
+//! - `listeners`: connection bounds on every listener: first-byte, header-read, idle
+//!   and body-progress timeouts, the connection limit, accept backoff at EMFILE,
+//!   `--workers`.
+//! - `buffers`: bounded buffers against a hostile upstream (gzip bombs, huge SSE lines).
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
 //!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
 //!   reported equals the metrics, the access log and Envoy's dynamic metadata; usage
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
+//! - `reload`: hot reload against saves in place, emptied files and port edits.
+//! - `secrets`: no credential reaches a log line or `/config`.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
 //! - `deploy_k8s`: the deploy/k8s manifests parse and agree with each other; the tollgate
 //!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
@@ -31,6 +41,8 @@
 
 mod support;
 
+#[path = "e2e/buffers.rs"]
+mod buffers;
 #[path = "e2e/cli.rs"]
 mod cli;
 #[path = "e2e/deploy_k8s.rs"]
@@ -49,11 +61,19 @@ mod guard;
 mod lifecycle;
 #[path = "e2e/limits.rs"]
 mod limits;
+#[path = "e2e/listeners.rs"]
+mod listeners;
 #[path = "e2e/llm.rs"]
 mod llm;
+#[path = "e2e/mode_override.rs"]
+mod mode_override;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]
 mod proxy;
+#[path = "e2e/reload.rs"]
+mod reload;
+#[path = "e2e/secrets.rs"]
+mod secrets;
 #[path = "e2e/sim.rs"]
 mod sim;

@@ -139,18 +139,10 @@ impl Default for EppMetricsConfig {
 }
 
 impl EndpointPickerPolicy {
-    /// The endpoints as socket addresses, in config order, with the source and the
-    /// metrics settings checked; errors name the offending field. With `endpointsFile`,
-    /// `dns` or `kubernetes` instead of `endpoints`, what that source holds now
-    /// (`EndpointSource::initial`: the file's list; empty for DNS and Kubernetes, whose
-    /// lists come from `crate::epp::discovery::watch`).
-    pub fn addresses(&self, path: &str) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
-        let source = self.source(path)?;
-        let out = if self.endpoints.is_empty() {
-            source.initial()
-        } else {
-            super::epp_source::static_list(&self.endpoints, path)?
-        };
+    /// Checks the settings besides the endpoint source (metrics, objectives, model
+    /// rewrites); errors name the offending field. The source is built and checked by
+    /// `crate::epp::discovery::source`.
+    pub fn check(&self, path: &str) -> Result<(), ConfigError> {
         if !self.metrics.path.starts_with('/') {
             return Err(ConfigError::field(
                 format!("{path}.metrics.path"),
@@ -164,7 +156,7 @@ impl EndpointPickerPolicy {
             ));
         }
         self.check_objectives_and_rewrites(path)?;
-        Ok(out)
+        Ok(())
     }
 
     fn check_objectives_and_rewrites(&self, path: &str) -> Result<(), ConfigError> {
@@ -218,83 +210,5 @@ impl EndpointPickerPolicy {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    fn policy(yaml: &str) -> super::EndpointPickerPolicy {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    #[test]
-    fn defaults_and_addresses() {
-        let p = policy("endpoints: ['127.0.0.1:8001', '[::1]:8002']");
-        assert_eq!(p.metrics.path, "/metrics");
-        assert_eq!(p.metrics.interval.get().as_millis(), 50);
-        let a = p.addresses("policies.endpointPicker").unwrap();
-        assert_eq!(a[1].to_string(), "[::1]:8002");
-    }
-
-    #[test]
-    fn addresses_of_other_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("pool");
-        std::fs::write(&f, "127.0.0.2:8000\n127.0.0.1:8000\n").unwrap();
-        let p = policy(&format!("endpointsFile: {}", f.display()));
-        assert_eq!(
-            p.addresses("p").unwrap(),
-            vec![
-                "127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap(),
-                "127.0.0.2:8000".parse().unwrap()
-            ]
-        );
-        assert!(policy("dns: {name: localhost, port: 8000}")
-            .addresses("p")
-            .unwrap()
-            .is_empty());
-        // The metrics settings are checked whatever the source.
-        let e = policy("{dns: {name: localhost, port: 8000}, metrics: {path: x}}")
-            .addresses("p.endpointPicker")
-            .unwrap_err();
-        assert!(
-            e.to_string().starts_with("p.endpointPicker.metrics.path: "),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn bad_endpoints_name_their_field() {
-        for (yaml, field) in [
-            (
-                "endpoints: ['127.0.0.1:8001', 'model-a:8000']",
-                "endpoints[1]",
-            ),
-            ("endpoints: ['127.0.0.1']", "endpoints[0]"),
-            ("endpoints: ['127.0.0.1:1', '127.0.0.1:1']", "endpoints[1]"),
-            ("endpoints: []", "endpoints"),
-            (
-                "{endpoints: ['127.0.0.1:1'], metrics: {path: metrics}}",
-                "metrics.path",
-            ),
-            (
-                "{endpoints: ['127.0.0.1:1'], objectives: [{name: a}, {name: a}]}",
-                "objectives[1].name",
-            ),
-            (
-                "{endpoints: ['127.0.0.1:1'], modelRewrites: [{model: m, targets: []}]}",
-                "modelRewrites[0].targets",
-            ),
-            (
-                "{endpoints: ['127.0.0.1:1'], modelRewrites: [{model: m, targets: [{model: a, weight: 0}]}]}",
-                "modelRewrites[0].targets",
-            ),
-        ] {
-            let e = policy(yaml).addresses("p.endpointPicker").unwrap_err();
-            assert!(
-                e.to_string().contains(&format!("p.endpointPicker.{field}")),
-                "{yaml}: {e}"
-            );
-        }
     }
 }

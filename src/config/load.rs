@@ -5,36 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::Config;
-
-/// A configuration problem, always with where it is.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("invalid YAML: {0}")]
-    Yaml(String),
-    #[error("{path}: {message}")]
-    Field { path: String, message: String },
-}
-
-impl ConfigError {
-    /// An error at `path`; an empty path (the document itself) reads `(root)`.
-    pub fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
-        let path = path.into();
-        ConfigError::Field {
-            path: if path.is_empty() {
-                "(root)".into()
-            } else {
-                path
-            },
-            message: message.into(),
-        }
-    }
-}
+use super::{Config, ConfigError};
 
 /// A parsed config plus what the redacted dump must hide.
 #[derive(Clone, Debug)]
@@ -57,11 +28,16 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// maps such as `path: {pathPrefix: /v1}`), then `${VAR}` substitution in every string value (`$${` is a
 /// literal `${`), then the typed model with unknown fields rejected.
 pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
-    let mut value: Value = if text.trim().is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?
-    };
+    // Empty, blank or comment-only text is a half-written or emptied file, never a
+    // config: applying it would drop every route.
+    if text.trim().is_empty() {
+        return Err(ConfigError::Empty);
+    }
+    let mut value: Value =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    if value.is_null() {
+        return Err(ConfigError::Empty);
+    }
     let mut substituted_paths = Vec::new();
     substitute_env(&mut value, &mut String::new(), &mut substituted_paths)?;
     let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -212,6 +188,36 @@ mod tests {
             err,
             "admin.address: environment variable TOLLGATE_SURELY_UNSET_VAR is not set"
         );
+    }
+
+    #[test]
+    fn empty_blank_and_comment_only_text_is_not_a_config() {
+        for text in [
+            "",
+            "  \n\t\n",
+            "# all commented out\n# binds: []\n",
+            "---\n",
+            "~\n",
+        ] {
+            let err = parse_str(text).unwrap_err();
+            assert!(matches!(err, ConfigError::Empty), "{text:?}: {err}");
+            assert!(err.to_string().contains("the config is empty"), "{err}");
+        }
+        // An explicitly empty mapping is a document; whether it serves anything is
+        // checked later (`check_serves`).
+        assert!(parse_str("{}\n").is_ok());
+    }
+
+    #[test]
+    fn half_written_files_fail_to_parse() {
+        for text in [
+            "binds:\n",
+            "binds:\n- port: 8080\n  listen",
+            "binds:\n- port: 8080\n  listeners:\n  - routes:\n",
+            "binds:\n- port: 8080\n  listeners:\n  - routes:\n    - name: a\n      backends: [ { host: \"127.0",
+        ] {
+            assert!(parse_str(text).is_err(), "{text:?} parsed");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Duration, EndpointPickerPolicy, LimitsConfig, LlmConfig, PromptGuardPolicy,
+    Duration, EndpointPickerPolicy, LimitsConfig, LlmConfig, PromptGuardPolicy, RuntimeConfig,
     TokenAccountingPolicy, TokenLimitPolicy,
 };
 
@@ -29,6 +29,9 @@ pub struct Config {
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// The async runtime (worker threads).
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
     /// Standalone-proxy upstream defaults (connection pool and timeouts).
     #[serde(default)]
     pub upstream: UpstreamConfig,

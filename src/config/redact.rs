@@ -1,24 +1,13 @@
 //! The config dump served on `/config`: the effective config as JSON with secrets
 //! replaced by `"<redacted>"`. Secrets are values that came from `${ENV}` substitution,
-//! header values of credential headers, and fields whose name says key, token, secret
-//! or password.
+//! and whatever [`crate::redact`] recognises by shape: values of credential headers (in
+//! header modifiers and header matches), fields named like secrets, and URL userinfo
+//! and credential query parameters in any string.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::LoadedConfig;
-
-const REDACTED: &str = "<redacted>";
-
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "api-key",
-    "cookie",
-    "set-cookie",
-];
-
-const SECRET_WORDS: &[&str] = &["key", "token", "secret", "password", "apikey"];
+use crate::redact::{is_secret_field, is_secret_header, redact_url, REDACTED};
 
 /// The redacted JSON form of a loaded config.
 pub fn redacted_json(loaded: &LoadedConfig) -> Value {
@@ -39,18 +28,24 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
     }
     match value {
         Value::Object(map) => {
+            if is_credential_header_match(map) {
+                hide_strings(map.get_mut("value").expect("checked"));
+            }
             for (k, v) in map.iter_mut() {
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
                 }
                 path.push_str(k);
-                let lower = k.to_ascii_lowercase();
-                let secret_name = (in_headers && SECRET_HEADERS.contains(&lower.as_str()))
-                    || (!in_headers && is_secret_field(&lower));
+                let secret_name = if in_headers {
+                    is_secret_header(k)
+                } else {
+                    is_secret_field(k)
+                };
                 if secret_name && v.is_string() {
                     *v = Value::String(REDACTED.into());
                 } else {
+                    // Header modifiers map header names to values under `set` / `add`.
                     let headers = matches!(k.as_str(), "set" | "add");
                     redact(v, path, substituted, headers);
                 }
@@ -65,13 +60,31 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
                 path.truncate(len);
             }
         }
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(hidden) = redact_url(s) {
+                *s = hidden;
+            }
+        }
         _ => {}
     }
 }
 
-fn is_secret_field(lower: &str) -> bool {
-    // `keyFile` names a path, not a key; `failureMode` etc. never match.
-    !lower.ends_with("file") && SECRET_WORDS.iter().any(|w| lower.ends_with(w))
+/// A header match (`{name, value}`) on a credential header: its value is a secret.
+fn is_credential_header_match(map: &Map<String, Value>) -> bool {
+    map.contains_key("value")
+        && map
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(is_secret_header)
+}
+
+fn hide_strings(value: &mut Value) {
+    match value {
+        Value::String(s) => *s = REDACTED.into(),
+        Value::Array(items) => items.iter_mut().for_each(hide_strings),
+        Value::Object(map) => map.values_mut().for_each(hide_strings),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +104,51 @@ mod tests {
         assert!(!dump.contains("hunter2"), "{dump}");
         assert!(dump.contains("visible"), "{dump}");
         assert!(dump.contains(REDACTED));
+    }
+
+    #[test]
+    fn every_credential_shape_is_hidden() {
+        let loaded = parse_str(
+            r#"llm:
+  redis: { url: "redis://:redis-pw@127.0.0.1:6379/0" }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - matches:
+      - headers:
+        - { name: x-api-key, value: { exact: match-secret } }
+        - { name: x-team, value: { exact: team-a } }
+      policies:
+        requestHeaderModifier:
+          set: { x-goog-api-key: goog-secret, api-key: azure-secret }
+          add: { x-custom-token: custom-secret, x-visible: shown }
+        promptGuard:
+          request:
+            webhook: { url: "http://127.0.0.1:9/guard?key=hook-secret&team=a" }
+            moderation: { url: "https://m.test/v1/moderations", apiKey: mod-secret }
+"#,
+        )
+        .unwrap();
+        let value = redacted_json(&loaded);
+        let dump = value.to_string();
+        for secret in [
+            "redis-pw",
+            "match-secret",
+            "goog-secret",
+            "azure-secret",
+            "custom-secret",
+            "hook-secret",
+            "mod-secret",
+        ] {
+            assert!(!dump.contains(secret), "{secret} leaked: {dump}");
+        }
+        for kept in ["team-a", "shown", "team=a", "127.0.0.1:6379/0", "m.test"] {
+            assert!(dump.contains(kept), "{kept} hidden: {dump}");
+        }
+        assert_eq!(
+            value["llm"]["redis"]["url"],
+            "redis://<redacted>@127.0.0.1:6379/0"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod file;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+mod source;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Where the endpoints of a pool come from (built from the config by
-/// `EndpointPickerPolicy::source`).
+pub use source::{addresses, source};
+
+/// Where the endpoints of a pool come from (built from the config by `source`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndpointSource {
     /// A fixed list.

@@ -277,7 +277,7 @@ impl Pool {
         policy: &EndpointPickerPolicy,
         path: &str,
     ) -> Result<Arc<Pool>, ConfigError> {
-        let endpoints = policy.addresses(path)?;
+        let endpoints = super::discovery::addresses(policy, path)?;
         let pick = PickPolicy::from_config(policy, path)?;
         Ok(Pool::with_policy(
             PoolSpec {

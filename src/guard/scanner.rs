@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use super::builtin::Detectors;
 use super::keywords::Keywords;
 use super::mask::{mask, mask_bytes};
+use super::normalize::Normalized;
 use super::rules::{Builtin, RuleSet};
 use super::user_regex::UserRegexes;
 use super::GuardError;
@@ -136,8 +137,26 @@ impl Scanner {
         out
     }
 
-    /// [`scan`](Self::scan) into a reused vector (cleared first).
+    /// [`scan`](Self::scan) into a reused vector (cleared first). The detectors read
+    /// the text normalized (`normalize.rs`: invisible characters dropped, NFKC, syntax
+    /// characters to ASCII); findings are offsets into `text` itself.
     pub fn scan_into(&self, text: &str, out: &mut Vec<Finding>) {
+        if text.is_ascii() {
+            return self.scan_raw_into(text, out);
+        }
+        let n = Normalized::of(text);
+        self.scan_raw_into(&n.text, out);
+        if !n.is_identity() {
+            for f in out.iter_mut() {
+                *f = n.to_original(f);
+            }
+            resolve(out); // two findings inside one expanded character become one
+        }
+    }
+
+    /// [`scan`](Self::scan) of the text exactly as given, without normalizing it (the
+    /// benches compare the two).
+    pub fn scan_raw_into(&self, text: &str, out: &mut Vec<Finding>) {
         out.clear();
         self.candidates(text, 0, None, out);
         resolve(out);

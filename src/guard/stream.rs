@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::builtin::LEFT_CONTEXT;
+use super::normalize::Normalized;
 use super::scanner::{floor_char_boundary, resolve, Finding, Scanner};
 
 /// Masks a text that arrives in pieces. The concatenation of everything [`push`] and
@@ -29,6 +30,11 @@ use super::scanner::{floor_char_boundary, resolve, Finding, Scanner};
 /// resolution rule — leftmost-longest, which decides each position from candidates
 /// starting at or before it — is what makes a decided prefix final.
 ///
+/// **Normalization.** Each delta is normalized as it arrives (`normalize.rs`: one
+/// character at a time, so pieces normalize exactly as the whole text does); the masker
+/// scans and holds back in normalized text and emits the *original* characters, through
+/// the same map the whole-text scan uses.
+///
 /// Findings are reported by [`take_findings`](Self::take_findings) with offsets into the
 /// unmasked stream.
 ///
@@ -36,12 +42,18 @@ use super::scanner::{floor_char_boundary, resolve, Finding, Scanner};
 /// [`finish`]: Self::finish
 pub struct StreamMasker<S: Deref<Target = Scanner> = Arc<Scanner>> {
     scanner: S,
-    /// The held text, preceded by up to `LEFT_CONTEXT` bytes of emitted text.
-    buf: String,
-    /// Stream offset of `buf[0]`.
+    /// The held text, normalized, preceded by up to `LEFT_CONTEXT` bytes of emitted
+    /// text; it maps back to `orig`.
+    norm: Normalized,
+    /// The same text as received.
+    orig: String,
+    /// Normalized-stream offset of `norm.text[0]`.
     base: usize,
-    /// Stream offset of the first byte not yet emitted.
+    /// Normalized-stream offset of the first byte not yet emitted.
     emitted: usize,
+    /// Stream offset of `orig[0]`, and of the first original byte not yet emitted.
+    orig_base: usize,
+    orig_emitted: usize,
     /// Per user regex, the stream offset its search resumes at.
     regex_resume: Vec<usize>,
     findings: Vec<Finding>,
@@ -56,9 +68,12 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
         let regexes = scanner.regex_count();
         StreamMasker {
             scanner,
-            buf: String::new(),
+            norm: Normalized::default(),
+            orig: String::new(),
             base: 0,
             emitted: 0,
+            orig_base: 0,
+            orig_emitted: 0,
             regex_resume: vec![0; regexes],
             findings: Vec::new(),
             scratch: Vec::new(),
@@ -75,7 +90,8 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
 
     /// [`push`](Self::push), appending to `out`.
     pub fn push_into(&mut self, delta: &str, out: &mut String) {
-        self.buf.push_str(delta);
+        self.orig.push_str(delta);
+        self.norm.push(delta);
         self.advance(out, false);
     }
 
@@ -93,7 +109,7 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
 
     /// Bytes received but not yet emitted.
     pub fn held(&self) -> usize {
-        self.base + self.buf.len() - self.emitted
+        self.orig_base + self.orig.len() - self.orig_emitted
     }
 
     /// The findings emitted since the last call, with offsets into the unmasked stream.
@@ -107,10 +123,11 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
 
     fn advance(&mut self, out: &mut String, end_of_stream: bool) {
         let lo = self.emitted - self.base;
+        let text = &self.norm.text;
         let hold = if end_of_stream {
-            self.buf.len()
+            text.len()
         } else {
-            self.scanner.hold_from(&self.buf, lo)
+            self.scanner.hold_from(text, lo)
         };
         if hold == lo {
             return;
@@ -121,8 +138,7 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
             .extend(self.regex_resume.iter().map(|&r| r.max(base) - base));
         self.scratch.clear();
         let from = (!self.regex_scratch.is_empty()).then_some(&self.regex_scratch[..]);
-        self.scanner
-            .candidates(&self.buf, lo, from, &mut self.scratch);
+        self.scanner.candidates(text, lo, from, &mut self.scratch);
         // Where each regex resumes depends on its matches before the cut, chosen or not.
         let regex_ends: Vec<(usize, Finding)> = if from.is_some() {
             self.scratch
@@ -140,28 +156,38 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
             .filter(|f| f.start < hold)
             .map(|f| f.end)
             .fold(hold, usize::max);
-        let mut at = lo;
+        let orig_base = self.orig_base;
+        let mut at = self.orig_emitted - orig_base;
         for f in self.scratch.iter().filter(|f| f.start < cut) {
-            out.push_str(&self.buf[at..f.start]);
+            let o = self.norm.to_original(f);
+            if o.start < at {
+                continue; // inside the character an earlier finding covered
+            }
+            out.push_str(&self.orig[at..o.start]);
             out.push_str(self.scanner.placeholder(f.rule));
-            at = f.end;
+            at = o.end;
             self.findings.push(Finding {
-                start: f.start + base,
-                end: f.end + base,
+                start: o.start + orig_base,
+                end: o.end + orig_base,
                 ..*f
             });
         }
-        out.push_str(&self.buf[at..cut]);
+        let orig_cut = self.norm.start(cut);
+        out.push_str(&self.orig[at..orig_cut]);
+        self.orig_emitted = orig_base + orig_cut;
         for (r, f) in regex_ends {
             if f.start < cut {
                 self.regex_resume[r] = self.regex_resume[r].max(base + f.end);
             }
         }
         self.emitted = base + cut;
-        let keep = floor_char_boundary(&self.buf, cut.saturating_sub(LEFT_CONTEXT));
+        let keep = floor_char_boundary(&self.norm.text, cut.saturating_sub(LEFT_CONTEXT));
+        let keep = self.norm.floor_boundary(keep);
         if keep > 0 {
-            self.buf.drain(..keep);
+            let gone = self.norm.drain(keep);
+            self.orig.drain(..gone);
             self.base += keep;
+            self.orig_base += gone;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The one error type of the `llm` module. Each variant says what was being read and
 //! where it went wrong, so a processor can hand the message to a client or a log as is.
 
+use super::decode::DecodeLimit;
 use super::Api;
 
 /// What went wrong while reading LLM traffic.
@@ -44,5 +45,14 @@ pub enum LlmError {
     TrailingData {
         encoding: &'static str,
         extra: usize,
+    },
+    /// The body decodes to more than its limits allow (a decompression bomb, or a body
+    /// far larger than any completion).
+    #[error("{encoding} body decodes past its {limit} limit: {decoded} bytes from {consumed} compressed bytes")]
+    DecodeLimit {
+        encoding: &'static str,
+        limit: DecodeLimit,
+        decoded: u64,
+        consumed: u64,
     },
 }

@@ -16,8 +16,10 @@
 //!
 //! Memory is bounded by the event being read: the parser holds the incomplete line and
 //! the current event's fields, nothing else (a carried-over line buffer of more than
-//! 64 KiB is freed once its line completes); [`SseParser::buffered`] tells how much, for
-//! a caller that wants a limit.
+//! 64 KiB is freed once its line completes), and [`SseLimits`] caps both. A line or an
+//! event over its cap stops the parser ([`SseParser::exceeded`]): it hands back what it
+//! held, re-encoded, with the rest of that chunk ([`SseParser::take_unparsed`]), so a
+//! caller can pass the stream on uninspected, or end it.
 //!
 //! Why not `eventsource-stream`: it adapts a `futures::Stream` of byte chunks into a
 //! stream of events and has no public push API, while a processor is *handed* chunks
@@ -31,6 +33,22 @@ use memchr::{memchr, memchr2};
 /// A carried-over line buffer up to this size is reused; a larger one is freed.
 const KEEP_LINE_CAPACITY: usize = 64 * 1024;
 
+/// The most one parser holds. [`SseLimits::DEFAULT`]: a 1 MiB line, a 4 MiB event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SseLimits {
+    /// Longest line (complete, or carried over between chunks), in bytes.
+    pub line_bytes: usize,
+    /// Largest event: its `data` lines joined, plus `event` and `id`, in bytes.
+    pub event_bytes: usize,
+}
+
+/// Which bound a stream went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SseLimit {
+    Line,
+    Event,
+}
+
 /// One dispatched event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SseEvent {
@@ -43,7 +61,7 @@ pub struct SseEvent {
 }
 
 /// An incremental event-stream parser.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseParser {
     /// The incomplete line carried over from earlier chunks.
     line: Vec<u8>,
@@ -57,6 +75,38 @@ pub struct SseParser {
     id: Option<String>,
     /// Events parsed from the current chunk, handed out by `push`.
     ready: Vec<SseEvent>,
+    limits: SseLimits,
+    /// The parser has stopped: a bound was exceeded, or the caller took what it held.
+    stopped: bool,
+    /// The bound that stopped it.
+    exceeded: Option<SseLimit>,
+    /// What the parser held when it stopped, re-encoded, and the rest of that chunk.
+    unparsed: Vec<u8>,
+}
+
+// === impl SseLimits ===
+
+impl SseLimits {
+    pub const DEFAULT: SseLimits = SseLimits {
+        line_bytes: 1024 * 1024,
+        event_bytes: 4 * 1024 * 1024,
+    };
+}
+
+impl Default for SseLimits {
+    fn default() -> Self {
+        SseLimits::DEFAULT
+    }
+}
+
+impl SseLimit {
+    /// The bound's name, for metric labels and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SseLimit::Line => "sse_line",
+            SseLimit::Event => "sse_event",
+        }
+    }
 }
 
 // === impl SseEvent ===
@@ -93,15 +143,43 @@ impl SseEvent {
 
 // === impl SseParser ===
 
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser::new()
+    }
+}
+
 impl SseParser {
+    /// A parser with the default limits.
     pub fn new() -> Self {
-        SseParser::default()
+        SseParser::with_limits(SseLimits::DEFAULT)
+    }
+
+    pub fn with_limits(limits: SseLimits) -> Self {
+        SseParser {
+            line: Vec::new(),
+            skip_lf: false,
+            started: false,
+            event: None,
+            data: String::new(),
+            id: None,
+            ready: Vec::new(),
+            limits,
+            stopped: false,
+            exceeded: None,
+            unparsed: Vec::new(),
+        }
     }
 
     /// Feeds the next chunk; the events it completes, in order. Events the caller does
-    /// not take from the iterator are dropped with it.
+    /// not take from the iterator are dropped with it. Once a bound is exceeded (see
+    /// [`exceeded`](Self::exceeded)) or the unparsed bytes taken, the parser has
+    /// stopped: chunks are ignored.
     pub fn push(&mut self, chunk: &[u8]) -> std::vec::Drain<'_, SseEvent> {
         self.ready.clear();
+        if self.stopped {
+            return self.ready.drain(..);
+        }
         let mut rest = chunk;
         if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
@@ -110,17 +188,27 @@ impl SseParser {
             }
         }
         while let Some(end) = memchr2(b'\n', b'\r', rest) {
-            if self.line.is_empty() {
-                self.line_done(&rest[..end]);
+            if self.line.len() + end > self.limits.line_bytes {
+                self.stop(Some(SseLimit::Line), rest);
+                return self.ready.drain(..);
+            }
+            let fits = if self.line.is_empty() {
+                self.line_done(&rest[..end])
             } else {
                 let mut line = mem::take(&mut self.line);
+                let carried = line.len();
                 line.extend_from_slice(&rest[..end]);
-                self.line_done(&line);
+                let fits = self.line_done(&line);
                 // Keep a small buffer for the next split line; let a huge one go.
-                if line.capacity() <= KEEP_LINE_CAPACITY {
-                    line.clear();
+                if !fits || line.capacity() <= KEEP_LINE_CAPACITY {
+                    line.truncate(if fits { 0 } else { carried });
                     self.line = line;
                 }
+                fits
+            };
+            if !fits {
+                self.stop(Some(SseLimit::Event), rest);
+                return self.ready.drain(..);
             }
             let mut next = end + 1;
             if rest[end] == b'\r' {
@@ -132,13 +220,65 @@ impl SseParser {
             }
             rest = &rest[next..];
         }
-        self.line.extend_from_slice(rest);
+        if self.line.len() + rest.len() > self.limits.line_bytes {
+            self.stop(Some(SseLimit::Line), rest);
+        } else {
+            self.line.extend_from_slice(rest);
+        }
         self.ready.drain(..)
+    }
+
+    /// The bound this stream went over, if any: the parser has stopped.
+    pub fn exceeded(&self) -> Option<SseLimit> {
+        self.exceeded
+    }
+
+    /// Stops the parser (if a bound has not already) and hands back what it held: the
+    /// event being read (its fields re-encoded), the incomplete line, and the rest of
+    /// the chunk a bound stopped it in. These bytes, then the rest of the stream as it
+    /// comes, are the stream from the end of the last event handed out. Empty when
+    /// taken already.
+    pub fn take_unparsed(&mut self) -> Vec<u8> {
+        if !self.stopped {
+            self.stop(None, &[]);
+        }
+        mem::take(&mut self.unparsed)
+    }
+
+    /// Stops the parser: what it held and `rest` (of the current chunk, from the start
+    /// of the line that did not fit) become the unparsed bytes.
+    fn stop(&mut self, limit: Option<SseLimit>, rest: &[u8]) {
+        self.stopped = true;
+        self.exceeded = limit;
+        let mut raw = Vec::with_capacity(self.buffered() + rest.len() + 32);
+        if let Some(event) = self.event.take() {
+            raw.extend_from_slice(b"event: ");
+            raw.extend_from_slice(event.as_bytes());
+            raw.push(b'\n');
+        }
+        if let Some(id) = self.id.take() {
+            raw.extend_from_slice(b"id: ");
+            raw.extend_from_slice(id.as_bytes());
+            raw.push(b'\n');
+        }
+        for line in self.data.split_terminator('\n') {
+            raw.extend_from_slice(b"data: ");
+            raw.extend_from_slice(line.as_bytes());
+            raw.push(b'\n');
+        }
+        raw.extend_from_slice(&self.line);
+        raw.extend_from_slice(rest);
+        self.data = String::new();
+        self.line = Vec::new();
+        self.unparsed = raw;
     }
 
     /// Ends the stream. An event that has data but no closing blank line is handed out
     /// (see the module doc); an incomplete last line counts as a line.
     pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.stopped {
+            return None;
+        }
         if !self.line.is_empty() {
             let line = mem::take(&mut self.line);
             self.line_done(&line);
@@ -150,23 +290,29 @@ impl SseParser {
 
     /// Bytes held for the incomplete line and event (a caller's limit to check).
     pub fn buffered(&self) -> usize {
-        self.line.len()
-            + self.data.len()
+        self.line.len() + self.event_len()
+    }
+
+    /// Bytes held for the current event's fields.
+    fn event_len(&self) -> usize {
+        self.data.len()
             + self.event.as_ref().map_or(0, String::len)
             + self.id.as_ref().map_or(0, String::len)
     }
 
-    fn line_done(&mut self, mut line: &[u8]) {
+    /// Applies one complete line; `false` (and nothing applied) when its data would
+    /// make the event larger than its bound.
+    fn line_done(&mut self, mut line: &[u8]) -> bool {
         if !self.started {
             self.started = true;
             line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         }
         if line.is_empty() {
             self.dispatch();
-            return;
+            return true;
         }
         let (field, value) = match memchr(b':', line) {
-            Some(0) => return, // a comment
+            Some(0) => return true, // a comment
             Some(colon) => {
                 let value = &line[colon + 1..];
                 (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
@@ -175,6 +321,9 @@ impl SseParser {
         };
         match field {
             b"data" => {
+                if self.event_len() + value.len() + 1 > self.limits.event_bytes {
+                    return false;
+                }
                 push_utf8(&mut self.data, value);
                 self.data.push('\n');
             }
@@ -182,6 +331,7 @@ impl SseParser {
             b"id" if memchr(0, value).is_none() => self.id = Some(utf8(value)),
             _ => {}
         }
+        true
     }
 
     fn dispatch(&mut self) {

@@ -24,6 +24,12 @@
 //!
 //! Unknown events and fields are ignored; an event whose data is not JSON counts as
 //! [`ResponseTracker::malformed_events`] and changes nothing.
+//!
+//! Usage is checked before it is believed ([`UsageInvalid`]): `usage` must be an object,
+//! each count a non-negative integer up to [`MAX_TOKENS`], cached tokens within the
+//! input. A response with one usage object that fails is usage-invalid: its usage is
+//! absent ([`ResponseTracker::usage`] is `None`, so callers estimate, as for a response
+//! without usage) and [`ResponseTracker::usage_invalid`] says why. Sums saturate.
 
 mod anthropic;
 mod openai;
@@ -33,7 +39,9 @@ mod wire;
 use super::sse::SseEvent;
 use super::{Api, LlmError, Provider};
 
-use wire::{AnthropicCounts, WireUsage};
+use wire::{AnthropicCounts, Object, WireUsage};
+
+pub use wire::{UsageInvalid, MAX_TOKENS};
 
 /// Token counts of one exchange (see the module doc for what each means).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -76,6 +84,7 @@ pub struct ResponseTracker {
     content_seen: bool,
     done: bool,
     malformed: u64,
+    invalid: Option<UsageInvalid>,
 }
 
 /// Usage as the provider reports it, normalized on read.
@@ -99,6 +108,7 @@ impl ResponseTracker {
             content_seen: false,
             done: false,
             malformed: 0,
+            invalid: None,
         }
     }
 
@@ -151,8 +161,12 @@ impl ResponseTracker {
         info
     }
 
-    /// The usage seen so far, normalized; `None` when the response carried none.
+    /// The usage seen so far, normalized; `None` when the response carried none, or
+    /// carried a usage object that failed validation.
     pub fn usage(&self) -> Option<Usage> {
+        if self.invalid.is_some() {
+            return None;
+        }
         match self.tally {
             Tally::None => None,
             Tally::OpenAi(usage) => Some(usage),
@@ -175,6 +189,11 @@ impl ResponseTracker {
         self.content_seen
     }
 
+    /// Why the response's usage was not believed, if it was not (the first reason).
+    pub fn usage_invalid(&self) -> Option<UsageInvalid> {
+        self.invalid
+    }
+
     /// Events whose data could not be read as this API's JSON.
     pub fn malformed_events(&self) -> u64 {
         self.malformed
@@ -190,7 +209,18 @@ impl ResponseTracker {
         }
     }
 
-    fn record(&mut self, usage: WireUsage) {
+    fn record(&mut self, usage: Object<WireUsage>) {
+        let checked = match usage {
+            Object::Is(usage) => usage.validate().map(|()| usage),
+            Object::Other => Err(UsageInvalid::NotAnObject),
+        };
+        let usage = match checked {
+            Ok(usage) => usage,
+            Err(why) => {
+                self.invalid.get_or_insert(why);
+                return;
+            }
+        };
         self.tally = match (self.api.provider(), self.tally) {
             (Provider::OpenAi, _) => Tally::OpenAi(usage.openai()),
             (Provider::Anthropic, Tally::Anthropic(mut counts)) => {

@@ -1,14 +1,20 @@
 //! LLM metrics under the OpenTelemetry GenAI semantic-convention names (dots become
 //! underscores in Prometheus text), with the conventions' histogram buckets, plus
 //! tollgate's cost counter.
+//!
+//! The request's and the response's model are chosen by the client and the upstream:
+//! both go through one [`BoundedLabel`] (`limits.labels`), made by [`GenAiMetrics::model`].
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::labels::{BoundedLabel, LabelBounds};
 
 /// Labels shared by the GenAI metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +49,7 @@ pub struct GenAiMetrics {
     pub time_to_first_token: Family<GenAiLabels, Histogram>,
     pub time_per_output_token: Family<GenAiLabels, Histogram>,
     pub cost_usd: Family<GenAiLabels, Counter<f64, AtomicU64>>,
+    models: BoundedLabel,
 }
 
 fn tokens() -> Histogram {
@@ -73,13 +80,19 @@ const TPOT_BUCKETS: &[f64] = &[
 ];
 
 impl GenAiMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// A request or response model as a label value, bounded.
+    pub fn model(&self, model: &str) -> String {
+        self.models.value(model)
+    }
+
+    pub fn register(registry: &mut Registry, bounds: Arc<LabelBounds>) -> Self {
         let m = GenAiMetrics {
             token_usage: Family::new_with_constructor(tokens),
             request_duration: Family::new_with_constructor(durations),
             time_to_first_token: Family::new_with_constructor(ttft),
             time_per_output_token: Family::new_with_constructor(tpot),
             cost_usd: Family::default(),
+            models: BoundedLabel::new(bounds),
         };
         registry.register(
             "gen_ai_client_token_usage",

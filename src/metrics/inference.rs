@@ -6,13 +6,15 @@
 //! Pool gauges are computed when `/metrics` is read, from the live pools registered
 //! with [`InferenceMetrics::watch_pool`], so they are never stale between requests.
 //!
-//! Model names come from clients; a label set may not grow without bound, so after
-//! [`MAX_MODEL_LABELS`] distinct names every new one is counted as `other`.
+//! Model names come from clients; a label set may not grow without bound, so they go
+//! through a [`BoundedLabel`] (`limits.labels`: first N distinct names, then `other`,
+//! each cut to a byte bound).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, Weak};
+
+use super::labels::{BoundedLabel, LabelBounds};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -21,9 +23,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-/// Distinct model names kept as label values.
-pub const MAX_MODEL_LABELS: usize = 256;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ObjectiveLabels {
@@ -109,11 +108,11 @@ pub struct InferenceMetrics {
     pub served: Family<ServedLabels, Counter>,
     pub dropped: Family<DropLabels, Counter>,
     pools: WatchedPools,
-    models: Mutex<HashSet<String>>,
+    models: BoundedLabel,
 }
 
 impl InferenceMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry, bounds: Arc<LabelBounds>) -> Self {
         let latency = || {
             Histogram::new([
                 0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0,
@@ -223,7 +222,7 @@ impl InferenceMetrics {
             served,
             dropped,
             pools,
-            models: Mutex::new(HashSet::new()),
+            models: BoundedLabel::new(bounds),
         }
     }
 
@@ -235,18 +234,9 @@ impl InferenceMetrics {
         pools.push((name.to_string(), pool));
     }
 
-    /// `model` as a label value: itself while fewer than [`MAX_MODEL_LABELS`] names
-    /// were seen, else `other`.
+    /// `model` as a label value, bounded (see [`BoundedLabel`]).
     pub fn model_label(&self, model: &str) -> String {
-        let mut models = self.models.lock().expect("model label lock");
-        if models.contains(model) {
-            return model.to_string();
-        }
-        if models.len() >= MAX_MODEL_LABELS {
-            return "other".to_string();
-        }
-        models.insert(model.to_string());
-        model.to_string()
+        self.models.value(model)
     }
 }
 
@@ -326,7 +316,7 @@ mod tests {
     #[test]
     fn pool_gauges_follow_live_pools() {
         let mut registry = Registry::default();
-        let m = InferenceMetrics::register(&mut registry);
+        let m = InferenceMetrics::register(&mut registry, Arc::default());
         let pool: Arc<dyn PoolStatsSource> = Arc::new(Fixed(PoolStats {
             ready: 3,
             average_kv_cache: 0.25,
@@ -355,11 +345,12 @@ mod tests {
     #[test]
     fn model_labels_are_bounded() {
         let mut registry = Registry::default();
-        let m = InferenceMetrics::register(&mut registry);
-        for i in 0..MAX_MODEL_LABELS {
+        let m = InferenceMetrics::register(&mut registry, Arc::default());
+        for i in 0..crate::config::LabelLimits::default().max_values_per_label {
             assert_eq!(m.model_label(&format!("m{i}")), format!("m{i}"));
         }
         assert_eq!(m.model_label("one-too-many"), "other");
         assert_eq!(m.model_label("m0"), "m0");
+        assert_eq!(m.model_label(&"x".repeat(1 << 20)), "other");
     }
 }

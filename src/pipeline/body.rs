@@ -43,6 +43,7 @@ pub struct Body {
     whole: bool,
     truncated: bool,
     changed: bool,
+    ends: bool,
 }
 
 impl Body {
@@ -53,6 +54,7 @@ impl Body {
             whole,
             truncated,
             changed: false,
+            ends: false,
         }
     }
 
@@ -64,6 +66,19 @@ impl Body {
     pub fn replace(&mut self, data: Bytes) {
         self.data = data;
         self.changed = true;
+    }
+
+    /// Replaces this chunk with `last` and ends the body there: the adapter sends
+    /// `last` as the body's final bytes and nothing more of it (the response keeps the
+    /// status that already went out; e.g. an error event that closes a stream).
+    pub fn end_stream(&mut self, last: Bytes) {
+        self.replace(last);
+        self.ends = true;
+    }
+
+    /// A processor ended the body with this chunk (`end_stream`).
+    pub fn ends_stream(&self) -> bool {
+        self.ends
     }
 
     /// This is the last chunk.
@@ -91,6 +106,7 @@ impl Body {
             data: self.data,
             end_of_stream: self.end_of_stream,
             changed: self.changed,
+            ends_stream: self.ends,
         }
     }
 }
@@ -103,6 +119,10 @@ pub struct BodyOutput {
     pub end_of_stream: bool,
     /// The bytes differ from the incoming chunk (an adapter can skip a mutation if not).
     pub changed: bool,
+    /// A processor ended the body here: these are its last bytes. The exchange drops
+    /// every later chunk of it; an adapter that can close the body now does (the proxy),
+    /// one that must answer every chunk sends them empty (ext_proc).
+    pub ends_stream: bool,
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Turning a loaded config into a `Pipeline` — compiled routes with their processor
 //! factories — and validating everything serde cannot (regexes, header names, addresses),
-//! with the field path of each problem. The current pipeline sits in a `PipelineStore`;
+//! with the field path of each problem. Which policies become which processors is not
+//! known here: the caller passes the registry in (`Registry`; tollgate's own is
+//! `processors::for_route`, behind `Pipeline::build`), so the pipeline depends on no
+//! processor. The current pipeline sits in a `PipelineStore`;
 //! an exchange holds the `Arc` it started with, so a reload never changes a request in
 //! flight.
 
@@ -12,8 +15,8 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 
 use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
-use super::{CompiledRoute, RouteSelector};
-use crate::config::{Config, ConfigError, LoadedConfig, Policies, Route, ServerTls};
+use super::{CompiledRoute, ProcessorFactory, RouteSelector};
+use crate::config::{Config, ConfigError, ConfigErrors, LoadedConfig, Policies, Route, ServerTls};
 use crate::metrics::Metrics;
 use crate::services::Services;
 
@@ -30,97 +33,81 @@ pub struct Pipeline {
     pub services: Arc<Services>,
 }
 
+/// What building a route's processors needs besides its policies.
+pub struct BuildCx<'a> {
+    pub config: &'a Config,
+    pub services: &'a Arc<Services>,
+    pub prices: &'a crate::pricing::Prices,
+    /// The processor registry the pipeline is built with.
+    pub registry: &'a Registry,
+}
+
+/// The processor registry: a route's policies (at field path `path`, for errors) to
+/// its processor factories in run order; `route` is the route's name.
+pub type Registry = dyn Fn(&Policies, &str, &str, &BuildCx<'_>) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError>
+    + Sync;
+
 impl Pipeline {
-    /// Validates and compiles a config.
-    pub fn build(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, ConfigError> {
+    /// Validates and compiles a config, making each route's processors with `registry`.
+    /// Every semantic problem is reported, not only the first (`ConfigError::Many`).
+    pub fn build_with(
+        loaded: LoadedConfig,
+        services: Arc<Services>,
+        registry: &Registry,
+    ) -> Result<Pipeline, ConfigError> {
         let config = &loaded.config;
-        validate_addresses(config)?;
+        let mut errs = ConfigErrors::default();
+        validate_addresses(config, &mut errs);
+        errs.check(config.limits.labels.validate("limits.labels"));
+        errs.check(config.limits.cel.validate("limits.cel"));
+        errs.check(config.limits.buffers.validate("limits.buffers"));
         let prices = crate::pricing::Prices::new(&config.llm.prices);
-        let bcx = crate::processors::BuildCx {
+        let bcx = BuildCx {
             config,
             services: &services,
             prices: &prices,
+            registry,
         };
-        // Gateway-wide policies are checked once, at their own path.
-        crate::processors::for_route(&config.policies, "policies", "gateway", &bcx)?;
-        let mut ext_proc_routes = RouteSelector::default();
-        let mut bind_routes = HashMap::new();
-        let mut names: HashMap<String, String> = HashMap::new();
-        for (b, bind) in config.binds.iter().enumerate() {
-            let mut selector = RouteSelector::default();
-            for (l, listener) in bind.listeners.iter().enumerate() {
-                let mut routes = Vec::new();
-                for (r, route) in listener.routes.iter().enumerate() {
-                    let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
-                    let compiled = Arc::new(compile_route(
-                        route,
-                        &config.policies,
-                        &path,
-                        names.len(),
-                        &bcx,
-                    )?);
-                    if let Some(first) = names.insert(compiled.name.clone(), path.clone()) {
-                        return Err(ConfigError::field(
-                            format!("{path}.name"),
-                            format!("route name {:?} is already used by {first}", compiled.name),
-                        ));
-                    }
-                    selector
-                        .by_name
-                        .insert(compiled.name.clone(), compiled.clone());
-                    ext_proc_routes
-                        .by_name
-                        .insert(compiled.name.clone(), compiled.clone());
-                    routes.push(compiled);
-                }
-                let listener = CompiledListener {
-                    hostnames: listener.hostnames.clone(),
-                    routes,
-                };
-                ext_proc_routes.listeners.push(CompiledListener {
-                    hostnames: listener.hostnames.clone(),
-                    routes: listener.routes.clone(),
-                });
-                selector.listeners.push(listener);
-            }
-            if bind_routes.insert(bind.port, selector).is_some() {
-                return Err(ConfigError::field(
-                    format!("binds[{b}].port"),
-                    format!("port {} is bound twice", bind.port),
-                ));
-            }
-        }
-        if config.binds.is_empty() && config.ext_proc.is_some() {
+        // Gateway-wide policies are checked once, at their own path; when they are
+        // broken, routes are checked with their own policies only, so one problem is
+        // not reported again under every route.
+        let no_policies = Policies::default();
+        let gateway = match errs.check(registry(&config.policies, "policies", "gateway", &bcx)) {
+            Some(_) => &config.policies,
+            None => &no_policies,
+        };
+        let (mut ext_proc_routes, bind_routes) = compile_binds(config, gateway, &bcx, &mut errs);
+        if config.binds.is_empty() && config.ext_proc.is_some() && errs.is_empty() {
             // An ext_proc-only config (an endpoint picker, say): the gateway-wide
             // policies apply to every request Envoy sends, as one route named `gateway`.
-            let route = crate::config::Route {
-                name: Some("gateway".to_string()),
-                ..Default::default()
-            };
-            let compiled = Arc::new(compile_route(
+            let route = crate::config::Route::default();
+            let gateway = "gateway".to_string();
+            if let Some(compiled) = errs.check(compile_route(
                 &route,
+                gateway,
                 &config.policies,
                 "policies",
-                0,
                 &bcx,
-            )?);
-            ext_proc_routes
-                .by_name
-                .insert(compiled.name.clone(), compiled.clone());
-            ext_proc_routes.listeners.push(CompiledListener {
-                hostnames: Vec::new(),
-                routes: vec![compiled],
-            });
+            )) {
+                let compiled = Arc::new(compiled);
+                ext_proc_routes
+                    .by_name
+                    .insert(compiled.name.clone(), compiled.clone());
+                ext_proc_routes.listeners.push(CompiledListener {
+                    hostnames: Vec::new(),
+                    routes: vec![compiled],
+                });
+            }
         }
         let mut clear_route_cache_on = vec![HeaderName::from_static("host")];
         if let Some(ext) = &config.ext_proc {
             for (i, name) in ext.clear_route_cache_on.iter().enumerate() {
-                clear_route_cache_on.push(header_name(
-                    name,
-                    &format!("extProc.clearRouteCacheOn[{i}]"),
-                )?);
+                let at = format!("extProc.clearRouteCacheOn[{i}]");
+                clear_route_cache_on.extend(errs.check(header_name(name, &at)));
             }
         }
+        errs.finish(())?;
+        services.metrics.labels.configure(&config.limits.labels);
         Ok(Pipeline {
             loaded: Arc::new(loaded),
             ext_proc_routes,
@@ -145,70 +132,141 @@ impl Pipeline {
     }
 }
 
+/// The routes of every bind: all of them for ext_proc mode, and per port for the proxy.
+/// Problems are recorded in `errs`; a broken route is left out.
+fn compile_binds(
+    config: &Config,
+    gateway: &Policies,
+    bcx: &BuildCx<'_>,
+    errs: &mut ConfigErrors,
+) -> (RouteSelector, HashMap<u16, RouteSelector>) {
+    let mut ext_proc_routes = RouteSelector::default();
+    let mut bind_routes = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (b, bind) in config.binds.iter().enumerate() {
+        let mut selector = RouteSelector::default();
+        for (l, listener) in bind.listeners.iter().enumerate() {
+            let mut routes = Vec::new();
+            for (r, route) in listener.routes.iter().enumerate() {
+                let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                let name = route
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("route{}", names.len()));
+                if let Some(first) = names.insert(name.clone(), path.clone()) {
+                    errs.push(ConfigError::field(
+                        format!("{path}.name"),
+                        format!("route name {name:?} is already used by {first}"),
+                    ));
+                    continue;
+                }
+                let Some(compiled) = errs.check(compile_route(route, name, gateway, &path, bcx))
+                else {
+                    continue;
+                };
+                let compiled = Arc::new(compiled);
+                selector
+                    .by_name
+                    .insert(compiled.name.clone(), compiled.clone());
+                ext_proc_routes
+                    .by_name
+                    .insert(compiled.name.clone(), compiled.clone());
+                routes.push(compiled);
+            }
+            let listener = CompiledListener {
+                hostnames: listener.hostnames.clone(),
+                routes,
+            };
+            ext_proc_routes.listeners.push(CompiledListener {
+                hostnames: listener.hostnames.clone(),
+                routes: listener.routes.clone(),
+            });
+            selector.listeners.push(listener);
+        }
+        if bind_routes.insert(bind.port, selector).is_some() {
+            errs.push(ConfigError::field(
+                format!("binds[{b}].port"),
+                format!("port {} is bound twice", bind.port),
+            ));
+        }
+    }
+    (ext_proc_routes, bind_routes)
+}
+
 fn compile_route(
     route: &Route,
+    name: String,
     gateway: &Policies,
     path: &str,
-    index: usize,
-    bcx: &crate::processors::BuildCx<'_>,
+    bcx: &BuildCx<'_>,
 ) -> Result<CompiledRoute, ConfigError> {
     let policies = route.policies.over(gateway);
+    let mut errs = ConfigErrors::default();
     let mut matches = Vec::new();
     for (i, m) in route.matches.iter().enumerate() {
-        let mpath = format!("{path}.matches[{i}]");
-        let path_matcher = match &m.path {
-            None => None,
-            Some(p) => Some(
-                PathMatcher::from_config(p)
-                    .map_err(|e| ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e))?,
-            ),
-        };
-        if let Some(method) = &m.method {
-            if http::Method::from_bytes(method.as_bytes()).is_err() {
-                return Err(ConfigError::field(
-                    format!("{mpath}.method"),
-                    format!("invalid HTTP method {method:?}"),
-                ));
-            }
-        }
-        let mut headers = Vec::new();
-        for (h, hm) in m.headers.iter().enumerate() {
-            let hpath = format!("{mpath}.headers[{h}]");
-            let name = header_name(&hm.name, &format!("{hpath}.name"))?;
-            let value = match &hm.value {
-                None => None,
-                Some(v) => Some(
-                    ValueMatcher::from_config(v)
-                        .map_err(|e| ConfigError::field(format!("{hpath}.value.regex"), e))?,
-                ),
-            };
-            headers.push((name, value));
-        }
-        matches.push(Matcher {
-            path: path_matcher,
-            method: m.method.clone(),
-            headers,
-        });
+        matches.extend(errs.check(compile_match(m, &format!("{path}.matches[{i}]"))));
     }
     for (i, backend) in route.backends.iter().enumerate() {
-        validate_host_port(&backend.host)
-            .map_err(|e| ConfigError::field(format!("{path}.backends[{i}].host"), e))?;
+        let at = format!("{path}.backends[{i}]");
+        errs.check(
+            validate_host_port(&backend.host)
+                .map_err(|e| ConfigError::field(format!("{at}.host"), e)),
+        );
         if let Some(ca) = backend.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            readable(ca, &format!("{path}.backends[{i}].tls.caFile"))?;
+            errs.check(readable(ca, &format!("{at}.tls.caFile")));
         }
     }
-    let name = route
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("route{index}"));
-    let factories =
-        crate::processors::for_route(&policies, &format!("{path}.policies"), &name, bcx)?;
+    let factories = errs.check((bcx.registry)(
+        &policies,
+        &format!("{path}.policies"),
+        &name,
+        bcx,
+    ));
+    errs.finish(())?;
     Ok(CompiledRoute {
         name,
         matches,
-        factories,
+        factories: factories.unwrap_or_default(),
         backend: route.backends.first().cloned(),
         timeout: policies.timeout.map(|d| d.get()),
+    })
+}
+
+/// One match alternative at `mpath`, every problem of it reported.
+fn compile_match(m: &crate::config::RouteMatch, mpath: &str) -> Result<Matcher, ConfigError> {
+    let mut errs = ConfigErrors::default();
+    let path_matcher = m.path.as_ref().and_then(|p| {
+        errs.check(
+            PathMatcher::from_config(p)
+                .map_err(|e| ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e)),
+        )
+    });
+    if let Some(method) = &m.method {
+        if http::Method::from_bytes(method.as_bytes()).is_err() {
+            errs.push(ConfigError::field(
+                format!("{mpath}.method"),
+                format!("invalid HTTP method {method:?}"),
+            ));
+        }
+    }
+    let mut headers = Vec::new();
+    for (h, hm) in m.headers.iter().enumerate() {
+        let hpath = format!("{mpath}.headers[{h}]");
+        let name = errs.check(header_name(&hm.name, &format!("{hpath}.name")));
+        let value = hm.value.as_ref().and_then(|v| {
+            errs.check(
+                ValueMatcher::from_config(v)
+                    .map_err(|e| ConfigError::field(format!("{hpath}.value.regex"), e)),
+            )
+        });
+        if let Some(name) = name {
+            headers.push((name, value));
+        }
+    }
+    errs.finish(Matcher {
+        path: path_matcher,
+        method: m.method.clone(),
+        headers,
     })
 }
 
@@ -226,27 +284,27 @@ pub fn header_name(name: &str, path: &str) -> Result<HeaderName, ConfigError> {
         .map_err(|_| ConfigError::field(path, format!("invalid header name {name:?}")))
 }
 
-fn validate_addresses(config: &Config) -> Result<(), ConfigError> {
+fn validate_addresses(config: &Config, errs: &mut ConfigErrors) {
     if let Some(ext) = &config.ext_proc {
         if let Some(path) = ext.address.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(ConfigError::field(
+                errs.push(ConfigError::field(
                     "extProc.address",
                     "empty unix socket path",
                 ));
             }
         } else if ext.address.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError::field(
+            errs.push(ConfigError::field(
                 "extProc.address",
                 format!("{:?} is neither an IP:port nor unix:/path", ext.address),
             ));
         }
         if let Some(tls) = &ext.tls {
-            server_tls_files(tls, "extProc.tls")?;
+            server_tls_files(tls, "extProc.tls", errs);
         }
         if let Some(h) = &ext.health_address {
             if h.parse::<SocketAddr>().is_err() {
-                return Err(ConfigError::field(
+                errs.push(ConfigError::field(
                     "extProc.healthAddress",
                     format!("{h:?} is not an IP:port"),
                 ));
@@ -254,28 +312,27 @@ fn validate_addresses(config: &Config) -> Result<(), ConfigError> {
         }
     }
     if config.admin.address.parse::<SocketAddr>().is_err() {
-        return Err(ConfigError::field(
+        errs.push(ConfigError::field(
             "admin.address",
             format!("{:?} is not an IP:port", config.admin.address),
         ));
     }
     for (b, bind) in config.binds.iter().enumerate() {
         if bind.address.parse::<IpAddr>().is_err() {
-            return Err(ConfigError::field(
+            errs.push(ConfigError::field(
                 format!("binds[{b}].address"),
                 format!("{:?} is not an IP address", bind.address),
             ));
         }
         if let Some(tls) = &bind.tls {
-            server_tls_files(tls, &format!("binds[{b}].tls"))?;
+            server_tls_files(tls, &format!("binds[{b}].tls"), errs);
         }
     }
-    Ok(())
 }
 
-fn server_tls_files(tls: &ServerTls, path: &str) -> Result<(), ConfigError> {
-    readable(&tls.cert_file, &format!("{path}.certFile"))?;
-    readable(&tls.key_file, &format!("{path}.keyFile"))
+fn server_tls_files(tls: &ServerTls, path: &str, errs: &mut ConfigErrors) {
+    errs.check(readable(&tls.cert_file, &format!("{path}.certFile")));
+    errs.check(readable(&tls.key_file, &format!("{path}.keyFile")));
 }
 
 fn readable(file: &str, path: &str) -> Result<(), ConfigError> {

@@ -10,11 +10,11 @@ use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::{
-    Body, BodyMode, BodyOutput, CompiledRoute, Ctx, Flow, Headers, LocalReply, Outcome, Pipeline,
-    Processor, ProcessorError,
+    Body, BodyMode, BodyOutput, CompiledRoute, Ctx, Direction, Flow, Headers, LocalReply, Outcome,
+    Pipeline, Processor, ProcessorError,
 };
 use crate::config::FailureMode;
-use crate::metrics::{ProcessorLabels, RequestLabels, RouteLabels};
+use crate::metrics::ProcessorLabels;
 
 /// The answer to one phase.
 #[must_use]
@@ -34,12 +34,6 @@ enum HeaderPhase {
     ResponseTrailers,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Direction {
-    Request,
-    Response,
-}
-
 struct Slot {
     name: &'static str,
     failure_mode: FailureMode,
@@ -54,6 +48,11 @@ struct Slot {
 struct BodyState {
     mode: Option<BodyMode>,
     held: BytesMut,
+    /// The processors already saw the whole body: a transport that sends more (a chunk
+    /// it had not announced) gets it passed on untouched, never a second "whole" body.
+    delivered: bool,
+    /// A processor ended the body (`Body::end_stream`): later chunks are dropped.
+    ended: bool,
 }
 
 /// One HTTP exchange in flight.
@@ -167,6 +166,62 @@ impl Exchange {
             .await
     }
 
+    /// The body mode `dir`'s processors need (`request_body_mode` / `response_body_mode`).
+    pub fn body_mode(&self, dir: Direction) -> BodyMode {
+        dir.pick(&self.request_body, &self.response_body)
+            .mode
+            .unwrap_or(BodyMode::Skip)
+    }
+
+    /// One body chunk of `dir` in; what to forward now out.
+    pub async fn body_chunk(
+        &mut self,
+        dir: Direction,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        self.body(dir, data, end_of_stream, truncated).await
+    }
+
+    /// The transport went past `dir`'s body without delivering it although processors
+    /// asked for it (Envoy ignoring a `mode_override`). A fail-closed processor that
+    /// needed the body answers 500 (`<name>_body_unseen`); fail-open ones carry on
+    /// without it.
+    pub fn body_unseen(&mut self, dir: Direction) -> Verdict {
+        let needed = |s: &Slot| s.active && slot_mode(s, dir) != BodyMode::Skip;
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| needed(s) && s.failure_mode == FailureMode::FailClosed)
+        {
+            let message = format!(
+                "policy {} could not inspect the {} body",
+                slot.name,
+                dir.as_str()
+            );
+            let mut reply =
+                LocalReply::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &message);
+            reply.details = format!("{}_body_unseen", slot.name);
+            return Verdict::Respond(reply);
+        }
+        for slot in self.slots.iter_mut().filter(|s| needed(s)) {
+            tracing::warn!(
+                processor = slot.name,
+                direction = dir.as_str(),
+                request_id = %self.cx.request_id,
+                "the transport did not deliver the body; processor skips it (fail open)"
+            );
+        }
+        Verdict::Continue(())
+    }
+
+    /// The trailers of `dir`.
+    pub async fn trailers(&mut self, dir: Direction, trailers: &mut Headers) -> Verdict {
+        let phase = dir.pick(HeaderPhase::RequestTrailers, HeaderPhase::ResponseTrailers);
+        self.header_phase(phase, trailers).await
+    }
+
     pub async fn request_trailers(&mut self, trailers: &mut Headers) -> Verdict {
         self.header_phase(HeaderPhase::RequestTrailers, trailers)
             .await
@@ -239,7 +294,17 @@ impl Exchange {
         end_of_stream: bool,
         truncated: bool,
     ) -> Verdict<BodyOutput> {
-        let mode = self.body_state(dir).mode.unwrap_or(BodyMode::Skip);
+        let state = self.body_state(dir);
+        if state.ended || state.delivered {
+            let ended = state.ended;
+            return Verdict::Continue(BodyOutput {
+                data: if ended { Bytes::new() } else { data.clone() },
+                end_of_stream,
+                changed: ended && !data.is_empty(),
+                ends_stream: false,
+            });
+        }
+        let mode = state.mode.unwrap_or(BodyMode::Skip);
         let mode = match mode {
             BodyMode::Buffer { limit } => {
                 let total = self.body_state(dir).held.len() + data.len();
@@ -274,6 +339,7 @@ impl Exchange {
                 data,
                 end_of_stream,
                 changed: false,
+                ends_stream: false,
             }),
         };
         match verdict {
@@ -301,8 +367,10 @@ impl Exchange {
                 data: Bytes::new(),
                 end_of_stream: false,
                 changed: !data.is_empty(),
+                ends_stream: false,
             });
         }
+        state.delivered = true;
         let held_before = !state.held.is_empty();
         let whole = if held_before {
             state.held.extend_from_slice(&data);
@@ -395,7 +463,11 @@ impl Exchange {
                 return Verdict::Respond(reply);
             }
         }
-        Verdict::Continue(body.into_output())
+        let out = body.into_output();
+        if out.ends_stream {
+            self.body_state(dir).ended = true;
+        }
+        Verdict::Continue(out)
     }
 
     /// Applies a processor's answer: `Some(reply)` when the exchange must answer now.
@@ -428,66 +500,6 @@ impl Exchange {
             }
         }
     }
-
-    fn record(&self, outcome: &Outcome) {
-        let route = self.cx.route.clone().unwrap_or_else(|| "none".to_string());
-        let adapter = self.cx.adapter.as_str();
-        let elapsed = self.cx.started.elapsed();
-        let metrics = &self.pipeline.metrics;
-        // A client that left after the response began still saw its status.
-        let status = match outcome.status() {
-            0 => self.cx.response_status.unwrap_or(0),
-            s => s,
-        };
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                adapter,
-                status,
-                outcome: outcome.label(),
-            })
-            .inc();
-        metrics
-            .request_duration
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-                adapter,
-            })
-            .observe(elapsed.as_secs_f64());
-        let duration_ms = elapsed.as_secs_f64() * 1000.0;
-        let (method, path) = (&self.cx.request.method, self.cx.request.path_only());
-        let (outcome_label, request_id) = (outcome.label(), &self.cx.request_id);
-        match self.cx.llm.as_ref() {
-            None => tracing::info!(
-                target: "tollgate::access",
-                adapter, route = %route, method = %method, path = %path, status,
-                outcome = outcome_label, duration_ms, request_id = %request_id,
-                "exchange"
-            ),
-            Some(llm) => {
-                let usage = llm.usage.unwrap_or_default();
-                tracing::info!(
-                    target: "tollgate::access",
-                    adapter, route = %route, method = %method, path = %path, status,
-                    outcome = outcome_label, duration_ms, request_id = %request_id,
-                    llm.provider = llm.api.provider().as_str(),
-                    llm.request_model = llm.request.model.as_deref().unwrap_or(""),
-                    llm.response_model = llm.response_model.as_deref().unwrap_or(""),
-                    llm.stream = llm.request.stream,
-                    llm.input_tokens = usage.input_tokens,
-                    llm.output_tokens = usage.output_tokens,
-                    llm.cached_input_tokens = usage.cached_input_tokens,
-                    llm.reasoning_tokens = usage.reasoning_tokens,
-                    llm.total_tokens = usage.total_tokens,
-                    llm.usage_reported = llm.usage_reported,
-                    llm.ttft_ms = llm.time_to_first_token.map_or(-1.0, |d| d.as_secs_f64() * 1000.0),
-                    llm.cost_usd = llm.cost_usd.unwrap_or(0.0),
-                    "exchange"
-                )
-            }
-        }
-    }
 }
 
 impl Drop for Exchange {
@@ -497,10 +509,7 @@ impl Drop for Exchange {
 }
 
 fn slot_mode(slot: &Slot, dir: Direction) -> BodyMode {
-    match dir {
-        Direction::Request => slot.request_body,
-        Direction::Response => slot.response_body,
-    }
+    dir.pick(slot.request_body, slot.response_body)
 }
 
 /// The one place a processor error becomes a reply: in the LLM API's own error format
@@ -528,6 +537,8 @@ fn error_reply(processor: &str, err: &ProcessorError, cx: &Ctx) -> LocalReply {
     reply.details = format!("{processor}_failed");
     reply
 }
+
+mod record;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,8 @@ pub fn pipeline_with(
     name: &str,
     factories: Vec<Arc<dyn ProcessorFactory>>,
 ) -> Arc<Pipeline> {
+    // An empty `yaml` stands for no config (`parse_str` refuses empty text).
+    let yaml = if yaml.trim().is_empty() { "{}" } else { yaml };
     let mut pipeline =
         Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap();
     let route = Arc::new(CompiledRoute {
@@ -68,7 +70,7 @@ pub fn exchange_at(yaml: &str, method: &str, path: &str) -> Exchange {
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
     let pipeline = Arc::new(
-        Pipeline::build(parse_str("").unwrap(), crate::services::Services::new()).unwrap(),
+        Pipeline::build(parse_str("{}").unwrap(), crate::services::Services::new()).unwrap(),
     );
     let route = Arc::new(CompiledRoute {
         name: "test".into(),
@@ -93,6 +95,8 @@ pub struct Script {
     pub failure_mode: FailureMode,
     /// Upper-case each body chunk it sees.
     pub uppercase: bool,
+    /// End the body at this phase name (`Body::end_stream` with `END`).
+    pub end_stream_at: Option<&'static str>,
     /// Record Envoy dynamic metadata at this phase name: namespace `scripted`, key the
     /// journal entry of the call (`request_body(ab,eos)`), value `true`.
     pub metadata_at: Option<&'static str>,
@@ -184,6 +188,9 @@ impl ScriptedProcessor {
             let up = body.data().to_ascii_uppercase();
             body.replace(up.into());
         }
+        if self.script.end_stream_at == Some(phase) {
+            body.end_stream(bytes::Bytes::from_static(b"END"));
+        }
         self.step(cx, phase, note)
     }
 }
@@ -263,4 +270,32 @@ pub fn scripted_into(
 /// A copy of a journal's entries.
 pub fn entries(journal: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
     journal.lock().unwrap().clone()
+}
+
+/// A pipeline whose proxy bind `port` has exactly one catch-all route, `name`, running
+/// `factories` and forwarding to `backend` (the proxy adapter's tests build their
+/// routes by hand, with scripted processors).
+pub fn proxy_pipeline(
+    port: u16,
+    name: &str,
+    factories: Vec<Arc<dyn ProcessorFactory>>,
+    backend: Option<crate::config::Backend>,
+) -> Pipeline {
+    let yaml = format!("binds: [ {{ port: {port}, listeners: [ {{ routes: [ {{}} ] }} ] }} ]");
+    let mut pipeline =
+        Pipeline::build(parse_str(&yaml).unwrap(), crate::services::Services::new()).unwrap();
+    let route = Arc::new(CompiledRoute {
+        name: name.into(),
+        matches: Vec::new(),
+        factories,
+        backend,
+        timeout: None,
+    });
+    let mut selector = RouteSelector::default();
+    selector.listeners.push(router::CompiledListener {
+        hostnames: Vec::new(),
+        routes: vec![route],
+    });
+    pipeline.bind_routes.insert(port, selector);
+    pipeline
 }

@@ -16,7 +16,8 @@
 //!   transport puts it on the header reply), as `envoy.lb/x-gateway-destination-endpoint`
 //!   dynamic metadata with the same value, with a route-cache clear. Nothing eligible:
 //!   503 `rejected-no-endpoints`; a sheddable request while the pool is saturated: 429
-//!   `rejected-saturated` (both in `x-llm-d-request-dropped-reason`).
+//!   `rejected-saturated`; a bad body: 400 `rejected-invalid-request` (every reason in
+//!   `x-llm-d-request-dropped-reason`).
 //! - response: notes the endpoint the gateway reports as served, writes the client's
 //!   model name back over a rewritten one (JSON or SSE), and observes the first token.
 //! - completion: the `inference_objective_*` metrics.
@@ -48,6 +49,8 @@ use crate::services::Services;
 pub const DESTINATION: &str = "x-gateway-destination-endpoint";
 /// Why a request was dropped.
 pub const DROPPED_REASON: &str = "x-llm-d-request-dropped-reason";
+/// The drop reason of a request whose body the picker cannot read (400).
+pub const INVALID_REQUEST: &str = "rejected-invalid-request";
 
 /// What every request of one route's picker shares.
 struct Shared {
@@ -207,6 +210,19 @@ impl EndpointPicker {
 
     /// A reply the picker gives itself, with its reason header, counted.
     fn dropped(&self, status: StatusCode, reason: &'static str, message: &str) -> LocalReply {
+        self.reject(LocalReply::error(status, reason, message), reason)
+    }
+
+    /// A 400 for a body the picker cannot read: OpenAI's `invalid_request_error` type in
+    /// the body, `rejected-invalid-request` in the reason header like every other drop.
+    fn bad_request(&self, message: &str) -> LocalReply {
+        let reply = LocalReply::error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+        self.reject(reply, INVALID_REQUEST)
+    }
+
+    /// Counts `reply` as dropped for `reason` and names the reason in its header: every
+    /// reply the picker makes goes through here, so none lacks the header.
+    fn reject(&self, mut reply: LocalReply, reason: &'static str) -> LocalReply {
         self.shared
             .services
             .metrics
@@ -217,7 +233,6 @@ impl EndpointPicker {
                 reason,
             })
             .inc();
-        let mut reply = LocalReply::error(status, reason, message);
         reply.headers.insert(
             HeaderName::from_static(DROPPED_REASON),
             HeaderValue::from_static(reason),
@@ -310,10 +325,6 @@ fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, 
     Ok((model, request.prompt_text().into_bytes()))
 }
 
-fn bad_request(message: &str) -> LocalReply {
-    LocalReply::error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
-}
-
 #[async_trait]
 impl Processor for EndpointPicker {
     async fn on_request_headers(
@@ -363,7 +374,7 @@ impl Processor for EndpointPicker {
         }
         let (model, prompt) = match model_and_prompt(cx, self.api, body.data()) {
             Ok(v) => v,
-            Err(message) => return Ok(Flow::Respond(bad_request(&message))),
+            Err(message) => return Ok(Flow::Respond(self.bad_request(&message))),
         };
         self.model = Some(model.clone());
         let target = Rng::with_thread(|rng| {
@@ -376,7 +387,7 @@ impl Processor for EndpointPicker {
         });
         if let Some(t) = &target {
             let Some(rewritten) = set_model(body.data(), t) else {
-                return Ok(Flow::Respond(bad_request(
+                return Ok(Flow::Respond(self.bad_request(
                     "request body has no top-level string model to rewrite",
                 )));
             };

@@ -14,6 +14,12 @@
 //!   by event (`stream.rs`). A reject in a stream ends it with an error event in the
 //!   API's format: the proxy closes the stream there, under Envoy (whose headers are
 //!   already out) the rest of the upstream's stream is dropped.
+//! - bounds (`limits.buffers`): an SSE line or event over its bound follows
+//!   `failureMode` (fail open: the rest of the stream passes unguarded; fail closed: it
+//!   ends with an error event). A compressed body that decodes past its size or ratio
+//!   bound always ends (an error event, or 502 for JSON): its `content-encoding` is
+//!   already gone, so the rest could only be sent decoded — a bomb. Each counts in
+//!   `tollgate_buffer_limit_exceeded_total`.
 //!
 //! A side's `webhook` (`webhook.rs`, `hooks.rs`) is asked after its rules, on the request
 //! and on JSON completions; the request side's `moderation` (`moderation.rs`) last.
@@ -22,6 +28,7 @@
 //! (`tollgate_guard_findings_total`), and the time each check took
 //! (`tollgate_guard_duration_seconds`).
 
+mod definitions;
 mod hooks;
 pub(crate) mod json;
 mod moderation;
@@ -29,6 +36,7 @@ mod request;
 mod response;
 mod rules;
 mod stream;
+mod stream_end;
 mod webhook;
 
 use std::sync::Arc;
@@ -37,19 +45,18 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::{HeaderName, StatusCode};
 
-use crate::config::{ConfigError, FailureMode, PromptGuardPolicy};
-use crate::expr::RequestVars;
-use crate::llm::{Api, Decoder, LlmRequest};
+use crate::config::{BufferLimits, ConfigError, FailureMode, PromptGuardPolicy};
+use crate::expr::{Offload, RequestVars};
+use crate::llm::{Api, Decoder, LlmError, LlmRequest};
 use crate::metrics::{GuardLabels, Metrics, SideLabels};
 use crate::pipeline::{
-    Adapter, Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
+    Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Processor, ProcessorError,
     ProcessorFactory,
 };
-use crate::services::Services;
 
 use request::Decision;
-use rules::{CompiledSide, RuleInfo, SideKind};
-use stream::{StreamGuard, StreamOut};
+use rules::{CompiledSide, SideKind};
+use stream::StreamGuard;
 
 /// Factory of the `promptGuard` policy of one route.
 pub struct PromptGuardFactory {
@@ -62,24 +69,34 @@ struct Shared {
     failure_mode: FailureMode,
     max_request_bytes: usize,
     max_response_bytes: usize,
+    limits: BufferLimits,
     metrics: Arc<Metrics>,
+    /// Where heavy request checks run (`limits.cel`).
+    offload: Offload,
 }
 
 impl PromptGuardFactory {
     /// Compiles the policy; `path` is its field path, for errors.
     pub fn new(
         policy: &PromptGuardPolicy,
-        services: &Arc<Services>,
+        bcx: &crate::processors::BuildCx<'_>,
         path: &str,
     ) -> Result<Self, ConfigError> {
         if policy.request.is_none() && policy.response.is_none() {
             return Err(ConfigError::field(path, "give request or response rules"));
         }
+        let (services, cel) = (bcx.services, &bcx.config.limits.cel);
         let side = |s: &Option<crate::config::GuardSide>, kind: SideKind| {
             s.as_ref()
-                .map(|s| CompiledSide::new(s, kind, &format!("{path}.{}", kind.as_str())))
+                .map(|s| CompiledSide::new(s, kind, cel, &format!("{path}.{}", kind.as_str())))
                 .transpose()
         };
+        let permits = services
+            .shared(Offload::permits_key(cel), || {
+                let permits = tokio::sync::Semaphore::new(cel.max_concurrent_evaluations);
+                Ok::<_, std::convert::Infallible>(Arc::new(permits))
+            })
+            .unwrap_or_else(|never| match never {});
         Ok(PromptGuardFactory {
             shared: Arc::new(Shared {
                 request: side(&policy.request, SideKind::Request)?,
@@ -87,7 +104,9 @@ impl PromptGuardFactory {
                 failure_mode: policy.failure_mode,
                 max_request_bytes: policy.max_request_bytes,
                 max_response_bytes: policy.max_response_bytes,
-                metrics: services.metrics.clone(),
+                limits: bcx.config.limits.buffers.clone(),
+                metrics: bcx.services.metrics.clone(),
+                offload: Offload::new(cel, permits),
             }),
         })
     }
@@ -245,17 +264,13 @@ impl PromptGuard {
         Ok(request)
     }
 
-    fn decode(&mut self, data: &[u8], eos: bool) -> Result<Option<Vec<u8>>, ProcessorError> {
+    fn decode(&mut self, data: &[u8], eos: bool) -> Result<Option<Vec<u8>>, LlmError> {
         let Some(d) = self.decoder.as_mut() else {
             return Ok(None);
         };
-        let broken = |e: crate::llm::LlmError| ProcessorError {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("the response could not be decoded for the guard: {e}"),
-        };
-        let mut out = d.push(data).map_err(broken)?.into_owned();
+        let mut out = d.push(data)?.into_owned();
         if eos {
-            out.extend(d.finish().map_err(broken)?);
+            out.extend(d.finish()?);
         }
         Ok(Some(out))
     }
@@ -309,15 +324,8 @@ impl Processor for PromptGuard {
             Ok(r) => r,
             Err(flow) => return Ok(*flow),
         };
-        let mut tally = Tally::new(side);
-        let decision = request::check(
-            side,
-            &request,
-            self.vars.as_ref(),
-            cx.jwt.as_ref(),
-            body.data(),
-            &mut tally,
-        );
+        let (vars, jwt) = (self.vars.as_ref(), cx.jwt.as_ref());
+        let (decision, tally) = check_request(&shared, vars, jwt, &request, body.data()).await?;
         self.report(cx, side, &tally, started);
         let mut rewritten = match decision {
             Decision::Pass => None,
@@ -381,7 +389,9 @@ impl Processor for PromptGuard {
             .trim_start()
             .to_ascii_lowercase();
         let mode = if content_type.starts_with("text/event-stream") {
-            ResponseMode::Stream(Box::new(StreamGuard::new(self.api)))
+            let limits = self.shared.limits.sse();
+            let guard = StreamGuard::new(self.api, limits, self.shared.failure_mode);
+            ResponseMode::Stream(Box::new(guard))
         } else if content_type.contains("json") {
             ResponseMode::Json
         } else {
@@ -393,7 +403,7 @@ impl Processor for PromptGuard {
             .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
             .map(str::to_owned);
         if let Some(encoding) = encoding {
-            match Decoder::for_encoding(Some(&encoding)) {
+            match Decoder::with_limits(Some(&encoding), self.shared.limits.decode()) {
                 Ok(d) => self.decoder = Some(d),
                 Err(e) => {
                     let message = format!("response encoding {encoding:?}: {e}");
@@ -439,7 +449,18 @@ impl Processor for PromptGuard {
         };
         let started = Instant::now();
         let eos = body.end_of_stream() || body.is_whole();
-        let decoded = self.decode(body.data(), eos)?;
+        let decoded = match self.decode(body.data(), eos) {
+            Ok(decoded) => decoded,
+            Err(LlmError::DecodeLimit { limit, .. }) => {
+                return Ok(self.decode_limit(cx, body, limit))
+            }
+            Err(e) => {
+                return Err(ProcessorError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: format!("the response could not be decoded for the guard: {e}"),
+                })
+            }
+        };
         let data: &[u8] = decoded.as_deref().unwrap_or(body.data());
         let mut tally = Tally::new(side);
         match &mut self.response {
@@ -481,30 +502,7 @@ impl Processor for PromptGuard {
             ResponseMode::Stream(guard) => {
                 let out = guard.push(side, data, eos, &mut tally);
                 self.report(cx, side, &tally, started);
-                match out {
-                    StreamOut::Emit(bytes) => {
-                        if bytes != body.data().as_ref() {
-                            body.replace(bytes.into());
-                        }
-                        Ok(Flow::Continue)
-                    }
-                    StreamOut::Reject { bytes, rule } => {
-                        let info = side.rule(rule);
-                        tracing::warn!(
-                            target: "tollgate::guard",
-                            request_id = %cx.request_id, route = cx.route.as_deref().unwrap_or(""),
-                            side = "response", rule = %info.name, "prompt guard ended the stream"
-                        );
-                        if cx.adapter == Adapter::Proxy {
-                            // The proxy sends this body and closes the stream.
-                            let mut reply = stream_end(info, bytes);
-                            reply.details = "prompt_guard_rejected".into();
-                            return Ok(Flow::Respond(reply));
-                        }
-                        body.replace(bytes.into());
-                        Ok(Flow::Continue)
-                    }
-                }
+                Ok(self.stream_out(cx, side, body, out))
             }
         }
     }
@@ -518,15 +516,57 @@ fn error_reply(api: Api, status: StatusCode, kind: &str, message: &str) -> Local
     reply
 }
 
-/// The reply that ends a stream mid-way: its status is only recorded (the upstream's
-/// went out with the headers); its body is the last bytes of the stream.
-fn stream_end(rule: &RuleInfo, bytes: Vec<u8>) -> LocalReply {
-    let mut reply = LocalReply::error(rule.status, "response_rejected", &rule.message);
-    reply.headers.clear();
-    reply.body = bytes.into();
-    reply
+/// Runs the request side's rules: off the async workers when its CEL conditions are heavy
+/// (a large body, or a comprehension; see `limits.cel`), else right here.
+async fn check_request(
+    shared: &Arc<Shared>,
+    vars: Option<&RequestVars>,
+    jwt: Option<&serde_json::Value>,
+    request: &Arc<LlmRequest>,
+    body: &[u8],
+) -> Result<(Decision, Tally), ProcessorError> {
+    let side = shared
+        .request
+        .as_ref()
+        .expect("checked on the request side");
+    let looping = side.cel.iter().any(|(_, e)| e.loops());
+    if side.cel.is_empty() || !shared.offload.wanted(body.len(), looping) {
+        let mut tally = Tally::new(side);
+        let decision = request::check(side, request, vars, jwt, body, &mut tally);
+        return Ok((decision, tally));
+    }
+    let (vars, jwt) = (vars.cloned(), jwt.cloned());
+    let (request, body) = (request.clone(), body.to_vec());
+    let work = {
+        let shared = shared.clone();
+        move || {
+            let side = shared
+                .request
+                .as_ref()
+                .expect("checked on the request side");
+            let mut tally = Tally::new(side);
+            let decision = request::check(
+                side,
+                &request,
+                vars.as_ref(),
+                jwt.as_ref(),
+                &body,
+                &mut tally,
+            );
+            (decision, tally)
+        }
+    };
+    shared
+        .offload
+        .run(work)
+        .await
+        .map_err(|e| ProcessorError::internal(format!("prompt guard: {e}")))
 }
 
+#[cfg(test)]
+mod coverage_tests;
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod stream_tests;
 #[cfg(test)]

@@ -9,6 +9,11 @@
 //! - response body (streamed, so SSE keeps its timing): follow the stream (decoding
 //!   gzip / brotli incrementally), note the first content token, and drop the usage-only
 //!   chunk the client did not ask for.
+//! - response body, bounded: past a `limits.buffers` bound (a decompression bomb, a
+//!   huge SSE line or event, a JSON body too large to collect) accounting stops
+//!   following the response and passes the rest on untouched — it never blocks a
+//!   response — counted in `tollgate_buffer_limit_exceeded_total`; the exchange is then
+//!   exported with estimated usage.
 //! - end of the response: export usage — GenAI metrics, Envoy dynamic metadata
 //!   (`io.envoy.ai_gateway`), the access log — and again from `on_complete` for an
 //!   exchange that ended early, with what was delivered.
@@ -22,13 +27,12 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::StatusCode;
 
-use crate::config::{ConfigError, FailureMode, TokenAccountingPolicy};
+use crate::config::{BufferLimits, ConfigError, FailureMode, TokenAccountingPolicy};
 use crate::llm::{set_include_usage, Api, LlmRequest};
 use crate::pipeline::{
     Body, BodyMode, Ctx, Flow, Headers, LlmFacts, LocalReply, Outcome, Processor, ProcessorError,
     ProcessorFactory,
 };
-use crate::services::Services;
 
 use export::Exporter;
 use response::ResponseState;
@@ -37,18 +41,25 @@ use response::ResponseState;
 pub struct TokenAccountingFactory {
     policy: TokenAccountingPolicy,
     exporter: Arc<Exporter>,
+    limits: Arc<BufferLimits>,
 }
 
 impl TokenAccountingFactory {
     pub fn new(
         policy: &TokenAccountingPolicy,
-        services: &Arc<Services>,
-        prices: &crate::pricing::Prices,
+        bcx: &crate::processors::BuildCx<'_>,
         path: &str,
     ) -> Result<Self, ConfigError> {
         Ok(TokenAccountingFactory {
             policy: policy.clone(),
-            exporter: Arc::new(Exporter::new(policy, services, prices, path)?),
+            exporter: Arc::new(Exporter::new(
+                policy,
+                bcx.services,
+                bcx.prices,
+                &bcx.config.limits.cel,
+                path,
+            )?),
+            limits: Arc::new(bcx.config.limits.buffers.clone()),
         })
     }
 }
@@ -69,6 +80,7 @@ impl ProcessorFactory for TokenAccountingFactory {
         Some(Box::new(TokenAccounting {
             policy: self.policy.clone(),
             exporter: self.exporter.clone(),
+            limits: self.limits.clone(),
             api,
             started: Instant::now(),
             response: None,
@@ -81,6 +93,7 @@ impl ProcessorFactory for TokenAccountingFactory {
 struct TokenAccounting {
     policy: TokenAccountingPolicy,
     exporter: Arc<Exporter>,
+    limits: Arc<BufferLimits>,
     api: Api,
     started: Instant,
     response: Option<ResponseState>,
@@ -162,7 +175,7 @@ impl Processor for TokenAccounting {
         cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        let state = ResponseState::new(self.api, headers, self.strip_usage_chunk, cx);
+        let state = ResponseState::new(self.api, headers, self.strip_usage_chunk, &self.limits, cx);
         self.response = Some(state);
         Ok(Flow::Continue)
     }
@@ -172,7 +185,7 @@ impl Processor for TokenAccounting {
         if self.policy.response_headers && !streamed {
             // Usage headers must follow the body: hold the (JSON) body back.
             BodyMode::Buffer {
-                limit: response::MAX_JSON_BYTES,
+                limit: self.limits.json_body_bytes,
             }
         } else {
             BodyMode::Stream
@@ -184,8 +197,16 @@ impl Processor for TokenAccounting {
         cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
-        if let Some(state) = self.response.as_mut() {
-            state.push(body, cx);
+        let stopped = self
+            .response
+            .as_mut()
+            .and_then(|state| state.push(body, cx));
+        if let Some(response::Stopped(limit)) = stopped {
+            self.exporter.metrics().buffers.exceeded(
+                cx.route.as_deref(),
+                "token_accounting",
+                limit,
+            );
         }
         // Export at the stream's last event, not only at the body's end: a client (the
         // openai SDK does) may close as soon as it reads `[DONE]`, and Envoy then resets

@@ -75,7 +75,14 @@ impl TokenLimitFactory {
             .limits
             .iter()
             .enumerate()
-            .map(|(i, r)| Rule::new(r, prices, &format!("{path}.limits[{i}]")))
+            .map(|(i, r)| {
+                Rule::new(
+                    r,
+                    prices,
+                    &config.limits.cel,
+                    &format!("{path}.limits[{i}]"),
+                )
+            })
             .collect::<Result<_, _>>()?;
         Ok(TokenLimitFactory {
             shared: Arc::new(Shared {

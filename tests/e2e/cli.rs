@@ -94,3 +94,114 @@ fn schema_and_version() {
         format!("tollgate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Writes each `(name, yaml)` to a temp dir and runs `validate` on it.
+fn validate_texts(cases: &[(&str, &str)]) -> Vec<(std::process::Output, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    cases
+        .iter()
+        .map(|(name, yaml)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, yaml).unwrap();
+            let out = validate(&path);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out, stderr)
+        })
+        .collect()
+}
+
+#[test]
+fn validate_refuses_empty_half_written_and_serving_nothing() {
+    let cases = [
+        ("empty.yaml", "", "the config is empty"),
+        ("blank.yaml", "  \n\n", "the config is empty"),
+        (
+            "comments.yaml",
+            "# binds:\n#  - port: 8080\n",
+            "the config is empty",
+        ),
+        (
+            "half.yaml",
+            "binds:\n- port: 8080\n  listen",
+            "invalid YAML",
+        ),
+        (
+            "cut.yaml",
+            "binds:\n- port: 8080\n  listeners:\n  - routes:\n",
+            "binds[0].listeners[0].routes",
+        ),
+        (
+            "nothing.yaml",
+            "admin: { address: \"127.0.0.1:15000\" }\n",
+            "(root): the config serves nothing",
+        ),
+        (
+            "no-routes.yaml",
+            "binds:\n- port: 8080\n  listeners:\n  - routes: []\n",
+            "binds[0].listeners: no routes",
+        ),
+    ];
+    let texts: Vec<_> = cases.iter().map(|(n, y, _)| (*n, *y)).collect();
+    for ((out, stderr), (name, _, expected)) in validate_texts(&texts).iter().zip(cases) {
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in {stderr}"
+        );
+    }
+    // An ext_proc-only config with gateway-wide policies is legal.
+    let ok = validate_texts(&[(
+        "ext-proc-only.yaml",
+        "extProc: { address: \"127.0.0.1:50051\" }\npolicies:\n  requestHeaderModifier: { set: { x-a: b } }\n",
+    )]);
+    assert!(ok[0].0.status.success(), "{}", ok[0].1);
+}
+
+#[test]
+fn validate_reports_every_problem_in_one_run() {
+    let yaml = r#"admin: { address: "not-an-address" }
+extProc: { address: "127.0.0.1:50051", clearRouteCacheOn: ["bad header"] }
+policies:
+  responseHeaderModifier: { set: { "bad gateway header": x } }
+binds:
+- port: 8080
+  address: "nowhere"
+  listeners:
+  - routes:
+    - name: a
+      matches: [ { path: { regex: "(" }, method: "B@D" } ]
+      backends: [ { host: "no-port" } ]
+      policies:
+        requestHeaderModifier: { set: { "bad name": x } }
+        tokenLimit: { limits: [] }
+    - name: a
+- port: 8080
+  listeners:
+  - routes: [ { name: b } ]
+"#;
+    let (out, stderr) = &validate_texts(&[("many.yaml", yaml)])[0];
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = [
+        "admin.address:",
+        "extProc.clearRouteCacheOn[0]:",
+        "policies.responseHeaderModifier.set.bad gateway header:",
+        "binds[0].address:",
+        "binds[0].listeners[0].routes[0].matches[0].path.regex: invalid regex",
+        "binds[0].listeners[0].routes[0].matches[0].method:",
+        "binds[0].listeners[0].routes[0].backends[0].host:",
+        "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.bad name:",
+        "binds[0].listeners[0].routes[0].policies.tokenLimit: tokenLimit needs tokenAccounting",
+        "binds[0].listeners[0].routes[1].name: route name \"a\" is already used",
+        "binds[1].port: port 8080 is bound twice",
+    ];
+    for e in expected {
+        assert!(stderr.contains(e), "expected {e:?} in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!("{} problems:", expected.len())),
+        "{stderr}"
+    );
+    // The gateway policy's problem is reported once, not again under each route.
+    let gateway_lines = stderr.lines().filter(|l| l.contains("bad gateway header"));
+    assert_eq!(gateway_lines.count(), 1, "{stderr}");
+}

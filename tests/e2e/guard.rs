@@ -10,6 +10,7 @@ use crate::support::envoy::{Envoy, ListenerSpec, Mode};
 use crate::support::guard::{python_sdk, split, ScriptedLlm};
 use crate::support::scenario::Ports;
 use crate::support::tollgate::Tollgate;
+use crate::support::upstream::MockUpstream;
 use crate::support::{eventually, metric};
 
 const EMAIL: &str = "jane.doe+billing@example.co.uk";
@@ -295,4 +296,123 @@ async fn a_reject_mid_stream_ends_the_stream_with_an_error_event() {
         assert_eq!(last["error"]["message"], "answer withheld", "{way}");
         assert!(!joined.contains("[DONE]"), "{way}: nothing after the error");
     }
+}
+
+// === hardening: what the guard reads, Unicode tricks, bounded labels (standalone proxy) ===
+
+fn proxy_config(port: u16, upstream: u16) -> String {
+    format!(
+        r#"logging: {{ format: json }}
+upstream: {{ connectTimeout: 1s, requestTimeout: 10s }}
+binds:
+- port: {port}
+  listeners:
+  - routes:
+    - name: llm
+      policies:
+        tokenAccounting: {{}}
+        promptGuard:
+          request:
+            rules:
+            - {{ name: secrets, builtins: [openai_api_key], action: reject }}
+            - {{ name: pii, builtins: [email], action: mask }}
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_definitions_or_hidden_by_unicode_never_reach_the_upstream() {
+    let upstream = MockUpstream::start().await;
+    let port = crate::support::free_port();
+    let _tollgate = Tollgate::start(&proxy_config(port, upstream.port)).await;
+    let msg = serde_json::json!([{"role": "user", "content": "hi"}]);
+    let split = format!("key {}\u{200B}{}", &SECRET[..9], &SECRET[9..]);
+    let cases = [
+        (
+            "tool-description",
+            serde_json::json!({"model": "m", "messages": msg,
+            "tools": [{"type": "function", "function": {"name": "f", "description": SECRET}}]}),
+        ),
+        (
+            "response-schema",
+            serde_json::json!({"model": "m", "messages": msg,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "o",
+                "schema": {"type": "object", "properties": {"a": {"type": "string", "description": SECRET}}}}}}),
+        ),
+        (
+            "zero-width",
+            serde_json::json!({"model": "m",
+            "messages": [{"role": "user", "content": split}]}),
+        ),
+    ];
+    for (id, body) in cases {
+        let req = Req::post("/v1/chat/completions", body.to_string()).header("x-test-id", id);
+        let reply = client::must(port, req).await;
+        assert_eq!(reply.status, 403, "{id}: {}", reply.text());
+        assert_eq!(reply.json()["error"]["code"], "prompt_rejected", "{id}");
+        assert!(!reply.text().contains("sk-proj"), "{id}");
+    }
+    let fullwidth = EMAIL.replace('@', "＠");
+    let body = serde_json::json!({"model": "m",
+        "messages": [{"role": "user", "content": format!("write to {fullwidth} — merci")}]});
+    let req = Req::post("/v1/chat/completions", body.to_string()).header("x-test-id", "fullwidth");
+    let reply = client::must(port, req).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "only the masked request went upstream");
+    let sent: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(sent["messages"][0]["content"], "write to <EMAIL> — merci");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_bounded_after_thousands_of_models_and_a_huge_one() {
+    let upstream = MockUpstream::start().await;
+    let port = crate::support::free_port();
+    let tollgate = Tollgate::start(&proxy_config(port, upstream.port)).await;
+    let chat = |model: &str| {
+        let body =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        Req::post("/v1/chat/completions", body.to_string())
+    };
+    let huge = "m".repeat(1 << 20);
+    assert_eq!(client::must(port, chat(&huge)).await.status, 200);
+    let one = tollgate.metrics().await.len();
+    assert!(one < 200_000, "one model: {one} bytes of /metrics");
+    assert!(!tollgate.metrics().await.contains(&"m".repeat(129)));
+    // 5,000 distinct names, 16 at a time.
+    let names: Vec<String> = (0..5000).map(|i| format!("model-{i}")).collect();
+    for batch in names.chunks(16) {
+        let sends = batch.iter().map(|m| client::must(port, chat(m)));
+        for reply in futures::future::join_all(sends).await {
+            assert_eq!(reply.status, 200);
+        }
+    }
+    let text = tollgate.metrics().await;
+    let models: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split("gen_ai_request_model=\"").nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(
+        models.contains("other"),
+        "names past the bound count as other"
+    );
+    assert!(
+        models.len() <= 257,
+        "{} distinct model labels",
+        models.len()
+    );
+    assert!(models.iter().all(|m| m.len() <= 128));
+    assert!(
+        text.len() < 300 * one,
+        "/metrics grew to {} bytes from {one}",
+        text.len()
+    );
+    // The access log carries the name cut too.
+    eventually("access lines", Duration::from_secs(5), || async {
+        tollgate.log().contains("model-4999").then_some(())
+    })
+    .await;
+    assert!(!tollgate.log().contains(&"m".repeat(129)));
 }

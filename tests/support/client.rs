@@ -166,6 +166,16 @@ pub async fn open(port: u16, req: Req) -> Result<Streaming, String> {
 }
 
 async fn open_inner(port: u16, req: Req) -> Result<Streaming, String> {
+    let body = Full::new(req.body.clone());
+    open_with(port, req, body).await
+}
+
+/// `req` with `body` in place of `req.body`.
+async fn open_with<B>(port: u16, req: Req, body: B) -> Result<Streaming, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connecting to 127.0.0.1:{port}: {e}"))?;
@@ -189,9 +199,7 @@ async fn open_inner(port: u16, req: Req) -> Result<Streaming, String> {
     for (name, value) in &req.headers {
         builder = builder.header(name, value);
     }
-    let request = builder
-        .body(Full::new(req.body))
-        .map_err(|e| e.to_string())?;
+    let request = builder.body(body).map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)
         .await
@@ -209,7 +217,41 @@ async fn open_inner(port: u16, req: Req) -> Result<Streaming, String> {
 
 /// Sends `req` and reads the whole response.
 pub async fn send(port: u16, req: Req) -> Result<Reply, String> {
-    let s = open(port, req).await?;
+    read_all(open(port, req).await?).await
+}
+
+/// Sends `req` with its body cut into `pieces` chunks of about equal size, `gap` apart
+/// (chunked transfer encoding, no content-length), and reads the whole response: a
+/// body that a proxy in front receives piece by piece.
+pub async fn send_in_pieces(
+    port: u16,
+    req: Req,
+    pieces: usize,
+    gap: Duration,
+) -> Result<Reply, String> {
+    let size = req.body.len().div_ceil(pieces.max(1)).max(1);
+    let chunks: Vec<Bytes> = req.body.chunks(size).map(Bytes::copy_from_slice).collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(1);
+    tokio::spawn(async move {
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            if tx.send(Ok(hyper::body::Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let s = tokio::time::timeout(IO_TIMEOUT, open_with(port, req, body))
+        .await
+        .map_err(|_| format!("no response from port {port} within 30 s"))??;
+    read_all(s).await
+}
+
+async fn read_all(s: Streaming) -> Result<Reply, String> {
     let body = tokio::time::timeout(IO_TIMEOUT, s.body.collect())
         .await
         .map_err(|_| "body not complete within 30 s".to_string())?

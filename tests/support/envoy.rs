@@ -36,6 +36,8 @@ pub fn binary() -> PathBuf {
 /// Envoy's body processing mode for both directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Body mode NONE: bodies only when an override asks for them.
+    NoBody,
     Buffered,
     Streamed,
     /// FULL_DUPLEX_STREAMED, with trailer modes SEND as Envoy requires.
@@ -45,6 +47,7 @@ pub enum Mode {
 impl Mode {
     fn body(self) -> &'static str {
         match self {
+            Mode::NoBody => "NONE",
             Mode::Buffered => "BUFFERED",
             Mode::Streamed => "STREAMED",
             Mode::FullDuplex => "FULL_DUPLEX_STREAMED",
@@ -69,6 +72,9 @@ pub struct ListenerSpec {
     pub failure_mode_allow: bool,
     /// The name of Envoy's route, forwarded to tollgate as `xds.route_name`.
     pub route_name: String,
+    /// Envoy's `allow_mode_override` (default true): false makes Envoy ignore the
+    /// `mode_override` tollgate sends and keep `mode`.
+    pub allow_mode_override: bool,
 }
 
 impl ListenerSpec {
@@ -79,7 +85,13 @@ impl ListenerSpec {
             mode,
             failure_mode_allow: false,
             route_name: "envoy_catch_all".into(),
+            allow_mode_override: true,
         }
+    }
+
+    pub fn allow_mode_override(mut self, allow: bool) -> Self {
+        self.allow_mode_override = allow;
+        self
     }
 
     pub fn failure_mode_allow(mut self, allow: bool) -> Self {
@@ -329,7 +341,7 @@ fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String 
               failure_mode_allow: {allow}
               message_timeout: 5s
               max_message_timeout: 10s
-              allow_mode_override: true
+              allow_mode_override: {allow_override}
               processing_mode:
                 request_header_mode: SEND
                 response_header_mode: SEND
@@ -351,6 +363,7 @@ fn listener(i: usize, l: &ListenerSpec, port: u16, access_log: &Path) -> String 
         upstream = l.upstream_port,
         ext_proc = l.ext_proc_port,
         allow = l.failure_mode_allow,
+        allow_override = l.allow_mode_override,
         body = l.mode.body(),
         trailers = l.mode.trailers(),
         metadata_fields = metadata_fields(),

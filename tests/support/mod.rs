@@ -10,7 +10,10 @@ pub mod epp;
 pub mod epp_envoy;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
+/// Hostile answers of the mock upstream (bombs, huge lines).
+pub mod hostile;
 pub mod llm;
+pub mod raw;
 pub mod redis;
 pub mod scenario;
 /// The model-server simulator (`tollgate sim`).

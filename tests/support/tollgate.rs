@@ -34,15 +34,33 @@ impl Tollgate {
 
     /// `start`, with extra environment variables for `${ENV}` substitution.
     pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(yaml, env, &[], &[]).await
+    }
+
+    /// `start`, with extra `serve` arguments, the command run under `wrapper` (e.g.
+    /// `["prlimit", "--nofile=64", "--"]`).
+    pub async fn start_with_args(yaml: &str, args: &[&str], wrapper: &[&str]) -> Self {
+        Self::launch(yaml, &[], args, wrapper).await
+    }
+
+    async fn launch(yaml: &str, env: &[(&str, &str)], args: &[&str], wrapper: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_port = free_port();
         let config_path = dir.path().join("tollgate.yaml");
         let log_path = dir.path().join("tollgate.log");
         write_atomically(&config_path, &with_admin(admin_port, yaml));
         let log = std::fs::File::create(&log_path).expect("creating the log file");
-        let mut command = Command::new(binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         command
             .arg("serve")
+            .args(args)
             .arg("-c")
             .arg(&config_path)
             .env_remove("RUST_LOG")
@@ -110,6 +128,23 @@ impl Tollgate {
     /// never reads half a file.
     pub fn rewrite_config(&self, yaml: &str) {
         write_atomically(&self.config_path, &with_admin(self.admin_port, yaml));
+    }
+
+    /// Replaces the config file (admin section kept) the way an editor saving in place
+    /// does: truncate, write the admin section and `cut` bytes of `yaml`, wait `pause`,
+    /// write the rest.
+    /// A watcher polling meanwhile can read the empty or the half-written file.
+    pub async fn save_config_in_place(&self, yaml: &str, cut: usize, pause: Duration) {
+        use std::io::Write;
+        let text = with_admin(self.admin_port, yaml);
+        let cut = (text.len() - yaml.len() + cut).min(text.len());
+        let mut file = std::fs::File::create(&self.config_path).expect("truncating the config");
+        file.write_all(&text.as_bytes()[..cut])
+            .expect("writing half");
+        file.flush().expect("flushing half");
+        tokio::time::sleep(pause).await;
+        file.write_all(&text.as_bytes()[cut..])
+            .expect("writing the rest");
     }
 
     /// Sends SIGTERM.

@@ -14,6 +14,8 @@
 //!   `message_stop`), spaced the same way.
 //!   Either stream ends `x-mock-linger-ms` (default 0) after its last event.
 //! - Either with a body that is not JSON: `400`.
+//! - `POST /v1/chat/completions` with `x-mock-hostile`: a hostile answer (a gzip bomb, a
+//!   huge SSE line; see `hostile.rs`).
 //!
 //! The instant each SSE event is handed to hyper is kept under the request's `x-test-id`.
 //! - `/slow`: answers after `x-mock-delay-ms` (default 2000).
@@ -170,6 +172,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         (_, "/slow") => {
             tokio::time::sleep(Duration::from_millis(number("x-mock-delay-ms", 2000))).await;
             json(StatusCode::OK, serde_json::json!({"slow": true}))
+        }
+        ("POST", "/v1/chat/completions") if recorded.header("x-mock-hostile").is_some() => {
+            super::hostile::response(&recorded.header("x-mock-hostile").unwrap(), &number)
         }
         ("POST", "/v1/chat/completions" | "/v1/messages") => {
             let Ok(request) = serde_json::from_slice::<serde_json::Value>(&recorded.body) else {

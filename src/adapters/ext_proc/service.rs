@@ -13,6 +13,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ExtProcStream, StreamError};
+use crate::listen::{Acceptor, Refusal};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::pipeline::PipelineStore;
 
@@ -161,11 +162,18 @@ pub async fn serve(
             .set_service_status(name, tonic_health::ServingStatus::Serving)
             .await;
     }
+    let (metrics, limits) = {
+        let pipeline = store.load();
+        let limits = pipeline.config().limits.connections.clone();
+        (pipeline.metrics.clone(), limits)
+    };
     let service = ExternalProcessorServer::new(ExtProcService::new(store))
         .max_decoding_message_size(64 * 1024 * 1024);
+    // Keepalive pings close a connection whose peer vanished without a FIN.
     let mut builder = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("ext_proc TLS config")?;
     }
@@ -174,7 +182,15 @@ pub async fn serve(
             .await
             .with_context(|| format!("binding extProc.healthAddress {addr}"))?;
         tracing::info!(address = %listener.local_addr()?, "gRPC health listening");
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        // Probes get the admin server's small limit, held in the backlog beyond it.
+        let acceptor = Acceptor::new(
+            listener,
+            "ext_proc_health",
+            limits.admin_max_connections,
+            Refusal::Hold,
+            &metrics,
+        );
+        let incoming = crate::listen::incoming(acceptor);
         let health = health.clone();
         // Lives as long as the process: probes keep answering through the drain
         // (readiness NOT_SERVING, liveness SERVING).
@@ -222,8 +238,16 @@ pub async fn serve(
                 .with_context(|| format!("binding ext_proc address {address}"))?;
             let local = listener.local_addr()?.to_string();
             let _ = ready.send(local);
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            // Beyond the limit a connection waits in the backlog: Envoy keeps a few
+            // long-lived connections and would reconnect in a loop if refused.
+            let acceptor = Acceptor::new(
+                listener,
+                "ext_proc",
+                limits.max_connections,
+                Refusal::Hold,
+                &metrics,
+            );
+            let incoming = crate::listen::incoming(acceptor);
             router
                 .serve_with_incoming_shutdown(incoming, signal)
                 .await

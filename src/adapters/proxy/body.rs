@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::client_body::ClientBodyError;
 use crate::pipeline::{Exchange, Headers, LocalReply, Outcome, Verdict};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,19 +25,51 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 /// An exchange shared by the handler and the body tasks.
 pub type SharedExchange = Arc<Mutex<Exchange>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Request,
-    Response,
-}
+/// Which body: the pipeline's one `Direction` type.
+pub use crate::pipeline::Direction as Side;
 
 pub fn full(data: Bytes) -> ProxyBody {
     Full::new(data).map_err(|never| match never {}).boxed()
 }
 
-/// The incoming body, untouched.
-pub fn passthrough(body: Incoming) -> ProxyBody {
-    body.map_err(BoxError::from).boxed()
+/// A body, untouched.
+pub fn passthrough<B>(body: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed()
+}
+
+/// Why reading a whole body stopped.
+#[derive(Debug)]
+pub enum Stopped {
+    /// Answer with this instead.
+    Reply(LocalReply),
+    /// The client went away: nobody to answer.
+    ClientGone,
+}
+
+impl Stopped {
+    /// A broken body: on the request side the client's (malformed, stalled or gone),
+    /// on the response side the upstream's (502).
+    fn broken(side: Side, e: BoxError) -> Self {
+        if side == Side::Request {
+            return match ClientBodyError::find(&*e) {
+                Some(c) => c.reply().map_or(Stopped::ClientGone, Stopped::Reply),
+                None => Stopped::Reply(LocalReply::error(
+                    http::StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &format!("reading the request body failed: {e}"),
+                )),
+            };
+        }
+        Stopped::Reply(LocalReply::error(
+            http::StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "reading the upstream response body failed",
+        ))
+    }
 }
 
 /// The upstream's response body, untouched; the exchange finishes when it ends.
@@ -106,11 +139,15 @@ impl Body for Completing {
 /// side, a local reply from a processor arrives on the returned receiver (and the
 /// upstream body is aborted); on the response side it ends the stream with the reply's
 /// body, since the status has already gone out.
-pub fn pump(
-    mut body: Incoming,
+pub fn pump<B>(
+    mut body: B,
     exchange: SharedExchange,
     side: Side,
-) -> (ProxyBody, oneshot::Receiver<LocalReply>) {
+) -> (ProxyBody, oneshot::Receiver<LocalReply>)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
     let (reply_tx, reply_rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -124,7 +161,7 @@ pub fn pump(
                 None => None,
                 Some(Ok(frame)) => Some(frame),
                 Some(Err(e)) => {
-                    let _ = tx.send(Err(BoxError::from(e))).await;
+                    let _ = tx.send(Err(e.into())).await;
                     if side == Side::Response {
                         finish(
                             &exchange,
@@ -137,24 +174,23 @@ pub fn pump(
                 }
             };
             let finished = frame.is_none();
-            let (data, trailers) = match frame {
-                None => (Bytes::new(), None),
-                Some(frame) => match frame.into_data() {
-                    Ok(data) => (data, None),
-                    Err(frame) => (Bytes::new(), frame.into_trailers().ok()),
-                },
-            };
+            let (data, trailers) = split(frame);
             let eos = finished || trailers.is_some() || body.is_end_stream();
             let mut ex = exchange.lock().await;
             if !ended {
-                let verdict = match side {
-                    Side::Request => ex.request_body(data, eos, false).await,
-                    Side::Response => ex.response_body(data, eos, false).await,
-                };
-                match verdict {
+                match ex.body_chunk(side, data, eos, false).await {
                     Verdict::Continue(out) => {
                         if !out.data.is_empty() && tx.send(Ok(Frame::data(out.data))).await.is_err()
                         {
+                            return;
+                        }
+                        if out.ends_stream {
+                            // A processor ended the body: it closes here, whatever the
+                            // other side still sends.
+                            if side == Side::Response {
+                                let status = ex.cx.response_status.unwrap_or(0);
+                                ex.finish(Outcome::Completed { status });
+                            }
                             return;
                         }
                     }
@@ -167,11 +203,7 @@ pub fn pump(
             }
             if let Some(map) = trailers {
                 let mut t = Headers::new(map);
-                let verdict = match side {
-                    Side::Request => ex.request_trailers(&mut t).await,
-                    Side::Response => ex.response_trailers(&mut t).await,
-                };
-                if let Verdict::Respond(reply) = verdict {
+                if let Verdict::Respond(reply) = ex.trailers(side, &mut t).await {
                     respond_mid_body(&mut ex, side, reply, &tx, reply_tx).await;
                     return;
                 }
@@ -187,6 +219,17 @@ pub fn pump(
         }
     });
     (StreamBody::new(ReceiverStream::new(rx)).boxed(), reply_rx)
+}
+
+/// A frame as its data and its trailers (neither when the body ended).
+fn split(frame: Option<Frame<Bytes>>) -> (Bytes, Option<http::HeaderMap>) {
+    match frame {
+        None => (Bytes::new(), None),
+        Some(frame) => match frame.into_data() {
+            Ok(data) => (data, None),
+            Err(frame) => (Bytes::new(), frame.into_trailers().ok()),
+        },
+    }
 }
 
 async fn respond_mid_body(
@@ -211,12 +254,16 @@ async fn respond_mid_body(
 }
 
 /// Reads a whole body through the exchange (a processor buffers it). Trailers are
-/// dropped. `Err` is the reply to give instead.
-pub async fn collect(
-    mut body: Incoming,
+/// dropped.
+pub async fn collect<B>(
+    mut body: B,
     exchange: &SharedExchange,
     side: Side,
-) -> Result<Bytes, LocalReply> {
+) -> Result<Bytes, Stopped>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     let mut out = BytesMut::new();
     loop {
         let (data, eos) = match body.frame().await {
@@ -225,25 +272,11 @@ pub async fn collect(
                 Ok(data) => (data, body.is_end_stream()),
                 Err(_) => continue,
             },
-            Some(Err(e)) => {
-                let (status, kind) = match side {
-                    Side::Request => (http::StatusCode::BAD_REQUEST, "invalid_request_error"),
-                    Side::Response => (http::StatusCode::BAD_GATEWAY, "upstream_error"),
-                };
-                return Err(LocalReply::error(
-                    status,
-                    kind,
-                    &format!("reading the body failed: {e}"),
-                ));
-            }
+            Some(Err(e)) => return Err(Stopped::broken(side, e.into())),
         };
         let mut ex = exchange.lock().await;
-        let verdict = match side {
-            Side::Request => ex.request_body(data, eos, false).await,
-            Side::Response => ex.response_body(data, eos, false).await,
-        };
-        match verdict {
-            Verdict::Respond(reply) => return Err(reply),
+        match ex.body_chunk(side, data, eos, false).await {
+            Verdict::Respond(reply) => return Err(Stopped::Reply(reply)),
             Verdict::Continue(o) => out.extend_from_slice(&o.data),
         }
         if eos {

@@ -1,55 +1,127 @@
-//! One proxied request: select the route, run the request phases, call the upstream,
-//! run the response phases. Every reply tollgate makes itself (no route, a policy's
-//! answer, an upstream failure) finishes the exchange with that status.
+//! One proxied request, in three phases: the request phase (route, request processors,
+//! the request body as they want it), the upstream choice and call, and the response
+//! phase (response processors, the response body as they want it). Every reply
+//! tollgate makes itself (no route, a policy's answer, a bad or stalled request body,
+//! an upstream failure) finishes the exchange with that status; a client that went
+//! away finishes it as `client_gone`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
-use tokio::sync::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::{oneshot, Mutex};
 
-use super::body::{self, ProxyBody, SharedExchange, Side};
-use super::upstream::Upstreams;
+use super::body::{self, ProxyBody, SharedExchange, Side, Stopped};
+use super::client_body::ClientBody;
+use super::forward::{
+    append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for,
+};
+use super::upstream::{UpstreamError, Upstreams};
 use crate::pipeline::{
-    Adapter, BodyMode, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore, RequestHead,
+    Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
     Verdict,
 };
-
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Serves requests arriving on one bind.
 pub struct Handler {
     store: Arc<PipelineStore>,
     upstreams: Upstreams,
     port: u16,
+    /// `limits.connections.bodyProgressTimeout`.
+    body_progress: Duration,
+    /// Request bodies ended by that timeout.
+    stalls: Counter,
 }
 
+/// A request on its way upstream: what the request phase hands to the upstream call.
+struct Outbound {
+    ex: SharedExchange,
+    route: Arc<CompiledRoute>,
+    parts: http::request::Parts,
+    body: ProxyBody,
+    /// A processor's reply to a streamed request body, arriving mid-way.
+    rejected: Option<oneshot::Receiver<LocalReply>>,
+}
+
+/// A reply already made: the phase that made it ends the request.
+type Replied = Response<ProxyBody>;
+
 impl Handler {
-    pub fn new(store: Arc<PipelineStore>, upstreams: Upstreams, port: u16) -> Self {
+    pub fn new(
+        store: Arc<PipelineStore>,
+        upstreams: Upstreams,
+        port: u16,
+        body_progress: Duration,
+        stalls: Counter,
+    ) -> Self {
         Handler {
             store,
             upstreams,
             port,
+            body_progress,
+            stalls,
         }
     }
 
     pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
-        let pipeline = self.store.load();
+        let outbound = match self.request_phase(req, remote).await {
+            Ok(o) => o,
+            Err(replied) => return replied,
+        };
+        let ex = outbound.ex.clone();
+        match self.upstream_phase(outbound).await {
+            Ok(response) => response_phase(ex, response).await,
+            Err(replied) => replied,
+        }
+    }
+
+    /// Request phase: the route, the request-header processors, the forwarding
+    /// headers, then the request body as the processors asked for it.
+    async fn request_phase(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Result<Outbound, Replied> {
         let (mut parts, incoming) = req.into_parts();
-        let head = request_head(&parts);
+        let (mut ex, route) = self.start(&parts, &incoming);
+        let Some(route) = route else {
+            return Err(no_route(&mut ex));
+        };
+        strip_hop_by_hop(&mut parts.headers);
+        let mut headers = Headers::new(std::mem::take(&mut parts.headers));
+        if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
+            return Err(local(&mut ex, reply));
+        }
+        parts.headers = headers.into_map();
+        set_request_id(&mut parts.headers, &ex.cx.request_id);
+        append_forwarded_for(&mut parts.headers, remote);
+        let mode = ex.request_body_mode();
+        let ex: SharedExchange = Arc::new(Mutex::new(ex));
+        let incoming = ClientBody::new(incoming, self.body_progress, self.stalls.clone());
+        match request_body(mode, incoming, &ex, &mut parts.headers).await {
+            Ok((body, rejected)) => Ok(Outbound {
+                ex,
+                route,
+                parts,
+                body,
+                rejected,
+            }),
+            Err(stop) => Err(stopped(&ex, stop).await),
+        }
+    }
+
+    /// The exchange of a request and its route, if one matches.
+    fn start(
+        &self,
+        parts: &http::request::Parts,
+        incoming: &Incoming,
+    ) -> (Exchange, Option<Arc<CompiledRoute>>) {
+        let pipeline = self.store.load();
+        let head = request_head(parts);
         let route = pipeline
             .bind_routes
             .get(&self.port)
@@ -57,80 +129,32 @@ impl Handler {
         let request_id = parts
             .headers
             .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut cx = Ctx::new(Adapter::Proxy, head, request_id.as_deref());
-        cx.request_body_empty = http_body::Body::is_end_stream(&incoming);
-        let mut ex = Exchange::new(pipeline, cx, route.clone());
-        let Some(route) = route else {
-            let message = format!(
-                "no route matches {} {}",
-                ex.cx.request.method,
-                ex.cx.request.path_only()
-            );
-            return local(
-                &mut ex,
-                LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message),
-            );
-        };
-        strip_hop_by_hop(&mut parts.headers);
-        let mut headers = Headers::new(std::mem::take(&mut parts.headers));
-        if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
-            return local(&mut ex, reply);
-        }
-        parts.headers = headers.into_map();
-        if !parts.headers.contains_key("x-request-id") {
-            if let Ok(v) = HeaderValue::from_str(&ex.cx.request_id) {
-                parts
-                    .headers
-                    .insert(HeaderName::from_static("x-request-id"), v);
-            }
-        }
-        append_forwarded_for(&mut parts.headers, remote);
+            .and_then(|v| v.to_str().ok());
+        let mut cx = Ctx::new(Adapter::Proxy, head, request_id);
+        cx.request_body_empty = http_body::Body::is_end_stream(incoming);
+        (Exchange::new(pipeline, cx, route.clone()), route)
+    }
 
-        let mode = ex.request_body_mode();
-        let ex: SharedExchange = Arc::new(Mutex::new(ex));
-        let mut rejected = None;
-        let upstream_body = match mode {
-            BodyMode::Skip => body::passthrough(incoming),
-            BodyMode::Stream => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                let (b, reply) = body::pump(incoming, ex.clone(), Side::Request);
-                rejected = Some(reply);
-                b
-            }
-            BodyMode::Buffer { .. } => match body::collect(incoming, &ex, Side::Request).await {
-                Ok(bytes) => {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                    let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
-                    for (name, value) in late {
-                        parts.headers.insert(name, value);
-                    }
-                    body::full(bytes)
-                }
-                Err(reply) => return local_shared(&ex, reply).await,
-            },
-        };
-
+    /// Upstream choice and call: the picked endpoint or the route's backend, the
+    /// response headers within the route's timeout (or a processor's mid-body reply).
+    async fn upstream_phase(&self, out: Outbound) -> Result<Response<Incoming>, Replied> {
+        let Outbound {
+            ex,
+            route,
+            parts,
+            body,
+            rejected,
+        } = out;
         let destination = ex.lock().await.cx.destination.clone();
-        let backend = match upstream_for(route.backend.as_ref(), destination.as_deref()) {
-            Some(b) => b,
-            None => {
-                let message = format!("route {} has no backend", route.name);
-                let reply = LocalReply::error(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "no_backend",
-                    &message,
-                );
-                return local_shared(&ex, reply).await;
-            }
+        let Some(backend) = upstream_for(route.backend.as_ref(), destination.as_deref()) else {
+            let message = format!("route {} has no backend", route.name);
+            let status = http::StatusCode::SERVICE_UNAVAILABLE;
+            return Err(local_shared(&ex, LocalReply::error(status, "no_backend", &message)).await);
         };
         if destination.is_some() {
             ex.lock().await.cx.served_endpoint = Some(backend.host.clone());
         }
-        let request = Request::from_parts(parts, upstream_body);
+        let request = Request::from_parts(parts, body);
         let sent = self.upstreams.send(&backend, request, route.timeout);
         let result = match rejected {
             None => sent.await,
@@ -138,118 +162,122 @@ impl Handler {
                 tokio::pin!(sent);
                 tokio::select! {
                     r = &mut sent => r,
-                    Ok(reply) = reply => return local_shared(&ex, reply).await,
+                    Ok(reply) = reply => return Err(local_shared(&ex, reply).await),
                 }
             }
         };
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(route = %route.name, error = %e, "upstream call failed");
-                return local_shared(&ex, e.reply()).await;
-            }
-        };
-
-        let (mut rparts, rbody) = response.into_parts();
-        strip_hop_by_hop(&mut rparts.headers);
-        let status = rparts.status.as_u16();
-        let mut guard = ex.lock().await;
-        guard.cx.response_status = Some(status);
-        let mut headers = Headers::new(std::mem::take(&mut rparts.headers));
-        if let Verdict::Respond(reply) = guard.response_headers(&mut headers).await {
-            drop(guard);
-            return local_shared(&ex, reply).await;
+        match result {
+            Ok(response) => Ok(response),
+            Err(e) => Err(upstream_failed(&ex, &route, e).await),
         }
-        rparts.headers = headers.into_map();
-        let mode = guard.response_body_mode();
-        drop(guard);
-        let client_body = match mode {
-            BodyMode::Skip => body::completing(rbody, ex, status),
-            BodyMode::Stream => {
-                rparts.headers.remove(header::CONTENT_LENGTH);
-                body::pump(rbody, ex, Side::Response).0
+    }
+}
+
+/// The request body for the upstream, as the processors asked for it: untouched,
+/// streamed through them (their mid-body reply on the receiver), or collected.
+async fn request_body(
+    mode: BodyMode,
+    incoming: ClientBody,
+    ex: &SharedExchange,
+    headers: &mut HeaderMap,
+) -> Result<(ProxyBody, Option<oneshot::Receiver<LocalReply>>), Stopped> {
+    match mode {
+        BodyMode::Skip => Ok((body::passthrough(incoming), None)),
+        BodyMode::Stream => {
+            headers.remove(header::CONTENT_LENGTH);
+            let (b, reply) = body::pump(incoming, ex.clone(), Side::Request);
+            Ok((b, Some(reply)))
+        }
+        BodyMode::Buffer { .. } => {
+            let bytes = body::collect(incoming, ex, Side::Request).await?;
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
+            for (name, value) in late {
+                headers.insert(name, value);
             }
-            BodyMode::Buffer { .. } => match body::collect(rbody, &ex, Side::Response).await {
-                Ok(bytes) => {
-                    rparts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                    let late = std::mem::take(&mut ex.lock().await.cx.late_response_headers);
-                    for (name, value) in late {
-                        rparts.headers.insert(name, value);
-                    }
-                    body::finish(&ex, Outcome::Completed { status });
-                    body::full(bytes)
+            Ok((body::full(bytes), None))
+        }
+    }
+}
+
+/// Response phase: the response-header processors, then the response body as they
+/// asked for it. The exchange finishes when the body ends.
+async fn response_phase(ex: SharedExchange, response: Response<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, rbody) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let status = parts.status.as_u16();
+    let mut guard = ex.lock().await;
+    guard.cx.response_status = Some(status);
+    let mut headers = Headers::new(std::mem::take(&mut parts.headers));
+    if let Verdict::Respond(reply) = guard.response_headers(&mut headers).await {
+        drop(guard);
+        return local_shared(&ex, reply).await;
+    }
+    parts.headers = headers.into_map();
+    let mode = guard.response_body_mode();
+    drop(guard);
+    let client_body = match mode {
+        BodyMode::Skip => body::completing(rbody, ex, status),
+        BodyMode::Stream => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            body::pump(rbody, ex, Side::Response).0
+        }
+        BodyMode::Buffer { .. } => match body::collect(rbody, &ex, Side::Response).await {
+            Ok(bytes) => {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                let late = std::mem::take(&mut ex.lock().await.cx.late_response_headers);
+                for (name, value) in late {
+                    parts.headers.insert(name, value);
                 }
-                Err(reply) => return local_shared(&ex, reply).await,
-            },
-        };
-        Response::from_parts(rparts, client_body)
+                body::finish(&ex, Outcome::Completed { status });
+                body::full(bytes)
+            }
+            Err(stop) => return stopped(&ex, stop).await,
+        },
+    };
+    Response::from_parts(parts, client_body)
+}
+
+/// An upstream call that failed: logged with the upstream's address, answered
+/// without it. A failure of the client's own body is not logged as the upstream's.
+async fn upstream_failed(ex: &SharedExchange, route: &CompiledRoute, e: UpstreamError) -> Replied {
+    match &e {
+        UpstreamError::ClientBody(_) => {
+            tracing::info!(route = %route.name, error = %e, "request body failed")
+        }
+        _ => tracing::warn!(route = %route.name, error = %e, "upstream call failed"),
+    }
+    match e.reply() {
+        Some(reply) => local_shared(ex, reply).await,
+        None => stopped(ex, Stopped::ClientGone).await,
     }
 }
 
-/// Where the request goes: the endpoint a picker chose (the first of
-/// `x-gateway-destination-endpoint`, spoken to as the route's backend would be, minus
-/// TLS, which a pool endpoint address cannot name), else the route's backend.
-fn upstream_for(
-    backend: Option<&crate::config::Backend>,
-    destination: Option<&str>,
-) -> Option<crate::config::Backend> {
-    match destination.and_then(|d| d.split(',').next()).map(str::trim) {
-        Some(pick) if !pick.is_empty() => Some(crate::config::Backend {
-            host: pick.to_string(),
-            tls: None,
-            http2: backend.is_some_and(|b| b.http2),
-        }),
-        _ => backend.cloned(),
+/// A body read that stopped: its reply, or the end of an exchange whose client left.
+async fn stopped(ex: &SharedExchange, stop: Stopped) -> Replied {
+    match stop {
+        Stopped::Reply(reply) => local_shared(ex, reply).await,
+        Stopped::ClientGone => {
+            ex.lock().await.finish(Outcome::ClientGone);
+            // Nobody reads it: the connection is gone.
+            let mut resp = Response::new(body::full(bytes::Bytes::new()));
+            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+            resp
+        }
     }
 }
 
-fn request_head(parts: &http::request::Parts) -> RequestHead {
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    RequestHead {
-        method: parts.method.as_str().to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string(),
-        authority,
-        scheme: parts.uri.scheme_str().unwrap_or("http").to_string(),
-    }
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
-    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-        headers.append(HeaderName::from_static("x-forwarded-for"), v);
-    }
+/// The 404 for a request no route matches.
+fn no_route(ex: &mut Exchange) -> Replied {
+    let message = format!(
+        "no route matches {} {}",
+        ex.cx.request.method,
+        ex.cx.request.path_only()
+    );
+    let reply = LocalReply::error(http::StatusCode::NOT_FOUND, "route_not_found", &message);
+    local(ex, reply)
 }
 
 /// A reply from tollgate itself, finishing the exchange.

@@ -1,19 +1,29 @@
 //! Accepting connections on one bind: TCP with TCP_NODELAY, optional TLS (rustls, ALPN
-//! h2 and http/1.1), HTTP/1.1 and h2c on the same port, and a graceful drain on shutdown.
+//! h2 and http/1.1), HTTP/1.1 and h2c on the same port, the connection limit and
+//! timeouts of `limits.connections` (see `crate::listen`), and a graceful drain on
+//! shutdown.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::Handler;
 use super::upstream::Upstreams;
+use super::ProxyBody;
 use crate::config::{Bind, ServerTls, UpstreamConfig};
+use crate::listen::{
+    self, Accepted, Acceptor, ConnWatch, Connection, Refusal, Timeouts, Tracked, Watched,
+};
+use crate::metrics::{Metrics, TimeoutLabels};
 use crate::pipeline::PipelineStore;
 
 /// A bound proxy port, ready to serve.
@@ -48,8 +58,16 @@ pub async fn bind(bind: &Bind) -> anyhow::Result<BoundListener> {
     })
 }
 
+/// The reply to a connection beyond `limits.connections.maxConnections` (plaintext
+/// binds): an OpenAI-style error, so SDKs show it as an overload and retry.
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
+content-length: 88\r\n\r\n\
+{\"error\":{\"message\":\"too many connections; retry later\",\"type\":\"overloaded\",\"code\":503}}";
+
 /// Accepts and serves connections until `shutdown`, then lets open connections finish
-/// for up to `grace`.
+/// for up to `grace`. The connection bounds are `limits.connections` as configured at
+/// start.
 pub async fn serve(
     bound: BoundListener,
     store: Arc<PipelineStore>,
@@ -57,81 +75,147 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let handler = Arc::new(Handler::new(store, Upstreams::new(&upstream), bound.port));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (metrics, limits) = {
+        let pipeline = store.load();
+        let limits = pipeline.config().limits.connections.clone();
+        (pipeline.metrics.clone(), limits)
+    };
+    let name = format!("proxy:{}", bound.port);
+    let refusal = match bound.tls {
+        Some(_) => Refusal::Close,
+        None => Refusal::Reply(OVERLOADED),
+    };
+    let mut acceptor = Acceptor::new(
+        bound.listener,
+        &name,
+        limits.max_connections,
+        refusal,
+        &metrics,
+    );
+    let stalls = metrics
+        .connections
+        .timeouts
+        .get_or_create(&TimeoutLabels {
+            listener: name.clone(),
+            timeout: "body_progress",
+        })
+        .clone();
+    let handler = Handler::new(
+        store,
+        Upstreams::new(&upstream),
+        bound.port,
+        limits.body_progress_timeout.get(),
+        stalls,
+    );
+    let server = Arc::new(Server {
+        handler: Arc::new(handler),
+        builder: http_builder(),
+        timeouts: Timeouts::from(&limits),
+        tls: bound.tls,
+        name,
+        metrics,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = bound.listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler.handle(req, remote).await) }
-        });
-        match &bound.tls {
-            None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "proxy connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, "proxy TLS connection ended with an error");
-                    }
-                });
-            }
-        }
+        tokio::spawn(server.clone().connection(accepted, stop_rx.clone()));
     }
-    drop(bound.listener);
+    let drain = acceptor.into_drain();
+    let _ = stop_tx.send(true);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = drain.wait() => {}
         _ = tokio::time::sleep(grace) => {
             tracing::warn!("proxy connections still open after the grace period; closing them");
         }
     }
     Ok(())
+}
+
+/// HTTP/1.1 and h2c on one port. Header and idle timeouts are the watchdog's (see
+/// `listen::watchdog`), so hyper's own header timer is off; HTTP/2 pings find peers
+/// that vanished.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// What every connection of one bind shares.
+struct Server {
+    handler: Arc<Handler>,
+    builder: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    tls: Option<TlsAcceptor>,
+    name: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Server {
+    /// HTTP over `io`, boxed outside the connection's future (see `listen::boxed`).
+    fn http<I, S>(&self, io: I, service: S) -> Pin<Box<dyn Connection>>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::Service<
+                http::Request<Incoming>,
+                Response = http::Response<Tracked<ProxyBody>>,
+                Error = std::convert::Infallible,
+            > + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        listen::boxed(
+            self.builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        )
+    }
+
+    /// Serves one connection (TLS first when the bind has it) under its watchdog.
+    async fn connection(self: Arc<Self>, accepted: Accepted, stop: watch::Receiver<bool>) {
+        let Accepted {
+            stream,
+            remote,
+            permit: _permit,
+        } = accepted;
+        let _ = stream.set_nodelay(true);
+        let watch = ConnWatch::new();
+        let io = Watched::new(stream, watch.clone());
+        let handler = self.handler.clone();
+        let requests = watch.clone();
+        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let guard = requests.begin(req.version() == http::Version::HTTP_2);
+            let handler = handler.clone();
+            async move {
+                let response = handler.handle(req, remote).await;
+                Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, guard)))
+            }
+        });
+        let (t, name, m) = (&self.timeouts, self.name.as_str(), &*self.metrics);
+        let Some(acceptor) = &self.tls else {
+            let conn = self.http(TokioIo::new(io), service);
+            return listen::drive(conn, &watch, t, stop, name, m).await;
+        };
+        // The handshake is bounded like a request's headers: `firstByteTimeout` until
+        // its first byte, `headerReadTimeout` from there.
+        let tls = tokio::select! {
+            tls = acceptor.accept(io) => match tls {
+                Ok(tls) => tls,
+                Err(e) => return tracing::debug!(error = %e, "TLS handshake failed"),
+            },
+            why = watch.expired(t) => return m.connections.timed_out(name, why.label()),
+        };
+        let conn = self.http(TokioIo::new(tls), service);
+        listen::drive(conn, &watch, t, stop, name, m).await;
+    }
 }
 
 /// A rustls acceptor for a server certificate, offering h2 and http/1.1.
@@ -155,4 +239,22 @@ fn acceptor(tls: &ServerTls) -> anyhow::Result<TlsAcceptor> {
     .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The canned 503's `content-length` is its body's, and the body an OpenAI error.
+    #[test]
+    fn the_overload_reply_is_well_formed() {
+        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["type"], "overloaded");
+        assert_eq!(json["error"]["code"], 503);
+    }
 }

@@ -13,13 +13,15 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::ServerName;
 
+use super::client_body::ClientBodyError;
 use super::ProxyBody;
 use crate::config::{Backend, BackendTls, UpstreamConfig};
 use crate::pipeline::LocalReply;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
-/// Why an upstream call failed.
+/// Why an upstream call failed. The messages name the upstream for the log; the
+/// client's reply never does (`reply`).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream {host} unreachable: {reason}")]
@@ -30,20 +32,40 @@ pub enum UpstreamError {
     Broken { host: String, reason: String },
     #[error("upstream {host} TLS setup failed: {reason}")]
     Tls { host: String, reason: String },
+    /// The call failed because the client's request body did: not the upstream's fault.
+    #[error(transparent)]
+    ClientBody(ClientBodyError),
 }
 
 impl UpstreamError {
-    /// The one place an upstream failure becomes a client reply.
-    pub fn reply(&self) -> LocalReply {
-        let (status, kind) = match self {
-            UpstreamError::Connect { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
-            }
-            UpstreamError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            UpstreamError::Broken { .. } => (StatusCode::BAD_GATEWAY, "upstream_error"),
-            UpstreamError::Tls { .. } => (StatusCode::BAD_GATEWAY, "upstream_tls_error"),
+    /// The one place an upstream failure becomes a client reply; `None` when the client
+    /// went away. The reply says what failed, never where (no address, no reason that
+    /// could carry one): those stay in the log.
+    pub fn reply(&self) -> Option<LocalReply> {
+        let (status, kind, message) = match self {
+            UpstreamError::Connect { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "the upstream is unavailable".to_string(),
+            ),
+            UpstreamError::Timeout { after, .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!("the upstream did not answer within {after:?}"),
+            ),
+            UpstreamError::Broken { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "the upstream failed to answer".to_string(),
+            ),
+            UpstreamError::Tls { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_tls_error",
+                "the TLS setup for the upstream failed".to_string(),
+            ),
+            UpstreamError::ClientBody(e) => return e.reply(),
         };
-        LocalReply::error(status, kind, &self.to_string())
+        Some(LocalReply::error(status, kind, &message))
     }
 }
 
@@ -104,13 +126,16 @@ impl Upstreams {
         match tokio::time::timeout(after, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout { host, after }),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect {
-                host,
-                reason: error_chain(&e),
-            }),
-            Ok(Err(e)) => Err(UpstreamError::Broken {
-                host,
-                reason: error_chain(&e),
+            Ok(Err(e)) => Err(match ClientBodyError::find(&e) {
+                Some(client) => UpstreamError::ClientBody(client.clone()),
+                None if e.is_connect() => UpstreamError::Connect {
+                    host,
+                    reason: error_chain(&e),
+                },
+                None => UpstreamError::Broken {
+                    host,
+                    reason: error_chain(&e),
+                },
             }),
         }
     }

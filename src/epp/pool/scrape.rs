@@ -54,7 +54,7 @@ impl Scraper {
     pub fn spawn(&self, e: &Arc<Endpoint>) {
         let uri = format!("http://{}{}", e.name, self.path);
         let Ok(uri) = uri.parse::<http::Uri>() else {
-            tracing::warn!(%uri, "endpoint picker: bad metrics URI; not scraped");
+            tracing::warn!(uri = %crate::redact::redact_url(&uri), "endpoint picker: bad metrics URI; not scraped");
             return;
         };
         self.rt.spawn(scrape_loop(

@@ -6,8 +6,10 @@
 //!   `+1 (415) 555-0123`, `+44 20 7946 0958`. 8–15 digits in all.
 //! - NANP: `NXX-NXX-XXXX` with one separator (`-`, `.` or space) used both times, or
 //!   `(NXX) NXX-XXXX` / `(NXX)NXX-XXXX` (separator `-`, `.` or space), each optionally
-//!   after a trunk `1` and the same separator (`1-800-555-0199`). The area code and the
-//!   exchange start with 2–9 and the area code is not `N11`.
+//!   after a trunk `1` and the same separator (`1-800-555-0199`). The area code starts
+//!   with 2–9 and is not `N11`. The exchange is not checked, as E.164 checks none: the
+//!   same number is one finding however it is written (`(268) 195-0446` as
+//!   `+1 268-195-0446`).
 //!
 //! Not reported, because they only look like phones: unformatted digit runs of any
 //! length (order and account numbers: `4155550123` — use E.164 `+1…` to be detected),
@@ -81,11 +83,11 @@ fn paren_form(s: &[u8], p: usize) -> Option<(usize, u8)> {
     area_exchange_ok(s, p, last + 4).then_some((last + 4, sep))
 }
 
-/// The area code and exchange of the ten digits in `s[start..end]` are assignable.
+/// The area code of the ten digits in `s[start..end]` is assignable.
 fn area_exchange_ok(s: &[u8], start: usize, end: usize) -> bool {
     let mut buf = [0u8; 10];
     match digits_of(s, start, end, &mut buf) {
-        Some(d) if d.len() == 10 => d[0] >= 2 && !(d[1] == 1 && d[2] == 1) && d[3] >= 2,
+        Some(d) if d.len() == 10 => d[0] >= 2 && !(d[1] == 1 && d[2] == 1),
         _ => false,
     }
 }
@@ -161,6 +163,9 @@ mod tests {
             "415 555 0123",
             "1-800-555-0199",
             "1 (800) 555-0199",
+            "(268) 195-0446",
+            "268-195-0446",
+            "+1 268-195-0446",
         ] {
             assert_eq!(
                 found("phone", &format!("call {phone} today")),
@@ -191,7 +196,6 @@ mod tests {
             "415-555-01234",            // long last group
             "415-555 0123",             // mixed separators
             "115-555-0123",             // area starts with 1
-            "415-155-0123",             // exchange starts with 1
             "911-555-0123",             // N11 area
             "555-0123",                 // seven digits
             "192.168.100.200",          // IP

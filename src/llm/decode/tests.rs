@@ -225,7 +225,177 @@ fn large_bodies_decode_linearly() {
     let plain: Vec<u8> = PLAIN.iter().copied().cycle().take(8 << 20).collect();
     let body = gzip(&plain);
     let chunks: Vec<&[u8]> = body.chunks(4096).collect();
+    // A fixture repeated compresses far past the default ratio bound: lift it here.
+    let limits = DecodeLimits {
+        max_bytes: 16 << 20,
+        max_ratio: 100_000,
+    };
+    let mut d = Decoder::with_limits(Some("gzip"), limits).unwrap();
     let start = std::time::Instant::now();
-    assert_eq!(decode("gzip", &chunks).unwrap().len(), plain.len());
+    let (produced, err) = decode_until_error(&mut d, &chunks);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(produced, plain.len() as u64);
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+// === limits ===
+
+/// 10 MiB of zeros, gzip-compressed (about 10 KiB): a decompression bomb of ratio ~1000,
+/// over the default ratio bound (400) and under the default byte bound (64 MiB).
+fn gzip_bomb() -> Vec<u8> {
+    gzip(&vec![0u8; 10 * 1024 * 1024])
+}
+
+/// What pushing `chunks` produced before the first error, and that error.
+fn decode_until_error(d: &mut Decoder, chunks: &[&[u8]]) -> (u64, Option<LlmError>) {
+    let mut produced = 0u64;
+    for c in chunks {
+        match d.push(c) {
+            Ok(out) => produced += out.len() as u64,
+            Err(e) => return (produced, Some(e)),
+        }
+    }
+    match d.finish() {
+        Ok(out) => (produced + out.len() as u64, None),
+        Err(e) => (produced, Some(e)),
+    }
+}
+
+/// Splits of `body`: whole, in two at a few points, in 7-byte and 1 KiB pieces.
+fn splits(body: &[u8]) -> Vec<Vec<&[u8]>> {
+    let mut all = vec![vec![body]];
+    for cut in [1, 10, 100, body.len() / 3, body.len() - 1] {
+        all.push(vec![&body[..cut], &body[cut..]]);
+    }
+    all.push(body.chunks(7).collect());
+    all.push(body.chunks(1024).collect());
+    all
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_byte_limit_at_any_split() {
+    let bomb = gzip_bomb();
+    let limits = DecodeLimits {
+        max_bytes: 1024 * 1024,
+        max_ratio: 100_000,
+    };
+    for chunks in splits(&bomb) {
+        let mut d = Decoder::with_limits(Some("gzip"), limits).unwrap();
+        let (produced, err) = decode_until_error(&mut d, &chunks);
+        match err {
+            Some(LlmError::DecodeLimit {
+                encoding: "gzip",
+                limit: DecodeLimit::Bytes,
+                decoded,
+                ..
+            }) => {
+                // Checked every flate2 buffer (32 KiB): never more than two past it.
+                assert!(decoded <= limits.max_bytes + 64 * 1024, "{decoded}");
+                assert!(produced <= limits.max_bytes, "{produced}");
+            }
+            other => panic!("{} pieces: {other:?}", chunks.len()),
+        }
+    }
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_ratio_limit_past_the_grace() {
+    let bomb = gzip_bomb();
+    for chunks in splits(&bomb) {
+        let mut d = Decoder::for_encoding(Some("gzip")).unwrap();
+        let (produced, err) = decode_until_error(&mut d, &chunks);
+        let Some(LlmError::DecodeLimit {
+            limit: DecodeLimit::Ratio,
+            decoded,
+            consumed,
+            ..
+        }) = err
+        else {
+            panic!("{} pieces: {err:?}", chunks.len());
+        };
+        assert!(decoded > RATIO_GRACE && decoded > consumed * 400);
+        // What was handed out kept to the ratio (or the grace), within one buffer.
+        let bound = RATIO_GRACE.max(consumed * 400) + 64 * 1024;
+        assert!(produced <= bound, "{produced} > {bound}");
+        assert!(produced < 2 * 1024 * 1024, "{produced}");
+    }
+}
+
+#[test]
+fn zlib_and_raw_deflate_bombs_are_bounded_too() {
+    let zeros = vec![0u8; 10 * 1024 * 1024];
+    for body in [zlib(&zeros), raw_deflate(&zeros)] {
+        for chunks in splits(&body) {
+            let mut d = Decoder::for_encoding(Some("deflate")).unwrap();
+            let (produced, err) = decode_until_error(&mut d, &chunks);
+            assert!(
+                matches!(
+                    err,
+                    Some(LlmError::DecodeLimit {
+                        encoding: "deflate",
+                        ..
+                    })
+                ),
+                "{err:?}"
+            );
+            assert!(produced < 2 * 1024 * 1024, "{produced}");
+        }
+    }
+}
+
+#[test]
+fn brotli_is_held_to_the_byte_limit() {
+    let limits = DecodeLimits {
+        max_bytes: 1000,
+        max_ratio: 100,
+    };
+    for chunks in splits(BROTLI) {
+        let mut d = Decoder::with_limits(Some("br"), limits).unwrap();
+        let (produced, err) = decode_until_error(&mut d, &chunks);
+        assert!(
+            matches!(
+                err,
+                Some(LlmError::DecodeLimit {
+                    encoding: "br",
+                    limit: DecodeLimit::Bytes,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(produced <= 1000);
+    }
+}
+
+#[test]
+fn a_body_within_its_limits_decodes_whole() {
+    // Exactly at the byte limit, and a highly compressible body under the ratio grace.
+    let limits = DecodeLimits {
+        max_bytes: PLAIN.len() as u64,
+        max_ratio: 1,
+    };
+    let mut d = Decoder::with_limits(Some("gzip"), limits).unwrap();
+    let (produced, err) = decode_until_error(&mut d, &[&gzip(PLAIN)]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(produced, PLAIN.len() as u64);
+    let zeros = vec![0u8; RATIO_GRACE as usize];
+    let mut d = Decoder::for_encoding(Some("gzip")).unwrap();
+    let (produced, err) = decode_until_error(&mut d, &[&gzip(&zeros)]);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(produced, RATIO_GRACE);
+    // The message names the encoding, the bound and the sizes.
+    let mut d = Decoder::with_limits(
+        Some("gzip"),
+        DecodeLimits {
+            max_bytes: 10,
+            ..limits
+        },
+    )
+    .unwrap();
+    let (_, err) = decode_until_error(&mut d, &[&gzip(PLAIN)]);
+    let msg = err.unwrap().to_string();
+    assert!(
+        msg.starts_with("gzip body decodes past its decompressed_bytes limit"),
+        "{msg}"
+    );
 }

@@ -120,3 +120,94 @@ fn to_bytes_round_trips() {
         b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n"
     );
 }
+
+// === limits ===
+
+const SMALL: SseLimits = SseLimits {
+    line_bytes: 64,
+    event_bytes: 128,
+};
+
+/// Feeds `chunks` one by one; the events handed out, and the unparsed bytes once the
+/// parser stopped followed by every later chunk (what a caller passes through).
+fn parse_limited(chunks: &[&[u8]]) -> (Vec<SseEvent>, Option<SseLimit>, Vec<u8>) {
+    let mut p = SseParser::with_limits(SMALL);
+    let mut events = Vec::new();
+    let mut passed = Vec::new();
+    for c in chunks {
+        if p.exceeded().is_some() {
+            passed.extend_from_slice(c);
+            continue;
+        }
+        events.extend(p.push(c));
+        if p.exceeded().is_some() {
+            passed.extend(p.take_unparsed());
+        }
+        assert!(p.buffered() <= SMALL.line_bytes + SMALL.event_bytes);
+    }
+    if p.exceeded().is_none() {
+        events.extend(p.finish());
+    }
+    (events, p.exceeded(), passed)
+}
+
+#[test]
+fn a_long_line_stops_the_parser_at_any_split() {
+    let long = format!("data: {}\n\n", "x".repeat(200));
+    let stream = format!("data: a\n\n{long}data: b\n\n");
+    let bytes = stream.as_bytes();
+    for cut in 0..=bytes.len() {
+        let (events, exceeded, passed) = parse_limited(&[&bytes[..cut], &bytes[cut..]]);
+        assert_eq!(exceeded, Some(SseLimit::Line), "cut {cut}");
+        assert_eq!(events, vec![ev(None, "a", None)], "cut {cut}");
+        // What was not handed out is passed on intact: the parse of it is the rest.
+        assert_eq!(passed, &bytes[9..], "cut {cut}");
+    }
+    // Byte by byte: the buffer never grows past the line bound.
+    let pieces: Vec<&[u8]> = bytes.chunks(1).collect();
+    let (events, exceeded, passed) = parse_limited(&pieces);
+    assert_eq!((events.len(), exceeded), (1, Some(SseLimit::Line)));
+    assert_eq!(passed, &bytes[9..]);
+}
+
+#[test]
+fn a_large_event_of_short_lines_stops_the_parser() {
+    let line = format!("data: {}\n", "y".repeat(40));
+    let stream = format!("event: big\nid: 3\n{}\ndata: z\n\n", line.repeat(5));
+    let bytes = stream.as_bytes();
+    for cut in 0..=bytes.len() {
+        let (events, exceeded, passed) = parse_limited(&[&bytes[..cut], &bytes[cut..]]);
+        assert_eq!(exceeded, Some(SseLimit::Event), "cut {cut}");
+        assert!(events.is_empty());
+        // Re-encoded fields, then the raw rest: parsing it unlimited gives the events.
+        let mut whole = SseParser::new();
+        let mut reparsed: Vec<SseEvent> = whole.push(&passed).collect();
+        reparsed.extend(whole.finish());
+        let data = vec!["y".repeat(40); 5].join("\n");
+        assert_eq!(
+            reparsed,
+            vec![ev(Some("big"), &data, Some("3")), ev(None, "z", None)],
+            "cut {cut}"
+        );
+    }
+}
+
+#[test]
+fn within_limits_nothing_changes_and_a_stopped_parser_ignores_input() {
+    let ok = format!("data: {}\n\n", "x".repeat(50));
+    let (events, exceeded, passed) = parse_limited(&[ok.as_bytes(), ok.as_bytes()]);
+    assert_eq!((events.len(), exceeded, passed.len()), (2, None, 0));
+    let mut p = SseParser::with_limits(SMALL);
+    assert_eq!(p.push(&[b'x'; 100]).count(), 0);
+    assert_eq!(p.exceeded(), Some(SseLimit::Line));
+    assert_eq!(p.take_unparsed().len(), 100);
+    assert_eq!(p.push(b"\n\ndata: a\n\n").count(), 0);
+    assert_eq!(p.finish(), None);
+    assert_eq!(p.buffered(), 0);
+    // Taking what a running parser holds stops it too.
+    let mut p = SseParser::new();
+    assert_eq!(p.push(b"event: e\ndata: a\ndata: b\ndat").count(), 0);
+    assert_eq!(p.take_unparsed(), b"event: e\ndata: a\ndata: b\ndat");
+    assert_eq!((p.exceeded(), p.push(b"a: c\n\n").count()), (None, 0));
+    assert_eq!(SseParser::new().limits, SseLimits::DEFAULT);
+}

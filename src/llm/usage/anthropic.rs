@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::wire::{Text, WireUsage};
+use super::wire::{Object, Text, WireUsage};
 use super::{EventInfo, ResponseTracker};
 
 #[derive(Deserialize)]
@@ -20,7 +20,7 @@ struct Event<'a> {
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Object<WireUsage>>,
 }
 
 #[derive(Deserialize)]
@@ -28,7 +28,7 @@ struct Message<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Object<WireUsage>>,
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::wire::{Text, WireUsage};
+use super::wire::{Object, Text, WireUsage};
 use super::{EventInfo, ResponseTracker};
 
 #[derive(Deserialize)]
@@ -16,7 +16,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Object<WireUsage>>,
 }
 
 #[derive(Deserialize)]

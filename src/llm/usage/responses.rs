@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::wire::{Text, WireUsage};
+use super::wire::{Object, Text, WireUsage};
 use super::{EventInfo, ResponseTracker};
 
 #[derive(Deserialize)]
@@ -23,7 +23,7 @@ struct Response<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Object<WireUsage>>,
 }
 
 pub(super) fn observe(t: &mut ResponseTracker, data: &str) -> serde_json::Result<EventInfo> {

@@ -77,10 +77,10 @@ fn whole_json_without_usage_or_broken() {
         err.starts_with("invalid responses response body: EOF"),
         "{err}"
     );
-    let err = t
-        .observe_json(br#"{"usage":{"input_tokens":-1}}"#)
-        .unwrap_err();
-    assert!(err.to_string().contains("expected u64"), "{err}");
+    // A count of the wrong type is read, and makes the usage invalid (not the body).
+    t.observe_json(br#"{"usage":{"input_tokens":-1}}"#).unwrap();
+    assert_eq!(t.usage(), None);
+    assert_eq!(t.usage_invalid(), Some(UsageInvalid::NotACount));
 }
 
 #[test]
@@ -243,26 +243,116 @@ fn unknown_events_are_ignored_and_junk_is_counted() {
             Api::Responses => r#"{"response":{"usage":"many"}}"#,
             _ => r#"{"usage":"many"}"#,
         };
-        assert_eq!(t.observe_event(&data(bad_usage)), EventInfo::default());
-        assert_eq!(t.malformed_events(), 2);
+        // Usage that is not an object is invalid usage, not a malformed event.
+        assert!(t.observe_event(&data(bad_usage)).has_usage);
+        assert_eq!(t.malformed_events(), 1);
         assert_eq!(t.usage(), None);
+        assert_eq!(t.usage_invalid(), Some(UsageInvalid::NotAnObject));
     }
 }
 
+// === validation ===
+
+fn invalid_json(api: Api, body: &str) -> Option<UsageInvalid> {
+    let t = json(api, body.as_bytes());
+    assert_eq!(t.usage(), None, "{body}");
+    t.usage_invalid()
+}
+
 #[test]
-fn sums_of_huge_counts_saturate() {
-    // Totals computed from the upstream's counts used to overflow (a panic with overflow
-    // checks, a wrapped total without): the `usage` fuzz target reads such bodies.
-    let max = u64::MAX;
-    let t = json(
-        Api::ChatCompletions,
-        br#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":2}}"#,
+fn usage_that_is_not_an_object_is_not_read_by_position() {
+    use UsageInvalid::*;
+    let chat = Api::ChatCompletions;
+    assert_eq!(
+        invalid_json(chat, r#"{"usage":[1,2,3]}"#),
+        Some(NotAnObject)
     );
-    assert_eq!(t.usage().unwrap().total_tokens, max);
+    assert_eq!(invalid_json(chat, r#"{"usage":"lots"}"#), Some(NotAnObject));
+    assert_eq!(invalid_json(chat, r#"{"usage":42}"#), Some(NotAnObject));
+    assert_eq!(
+        invalid_json(
+            chat,
+            r#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":[4]}}"#
+        ),
+        Some(NotAnObject)
+    );
+    assert_eq!(
+        invalid_json(Api::Messages, r#"{"usage":[10,20]}"#),
+        Some(NotAnObject)
+    );
+}
+
+#[test]
+fn counts_must_be_non_negative_integers_in_range() {
+    use UsageInvalid::*;
+    let chat = Api::ChatCompletions;
+    for (body, why) in [
+        (r#"{"usage":{"prompt_tokens":"5"}}"#, NotACount),
+        (r#"{"usage":{"prompt_tokens":-1}}"#, NotACount),
+        (r#"{"usage":{"completion_tokens":1.5}}"#, NotACount),
+        (r#"{"usage":{"total_tokens":true}}"#, NotACount),
+        (r#"{"usage":{"prompt_tokens":{"n":1}}}"#, NotACount),
+        (
+            r#"{"usage":{"prompt_tokens":18446744073709551615}}"#,
+            OutOfRange,
+        ),
+        (
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":1000000001}}"#,
+            OutOfRange,
+        ),
+    ] {
+        assert_eq!(invalid_json(chat, body), Some(why), "{body}");
+    }
+    let anthropic =
+        r#"{"usage":{"input_tokens":1,"cache_read_input_tokens":18446744073709551615}}"#;
+    assert_eq!(invalid_json(Api::Messages, anthropic), Some(OutOfRange));
+    // At the bound exactly, and `null` counts (absent), are fine.
+    let t = json(
+        chat,
+        br#"{"usage":{"prompt_tokens":1000000000,"completion_tokens":null,"prompt_tokens_details":null}}"#,
+    );
+    assert_eq!(t.usage_invalid(), None);
+    assert_eq!(
+        t.usage(),
+        Some(usage(1_000_000_000, 0, 0, 0, 0, 1_000_000_000))
+    );
+}
+
+#[test]
+fn cached_over_input_or_reasoning_over_output_is_inconsistent() {
+    use UsageInvalid::*;
+    for body in [
+        r#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":6}}}"#,
+        r#"{"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":3,"cache_write_tokens":3}}}"#,
+        r#"{"usage":{"output_tokens":5,"output_tokens_details":{"reasoning_tokens":9}}}"#,
+    ] {
+        assert_eq!(
+            invalid_json(Api::Responses, body),
+            Some(Inconsistent),
+            "{body}"
+        );
+    }
+    // Anthropic's input excludes its cache counts: a larger cache read is normal.
     let t = json(
         Api::Messages,
-        br#"{"usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":3,"cache_creation_input_tokens":4,"output_tokens":5}}"#,
+        br#"{"usage":{"input_tokens":5,"cache_read_input_tokens":100,"output_tokens":1}}"#,
     );
-    let u = t.usage().unwrap();
-    assert_eq!((u.input_tokens, u.total_tokens), (max, max));
+    assert_eq!(t.usage(), Some(usage(105, 1, 100, 0, 0, 106)));
+}
+
+#[test]
+fn one_invalid_usage_object_makes_the_stream_usage_invalid() {
+    let mut t = ResponseTracker::new(Api::ChatCompletions);
+    t.observe_event(&data(
+        r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+    ));
+    assert_eq!(t.usage(), Some(usage(3, 4, 0, 0, 0, 7)));
+    let info = t.observe_event(&data(r#"{"choices":[],"usage":[1,2,3]}"#));
+    assert!(info.has_usage && info.usage_only);
+    assert_eq!(t.malformed_events(), 0);
+    assert_eq!(t.usage(), None);
+    assert_eq!(t.usage_invalid(), Some(UsageInvalid::NotAnObject));
+    // A later valid object does not undo it.
+    t.observe_event(&data(r#"{"choices":[],"usage":{"prompt_tokens":3}}"#));
+    assert_eq!(t.usage(), None);
 }

@@ -28,6 +28,7 @@ fn out(data: &'static str, end_of_stream: bool, changed: bool) -> BodyOutput {
         data: Bytes::from_static(data.as_bytes()),
         end_of_stream,
         changed,
+        ends_stream: false,
     }
 }
 

@@ -34,7 +34,7 @@ pub fn pool_for(
     route: &str,
     path: &str,
 ) -> Result<Arc<PoolHandle>, ConfigError> {
-    let source = policy.source(path)?;
+    let source = crate::epp::discovery::source(policy, path)?;
     let config = serde_json::to_string(policy).unwrap_or_default();
     let key = format!("endpoint_picker\n{route}\n{config}");
     services.shared(key, || {

@@ -171,6 +171,9 @@ async fn bad_bodies_get_400() {
             .await
             .unwrap_err();
         assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(reply.headers[DROPPED_REASON], "rejected-invalid-request");
+        let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! failure mode.
 //!
 //! A masked prompt part is found again in the body by its text: each string value
-//! (outside `request::SKIP_KEYS`) equal to a text the service changed is replaced.
+//! (where `definitions::masked` allows) equal to a text the service changed is replaced.
 //! Prompt parts are the body's string values unescaped, so they match exactly.
 
 use std::collections::HashMap;
@@ -18,7 +18,6 @@ use crate::pipeline::Ctx;
 
 use super::json::rewrite_strings;
 use super::moderation::Moderation;
-use super::request::SKIP_KEYS;
 use super::response::is_text;
 use super::rules::CompiledSide;
 use super::webhook::{Verdict, Webhook, WebhookError};
@@ -95,10 +94,7 @@ pub async fn ask_prompt(
             count(metrics, cx, side, "webhook", "mask");
             let mut applied = 0;
             let rewritten = rewrite_strings(body, |path, text| {
-                if path
-                    .iter()
-                    .any(|s| s.key().is_some_and(|k| SKIP_KEYS.contains(&k)))
-                {
+                if !super::definitions::masked(path) {
                     return None;
                 }
                 let new = changed.get(text)?;

@@ -33,7 +33,7 @@ pub struct Moderation {
 impl std::fmt::Debug for Moderation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Moderation")
-            .field("url", &self.url)
+            .field("url", &crate::redact::redact_url(&self.url))
             .finish()
     }
 }

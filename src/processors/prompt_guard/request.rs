@@ -3,12 +3,14 @@
 //!
 //! **What a mask rewrites.** Decisions are made on the prompt as `llm::LlmRequest` reads
 //! it (system, developer, user, assistant and tool texts, Anthropic blocks, Responses
-//! input and instructions). When a mask rule found something there, the body is rewritten
-//! in place (`json::rewrite_strings`, every other byte kept): every string *value* is
-//! masked except those under the keys in [`SKIP_KEYS`] — identifiers, roles and types
-//! that are not text (`model`, `role`, `type`, `id`, `tool_call_id`, …), binary payloads
-//! (`image_url`, `input_audio`, `file_data`) and tool definitions (`tools`,
-//! `tool_choice`, `response_format`), whose schemas a placeholder could break. Walking
+//! input and instructions) and on the definitions a model reads besides it (tools,
+//! functions, structured-output schemas: `definitions.rs`). When a mask rule found
+//! something there, the body is rewritten in place (`json::rewrite_strings`, every other
+//! byte kept): every string *value* is masked except those under the keys in
+//! [`SKIP_KEYS`] — identifiers, roles and types that are not text (`model`, `role`,
+//! `type`, `id`, `tool_call_id`, …), binary payloads (`image_url`, `input_audio`,
+//! `file_data`) and `tool_choice` — and, inside definitions, the schema vocabulary
+//! (`definitions::SCHEMA_KEYS`), which a placeholder would break. Walking
 //! every other string rather than listing each API's prompt fields means a field added to
 //! an API later is still masked; fields that are not prompt text but carry personal data
 //! (`user`, `metadata`) are masked too, which is what an operator asking for masking
@@ -19,7 +21,8 @@ use crate::expr::{RequestVars, Vars};
 use crate::guard::Finding;
 use crate::llm::LlmRequest;
 
-use super::json::{rewrite_strings, Seg};
+use super::definitions;
+use super::json::rewrite_strings;
 use super::rules::CompiledSide;
 use super::Tally;
 
@@ -41,9 +44,7 @@ pub const SKIP_KEYS: &[&str] = &[
     "file_id",
     "media_type",
     "cache_control",
-    "tools",
     "tool_choice",
-    "response_format",
     "service_tier",
     "reasoning_effort",
     "prompt_cache_key",
@@ -99,12 +100,20 @@ pub fn check(
             }
         }
     }
+    let definitions = match definitions::texts(body) {
+        Ok(texts) => texts,
+        Err(e) => return Decision::Error(format!("the request body could not be read: {e}")),
+    };
+    let texts = || {
+        let prompt = request.prompt.iter().map(|p| p.text.as_str());
+        prompt.chain(definitions.iter().map(String::as_str))
+    };
     let mut findings: Vec<Finding> = Vec::new();
     let mut masked = false;
     let mut rejected = None;
     if let Some(m) = &side.enforce {
-        for part in &request.prompt {
-            m.scanner.scan_into(&part.text, &mut findings);
+        for text in texts() {
+            m.scanner.scan_into(text, &mut findings);
             for f in &findings {
                 let rule = m.owner(f.rule);
                 tally.add(rule, 1);
@@ -118,8 +127,8 @@ pub fn check(
         }
     }
     if let Some(m) = &side.audit {
-        for part in &request.prompt {
-            m.scanner.scan_into(&part.text, &mut findings);
+        for text in texts() {
+            m.scanner.scan_into(text, &mut findings);
             for f in &findings {
                 tally.add(m.owner(f.rule), 1);
             }
@@ -136,7 +145,7 @@ pub fn check(
         .as_ref()
         .expect("masked implies enforcing rules");
     match rewrite_strings(body, |path, text| {
-        if path.iter().any(skipped) {
+        if !definitions::masked(path) {
             return None;
         }
         let found = m.scanner.scan(text);
@@ -148,8 +157,4 @@ pub fn check(
         // `LlmRequest::parse` read this body as JSON already; this is not expected.
         Err(e) => Decision::Error(format!("the request body could not be masked: {e}")),
     }
-}
-
-fn skipped(seg: &Seg<'_>) -> bool {
-    seg.key().is_some_and(|k| SKIP_KEYS.contains(&k))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use crate::config::{ConfigError, GuardAction, GuardRule, GuardSide};
+use crate::config::{CelLimits, ConfigError, GuardAction, GuardRule, GuardSide};
 use crate::expr::Expression;
 use crate::guard::{Builtin, KeywordList, RegexRule, RuleId, RuleSet, Scanner};
 
@@ -71,7 +71,12 @@ pub struct CompiledSide {
 
 impl CompiledSide {
     /// Compiles `side`; `path` is its field path (`….promptGuard.request`).
-    pub fn new(side: &GuardSide, kind: SideKind, path: &str) -> Result<Self, ConfigError> {
+    pub fn new(
+        side: &GuardSide,
+        kind: SideKind,
+        cel_limits: &CelLimits,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         if side.rules.is_empty() && side.webhook.is_none() && side.moderation.is_none() {
             return Err(ConfigError::field(
                 format!("{path}.rules"),
@@ -108,7 +113,10 @@ impl CompiledSide {
                 ));
             }
             if let Some(src) = &r.cel {
-                cel.push((i, Expression::compile(src, &format!("{rpath}.cel"))?));
+                cel.push((
+                    i,
+                    Expression::compile(src, &format!("{rpath}.cel"), cel_limits)?,
+                ));
                 continue;
             }
             let set = &mut sets[usize::from(r.action == GuardAction::Audit)];
@@ -331,7 +339,7 @@ mod tests {
 
     fn compile(yaml: &str, kind: SideKind) -> Result<CompiledSide, String> {
         let side: GuardSide = serde_yaml::from_str(yaml).unwrap();
-        CompiledSide::new(&side, kind, "p").map_err(|e| e.to_string())
+        CompiledSide::new(&side, kind, &CelLimits::default(), "p").map_err(|e| e.to_string())
     }
 
     #[test]

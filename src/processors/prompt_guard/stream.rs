@@ -23,15 +23,22 @@
 //! Not guarded: refusals, reasoning and tool-call arguments (not text shown as the
 //! answer). Events are re-encoded (`SseEvent::write_to`): comments and the spelling of
 //! field lines are not kept; an event is emitted once it is complete.
+//!
+//! Memory is bounded by `limits.buffers`: the parser's line and event, and — for what the
+//! guard itself holds across events (the text its maskers hold back and each text
+//! stream's template event) — the event bound again, summed over the text streams. Past
+//! a bound the policy's failure mode decides ([`StreamOut::Limit`]): the maskers flush
+//! what they held, then fail open passes the rest of the stream on unguarded and fail
+//! closed ends the stream with an error event.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::config::GuardAction;
+use crate::config::{FailureMode, GuardAction};
 use crate::guard::{Scanner, StreamMasker};
-use crate::llm::{Api, SseEvent, SseParser};
+use crate::llm::{Api, SseEvent, SseLimit, SseLimits, SseParser};
 
 use super::json::{rewrite_strings, Seg};
 use super::rules::{CompiledSide, Matcher};
@@ -46,8 +53,13 @@ pub struct StreamGuard {
     api: Api,
     parser: SseParser,
     texts: Vec<TextStream>,
-    /// A reject ended the stream: nothing more is emitted.
+    /// Most bytes the text streams may hold together (the SSE event bound).
+    hold_limit: usize,
+    failure_mode: FailureMode,
+    /// A reject or a limit ended the stream: nothing more is emitted.
     ended: bool,
+    /// A limit was passed in fail-open mode: chunks go on as they come.
+    passthrough: bool,
 }
 
 struct TextStream {
@@ -66,6 +78,14 @@ pub enum StreamOut {
     /// A reject rule fired: emit these bytes (what was released before, then an error
     /// event) and end the stream.
     Reject { bytes: Vec<u8>, rule: usize },
+    /// A buffer bound was passed. `ended` (fail closed): emit these bytes, which end
+    /// with an error event, and end the stream. Otherwise (fail open) emit them — what
+    /// was held, then the rest of the chunk — and the rest of the stream passes as is.
+    Limit {
+        bytes: Vec<u8>,
+        limit: SseLimit,
+        ended: bool,
+    },
 }
 
 /// Where one event carries text of one stream.
@@ -90,12 +110,15 @@ struct Parsed {
 // === impl StreamGuard ===
 
 impl StreamGuard {
-    pub fn new(api: Api) -> Self {
+    pub fn new(api: Api, limits: SseLimits, failure_mode: FailureMode) -> Self {
         StreamGuard {
             api,
-            parser: SseParser::new(),
+            parser: SseParser::with_limits(limits),
             texts: Vec::new(),
+            hold_limit: limits.event_bytes,
+            failure_mode,
             ended: false,
+            passthrough: false,
         }
     }
 
@@ -107,18 +130,28 @@ impl StreamGuard {
         end_of_stream: bool,
         tally: &mut Tally,
     ) -> StreamOut {
+        if self.passthrough {
+            return StreamOut::Emit(chunk.to_vec());
+        }
         let mut out = Vec::with_capacity(chunk.len() + 64);
         if self.ended {
             return StreamOut::Emit(out);
         }
         let mut events: Vec<SseEvent> = self.parser.push(chunk).collect();
-        if end_of_stream {
+        let mut exceeded = self.parser.exceeded();
+        if end_of_stream && exceeded.is_none() {
             events.extend(self.parser.finish());
         }
         for event in events {
             if let Err(rule) = self.on_event(side, event, &mut out, tally) {
                 return self.reject(side, out, rule);
             }
+            if exceeded.is_none() && self.held() > self.hold_limit {
+                exceeded = Some(SseLimit::Event);
+            }
+        }
+        if let Some(limit) = exceeded {
+            return self.limit(side, out, limit, tally);
         }
         if end_of_stream {
             if let Err(rule) = self.flush_all(side, &mut out, tally) {
@@ -129,12 +162,17 @@ impl StreamGuard {
     }
 
     fn reject(&mut self, side: &CompiledSide, mut out: Vec<u8>, rule: usize) -> StreamOut {
+        let r = side.rule(rule);
+        self.end(&mut out, r.status.as_u16(), "response_rejected", &r.message);
+        StreamOut::Reject { bytes: out, rule }
+    }
+
+    /// Ends the stream: an error event in the API's format goes after `out`, and nothing
+    /// after it.
+    pub fn end(&mut self, out: &mut Vec<u8>, status: u16, kind: &str, message: &str) {
         self.ended = true;
         self.texts.clear();
-        let r = side.rule(rule);
-        let body = self
-            .api
-            .error_body(r.status.as_u16(), "response_rejected", &r.message);
+        let body = self.api.error_body(status, kind, message);
         let event = SseEvent {
             event: match self.api {
                 Api::ChatCompletions | Api::Completions | Api::Embeddings => None,
@@ -143,8 +181,49 @@ impl StreamGuard {
             data: String::from_utf8(body).expect("serde_json writes UTF-8"),
             id: None,
         };
-        event.write_to(&mut out);
-        StreamOut::Reject { bytes: out, rule }
+        event.write_to(out);
+    }
+
+    /// A bound was passed: the failure mode decides (see the module doc).
+    fn limit(
+        &mut self,
+        side: &CompiledSide,
+        mut out: Vec<u8>,
+        limit: SseLimit,
+        tally: &mut Tally,
+    ) -> StreamOut {
+        // What the maskers held was sent before the bound was passed: out it goes.
+        if let Err(rule) = self.flush_all(side, &mut out, tally) {
+            return self.reject(side, out, rule);
+        }
+        let ended = self.failure_mode == FailureMode::FailClosed;
+        if ended {
+            let message = "the upstream response stream exceeds the gateway's buffer limits";
+            self.end(&mut out, 502, "upstream_error", message);
+        } else {
+            out.extend(self.parser.take_unparsed());
+            self.passthrough = true;
+        }
+        StreamOut::Limit {
+            bytes: out,
+            limit,
+            ended,
+        }
+    }
+
+    /// Bytes the text streams hold: text held back, and template events.
+    fn held(&self) -> usize {
+        self.texts
+            .iter()
+            .map(|t| {
+                let masker = |m: &Option<StreamMasker<Arc<Scanner>>>| {
+                    m.as_ref().map_or(0, StreamMasker::held)
+                };
+                masker(&t.enforce)
+                    + masker(&t.audit)
+                    + t.template.as_ref().map_or(0, |e| e.data.len())
+            })
+            .sum()
     }
 
     fn on_event(

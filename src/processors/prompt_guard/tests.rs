@@ -17,8 +17,13 @@ pub const SECRET: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh";
 
 /// A pipeline whose route `llm` has `policies` (YAML lines indented for `policies:`).
 pub fn pipeline(policies: &str) -> Arc<Pipeline> {
+    pipeline_after("", policies)
+}
+
+/// [`pipeline`], with `top` (top-level YAML, e.g. `limits:`) before `binds`.
+pub fn pipeline_after(top: &str, policies: &str) -> Arc<Pipeline> {
     let yaml = format!(
-        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n{policies}"
+        "{top}binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n{policies}"
     );
     Arc::new(
         Pipeline::build(crate::config::parse_str(&yaml).unwrap(), Services::new())
@@ -27,7 +32,12 @@ pub fn pipeline(policies: &str) -> Arc<Pipeline> {
 }
 
 pub fn exchange(p: &Arc<Pipeline>, adapter: Adapter, path: &str) -> Exchange {
-    let route = p.ext_proc_routes.by_name("llm").unwrap();
+    exchange_on(p, "llm", adapter, path)
+}
+
+/// An exchange on the route named `route`.
+pub fn exchange_on(p: &Arc<Pipeline>, route: &str, adapter: Adapter, path: &str) -> Exchange {
+    let route = p.ext_proc_routes.by_name(route).unwrap();
     let head = RequestHead {
         method: "POST".into(),
         path: path.into(),
@@ -69,8 +79,22 @@ pub async fn receive(
     content_type: &str,
     chunks: &[&[u8]],
 ) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
+    receive_with(ex, &[("content-type", content_type)], chunks).await
+}
+
+/// [`receive`] with these response headers.
+pub async fn receive_with(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
     let mut map = http::HeaderMap::new();
-    map.insert("content-type", content_type.parse().unwrap());
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
     ex.cx.response_status = Some(200);
     let mut h = Headers::new(map);
     assert!(matches!(
@@ -205,11 +229,10 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
         r#"{"email":"<EMAIL>"}"#
     );
     assert_eq!(v["messages"][3]["content"], "found <EMAIL> é");
-    // Tool definitions are not prompt text and stay as they were.
-    assert_eq!(
-        v["tools"][0]["function"]["description"],
-        "mail admin@example.com"
-    );
+    // Tool definitions are read by the model: masked too, their schema vocabulary kept.
+    assert_eq!(v["tools"][0]["function"]["description"], "mail <EMAIL>");
+    assert_eq!(v["tools"][0]["type"], "function");
+    assert_eq!(v["tools"][0]["function"]["name"], "lookup");
     assert!(!sent.contains(EMAIL) && !sent.contains(CARD));
     // Everything outside the masked strings is unchanged (number spelling, spacing).
     assert!(sent.starts_with("{\"model\":\"gpt-4o\",\"temperature\":0.70,\n  \"messages\""));
@@ -218,8 +241,8 @@ async fn masking_rewrites_every_prompt_string_and_keeps_the_rest_byte_for_byte()
             &p,
             r#"tollgate_guard_findings_total{route="llm",side="request",rule="pii",action="mask"}"#
         ),
-        Some(4.0),
-        "three emails and a card in the prompt parts (tool definitions are not prompt)"
+        Some(5.0),
+        "three emails and a card in the prompt parts, an email in a tool definition"
     );
 }
 

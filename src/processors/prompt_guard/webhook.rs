@@ -97,7 +97,7 @@ pub enum Verdict {
 
 /// Why a call gave no verdict.
 #[derive(Debug, thiserror::Error)]
-#[error("guard webhook {url}: {reason}")]
+#[error("guard webhook {}: {reason}", crate::redact::redact_url(url))]
 pub struct WebhookError {
     pub url: String,
     pub reason: String,

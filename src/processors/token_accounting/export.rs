@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::config::{ConfigError, CostType, TokenAccountingPolicy};
 use crate::expr::{Expression, Vars};
 use crate::llm::{Api, Usage};
-use crate::metrics::{DurationLabels, GenAiLabels, Metrics, TokenLabels};
+use crate::metrics::{DurationLabels, GenAiLabels, Metrics, TokenLabels, UsageInvalidLabels};
 use crate::pipeline::Ctx;
 use crate::pricing::Prices;
 use crate::services::Services;
@@ -36,6 +36,7 @@ impl Exporter {
         policy: &TokenAccountingPolicy,
         services: &Arc<Services>,
         prices: &Prices,
+        cel_limits: &crate::config::CelLimits,
         path: &str,
     ) -> Result<Self, ConfigError> {
         let mut entries = Vec::new();
@@ -45,9 +46,11 @@ impl Exporter {
                 return Err(ConfigError::field(format!("{field}.key"), "empty key"));
             }
             let cel = match (m.kind, &m.cel) {
-                (CostType::Cel, Some(src)) => {
-                    Some(Expression::compile(src, &format!("{field}.cel"))?)
-                }
+                (CostType::Cel, Some(src)) => Some(Expression::compile(
+                    src,
+                    &format!("{field}.cel"),
+                    cel_limits,
+                )?),
                 (CostType::Cel, None) => {
                     return Err(ConfigError::field(
                         format!("{field}.cel"),
@@ -75,6 +78,10 @@ impl Exporter {
         })
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Exports the exchange. `complete`: the response ended normally.
     pub fn export(
         &self,
@@ -89,15 +96,26 @@ impl Exporter {
         let Some(facts) = cx.llm.as_mut() else {
             return; // the request was never parsed (answered before its body)
         };
+        if let Some(why) = response.and_then(|r| r.tracker.usage_invalid()) {
+            tracing::warn!(request_id = %cx.request_id, reason = why.as_str(), "upstream usage failed validation; usage estimated");
+            self.metrics
+                .buffers
+                .usage_invalid
+                .get_or_create(&UsageInvalidLabels {
+                    route: route.clone(),
+                    reason: why.as_str(),
+                })
+                .inc();
+        }
         let reported = response.and_then(|r| r.tracker.usage());
         let usage = reported.unwrap_or_else(|| {
-            // No usage from the upstream: what was estimated and delivered.
+            // No (believable) usage from the upstream: what was estimated and delivered.
             let output = response.map_or(0, |r| r.content_events);
             let input = facts.estimated_input_tokens();
             Usage {
                 input_tokens: input,
                 output_tokens: output,
-                total_tokens: input + output,
+                total_tokens: input.saturating_add(output),
                 ..Usage::default()
             }
         });
@@ -105,14 +123,14 @@ impl Exporter {
         let response_model = response
             .and_then(|r| r.tracker.model().map(str::to_string))
             .unwrap_or_else(|| request_model.clone());
+        let g = &self.metrics.gen_ai;
         let labels = GenAiLabels {
             gen_ai_operation_name: api.operation(),
             gen_ai_provider_name: api.provider().as_str(),
-            gen_ai_request_model: request_model,
-            gen_ai_response_model: response_model.clone(),
+            gen_ai_request_model: g.model(&request_model),
+            gen_ai_response_model: g.model(&response_model),
             route: route.clone(),
         };
-        let g = &self.metrics.gen_ai;
         for (kind, n, always) in [
             ("input", usage.input_tokens, true),
             ("output", usage.output_tokens, true),

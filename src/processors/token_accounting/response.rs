@@ -2,14 +2,21 @@
 //! split an event stream into events, follow usage and the first content token, and —
 //! when tollgate asked for usage the client did not want — re-emit the stream without
 //! the usage-only chunk. A JSON response is collected (bounded) and read at its end.
+//!
+//! Every buffer is bounded by `limits.buffers`: the decoded bytes and ratio, the SSE line
+//! and event, the collected JSON. Accounting never blocks a response: at a bound it stops
+//! following this one ([`Stopped`]) and passes the rest on untouched — the exchange is
+//! then exported with estimated usage, as one without usage is.
 
 use std::time::Instant;
 
-use crate::llm::{Api, Decoder, ResponseTracker, SseParser};
+use crate::config::BufferLimits;
+use crate::llm::{Api, Decoder, LlmError, ResponseTracker, SseParser};
 use crate::pipeline::{Body, Ctx, Headers};
 
-/// Largest JSON response body read for usage; past it the response goes on uncounted.
-pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+/// Why a response stopped being followed at a bound: the limit's metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped(pub &'static str);
 
 /// What the response has shown so far.
 pub struct ResponseState {
@@ -17,7 +24,7 @@ pub struct ResponseState {
     decoder: Option<Decoder>,
     sse: Option<SseParser>,
     json: Vec<u8>,
-    json_overflow: bool,
+    json_limit: usize,
     strip_usage_chunk: bool,
     /// When the first content token arrived.
     pub first_token: Option<Instant>,
@@ -31,7 +38,13 @@ pub struct ResponseState {
 }
 
 impl ResponseState {
-    pub fn new(api: Api, headers: &Headers, strip_usage_chunk: bool, cx: &Ctx) -> Self {
+    pub fn new(
+        api: Api,
+        headers: &Headers,
+        strip_usage_chunk: bool,
+        limits: &BufferLimits,
+        cx: &Ctx,
+    ) -> Self {
         let event_stream = headers
             .get_str("content-type")
             .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
@@ -42,7 +55,7 @@ impl ResponseState {
         let mut broken = false;
         let decoder = match encoding {
             None => None,
-            Some(e) => match Decoder::for_encoding(Some(e)) {
+            Some(e) => match Decoder::with_limits(Some(e), limits.decode()) {
                 Ok(d) => Some(d),
                 Err(err) => {
                     tracing::warn!(request_id = %cx.request_id, error = %err, "response encoding not understood; not counted");
@@ -56,9 +69,9 @@ impl ResponseState {
         ResponseState {
             tracker: ResponseTracker::new(api),
             decoder,
-            sse: event_stream.then(SseParser::new),
+            sse: event_stream.then(|| SseParser::with_limits(limits.sse())),
             json: Vec::new(),
-            json_overflow: false,
+            json_limit: limits.json_body_bytes,
             strip_usage_chunk,
             first_token: None,
             last_token: None,
@@ -72,9 +85,10 @@ impl ResponseState {
     }
 
     /// Follows one body chunk; rewrites it when the usage chunk must be dropped.
-    pub fn push(&mut self, body: &mut Body, cx: &Ctx) {
+    /// `Some` when this chunk hit a bound: the response is not followed further.
+    pub fn push(&mut self, body: &mut Body, cx: &Ctx) -> Option<Stopped> {
         if self.broken {
-            return;
+            return None;
         }
         let eos = body.end_of_stream();
         let data = body.data().clone();
@@ -83,14 +97,22 @@ impl ResponseState {
             Err(e) => {
                 tracing::warn!(request_id = %cx.request_id, error = %e, "response body could not be decoded; not counted");
                 self.broken = true;
-                return;
+                return match e {
+                    LlmError::DecodeLimit { limit, .. } => Some(Stopped(limit.as_str())),
+                    _ => None,
+                };
             }
         };
-        if self.sse.is_some() {
-            self.push_events(&decoded, eos, body);
+        let stopped = if self.sse.is_some() {
+            self.push_events(&decoded, eos, body)
         } else {
-            self.push_json(&decoded, eos);
+            self.push_json(&decoded, eos)
+        };
+        if let Some(Stopped(limit)) = stopped {
+            tracing::warn!(request_id = %cx.request_id, limit, "response over a buffer limit; not counted further");
+            self.broken = true;
         }
+        stopped
     }
 
     fn decode<'a>(
@@ -112,10 +134,11 @@ impl ResponseState {
         }
     }
 
-    fn push_events(&mut self, data: &[u8], eos: bool, body: &mut Body) {
+    fn push_events(&mut self, data: &[u8], eos: bool, body: &mut Body) -> Option<Stopped> {
         let parser = self.sse.as_mut().expect("checked by the caller");
         let mut events: Vec<_> = parser.push(data).collect();
-        if eos {
+        let exceeded = parser.exceeded();
+        if eos && exceeded.is_none() {
             events.extend(parser.finish());
         }
         let mut rewritten = self.strip_usage_chunk.then(Vec::new);
@@ -133,25 +156,33 @@ impl ResponseState {
                 }
             }
         }
-        if let Some(out) = rewritten {
+        if let Some(mut out) = rewritten {
+            if exceeded.is_some() {
+                // Past a bound, what the parser held goes on as it came.
+                out.extend(
+                    self.sse
+                        .as_mut()
+                        .map(SseParser::take_unparsed)
+                        .unwrap_or_default(),
+                );
+            }
             body.replace(out.into());
         }
+        exceeded.map(|l| Stopped(l.as_str()))
     }
 
-    fn push_json(&mut self, data: &[u8], eos: bool) {
-        if !self.json_overflow {
-            if self.json.len() + data.len() > MAX_JSON_BYTES {
-                self.json_overflow = true;
-                self.json = Vec::new();
-            } else {
-                self.json.extend_from_slice(data);
-            }
+    fn push_json(&mut self, data: &[u8], eos: bool) -> Option<Stopped> {
+        if self.json.len() + data.len() > self.json_limit {
+            self.json = Vec::new();
+            return Some(Stopped("json_body"));
         }
-        if eos && !self.json_overflow && !self.json.is_empty() {
+        self.json.extend_from_slice(data);
+        if eos && !self.json.is_empty() {
             if let Err(e) = self.tracker.observe_json(&self.json) {
                 tracing::debug!(error = %e, "response JSON carried no readable usage");
             }
             self.json = Vec::new();
         }
+        None
     }
 }

@@ -40,8 +40,18 @@ async fn request(ex: &mut Exchange, body: &[u8]) -> Verdict<crate::pipeline::Bod
 }
 
 async fn respond(ex: &mut Exchange, content_type: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    respond_with(ex, &[("content-type", content_type)], chunks).await
+}
+
+/// [`respond`] with these response headers.
+async fn respond_with(ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) -> Vec<u8> {
     let mut map = http::HeaderMap::new();
-    map.insert("content-type", content_type.parse().unwrap());
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
     ex.cx.response_status = Some(200);
     let mut h = Headers::new(map);
     assert!(matches!(
@@ -333,4 +343,138 @@ async fn streams_are_never_held_for_usage_headers() {
     ex.cx.response_status = Some(200);
     let _ = ex.response_headers(&mut Headers::new(map)).await;
     assert_eq!(ex.response_body_mode(), crate::pipeline::BodyMode::Stream);
+}
+
+// === buffer limits and usage validation ===
+
+const LIMITED: &str = r#"
+limits:
+  buffers: { sseLineBytes: 1024, sseEventBytes: 4096, jsonBodyBytes: 2048 }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - name: llm
+      policies:
+        tokenAccounting: {}
+"#;
+
+const CHAT: &[u8] =
+    br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hello there"}]}"#;
+
+fn exceeded(ex: &Exchange, limit: &str) -> bool {
+    ex.pipeline().metrics.encode().contains(&format!(
+        "tollgate_buffer_limit_exceeded_total{{route=\"llm\",processor=\"token_accounting\",limit=\"{limit}\"}} 1"
+    ))
+}
+
+#[tokio::test]
+async fn a_gzip_sse_bomb_passes_untouched_and_uncounted() {
+    let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
+    let sent = request(&mut ex, CHAT).await;
+    assert!(matches!(sent, Verdict::Continue(_)));
+    let mut plain = fixture("chat_usage.sse")[..200].to_vec();
+    while plain.len() < 20 << 20 {
+        plain.extend_from_slice(b"data: {}\n\n");
+    }
+    let bomb = crate::llm::decode::tests::gzip(&plain);
+    let headers = [
+        ("content-type", "text/event-stream"),
+        ("content-encoding", "gzip"),
+    ];
+    let out = respond_with(&mut ex, &headers, &split(&bomb, 16 * 1024)).await;
+    assert_eq!(out, bomb, "the client gets what the upstream sent");
+    assert!(exceeded(&ex, "decompression_ratio"));
+    ex.finish(Outcome::Completed { status: 200 });
+    let facts = ex.cx.llm.as_ref().unwrap();
+    assert!(!facts.usage_reported);
+    assert!(facts.usage.unwrap().input_tokens > 0, "estimated");
+}
+
+#[tokio::test]
+async fn a_long_line_stops_accounting_and_the_rest_passes_as_sent() {
+    // The request did not ask for usage: tollgate does, and re-emits the stream.
+    let first = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+    let rest = format!(
+        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\ndata: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":2}}}}\n\ndata: [DONE]\n\n",
+        "x".repeat(3000)
+    );
+    let upstream = format!("{first}{rest}");
+    for size in [5, 64, 1500, upstream.len()] {
+        let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
+        let sent = request(&mut ex, CHAT).await;
+        assert!(matches!(sent, Verdict::Continue(_)));
+        let out = respond(
+            &mut ex,
+            "text/event-stream",
+            &split(upstream.as_bytes(), size),
+        )
+        .await;
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(first) && text.ends_with(&rest),
+            "size {size}: {text}"
+        );
+        assert_eq!(text.len(), upstream.len());
+        assert!(exceeded(&ex, "sse_line"));
+        ex.finish(Outcome::Completed { status: 200 });
+        assert!(!ex.cx.llm.as_ref().unwrap().usage_reported);
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_over_its_bound_is_not_collected() {
+    let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
+    let sent = request(
+        &mut ex,
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .await;
+    assert!(matches!(sent, Verdict::Continue(_)));
+    let body = format!(
+        r#"{{"choices":[{{"message":{{"content":"{}"}}}}],"usage":{{"prompt_tokens":1,"completion_tokens":2}}}}"#,
+        "a".repeat(4000)
+    );
+    let out = respond(&mut ex, "application/json", &split(body.as_bytes(), 1000)).await;
+    assert_eq!(out, body.as_bytes());
+    assert!(exceeded(&ex, "json_body"));
+    ex.finish(Outcome::Completed { status: 200 });
+    assert!(!ex.cx.llm.as_ref().unwrap().usage_reported);
+}
+
+#[tokio::test]
+async fn invalid_usage_is_counted_and_estimated_not_charged() {
+    for (usage, reason) in [
+        ("[1,2,3]", "not_an_object"),
+        (
+            r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#,
+            "out_of_range",
+        ),
+        (
+            r#"{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":9}}"#,
+            "inconsistent",
+        ),
+    ] {
+        let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
+        let sent = request(
+            &mut ex,
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        assert!(matches!(sent, Verdict::Continue(_)));
+        let body = format!(r#"{{"model":"gpt-4o","choices":[],"usage":{usage}}}"#);
+        respond(&mut ex, "application/json", &[body.as_bytes()]).await;
+        ex.finish(Outcome::Completed { status: 200 });
+        let facts = ex.cx.llm.as_ref().unwrap();
+        assert!(!facts.usage_reported, "{usage}");
+        let u = facts.usage.unwrap();
+        assert!(
+            u.input_tokens < 100 && u.output_tokens == 0,
+            "{usage}: {u:?}"
+        );
+        assert!(facts.cost_usd.unwrap() < 0.001, "{usage}");
+        let m = ex.pipeline().metrics.encode();
+        let line = format!("tollgate_usage_invalid_total{{route=\"llm\",reason=\"{reason}\"}} 1");
+        assert!(m.contains(&line), "{line}\n{m}");
+    }
 }

@@ -25,7 +25,12 @@ pub struct Rule {
 }
 
 impl Rule {
-    pub fn new(r: &LimitRule, prices: &Prices, path: &str) -> Result<Rule, ConfigError> {
+    pub fn new(
+        r: &LimitRule,
+        prices: &Prices,
+        cel: &crate::config::CelLimits,
+        path: &str,
+    ) -> Result<Rule, ConfigError> {
         if r.name.is_empty() {
             return Err(ConfigError::field(format!("{path}.name"), "empty name"));
         }
@@ -61,7 +66,7 @@ impl Rule {
             }
         };
         let key = match &r.key {
-            Some(src) => Some(Expression::compile(src, &format!("{path}.key"))?),
+            Some(src) => Some(Expression::compile(src, &format!("{path}.key"), cel)?),
             None => None,
         };
         Ok(Rule {
@@ -145,7 +150,7 @@ impl Rule {
             }
             (None, TokenCount::Total) => usage
                 .total_tokens
-                .max(usage.input_tokens + usage.output_tokens),
+                .max(usage.input_tokens.saturating_add(usage.output_tokens)),
             (None, TokenCount::Input) => usage.input_tokens,
             (None, TokenCount::Output) => usage.output_tokens,
         }

@@ -352,4 +352,5 @@ mod bodies;
 mod endpoint_picker;
 mod headers;
 mod lifecycle;
+mod modes;
 mod routing;

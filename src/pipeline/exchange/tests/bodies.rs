@@ -401,3 +401,63 @@ async fn no_processors_means_empty_exchange() {
         out("x", true, false)
     );
 }
+
+// --- ending a body early ---
+
+#[tokio::test]
+async fn a_processor_ending_the_body_drops_every_later_chunk() {
+    let (mut ex, j) = two(
+        Script {
+            response_body: stream(),
+            end_stream_at: Some("response_body"),
+            ..Default::default()
+        },
+        Script {
+            response_body: stream(),
+            ..Default::default()
+        },
+    );
+    through_headers(&mut ex).await;
+    let first = continued(resp_body(&mut ex, "a", false).await);
+    assert_eq!(
+        first,
+        BodyOutput {
+            ends_stream: true,
+            ..out("END", false, true)
+        }
+    );
+    // Later chunks reach no processor and are forwarded empty.
+    assert_eq!(
+        continued(resp_body(&mut ex, "b", false).await),
+        out("", false, true)
+    );
+    assert_eq!(
+        continued(resp_body(&mut ex, "", true).await),
+        out("", true, false)
+    );
+    let bodies: Vec<String> = entries(&j)
+        .into_iter()
+        .filter(|e| e.contains("response_body"))
+        .collect();
+    assert_eq!(bodies, ["a:response_body(a)", "b:response_body(END)"]);
+}
+
+#[tokio::test]
+async fn a_whole_body_is_delivered_once_even_if_the_transport_sends_more() {
+    let (f, j) = scripted(Script {
+        request_body: buffer(64),
+        ..Default::default()
+    });
+    let mut ex = exchange_with(vec![f]);
+    continued(ex.request_headers(&mut headers()).await);
+    continued(req_body(&mut ex, "ab", true).await);
+    assert_eq!(
+        continued(req_body(&mut ex, "c", true).await),
+        out("c", true, false)
+    );
+    let bodies: Vec<String> = entries(&j)
+        .into_iter()
+        .filter(|e| e.starts_with("request_body"))
+        .collect();
+    assert_eq!(bodies, ["request_body(ab,eos,whole)"]);
+}

@@ -62,7 +62,7 @@ async fn get_without_body_then_response_without_body() {
 
 #[tokio::test]
 async fn no_route_still_answers_every_phase() {
-    let mut s = stream_for("");
+    let mut s = stream_for("{}");
     let r = send_one(&mut s, first(Streamed, Streamed)).await;
     assert_eq!(kind(&r), "request_headers");
     assert!(common(&r).header_mutation.is_none());

@@ -1,0 +1,144 @@
+//! What the proxy changes on a request and response as it forwards them: hop-by-hop
+//! headers dropped (RFC 9110 §7.6.1), `x-request-id` and `x-forwarded-for` set, and the
+//! upstream chosen (the endpoint a picker named, else the route's backend).
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Backend;
+use crate::pipeline::RequestHead;
+
+/// Hop-by-hop headers, never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Where the request goes: the endpoint a picker chose (the first of
+/// `x-gateway-destination-endpoint`, spoken to as the route's backend would be, minus
+/// TLS, which a pool endpoint address cannot name), else the route's backend.
+pub fn upstream_for(backend: Option<&Backend>, destination: Option<&str>) -> Option<Backend> {
+    match destination.and_then(|d| d.split(',').next()).map(str::trim) {
+        Some(pick) if !pick.is_empty() => Some(Backend {
+            host: pick.to_string(),
+            tls: None,
+            http2: backend.is_some_and(|b| b.http2),
+        }),
+        _ => backend.cloned(),
+    }
+}
+
+/// The pipeline's view of a request's head.
+pub fn request_head(parts: &http::request::Parts) -> RequestHead {
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    RequestHead {
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string(),
+        authority,
+        scheme: parts.uri.scheme_str().unwrap_or("http").to_string(),
+    }
+}
+
+/// Removes the hop-by-hop headers and those the `connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Sets `x-request-id` to the exchange's id unless the request (or a processor) has one.
+pub fn set_request_id(headers: &mut HeaderMap, id: &str) {
+    if headers.contains_key("x-request-id") {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+}
+
+/// Appends the client's address to `x-forwarded-for`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
+    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+        headers.append(HeaderName::from_static("x-forwarded-for"), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn the_pick_wins_over_the_backend_and_keeps_its_protocol() {
+        let backend = Backend {
+            host: "127.0.0.1:1".into(),
+            tls: None,
+            http2: true,
+        };
+        let b = upstream_for(Some(&backend), Some(" 127.0.0.2:2 ,127.0.0.3:3")).unwrap();
+        assert_eq!((b.host.as_str(), b.http2), ("127.0.0.2:2", true));
+        assert_eq!(
+            upstream_for(Some(&backend), Some("")).unwrap().host,
+            "127.0.0.1:1"
+        );
+        assert!(upstream_for(None, None).is_none());
+    }
+
+    #[test]
+    fn request_id_is_kept_or_set_and_forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        set_request_id(&mut h, "abc");
+        set_request_id(&mut h, "def");
+        assert_eq!(h["x-request-id"], "abc");
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        append_forwarded_for(&mut h, "[::1]:5".parse().unwrap());
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["10.0.0.1", "::1"]);
+    }
+}

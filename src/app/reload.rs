@@ -1,0 +1,77 @@
+//! Hot reload: a settled change of the config file (see `config::watch_file`) is parsed,
+//! validated and checked against the running config; only then does the new pipeline
+//! replace the old one. Anything else leaves the running config in force, with one log
+//! line saying why and `tollgate_config_reloads_total{result}` counting it:
+//!
+//! - `success`: applied;
+//! - `failure`: the file is invalid (every problem logged), empty, or would remove
+//!   every route or listener;
+//! - `restart_required`: it changes listen addresses, ports or their TLS, which only a
+//!   restart applies — the whole file is refused, so the open sockets keep their routes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{self, ConfigError, ReloadRefusal};
+use crate::metrics::ResultLabels;
+use crate::pipeline::{Pipeline, PipelineStore};
+use crate::services::Services;
+
+/// Why a file was not applied.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error(transparent)]
+    Refused(#[from] ReloadRefusal),
+}
+
+/// Applies `text` (the new content of `path`) if it is valid and may replace the
+/// running config.
+pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Path, text: &str) {
+    let outcome = candidate(store, services, text);
+    let result = match &outcome {
+        Ok(_) => "success",
+        Err(Rejected::Refused(ReloadRefusal::NeedsRestart(_))) => "restart_required",
+        Err(_) => "failure",
+    };
+    services
+        .metrics
+        .config_reloads
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    match outcome {
+        Ok(pipeline) => {
+            let later = config::start_only_changes(store.load().config(), pipeline.config());
+            store.replace(pipeline);
+            tracing::info!(path = %path.display(), "config reloaded");
+            if !later.is_empty() {
+                tracing::warn!(sections = %later.join(", "), "these sections are read at start: their changes apply after a restart");
+            }
+        }
+        Err(Rejected::Refused(e @ ReloadRefusal::NeedsRestart(_))) => tracing::error!(
+            path = %path.display(), error = %e,
+            "config reload rejected: restart tollgate to apply this file; the running config stays in force"
+        ),
+        // Every problem on the one line (`validate` prints them one per line).
+        Err(e) => tracing::error!(
+            path = %path.display(), error = %e.to_string().replace(":\n  ", ": ").replace("\n  ", "; "),
+            "config reload rejected; the running config stays in force"
+        ),
+    }
+}
+
+/// The pipeline `text` builds, if it may replace the running one.
+fn candidate(
+    store: &PipelineStore,
+    services: &Arc<Services>,
+    text: &str,
+) -> Result<Pipeline, Rejected> {
+    let loaded = config::parse_str(text)?;
+    // Checked before building, which may start work (pools, scrapers) for the new file;
+    // a file that serves nothing gets the full list of its problems instead.
+    if config::check_serves(&loaded.config).is_ok() {
+        config::check_reload(store.load().config(), &loaded.config)?;
+    }
+    Ok(super::validated(loaded, services.clone())?)
+}

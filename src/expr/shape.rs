@@ -1,0 +1,225 @@
+//! The shape of a CEL expression, checked when a config loads (`limits.cel`): its size,
+//! its nesting, and how deeply comprehension macros nest (each level multiplies the work
+//! of the levels inside it, so it bounds an evaluation's cost more than the size does).
+
+use cel::common::ast::{EntryExpr, Expr};
+use cel::IdedExpr;
+
+use crate::config::CelLimits;
+
+/// Macros that loop over a list or a map.
+const COMPREHENSIONS: &[&str] = &["all", "exists", "exists_one", "map", "filter"];
+
+/// What the load-time check found worth knowing at evaluation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Deepest nesting of comprehensions (0: none).
+    pub comprehension_depth: usize,
+}
+
+/// Checks `source` against `limits`; the error is the message for the field.
+pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, String> {
+    if source.len() > limits.max_expression_bytes {
+        return Err(format!(
+            "expression is {} bytes, more than limits.cel.maxExpressionBytes ({})",
+            source.len(),
+            limits.max_expression_bytes
+        ));
+    }
+    // The parser recurses once per level before its own depth check could stop it, so
+    // the depth is bounded on the source first.
+    let depth = source_depth(source);
+    if depth > usize::from(limits.max_nesting_depth) {
+        return Err(format!(
+            "expression nests {depth} deep, more than limits.cel.maxNestingDepth ({})",
+            limits.max_nesting_depth
+        ));
+    }
+    let parsed = cel::parser::Parser::new()
+        .max_recursion_depth(limits.max_nesting_depth)
+        .parse(source)
+        .map_err(|e| {
+            format!(
+                "invalid CEL expression (or nested deeper than limits.cel.maxNestingDepth, {}): {e}",
+                limits.max_nesting_depth
+            )
+        })?;
+    let shape = Shape {
+        comprehension_depth: comprehension_depth(&parsed),
+    };
+    if shape.comprehension_depth > limits.max_comprehension_depth {
+        return Err(format!(
+            "comprehensions nested {} deep, more than limits.cel.maxComprehensionDepth ({})",
+            shape.comprehension_depth, limits.max_comprehension_depth
+        ));
+    }
+    Ok(shape)
+}
+
+/// An upper bound of the parser's recursion on `source`, read without parsing: the
+/// deepest bracket nesting, plus the longest run of unary operators, plus every `?` of
+/// a conditional (they nest to the right). String literals are skipped.
+fn source_depth(source: &str) -> usize {
+    let bytes = source.as_bytes();
+    let (mut depth, mut deepest, mut unary, mut longest_unary) = (0usize, 0, 0, 0);
+    let mut conditionals = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' => {
+                i = skip_string(bytes, i);
+                unary = 0;
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'?' => conditionals += 1,
+            _ => {}
+        }
+        if c == b'!' || c == b'-' {
+            unary += 1;
+            longest_unary = longest_unary.max(unary);
+        } else if !c.is_ascii_whitespace() {
+            unary = 0;
+        }
+        i += 1;
+    }
+    deepest + longest_unary + conditionals
+}
+
+/// The offset after the string literal starting with the quote at `i` (triple-quoted
+/// or not); the end of `bytes` when it is not closed.
+fn skip_string(bytes: &[u8], i: usize) -> usize {
+    let q = bytes[i];
+    if bytes[i..].starts_with(&[q, q, q]) {
+        let mut j = i + 3;
+        while j < bytes.len() {
+            if bytes[j] == b'\\' {
+                j += 2;
+            } else if bytes[j..].starts_with(&[q, q, q]) {
+                return j + 3;
+            } else {
+                j += 1;
+            }
+        }
+        return bytes.len();
+    }
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' => j += 2,
+            c if c == q => return j + 1,
+            _ => j += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// The deepest nesting of comprehensions in `e`, whether the parser expanded the macros
+/// or left them as calls.
+fn comprehension_depth(e: &IdedExpr) -> usize {
+    let deepest = |items: &mut dyn Iterator<Item = &IdedExpr>| {
+        items.map(comprehension_depth).max().unwrap_or(0)
+    };
+    match &e.expr {
+        Expr::Call(call) => {
+            let inner = deepest(&mut call.target.iter().map(|t| &**t).chain(&call.args));
+            let looping = call.target.is_some() && COMPREHENSIONS.contains(&&*call.func_name);
+            inner + usize::from(looping)
+        }
+        Expr::Comprehension(c) => {
+            1 + deepest(
+                &mut [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ]
+                .into_iter(),
+            )
+        }
+        Expr::List(l) => deepest(&mut l.elements.iter()),
+        Expr::Map(m) => deepest(&mut m.entries.iter().flat_map(|en| entry(&en.expr))),
+        Expr::Struct(s) => deepest(&mut s.entries.iter().flat_map(|en| entry(&en.expr))),
+        Expr::Select(s) => comprehension_depth(&s.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}
+
+fn entry(e: &EntryExpr) -> Vec<&IdedExpr> {
+    match e {
+        EntryExpr::StructField(f) => vec![&f.value],
+        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_expressions_pass() {
+        let s = check(
+            r#"llm.model == "gpt-4o" && request.headers["x-team"] != "research""#,
+            &CelLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.comprehension_depth, 0);
+        let s = check(
+            r#"request.headers.exists(k, k.startsWith("x-"))"#,
+            &CelLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.comprehension_depth, 1);
+    }
+
+    #[test]
+    fn too_long_is_refused() {
+        let src = format!("{} == 1", "1 + ".repeat(2000));
+        let err = check(&src, &CelLimits::default()).unwrap_err();
+        assert!(err.contains("maxExpressionBytes"), "{err}");
+    }
+
+    #[test]
+    fn too_deep_is_refused_without_overflowing() {
+        let src = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        let err = check(&src, &CelLimits::default()).unwrap_err();
+        assert!(err.contains("maxNestingDepth"), "{err}");
+        let limits = CelLimits {
+            max_expression_bytes: 8192,
+            ..CelLimits::default()
+        };
+        for src in [
+            format!("{}1{}", "[".repeat(2000), "]".repeat(2000)),
+            format!("{}true", "!".repeat(4000)),
+            format!("{}1", "- ".repeat(2000)),
+            format!("{}1", "true ? 1 : ".repeat(700)),
+        ] {
+            let err = check(&src, &limits).unwrap_err();
+            assert!(err.contains("maxNestingDepth"), "{err}");
+        }
+        // Brackets and operators inside strings are text, not nesting.
+        let src = format!(
+            r#"llm.prompt.contains("{}") && "x" != '((\'(('"#,
+            "(".repeat(100)
+        );
+        assert!(check(&src, &CelLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn nested_comprehensions_are_refused() {
+        let src = "[1, 2, 3].all(a, [1, 2, 3].all(b, llm.prompt.contains(\"x\")))";
+        let err = check(src, &CelLimits::default()).unwrap_err();
+        assert!(err.contains("maxComprehensionDepth"), "{err}");
+        let limits = CelLimits {
+            max_comprehension_depth: 2,
+            ..CelLimits::default()
+        };
+        assert_eq!(check(src, &limits).unwrap().comprehension_depth, 2);
+    }
+}

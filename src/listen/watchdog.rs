@@ -1,0 +1,303 @@
+//! The watchdog of one connection: closes it when it stays silent after connecting
+//! (`firstByteTimeout`), when a request's headers take too long from their first byte
+//! (`headerReadTimeout`), or when no request has been in flight for `idleTimeout`.
+//!
+//! One watchdog serves HTTP/1.1 and HTTP/2 alike, which hyper's own
+//! `header_read_timeout` does not: hyper starts that timer as soon as it waits for the
+//! next request, so on a kept-alive HTTP/1.1 connection it would also be the idle
+//! timeout, and it never covers the bytes the auto-detecting server reads before it
+//! knows the protocol. Here the socket reports the first byte read while no request is
+//! in flight, and each request reports its start and the end of its response body.
+//! Per request this costs a few atomic operations and one timer reset.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::ConnectionLimits;
+
+/// The timeouts the watchdog applies.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub first_byte: Duration,
+    pub header_read: Duration,
+    pub idle: Duration,
+}
+
+impl From<&ConnectionLimits> for Timeouts {
+    fn from(c: &ConnectionLimits) -> Self {
+        Timeouts {
+            first_byte: c.first_byte_timeout.get(),
+            header_read: c.header_read_timeout.get(),
+            idle: c.idle_timeout.get(),
+        }
+    }
+}
+
+/// Which timeout closed a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing arrived after connecting.
+    FirstByte,
+    /// A request's headers did not complete in time.
+    HeaderRead,
+    /// No request in flight for too long: closed gracefully.
+    Idle,
+}
+
+impl Expiry {
+    /// The `timeout` label of `tollgate_connection_timeouts_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Expiry::FirstByte => "first_byte",
+            Expiry::HeaderRead => "header_read",
+            Expiry::Idle => "idle",
+        }
+    }
+}
+
+/// What one connection's socket and requests report to its watchdog.
+#[derive(Debug)]
+pub struct ConnWatch {
+    start: Instant,
+    /// Requests whose response body has not ended.
+    active: AtomicU32,
+    /// When `active` last fell to 0 (ms since `start`).
+    idle_since: AtomicU64,
+    /// 1 + when the first byte arrived while no request was in flight (ms since
+    /// `start`); 0: none since.
+    pending: AtomicU64,
+    /// Some request has started on this connection.
+    served: AtomicBool,
+    /// HTTP/2: bytes between requests are control frames, not a request's headers.
+    multiplexed: AtomicBool,
+    changed: Notify,
+}
+
+impl ConnWatch {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ConnWatch {
+            start: Instant::now(),
+            active: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            served: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A request's headers arrived; the guard ends it (drop it with the response body).
+    pub fn begin(self: &Arc<Self>, http2: bool) -> RequestGuard {
+        self.served.store(true, Ordering::Relaxed);
+        if http2 {
+            self.multiplexed.store(true, Ordering::Relaxed);
+        }
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.pending.store(0, Ordering::SeqCst);
+        self.changed.notify_one();
+        RequestGuard(self.clone())
+    }
+
+    fn end(&self) {
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle_since.store(self.now_ms(), Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The socket read some bytes.
+    fn read_some(&self) {
+        if self.active.load(Ordering::Relaxed) == 0 && self.pending.load(Ordering::Relaxed) == 0 {
+            self.pending.store(self.now_ms() + 1, Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    /// When the connection expires (ms since `start`) and why; `None` while a request
+    /// is in flight.
+    fn deadline(&self, t: &Timeouts) -> Option<(u64, Expiry)> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
+        let pending = self.pending.load(Ordering::SeqCst);
+        if pending != 0 && !self.multiplexed.load(Ordering::Relaxed) {
+            return Some((pending - 1 + ms(t.header_read), Expiry::HeaderRead));
+        }
+        if !self.served.load(Ordering::Relaxed) {
+            return Some((ms(t.first_byte), Expiry::FirstByte));
+        }
+        let idle_since = self.idle_since.load(Ordering::SeqCst);
+        Some((idle_since + ms(t.idle), Expiry::Idle))
+    }
+
+    /// Resolves when the connection has expired.
+    pub async fn expired(&self, t: &Timeouts) -> Expiry {
+        loop {
+            match self.deadline(t) {
+                None => self.changed.notified().await,
+                Some((at, why)) => {
+                    let now = self.now_ms();
+                    if now >= at {
+                        return why;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
+                        _ = self.changed.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One request in flight; ends when dropped.
+#[derive(Debug)]
+pub struct RequestGuard(Arc<ConnWatch>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// A socket that reports reads to its connection's watchdog.
+pub struct Watched<T> {
+    inner: T,
+    watch: Arc<ConnWatch>,
+}
+
+impl<T> Watched<T> {
+    pub fn new(inner: T, watch: Arc<ConnWatch>) -> Self {
+        Watched { inner, watch }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.read_some();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        first_byte: Duration::from_secs(1),
+        header_read: Duration::from_secs(2),
+        idle: Duration::from_secs(5),
+    };
+
+    fn expiry(w: &ConnWatch) -> Option<Expiry> {
+        w.deadline(&T).map(|(_, why)| why)
+    }
+
+    #[test]
+    fn a_silent_connection_expires_on_its_first_byte_timeout() {
+        let w = ConnWatch::new();
+        assert_eq!(w.deadline(&T), Some((1000, Expiry::FirstByte)));
+    }
+
+    #[test]
+    fn bytes_with_no_request_start_the_header_timer() {
+        let w = ConnWatch::new();
+        w.read_some();
+        let (at, why) = w.deadline(&T).unwrap();
+        assert_eq!(why, Expiry::HeaderRead);
+        assert!((2000..2100).contains(&at), "{at}");
+        // Later bytes do not move the deadline: slow headers cannot keep it alive.
+        w.read_some();
+        assert_eq!(w.deadline(&T).unwrap().0, at);
+    }
+
+    #[test]
+    fn no_deadline_while_a_request_is_in_flight_then_idle() {
+        let w = ConnWatch::new();
+        w.read_some();
+        let guard = w.begin(false);
+        w.read_some(); // the request's body
+        assert_eq!(expiry(&w), None);
+        drop(guard);
+        assert_eq!(expiry(&w), Some(Expiry::Idle));
+        w.read_some(); // the next request's headers begin
+        assert_eq!(expiry(&w), Some(Expiry::HeaderRead));
+    }
+
+    #[test]
+    fn http2_control_frames_between_requests_keep_the_idle_timer() {
+        let w = ConnWatch::new();
+        drop(w.begin(true));
+        w.read_some(); // a PING
+        assert_eq!(expiry(&w), Some(Expiry::Idle));
+    }
+
+    #[test]
+    fn overlapping_requests_end_with_the_last() {
+        let w = ConnWatch::new();
+        let a = w.begin(true);
+        let b = w.begin(true);
+        drop(a);
+        assert_eq!(expiry(&w), None);
+        drop(b);
+        assert_eq!(expiry(&w), Some(Expiry::Idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_resolves_at_the_deadline() {
+        let w = ConnWatch::new();
+        let started = tokio::time::Instant::now();
+        assert_eq!(w.expired(&T).await, Expiry::FirstByte);
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+}
