@@ -39,6 +39,11 @@ fn check_error(e: &ConfigError) {
         }
         ConfigError::Yaml(m) => assert!(!m.is_empty()),
         ConfigError::Read { .. } => panic!("parse_str read a file"),
+        ConfigError::Empty => {}
+        ConfigError::Many(all) => {
+            assert!(all.len() > 1, "a list of problems with fewer than two");
+            all.iter().for_each(check_error);
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! ```text
 //! config 1                   pipeline 0..=3 (see PIPELINES)
 //! modes streamed buffered    Envoy's body modes: none streamed buffered partial duplex
-//! obs                        toggles observability mode for the messages after it
+//! obs                        observability mode for the whole stream (a filter setting
+//!                            in Envoy: it never changes within a stream)
 //! route openai               xds.route_name on the next request headers
 //! rh eos ; :method: POST ; :path: /v1/chat/completions ; content-type: application/json
 //! qb eos {"model":"gpt-4o"}  request body (escapes: \n \r \t \\ \xNN)
@@ -104,11 +105,10 @@ fuzz_target!(|data: &[u8]| {
                 let mut m = rest.split_whitespace().map(mode);
                 modes = Some((m.next().unwrap_or_default(), m.next().unwrap_or_default()));
             }
-            "obs" => obs = !obs,
+            "obs" => obs = true,
             "route" => route = Some(rest.trim().to_owned()),
             _ => {
-                if let Some(mut msg) = message(op, rest, route.take()) {
-                    msg.observability_mode = obs;
+                if let Some(msg) = message(op, rest, route.take()) {
                     messages.push(msg);
                 }
             }
@@ -120,6 +120,9 @@ fuzz_target!(|data: &[u8]| {
             response_body_mode: resp as i32,
             send_body_without_waiting_for_header_response: false,
         });
+    }
+    for msg in &mut messages {
+        msg.observability_mode = obs;
     }
     let mut stream = ExtProcStream::new(pipelines[config].clone());
     let mut check = Checker {

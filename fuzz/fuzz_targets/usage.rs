@@ -58,8 +58,8 @@ fn check(info: &EventInfo, t: &ResponseTracker, was_done: bool) {
     assert!(!info.first_content || info.has_content);
     assert!(!info.usage_only || info.has_usage);
     assert!(
-        !info.has_usage || t.usage().is_some(),
-        "usage seen but not kept"
+        !info.has_usage || t.usage().is_some() || t.usage_invalid().is_some(),
+        "usage seen but neither kept nor counted invalid"
     );
     assert!(!info.done || t.is_done());
     assert!(!was_done || t.is_done(), "done was undone");

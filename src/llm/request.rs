@@ -132,7 +132,11 @@ fn read<'a, T: Deserialize<'a>>(api: Api, body: &'a [u8]) -> Result<T, LlmError>
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Err(e) => LlmError::InvalidRequest {
                 api,
-                path: e.path().to_string(),
+                // An empty key renders as an empty path: say where from the root.
+                path: match e.path().to_string() {
+                    p if p.is_empty() => ".".to_owned(),
+                    p => p,
+                },
                 error: e.into_inner(),
             },
             // Only trailing characters fail `from_slice` but not a bare `deserialize`.

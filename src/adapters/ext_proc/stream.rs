@@ -446,7 +446,10 @@ impl ExtProcStream {
             .ext_proc
             .as_ref()
             .is_none_or(|e| e.mode_override);
-        if !enabled {
+        // An override names both directions' modes, and Envoy accepts none that names
+        // FULL_DUPLEX_STREAMED: with either direction in it, no override is sent.
+        let duplex = BodySendMode::FullDuplexStreamed;
+        if !enabled || self.request.mode == duplex || self.response.mode == duplex {
             return None;
         }
         let current = self.side(dir).mode;

@@ -19,6 +19,16 @@ pub fn set_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether the JSON string `quoted` (quotes included) is `key`, escapes decoded: a
+/// client may write `"mod\u0065l"`, which every JSON parser reads as `model`.
+fn key_is(quoted: &[u8], key: &[u8]) -> bool {
+    let raw = &quoted[1..quoted.len() - 1];
+    if !raw.contains(&b'\\') {
+        return raw == key;
+    }
+    serde_json::from_slice::<String>(quoted).is_ok_and(|k| k.as_bytes() == key)
+}
+
 /// The byte span (quotes included) of the string value of `key` in the top-level JSON
 /// object of `body`.
 fn top_level_string(body: &[u8], key: &[u8]) -> Option<Range<usize>> {
@@ -52,7 +62,7 @@ fn top_level_string(body: &[u8], key: &[u8]) -> Option<Range<usize>> {
                         return Some(i..end);
                     }
                     if expect_key {
-                        want_value = &body[i + 1..end - 1] == key;
+                        want_value = key_is(&body[i..end], key);
                         expect_key = false;
                     }
                 }
@@ -152,6 +162,14 @@ mod tests {
         assert_eq!(set_model(br#"{"a":{"model":"x"}}"#, "y"), None);
         let escaped = set_model(br#"{"model":"a\"b"}"#, "q\"").unwrap();
         assert_eq!(escaped, br#"{"model":"q\""}"#);
+    }
+
+    #[test]
+    fn an_escaped_key_is_still_the_model() {
+        // Found by the json_rewrite fuzz target: parsers read `mod\u0065l` as `model`.
+        let out = set_model(br#"{"mod\u0065l":"x","mgdel":"m"}"#, "y").unwrap();
+        assert_eq!(out, br#"{"mod\u0065l":"y","mgdel":"m"}"#);
+        assert_eq!(set_model(br#"{"mod\u0065":"x"}"#, "y"), None);
     }
 
     #[test]
