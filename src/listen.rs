@@ -15,3 +15,17 @@ pub use admitted::{incoming, Admitted};
 pub use drive::{boxed, drive, Connection, Tracked};
 pub use log::RateLimitedLog;
 pub use watchdog::{ConnWatch, Expiry, RequestGuard, Timeouts, Watched};
+
+/// Test helper: checks a canned overload reply (a 503 whose `content-length` is its
+/// body's) and returns its body.
+#[cfg(test)]
+pub fn overload_reply_body(reply: &'static [u8]) -> &'static str {
+    let text = std::str::from_utf8(reply).expect("a canned reply is text");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    body
+}
