@@ -2,6 +2,9 @@
 //! keys round robin), the same through a `Limiter` and its `Reservation` guard, and — as
 //! the remote baseline, when `redis-server` is installed — the same on a `RedisStore`
 //! over loopback (two script calls, one round trip each).
+//! - `labels`: the cost of `limits.labels` where a client picks a metric label (the
+//!   `model`): `BoundedLabel::value` for a value already kept and for one counted as
+//!   `other`, beside the unbounded `to_string` it replaced, in one run.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use tollgate::metrics::{BoundedLabel, LabelBounds};
 use tollgate::limits::{
     Admission, Limit, LimitStore, Limiter, LocalStore, RedisStore, RedisStoreConfig, Reserved,
     MAX_AMOUNT,
@@ -139,5 +143,28 @@ impl Drop for Server {
     }
 }
 
-criterion_group!(benches, local, redis);
+fn labels(c: &mut Criterion) {
+    let label = BoundedLabel::new(Arc::new(LabelBounds::default()));
+    // Fill the label to its bound (256 values), so a new name is counted as `other`.
+    for i in 0..10_000 {
+        std::hint::black_box(label.value(&format!("model-{i}")));
+    }
+    let kept = "model-17";
+    let new = "gpt-4o-2024-08-06-someone-elses-fine-tune";
+    assert_eq!(label.value(kept), kept);
+    assert_eq!(label.value(new), tollgate::metrics::OTHER);
+    let mut g = c.benchmark_group("labels");
+    g.bench_function("unbounded_to_string", |b| {
+        b.iter(|| std::hint::black_box(std::hint::black_box(kept).to_string()))
+    });
+    g.bench_function("bounded/kept", |b| {
+        b.iter(|| std::hint::black_box(label.value(std::hint::black_box(kept))))
+    });
+    g.bench_function("bounded/other", |b| {
+        b.iter(|| std::hint::black_box(label.value(std::hint::black_box(new))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, local, redis, labels);
 criterion_main!(benches);

@@ -18,10 +18,15 @@ In one run, against the same nginx upstream on loopback, it measures:
      and for a 50-event SSE stream with usage.
   11-12. The same requests with `promptGuard` (built-in PII and secret detectors, masking,
      on the request and on the streamed or JSON response) against the same baselines.
+  13-14. Reverse proxies with one worker each and no policies, keep-alive on both sides:
+     nginx (`proxy_pass` to an upstream block with `keepalive`) against a second tollgate
+     started with `--workers 1` whose one route forwards to the same upstream.
 For each: throughput with 16 connections, and p50/p99 latency with 1 connection (wrk),
 then ratios to scenarios 1 and 2. The headers processor's own cost is scenario 3 over 2
 (one round trip each) and 5 over 4 (two each). Envoy runs with --concurrency 1; tollgate with its
-default runtime; wrk with one thread. Access logs are off everywhere.
+default runtime (13-14: one worker against one nginx worker); wrk with one thread. Access
+logs are off everywhere. LOAD_ONLY="a|b" runs only the scenarios whose names contain one of the substrings
+(the ratio lines then need their baselines in the same selection).
 
 Run it through scripts/bench-load, which installs wrk, nginx and Envoy when missing.
 """
@@ -90,6 +95,44 @@ http {{
     }}
   }}
 }}
+"""
+
+NGINX_PROXY = """
+daemon off;
+worker_processes 1;
+error_log {tmp}/nginx-proxy-error.log error;
+pid {tmp}/nginx-proxy.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nginx-body;
+  proxy_temp_path {tmp}/nginx-proxy;
+  fastcgi_temp_path {tmp}/nginx-fastcgi;
+  uwsgi_temp_path {tmp}/nginx-uwsgi;
+  scgi_temp_path {tmp}/nginx-scgi;
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{upstream}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+TOLLGATE_PROXY = """
+admin: {{ address: "127.0.0.1:{admin}" }}
+logging: {{ level: warn }}
+binds:
+- port: {proxy}
+  listeners:
+  - routes:
+    - name: proxy
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
 """
 
 TOLLGATE = """
@@ -250,11 +293,16 @@ def main():
             sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
     tmp = tempfile.mkdtemp(prefix="tollgate-load-")
     os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
-    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard")}
+    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard", "nginx_proxy", "solo_proxy", "solo_admin")}
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
     with open(f"{tmp}/tollgate.yaml", "w") as f:
         f.write(TOLLGATE.format(**ports))
+    with open(f"{tmp}/nginx-proxy.conf", "w") as f:
+        f.write(NGINX_PROXY.format(tmp=tmp, port=ports["nginx_proxy"], upstream=ports["upstream"]))
+    with open(f"{tmp}/tollgate-proxy.yaml", "w") as f:
+        f.write(TOLLGATE_PROXY.format(admin=ports["solo_admin"], proxy=ports["solo_proxy"],
+                                      upstream=ports["upstream"]))
     listeners = ENVOY_LISTENER.format(name="bare", port=ports["bare"], route="bare", ext_proc="")
     listeners += ENVOY_LISTENER.format(name="empty", port=ports["empty"], route="empty",
                                        ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP", request_body="NONE", response_body="NONE"))
@@ -281,11 +329,15 @@ def main():
         start([binary, "serve", "-c", f"{tmp}/tollgate.yaml"], log),
         start([envoy, "-c", f"{tmp}/envoy.yaml", "--concurrency", "1", "-l", "error",
                "--use-dynamic-base-id"], log),
+        start(["nginx", "-c", f"{tmp}/nginx-proxy.conf", "-p", tmp], log),
+        start([binary, "serve", "--workers", "1", "-c", f"{tmp}/tollgate-proxy.yaml"], log),
     ]
     try:
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
         wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
         wait_http(f"http://127.0.0.1:{ports['upstream']}/")
+        wait_http(f"http://127.0.0.1:{ports['solo_admin']}/readyz")
+        wait_http(f"http://127.0.0.1:{ports['nginx_proxy']}/")
         scenarios = [
             ("bare Envoy", f"http://127.0.0.1:{ports['bare']}/v1/x"),
             ("Envoy + tollgate, empty pipeline", f"http://127.0.0.1:{ports['empty']}/empty"),
@@ -305,15 +357,20 @@ def main():
             ("LLM SSE: Envoy + tollgate, tokenAccounting", llm.format(ports["llm"], "/sse"), sse_post),
             ("LLM JSON: Envoy + tollgate, promptGuard", llm.format(ports["llm_guard"], ""), json_post),
             ("LLM SSE: Envoy + tollgate, promptGuard", llm.format(ports["llm_guard"], "/sse"), sse_post),
+            ("nginx reverse proxy, 1 worker", f"http://127.0.0.1:{ports['nginx_proxy']}/v1/x"),
+            ("tollgate standalone, no policies, 1 worker", f"http://127.0.0.1:{ports['solo_proxy']}/v1/x"),
         ]
-        results = []
+        only = os.environ.get("LOAD_ONLY")
+        results = {}
         for name, url, *script in scenarios:
+            if only and not any(o in name for o in only.split("|")):
+                continue
             script = script[0] if script else None
             wrk(url, 1, script)  # warm-up: connections, pools, caches
             _, p50, p99 = wrk(url, 1, script)
             rps, _, _ = wrk(url, CONNECTIONS, script)
-            results.append((name, rps, p50, p99))
-            print(f"  measured: {name}", file=sys.stderr)
+            results[name] = (rps, p50, p99)
+            print(f"  measured: {name}: {rps:,.0f} req/s, p50 {p50:.3f} ms", file=sys.stderr)
     finally:
         for p in procs:
             p.terminate()
@@ -322,32 +379,52 @@ def main():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-    base_rps, base_p50 = results[0][1], results[0][2]
-    floor_rps, floor_p50 = results[1][1], results[1][2]
-    print(f"\nwrk -t1, {DURATION} per run; throughput at {CONNECTIONS} connections, latency at 1 connection\n")
-    print(f"| scenario | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare | req/s vs empty | p50 vs empty |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, rps, p50, p99 in results:
-        print(f"| {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {rps / base_rps:.2f}x | {p50 / base_p50:.2f}x "
-              f"| {rps / floor_rps:.2f}x | {p50 / floor_p50:.2f}x |")
-    one_phase = results[2][2] / floor_p50
-    two_phases = results[4][2] / results[3][2]
-    standalone_rps = results[5][1]
-    print(f"\ntarget: ext_proc with the headers processor, p50 <= 1.15x the empty pipeline's:")
-    print(f"        one header phase:  {one_phase:.2f}x ({'met' if one_phase <= 1.15 else 'NOT met'})")
-    print(f"        two header phases: {two_phases:.2f}x ({'met' if two_phases <= 1.15 else 'NOT met'})")
-    print(f"target: standalone req/s >= bare Envoy: {standalone_rps / base_rps:.2f}x "
-          f"({'met' if standalone_rps >= base_rps else 'NOT met'})")
-    for label, empty, counted in (("JSON", 6, 7), ("SSE", 8, 9)):
-        ratio = results[counted][2] / results[empty][2]
-        print(f"target: tokenAccounting p50 <= 1.10x the empty pipeline with the same phases ({label}): "
-              f"{ratio:.2f}x ({'met' if ratio <= 1.10 else 'NOT met'})")
-    for label, empty, guarded in (("request + JSON response", 6, 10), ("request + SSE response", 8, 11)):
-        ratio = results[guarded][2] / results[empty][2]
-        rps = results[guarded][1] / results[empty][1]
-        print(f"promptGuard vs the empty pipeline with the same phases ({label}): "
-              f"p50 {ratio:.2f}x, req/s {rps:.2f}x")
+    report(results)
 
+
+def ratio_line(results, label, a, b, fmt):
+    """One target or comparison line, printed only when both scenarios ran."""
+    if a in results and b in results:
+        print(label + fmt(results[a], results[b]))
+
+
+def report(results):
+    bare = results.get("bare Envoy")
+    floor = results.get("Envoy + tollgate, empty pipeline")
+    print(f"\nwrk -t1, {DURATION} per run; throughput at {CONNECTIONS} connections, latency at 1 connection\n")
+    print("| scenario | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare | req/s vs empty | p50 vs empty |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rel = lambda x, base, i: f"{x[i] / base[i]:.2f}x" if base else "-"
+    for name, r in results.items():
+        print(f"| {name} | {r[0]:,.0f} | {r[1]:.3f} | {r[2]:.3f} | {rel(r, bare, 0)} | {rel(r, bare, 1)} "
+              f"| {rel(r, floor, 0)} | {rel(r, floor, 1)} |")
+    met = lambda ok: "met" if ok else "NOT met"
+    print()
+    ratio_line(results, "target: ext_proc, one header phase, p50 <= 1.15x the empty pipeline's: ",
+               "Envoy + tollgate, request header policy", "Envoy + tollgate, empty pipeline",
+               lambda a, b: f"{a[1] / b[1]:.2f}x ({met(a[1] / b[1] <= 1.15)})")
+    ratio_line(results, "target: ext_proc, two header phases, p50 <= 1.15x the empty pipeline's: ",
+               "Envoy + tollgate, request + response header policies",
+               "Envoy + tollgate, empty pipeline, request + response headers",
+               lambda a, b: f"{a[1] / b[1]:.2f}x ({met(a[1] / b[1] <= 1.15)})")
+    ratio_line(results, "target: standalone req/s >= bare Envoy: ",
+               "tollgate standalone, request + response header policies", "bare Envoy",
+               lambda a, b: f"{a[0] / b[0]:.2f}x ({met(a[0] >= b[0])})")
+    for label in ("JSON", "SSE"):
+        ratio_line(results, f"target: tokenAccounting p50 <= 1.10x the empty pipeline with the same phases ({label}): ",
+                   f"LLM {label}: Envoy + tollgate, tokenAccounting",
+                   f"LLM {label}: Envoy + tollgate, empty pipeline, same phases",
+                   lambda a, b: f"{a[1] / b[1]:.2f}x ({met(a[1] / b[1] <= 1.10)})")
+    ratio_line(results, "promptGuard vs the empty pipeline with the same phases (request + JSON response): ",
+               "LLM JSON: Envoy + tollgate, promptGuard", "LLM JSON: Envoy + tollgate, empty pipeline, same phases",
+               lambda a, b: f"p50 {a[1] / b[1]:.2f}x, req/s {a[0] / b[0]:.2f}x")
+    ratio_line(results, "target: promptGuard SSE req/s >= 0.85x the empty pipeline with the same phases: ",
+               "LLM SSE: Envoy + tollgate, promptGuard", "LLM SSE: Envoy + tollgate, empty pipeline, same phases",
+               lambda a, b: f"{a[0] / b[0]:.2f}x, p50 {a[1] / b[1]:.2f}x ({met(a[0] / b[0] >= 0.85)})")
+    ratio_line(results, "target: standalone (1 worker) req/s >= 0.8x nginx (1 worker), p50 within 0.05 ms: ",
+               "tollgate standalone, no policies, 1 worker", "nginx reverse proxy, 1 worker",
+               lambda a, b: f"{a[0] / b[0]:.2f}x, p50 {a[1]:.3f} vs {b[1]:.3f} ms "
+                            f"({met(a[0] / b[0] >= 0.8 and a[1] - b[1] <= 0.05)})")
 
 if __name__ == "__main__":
     main()

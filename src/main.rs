@@ -43,6 +43,9 @@ enum Command {
     Sim(tollgate::sim::SimArgs),
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -83,11 +86,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config, workers } => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = workers.or_else(|| configured_workers(config.as_deref())) {
-                builder.worker_threads(n.get());
-            }
-            let runtime = builder
+            let workers = workers.or_else(|| configured_workers(config.as_deref()));
+            let runtime = runtime(workers)
                 .enable_all()
                 .build()
                 .expect("starting the tokio runtime");
@@ -99,6 +99,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The runtime for `workers` worker threads (all cores when unset). One worker is a
+/// current-thread runtime, like one nginx worker or Envoy with `--concurrency 1`: every
+/// task on the thread that polls the sockets, with no work-stealing queues to pass through.
+fn runtime(workers: Option<std::num::NonZeroUsize>) -> tokio::runtime::Builder {
+    match workers.map(std::num::NonZeroUsize::get) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
     }
 }
 
