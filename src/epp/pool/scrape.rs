@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 
 use super::endpoint::Endpoint;
 use crate::epp::metrics::{Mapping, Scrape};
+use crate::outbound::{self, error_chain};
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = outbound::HttpClient<Empty<Bytes>>;
 
 /// What starting a scrape task needs; made once, inside the runtime.
 #[derive(Clone)]
@@ -34,16 +33,21 @@ impl std::fmt::Debug for Scraper {
 }
 
 impl Scraper {
-    /// `None` outside a Tokio runtime.
+    /// `None` outside a Tokio runtime, or when no client can be built (logged).
     pub fn in_current_runtime(
         mapping: Arc<Mapping>,
         path: &str,
         interval: Duration,
     ) -> Option<Self> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
+        let client = outbound::client(&Default::default())
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "endpoint picker: no metrics client; not scraped"),
+            )
+            .ok()?;
         Some(Scraper {
             rt,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
             mapping,
             path: path.to_string(),
             interval,
@@ -102,7 +106,7 @@ async fn scrape_loop(
 }
 
 async fn scrape(client: &HttpClient, uri: http::Uri, mapping: &Mapping) -> Result<Scrape, String> {
-    let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+    let resp = client.get(uri).await.map_err(|e| error_chain(&e))?;
     if !resp.status().is_success() {
         return Err(format!("status {}", resp.status()));
     }
@@ -110,7 +114,7 @@ async fn scrape(client: &HttpClient, uri: http::Uri, mapping: &Mapping) -> Resul
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| error_chain(&e))?
         .to_bytes();
     let text = std::str::from_utf8(&body).map_err(|_| "metrics are not UTF-8".to_string())?;
     mapping
