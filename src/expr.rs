@@ -90,7 +90,8 @@ impl Vars {
 impl Expression {
     /// Compiles `source` within `limits`; `path` is its field path, for the error.
     pub fn compile(source: &str, path: &str, limits: &CelLimits) -> Result<Self, ConfigError> {
-        let shape = shape::check(source, limits).map_err(|e| ConfigError::field(path, e))?;
+        let shape =
+            shape::check(source, limits).map_err(|e| ConfigError::field(path, e.to_string()))?;
         let program = cel::Program::compile(source)
             .map_err(|e| ConfigError::field(path, format!("invalid CEL expression: {e}")))?;
         Ok(Expression {

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod listen;
 pub mod llm;
 pub mod metrics;
+pub mod outbound;
 pub mod pipeline;
 pub mod pricing;
 pub mod processors;

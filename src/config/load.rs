@@ -59,7 +59,8 @@ fn substitute_env(
 ) -> Result<(), ConfigError> {
     match value {
         Value::String(s) if s.contains('$') => {
-            let (out, changed) = expand(s).map_err(|m| ConfigError::field(path.clone(), m))?;
+            let (out, changed) =
+                expand(s).map_err(|e| ConfigError::field(path.clone(), e.to_string()))?;
             if changed {
                 substituted.push(path.clone());
             }
@@ -89,8 +90,19 @@ fn substitute_env(
     Ok(())
 }
 
+/// Why a `${VAR}` reference could not be expanded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum EnvRefError {
+    #[error("unterminated ${{...}} reference")]
+    Unterminated,
+    #[error("invalid environment variable name {name:?}")]
+    InvalidName { name: String },
+    #[error("environment variable {name} is not set")]
+    Unset { name: String },
+}
+
 /// Expands `${VAR}` references; returns the text and whether anything was substituted.
-fn expand(s: &str) -> Result<(String, bool), String> {
+fn expand(s: &str) -> Result<(String, bool), EnvRefError> {
     let mut out = String::with_capacity(s.len());
     let mut changed = false;
     let mut rest = s;
@@ -101,15 +113,12 @@ fn expand(s: &str) -> Result<(String, bool), String> {
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
-            let end = tail
-                .find('}')
-                .ok_or_else(|| "unterminated ${...} reference".to_string())?;
+            let end = tail.find('}').ok_or(EnvRefError::Unterminated)?;
             let name = &tail[..end];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid environment variable name {name:?}"));
+                return Err(EnvRefError::InvalidName { name: name.into() });
             }
-            let val = std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?;
+            let val = std::env::var(name).map_err(|_| EnvRefError::Unset { name: name.into() })?;
             out.push_str(&val);
             changed = true;
             rest = &tail[end + 1..];
@@ -177,6 +186,24 @@ mod tests {
                 "binds[0].listeners[0].routes[0].policies.requestHeaderModifier.set.authorization"
             ]
         );
+    }
+
+    #[test]
+    fn a_bad_reference_says_which_and_names_the_variable() {
+        assert_eq!(expand("x ${"), Err(EnvRefError::Unterminated));
+        assert_eq!(
+            expand("${BAD-NAME}"),
+            Err(EnvRefError::InvalidName {
+                name: "BAD-NAME".into()
+            })
+        );
+        assert_eq!(
+            expand("a${TOLLGATE_SURELY_UNSET_VAR}b"),
+            Err(EnvRefError::Unset {
+                name: "TOLLGATE_SURELY_UNSET_VAR".into()
+            })
+        );
+        assert_eq!(expand("$${X} $5"), Ok(("${X} $5".to_string(), false)));
     }
 
     #[test]

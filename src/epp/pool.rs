@@ -26,6 +26,7 @@ use super::scheduling::{latency, Candidate, Profile, RequestView, Rng};
 use crate::config::{ConfigError, EndpointPickerPolicy};
 
 pub use endpoint::Endpoint;
+pub use scrape::ScrapeError;
 use scrape::Scraper;
 
 /// What a pool is made of.
@@ -318,7 +319,7 @@ impl Pool {
     pub fn set_metrics<S: Into<Scrape>>(
         &self,
         index: usize,
-        result: Result<S, String>,
+        result: Result<S, ScrapeError>,
         now: Instant,
     ) {
         if let Some(e) = self.membership.current.load().list.get(index) {
@@ -335,7 +336,7 @@ impl Pool {
     }
 
     /// The last scrape error of current member `index`.
-    pub fn last_error(&self, index: usize) -> Option<String> {
+    pub fn last_error(&self, index: usize) -> Option<ScrapeError> {
         let m = self.membership.current.load();
         m.list.get(index).and_then(|e| e.last_error())
     }

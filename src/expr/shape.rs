@@ -17,41 +17,59 @@ pub struct Shape {
     pub comprehension_depth: usize,
 }
 
-/// Checks `source` against `limits`; the error is the message for the field.
-pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, String> {
+/// Why an expression is refused; the message is the one for its field.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    #[error("expression is {bytes} bytes, more than limits.cel.maxExpressionBytes ({max})")]
+    TooLong { bytes: usize, max: usize },
+    #[error("expression nests {depth} deep, more than limits.cel.maxNestingDepth ({max})")]
+    TooDeep { depth: usize, max: u16 },
+    /// The parser stops at `max_depth` with a syntax error, so either may be the cause.
+    #[error(
+        "invalid CEL expression (or nested deeper than limits.cel.maxNestingDepth, {max_depth}): {error}"
+    )]
+    Invalid {
+        max_depth: u16,
+        error: cel::ParseErrors,
+    },
+    #[error(
+        "comprehensions nested {depth} deep, more than limits.cel.maxComprehensionDepth ({max})"
+    )]
+    Comprehensions { depth: usize, max: usize },
+}
+
+/// Checks `source` against `limits`.
+pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, ShapeError> {
     if source.len() > limits.max_expression_bytes {
-        return Err(format!(
-            "expression is {} bytes, more than limits.cel.maxExpressionBytes ({})",
-            source.len(),
-            limits.max_expression_bytes
-        ));
+        return Err(ShapeError::TooLong {
+            bytes: source.len(),
+            max: limits.max_expression_bytes,
+        });
     }
     // The parser recurses once per level before its own depth check could stop it, so
     // the depth is bounded on the source first.
     let depth = source_depth(source);
     if depth > usize::from(limits.max_nesting_depth) {
-        return Err(format!(
-            "expression nests {depth} deep, more than limits.cel.maxNestingDepth ({})",
-            limits.max_nesting_depth
-        ));
+        return Err(ShapeError::TooDeep {
+            depth,
+            max: limits.max_nesting_depth,
+        });
     }
     let parsed = cel::parser::Parser::new()
         .max_recursion_depth(limits.max_nesting_depth)
         .parse(source)
-        .map_err(|e| {
-            format!(
-                "invalid CEL expression (or nested deeper than limits.cel.maxNestingDepth, {}): {e}",
-                limits.max_nesting_depth
-            )
+        .map_err(|error| ShapeError::Invalid {
+            max_depth: limits.max_nesting_depth,
+            error,
         })?;
     let shape = Shape {
         comprehension_depth: comprehension_depth(&parsed),
     };
     if shape.comprehension_depth > limits.max_comprehension_depth {
-        return Err(format!(
-            "comprehensions nested {} deep, more than limits.cel.maxComprehensionDepth ({})",
-            shape.comprehension_depth, limits.max_comprehension_depth
-        ));
+        return Err(ShapeError::Comprehensions {
+            depth: shape.comprehension_depth,
+            max: limits.max_comprehension_depth,
+        });
     }
     Ok(shape)
 }
@@ -182,14 +200,22 @@ mod tests {
     fn too_long_is_refused() {
         let src = format!("{} == 1", "1 + ".repeat(2000));
         let err = check(&src, &CelLimits::default()).unwrap_err();
-        assert!(err.contains("maxExpressionBytes"), "{err}");
+        assert!(
+            matches!(err, ShapeError::TooLong { bytes, .. } if bytes == src.len()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("maxExpressionBytes"), "{err}");
     }
 
     #[test]
     fn too_deep_is_refused_without_overflowing() {
         let src = format!("{}1{}", "(".repeat(40), ")".repeat(40));
         let err = check(&src, &CelLimits::default()).unwrap_err();
-        assert!(err.contains("maxNestingDepth"), "{err}");
+        assert!(
+            matches!(err, ShapeError::TooDeep { max: 32, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("maxNestingDepth"), "{err}");
         let limits = CelLimits {
             max_expression_bytes: 8192,
             ..CelLimits::default()
@@ -201,7 +227,7 @@ mod tests {
             format!("{}1", "true ? 1 : ".repeat(700)),
         ] {
             let err = check(&src, &limits).unwrap_err();
-            assert!(err.contains("maxNestingDepth"), "{err}");
+            assert!(err.to_string().contains("maxNestingDepth"), "{err}");
         }
         // Brackets and operators inside strings are text, not nesting.
         let src = format!(
@@ -215,7 +241,11 @@ mod tests {
     fn nested_comprehensions_are_refused() {
         let src = "[1, 2, 3].all(a, [1, 2, 3].all(b, llm.prompt.contains(\"x\")))";
         let err = check(src, &CelLimits::default()).unwrap_err();
-        assert!(err.contains("maxComprehensionDepth"), "{err}");
+        assert!(
+            matches!(err, ShapeError::Comprehensions { depth: 2, max: 1 }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("maxComprehensionDepth"), "{err}");
         let limits = CelLimits {
             max_comprehension_depth: 2,
             ..CelLimits::default()

@@ -208,10 +208,7 @@ fn compile_route(
     }
     for (i, backend) in route.backends.iter().enumerate() {
         let at = format!("{path}.backends[{i}]");
-        errs.check(
-            validate_host_port(&backend.host)
-                .map_err(|e| ConfigError::field(format!("{at}.host"), e)),
-        );
+        errs.check(validate_host_port(&backend.host, &format!("{at}.host")));
         if let Some(ca) = backend.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             errs.check(readable(ca, &format!("{at}.tls.caFile")));
         }
@@ -236,10 +233,9 @@ fn compile_route(
 fn compile_match(m: &crate::config::RouteMatch, mpath: &str) -> Result<Matcher, ConfigError> {
     let mut errs = ConfigErrors::default();
     let path_matcher = m.path.as_ref().and_then(|p| {
-        errs.check(
-            PathMatcher::from_config(p)
-                .map_err(|e| ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e)),
-        )
+        errs.check(PathMatcher::from_config(p).map_err(|e| {
+            ConfigError::field(format!("{mpath}.path.{}", path_kind(p)), e.to_string())
+        }))
     });
     if let Some(method) = &m.method {
         if http::Method::from_bytes(method.as_bytes()).is_err() {
@@ -256,7 +252,7 @@ fn compile_match(m: &crate::config::RouteMatch, mpath: &str) -> Result<Matcher, 
         let value = hm.value.as_ref().and_then(|v| {
             errs.check(
                 ValueMatcher::from_config(v)
-                    .map_err(|e| ConfigError::field(format!("{hpath}.value.regex"), e)),
+                    .map_err(|e| ConfigError::field(format!("{hpath}.value.regex"), e.to_string())),
             )
         });
         if let Some(name) = name {
@@ -341,14 +337,14 @@ fn readable(file: &str, path: &str) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::field(path, format!("cannot read {file}: {e}")))
 }
 
-fn validate_host_port(host: &str) -> Result<(), String> {
-    let (name, port) = host
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{host:?} must be host:port"))?;
-    if name.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("{host:?} must be host:port"));
+fn validate_host_port(host: &str, path: &str) -> Result<(), ConfigError> {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(ConfigError::field(
+            path,
+            format!("{host:?} must be host:port"),
+        )),
     }
-    Ok(())
 }
 
 /// The pipeline in force, swapped atomically on reload.

@@ -113,11 +113,21 @@ impl Matcher {
     }
 }
 
+/// Why a path or header match rule does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    #[error("path prefix {prefix:?} must start with '/'")]
+    RelativePrefix { prefix: String },
+    /// `error` quotes the pattern.
+    #[error("invalid regex: {error}")]
+    Regex { error: regex::Error },
+}
+
 impl PathMatcher {
-    pub fn from_config(m: &PathMatch) -> Result<Self, String> {
+    pub fn from_config(m: &PathMatch) -> Result<Self, MatcherError> {
         Ok(match m {
             PathMatch::PathPrefix(p) if !p.starts_with('/') => {
-                return Err(format!("path prefix {p:?} must start with '/'"))
+                return Err(MatcherError::RelativePrefix { prefix: p.clone() })
             }
             PathMatch::PathPrefix(p) => PathMatcher::Prefix(p.clone()),
             PathMatch::Exact(p) => PathMatcher::Exact(p.clone()),
@@ -140,7 +150,7 @@ impl PathMatcher {
 }
 
 impl ValueMatcher {
-    pub fn from_config(m: &ValueMatch) -> Result<Self, String> {
+    pub fn from_config(m: &ValueMatch) -> Result<Self, MatcherError> {
         Ok(match m {
             ValueMatch::Exact(v) => ValueMatcher::Exact(v.clone()),
             ValueMatch::Regex(r) => ValueMatcher::Regex(anchored(r)?),
@@ -156,8 +166,8 @@ impl ValueMatcher {
 }
 
 /// Compiles a regex that must match the whole input.
-fn anchored(pattern: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid regex: {e}"))
+fn anchored(pattern: &str) -> Result<Regex, MatcherError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|error| MatcherError::Regex { error })
 }
 
 fn strip_port(authority: &str) -> &str {
@@ -199,7 +209,22 @@ mod tests {
         let p = PathMatcher::from_config(&PathMatch::Regex("/v[0-9]+/chat".into())).unwrap();
         assert!(p.matches("/v1/chat"));
         assert!(!p.matches("/x/v1/chat"));
-        assert!(PathMatcher::from_config(&PathMatch::Regex("(".into())).is_err());
+        assert!(matches!(
+            PathMatcher::from_config(&PathMatch::Regex("(".into())),
+            Err(MatcherError::Regex { .. })
+        ));
+    }
+
+    #[test]
+    fn a_prefix_must_be_absolute() {
+        let Err(err) = PathMatcher::from_config(&PathMatch::PathPrefix("v1".into())) else {
+            panic!("a relative prefix compiled");
+        };
+        assert!(
+            matches!(&err, MatcherError::RelativePrefix { prefix } if prefix == "v1"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "path prefix \"v1\" must start with '/'");
     }
 
     #[test]

@@ -1,18 +1,48 @@
-//! Test helpers: exchanges built from YAML, and a scripted processor that records the
-//! phases it saw.
+//! Test helpers: pipelines and exchanges built from YAML, the request and response
+//! phases driven as an adapter drives them (headers, then body chunks, collecting what
+//! would be forwarded), metric lookups, and a scripted processor that records the phases
+//! it saw.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::*;
 use crate::config::{parse_str, FailureMode};
 
+/// `yaml` built into a pipeline; panics with the error and the YAML.
+fn build(yaml: &str) -> Pipeline {
+    Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new())
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// A pipeline built from `yaml`.
+pub fn pipeline(yaml: &str) -> Arc<Pipeline> {
+    Arc::new(build(yaml))
+}
+
+/// The error building `yaml` fails with, as text; panics when it builds.
+pub fn build_error(yaml: &str) -> String {
+    match Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()) {
+        Ok(_) => panic!("built, but an error was expected:\n{yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A request head for `method path` on host `api.test`.
+pub fn request_head(method: &str, path: &str) -> RequestHead {
+    RequestHead {
+        method: method.to_string(),
+        path: path.to_string(),
+        authority: "api.test".to_string(),
+        scheme: "http".to_string(),
+    }
+}
+
 /// An exchange on the first route of `yaml`, as the proxy adapter would start it.
 pub fn exchange_for(yaml: &str) -> Exchange {
-    let pipeline = Arc::new(
-        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap(),
-    );
+    let pipeline = pipeline(yaml);
     let route = pipeline.ext_proc_routes.listeners[0].routes[0].clone();
     let cx = Ctx::new(Adapter::Proxy, RequestHead::default(), None);
     Exchange::new(pipeline, cx, Some(route))
@@ -28,8 +58,7 @@ pub fn pipeline_with(
 ) -> Arc<Pipeline> {
     // An empty `yaml` stands for no config (`parse_str` refuses empty text).
     let yaml = if yaml.trim().is_empty() { "{}" } else { yaml };
-    let mut pipeline =
-        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap();
+    let mut pipeline = build(yaml);
     let route = Arc::new(CompiledRoute {
         name: name.into(),
         matches: Vec::new(),
@@ -53,25 +82,31 @@ pub fn pipeline_with(
 
 /// An exchange on the first route of `yaml` for a request to `method path`.
 pub fn exchange_at(yaml: &str, method: &str, path: &str) -> Exchange {
-    let pipeline = Arc::new(
-        Pipeline::build(parse_str(yaml).unwrap(), crate::services::Services::new()).unwrap(),
-    );
+    let pipeline = pipeline(yaml);
     let route = pipeline.ext_proc_routes.listeners[0].routes[0].clone();
-    let head = RequestHead {
-        method: method.to_string(),
-        path: path.to_string(),
-        authority: "api.test".to_string(),
-        scheme: "http".to_string(),
-    };
-    let cx = Ctx::new(Adapter::Proxy, head, None);
+    let cx = Ctx::new(Adapter::Proxy, request_head(method, path), None);
     Exchange::new(pipeline, cx, Some(route))
+}
+
+/// An exchange on the route named `route` of `p`, under `adapter`, for `method path`.
+pub fn exchange_on(
+    p: &Arc<Pipeline>,
+    route: &str,
+    adapter: Adapter,
+    method: &str,
+    path: &str,
+) -> Exchange {
+    let route = p
+        .ext_proc_routes
+        .by_name(route)
+        .unwrap_or_else(|| panic!("no route {route:?}"));
+    let cx = Ctx::new(adapter, request_head(method, path), None);
+    Exchange::new(p.clone(), cx, Some(route))
 }
 
 /// An exchange with the given processors and no config.
 pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
-    let pipeline = Arc::new(
-        Pipeline::build(parse_str("{}").unwrap(), crate::services::Services::new()).unwrap(),
-    );
+    let pipeline = pipeline("{}");
     let route = Arc::new(CompiledRoute {
         name: "test".into(),
         matches: Vec::new(),
@@ -82,6 +117,103 @@ pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
     let cx = Ctx::new(Adapter::ExtProc, RequestHead::default(), None);
     Exchange::new(pipeline, cx, Some(route))
 }
+
+// === driving an exchange ===
+
+/// A header map of `pairs`; a repeated name keeps the last value.
+pub fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in pairs {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    map
+}
+
+/// Runs the request phases, `headers` then `body` as one last chunk: `Ok(the body
+/// forwarded)` or `Err(the local reply)`.
+pub async fn send(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Bytes, LocalReply> {
+    send_output(ex, headers, body).await.map(|out| out.data)
+}
+
+/// [`send`], with all the body phase answered (whether the body changed, …).
+pub async fn send_output(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<BodyOutput, LocalReply> {
+    if let Verdict::Respond(r) = ex
+        .request_headers(&mut Headers::new(header_map(headers)))
+        .await
+    {
+        return Err(r);
+    }
+    match ex
+        .request_body(Bytes::copy_from_slice(body), true, false)
+        .await
+    {
+        Verdict::Continue(out) => Ok(out),
+        Verdict::Respond(r) => Err(r),
+    }
+}
+
+/// Runs the response-header phase of a 200 with `headers`.
+pub async fn response_headers(ex: &mut Exchange, headers: &[(&str, &str)]) -> Verdict<()> {
+    ex.cx.response_status = Some(200);
+    ex.response_headers(&mut Headers::new(header_map(headers)))
+        .await
+}
+
+/// Runs the response phases of a 200 with this content type and `chunks` (the last one
+/// ends the stream): the bytes forwarded, or those and the reply that ended them.
+pub async fn receive(
+    ex: &mut Exchange,
+    content_type: &str,
+    chunks: &[&[u8]],
+) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
+    receive_with(ex, &[("content-type", content_type)], chunks).await
+}
+
+/// [`receive`] with these response headers; the header phase must continue.
+pub async fn receive_with(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    chunks: &[&[u8]],
+) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
+    assert!(matches!(
+        response_headers(ex, headers).await,
+        Verdict::Continue(())
+    ));
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let eos = i + 1 == chunks.len();
+        match ex
+            .response_body(Bytes::copy_from_slice(chunk), eos, false)
+            .await
+        {
+            Verdict::Continue(o) => out.extend_from_slice(&o.data),
+            Verdict::Respond(r) => return Err((out, r)),
+        }
+    }
+    Ok(out)
+}
+
+/// The value of the first line of `p`'s metrics that starts with `line_prefix`.
+pub fn metric(p: &Pipeline, line_prefix: &str) -> Option<f64> {
+    let text = p.metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+// === scripted processors ===
 
 /// What a `Scripted` processor does.
 #[derive(Clone, Default)]
@@ -282,8 +414,7 @@ pub fn proxy_pipeline(
     backend: Option<crate::config::Backend>,
 ) -> Pipeline {
     let yaml = format!("binds: [ {{ port: {port}, listeners: [ {{ routes: [ {{}} ] }} ] }} ]");
-    let mut pipeline =
-        Pipeline::build(parse_str(&yaml).unwrap(), crate::services::Services::new()).unwrap();
+    let mut pipeline = build(&yaml);
     let route = Arc::new(CompiledRoute {
         name: name.into(),
         matches: Vec::new(),

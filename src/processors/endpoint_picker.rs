@@ -300,20 +300,30 @@ impl EndpointPicker {
     }
 }
 
+/// Why a request body gives nothing to pick on: the 400's message.
+#[derive(Debug, thiserror::Error)]
+enum BadBody {
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
+    #[error("request body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("request body has no model")]
+    NoModel,
+}
+
 /// The model and the prompt bytes to hash: from the parsed request when there is one.
-fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, Vec<u8>), String> {
+fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, Vec<u8>), BadBody> {
     let request: Arc<LlmRequest> = match (&cx.llm, api) {
         (Some(f), _) => f.request.clone(),
-        (None, Some(api)) => Arc::new(LlmRequest::parse(api, body).map_err(|e| e.to_string())?),
+        (None, Some(api)) => Arc::new(LlmRequest::parse(api, body)?),
         (None, None) => {
             // Not an API tollgate knows: only `model` is read; the whole body is hashed.
-            let v: serde_json::Value = serde_json::from_slice(body)
-                .map_err(|e| format!("request body is not JSON: {e}"))?;
+            let v: serde_json::Value = serde_json::from_slice(body).map_err(BadBody::NotJson)?;
             let model = v
                 .get("model")
                 .and_then(|m| m.as_str())
                 .filter(|m| !m.is_empty())
-                .ok_or("request body has no model")?;
+                .ok_or(BadBody::NoModel)?;
             return Ok((model.to_string(), body.to_vec()));
         }
     };
@@ -321,7 +331,7 @@ fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, 
         .model
         .clone()
         .filter(|m| !m.is_empty())
-        .ok_or("request body has no model")?;
+        .ok_or(BadBody::NoModel)?;
     Ok((model, request.prompt_text().into_bytes()))
 }
 
@@ -374,7 +384,7 @@ impl Processor for EndpointPicker {
         }
         let (model, prompt) = match model_and_prompt(cx, self.api, body.data()) {
             Ok(v) => v,
-            Err(message) => return Ok(Flow::Respond(self.bad_request(&message))),
+            Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
         };
         self.model = Some(model.clone());
         let target = Rng::with_thread(|rng| {

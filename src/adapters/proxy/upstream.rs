@@ -1,24 +1,21 @@
-//! Upstream connections: pooled hyper clients (TCP_NODELAY, connect timeout, idle
-//! timeout), plaintext or rustls, HTTP/1.1 or HTTP/2, shared across config reloads, and
-//! the mapping of upstream failures to 502 / 503 / 504.
+//! Upstream connections: one pooled client (built by [`crate::outbound`]) per distinct
+//! TLS / protocol setting, shared across config reloads, and the mapping of upstream
+//! failures to 502 / 503 / 504.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::ServerName;
 
 use super::client_body::ClientBodyError;
 use super::ProxyBody;
-use crate::config::{Backend, BackendTls, UpstreamConfig};
+use crate::config::{Backend, UpstreamConfig};
+use crate::outbound::{self, error_chain, ClientOptions, OutboundError, Protocol, TlsOptions};
 use crate::pipeline::LocalReply;
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+type HttpClient = outbound::HttpClient<ProxyBody>;
 
 /// Why an upstream call failed. The messages name the upstream for the log; the
 /// client's reply never does (`reply`).
@@ -30,8 +27,8 @@ pub enum UpstreamError {
     Timeout { host: String, after: Duration },
     #[error("upstream {host} failed: {reason}")]
     Broken { host: String, reason: String },
-    #[error("upstream {host} TLS setup failed: {reason}")]
-    Tls { host: String, reason: String },
+    #[error("upstream {host} TLS setup failed: {error}")]
+    Tls { host: String, error: OutboundError },
     /// The call failed because the client's request body did: not the upstream's fault.
     #[error(transparent)]
     ClientBody(ClientBodyError),
@@ -69,16 +66,10 @@ impl UpstreamError {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct ClientKey {
-    tls: Option<(Option<String>, Option<String>)>,
-    http2: bool,
-}
-
 /// The pooled clients, one per distinct TLS / protocol setting.
 pub struct Upstreams {
     config: UpstreamConfig,
-    clients: Mutex<HashMap<ClientKey, HttpClient>>,
+    clients: Mutex<HashMap<ClientOptions, HttpClient>>,
 }
 
 impl Upstreams {
@@ -141,97 +132,33 @@ impl Upstreams {
     }
 
     fn client(&self, backend: &Backend) -> Result<HttpClient, UpstreamError> {
-        let key = ClientKey {
+        let options = ClientOptions {
             tls: backend
                 .tls
                 .as_ref()
-                .map(|t| (t.sni.clone(), t.ca_file.clone())),
-            http2: backend.http2,
+                .map(|t| TlsOptions {
+                    ca_file: t.ca_file.as_ref().map(Into::into),
+                    sni: t.sni.clone(),
+                })
+                .unwrap_or_default(),
+            protocol: if backend.http2 {
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            },
+            connect_timeout: Some(self.config.connect_timeout.get()),
+            idle_timeout: Some(self.config.idle_timeout.get()),
+            max_idle_per_host: Some(self.config.max_idle_per_host),
         };
         let mut clients = self.clients.lock().expect("client map lock");
-        if let Some(c) = clients.get(&key) {
+        if let Some(c) = clients.get(&options) {
             return Ok(c.clone());
         }
-        let client = self.build(backend).map_err(|reason| UpstreamError::Tls {
+        let client = outbound::client(&options).map_err(|error| UpstreamError::Tls {
             host: backend.host.clone(),
-            reason,
+            error,
         })?;
-        clients.insert(key, client.clone());
+        clients.insert(options, client.clone());
         Ok(client)
     }
-
-    fn build(&self, backend: &Backend) -> Result<HttpClient, String> {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(self.config.connect_timeout.get()));
-        http.enforce_http(false);
-        let tls_config = match &backend.tls {
-            Some(t) => client_tls(t)?,
-            None => rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_webpki_roots()
-            .with_no_client_auth(),
-        };
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http();
-        let builder = match backend.tls.as_ref().and_then(|t| t.sni.as_ref()) {
-            Some(sni) => {
-                let name = ServerName::try_from(sni.clone())
-                    .map_err(|e| format!("invalid sni {sni:?}: {e}"))?;
-                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-            }
-            None => builder,
-        };
-        let connector = if backend.http2 {
-            builder.enable_http2().wrap_connector(http)
-        } else {
-            builder.enable_http1().wrap_connector(http)
-        };
-        let mut client = Client::builder(TokioExecutor::new());
-        client
-            .pool_idle_timeout(self.config.idle_timeout.get())
-            .pool_max_idle_per_host(self.config.max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(backend.http2);
-        Ok(client.build(connector))
-    }
-}
-
-fn client_tls(tls: &BackendTls) -> Result<rustls::ClientConfig, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?;
-    let config = match &tls.ca_file {
-        None => builder.with_webpki_roots().with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let file = std::fs::File::open(path).map_err(|e| format!("opening {path}: {e}"))?;
-            for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
-                let cert = cert.map_err(|e| format!("reading {path}: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad CA certificate in {path}: {e}"))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-    };
-    Ok(config)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

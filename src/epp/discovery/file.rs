@@ -14,11 +14,23 @@ use super::{normalize, publish, sleep_unless_closed};
 
 /// A line that is not an endpoint.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("line {line}: {message}")]
+#[error("line {line}: {problem}")]
 pub struct ParseError {
     /// 1-based.
     pub line: usize,
-    pub message: String,
+    pub problem: LineProblem,
+}
+
+/// What is wrong with the line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LineProblem {
+    #[error("{entry:?} is not an ip:port address (IPv6 in brackets: [::1]:8000)")]
+    NotAnAddress { entry: String },
+    #[error("{entry:?}: port 0 is not a port")]
+    PortZero { entry: String },
+    /// `message` is the YAML parser's (its error can be neither cloned nor compared).
+    #[error("not a YAML list of ip:port strings: {message}")]
+    NotAList { message: String },
 }
 
 /// Why a file gave no list.
@@ -80,9 +92,9 @@ fn parse_lines(text: &str) -> Result<Vec<SocketAddr>, ParseError> {
         if entry.is_empty() {
             continue;
         }
-        out.push(parse_addr(entry).map_err(|message| ParseError {
+        out.push(parse_addr(entry).map_err(|problem| ParseError {
             line: i + 1,
-            message,
+            problem,
         })?);
     }
     Ok(out)
@@ -91,13 +103,15 @@ fn parse_lines(text: &str) -> Result<Vec<SocketAddr>, ParseError> {
 fn parse_yaml(text: &str) -> Result<Vec<SocketAddr>, ParseError> {
     let items: Vec<String> = serde_yaml::from_str(text).map_err(|e| ParseError {
         line: e.location().map_or(1, |l| l.line()),
-        message: format!("not a YAML list of ip:port strings: {e}"),
+        problem: LineProblem::NotAList {
+            message: e.to_string(),
+        },
     })?;
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
-        out.push(parse_addr(item.trim()).map_err(|message| ParseError {
+        out.push(parse_addr(item.trim()).map_err(|problem| ParseError {
             line: line_of(text, item),
-            message,
+            problem,
         })?);
     }
     Ok(out)
@@ -110,12 +124,14 @@ fn line_of(text: &str, item: &str) -> usize {
         .map_or(1, |i| i + 1)
 }
 
-fn parse_addr(entry: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = entry.parse().map_err(|_| {
-        format!("{entry:?} is not an ip:port address (IPv6 in brackets: [::1]:8000)")
+fn parse_addr(entry: &str) -> Result<SocketAddr, LineProblem> {
+    let addr: SocketAddr = entry.parse().map_err(|_| LineProblem::NotAnAddress {
+        entry: entry.to_string(),
     })?;
     if addr.port() == 0 {
-        return Err(format!("{entry:?}: port 0 is not a port"));
+        return Err(LineProblem::PortZero {
+            entry: entry.to_string(),
+        });
     }
     Ok(addr)
 }
@@ -238,6 +254,15 @@ mod tests {
             assert!(e.to_string().contains(needle), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("line {line}: ")), "{e}");
         }
+        assert_eq!(
+            parse("127.0.0.1:8000\n10.0.0.1:0\n").unwrap_err(),
+            ParseError {
+                line: 2,
+                problem: LineProblem::PortZero {
+                    entry: "10.0.0.1:0".into()
+                }
+            }
+        );
     }
 
     #[test]

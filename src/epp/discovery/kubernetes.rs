@@ -73,23 +73,40 @@ pub struct TargetPort {
     pub number: u16,
 }
 
+/// Why an InferencePool object is ignored. Cloned and compared with the watched state,
+/// so the decoder's error is kept as its message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolSpecError {
+    #[error("it has no spec")]
+    NoSpec,
+    #[error("spec: {message}")]
+    Invalid { message: String },
+    #[error("spec.selector.matchLabels is empty")]
+    NoSelector,
+    #[error("spec.targetPorts has {count} ports (1 to 8 expected)")]
+    TargetPortCount { count: usize },
+    #[error("spec.targetPorts: port 0")]
+    PortZero,
+}
+
 impl PoolSpec {
     /// Reads and checks the spec of an InferencePool object.
-    pub fn from_object(obj: &DynamicObject) -> Result<PoolSpec, String> {
-        let spec = obj.data.get("spec").ok_or("it has no spec")?;
+    pub fn from_object(obj: &DynamicObject) -> Result<PoolSpec, PoolSpecError> {
+        let spec = obj.data.get("spec").ok_or(PoolSpecError::NoSpec)?;
         let spec: PoolSpec =
-            serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}"))?;
+            serde_json::from_value(spec.clone()).map_err(|e| PoolSpecError::Invalid {
+                message: e.to_string(),
+            })?;
         if spec.selector.match_labels.is_empty() {
-            return Err("spec.selector.matchLabels is empty".into());
+            return Err(PoolSpecError::NoSelector);
         }
         if spec.target_ports.is_empty() || spec.target_ports.len() > 8 {
-            return Err(format!(
-                "spec.targetPorts has {} ports (1 to 8 expected)",
-                spec.target_ports.len()
-            ));
+            return Err(PoolSpecError::TargetPortCount {
+                count: spec.target_ports.len(),
+            });
         }
         if spec.target_ports.iter().any(|p| p.number == 0) {
-            return Err("spec.targetPorts: port 0".into());
+            return Err(PoolSpecError::PortZero);
         }
         Ok(spec)
     }

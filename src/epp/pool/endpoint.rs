@@ -12,6 +12,8 @@ use crate::epp::metrics::{CacheConfig, EndpointMetrics, LoraInfo, LoraMatch, Scr
 use crate::epp::prefix::{capacity_for, Lru, LRU_CAPACITY};
 use crate::epp::scheduling::Candidate;
 
+use super::ScrapeError;
+
 /// One model server.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -30,7 +32,7 @@ struct State {
     lora: Option<LoraInfo>,
     cache_config: Option<CacheConfig>,
     scraped_at: Option<Instant>,
-    last_error: Option<String>,
+    last_error: Option<ScrapeError>,
     prefix: Lru,
 }
 
@@ -72,7 +74,7 @@ impl Endpoint {
 
     /// Records a scrape: what it said, or why it failed (the last good one is kept). A
     /// known cache geometry resizes the prefix LRU to match.
-    pub fn record_scrape(&self, result: Result<Scrape, String>, now: Instant) {
+    pub fn record_scrape(&self, result: Result<Scrape, ScrapeError>, now: Instant) {
         let mut s = self.state();
         match result {
             Ok(scrape) => {
@@ -107,7 +109,7 @@ impl Endpoint {
     }
 
     /// The last scrape error (cleared by a good scrape).
-    pub fn last_error(&self) -> Option<String> {
+    pub fn last_error(&self) -> Option<ScrapeError> {
         self.state().last_error.clone()
     }
 

@@ -6,13 +6,30 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 
 use super::endpoint::Endpoint;
 use crate::epp::metrics::{Mapping, Scrape};
+use crate::outbound::{self, error_chain};
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = outbound::HttpClient<Empty<Bytes>>;
+
+/// Why a scrape gave no metrics; kept on the endpoint until the next good one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("timed out after {after:?}")]
+    Timeout { after: Duration },
+    /// `reason` is the client's error chain, URLs redacted.
+    #[error("request failed: {reason}")]
+    Request { reason: String },
+    #[error("status {status}")]
+    Status { status: http::StatusCode },
+    #[error("reading the body failed: {reason}")]
+    Body { reason: String },
+    #[error("metrics are not UTF-8")]
+    NotUtf8,
+    #[error("no mapped metric family")]
+    NoMappedFamily,
+}
 
 /// What starting a scrape task needs; made once, inside the runtime.
 #[derive(Clone)]
@@ -34,16 +51,21 @@ impl std::fmt::Debug for Scraper {
 }
 
 impl Scraper {
-    /// `None` outside a Tokio runtime.
+    /// `None` outside a Tokio runtime, or when no client can be built (logged).
     pub fn in_current_runtime(
         mapping: Arc<Mapping>,
         path: &str,
         interval: Duration,
     ) -> Option<Self> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
+        let client = outbound::client(&Default::default())
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "endpoint picker: no metrics client; not scraped"),
+            )
+            .ok()?;
         Some(Scraper {
             rt,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
             mapping,
             path: path.to_string(),
             interval,
@@ -86,7 +108,7 @@ async fn scrape_loop(
         let result =
             match tokio::time::timeout(timeout, scrape(&client, uri.clone(), &mapping)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("timed out after {timeout:?}")),
+                Err(_) => Err(ScrapeError::Timeout { after: timeout }),
             };
         let Some(e) = endpoint.upgrade() else {
             return;
@@ -101,19 +123,100 @@ async fn scrape_loop(
     }
 }
 
-async fn scrape(client: &HttpClient, uri: http::Uri, mapping: &Mapping) -> Result<Scrape, String> {
-    let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+async fn scrape(
+    client: &HttpClient,
+    uri: http::Uri,
+    mapping: &Mapping,
+) -> Result<Scrape, ScrapeError> {
+    let resp = client.get(uri).await.map_err(|e| ScrapeError::Request {
+        reason: error_chain(&e),
+    })?;
     if !resp.status().is_success() {
-        return Err(format!("status {}", resp.status()));
+        return Err(ScrapeError::Status {
+            status: resp.status(),
+        });
     }
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ScrapeError::Body {
+            reason: error_chain(&e),
+        })?
         .to_bytes();
-    let text = std::str::from_utf8(&body).map_err(|_| "metrics are not UTF-8".to_string())?;
-    mapping
-        .parse(text)
-        .ok_or_else(|| "no mapped metric family".to_string())
+    let text = std::str::from_utf8(&body).map_err(|_| ScrapeError::NotUtf8)?;
+    mapping.parse(text).ok_or(ScrapeError::NoMappedFamily)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// A loopback server answering every request with `status` and `body`; its URI.
+    async fn serve(status: u16, body: &'static [u8]) -> http::Uri {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(move |_| async move {
+                    let mut resp = http::Response::new(Full::new(Bytes::from_static(body)));
+                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, Infallible>(resp)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        format!("http://{addr}/metrics").parse().unwrap()
+    }
+
+    async fn scrape_of(status: u16, body: &'static [u8]) -> Result<Scrape, ScrapeError> {
+        let client = outbound::client(&Default::default()).unwrap();
+        scrape(
+            &client,
+            serve(status, body).await,
+            Mapping::shared_default(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn each_failure_is_its_own_error() {
+        let gauge = b"vllm:num_requests_waiting{model_name=\"m\"} 7.0\n";
+        let ok = scrape_of(200, gauge).await.unwrap();
+        assert_eq!(ok.metrics.waiting, 7.0);
+        assert_eq!(
+            scrape_of(503, gauge).await.unwrap_err(),
+            ScrapeError::Status {
+                status: http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        );
+        assert_eq!(
+            scrape_of(200, b"\xff\xfe").await.unwrap_err(),
+            ScrapeError::NotUtf8
+        );
+        assert_eq!(
+            scrape_of(200, b"other_metric 1\n").await.unwrap_err(),
+            ScrapeError::NoMappedFamily
+        );
+        let client = outbound::client(&Default::default()).unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let uri = format!("http://{closed}/metrics").parse().unwrap();
+        let err = scrape(&client, uri, Mapping::shared_default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ScrapeError::Request { reason } if reason.contains("onnect")),
+            "{err:?}"
+        );
+    }
 }

@@ -62,8 +62,11 @@ fn tracks_staleness_errors_and_ipv6_names() {
     pool.set_metrics(0, Ok(m), t0);
     assert_eq!(pool.metrics(0, t0), (Some(m), false));
     assert!(pool.metrics(0, t0 + Duration::from_millis(300)).1);
-    pool.set_metrics::<Scrape>(0, Err("boom".into()), t0);
-    assert_eq!(pool.last_error(0).as_deref(), Some("boom"));
+    let boom = ScrapeError::Status {
+        status: http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    pool.set_metrics::<Scrape>(0, Err(boom.clone()), t0);
+    assert_eq!(pool.last_error(0), Some(boom));
     assert_eq!(
         pool.metrics(0, t0).0,
         Some(m),
@@ -519,7 +522,10 @@ fn an_endpoint_whose_scrapes_fail_is_avoided_while_another_is_up() {
     let pool = Pool::new(spec(a.clone()));
     let now = Instant::now();
     // Endpoint 0 looks idle but cannot be scraped; endpoint 1 is busy but answers.
-    pool.set_metrics::<EndpointMetrics>(0, Err("connection refused".into()), now);
+    let refused = ScrapeError::Request {
+        reason: "connection refused".into(),
+    };
+    pool.set_metrics::<EndpointMetrics>(0, Err(refused), now);
     pool.set_metrics(1, Ok(gauges(8.0, 0.9)), now);
     for _ in 0..50 {
         let picked = pool.pick(&PickRequest::new("m", b"hello")).unwrap();
@@ -533,7 +539,10 @@ fn an_endpoint_whose_scrapes_fail_is_avoided_while_another_is_up() {
     // Every endpoint failing: the picker still picks (the metrics may be what is broken).
     let down = Pool::new(spec(a.clone()));
     for i in 0..2 {
-        down.set_metrics::<EndpointMetrics>(i, Err("timed out".into()), now);
+        let timeout = ScrapeError::Timeout {
+            after: Duration::from_secs(1),
+        };
+        down.set_metrics::<EndpointMetrics>(i, Err(timeout), now);
     }
     let picked = down.pick(&PickRequest::new("m", b"hello")).unwrap();
     assert_eq!(picked.scores.len(), 2, "{}", picked.scores_line());

@@ -10,10 +10,10 @@ use bytes::Bytes;
 
 use super::{EndpointPickerFactory, DESTINATION, DROPPED_REASON};
 use crate::epp::EndpointMetrics;
-use crate::pipeline::testing::pipeline_with;
-use crate::pipeline::{
-    Adapter, Ctx, Exchange, Headers, LocalReply, ProcessorFactory, RequestHead, Verdict,
+use crate::pipeline::testing::{
+    build_error, exchange_on, header_map, pipeline_with, receive_with, response_headers, send,
 };
+use crate::pipeline::{Adapter, Exchange, Headers, LocalReply, ProcessorFactory, Verdict};
 
 fn factory(endpoints: &[&str]) -> Arc<EndpointPickerFactory> {
     let yaml = format!("endpoints: {endpoints:?}");
@@ -38,14 +38,7 @@ fn set(f: &EndpointPickerFactory, i: usize, waiting: f64, kv_cache: f64) {
 fn exchange(f: &Arc<EndpointPickerFactory>, method: &str) -> Exchange {
     let factories: Vec<Arc<dyn ProcessorFactory>> = vec![f.clone()];
     let p = pipeline_with("", "epp", factories);
-    let route = p.ext_proc_routes.by_name("epp").unwrap();
-    let head = RequestHead {
-        method: method.into(),
-        path: "/v1/chat/completions".into(),
-        authority: "gw".into(),
-        scheme: "http".into(),
-    };
-    Exchange::new(p.clone(), Ctx::new(Adapter::Proxy, head, None), Some(route))
+    exchange_on(&p, "epp", Adapter::Proxy, method, "/v1/chat/completions")
 }
 
 fn chat(prompt: &str) -> Bytes {
@@ -61,14 +54,7 @@ async fn run(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<String, LocalReply> {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let mut h = Headers::new(map);
+    let mut h = Headers::new(header_map(headers));
     if let Verdict::Respond(r) = ex.request_headers(&mut h).await {
         return Err(r);
     }
@@ -197,13 +183,7 @@ fn config_errors_name_the_field() {
 policies:
   endpointPicker: { endpoints: ['127.0.0.1:8001', 'nope'] }
 "#;
-    let err = crate::pipeline::Pipeline::build(
-        crate::config::parse_str(yaml).unwrap(),
-        crate::services::Services::new(),
-    )
-    .err()
-    .expect("bad endpoint rejected")
-    .to_string();
+    let err = build_error(yaml);
     assert!(err.contains("endpointPicker.endpoints[1]"), "{err}");
 }
 
@@ -248,37 +228,15 @@ async fn rewrite_round_trip(
     response: &str,
 ) -> (String, String) {
     let mut ex = exchange(f, "POST");
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    let mut h = Headers::new(map);
-    assert!(matches!(
-        ex.request_headers(&mut h).await,
-        Verdict::Continue(())
-    ));
-    let Verdict::Continue(out) = ex.request_body(chat("hello"), true, false).await else {
-        panic!("request rejected");
-    };
-    let sent = String::from_utf8(out.data.to_vec()).unwrap();
-    let mut rh = Headers::new(http::HeaderMap::new());
-    ex.cx.response_status = Some(200);
-    let _ = ex.response_headers(&mut rh).await;
-    let mut got = Vec::new();
+    let sent = send(&mut ex, headers, &chat("hello"))
+        .await
+        .expect("request rejected");
+    let sent = String::from_utf8(sent.to_vec()).unwrap();
     let bytes = response.as_bytes();
-    let mid = bytes.len() / 2;
-    for (chunk, eos) in [(&bytes[..mid], false), (&bytes[mid..], true)] {
-        let Verdict::Continue(out) = ex
-            .response_body(Bytes::copy_from_slice(chunk), eos, false)
-            .await
-        else {
-            panic!("response rejected");
-        };
-        got.extend_from_slice(&out.data);
-    }
+    let (a, b) = bytes.split_at(bytes.len() / 2);
+    let got = receive_with(&mut ex, &[], &[a, b])
+        .await
+        .expect("response rejected");
     (sent, String::from_utf8(got).unwrap())
 }
 
@@ -343,9 +301,7 @@ async fn the_served_endpoint_learns_the_prefix_and_takes_the_load() {
     let (picked, fallback) = destination.split_once(',').expect("two endpoints");
     // The gateway used the fallback.
     ex.cx.served_endpoint = Some(fallback.to_string());
-    ex.cx.response_status = Some(200);
-    let mut h = Headers::new(http::HeaderMap::new());
-    let _ = ex.response_headers(&mut h).await;
+    let _ = response_headers(&mut ex, &[]).await;
     let fallback_addr: std::net::SocketAddr = fallback.parse().unwrap();
     let picked_addr: std::net::SocketAddr = picked.parse().unwrap();
     let pool = f.pool();

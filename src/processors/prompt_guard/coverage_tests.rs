@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tests::{exchange, exchange_on, pipeline, send, EMAIL, SECRET};
+use super::tests::{exchange, pipeline, EMAIL, SECRET};
+use crate::pipeline::testing::{exchange_on, send};
 use crate::pipeline::{Adapter, Pipeline};
 use crate::services::Services;
 
@@ -145,14 +146,15 @@ async fn a_costly_cel_rule_does_not_delay_other_requests() {
         .map(|_| {
             let (p, body) = (p.clone(), body.clone());
             tokio::spawn(async move {
-                let mut ex = exchange_on(&p, "heavy", Adapter::Proxy, "/v1/chat/completions");
+                let mut ex =
+                    exchange_on(&p, "heavy", Adapter::Proxy, "POST", "/v1/chat/completions");
                 send(&mut ex, &[], body.as_bytes()).await.is_ok()
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let mut ex = exchange_on(&p, "light", Adapter::Proxy, "/v1/chat/completions");
+    let mut ex = exchange_on(&p, "light", Adapter::Proxy, "POST", "/v1/chat/completions");
     let light = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"to {EMAIL}"}}]}}"#);
     let sent = send(&mut ex, &[], light.as_bytes()).await.unwrap();
     let took = started.elapsed();

@@ -4,9 +4,10 @@
 //! bytes sent bounded; each counts in `tollgate_buffer_limit_exceeded_total`.
 
 use crate::llm::decode::tests::gzip;
+use crate::pipeline::testing::{metric, receive_with, send};
 use crate::pipeline::{Adapter, LocalReply};
 
-use super::tests::{exchange, metric, pipeline_after, receive_with, send, EMAIL};
+use super::tests::{exchange, pipeline_after, EMAIL};
 
 const LIMITS: &str = "limits:\n  buffers: { sseLineBytes: 1024, sseEventBytes: 4096 }\n";
 

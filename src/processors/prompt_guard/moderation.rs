@@ -13,13 +13,14 @@ use serde::Deserialize;
 
 use super::webhook::{build_client, post, HttpClient, WebhookError};
 use crate::config::{ConfigError, FailureMode, GuardModeration};
+use crate::outbound::{OutboundError, RedactedUrl};
 
 /// Largest answer read.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 /// A configured moderation endpoint.
 pub struct Moderation {
-    url: String,
+    url: RedactedUrl,
     model: String,
     api_key: Option<String>,
     categories: Vec<String>,
@@ -27,13 +28,13 @@ pub struct Moderation {
     message: Option<String>,
     timeout: Duration,
     pub failure_mode: FailureMode,
-    client: OnceLock<Result<HttpClient, String>>,
+    client: OnceLock<Result<HttpClient, OutboundError>>,
 }
 
 impl std::fmt::Debug for Moderation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Moderation")
-            .field("url", &crate::redact::redact_url(&self.url))
+            .field("url", &self.url)
             .finish()
     }
 }
@@ -76,7 +77,7 @@ impl Moderation {
                 })?,
         };
         Ok(Moderation {
-            url: config.url.clone(),
+            url: config.url.as_str().into(),
             model: config.model.clone(),
             api_key: config.api_key.clone(),
             categories: config.categories.clone(),
@@ -98,9 +99,9 @@ impl Moderation {
             .client
             .get_or_init(build_client)
             .as_ref()
-            .map_err(|e| fail(e.clone()))?;
+            .map_err(|e| fail(e.to_string()))?;
         let payload = serde_json::json!({ "model": self.model, "input": texts });
-        let mut req = Request::post(&self.url).header("content-type", "application/json");
+        let mut req = Request::post(self.url.expose()).header("content-type", "application/json");
         if let Some(key) = &self.api_key {
             req = req.header("authorization", format!("Bearer {key}"));
         }

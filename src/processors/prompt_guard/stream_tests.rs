@@ -5,9 +5,10 @@
 
 use crate::guard::{Builtin, RuleSet, Scanner};
 use crate::llm::{Api, ResponseTracker, SseParser};
+use crate::pipeline::testing::{metric, receive, send};
 use crate::pipeline::Adapter;
 
-use super::tests::{exchange, metric, pipeline, receive, send, CARD, EMAIL, SECRET};
+use super::tests::{exchange, pipeline, CARD, EMAIL, SECRET};
 
 const GUARD: &str = r#"        promptGuard:
           response:

@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::pipeline::{
-    Adapter, BodyOutput, Ctx, Exchange, Headers, LocalReply, Pipeline, RequestHead, Verdict,
-};
-use crate::services::Services;
+use crate::pipeline::testing::{build_error, exchange_on, metric, receive, send};
+use crate::pipeline::{Adapter, Exchange, Headers, Pipeline, Verdict};
 
 pub const EMAIL: &str = "jane.doe+billing@example.co.uk";
 pub const CARD: &str = "4111 1111 1111 1111";
@@ -22,110 +20,19 @@ pub fn pipeline(policies: &str) -> Arc<Pipeline> {
 
 /// [`pipeline`], with `top` (top-level YAML, e.g. `limits:`) before `binds`.
 pub fn pipeline_after(top: &str, policies: &str) -> Arc<Pipeline> {
-    let yaml = format!(
+    crate::pipeline::testing::pipeline(&format!(
         "{top}binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n{policies}"
-    );
-    Arc::new(
-        Pipeline::build(crate::config::parse_str(&yaml).unwrap(), Services::new())
-            .unwrap_or_else(|e| panic!("{e}\n{yaml}")),
-    )
+    ))
 }
 
+/// A `POST path` exchange on the route `llm`.
 pub fn exchange(p: &Arc<Pipeline>, adapter: Adapter, path: &str) -> Exchange {
-    exchange_on(p, "llm", adapter, path)
-}
-
-/// An exchange on the route named `route`.
-pub fn exchange_on(p: &Arc<Pipeline>, route: &str, adapter: Adapter, path: &str) -> Exchange {
-    let route = p.ext_proc_routes.by_name(route).unwrap();
-    let head = RequestHead {
-        method: "POST".into(),
-        path: path.into(),
-        authority: "api.test".into(),
-        scheme: "http".into(),
-    };
-    Exchange::new(p.clone(), Ctx::new(adapter, head, None), Some(route))
-}
-
-/// Runs the request phases; `Ok(forwarded body)` or `Err(reply)`.
-pub async fn send(
-    ex: &mut Exchange,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Bytes, LocalReply> {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    match ex.request_headers(&mut Headers::new(map)).await {
-        Verdict::Continue(()) => {}
-        Verdict::Respond(r) => return Err(r),
-    }
-    match ex
-        .request_body(Bytes::copy_from_slice(body), true, false)
-        .await
-    {
-        Verdict::Continue(BodyOutput { data, .. }) => Ok(data),
-        Verdict::Respond(r) => Err(r),
-    }
-}
-
-/// Runs the response phases with `chunks`; the bytes forwarded, or the reply.
-pub async fn receive(
-    ex: &mut Exchange,
-    content_type: &str,
-    chunks: &[&[u8]],
-) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
-    receive_with(ex, &[("content-type", content_type)], chunks).await
-}
-
-/// [`receive`] with these response headers.
-pub async fn receive_with(
-    ex: &mut Exchange,
-    headers: &[(&str, &str)],
-    chunks: &[&[u8]],
-) -> Result<Vec<u8>, (Vec<u8>, LocalReply)> {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    ex.cx.response_status = Some(200);
-    let mut h = Headers::new(map);
-    assert!(matches!(
-        ex.response_headers(&mut h).await,
-        Verdict::Continue(())
-    ));
-    let mut out = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let eos = i + 1 == chunks.len();
-        match ex
-            .response_body(Bytes::copy_from_slice(chunk), eos, false)
-            .await
-        {
-            Verdict::Continue(o) => out.extend_from_slice(&o.data),
-            Verdict::Respond(r) => return Err((out, r)),
-        }
-    }
-    Ok(out)
+    exchange_on(p, "llm", adapter, "POST", path)
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
-}
-
-pub fn metric(p: &Pipeline, line_prefix: &str) -> Option<f64> {
-    let text = p.metrics.encode();
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 const GUARD: &str = r#"        promptGuard:
@@ -469,10 +376,7 @@ async fn a_gzipped_json_completion_is_decoded_masked_and_sent_plain() {
 #[test]
 fn config_errors_name_the_policy_path() {
     let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        promptGuard:\n          request:\n            rules:\n            - { name: a, builtins: [email], action: mask }\n            - { name: b, regex: '[', action: reject }\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert!(
         err.starts_with(
             "binds[0].listeners[0].routes[0].policies.promptGuard.request.rules[1].regex: invalid regex"
@@ -480,19 +384,13 @@ fn config_errors_name_the_policy_path() {
         "{err}"
     );
     let yaml = "policies:\n  promptGuard:\n    response:\n      rules:\n      - { name: a, builtins: [emial], action: mask }\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert!(
         err.starts_with("policies.promptGuard.response.rules[0].builtins[0]: unknown built-in detector `emial` (known: "),
         "{err}"
     );
     let yaml = "policies:\n  promptGuard: {}\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert_eq!(err, "policies.promptGuard: give request or response rules");
 }
 

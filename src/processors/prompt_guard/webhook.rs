@@ -15,20 +15,18 @@
 //! caller applies the webhook's failure mode.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, FailureMode, GuardWebhook};
+use crate::outbound::{self, error_chain, OutboundError, RedactedUrl};
 
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type HttpClient = outbound::HttpClient<Full<Bytes>>;
 
 /// The one HTTP exchange both external guards make: send `req`, read at most `limit`
 /// bytes of a 2xx answer, all within `timeout`; every failure described through `fail`.
@@ -43,12 +41,12 @@ pub(super) async fn post(
         let resp = client
             .request(req)
             .await
-            .map_err(|e| fail(format!("request failed: {e}")))?;
+            .map_err(|e| fail(format!("request failed: {}", error_chain(&e))))?;
         let status = resp.status();
         let body = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| fail(format!("reading the answer failed: {e}")))?
+            .map_err(|e| fail(format!("reading the answer failed: {}", error_chain(&*e))))?
             .to_bytes();
         Ok::<_, WebhookError>((status, body))
     };
@@ -71,7 +69,7 @@ pub struct Webhook {
     pub failure_mode: FailureMode,
     /// Made on first use: building it needs no runtime, but `tollgate validate` should
     /// not pay for TLS roots it never uses.
-    client: OnceLock<Result<HttpClient, String>>,
+    client: OnceLock<Result<HttpClient, OutboundError>>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -97,9 +95,9 @@ pub enum Verdict {
 
 /// Why a call gave no verdict.
 #[derive(Debug, thiserror::Error)]
-#[error("guard webhook {}: {reason}", crate::redact::redact_url(url))]
+#[error("guard webhook {url}: {reason}")]
 pub struct WebhookError {
-    pub url: String,
+    pub url: RedactedUrl,
     pub reason: String,
 }
 
@@ -237,10 +235,10 @@ impl Webhook {
     ) -> Result<Verdict, WebhookError> {
         let url = format!("{}/{endpoint}", self.base);
         let fail = |reason: String| WebhookError {
-            url: url.clone(),
+            url: url.as_str().into(),
             reason,
         };
-        let client = self.client().map_err(|e| fail(e.clone()))?;
+        let client = self.client().map_err(|e| fail(e.to_string()))?;
         let payload = serde_json::to_vec(&Call { body }).expect("strings serialize");
         let req = Request::post(&url)
             .header("content-type", "application/json")
@@ -289,29 +287,12 @@ impl Webhook {
         }
     }
 
-    fn client(&self) -> Result<&HttpClient, &String> {
+    fn client(&self) -> Result<&HttpClient, &OutboundError> {
         self.client.get_or_init(build_client).as_ref()
     }
 }
 
-pub(super) fn build_client() -> Result<HttpClient, String> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_webpki_roots()
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
+/// The client of both external guards: HTTP/1.1, the built-in web roots.
+pub(super) fn build_client() -> Result<HttpClient, OutboundError> {
+    outbound::client(&Default::default())
 }

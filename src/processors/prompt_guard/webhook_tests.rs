@@ -10,9 +10,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::pipeline::testing::{metric, receive, send};
 use crate::pipeline::Adapter;
 
-use super::tests::{exchange, metric, pipeline, receive, send, EMAIL};
+use super::tests::{exchange, pipeline, EMAIL};
 
 type Answer = Arc<dyn Fn(&str, &serde_json::Value) -> String + Send + Sync>;
 

@@ -5,8 +5,10 @@
 
 use bytes::Bytes;
 
-use crate::pipeline::testing::exchange_at;
-use crate::pipeline::{Exchange, Headers, Outcome, Verdict};
+use crate::pipeline::testing::{
+    exchange_at, receive, receive_with, response_headers, send, send_output,
+};
+use crate::pipeline::{Exchange, Outcome};
 
 const YAML: &str = r#"
 llm:
@@ -29,49 +31,6 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-async fn request(ex: &mut Exchange, body: &[u8]) -> Verdict<crate::pipeline::BodyOutput> {
-    let mut h = Headers::new(http::HeaderMap::new());
-    assert!(matches!(
-        ex.request_headers(&mut h).await,
-        Verdict::Continue(())
-    ));
-    ex.request_body(Bytes::copy_from_slice(body), true, false)
-        .await
-}
-
-async fn respond(ex: &mut Exchange, content_type: &str, chunks: &[&[u8]]) -> Vec<u8> {
-    respond_with(ex, &[("content-type", content_type)], chunks).await
-}
-
-/// [`respond`] with these response headers.
-async fn respond_with(ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) -> Vec<u8> {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    ex.cx.response_status = Some(200);
-    let mut h = Headers::new(map);
-    assert!(matches!(
-        ex.response_headers(&mut h).await,
-        Verdict::Continue(())
-    ));
-    let mut out = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let eos = i + 1 == chunks.len();
-        match ex
-            .response_body(Bytes::copy_from_slice(chunk), eos, false)
-            .await
-        {
-            Verdict::Continue(o) => out.extend_from_slice(&o.data),
-            Verdict::Respond(r) => panic!("unexpected reply {r:?}"),
-        }
-    }
-    out
-}
-
 fn split(bytes: &[u8], size: usize) -> Vec<&[u8]> {
     bytes.chunks(size).collect()
 }
@@ -88,7 +47,7 @@ fn metadata(ex: &Exchange, key: &str) -> Option<u64> {
 async fn streamed_chat_without_usage_request_gets_it_injected_and_hidden() {
     let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
     let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
-    let Verdict::Continue(out) = request(&mut ex, body).await else {
+    let Ok(out) = send_output(&mut ex, &[], body).await else {
         panic!()
     };
     let sent: serde_json::Value = serde_json::from_slice(&out.data).unwrap();
@@ -104,7 +63,9 @@ async fn streamed_chat_without_usage_request_gets_it_injected_and_hidden() {
     assert!(estimate > 5 && estimate < 40, "{estimate}");
 
     let stream = fixture("chat_usage.sse");
-    let client = respond(&mut ex, "text/event-stream", &split(&stream, 37)).await;
+    let client = receive(&mut ex, "text/event-stream", &split(&stream, 37))
+        .await
+        .unwrap();
     let text = String::from_utf8(client).unwrap();
     assert!(!text.contains("\"usage\":{"), "usage chunk removed: {text}");
     assert!(text.contains(" Paris"), "content kept");
@@ -140,12 +101,14 @@ async fn streamed_chat_without_usage_request_gets_it_injected_and_hidden() {
 async fn explicit_include_usage_false_is_treated_like_absent() {
     let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
     let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#;
-    let Verdict::Continue(out) = request(&mut ex, body).await else {
+    let Ok(out) = send_output(&mut ex, &[], body).await else {
         panic!()
     };
     let sent: serde_json::Value = serde_json::from_slice(&out.data).unwrap();
     assert_eq!(sent["stream_options"]["include_usage"], true);
-    let text = respond(&mut ex, "text/event-stream", &[&fixture("chat_usage.sse")]).await;
+    let text = receive(&mut ex, "text/event-stream", &[&fixture("chat_usage.sse")])
+        .await
+        .unwrap();
     assert!(!String::from_utf8(text).unwrap().contains("\"usage\":{"));
 }
 
@@ -153,12 +116,14 @@ async fn explicit_include_usage_false_is_treated_like_absent() {
 async fn client_that_asked_for_usage_gets_the_stream_untouched() {
     let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
     let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-    let Verdict::Continue(out) = request(&mut ex, body).await else {
+    let Ok(out) = send_output(&mut ex, &[], body).await else {
         panic!()
     };
     assert!(!out.changed, "body left alone");
     let stream = fixture("chat_usage.sse");
-    let text = respond(&mut ex, "text/event-stream", &split(&stream, 100)).await;
+    let text = receive(&mut ex, "text/event-stream", &split(&stream, 100))
+        .await
+        .unwrap();
     assert_eq!(text, stream, "byte for byte");
     assert_eq!(
         ex.cx.llm.as_ref().unwrap().usage.unwrap().total_tokens,
@@ -173,12 +138,14 @@ async fn json_response_usage() {
         serde_json::from_slice(&fixture("requests/chat.json")).unwrap();
     body["stream"] = false.into();
     let body = serde_json::to_vec(&body).unwrap();
-    let Verdict::Continue(out) = request(&mut ex, &body).await else {
+    let Ok(out) = send_output(&mut ex, &[], &body).await else {
         panic!()
     };
     assert!(!out.changed, "a non-streamed request is left alone");
     let resp = fixture("chat.json");
-    let got = respond(&mut ex, "application/json", &split(&resp, 50)).await;
+    let got = receive(&mut ex, "application/json", &split(&resp, 50))
+        .await
+        .unwrap();
     assert_eq!(got, resp);
     let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
@@ -189,7 +156,7 @@ async fn json_response_usage() {
 async fn anthropic_stream_usage_is_merged() {
     let mut ex = exchange_at(YAML, "POST", "/v1/messages");
     let body = fixture("requests/messages.json");
-    let Verdict::Continue(out) = request(&mut ex, &body).await else {
+    let Ok(out) = send_output(&mut ex, &[], &body).await else {
         panic!()
     };
     assert!(
@@ -197,7 +164,9 @@ async fn anthropic_stream_usage_is_merged() {
         "Anthropic streams carry usage: nothing to inject"
     );
     let stream = fixture("anthropic.sse");
-    let got = respond(&mut ex, "text/event-stream", &split(&stream, 29)).await;
+    let got = receive(&mut ex, "text/event-stream", &split(&stream, 29))
+        .await
+        .unwrap();
     assert_eq!(got, stream);
     let usage = ex.cx.llm.as_ref().unwrap().usage.unwrap();
     assert!(
@@ -209,7 +178,7 @@ async fn anthropic_stream_usage_is_merged() {
 #[tokio::test]
 async fn malformed_json_gets_400_in_the_api_format() {
     let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
-    let Verdict::Respond(reply) = request(&mut ex, b"{\"model\": ").await else {
+    let Err(reply) = send(&mut ex, &[], b"{\"model\": ").await else {
         panic!()
     };
     assert_eq!(reply.status, 400);
@@ -217,7 +186,7 @@ async fn malformed_json_gets_400_in_the_api_format() {
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
 
     let mut ex = exchange_at(YAML, "POST", "/v1/messages");
-    let Verdict::Respond(reply) = request(&mut ex, b"[1,2").await else {
+    let Err(reply) = send(&mut ex, &[], b"[1,2").await else {
         panic!()
     };
     let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -236,7 +205,7 @@ async fn request_over_the_limit_is_413() {
         r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "x".repeat(200)
     );
-    let Verdict::Respond(reply) = request(&mut ex, big.as_bytes()).await else {
+    let Err(reply) = send(&mut ex, &[], big.as_bytes()).await else {
         panic!()
     };
     assert_eq!(reply.status, 413);
@@ -247,7 +216,7 @@ async fn abandoned_stream_is_counted_with_what_was_delivered() {
     let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
     let body =
         br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi there"}]}"#;
-    let _ = request(&mut ex, body).await;
+    let _ = send(&mut ex, &[], body).await;
     let stream = fixture("chat_usage.sse");
     // Deliver the first four events, then the client goes away.
     let cut = stream
@@ -257,10 +226,7 @@ async fn abandoned_stream_is_counted_with_what_was_delivered() {
         .nth(3)
         .map(|(i, _)| i + 2)
         .unwrap();
-    let mut map = http::HeaderMap::new();
-    map.insert("content-type", "text/event-stream".parse().unwrap());
-    ex.cx.response_status = Some(200);
-    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    let _ = response_headers(&mut ex, &[("content-type", "text/event-stream")]).await;
     let _ = ex
         .response_body(Bytes::copy_from_slice(&stream[..cut]), false, false)
         .await;
@@ -289,15 +255,13 @@ async fn usage_headers_follow_a_buffered_json_response() {
         "tokenAccounting:\n          responseHeaders: true",
     );
     let mut ex = exchange_at(&yaml, "POST", "/v1/chat/completions");
-    let _ = request(
+    let _ = send(
         &mut ex,
+        &[],
         br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
-    let mut map = http::HeaderMap::new();
-    map.insert("content-type", "application/json".parse().unwrap());
-    ex.cx.response_status = Some(200);
-    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    let _ = response_headers(&mut ex, &[("content-type", "application/json")]).await;
     assert!(
         matches!(
             ex.response_body_mode(),
@@ -333,15 +297,13 @@ async fn streams_are_never_held_for_usage_headers() {
         "tokenAccounting:\n          responseHeaders: true",
     );
     let mut ex = exchange_at(&yaml, "POST", "/v1/chat/completions");
-    let _ = request(
+    let _ = send(
         &mut ex,
+        &[],
         br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
-    let mut map = http::HeaderMap::new();
-    map.insert("content-type", "text/event-stream".parse().unwrap());
-    ex.cx.response_status = Some(200);
-    let _ = ex.response_headers(&mut Headers::new(map)).await;
+    let _ = response_headers(&mut ex, &[("content-type", "text/event-stream")]).await;
     assert_eq!(ex.response_body_mode(), crate::pipeline::BodyMode::Stream);
 }
 
@@ -371,8 +333,8 @@ fn exceeded(ex: &Exchange, limit: &str) -> bool {
 #[tokio::test]
 async fn a_gzip_sse_bomb_passes_untouched_and_uncounted() {
     let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
-    let sent = request(&mut ex, CHAT).await;
-    assert!(matches!(sent, Verdict::Continue(_)));
+    let sent = send(&mut ex, &[], CHAT).await;
+    assert!(sent.is_ok());
     let mut plain = fixture("chat_usage.sse")[..200].to_vec();
     while plain.len() < 20 << 20 {
         plain.extend_from_slice(b"data: {}\n\n");
@@ -382,7 +344,9 @@ async fn a_gzip_sse_bomb_passes_untouched_and_uncounted() {
         ("content-type", "text/event-stream"),
         ("content-encoding", "gzip"),
     ];
-    let out = respond_with(&mut ex, &headers, &split(&bomb, 16 * 1024)).await;
+    let out = receive_with(&mut ex, &headers, &split(&bomb, 16 * 1024))
+        .await
+        .unwrap();
     assert_eq!(out, bomb, "the client gets what the upstream sent");
     assert!(exceeded(&ex, "decompression_ratio"));
     ex.finish(Outcome::Completed { status: 200 });
@@ -402,14 +366,15 @@ async fn a_long_line_stops_accounting_and_the_rest_passes_as_sent() {
     let upstream = format!("{first}{rest}");
     for size in [5, 64, 1500, upstream.len()] {
         let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
-        let sent = request(&mut ex, CHAT).await;
-        assert!(matches!(sent, Verdict::Continue(_)));
-        let out = respond(
+        let sent = send(&mut ex, &[], CHAT).await;
+        assert!(sent.is_ok());
+        let out = receive(
             &mut ex,
             "text/event-stream",
             &split(upstream.as_bytes(), size),
         )
-        .await;
+        .await
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with(first) && text.ends_with(&rest),
@@ -425,17 +390,20 @@ async fn a_long_line_stops_accounting_and_the_rest_passes_as_sent() {
 #[tokio::test]
 async fn a_json_body_over_its_bound_is_not_collected() {
     let mut ex = exchange_at(LIMITED, "POST", "/v1/chat/completions");
-    let sent = request(
+    let sent = send(
         &mut ex,
+        &[],
         br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
-    assert!(matches!(sent, Verdict::Continue(_)));
+    assert!(sent.is_ok());
     let body = format!(
         r#"{{"choices":[{{"message":{{"content":"{}"}}}}],"usage":{{"prompt_tokens":1,"completion_tokens":2}}}}"#,
         "a".repeat(4000)
     );
-    let out = respond(&mut ex, "application/json", &split(body.as_bytes(), 1000)).await;
+    let out = receive(&mut ex, "application/json", &split(body.as_bytes(), 1000))
+        .await
+        .unwrap();
     assert_eq!(out, body.as_bytes());
     assert!(exceeded(&ex, "json_body"));
     ex.finish(Outcome::Completed { status: 200 });
@@ -456,14 +424,17 @@ async fn invalid_usage_is_counted_and_estimated_not_charged() {
         ),
     ] {
         let mut ex = exchange_at(YAML, "POST", "/v1/chat/completions");
-        let sent = request(
+        let sent = send(
             &mut ex,
+            &[],
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
-        assert!(matches!(sent, Verdict::Continue(_)));
+        assert!(sent.is_ok());
         let body = format!(r#"{{"model":"gpt-4o","choices":[],"usage":{usage}}}"#);
-        respond(&mut ex, "application/json", &[body.as_bytes()]).await;
+        receive(&mut ex, "application/json", &[body.as_bytes()])
+            .await
+            .unwrap();
         ex.finish(Outcome::Completed { status: 200 });
         let facts = ex.cx.llm.as_ref().unwrap();
         assert!(!facts.usage_reported, "{usage}");

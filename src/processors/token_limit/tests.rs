@@ -4,12 +4,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use crate::pipeline::{
-    Adapter, Ctx, Exchange, Headers, LocalReply, Outcome, Pipeline, RequestHead, Verdict,
-};
-use crate::services::{LimiterSpec, Services};
+use crate::pipeline::testing::{build_error, exchange_on, receive, send};
+use crate::pipeline::{Adapter, Exchange, LocalReply, Outcome, Pipeline};
+use crate::services::LimiterSpec;
 
 fn pipeline(limits: &str) -> Arc<Pipeline> {
     let yaml = format!(
@@ -28,28 +25,17 @@ binds:
 {limits}
 "#
     );
-    Arc::new(Pipeline::build(crate::config::parse_str(&yaml).unwrap(), Services::new()).unwrap())
+    crate::pipeline::testing::pipeline(&yaml)
 }
 
-fn exchange(p: &Arc<Pipeline>, path: &str, api_key: &str) -> (Exchange, http::HeaderMap) {
-    let route = p.ext_proc_routes.by_name("llm").unwrap();
-    let head = RequestHead {
-        method: "POST".into(),
-        path: path.into(),
-        authority: "api.test".into(),
-        scheme: "http".into(),
-    };
-    let mut h = http::HeaderMap::new();
-    h.insert("x-api-key", api_key.parse().unwrap());
-    (
-        Exchange::new(p.clone(), Ctx::new(Adapter::Proxy, head, None), Some(route)),
-        h,
-    )
+/// A `POST path` exchange on the route `llm`.
+fn exchange(p: &Arc<Pipeline>, path: &str) -> Exchange {
+    exchange_on(p, "llm", Adapter::Proxy, "POST", path)
 }
 
 const CHAT: &[u8] = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"What is the capital of France?"}]}"#;
 
-/// Runs one exchange; `Ok(usage total)` when it went upstream, `Err(reply)` when denied.
+/// Runs one exchange; `Ok(())` when it went upstream, `Err(reply)` when denied.
 async fn run(
     p: &Arc<Pipeline>,
     path: &str,
@@ -57,31 +43,14 @@ async fn run(
     body: &[u8],
     response: &str,
 ) -> Result<(), LocalReply> {
-    let (mut ex, map) = exchange(p, path, key);
-    let mut h = Headers::new(map);
-    assert!(matches!(
-        ex.request_headers(&mut h).await,
-        Verdict::Continue(())
-    ));
-    match ex
-        .request_body(Bytes::copy_from_slice(body), true, false)
-        .await
-    {
-        Verdict::Respond(reply) => {
-            ex.finish(Outcome::LocalReply {
-                status: reply.status.as_u16(),
-            });
-            return Err(reply);
-        }
-        Verdict::Continue(_) => {}
+    let mut ex = exchange(p, path);
+    if let Err(reply) = send(&mut ex, &[("x-api-key", key)], body).await {
+        ex.finish(Outcome::LocalReply {
+            status: reply.status.as_u16(),
+        });
+        return Err(reply);
     }
-    let mut map = http::HeaderMap::new();
-    map.insert("content-type", "application/json".parse().unwrap());
-    ex.cx.response_status = Some(200);
-    let _ = ex.response_headers(&mut Headers::new(map)).await;
-    let _ = ex
-        .response_body(Bytes::copy_from_slice(response.as_bytes()), true, false)
-        .await;
+    let _ = receive(&mut ex, "application/json", &[response.as_bytes()]).await;
     ex.finish(Outcome::Completed { status: 200 });
     Ok(())
 }
@@ -258,10 +227,7 @@ async fn money_budgets_count_dollars() {
 #[test]
 fn limits_need_accounting_and_redis_config() {
     let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        tokenLimit:\n          limits: [ { name: a, tokensPerMinute: 5 } ]\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert!(
         err.starts_with(
             "binds[0].listeners[0].routes[0].policies.tokenLimit: tokenLimit needs tokenAccounting"
@@ -269,16 +235,10 @@ fn limits_need_accounting_and_redis_config() {
         "{err}"
     );
     let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        tokenAccounting: {}\n        tokenLimit:\n          store: redis\n          limits: [ { name: a, tokensPerMinute: 5 } ]\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert!(err.starts_with("binds[0].listeners[0].routes[0].policies.tokenLimit.store: store: redis needs llm.redis"), "{err}");
     let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        tokenAccounting: {}\n        tokenLimit:\n          limits: [ { name: a, key: 'request.headers[', tokensPerMinute: 5 } ]\n";
-    let err = Pipeline::build(crate::config::parse_str(yaml).unwrap(), Services::new())
-        .err()
-        .unwrap()
-        .to_string();
+    let err = build_error(yaml);
     assert!(
         err.starts_with(
             "binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0].key: invalid CEL"
@@ -295,11 +255,9 @@ async fn keys_can_be_jwt_claims_envoy_verified() {
         .await
         .unwrap();
     // With claims (as the ext_proc adapter sets them from jwt_authn metadata): it bites.
-    let (mut ex, map) = exchange(&p, "/v1/chat/completions", "k");
+    let mut ex = exchange(&p, "/v1/chat/completions");
     ex.cx.jwt = Some(serde_json::json!({"sub": "alice"}));
-    let _ = ex.request_headers(&mut Headers::new(map)).await;
-    let Verdict::Respond(reply) = ex.request_body(Bytes::from_static(CHAT), true, false).await
-    else {
+    let Err(reply) = send(&mut ex, &[("x-api-key", "k")], CHAT).await else {
         panic!("a 1-token bucket cannot take the prompt")
     };
     assert_eq!(reply.status, 429);

@@ -20,8 +20,8 @@ use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 
 use super::{ExtProcStream, StreamError, MAX_STREAMED_CHUNK};
 use crate::config::FailureMode;
-use crate::pipeline::testing::{entries, pipeline_with, scripted, Script};
-use crate::pipeline::{BodyMode, Pipeline};
+use crate::pipeline::testing::{entries, pipeline, pipeline_with, scripted, Script};
+use crate::pipeline::BodyMode;
 
 type Journal = Arc<Mutex<Vec<String>>>;
 
@@ -93,16 +93,6 @@ binds:
       - path: {exact: /never}
       policies: {requestHeaderModifier: {set: {x-route: named-only}}}
 "#;
-
-fn pipeline(yaml: &str) -> Arc<Pipeline> {
-    Arc::new(
-        Pipeline::build(
-            crate::config::parse_str(yaml).unwrap(),
-            crate::services::Services::new(),
-        )
-        .unwrap(),
-    )
-}
 
 fn stream_for(yaml: &str) -> ExtProcStream {
     ExtProcStream::new(pipeline(yaml))

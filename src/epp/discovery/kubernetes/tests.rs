@@ -92,9 +92,14 @@ fn pool_spec_reads_the_v1_schema() {
     ] {
         let mut o = obj.clone();
         o.data["spec"] = spec;
-        let e = PoolSpec::from_object(&o).unwrap_err();
+        let e = PoolSpec::from_object(&o).unwrap_err().to_string();
         assert!(e.contains(needle), "{e}");
     }
+    let mut o = obj.clone();
+    o.data["spec"] = serde_json::json!({"selector": {"matchLabels": {"a": "b"}}, "targetPorts": [{"number": 0}]});
+    assert_eq!(PoolSpec::from_object(&o), Err(PoolSpecError::PortZero));
+    o.data.as_object_mut().unwrap().remove("spec");
+    assert_eq!(PoolSpec::from_object(&o), Err(PoolSpecError::NoSpec));
 }
 
 #[tokio::test]
