@@ -43,6 +43,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = os.environ.get("LOAD_DURATION", "5s")
+ROUNDS = int(os.environ.get("LOAD_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("LOAD_CONNECTIONS", "16"))
 
 
@@ -243,10 +244,17 @@ static_resources:
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url, connections, script=None):
+def cpu_seconds(pid):
+    """User + system CPU time of a process, all its threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, connections, script=None, duration=None):
     extra = ["-s", script] if script else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{DURATION}", "--latency", *extra, url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration or DURATION}", "--latency", *extra, url],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -257,7 +265,19 @@ def wrk(url, connections, script=None):
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         sys.exit(f"load: {url} answered {errors.group(1)} non-2xx responses:\n{out}")
-    return rps, lat["50"], lat["99"]
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, lat["50"], lat["99"], total
+
+
+def measure(url, script, cpu_pids):
+    """One round of one scenario: latency at 1 connection, then throughput at
+    CONNECTIONS with the CPU each watched process spent per request meanwhile."""
+    wrk(url, 1, script, "1s")  # warm-up: connections, pools, caches
+    _, p50, p99, _ = wrk(url, 1, script)
+    before = {k: cpu_seconds(pid) for k, pid in cpu_pids.items()}
+    rps, _, _, total = wrk(url, CONNECTIONS, script)
+    cpu = {k: (cpu_seconds(pid) - before[k]) * 1e6 / total for k, pid in cpu_pids.items()}
+    return rps, p50, p99, cpu
 
 
 def write_llm_fixtures(tmp):
@@ -361,16 +381,18 @@ def main():
             ("tollgate standalone, no policies, 1 worker", f"http://127.0.0.1:{ports['solo_proxy']}/v1/x"),
         ]
         only = os.environ.get("LOAD_ONLY")
-        results = {}
-        for name, url, *script in scenarios:
-            if only and not any(o in name for o in only.split("|")):
-                continue
-            script = script[0] if script else None
-            wrk(url, 1, script)  # warm-up: connections, pools, caches
-            _, p50, p99 = wrk(url, 1, script)
-            rps, _, _ = wrk(url, CONNECTIONS, script)
-            results[name] = (rps, p50, p99)
-            print(f"  measured: {name}: {rps:,.0f} req/s, p50 {p50:.3f} ms", file=sys.stderr)
+        chosen = [s for s in scenarios if not only or any(o in s[0] for o in only.split("|"))]
+        with open(f"/proc/{procs[3].pid}/task/{procs[3].pid}/children") as f:
+            nginx_proxy_worker = int(f.read().split()[0])
+        cpu_pids = {"tollgate": procs[1].pid, "Envoy": procs[2].pid, "solo": procs[4].pid,
+                    "nginx proxy": nginx_proxy_worker}
+        rounds = {name: [] for name, *_ in chosen}
+        for r in range(ROUNDS):  # rounds interleave the scenarios; medians are reported
+            for name, url, *script in chosen:
+                m = measure(url, script[0] if script else None, cpu_pids)
+                rounds[name].append(m)
+                print(f"  round {r + 1}: {name}: {m[0]:,.0f} req/s, p50 {m[1]:.3f} ms", file=sys.stderr)
+        results = {name: median_of(ms) for name, ms in rounds.items()}
     finally:
         for p in procs:
             p.terminate()
@@ -382,6 +404,17 @@ def main():
     report(results)
 
 
+def median_of(measurements):
+    """Per field, the median over rounds. The proxy's CPU per request is summed over
+    the two tollgate processes and the nginx proxy worker: one of them serves a scenario,
+    the others idle."""
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    return (med([m[0] for m in measurements]), med([m[1] for m in measurements]),
+            med([m[2] for m in measurements]),
+            med([m[3]["tollgate"] + m[3]["solo"] + m[3]["nginx proxy"] for m in measurements]),
+            med([m[3]["Envoy"] for m in measurements]))
+
+
 def ratio_line(results, label, a, b, fmt):
     """One target or comparison line, printed only when both scenarios ran."""
     if a in results and b in results:
@@ -391,13 +424,16 @@ def ratio_line(results, label, a, b, fmt):
 def report(results):
     bare = results.get("bare Envoy")
     floor = results.get("Envoy + tollgate, empty pipeline")
-    print(f"\nwrk -t1, {DURATION} per run; throughput at {CONNECTIONS} connections, latency at 1 connection\n")
-    print("| scenario | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare | req/s vs empty | p50 vs empty |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nwrk -t1, {DURATION} per run, median of {ROUNDS} interleaved rounds; throughput at "
+          f"{CONNECTIONS} connections, latency at 1 connection; CPU µs per request during the "
+          f"throughput run (proxy: tollgate's, or the nginx proxy worker's)\n")
+    print("| scenario | req/s | p50 ms | p99 ms | req/s vs bare | p50 vs bare | req/s vs empty "
+          "| p50 vs empty | proxy CPU µs/req | Envoy CPU µs/req |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rel = lambda x, base, i: f"{x[i] / base[i]:.2f}x" if base else "-"
     for name, r in results.items():
         print(f"| {name} | {r[0]:,.0f} | {r[1]:.3f} | {r[2]:.3f} | {rel(r, bare, 0)} | {rel(r, bare, 1)} "
-              f"| {rel(r, floor, 0)} | {rel(r, floor, 1)} |")
+              f"| {rel(r, floor, 0)} | {rel(r, floor, 1)} | {r[3]:.1f} | {r[4]:.1f} |")
     met = lambda ok: "met" if ok else "NOT met"
     print()
     ratio_line(results, "target: ext_proc, one header phase, p50 <= 1.15x the empty pipeline's: ",

@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    processing_request::Request as In, HttpBody, HttpHeaders, ProcessingRequest,
+    processing_request::Request as In, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse,
     ProtocolConfiguration,
 };
 use http_body_util::{BodyExt, Empty, Full};
@@ -193,77 +193,108 @@ binds:
 "#;
 
 /// One LLM exchange in-process, as Envoy sends it with a BUFFERED request body and a
-/// STREAMED JSON response: 4 KiB chat request, a completion with usage.
+/// STREAMED response in one chunk: a 4 KiB chat request, and a completion with usage —
+/// JSON (`llm_exchange_4k`) or a 50-event SSE stream ending with a usage chunk and
+/// `[DONE]` (`llm_exchange_4k_sse`, the stream `scripts/bench-load` serves).
 fn llm_exchange(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let p = pipeline(LLM_ROUTES);
     let filler = "Tell me about the history of the city of Paris. ".repeat(90);
-    let request = serde_json::to_vec(&serde_json::json!({
-        "model": "gpt-4o",
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": &filler[..4000]}]
-    }))
-    .unwrap();
+    let messages = serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": &filler[..4000]}]);
+    let request = serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages})).unwrap();
+    let stream_request =
+        serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages, "stream": true}))
+            .unwrap();
     let response = br#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1010,"completion_tokens":50,"total_tokens":1060}}"#.to_vec();
-    let mut group = c.benchmark_group("llm_exchange_4k");
-    for route in ["empty", "accounting", "guard"] {
-        group.bench_function(route, |b| {
-            b.to_async(&rt).iter(|| async {
-                let mut s = ExtProcStream::new(p.clone());
-                let headers = In::RequestHeaders(HttpHeaders {
-                    headers: headers(&[
-                        (":method", "POST"),
-                        (":path", "/v1/chat/completions"),
-                        (":authority", "api.local"),
-                        ("content-type", "application/json"),
-                        ("x-route", route),
-                    ]),
-                    end_of_stream: false,
-                    ..Default::default()
-                });
-                let mut out = s
-                    .on_message(message(headers, BodySendMode::Buffered))
-                    .await
-                    .unwrap();
-                out.extend(
-                    s.on_message(message(
-                        In::RequestBody(HttpBody {
-                            body: request.clone(),
-                            end_of_stream: true,
-                            ..Default::default()
-                        }),
-                        BodySendMode::Buffered,
-                    ))
-                    .await
-                    .unwrap(),
-                );
-                out.extend(
-                    s.on_message(message(response_headers(false), BodySendMode::Buffered))
-                        .await
-                        .unwrap(),
-                );
-                out.extend(
-                    s.on_message(message(
-                        In::ResponseBody(HttpBody {
-                            body: response.clone(),
-                            end_of_stream: true,
-                            ..Default::default()
-                        }),
-                        BodySendMode::Buffered,
-                    ))
-                    .await
-                    .unwrap(),
-                );
-                s.end();
-                out
-            })
-        });
+    let cases = [
+        ("llm_exchange_4k", &request, response, "application/json"),
+        ("llm_exchange_4k_sse", &stream_request, sse_stream(), "text/event-stream"),
+    ];
+    for (group_name, request, response, content_type) in cases {
+        let mut group = c.benchmark_group(group_name);
+        for route in ["empty", "accounting", "guard"] {
+            group.bench_function(route, |b| {
+                b.to_async(&rt).iter(|| {
+                    llm_exchange_once(&p, route, request, &response, content_type)
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
-/// A minimal upstream answering every request with a 2-byte body.
+/// The 50-event Chat Completions stream of `benches/load.py`.
+fn sse_stream() -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..50 {
+        let chunk = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"content": format!("tok{i} ")}}]});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let usage = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [],
+        "usage": {"prompt_tokens": 1010, "completion_tokens": 50, "total_tokens": 1060}});
+    out.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    out.into_bytes()
+}
+
+async fn llm_exchange_once(
+    p: &Arc<Pipeline>,
+    route: &str,
+    request: &[u8],
+    response: &[u8],
+    content_type: &str,
+) -> Vec<ProcessingResponse> {
+    let mut s = ExtProcStream::new(p.clone());
+    let request_headers = In::RequestHeaders(HttpHeaders {
+        headers: headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "api.local"),
+            ("content-type", "application/json"),
+            ("x-route", route),
+        ]),
+        end_of_stream: false,
+        ..Default::default()
+    });
+    let mut out = s
+        .on_message(llm_message(request_headers))
+        .await
+        .unwrap();
+    let body = |body: &[u8]| HttpBody {
+        body: body.to_vec(),
+        end_of_stream: true,
+        ..Default::default()
+    };
+    let request_body = In::RequestBody(body(request));
+    out.extend(s.on_message(llm_message(request_body)).await.unwrap());
+    let response_headers = In::ResponseHeaders(HttpHeaders {
+        headers: headers(&[(":status", "200"), ("content-type", content_type)]),
+        end_of_stream: false,
+        ..Default::default()
+    });
+    out.extend(s.on_message(llm_message(response_headers)).await.unwrap());
+    let response_body = In::ResponseBody(body(response));
+    out.extend(s.on_message(llm_message(response_body)).await.unwrap());
+    s.end();
+    out
+}
+
+/// A message of an LLM route's stream: request body BUFFERED, response body STREAMED,
+/// as `benches/load.py` configures Envoy.
+fn llm_message(request: In) -> ProcessingRequest {
+    ProcessingRequest {
+        protocol_config: Some(ProtocolConfiguration {
+            request_body_mode: BodySendMode::Buffered as i32,
+            response_body_mode: BodySendMode::Streamed as i32,
+            ..Default::default()
+        }),
+        request: Some(request),
+        ..Default::default()
+    }
+}
+
 async fn start_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -36,6 +36,8 @@ mod request;
 mod response;
 mod rules;
 mod stream;
+mod stream_emit;
+mod stream_events;
 mod stream_end;
 mod webhook;
 
@@ -167,6 +169,11 @@ impl Tally {
 
     fn is_empty(&self) -> bool {
         self.0.iter().all(|&n| n == 0)
+    }
+
+    /// Findings counted so far, over every rule.
+    fn total(&self) -> u64 {
+        self.0.iter().sum()
     }
 }
 

@@ -81,7 +81,6 @@ async fn lands_on_the_pick(forwarding: Forwarding) {
         "You are the support assistant of tenant {t}. Answer briefly and politely. ".repeat(4);
     let mut by_tenant: std::collections::HashMap<usize, std::collections::HashSet<String>> =
         Default::default();
-    let mut used = std::collections::HashSet::new();
     for i in 0..12 {
         let tenant = i % 3;
         let id = format!("{forwarding:?}-{i}");
@@ -110,8 +109,7 @@ async fn lands_on_the_pick(forwarding: Forwarding) {
             Some(picked.as_str()),
             "{id}: the picked model server answered"
         );
-        by_tenant.entry(tenant).or_default().insert(picked.clone());
-        used.insert(picked);
+        by_tenant.entry(tenant).or_default().insert(picked);
     }
     assert!(
         outsider.requests().is_empty(),
@@ -124,7 +122,9 @@ async fn lands_on_the_pick(forwarding: Forwarding) {
             "tenant {tenant}'s shared prompt stays on the endpoint caching it: {endpoints:?}"
         );
     }
-    assert!(used.len() >= 2, "tenants spread over the pool: {used:?}");
+    // Whether the three tenants land on two or three endpoints is not asserted: with one
+    // request at a time nothing loads the pool, and the reference scheduler breaks the
+    // resulting score ties at random (all three on one endpoint: 1 run in 9).
     drop(sim);
 }
 

@@ -9,18 +9,21 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::Backend;
 use crate::pipeline::RequestHead;
 
-/// Hop-by-hop headers, never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers, never forwarded (names, not strings: no parsing per request).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+/// The request id header, set on every forwarded request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Where the request goes: the endpoint a picker chose (the first of
 /// `x-gateway-destination-endpoint`, spoken to as the route's backend would be, minus
@@ -74,18 +77,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
 /// Sets `x-request-id` to the exchange's id unless the request (or a processor) has one.
 pub fn set_request_id(headers: &mut HeaderMap, id: &str) {
-    if headers.contains_key("x-request-id") {
+    if headers.contains_key(&REQUEST_ID) {
         return;
     }
     if let Ok(v) = HeaderValue::from_str(id) {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
+        headers.insert(REQUEST_ID, v);
     }
 }
 

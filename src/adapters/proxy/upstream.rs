@@ -3,7 +3,7 @@
 //! failures to 502 / 503 / 504.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -70,6 +70,8 @@ impl UpstreamError {
 pub struct Upstreams {
     config: UpstreamConfig,
     clients: Mutex<HashMap<ClientOptions, HttpClient>>,
+    /// The clients of backends without TLS settings: HTTP/1.1, HTTP/2.
+    plain: [OnceLock<HttpClient>; 2],
 }
 
 impl Upstreams {
@@ -77,6 +79,7 @@ impl Upstreams {
         Upstreams {
             config: config.clone(),
             clients: Mutex::new(HashMap::new()),
+            plain: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -132,6 +135,21 @@ impl Upstreams {
     }
 
     fn client(&self, backend: &Backend) -> Result<HttpClient, UpstreamError> {
+        // Backends without TLS settings share one client per protocol, found without
+        // building and hashing options on every request.
+        if backend.tls.is_none() {
+            let plain = &self.plain[usize::from(backend.http2)];
+            if let Some(c) = plain.get() {
+                return Ok(c.clone());
+            }
+            let client = self.build(backend)?;
+            return Ok(plain.get_or_init(|| client).clone());
+        }
+        self.build(backend)
+    }
+
+    /// The client for `backend`'s TLS and protocol settings, made on first use.
+    fn build(&self, backend: &Backend) -> Result<HttpClient, UpstreamError> {
         let options = ClientOptions {
             tls: backend
                 .tls

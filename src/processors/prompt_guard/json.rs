@@ -52,6 +52,42 @@ pub fn rewrite_strings<F>(json: &[u8], mut replace: F) -> Result<Option<Vec<u8>>
 where
     F: FnMut(&[Seg<'_>], &str) -> Option<String>,
 {
+    rewrite(json, None, |path, token| Ok(replace(path, &token.text()?)))
+}
+
+/// [`rewrite_strings`] for a document already known to be valid JSON text (an SSE
+/// event's data that parsed): `replace` gets each string value's path and its token,
+/// and unescapes only the ones it looks at ([`StrToken::text`]) — the path is usually
+/// enough to decide.
+pub fn rewrite_str_values<F>(json: &str, mut replace: F) -> Result<Option<Vec<u8>>, Malformed>
+where
+    F: FnMut(&[Seg<'_>], StrToken<'_>) -> Option<String>,
+{
+    rewrite(json.as_bytes(), Some(json), |path, token| Ok(replace(path, token)))
+}
+
+/// One string token of a document, quotes included.
+#[derive(Clone, Copy)]
+pub struct StrToken<'a> {
+    json: &'a [u8],
+    text: Option<&'a str>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> StrToken<'a> {
+    /// The string's text, unescaped.
+    pub fn text(&self) -> Result<Cow<'a, str>, Malformed> {
+        unescape(self.json, self.text, self.start, self.end)
+    }
+}
+
+/// The tokenizer behind both: `text` is `json` as a `str` when it is known to be UTF-8;
+/// the first error `replace` returns ends the walk.
+fn rewrite<F>(json: &[u8], text: Option<&str>, mut replace: F) -> Result<Option<Vec<u8>>, Malformed>
+where
+    F: FnMut(&[Seg<'_>], StrToken<'_>) -> Result<Option<String>, Malformed>,
+{
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut path: Vec<Seg<'_>> = Vec::new();
@@ -86,8 +122,13 @@ where
                 }
                 b'"' => {
                     let end = string_end(json, pos)?;
-                    let text = unescape(json, pos, end)?;
-                    if let Some(new) = replace(&path, &text) {
+                    let token = StrToken {
+                        json,
+                        text,
+                        start: pos,
+                        end,
+                    };
+                    if let Some(new) = replace(&path, token)? {
                         let o = out.get_or_insert_with(|| Vec::with_capacity(json.len()));
                         o.extend_from_slice(&json[copied..pos]);
                         serde_json::to_writer(&mut *o, &new).expect("writing to a Vec");
@@ -119,7 +160,7 @@ where
                     return Err(Malformed(pos));
                 }
                 let end = string_end(json, pos)?;
-                let key = unescape(json, pos, end)?;
+                let key = unescape(json, text, pos, end)?;
                 pos = skip_ws(json, end);
                 if json.get(pos) != Some(&b':') {
                     return Err(Malformed(pos));
@@ -186,13 +227,23 @@ fn string_end(json: &[u8], start: usize) -> Result<usize, Malformed> {
     }
 }
 
-/// The text of the string token `json[start..end]` (quotes included).
-fn unescape(json: &[u8], start: usize, end: usize) -> Result<Cow<'_, str>, Malformed> {
+/// The text of the string token `json[start..end]` (quotes included); `text` is `json`
+/// as a `str` when it is known to be UTF-8 (quotes are ASCII, so the token's inside
+/// slices at character boundaries).
+fn unescape<'a>(
+    json: &'a [u8],
+    text: Option<&'a str>,
+    start: usize,
+    end: usize,
+) -> Result<Cow<'a, str>, Malformed> {
     let inner = &json[start + 1..end - 1];
     if memchr::memchr(b'\\', inner).is_none() {
-        return std::str::from_utf8(inner)
-            .map(Cow::Borrowed)
-            .map_err(|_| Malformed(start));
+        return match text {
+            Some(text) => Ok(Cow::Borrowed(&text[start + 1..end - 1])),
+            None => std::str::from_utf8(inner)
+                .map(Cow::Borrowed)
+                .map_err(|_| Malformed(start)),
+        };
     }
     serde_json::from_slice::<String>(&json[start..end])
         .map(Cow::Owned)

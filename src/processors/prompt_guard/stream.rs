@@ -31,7 +31,6 @@
 //! what they held, then fail open passes the rest of the stream on unguarded and fail
 //! closed ends the stream with an error event.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -40,13 +39,10 @@ use crate::config::{FailureMode, GuardAction};
 use crate::guard::{Scanner, StreamMasker};
 use crate::llm::{Api, SseEvent, SseLimit, SseLimits, SseParser};
 
-use super::json::{rewrite_strings, Seg};
 use super::rules::{CompiledSide, Matcher};
+use super::stream_emit::Emitted;
+use super::stream_events::{parse, Key, Slot};
 use super::Tally;
-
-/// Identifies one text stream within a response: (choice or block or output index,
-/// content index).
-type Key = (u64, u64);
 
 /// The SSE side of one response.
 pub struct StreamGuard {
@@ -88,25 +84,6 @@ pub enum StreamOut {
     },
 }
 
-/// Where one event carries text of one stream.
-struct Slot {
-    key: Key,
-    path: Vec<Seg<'static>>,
-    text: String,
-}
-
-/// What an event means for the text streams.
-#[derive(Default)]
-struct Parsed {
-    slots: Vec<Slot>,
-    /// Streams that end with this event.
-    ending: Vec<Key>,
-    /// Every stream ends before this event.
-    terminal: bool,
-    /// The event repeats whole texts in `text` strings, to be masked whole.
-    whole: bool,
-}
-
 // === impl StreamGuard ===
 
 impl StreamGuard {
@@ -133,10 +110,12 @@ impl StreamGuard {
         if self.passthrough {
             return StreamOut::Emit(chunk.to_vec());
         }
-        let mut out = Vec::with_capacity(chunk.len() + 64);
         if self.ended {
-            return StreamOut::Emit(out);
+            return StreamOut::Emit(Vec::new());
         }
+        let clean_start = self.parser.buffered() == 0 && self.text_held() == 0;
+        let found_before = tally.total();
+        let mut out = Emitted::default();
         let mut events: Vec<SseEvent> = self.parser.push(chunk).collect();
         let mut exceeded = self.parser.exceeded();
         if end_of_stream && exceeded.is_none() {
@@ -158,37 +137,54 @@ impl StreamGuard {
                 return self.reject(side, out, rule);
             }
         }
-        StreamOut::Emit(out)
+        // Nothing held before or after this chunk and nothing found in it: each text
+        // stream's output is its input, so the chunk goes out as it came.
+        let unchanged = clean_start
+            && tally.total() == found_before
+            && self.parser.buffered() == 0
+            && self.text_held() == 0
+            && !out.masks_whole_texts();
+        if unchanged {
+            return StreamOut::Emit(chunk.to_vec());
+        }
+        StreamOut::Emit(out.render(side.enforce.as_ref()))
     }
 
-    fn reject(&mut self, side: &CompiledSide, mut out: Vec<u8>, rule: usize) -> StreamOut {
+    fn reject(&mut self, side: &CompiledSide, mut out: Emitted, rule: usize) -> StreamOut {
         let r = side.rule(rule);
-        self.end(&mut out, r.status.as_u16(), "response_rejected", &r.message);
-        StreamOut::Reject { bytes: out, rule }
+        out.event(self.end_event(r.status.as_u16(), "response_rejected", &r.message));
+        StreamOut::Reject {
+            bytes: out.render(side.enforce.as_ref()),
+            rule,
+        }
     }
 
     /// Ends the stream: an error event in the API's format goes after `out`, and nothing
     /// after it.
     pub fn end(&mut self, out: &mut Vec<u8>, status: u16, kind: &str, message: &str) {
+        self.end_event(status, kind, message).write_to(out);
+    }
+
+    /// Ends the stream; returns the error event that says so.
+    fn end_event(&mut self, status: u16, kind: &str, message: &str) -> SseEvent {
         self.ended = true;
         self.texts.clear();
         let body = self.api.error_body(status, kind, message);
-        let event = SseEvent {
+        SseEvent {
             event: match self.api {
                 Api::ChatCompletions | Api::Completions | Api::Embeddings => None,
                 _ => Some("error".to_string()),
             },
             data: String::from_utf8(body).expect("serde_json writes UTF-8"),
             id: None,
-        };
-        event.write_to(out);
+        }
     }
 
     /// A bound was passed: the failure mode decides (see the module doc).
     fn limit(
         &mut self,
         side: &CompiledSide,
-        mut out: Vec<u8>,
+        mut out: Emitted,
         limit: SseLimit,
         tally: &mut Tally,
     ) -> StreamOut {
@@ -199,16 +195,25 @@ impl StreamGuard {
         let ended = self.failure_mode == FailureMode::FailClosed;
         if ended {
             let message = "the upstream response stream exceeds the gateway's buffer limits";
-            self.end(&mut out, 502, "upstream_error", message);
+            out.event(self.end_event(502, "upstream_error", message));
         } else {
-            out.extend(self.parser.take_unparsed());
+            out.bytes(self.parser.take_unparsed());
             self.passthrough = true;
         }
         StreamOut::Limit {
-            bytes: out,
+            bytes: out.render(side.enforce.as_ref()),
             limit,
             ended,
         }
+    }
+
+    /// Bytes the maskers hold back.
+    fn text_held(&self) -> usize {
+        self.texts
+            .iter()
+            .flat_map(|t| [&t.enforce, &t.audit])
+            .map(|m| m.as_ref().map_or(0, StreamMasker::held))
+            .sum()
     }
 
     /// Bytes the text streams hold: text held back, and template events.
@@ -230,20 +235,19 @@ impl StreamGuard {
         &mut self,
         side: &CompiledSide,
         event: SseEvent,
-        out: &mut Vec<u8>,
+        out: &mut Emitted,
         tally: &mut Tally,
     ) -> Result<(), usize> {
         let data = event.data.trim_ascii();
         if data == "[DONE]" {
             self.flush_all(side, out, tally)?;
-            event.write_to(out);
+            out.event(event);
             return Ok(());
         }
-        let Ok(value) = serde_json::from_str::<Value>(data) else {
-            event.write_to(out); // not JSON: no text a client shows
+        let Some(parsed) = parse(self.api, data) else {
+            out.event(event); // not JSON: no text a client shows
             return Ok(());
         };
-        let parsed = parse(self.api, &value);
         if parsed.terminal {
             self.flush_all(side, out, tally)?;
         }
@@ -254,54 +258,58 @@ impl StreamGuard {
             }
         }
         if parsed.slots.is_empty() && !parsed.whole {
-            event.write_to(out);
+            out.event(event);
             return Ok(());
         }
-        let mut released = Vec::with_capacity(parsed.slots.len());
-        for slot in &parsed.slots {
+        let mut slots = Vec::with_capacity(parsed.slots.len());
+        let mut unchanged = true;
+        for slot in parsed.slots {
             let ends = parsed.ending.contains(&slot.key);
-            let stream = self.stream(side, slot.key);
-            let mut text = String::new();
-            if let Some(m) = &mut stream.enforce {
-                m.push_into(&slot.text, &mut text);
-                if ends {
-                    m.finish_into(&mut text);
-                }
-            } else {
-                text.push_str(&slot.text);
-            }
-            if let Some(a) = &mut stream.audit {
-                a.push(&slot.text);
-                if ends {
-                    a.finish();
-                }
-            }
-            stream.template = Some(event.clone());
-            count(side, stream, tally)?;
-            if ends {
-                self.texts.retain(|t| t.key != slot.key);
-            }
-            released.push(text);
+            let text = self.release(side, &slot, ends, &event, tally)?;
+            unchanged &= text == slot.text;
+            slots.push((slot.path, text));
         }
-        let enforce = side.enforce.as_ref();
-        let rewritten = rewrite_strings(event.data.as_bytes(), |path, text| {
-            if let Some(i) = parsed.slots.iter().position(|s| s.path == path) {
-                return Some(std::mem::take(&mut released[i]));
-            }
-            let m = enforce
-                .filter(|_| parsed.whole && path.last().and_then(Seg::key) == Some("text"))?;
-            let masked = m.scanner.mask(text);
-            (masked != text).then_some(masked)
-        });
-        match rewritten {
-            Ok(Some(data)) => SseEvent {
-                data: String::from_utf8(data).expect("rewritten from a str"),
-                ..event
-            }
-            .write_to(out),
-            _ => event.write_to(out),
+        if unchanged && !parsed.whole {
+            out.event(event); // nothing masked or held back in this event
+        } else {
+            out.rewrite(event, slots, parsed.whole);
         }
         Ok(())
+    }
+
+    /// One slot's text through its stream's maskers: what may be emitted now (all of
+    /// it when the stream `ends` here).
+    fn release(
+        &mut self,
+        side: &CompiledSide,
+        slot: &Slot,
+        ends: bool,
+        event: &SseEvent,
+        tally: &mut Tally,
+    ) -> Result<String, usize> {
+        let stream = self.stream(side, slot.key);
+        let mut text = String::new();
+        if let Some(m) = &mut stream.enforce {
+            m.push_into(&slot.text, &mut text);
+            if ends {
+                m.finish_into(&mut text);
+            }
+        } else {
+            text.push_str(&slot.text);
+        }
+        if let Some(a) = &mut stream.audit {
+            a.push(&slot.text);
+            if ends {
+                a.finish();
+            }
+        }
+        // The flush event's shape: the last event that carried this stream's text.
+        stream.template = Some(event.clone());
+        count(side, stream, tally)?;
+        if ends {
+            self.texts.retain(|t| t.key != slot.key);
+        }
+        Ok(text)
     }
 
     /// The text stream for `key`, made on first use.
@@ -326,7 +334,7 @@ impl StreamGuard {
     fn flush_all(
         &mut self,
         side: &CompiledSide,
-        out: &mut Vec<u8>,
+        out: &mut Emitted,
         tally: &mut Tally,
     ) -> Result<(), usize> {
         while let Some(key) = self.texts.first().map(|t| t.key) {
@@ -341,7 +349,7 @@ impl StreamGuard {
         &mut self,
         side: &CompiledSide,
         key: Key,
-        out: &mut Vec<u8>,
+        out: &mut Emitted,
         tally: &mut Tally,
     ) -> Result<(), usize> {
         let Some(i) = self.texts.iter().position(|t| t.key == key) else {
@@ -361,7 +369,7 @@ impl StreamGuard {
             return Ok(());
         }
         if let Some(event) = flush_event(self.api, key, stream.template.as_ref(), text) {
-            event.write_to(out);
+            out.event(event);
         }
         Ok(())
     }
@@ -386,106 +394,6 @@ fn count(side: &CompiledSide, stream: &mut TextStream, tally: &mut Tally) -> Res
         }
     }
     rejected.map_or(Ok(()), Err)
-}
-
-/// Where an event of `api` carries text, and which streams it ends.
-fn parse(api: Api, v: &Value) -> Parsed {
-    let mut p = Parsed::default();
-    let key = |s: &'static str| Seg::Key(Cow::Borrowed(s));
-    match api {
-        Api::ChatCompletions | Api::Completions | Api::Embeddings => {
-            let Some(choices) = v.get("choices").and_then(Value::as_array) else {
-                return p;
-            };
-            for (pos, choice) in choices.iter().enumerate() {
-                let index = choice
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(pos as u64);
-                let (text, path) = if api == Api::ChatCompletions {
-                    (
-                        choice.pointer("/delta/content"),
-                        vec![
-                            key("choices"),
-                            Seg::Index(pos),
-                            key("delta"),
-                            key("content"),
-                        ],
-                    )
-                } else {
-                    (
-                        choice.get("text"),
-                        vec![key("choices"), Seg::Index(pos), key("text")],
-                    )
-                };
-                if let Some(text) = text.and_then(Value::as_str) {
-                    p.slots.push(Slot {
-                        key: (index, 0),
-                        path,
-                        text: text.to_owned(),
-                    });
-                }
-                if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                    p.ending.push((index, 0));
-                }
-            }
-        }
-        Api::Responses => {
-            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-            let index = |name: &str| v.get(name).and_then(Value::as_u64).unwrap_or(0);
-            let k = (index("output_index"), index("content_index"));
-            match kind {
-                "response.output_text.delta" => {
-                    if let Some(text) = v.get("delta").and_then(Value::as_str) {
-                        p.slots.push(Slot {
-                            key: k,
-                            path: vec![key("delta")],
-                            text: text.to_owned(),
-                        });
-                    }
-                }
-                "response.output_text.done" => {
-                    p.ending.push(k);
-                    p.whole = true;
-                }
-                "response.completed" | "response.incomplete" | "response.failed" => {
-                    p.terminal = true;
-                    p.whole = true;
-                }
-                _ => p.whole = !kind.ends_with(".delta"),
-            }
-        }
-        Api::Messages | Api::CountTokens => {
-            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-            let k = (v.get("index").and_then(Value::as_u64).unwrap_or(0), 0);
-            match kind {
-                "content_block_delta" => {
-                    if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
-                        p.slots.push(Slot {
-                            key: k,
-                            path: vec![key("delta"), key("text")],
-                            text: text.to_owned(),
-                        });
-                    }
-                }
-                "content_block_start" => {
-                    if let Some(text) = v.pointer("/content_block/text").and_then(Value::as_str) {
-                        if !text.is_empty() {
-                            p.slots.push(Slot {
-                                key: k,
-                                path: vec![key("content_block"), key("text")],
-                                text: text.to_owned(),
-                            });
-                        }
-                    }
-                }
-                "content_block_stop" => p.ending.push(k),
-                "message_delta" | "message_stop" => p.terminal = true,
-                _ => {}
-            }
-        }
-    }
-    p
 }
 
 /// An event carrying `text` for stream `key`, shaped like the stream's deltas.

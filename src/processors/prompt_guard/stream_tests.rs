@@ -333,3 +333,52 @@ async fn non_json_events_and_other_events_pass_through() {
         "data: not json\n\nevent: ping\ndata: {\"x\":1}\n\ndata: [DONE]\n\n"
     );
 }
+
+#[tokio::test]
+async fn a_chunk_that_finds_nothing_and_holds_nothing_goes_out_as_it_came() {
+    // Spacing and escapes that re-encoding would not keep, and a comment line.
+    let clean = |api: Api| {
+        let mut s = String::from(": upstream comment\n\n");
+        s.push_str(&String::from_utf8(stream(api, &["Paris is 2", " hours \u{e9}", "way."])).unwrap());
+        s.replace("\"model\":", "\"model\" :  ").replace('é', "\\u00e9")
+    };
+    for api in [Api::ChatCompletions, Api::Completions, Api::Messages] {
+        let upstream = clean(api).into_bytes();
+        for adapter in [Adapter::Proxy, Adapter::ExtProc] {
+            let out = run(api, adapter, &upstream, upstream.len()).await;
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&upstream),
+                "{api} {adapter:?}: one whole chunk with nothing to mask is not re-encoded"
+            );
+        }
+        // Cut mid-line, chunks hold partial events: those are re-encoded, same text.
+        let out = run(api, Adapter::Proxy, &upstream, 7).await;
+        assert_ne!(out, upstream, "{api}: chunks of 7 are re-encoded");
+        assert_eq!(read_back(api, &out).0, "Paris is 2 hours éway.", "{api}");
+    }
+}
+
+#[tokio::test]
+async fn clean_chunks_pass_as_they_came_while_a_later_one_is_masked() {
+    let api = Api::ChatCompletions;
+    let first = stream(api, &["Hello there. "]);
+    // `stream` ends every stream with a finish chunk and [DONE]: keep only the text
+    // event of the first, then a second stream's events carry the address.
+    let first_event = String::from_utf8(first).unwrap();
+    let first_event = first_event.split("\n\n").next().unwrap().to_string() + "\n\n";
+    let second = stream(api, &["Mail ", "bob@example.com", " now."]);
+    let p = pipeline(GUARD);
+    let mut ex = exchange(&p, Adapter::ExtProc, request_path(api));
+    send(&mut ex, &[], request_body(api)).await.unwrap();
+    let out = receive(&mut ex, "text/event-stream", &[first_event.as_bytes(), &second])
+        .await
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with(&first_event), "the clean first chunk is unchanged: {out}");
+    assert!(!out.contains("bob@example.com"), "{out}");
+    assert_eq!(
+        read_back(api, out.as_bytes()).0,
+        "Hello there. Mail <EMAIL> now."
+    );
+}

@@ -1,0 +1,95 @@
+//! What one chunk of a guarded stream becomes, assembled before it is written: events
+//! going out as they came, events whose text strings are replaced, and raw bytes. The
+//! rewrites are deferred so that a chunk which masked nothing and left no text held
+//! back can go out as the bytes that came in (`StreamGuard::push`), without re-encoding
+//! any event — and without a body mutation for Envoy to apply.
+
+use crate::llm::SseEvent;
+
+use super::json::{rewrite_str_values, Seg};
+use super::rules::Matcher;
+
+/// The pieces of one chunk's output, in order.
+#[derive(Default)]
+pub(super) struct Emitted {
+    pieces: Vec<Piece>,
+    /// Some rewrite masks whole `text` strings (a Responses `*.done` event).
+    whole: bool,
+}
+
+enum Piece {
+    Event(SseEvent),
+    Rewrite(Rewrite),
+    Bytes(Vec<u8>),
+}
+
+/// An event whose text strings at `slots`' paths are replaced by what the maskers
+/// released, and — when `whole` — whose other `text` strings are masked whole.
+struct Rewrite {
+    event: SseEvent,
+    slots: Vec<(Vec<Seg<'static>>, String)>,
+    whole: bool,
+}
+
+impl Emitted {
+    /// An event, as it is.
+    pub fn event(&mut self, event: SseEvent) {
+        self.pieces.push(Piece::Event(event));
+    }
+
+    /// Bytes, as they are.
+    pub fn bytes(&mut self, bytes: Vec<u8>) {
+        self.pieces.push(Piece::Bytes(bytes));
+    }
+
+    /// `event` with the string at each slot path replaced by its text.
+    pub fn rewrite(&mut self, event: SseEvent, slots: Vec<(Vec<Seg<'static>>, String)>, whole: bool) {
+        self.whole |= whole;
+        self.pieces.push(Piece::Rewrite(Rewrite {
+            event,
+            slots,
+            whole,
+        }));
+    }
+
+    /// Whether a rewrite masks whole texts (its outcome is only known once rendered).
+    pub fn masks_whole_texts(&self) -> bool {
+        self.whole
+    }
+
+    /// The bytes, `enforce` masking the whole texts.
+    pub fn render(self, enforce: Option<&Matcher>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in self.pieces {
+            match piece {
+                Piece::Event(event) => event.write_to(&mut out),
+                Piece::Bytes(bytes) => out.extend_from_slice(&bytes),
+                Piece::Rewrite(r) => r.render(enforce, &mut out),
+            }
+        }
+        out
+    }
+}
+
+impl Rewrite {
+    fn render(mut self, enforce: Option<&Matcher>, out: &mut Vec<u8>) {
+        let whole = self.whole;
+        let rewritten = rewrite_str_values(&self.event.data, |path, token| {
+            if let Some(slot) = self.slots.iter_mut().find(|(p, _)| p == path) {
+                return Some(std::mem::take(&mut slot.1));
+            }
+            let m = enforce.filter(|_| whole && path.last().and_then(Seg::key) == Some("text"))?;
+            let text = token.text().ok()?;
+            let masked = m.scanner.mask(&text);
+            (masked != text).then_some(masked)
+        });
+        match rewritten {
+            Ok(Some(data)) => SseEvent {
+                data: String::from_utf8(data).expect("rewritten from a str"),
+                ..self.event
+            }
+            .write_to(out),
+            _ => self.event.write_to(out),
+        }
+    }
+}
