@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tollgate::metrics::{BoundedLabel, LabelBounds};
 use tollgate::limits::{
     Admission, Limit, LimitStore, Limiter, LocalStore, RedisStore, RedisStoreConfig, Reserved,
     MAX_AMOUNT,
 };
+use tollgate::metrics::{BoundedLabel, LabelBounds};
 
 /// 2^53 tokens, refilled 2^53 per second: never denies at bench rates.
 fn limit() -> Limit {

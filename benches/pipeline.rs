@@ -12,8 +12,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    processing_request::Request as In, HttpBody, HttpHeaders, ProcessingRequest, ProcessingResponse,
-    ProtocolConfiguration,
+    processing_request::Request as In, HttpBody, HttpHeaders, ProcessingRequest,
+    ProcessingResponse, ProtocolConfiguration,
 };
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
@@ -203,22 +203,28 @@ fn llm_exchange(c: &mut Criterion) {
     let p = pipeline(LLM_ROUTES);
     let filler = "Tell me about the history of the city of Paris. ".repeat(90);
     let messages = serde_json::json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": &filler[..4000]}]);
-    let request = serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages})).unwrap();
-    let stream_request =
-        serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages, "stream": true}))
-            .unwrap();
+    let request =
+        serde_json::to_vec(&serde_json::json!({"model": "gpt-4o", "messages": messages})).unwrap();
+    let stream_request = serde_json::to_vec(
+        &serde_json::json!({"model": "gpt-4o", "messages": messages, "stream": true}),
+    )
+    .unwrap();
     let response = br#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1010,"completion_tokens":50,"total_tokens":1060}}"#.to_vec();
     let cases = [
         ("llm_exchange_4k", &request, response, "application/json"),
-        ("llm_exchange_4k_sse", &stream_request, sse_stream(), "text/event-stream"),
+        (
+            "llm_exchange_4k_sse",
+            &stream_request,
+            sse_stream(),
+            "text/event-stream",
+        ),
     ];
     for (group_name, request, response, content_type) in cases {
         let mut group = c.benchmark_group(group_name);
         for route in ["empty", "accounting", "guard"] {
             group.bench_function(route, |b| {
-                b.to_async(&rt).iter(|| {
-                    llm_exchange_once(&p, route, request, &response, content_type)
-                })
+                b.to_async(&rt)
+                    .iter(|| llm_exchange_once(&p, route, request, &response, content_type))
             });
         }
         group.finish();
@@ -258,10 +264,7 @@ async fn llm_exchange_once(
         end_of_stream: false,
         ..Default::default()
     });
-    let mut out = s
-        .on_message(llm_message(request_headers))
-        .await
-        .unwrap();
+    let mut out = s.on_message(llm_message(request_headers)).await.unwrap();
     let body = |body: &[u8]| HttpBody {
         body: body.to_vec(),
         end_of_stream: true,

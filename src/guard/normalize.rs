@@ -63,10 +63,13 @@ impl Normalized {
         }
         let mut run = 0;
         let mut produced = String::new();
-        for (i, c) in piece.char_indices() {
-            if c.is_ascii() {
-                continue;
-            }
+        // ASCII is its own normal form: jump from one non-ASCII character to the next.
+        let bytes = piece.as_bytes();
+        let mut next = 0;
+        while let Some(skip) = bytes[next..].iter().position(|&b| !b.is_ascii()) {
+            let i = next + skip;
+            let c = piece[i..].chars().next().expect("a character starts here");
+            next = i + c.len_utf8();
             produced.clear();
             chars::normalize_char(c, &mut produced);
             if produced == piece[i..i + c.len_utf8()] {

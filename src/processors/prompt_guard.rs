@@ -37,8 +37,8 @@ mod response;
 mod rules;
 mod stream;
 mod stream_emit;
-mod stream_events;
 mod stream_end;
+mod stream_events;
 mod webhook;
 
 use std::sync::Arc;

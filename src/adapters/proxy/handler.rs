@@ -18,8 +18,7 @@ use tokio::sync::{oneshot, Mutex};
 use super::body::{self, ProxyBody, SharedExchange, Side, Stopped};
 use super::client_body::ClientBody;
 use super::forward::{
-    append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for,
-    REQUEST_ID,
+    append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for, REQUEST_ID,
 };
 use super::upstream::{UpstreamError, Upstreams};
 use crate::pipeline::{
@@ -127,10 +126,7 @@ impl Handler {
             .bind_routes
             .get(&self.port)
             .and_then(|s| s.select(&head, &parts.headers, None));
-        let request_id = parts
-            .headers
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok());
+        let request_id = parts.headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok());
         let mut cx = Ctx::new(Adapter::Proxy, head, request_id);
         cx.request_body_empty = http_body::Body::is_end_stream(incoming);
         (Exchange::new(pipeline, cx, route.clone()), route)

@@ -63,7 +63,9 @@ pub fn rewrite_str_values<F>(json: &str, mut replace: F) -> Result<Option<Vec<u8
 where
     F: FnMut(&[Seg<'_>], StrToken<'_>) -> Option<String>,
 {
-    rewrite(json.as_bytes(), Some(json), |path, token| Ok(replace(path, token)))
+    rewrite(json.as_bytes(), Some(json), |path, token| {
+        Ok(replace(path, token))
+    })
 }
 
 /// One string token of a document, quotes included.

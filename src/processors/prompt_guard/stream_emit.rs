@@ -43,7 +43,12 @@ impl Emitted {
     }
 
     /// `event` with the string at each slot path replaced by its text.
-    pub fn rewrite(&mut self, event: SseEvent, slots: Vec<(Vec<Seg<'static>>, String)>, whole: bool) {
+    pub fn rewrite(
+        &mut self,
+        event: SseEvent,
+        slots: Vec<(Vec<Seg<'static>>, String)>,
+        whole: bool,
+    ) {
         self.whole |= whole;
         self.pieces.push(Piece::Rewrite(Rewrite {
             event,

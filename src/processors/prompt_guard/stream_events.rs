@@ -39,7 +39,6 @@ pub(super) struct Parsed {
     pub whole: bool,
 }
 
-
 /// Where the event `data` of `api` carries text, and which streams it ends; `None` when
 /// `data` is not JSON.
 pub(super) fn parse(api: Api, data: &str) -> Option<Parsed> {
@@ -118,13 +117,25 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
             for (pos, choice) in event.choices.unwrap_or_default().into_iter().enumerate() {
                 let index = choice.index.unwrap_or(pos as u64);
                 let (text, path) = if api == Api::ChatCompletions {
-                    let path = vec![key("choices"), Seg::Index(pos), key("delta"), key("content")];
+                    let path = vec![
+                        key("choices"),
+                        Seg::Index(pos),
+                        key("delta"),
+                        key("content"),
+                    ];
                     (choice.delta.and_then(|d| d.content), path)
                 } else {
-                    (choice.text, vec![key("choices"), Seg::Index(pos), key("text")])
+                    (
+                        choice.text,
+                        vec![key("choices"), Seg::Index(pos), key("text")],
+                    )
                 };
                 if let Some(text) = text {
-                    p.slots.push(Slot { key: (index, 0), path, text: text.into_owned() });
+                    p.slots.push(Slot {
+                        key: (index, 0),
+                        path,
+                        text: text.into_owned(),
+                    });
                 }
                 if choice.finish_reason.is_some() {
                     p.ending.push((index, 0));
@@ -134,11 +145,18 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
         Api::Responses => {
             let event: ResponsesEvent = serde_json::from_str(data).ok()?;
             let kind = event.kind.as_deref().unwrap_or("");
-            let k = (event.output_index.unwrap_or(0), event.content_index.unwrap_or(0));
+            let k = (
+                event.output_index.unwrap_or(0),
+                event.content_index.unwrap_or(0),
+            );
             match kind {
                 "response.output_text.delta" => {
                     if let Some(text) = event.delta {
-                        p.slots.push(Slot { key: k, path: vec![key("delta")], text: text.into_owned() });
+                        p.slots.push(Slot {
+                            key: k,
+                            path: vec![key("delta")],
+                            text: text.into_owned(),
+                        });
                     }
                 }
                 _ => responses_flags(kind, k, &mut p),
@@ -152,14 +170,22 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
                 "content_block_delta" => {
                     if let Some(text) = event.delta.and_then(|d| d.text) {
                         let path = vec![key("delta"), key("text")];
-                        p.slots.push(Slot { key: k, path, text: text.into_owned() });
+                        p.slots.push(Slot {
+                            key: k,
+                            path,
+                            text: text.into_owned(),
+                        });
                     }
                 }
                 "content_block_start" => {
                     if let Some(text) = event.content_block.and_then(|b| b.text) {
                         if !text.is_empty() {
                             let path = vec![key("content_block"), key("text")];
-                            p.slots.push(Slot { key: k, path, text: text.into_owned() });
+                            p.slots.push(Slot {
+                                key: k,
+                                path,
+                                text: text.into_owned(),
+                            });
                         }
                     }
                 }
@@ -293,4 +319,3 @@ fn parse_value(api: Api, v: &Value) -> Parsed {
     }
     p
 }
-

@@ -339,8 +339,11 @@ async fn a_chunk_that_finds_nothing_and_holds_nothing_goes_out_as_it_came() {
     // Spacing and escapes that re-encoding would not keep, and a comment line.
     let clean = |api: Api| {
         let mut s = String::from(": upstream comment\n\n");
-        s.push_str(&String::from_utf8(stream(api, &["Paris is 2", " hours \u{e9}", "way."])).unwrap());
-        s.replace("\"model\":", "\"model\" :  ").replace('é', "\\u00e9")
+        s.push_str(
+            &String::from_utf8(stream(api, &["Paris is 2", " hours \u{e9}", "way."])).unwrap(),
+        );
+        s.replace("\"model\":", "\"model\" :  ")
+            .replace('é', "\\u00e9")
     };
     for api in [Api::ChatCompletions, Api::Completions, Api::Messages] {
         let upstream = clean(api).into_bytes();
@@ -371,11 +374,18 @@ async fn clean_chunks_pass_as_they_came_while_a_later_one_is_masked() {
     let p = pipeline(GUARD);
     let mut ex = exchange(&p, Adapter::ExtProc, request_path(api));
     send(&mut ex, &[], request_body(api)).await.unwrap();
-    let out = receive(&mut ex, "text/event-stream", &[first_event.as_bytes(), &second])
-        .await
-        .unwrap();
+    let out = receive(
+        &mut ex,
+        "text/event-stream",
+        &[first_event.as_bytes(), &second],
+    )
+    .await
+    .unwrap();
     let out = String::from_utf8(out).unwrap();
-    assert!(out.starts_with(&first_event), "the clean first chunk is unchanged: {out}");
+    assert!(
+        out.starts_with(&first_event),
+        "the clean first chunk is unchanged: {out}"
+    );
     assert!(!out.contains("bob@example.com"), "{out}");
     assert_eq!(
         read_back(api, out.as_bytes()).0,
