@@ -324,6 +324,7 @@ impl SseParser {
                 if self.event_len() + value.len() + 1 > self.limits.event_bytes {
                     return false;
                 }
+                self.data.reserve(value.len() + 1); // one allocation for the line and its `\n`
                 push_utf8(&mut self.data, value);
                 self.data.push('\n');
             }

@@ -263,16 +263,17 @@ impl StreamGuard {
         }
         let mut slots = Vec::with_capacity(parsed.slots.len());
         let mut unchanged = true;
+        let whole = parsed.whole;
         for slot in parsed.slots {
             let ends = parsed.ending.contains(&slot.key);
             let text = self.release(side, &slot, ends, &event, tally)?;
             unchanged &= text == slot.text;
             slots.push((slot.path, text));
         }
-        if unchanged && !parsed.whole {
+        if unchanged && !whole {
             out.event(event); // nothing masked or held back in this event
         } else {
-            out.rewrite(event, slots, parsed.whole);
+            out.rewrite(event, slots, whole);
         }
         Ok(())
     }
@@ -282,7 +283,7 @@ impl StreamGuard {
     fn release(
         &mut self,
         side: &CompiledSide,
-        slot: &Slot,
+        slot: &Slot<'_>,
         ends: bool,
         event: &SseEvent,
         tally: &mut Tally,

@@ -21,16 +21,17 @@ use super::json::Seg;
 pub(super) type Key = (u64, u64);
 
 /// Where one event carries text of one stream.
-pub(super) struct Slot {
+pub(super) struct Slot<'a> {
     pub key: Key,
     pub path: Vec<Seg<'static>>,
-    pub text: String,
+    /// The text, borrowed from the event's data unless it had escapes.
+    pub text: Cow<'a, str>,
 }
 
 /// What an event means for the text streams.
 #[derive(Default)]
-pub(super) struct Parsed {
-    pub slots: Vec<Slot>,
+pub(super) struct Parsed<'a> {
+    pub slots: Vec<Slot<'a>>,
     /// Streams that end with this event.
     pub ending: Vec<Key>,
     /// Every stream ends before this event.
@@ -41,7 +42,7 @@ pub(super) struct Parsed {
 
 /// Where the event `data` of `api` carries text, and which streams it ends; `None` when
 /// `data` is not JSON.
-pub(super) fn parse(api: Api, data: &str) -> Option<Parsed> {
+pub(super) fn parse(api: Api, data: &str) -> Option<Parsed<'_>> {
     if let Some(parsed) = parse_fast(api, data) {
         return Some(parsed);
     }
@@ -109,7 +110,7 @@ struct MessagesEvent<'a> {
 }
 
 /// [`parse`] through the borrowed structs; `None` when the event does not fit them.
-fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
+fn parse_fast(api: Api, data: &str) -> Option<Parsed<'_>> {
     let mut p = Parsed::default();
     match api {
         Api::ChatCompletions | Api::Completions | Api::Embeddings => {
@@ -134,7 +135,7 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
                     p.slots.push(Slot {
                         key: (index, 0),
                         path,
-                        text: text.into_owned(),
+                        text,
                     });
                 }
                 if choice.finish_reason.is_some() {
@@ -155,7 +156,7 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
                         p.slots.push(Slot {
                             key: k,
                             path: vec![key("delta")],
-                            text: text.into_owned(),
+                            text,
                         });
                     }
                 }
@@ -170,22 +171,14 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
                 "content_block_delta" => {
                     if let Some(text) = event.delta.and_then(|d| d.text) {
                         let path = vec![key("delta"), key("text")];
-                        p.slots.push(Slot {
-                            key: k,
-                            path,
-                            text: text.into_owned(),
-                        });
+                        p.slots.push(Slot { key: k, path, text });
                     }
                 }
                 "content_block_start" => {
                     if let Some(text) = event.content_block.and_then(|b| b.text) {
                         if !text.is_empty() {
                             let path = vec![key("content_block"), key("text")];
-                            p.slots.push(Slot {
-                                key: k,
-                                path,
-                                text: text.into_owned(),
-                            });
+                            p.slots.push(Slot { key: k, path, text });
                         }
                     }
                 }
@@ -197,7 +190,7 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed> {
 }
 
 /// What a Responses event other than a text delta means for the text streams.
-fn responses_flags(kind: &str, k: Key, p: &mut Parsed) {
+fn responses_flags(kind: &str, k: Key, p: &mut Parsed<'_>) {
     match kind {
         "response.output_text.done" => {
             p.ending.push(k);
@@ -212,7 +205,7 @@ fn responses_flags(kind: &str, k: Key, p: &mut Parsed) {
 }
 
 /// What a Messages event other than a text delta or block start means.
-fn messages_flags(kind: &str, k: Key, p: &mut Parsed) {
+fn messages_flags(kind: &str, k: Key, p: &mut Parsed<'_>) {
     match kind {
         "content_block_stop" => p.ending.push(k),
         "message_delta" | "message_stop" => p.terminal = true,
@@ -221,7 +214,7 @@ fn messages_flags(kind: &str, k: Key, p: &mut Parsed) {
 }
 
 /// [`parse`] on a parsed document: any shape, fields of unexpected types ignored.
-fn parse_value(api: Api, v: &Value) -> Parsed {
+fn parse_value(api: Api, v: &Value) -> Parsed<'static> {
     let mut p = Parsed::default();
     let key = |s: &'static str| Seg::Key(Cow::Borrowed(s));
     match api {
@@ -254,7 +247,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed {
                     p.slots.push(Slot {
                         key: (index, 0),
                         path,
-                        text: text.to_owned(),
+                        text: Cow::Owned(text.to_owned()),
                     });
                 }
                 if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
@@ -272,7 +265,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed {
                         p.slots.push(Slot {
                             key: k,
                             path: vec![key("delta")],
-                            text: text.to_owned(),
+                            text: Cow::Owned(text.to_owned()),
                         });
                     }
                 }
@@ -296,7 +289,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed {
                         p.slots.push(Slot {
                             key: k,
                             path: vec![key("delta"), key("text")],
-                            text: text.to_owned(),
+                            text: Cow::Owned(text.to_owned()),
                         });
                     }
                 }
@@ -306,7 +299,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed {
                             p.slots.push(Slot {
                                 key: k,
                                 path: vec![key("content_block"), key("text")],
-                                text: text.to_owned(),
+                                text: Cow::Owned(text.to_owned()),
                             });
                         }
                     }
