@@ -7,9 +7,14 @@
 //! polls in a row. An editor that saves in place (truncate, then write) or a copy in
 //! progress shows a half-written file to one poll, never to two unless the writer
 //! stalls for a whole interval — so a half-written file is not applied.
+//!
+//! A file that cannot be read (removed, no permission, the process out of file
+//! descriptors) keeps the running config; that is logged when it starts, then at most
+//! once a minute with the count of failed reads left out, and once when the file is
+//! readable again — not on every poll.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -23,6 +28,8 @@ pub async fn watch_file(
     mut on_change: impl FnMut(String) + Send,
 ) {
     let mut settle = Settle::new(tokio::fs::read(&path).await.ok());
+    let mut unreadable = crate::listen::RateLimitedLog::every(Duration::from_secs(60));
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -31,10 +38,17 @@ pub async fn watch_file(
         let now = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "config file unreadable; keeping the running config");
+                failing = true;
+                if let Some(suppressed) = unreadable.record(Instant::now()) {
+                    tracing::warn!(path = %path.display(), error = %e, suppressed, "config file unreadable; keeping the running config");
+                }
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            let suppressed = unreadable.reset();
+            tracing::info!(path = %path.display(), suppressed, "config file readable again");
+        }
         if let Some(text) = settle.observe(now) {
             on_change(String::from_utf8_lossy(&text).into_owned());
         }
@@ -142,5 +156,52 @@ mod tests {
         stop_tx.send(true).unwrap();
         task.await.unwrap();
         assert!(rx.try_recv().is_err(), "v2 reported once");
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_file_is_logged_once_not_on_every_poll() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.yaml");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(watch_file(
+            path.clone(),
+            Duration::from_millis(5),
+            stop_rx,
+            |_| {},
+        ));
+        // About 60 polls of a file that is not there.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&path, "v1").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("config file unreadable").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("config file readable again").count(),
+            1,
+            "{text}"
+        );
     }
 }

@@ -5,21 +5,43 @@
 use std::time::{Duration, Instant};
 
 /// Decides which of a stream of repeated events gets logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RateLimitedLog {
     last: Option<Instant>,
     suppressed: u64,
+    /// The shortest gap between two logged lines.
+    every: Duration,
 }
 
-/// The shortest gap between two logged lines.
-const EVERY: Duration = Duration::from_secs(1);
+impl Default for RateLimitedLog {
+    /// One line a second.
+    fn default() -> Self {
+        RateLimitedLog::every(Duration::from_secs(1))
+    }
+}
 
 impl RateLimitedLog {
+    /// At most one line per `every`.
+    pub fn every(every: Duration) -> Self {
+        RateLimitedLog {
+            last: None,
+            suppressed: 0,
+            every,
+        }
+    }
+
+    /// The events have stopped: the next one is logged at once. Returns the events left
+    /// out since the last logged one.
+    pub fn reset(&mut self) -> u64 {
+        self.last = None;
+        self.take_suppressed()
+    }
+
     /// Records an event at `now`: `Some(n)` when it should be logged (`n` events were
     /// left out since the last logged one), `None` when it is left out.
     pub fn record(&mut self, now: Instant) -> Option<u64> {
         match self.last {
-            Some(last) if now.saturating_duration_since(last) < EVERY => {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
                 self.suppressed += 1;
                 None
             }
@@ -39,6 +61,20 @@ impl RateLimitedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slower_log_and_a_reset_that_logs_the_next_event_at_once() {
+        let t0 = Instant::now();
+        let mut log = RateLimitedLog::every(Duration::from_secs(60));
+        assert_eq!(log.record(t0), Some(0));
+        for s in 1..60 {
+            assert_eq!(log.record(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(log.record(t0 + Duration::from_secs(60)), Some(59));
+        assert_eq!(log.record(t0 + Duration::from_secs(61)), None);
+        assert_eq!(log.reset(), 1);
+        assert_eq!(log.record(t0 + Duration::from_secs(62)), Some(0));
+    }
 
     #[test]
     fn logs_once_a_second_with_the_count_left_out() {
