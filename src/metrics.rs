@@ -83,6 +83,8 @@ pub struct Metrics {
     pub request_duration: Family<RouteLabels, Histogram>,
     pub ext_proc_streams: Family<ResultLabels, Counter>,
     pub ext_proc_streams_active: Gauge<i64, AtomicI64>,
+    /// ext_proc streams whose body messages showed Envoy ignoring `mode_override`.
+    pub mode_override_ignored: Counter,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub processor_errors: Family<ProcessorLabels, Counter>,
     pub gen_ai: GenAiMetrics,
@@ -135,6 +137,13 @@ impl Metrics {
             "tollgate_ext_proc_streams_active",
             "ext_proc gRPC streams open now",
             ext_proc_streams_active.clone(),
+        );
+        let mode_override_ignored = Counter::default();
+        registry.register(
+            "tollgate_ext_proc_mode_override_ignored",
+            "ext_proc streams on which Envoy ignored tollgate's mode_override (its filter has \
+             allow_mode_override: false); tollgate then handles the bodies in Envoy's static mode",
+            mode_override_ignored.clone(),
         );
         let config_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -190,6 +199,7 @@ impl Metrics {
             request_duration,
             ext_proc_streams,
             ext_proc_streams_active,
+            mode_override_ignored,
             config_reloads,
             processor_errors,
         }

@@ -246,7 +246,9 @@ impl ExtProcStream {
         let name = dir.pick("request_body", "response_body");
         let side = dir.pick(&mut self.request, &mut self.response);
         side.advance(Stage::Body, name)?;
+        let before = self.overrides;
         let mode = side.classify(msg.body.len(), msg.end_of_stream, &mut self.overrides);
+        self.count_ignored(before);
         let truncated = mode == BodySendMode::BufferedPartial && !msg.end_of_stream;
         // A BUFFERED message is the whole body even when trailers follow (Envoy then
         // sends it without end_of_stream).
@@ -384,6 +386,14 @@ impl ExtProcStream {
         Some(resp)
     }
 
+    /// Counts the stream once when its messages have just shown Envoy ignoring
+    /// `mode_override`.
+    fn count_ignored(&self, before: Overrides) {
+        if before != Overrides::Ignored && self.overrides == Overrides::Ignored {
+            self.pipeline.metrics.mode_override_ignored.inc();
+        }
+    }
+
     fn side(&mut self, dir: Direction) -> &mut SideState {
         dir.pick(&mut self.request, &mut self.response)
     }
@@ -392,11 +402,13 @@ impl ExtProcStream {
     /// (`allow_mode_override: false` over a static NONE body mode): the processors that
     /// needed it never saw it, and their failure modes decide.
     fn request_body_unseen(&mut self) -> Verdict {
+        let before = self.overrides;
         if self.request.stage != Stage::Headers
             || !self.request.body_never_came(&mut self.overrides)
         {
             return Verdict::Continue(());
         }
+        self.count_ignored(before);
         tracing::warn!(
             "Envoy sent no request body although tollgate asked for it with mode_override: \
              set allow_mode_override: true on Envoy's ext_proc filter, or extProc.modeOverride: false"

@@ -53,6 +53,11 @@ async fn streamed_chunks_after_an_ignored_override_are_buffered_by_tollgate() {
         [r#"request_body({"a":1},eos,whole)"#],
         "seen once, whole"
     );
+    let metrics = s.pipeline.metrics.encode();
+    assert!(
+        metrics.contains("tollgate_ext_proc_mode_override_ignored_total 1\n"),
+        "counted once per stream: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -172,6 +177,11 @@ async fn a_request_body_that_never_came_fails_a_fail_closed_processor() {
     let body: serde_json::Value = serde_json::from_slice(&i.body).unwrap();
     assert_eq!(body["error"]["type"], "server_error");
     assert_eq!(completions(&j), ["complete:local_reply"]);
+    let metrics = s.pipeline.metrics.encode();
+    assert!(
+        metrics.contains("tollgate_ext_proc_mode_override_ignored_total 1\n"),
+        "a body that never came counts too: {metrics}"
+    );
 }
 
 #[tokio::test]
@@ -206,5 +216,10 @@ async fn an_honoured_override_is_trusted_for_the_response() {
     assert_eq!(
         entries(&j).last().unwrap(),
         "response_body(whole,eos,whole)"
+    );
+    let metrics = s.pipeline.metrics.encode();
+    assert!(
+        metrics.contains("tollgate_ext_proc_mode_override_ignored_total 0\n"),
+        "an honoured override is not counted: {metrics}"
     );
 }
