@@ -8,7 +8,12 @@
 //! timeout, and it never covers the bytes the auto-detecting server reads before it
 //! knows the protocol. Here the socket reports the first byte read while no request is
 //! in flight, and each request reports its start and the end of its response body.
-//! Per request this costs a few atomic operations and one timer reset.
+//!
+//! A report wakes the watchdog only when it moves the deadline earlier than the one the
+//! watchdog sleeps until (`armed`); otherwise the watchdog finds the new deadline when
+//! its timer fires. On a busy kept-alive connection the header deadline of one request
+//! stays armed through the next ones, so a request costs a few atomic operations and no
+//! wake-up, no timer and no extra poll of the connection.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -77,8 +82,18 @@ pub struct ConnWatch {
     served: AtomicBool,
     /// HTTP/2: bytes between requests are control frames, not a request's headers.
     multiplexed: AtomicBool,
+    /// The deadline the watchdog sleeps until (ms since `start`); `WAITING`: it waits
+    /// for a report with no timer (a request in flight, or it is recomputing);
+    /// `UNKNOWN`: it has not run yet.
+    armed: AtomicU64,
+    /// `headerReadTimeout` and `idleTimeout` in ms, once the watchdog has run.
+    header_ms: AtomicU64,
+    idle_ms: AtomicU64,
     changed: Notify,
 }
+
+const UNKNOWN: u64 = 0;
+const WAITING: u64 = u64::MAX;
 
 impl ConnWatch {
     pub fn new() -> Arc<Self> {
@@ -89,6 +104,9 @@ impl ConnWatch {
             pending: AtomicU64::new(0),
             served: AtomicBool::new(false),
             multiplexed: AtomicBool::new(false),
+            armed: AtomicU64::new(UNKNOWN),
+            header_ms: AtomicU64::new(0),
+            idle_ms: AtomicU64::new(0),
             changed: Notify::new(),
         })
     }
@@ -98,6 +116,7 @@ impl ConnWatch {
     }
 
     /// A request's headers arrived; the guard ends it (drop it with the response body).
+    /// No deadline while it is in flight: nothing to wake the watchdog for.
     pub fn begin(self: &Arc<Self>, http2: bool) -> RequestGuard {
         self.served.store(true, Ordering::Relaxed);
         if http2 {
@@ -105,21 +124,34 @@ impl ConnWatch {
         }
         self.active.fetch_add(1, Ordering::SeqCst);
         self.pending.store(0, Ordering::SeqCst);
-        self.changed.notify_one();
         RequestGuard(self.clone())
     }
 
     fn end(&self) {
         if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle_since.store(self.now_ms(), Ordering::SeqCst);
-            self.changed.notify_one();
+            let now = self.now_ms();
+            self.idle_since.store(now, Ordering::SeqCst);
+            self.wake_if_before(now.saturating_add(self.idle_ms.load(Ordering::SeqCst)));
         }
     }
 
     /// The socket read some bytes.
     fn read_some(&self) {
         if self.active.load(Ordering::Relaxed) == 0 && self.pending.load(Ordering::Relaxed) == 0 {
-            self.pending.store(self.now_ms() + 1, Ordering::SeqCst);
+            let now = self.now_ms();
+            self.pending.store(now + 1, Ordering::SeqCst);
+            if !self.multiplexed.load(Ordering::Relaxed) {
+                self.wake_if_before(now.saturating_add(self.header_ms.load(Ordering::SeqCst)));
+            }
+        }
+    }
+
+    /// Wakes the watchdog when a report (made before this call) set a deadline `at`
+    /// earlier than the one it sleeps until. The watchdog marks itself `WAITING` before
+    /// it reads the reports, so a report it may have missed always wakes it.
+    fn wake_if_before(&self, at: u64) {
+        let armed = self.armed.load(Ordering::SeqCst);
+        if armed == UNKNOWN || at < armed {
             self.changed.notify_one();
         }
     }
@@ -144,7 +176,12 @@ impl ConnWatch {
 
     /// Resolves when the connection has expired.
     pub async fn expired(&self, t: &Timeouts) -> Expiry {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
+        self.header_ms.store(ms(t.header_read), Ordering::SeqCst);
+        self.idle_ms.store(ms(t.idle), Ordering::SeqCst);
         loop {
+            // Marked before the reports are read (see `wake_if_before`).
+            self.armed.store(WAITING, Ordering::SeqCst);
             match self.deadline(t) {
                 None => self.changed.notified().await,
                 Some((at, why)) => {
@@ -152,6 +189,7 @@ impl ConnWatch {
                     if now >= at {
                         return why;
                     }
+                    self.armed.store(at, Ordering::SeqCst);
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
                         _ = self.changed.notified() => {}
@@ -299,5 +337,50 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(w.expired(&T).await, Expiry::FirstByte);
         assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_that_brings_the_deadline_forward_wakes_the_watchdog() {
+        let w = ConnWatch::new();
+        drop(w.begin(false)); // idle from 0: expires at 5 s
+        let started = tokio::time::Instant::now();
+        let watchdog = {
+            let w = w.clone();
+            tokio::spawn(async move { w.expired(&T).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        w.read_some(); // headers begin at 1 s: expire at 3 s, before the idle deadline
+        assert_eq!(watchdog.await.unwrap(), Expiry::HeaderRead);
+        let at = started.elapsed();
+        assert!(
+            (Duration::from_secs(3)..Duration::from_millis(3100)).contains(&at),
+            "{at:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_outlives_the_armed_timer_and_its_end_arms_idle() {
+        let w = ConnWatch::new();
+        let started = tokio::time::Instant::now();
+        let watchdog = {
+            let w = w.clone();
+            tokio::spawn(async move { w.expired(&T).await })
+        };
+        tokio::task::yield_now().await;
+        w.read_some(); // header deadline at 2 s
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let guard = w.begin(false); // no wake: the 2 s timer fires and finds a request
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !watchdog.is_finished(),
+            "no expiry while the request is in flight"
+        );
+        drop(guard); // at 4 s: idle until 9 s
+        assert_eq!(watchdog.await.unwrap(), Expiry::Idle);
+        let at = started.elapsed();
+        assert!(
+            (Duration::from_secs(9)..Duration::from_millis(9100)).contains(&at),
+            "{at:?}"
+        );
     }
 }
