@@ -70,11 +70,11 @@ def start(cmd, log):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
-NGINX = """
+NGINX_HEAD = """
 daemon off;
 worker_processes 1;
-error_log {tmp}/nginx-error.log error;
-pid {tmp}/nginx.pid;
+error_log {tmp}/{name}-error.log error;
+pid {tmp}/{name}.pid;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
@@ -84,6 +84,9 @@ http {{
   uwsgi_temp_path {tmp}/nginx-uwsgi;
   scgi_temp_path {tmp}/nginx-scgi;
   keepalive_requests 1000000;
+"""
+
+NGINX = """
   server {{
     listen 127.0.0.1:{port};
     location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
@@ -99,19 +102,6 @@ http {{
 """
 
 NGINX_PROXY = """
-daemon off;
-worker_processes 1;
-error_log {tmp}/nginx-proxy-error.log error;
-pid {tmp}/nginx-proxy.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/nginx-body;
-  proxy_temp_path {tmp}/nginx-proxy;
-  fastcgi_temp_path {tmp}/nginx-fastcgi;
-  uwsgi_temp_path {tmp}/nginx-uwsgi;
-  scgi_temp_path {tmp}/nginx-scgi;
-  keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{upstream}; keepalive 64; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port};
@@ -315,11 +305,12 @@ def main():
     os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
     ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard", "nginx_proxy", "solo_proxy", "solo_admin")}
     with open(f"{tmp}/nginx.conf", "w") as f:
-        f.write(NGINX.format(tmp=tmp, port=ports["upstream"]))
+        f.write(NGINX_HEAD.format(tmp=tmp, name="nginx") + NGINX.format(tmp=tmp, port=ports["upstream"]))
     with open(f"{tmp}/tollgate.yaml", "w") as f:
         f.write(TOLLGATE.format(**ports))
     with open(f"{tmp}/nginx-proxy.conf", "w") as f:
-        f.write(NGINX_PROXY.format(tmp=tmp, port=ports["nginx_proxy"], upstream=ports["upstream"]))
+        f.write(NGINX_HEAD.format(tmp=tmp, name="nginx-proxy")
+                + NGINX_PROXY.format(port=ports["nginx_proxy"], upstream=ports["upstream"]))
     with open(f"{tmp}/tollgate-proxy.yaml", "w") as f:
         f.write(TOLLGATE_PROXY.format(admin=ports["solo_admin"], proxy=ports["solo_proxy"],
                                       upstream=ports["upstream"]))

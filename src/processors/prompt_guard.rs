@@ -58,7 +58,7 @@ use crate::pipeline::{
 
 use request::Decision;
 use rules::{CompiledSide, SideKind};
-use stream::StreamGuard;
+use stream::{StreamGuard, StreamOut};
 
 /// Factory of the `promptGuard` policy of one route.
 pub struct PromptGuardFactory {
@@ -509,6 +509,13 @@ impl Processor for PromptGuard {
             ResponseMode::Stream(guard) => {
                 let out = guard.push(side, data, eos, &mut tally);
                 self.report(cx, side, &tally, started);
+                if out == StreamOut::Unchanged {
+                    // What was pushed goes on: the decoded body, when it was encoded.
+                    if let Some(decoded) = decoded {
+                        body.replace(decoded.into());
+                    }
+                    return Ok(Flow::Continue);
+                }
                 Ok(self.stream_out(cx, side, body, out))
             }
         }

@@ -69,6 +69,8 @@ struct TextStream {
 /// What one chunk became.
 #[derive(Debug, PartialEq)]
 pub enum StreamOut {
+    /// Emit the chunk as it was pushed.
+    Unchanged,
     /// Emit these bytes.
     Emit(Vec<u8>),
     /// A reject rule fired: emit these bytes (what was released before, then an error
@@ -108,7 +110,7 @@ impl StreamGuard {
         tally: &mut Tally,
     ) -> StreamOut {
         if self.passthrough {
-            return StreamOut::Emit(chunk.to_vec());
+            return StreamOut::Unchanged;
         }
         if self.ended {
             return StreamOut::Emit(Vec::new());
@@ -145,7 +147,7 @@ impl StreamGuard {
             && self.text_held() == 0
             && !out.masks_whole_texts();
         if unchanged {
-            return StreamOut::Emit(chunk.to_vec());
+            return StreamOut::Unchanged;
         }
         StreamOut::Emit(out.render(side.enforce.as_ref()))
     }

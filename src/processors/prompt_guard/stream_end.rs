@@ -23,6 +23,8 @@ impl PromptGuard {
         out: StreamOut,
     ) -> Flow {
         match out {
+            // The caller has put the decoded bytes in place of an encoded body.
+            StreamOut::Unchanged => Flow::Continue,
             StreamOut::Emit(bytes) => {
                 if bytes != body.data().as_ref() {
                     body.replace(bytes.into());
