@@ -7,6 +7,7 @@ mod connections;
 mod gen_ai;
 mod inference;
 mod labels;
+mod route;
 
 pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
 pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
@@ -16,6 +17,7 @@ pub use inference::{
     PoolStats, PoolStatsSource, ServedLabels, StatusLabels,
 };
 pub use labels::{truncate, BoundedLabel, LabelBounds, OTHER};
+pub use route::RouteTallies;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;

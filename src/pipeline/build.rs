@@ -226,6 +226,7 @@ fn compile_route(
         factories: factories.unwrap_or_default(),
         backend: route.backends.first().cloned(),
         timeout: policies.timeout.map(|d| d.get()),
+        tallies: Default::default(),
     })
 }
 

@@ -196,21 +196,40 @@ impl LlmFacts {
 }
 
 /// A fresh request id: 32 hex digits, unique per process and unpredictable across runs.
+///
+/// The high half counts (unique within the process); the low half comes from a
+/// per-thread wyrand generator seeded from the OS-randomised std hasher, so ids differ
+/// between runs and threads. An id is a correlation key, not a secret.
 pub fn new_request_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
+    use std::cell::Cell;
+    use std::hash::BuildHasher;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     thread_local! {
-        static SEED: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().hash_one(COUNTER.load(Ordering::Relaxed)),
+        );
     }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let (a, b) = SEED.with(|s| {
-        let mut h1 = s.build_hasher();
-        h1.write_u64(n);
-        let mut h2 = s.build_hasher();
-        h2.write_u64(!n);
-        (h1.finish(), h2.finish())
+    let r = STATE.with(|s| {
+        // wyrand (Wang Yi): one multiply per output, passes BigCrush.
+        let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
+        s.set(x);
+        let t = u128::from(x) * u128::from(x ^ 0xe703_7ed1_a0b4_28db);
+        (t >> 64) as u64 ^ t as u64
     });
-    format!("{a:016x}{b:016x}")
+    // The counter is mixed with the random half so ids do not show the request count.
+    let mut hex = [0u8; 32];
+    write_hex(&mut hex[..16], n ^ r.rotate_left(32));
+    write_hex(&mut hex[16..], r);
+    String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
+}
+
+/// Writes `v` as 16 lowercase hex digits.
+fn write_hex(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +242,15 @@ mod tests {
         let b = new_request_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        let many: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(many.len(), 10_000);
+        let mut hex = [0u8; 16];
+        write_hex(&mut hex, 0x0123_4567_89ab_cdef);
+        assert_eq!(&hex, b"0123456789abcdef");
     }
 
     #[test]

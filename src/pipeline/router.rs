@@ -22,6 +22,8 @@ pub struct CompiledRoute {
     pub backend: Option<Backend>,
     /// Standalone mode: time allowed for the upstream's response headers.
     pub timeout: Option<std::time::Duration>,
+    /// The route's handles on the request metrics.
+    pub tallies: crate::metrics::RouteTallies,
 }
 
 impl std::fmt::Debug for CompiledRoute {

@@ -65,6 +65,7 @@ pub fn pipeline_with(
         factories,
         backend: None,
         timeout: None,
+        tallies: Default::default(),
     });
     pipeline
         .ext_proc_routes
@@ -113,6 +114,7 @@ pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
         factories,
         backend: None,
         timeout: None,
+        tallies: Default::default(),
     });
     let cx = Ctx::new(Adapter::ExtProc, RequestHead::default(), None);
     Exchange::new(pipeline, cx, Some(route))
@@ -421,6 +423,7 @@ pub fn proxy_pipeline(
         factories,
         backend,
         timeout: None,
+        tallies: Default::default(),
     });
     let mut selector = RouteSelector::default();
     selector.listeners.push(router::CompiledListener {

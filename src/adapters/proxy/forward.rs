@@ -2,6 +2,7 @@
 //! headers dropped (RFC 9110 §7.6.1), `x-request-id` and `x-forwarded-for` set, and the
 //! upstream chosen (the endpoint a picker named, else the route's backend).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -28,14 +29,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Where the request goes: the endpoint a picker chose (the first of
 /// `x-gateway-destination-endpoint`, spoken to as the route's backend would be, minus
 /// TLS, which a pool endpoint address cannot name), else the route's backend.
-pub fn upstream_for(backend: Option<&Backend>, destination: Option<&str>) -> Option<Backend> {
+pub fn upstream_for<'a>(
+    backend: Option<&'a Backend>,
+    destination: Option<&str>,
+) -> Option<Cow<'a, Backend>> {
     match destination.and_then(|d| d.split(',').next()).map(str::trim) {
-        Some(pick) if !pick.is_empty() => Some(Backend {
+        Some(pick) if !pick.is_empty() => Some(Cow::Owned(Backend {
             host: pick.to_string(),
             tls: None,
             http2: backend.is_some_and(|b| b.http2),
-        }),
-        _ => backend.cloned(),
+        })),
+        _ => backend.map(Cow::Borrowed),
     }
 }
 
@@ -65,8 +69,13 @@ pub fn request_head(parts: &http::request::Parts) -> RequestHead {
     }
 }
 
-/// Removes the hop-by-hop headers and those the `connection` header names.
+/// Removes the hop-by-hop headers and those the `connection` header names. The names
+/// present are found in one pass over the map (cheap comparisons of standard names),
+/// so a request without any costs no hashing.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -92,11 +101,28 @@ pub fn set_request_id(headers: &mut HeaderMap, id: &str) {
     }
 }
 
-/// Appends the client's address to `x-forwarded-for`.
-pub fn append_forwarded_for(headers: &mut HeaderMap, remote: SocketAddr) {
-    if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-        headers.append(HeaderName::from_static("x-forwarded-for"), v);
+/// The client's side of a connection, as forwarded: made once per connection.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// The client's address, for `x-forwarded-for`.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Client {
+    pub fn new(remote: SocketAddr) -> Self {
+        Client {
+            forwarded_for: HeaderValue::from_str(&remote.ip().to_string())
+                .expect("an IP address is a valid header value"),
+        }
     }
+}
+
+/// Appends the client's address to `x-forwarded-for`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: &Client) {
+    headers.append(
+        HeaderName::from_static("x-forwarded-for"),
+        client.forwarded_for.clone(),
+    );
 }
 
 #[cfg(test)]
@@ -115,6 +141,16 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+        // Without a hop-by-hop header, the map is left as it is.
+        let mut h = HeaderMap::new();
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert("host", HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        // `keep-alive` alone is found too.
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
@@ -140,7 +176,7 @@ mod tests {
         set_request_id(&mut h, "def");
         assert_eq!(h["x-request-id"], "abc");
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        append_forwarded_for(&mut h, "[::1]:5".parse().unwrap());
+        append_forwarded_for(&mut h, &Client::new("[::1]:5".parse().unwrap()));
         let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["10.0.0.1", "::1"]);
     }

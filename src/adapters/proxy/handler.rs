@@ -5,7 +5,6 @@
 //! an upstream failure) finishes the exchange with that status; a client that went
 //! away finishes it as `client_gone`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,8 @@ use tokio::sync::{oneshot, Mutex};
 use super::body::{self, ProxyBody, SharedExchange, Side, Stopped};
 use super::client_body::ClientBody;
 use super::forward::{
-    append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for, REQUEST_ID,
+    append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for, Client,
+    REQUEST_ID,
 };
 use super::upstream::{UpstreamError, Upstreams};
 use crate::pipeline::{
@@ -67,8 +67,8 @@ impl Handler {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<ProxyBody> {
-        let outbound = match self.request_phase(req, remote).await {
+    pub async fn handle(&self, req: Request<Incoming>, client: &Client) -> Response<ProxyBody> {
+        let outbound = match self.request_phase(req, client).await {
             Ok(o) => o,
             Err(replied) => return replied,
         };
@@ -84,7 +84,7 @@ impl Handler {
     async fn request_phase(
         &self,
         req: Request<Incoming>,
-        remote: SocketAddr,
+        client: &Client,
     ) -> Result<Outbound, Replied> {
         let (mut parts, incoming) = req.into_parts();
         let (mut ex, route) = self.start(&parts, &incoming);
@@ -98,7 +98,7 @@ impl Handler {
         }
         parts.headers = headers.into_map();
         set_request_id(&mut parts.headers, &ex.cx.request_id);
-        append_forwarded_for(&mut parts.headers, remote);
+        append_forwarded_for(&mut parts.headers, client);
         let mode = ex.request_body_mode();
         let ex: SharedExchange = Arc::new(Mutex::new(ex));
         let incoming = ClientBody::new(incoming, self.body_progress, self.stalls.clone());
@@ -152,13 +152,13 @@ impl Handler {
             ex.lock().await.cx.served_endpoint = Some(backend.host.clone());
         }
         let request = Request::from_parts(parts, body);
-        let sent = self.upstreams.send(&backend, request, route.timeout);
+        // Boxed: the call's future is large, and the handler's own stays small to move.
+        let sent = Box::pin(self.upstreams.send(&backend, request, route.timeout));
         let result = match rejected {
             None => sent.await,
             Some(reply) => {
-                tokio::pin!(sent);
                 tokio::select! {
-                    r = &mut sent => r,
+                    r = sent => r,
                     Ok(reply) = reply => return Err(local_shared(&ex, reply).await),
                 }
             }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::forward::Client;
 use super::handler::Handler;
 use super::upstream::Upstreams;
 use super::ProxyBody;
@@ -191,11 +192,12 @@ impl Server {
         let io = Watched::new(stream, watch.clone());
         let handler = self.handler.clone();
         let requests = watch.clone();
+        let client = Arc::new(Client::new(remote));
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let guard = requests.begin(req.version() == http::Version::HTTP_2);
-            let handler = handler.clone();
+            let (handler, client) = (handler.clone(), client.clone());
             async move {
-                let response = handler.handle(req, remote).await;
+                let response = handler.handle(req, &client).await;
                 Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, guard)))
             }
         });

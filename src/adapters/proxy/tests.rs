@@ -68,9 +68,10 @@ fn handler(script: Script, upstream: Option<SocketAddr>) -> (Arc<Handler>, Journ
 fn connect(handler: Arc<Handler>) -> DuplexStream {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let remote: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let peer = Arc::new(super::forward::Client::new(remote));
     let service = hyper::service::service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler.handle(req, remote).await) }
+        let (handler, peer) = (handler.clone(), peer.clone());
+        async move { Ok::<_, std::convert::Infallible>(handler.handle(req, &peer).await) }
     });
     tokio::spawn(
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server), service),

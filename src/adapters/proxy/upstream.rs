@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use super::client_body::ClientBodyError;
@@ -66,6 +67,25 @@ impl UpstreamError {
     }
 }
 
+/// The request's URI at `backend`: its scheme and host, the request's path and query
+/// (shared, not copied).
+fn upstream_uri(backend: &Backend, uri: &Uri) -> Result<Uri, http::Error> {
+    let scheme = if backend.tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Ok(Uri::builder()
+        .scheme(scheme)
+        .authority(Authority::try_from(backend.host.as_str())?)
+        .path_and_query(path)
+        .build()?)
+}
+
 /// The pooled clients, one per distinct TLS / protocol setting.
 pub struct Upstreams {
     config: UpstreamConfig,
@@ -91,25 +111,11 @@ impl Upstreams {
         mut req: Request<ProxyBody>,
         timeout: Option<Duration>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let host = backend.host.clone();
         let client = self.client(backend)?;
-        let scheme = if backend.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        *req.uri_mut() =
-            format!("{scheme}://{host}{path}")
-                .parse()
-                .map_err(|e| UpstreamError::Broken {
-                    host: host.clone(),
-                    reason: format!("bad upstream URI: {e}"),
-                })?;
+        *req.uri_mut() = upstream_uri(backend, req.uri()).map_err(|e| UpstreamError::Broken {
+            host: backend.host.clone(),
+            reason: format!("bad upstream URI: {e}"),
+        })?;
         if backend.http2 {
             *req.version_mut() = http::Version::HTTP_2;
             req.headers_mut().remove(http::header::HOST);
@@ -117,17 +123,21 @@ impl Upstreams {
             *req.version_mut() = http::Version::HTTP_11;
         }
         let after = timeout.unwrap_or(self.config.request_timeout.get());
+        let host = || backend.host.clone();
         match tokio::time::timeout(after, client.request(req)).await {
-            Err(_) => Err(UpstreamError::Timeout { host, after }),
+            Err(_) => Err(UpstreamError::Timeout {
+                host: host(),
+                after,
+            }),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(match ClientBodyError::find(&e) {
                 Some(client) => UpstreamError::ClientBody(client.clone()),
                 None if e.is_connect() => UpstreamError::Connect {
-                    host,
+                    host: host(),
                     reason: error_chain(&e),
                 },
                 None => UpstreamError::Broken {
-                    host,
+                    host: host(),
                     reason: error_chain(&e),
                 },
             }),

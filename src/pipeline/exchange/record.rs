@@ -6,7 +6,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 impl Exchange {
     /// Counts the exchange and writes its access-log line.
     pub(super) fn record(&self, outcome: &Outcome) {
-        let route = self.cx.route.clone().unwrap_or_else(|| "none".to_string());
+        let route = self.cx.route.as_deref().unwrap_or("none");
         let adapter = self.cx.adapter.as_str();
         let elapsed = self.cx.started.elapsed();
         let metrics = &self.pipeline.metrics;
@@ -15,22 +15,29 @@ impl Exchange {
             0 => self.cx.response_status.unwrap_or(0),
             s => s,
         };
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route.clone(),
-                adapter,
-                status,
-                outcome: outcome.label(),
-            })
-            .inc();
-        metrics
-            .request_duration
-            .get_or_create(&RouteLabels {
-                route: route.clone(),
-                adapter,
-            })
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        match &self.route {
+            Some(r) if r.name == route => {
+                r.tallies
+                    .record(metrics, route, adapter, status, outcome.label(), seconds)
+            }
+            _ => {
+                let route = route.to_string();
+                metrics
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        route: route.clone(),
+                        adapter,
+                        status,
+                        outcome: outcome.label(),
+                    })
+                    .inc();
+                metrics
+                    .request_duration
+                    .get_or_create(&RouteLabels { route, adapter })
+                    .observe(seconds);
+            }
+        }
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let (method, path) = (&self.cx.request.method, self.cx.request.path_only());
         let (outcome_label, request_id) = (outcome.label(), &self.cx.request_id);
