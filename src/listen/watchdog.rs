@@ -9,11 +9,12 @@
 //! knows the protocol. Here the socket reports the first byte read while no request is
 //! in flight, and each request reports its start and the end of its response body.
 //!
-//! A report wakes the watchdog only when it moves the deadline earlier than the one the
-//! watchdog sleeps until (`armed`); otherwise the watchdog finds the new deadline when
-//! its timer fires. On a busy kept-alive connection the header deadline of one request
-//! stays armed through the next ones, so a request costs a few atomic operations and no
-//! wake-up, no timer and no extra poll of the connection.
+//! Reports never wake the watchdog: it looks on its own schedule, at the deadline when
+//! one falls within the shortest timeout, else after the shortest timeout. Every
+//! deadline a report can set lies at least the shortest timeout after the report, so it
+//! is never earlier than the time the watchdog sleeps until, and each deadline is still
+//! met to the millisecond. A request costs a few atomic operations and a clock read, no
+//! wake-up and no timer; an idle watchdog wakes once per shortest timeout.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -22,7 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::ConnectionLimits;
@@ -82,18 +82,7 @@ pub struct ConnWatch {
     served: AtomicBool,
     /// HTTP/2: bytes between requests are control frames, not a request's headers.
     multiplexed: AtomicBool,
-    /// The deadline the watchdog sleeps until (ms since `start`); `WAITING`: it waits
-    /// for a report with no timer (a request in flight, or it is recomputing);
-    /// `UNKNOWN`: it has not run yet.
-    armed: AtomicU64,
-    /// `headerReadTimeout` and `idleTimeout` in ms, once the watchdog has run.
-    header_ms: AtomicU64,
-    idle_ms: AtomicU64,
-    changed: Notify,
 }
-
-const UNKNOWN: u64 = 0;
-const WAITING: u64 = u64::MAX;
 
 impl ConnWatch {
     pub fn new() -> Arc<Self> {
@@ -104,10 +93,6 @@ impl ConnWatch {
             pending: AtomicU64::new(0),
             served: AtomicBool::new(false),
             multiplexed: AtomicBool::new(false),
-            armed: AtomicU64::new(UNKNOWN),
-            header_ms: AtomicU64::new(0),
-            idle_ms: AtomicU64::new(0),
-            changed: Notify::new(),
         })
     }
 
@@ -129,30 +114,14 @@ impl ConnWatch {
 
     fn end(&self) {
         if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let now = self.now_ms();
-            self.idle_since.store(now, Ordering::SeqCst);
-            self.wake_if_before(now.saturating_add(self.idle_ms.load(Ordering::SeqCst)));
+            self.idle_since.store(self.now_ms(), Ordering::SeqCst);
         }
     }
 
     /// The socket read some bytes.
     fn read_some(&self) {
         if self.active.load(Ordering::Relaxed) == 0 && self.pending.load(Ordering::Relaxed) == 0 {
-            let now = self.now_ms();
-            self.pending.store(now + 1, Ordering::SeqCst);
-            if !self.multiplexed.load(Ordering::Relaxed) {
-                self.wake_if_before(now.saturating_add(self.header_ms.load(Ordering::SeqCst)));
-            }
-        }
-    }
-
-    /// Wakes the watchdog when a report (made before this call) set a deadline `at`
-    /// earlier than the one it sleeps until. The watchdog marks itself `WAITING` before
-    /// it reads the reports, so a report it may have missed always wakes it.
-    fn wake_if_before(&self, at: u64) {
-        let armed = self.armed.load(Ordering::SeqCst);
-        if armed == UNKNOWN || at < armed {
-            self.changed.notify_one();
+            self.pending.store(self.now_ms() + 1, Ordering::SeqCst);
         }
     }
 
@@ -177,25 +146,16 @@ impl ConnWatch {
     /// Resolves when the connection has expired.
     pub async fn expired(&self, t: &Timeouts) -> Expiry {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
-        self.header_ms.store(ms(t.header_read), Ordering::SeqCst);
-        self.idle_ms.store(ms(t.idle), Ordering::SeqCst);
+        // The schedule of the module doc: no report sets a deadline sooner than this.
+        let every = ms(t.first_byte.min(t.header_read).min(t.idle)).max(1);
         loop {
-            // Marked before the reports are read (see `wake_if_before`).
-            self.armed.store(WAITING, Ordering::SeqCst);
-            match self.deadline(t) {
-                None => self.changed.notified().await,
-                Some((at, why)) => {
-                    let now = self.now_ms();
-                    if now >= at {
-                        return why;
-                    }
-                    self.armed.store(at, Ordering::SeqCst);
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(at - now)) => {}
-                        _ = self.changed.notified() => {}
-                    }
-                }
-            }
+            let now = self.now_ms();
+            let next = match self.deadline(t) {
+                Some((at, why)) if now >= at => return why,
+                Some((at, _)) => at.min(now + every),
+                None => now + every,
+            };
+            tokio::time::sleep_until(self.start + Duration::from_millis(next)).await;
         }
     }
 }
@@ -340,7 +300,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_report_that_brings_the_deadline_forward_wakes_the_watchdog() {
+    async fn a_header_deadline_set_while_the_watchdog_sleeps_is_met() {
         let w = ConnWatch::new();
         drop(w.begin(false)); // idle from 0: expires at 5 s
         let started = tokio::time::Instant::now();
@@ -358,8 +318,41 @@ mod tests {
         );
     }
 
+    /// Reports do not wake the watchdog: it wakes once per shortest timeout (1 s here),
+    /// whatever the traffic.
     #[tokio::test(start_paused = true)]
-    async fn a_request_in_flight_outlives_the_armed_timer_and_its_end_arms_idle() {
+    async fn requests_do_not_wake_the_watchdog() {
+        let w = ConnWatch::new();
+        let polls = Arc::new(AtomicU32::new(0));
+        let watchdog = {
+            let (w, polls) = (w.clone(), polls.clone());
+            tokio::spawn(async move {
+                use std::future::Future;
+                let mut expired = std::pin::pin!(w.expired(&T));
+                std::future::poll_fn(|cx| {
+                    polls.fetch_add(1, Ordering::SeqCst);
+                    expired.as_mut().poll(cx)
+                })
+                .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let before = polls.load(Ordering::SeqCst);
+        for _ in 0..1000 {
+            w.read_some();
+            drop(w.begin(false));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(polls.load(Ordering::SeqCst), before);
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let woke = polls.load(Ordering::SeqCst) - before;
+        assert!((3..=4).contains(&woke), "{woke} wake-ups in 3.5 s");
+        assert!(!watchdog.is_finished(), "idle since 0 s: expires at 5 s");
+        assert_eq!(watchdog.await.unwrap(), Expiry::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_never_expired_and_its_end_starts_idle() {
         let w = ConnWatch::new();
         let started = tokio::time::Instant::now();
         let watchdog = {
@@ -369,7 +362,7 @@ mod tests {
         tokio::task::yield_now().await;
         w.read_some(); // header deadline at 2 s
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let guard = w.begin(false); // no wake: the 2 s timer fires and finds a request
+        let guard = w.begin(false); // the watchdog finds it when it next looks
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(
             !watchdog.is_finished(),

@@ -87,8 +87,9 @@ pub struct Ctx {
     /// Verified JWT claims, when the transport supplies them (Envoy's `jwt_authn`
     /// metadata, forwarded to ext_proc). Never decoded from an unverified token.
     pub jwt: Option<serde_json::Value>,
-    /// What the LLM processors learned (set by `tokenAccounting`).
-    pub llm: Option<LlmFacts>,
+    /// What the LLM processors learned (set by `tokenAccounting`). Boxed: most
+    /// exchanges have none, and the context is moved a few times per request.
+    pub llm: Option<Box<LlmFacts>>,
     /// The endpoint subset the gateway allows (Envoy's `envoy.lb.subset_hint` metadata:
     /// `x-gateway-destination-endpoint-subset`), `ip:port` each; `None` when not given.
     pub endpoint_subset: Option<Vec<String>>,

@@ -267,7 +267,7 @@ impl PromptGuard {
             )))
         })?;
         let request = Arc::new(request);
-        cx.llm = Some(LlmFacts::new(self.api, request.clone()));
+        cx.llm = Some(Box::new(LlmFacts::new(self.api, request.clone())));
         Ok(request)
     }
 

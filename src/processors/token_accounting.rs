@@ -166,7 +166,7 @@ impl Processor for TokenAccounting {
                 Err(e) => tracing::warn!(error = %e, "could not ask the upstream for usage"),
             }
         }
-        cx.llm = Some(LlmFacts::new(self.api, Arc::new(request)));
+        cx.llm = Some(Box::new(LlmFacts::new(self.api, Arc::new(request))));
         Ok(Flow::Continue)
     }
 

@@ -69,11 +69,17 @@ pub fn request_head(parts: &http::request::Parts) -> RequestHead {
     }
 }
 
-/// Removes the hop-by-hop headers and those the `connection` header names. The names
-/// present are found in one pass over the map (cheap comparisons of standard names),
-/// so a request without any costs no hashing.
+/// Removes the hop-by-hop headers and those the `connection` header names. One pass
+/// over the map finds which are there (comparing standard names is cheap), so a message
+/// without any costs no hashing, and `connection: keep-alive` costs one removal.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -81,14 +87,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `close` names no header; the hop-by-hop ones go below when present.
+        .filter(|n| !n.eq_ignore_ascii_case("close") && !is_hop_by_hop(n))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Sets `x-request-id` to the exchange's id unless the request (or a processor) has one.
@@ -151,6 +168,17 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
+        // A hop-by-hop name that `connection` lists goes whether listed or not, and
+        // `close` names nothing.
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, Upgrade, X-Other"),
+        );
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("x-kept") && h.contains_key("host"));
     }
 
     #[test]

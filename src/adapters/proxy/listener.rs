@@ -196,10 +196,11 @@ impl Server {
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let guard = requests.begin(req.version() == http::Version::HTTP_2);
             let (handler, client) = (handler.clone(), client.clone());
-            async move {
+            // Boxed: hyper moves the service future, and the handler's is large.
+            Box::pin(async move {
                 let response = handler.handle(req, &client).await;
                 Ok::<_, std::convert::Infallible>(response.map(|b| Tracked::new(b, guard)))
-            }
+            })
         });
         let (t, name, m) = (&self.timeouts, self.name.as_str(), &*self.metrics);
         let Some(acceptor) = &self.tls else {
