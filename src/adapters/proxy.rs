@@ -10,6 +10,7 @@
 mod body;
 mod client_body;
 mod forward;
+mod h1_pool;
 mod handler;
 mod listener;
 #[cfg(test)]

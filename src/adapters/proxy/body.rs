@@ -10,11 +10,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::client_body::ClientBodyError;
+use super::h1_pool::UpstreamBody;
 use crate::pipeline::{Exchange, Headers, LocalReply, Outcome, Verdict};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,7 +73,7 @@ impl Stopped {
 }
 
 /// The upstream's response body, untouched; the exchange finishes when it ends.
-pub fn completing(body: Incoming, exchange: SharedExchange, status: u16) -> ProxyBody {
+pub fn completing(body: UpstreamBody, exchange: SharedExchange, status: u16) -> ProxyBody {
     Completing {
         inner: body,
         exchange: Some(exchange),
@@ -94,7 +94,7 @@ pub fn finish(exchange: &SharedExchange, outcome: Outcome) {
 }
 
 struct Completing {
-    inner: Incoming,
+    inner: UpstreamBody,
     exchange: Option<SharedExchange>,
     status: u16,
 }

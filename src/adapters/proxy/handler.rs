@@ -20,6 +20,7 @@ use super::forward::{
     append_forwarded_for, request_head, set_request_id, strip_hop_by_hop, upstream_for, Client,
     REQUEST_ID,
 };
+use super::h1_pool::UpstreamBody;
 use super::upstream::{UpstreamError, Upstreams};
 use crate::pipeline::{
     Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
@@ -134,7 +135,7 @@ impl Handler {
 
     /// Upstream choice and call: the picked endpoint or the route's backend, the
     /// response headers within the route's timeout (or a processor's mid-body reply).
-    async fn upstream_phase(&self, out: Outbound) -> Result<Response<Incoming>, Replied> {
+    async fn upstream_phase(&self, out: Outbound) -> Result<Response<UpstreamBody>, Replied> {
         let Outbound {
             ex,
             route,
@@ -199,7 +200,10 @@ async fn request_body(
 
 /// Response phase: the response-header processors, then the response body as they
 /// asked for it. The exchange finishes when the body ends.
-async fn response_phase(ex: SharedExchange, response: Response<Incoming>) -> Response<ProxyBody> {
+async fn response_phase(
+    ex: SharedExchange,
+    response: Response<UpstreamBody>,
+) -> Response<ProxyBody> {
     let (mut parts, rbody) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let status = parts.status.as_u16();

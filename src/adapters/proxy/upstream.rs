@@ -1,6 +1,7 @@
-//! Upstream connections: one pooled client (built by [`crate::outbound`]) per distinct
-//! TLS / protocol setting, shared across config reloads, and the mapping of upstream
-//! failures to 502 / 503 / 504.
+//! Upstream connections, shared across config reloads: plain HTTP/1.1 upstreams through
+//! the proxy's own pool ([`H1Pool`]), the others through one pooled client (built by
+//! [`crate::outbound`]) per distinct TLS / protocol setting; and the mapping of
+//! upstream failures to 502 / 503 / 504.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -8,9 +9,9 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 
 use super::client_body::ClientBodyError;
+use super::h1_pool::{H1Pool, PoolError, UpstreamBody};
 use super::ProxyBody;
 use crate::config::{Backend, UpstreamConfig};
 use crate::outbound::{self, error_chain, ClientOptions, OutboundError, Protocol, TlsOptions};
@@ -86,20 +87,58 @@ fn upstream_uri(backend: &Backend, uri: &Uri) -> Result<Uri, http::Error> {
         .build()?)
 }
 
-/// The pooled clients, one per distinct TLS / protocol setting.
+/// A request for the HTTP/1.1 pool: origin-form URI, HTTP/1.1, a `host` header (the
+/// client's, else the backend's).
+fn origin_form(backend: &Backend, mut req: Request<ProxyBody>) -> Request<ProxyBody> {
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Ok(host) = http::HeaderValue::from_str(&backend.host) {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    req
+}
+
+/// A failure after the request went to the upstream: the client's body's fault when
+/// its error is in the chain, else the upstream's.
+fn sent_error(e: &(dyn std::error::Error + 'static), host: impl Fn() -> String) -> UpstreamError {
+    match ClientBodyError::find(e) {
+        Some(client) => UpstreamError::ClientBody(client.clone()),
+        None => UpstreamError::Broken {
+            host: host(),
+            reason: error_chain(e),
+        },
+    }
+}
+
+/// The pooled clients: plain HTTP/1.1, plain HTTP/2, one per TLS setting.
 pub struct Upstreams {
     config: UpstreamConfig,
+    h1: H1Pool,
+    /// The client of HTTP/2 backends without TLS settings.
+    plain_h2: OnceLock<HttpClient>,
     clients: Mutex<HashMap<ClientOptions, HttpClient>>,
-    /// The clients of backends without TLS settings: HTTP/1.1, HTTP/2.
-    plain: [OnceLock<HttpClient>; 2],
 }
 
 impl Upstreams {
     pub fn new(config: &UpstreamConfig) -> Self {
         Upstreams {
             config: config.clone(),
+            h1: H1Pool::new(
+                config.connect_timeout.get(),
+                config.idle_timeout.get(),
+                config.max_idle_per_host,
+            ),
+            plain_h2: OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
-            plain: [OnceLock::new(), OnceLock::new()],
         }
     }
 
@@ -108,9 +147,36 @@ impl Upstreams {
     pub async fn send(
         &self,
         backend: &Backend,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
         timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let after = timeout.unwrap_or(self.config.request_timeout.get());
+        let host = || backend.host.clone();
+        if backend.tls.is_none() && !backend.http2 {
+            let req = origin_form(backend, req);
+            return match tokio::time::timeout(after, self.h1.send(&backend.host, req)).await {
+                Err(_) => Err(UpstreamError::Timeout {
+                    host: host(),
+                    after,
+                }),
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(PoolError::Send(e))) => Err(sent_error(&e, host)),
+                Ok(Err(e)) => Err(UpstreamError::Connect {
+                    host: host(),
+                    reason: error_chain(&e),
+                }),
+            };
+        }
+        self.send_pooled(backend, req, after).await
+    }
+
+    /// Sends through hyper-util's pooled client (TLS or HTTP/2 upstreams).
+    async fn send_pooled(
+        &self,
+        backend: &Backend,
+        mut req: Request<ProxyBody>,
+        after: Duration,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let client = self.client(backend)?;
         *req.uri_mut() = upstream_uri(backend, req.uri()).map_err(|e| UpstreamError::Broken {
             host: backend.host.clone(),
@@ -122,25 +188,20 @@ impl Upstreams {
         } else {
             *req.version_mut() = http::Version::HTTP_11;
         }
-        let after = timeout.unwrap_or(self.config.request_timeout.get());
         let host = || backend.host.clone();
         match tokio::time::timeout(after, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout {
                 host: host(),
                 after,
             }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(match ClientBodyError::find(&e) {
-                Some(client) => UpstreamError::ClientBody(client.clone()),
-                None if e.is_connect() => UpstreamError::Connect {
+            Ok(Ok(resp)) => Ok(resp.map(UpstreamBody::from)),
+            Ok(Err(e)) if e.is_connect() && ClientBodyError::find(&e).is_none() => {
+                Err(UpstreamError::Connect {
                     host: host(),
                     reason: error_chain(&e),
-                },
-                None => UpstreamError::Broken {
-                    host: host(),
-                    reason: error_chain(&e),
-                },
-            }),
+                })
+            }
+            Ok(Err(e)) => Err(sent_error(&e, host)),
         }
     }
 
@@ -148,12 +209,11 @@ impl Upstreams {
         // Backends without TLS settings share one client per protocol, found without
         // building and hashing options on every request.
         if backend.tls.is_none() {
-            let plain = &self.plain[usize::from(backend.http2)];
-            if let Some(c) = plain.get() {
+            if let Some(c) = self.plain_h2.get() {
                 return Ok(c.clone());
             }
             let client = self.build(backend)?;
-            return Ok(plain.get_or_init(|| client).clone());
+            return Ok(self.plain_h2.get_or_init(|| client).clone());
         }
         self.build(backend)
     }
