@@ -80,11 +80,11 @@ fn upstream_uri(backend: &Backend, uri: &Uri) -> Result<Uri, http::Error> {
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Ok(Uri::builder()
+    Uri::builder()
         .scheme(scheme)
         .authority(Authority::try_from(backend.host.as_str())?)
         .path_and_query(path)
-        .build()?)
+        .build()
 }
 
 /// A request for the HTTP/1.1 pool: origin-form URI, HTTP/1.1, a `host` header (the
