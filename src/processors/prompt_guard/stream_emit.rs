@@ -8,6 +8,7 @@ use crate::llm::SseEvent;
 
 use super::json::{rewrite_str_values, Seg};
 use super::rules::Matcher;
+use super::stream_events::Path;
 
 /// The pieces of one chunk's output, in order.
 #[derive(Default)]
@@ -27,7 +28,7 @@ enum Piece {
 /// released, and — when `whole` — whose other `text` strings are masked whole.
 struct Rewrite {
     event: SseEvent,
-    slots: Vec<(Vec<Seg<'static>>, String)>,
+    slots: Vec<(Path, String)>,
     whole: bool,
 }
 
@@ -43,12 +44,7 @@ impl Emitted {
     }
 
     /// `event` with the string at each slot path replaced by its text.
-    pub fn rewrite(
-        &mut self,
-        event: SseEvent,
-        slots: Vec<(Vec<Seg<'static>>, String)>,
-        whole: bool,
-    ) {
+    pub fn rewrite(&mut self, event: SseEvent, slots: Vec<(Path, String)>, whole: bool) {
         self.whole |= whole;
         self.pieces.push(Piece::Rewrite(Rewrite {
             event,
@@ -80,7 +76,7 @@ impl Rewrite {
     fn render(mut self, enforce: Option<&Matcher>, out: &mut Vec<u8>) {
         let whole = self.whole;
         let rewritten = rewrite_str_values(&self.event.data, |path, token| {
-            if let Some(slot) = self.slots.iter_mut().find(|(p, _)| p == path) {
+            if let Some(slot) = self.slots.iter_mut().find(|(p, _)| **p == *path) {
                 return Some(std::mem::take(&mut slot.1));
             }
             let m = enforce.filter(|_| whole && path.last().and_then(Seg::key) == Some("text"))?;

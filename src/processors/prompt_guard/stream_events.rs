@@ -20,10 +20,14 @@ use super::json::Seg;
 /// content index).
 pub(super) type Key = (u64, u64);
 
+/// Where a text string sits in an event: a static path for the common shapes, so
+/// reading an event allocates none.
+pub(super) type Path = Cow<'static, [Seg<'static>]>;
+
 /// Where one event carries text of one stream.
 pub(super) struct Slot<'a> {
     pub key: Key,
-    pub path: Vec<Seg<'static>>,
+    pub path: Path,
     /// The text, borrowed from the event's data unless it had escapes.
     pub text: Cow<'a, str>,
 }
@@ -53,6 +57,17 @@ pub(super) fn parse(api: Api, data: &str) -> Option<Parsed<'_>> {
 fn key(s: &'static str) -> Seg<'static> {
     Seg::Key(Cow::Borrowed(s))
 }
+
+const fn seg(s: &'static str) -> Seg<'static> {
+    Seg::Key(Cow::Borrowed(s))
+}
+
+/// The paths of the common shapes.
+const CHAT_FIRST: &[Seg<'static>] = &[seg("choices"), Seg::Index(0), seg("delta"), seg("content")];
+const COMPLETION_FIRST: &[Seg<'static>] = &[seg("choices"), Seg::Index(0), seg("text")];
+const DELTA: &[Seg<'static>] = &[seg("delta")];
+const DELTA_TEXT: &[Seg<'static>] = &[seg("delta"), seg("text")];
+const BLOCK_TEXT: &[Seg<'static>] = &[seg("content_block"), seg("text")];
 
 #[derive(Deserialize)]
 struct ChatEvent<'a> {
@@ -118,18 +133,22 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed<'_>> {
             for (pos, choice) in event.choices.unwrap_or_default().into_iter().enumerate() {
                 let index = choice.index.unwrap_or(pos as u64);
                 let (text, path) = if api == Api::ChatCompletions {
-                    let path = vec![
-                        key("choices"),
-                        Seg::Index(pos),
-                        key("delta"),
-                        key("content"),
-                    ];
+                    let path = match pos {
+                        0 => Cow::Borrowed(CHAT_FIRST),
+                        _ => Cow::Owned(vec![
+                            key("choices"),
+                            Seg::Index(pos),
+                            key("delta"),
+                            key("content"),
+                        ]),
+                    };
                     (choice.delta.and_then(|d| d.content), path)
                 } else {
-                    (
-                        choice.text,
-                        vec![key("choices"), Seg::Index(pos), key("text")],
-                    )
+                    let path = match pos {
+                        0 => Cow::Borrowed(COMPLETION_FIRST),
+                        _ => Cow::Owned(vec![key("choices"), Seg::Index(pos), key("text")]),
+                    };
+                    (choice.text, path)
                 };
                 if let Some(text) = text {
                     p.slots.push(Slot {
@@ -155,7 +174,7 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed<'_>> {
                     if let Some(text) = event.delta {
                         p.slots.push(Slot {
                             key: k,
-                            path: vec![key("delta")],
+                            path: Cow::Borrowed(DELTA),
                             text,
                         });
                     }
@@ -170,14 +189,14 @@ fn parse_fast(api: Api, data: &str) -> Option<Parsed<'_>> {
             match kind {
                 "content_block_delta" => {
                     if let Some(text) = event.delta.and_then(|d| d.text) {
-                        let path = vec![key("delta"), key("text")];
+                        let path = Cow::Borrowed(DELTA_TEXT);
                         p.slots.push(Slot { key: k, path, text });
                     }
                 }
                 "content_block_start" => {
                     if let Some(text) = event.content_block.and_then(|b| b.text) {
                         if !text.is_empty() {
-                            let path = vec![key("content_block"), key("text")];
+                            let path = Cow::Borrowed(BLOCK_TEXT);
                             p.slots.push(Slot { key: k, path, text });
                         }
                     }
@@ -246,7 +265,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed<'static> {
                 if let Some(text) = text.and_then(Value::as_str) {
                     p.slots.push(Slot {
                         key: (index, 0),
-                        path,
+                        path: path.into(),
                         text: Cow::Owned(text.to_owned()),
                     });
                 }
@@ -264,7 +283,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed<'static> {
                     if let Some(text) = v.get("delta").and_then(Value::as_str) {
                         p.slots.push(Slot {
                             key: k,
-                            path: vec![key("delta")],
+                            path: Cow::Borrowed(DELTA),
                             text: Cow::Owned(text.to_owned()),
                         });
                     }
@@ -288,7 +307,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed<'static> {
                     if let Some(text) = v.pointer("/delta/text").and_then(Value::as_str) {
                         p.slots.push(Slot {
                             key: k,
-                            path: vec![key("delta"), key("text")],
+                            path: Cow::Borrowed(DELTA_TEXT),
                             text: Cow::Owned(text.to_owned()),
                         });
                     }
@@ -298,7 +317,7 @@ fn parse_value(api: Api, v: &Value) -> Parsed<'static> {
                         if !text.is_empty() {
                             p.slots.push(Slot {
                                 key: k,
-                                path: vec![key("content_block"), key("text")],
+                                path: Cow::Borrowed(BLOCK_TEXT),
                                 text: Cow::Owned(text.to_owned()),
                             });
                         }
