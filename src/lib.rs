@@ -14,6 +14,7 @@ pub mod guard;
 pub mod limits;
 pub mod listen;
 pub mod llm;
+pub mod mcp;
 pub mod metrics;
 pub mod outbound;
 pub mod pipeline;
