@@ -33,8 +33,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::config::{FailureMode, GuardAction};
 use crate::guard::{Scanner, StreamMasker};
 use crate::llm::{Api, SseEvent, SseLimit, SseLimits, SseParser};
@@ -371,9 +369,7 @@ impl StreamGuard {
         if text.is_empty() {
             return Ok(());
         }
-        if let Some(event) = flush_event(self.api, key, stream.template.as_ref(), text) {
-            out.event(event);
-        }
+        out.flush(self.api, key, stream.template.take(), text);
         Ok(())
     }
 }
@@ -397,46 +393,4 @@ fn count(side: &CompiledSide, stream: &mut TextStream, tally: &mut Tally) -> Res
         }
     }
     rejected.map_or(Ok(()), Err)
-}
-
-/// An event carrying `text` for stream `key`, shaped like the stream's deltas.
-fn flush_event(api: Api, key: Key, template: Option<&SseEvent>, text: String) -> Option<SseEvent> {
-    let base = || -> Value {
-        template
-            .and_then(|t| serde_json::from_str::<Value>(&t.data).ok())
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}))
-    };
-    let (event, data) = match api {
-        Api::ChatCompletions | Api::Completions | Api::Embeddings => {
-            let mut v = base();
-            let obj = v.as_object_mut()?;
-            obj.remove("usage");
-            let choice = if api == Api::ChatCompletions {
-                json!({"index": key.0, "delta": {"content": text}, "finish_reason": null})
-            } else {
-                json!({"index": key.0, "text": text, "finish_reason": null})
-            };
-            obj.insert("choices".into(), json!([choice]));
-            (None, v)
-        }
-        Api::Responses => {
-            let mut v = base();
-            let obj = v.as_object_mut()?;
-            obj.insert("type".into(), json!("response.output_text.delta"));
-            obj.insert("output_index".into(), json!(key.0));
-            obj.insert("content_index".into(), json!(key.1));
-            obj.insert("delta".into(), json!(text));
-            (Some("response.output_text.delta".to_string()), v)
-        }
-        Api::Messages | Api::CountTokens => (
-            Some("content_block_delta".to_string()),
-            json!({"type": "content_block_delta", "index": key.0, "delta": {"type": "text_delta", "text": text}}),
-        ),
-    };
-    Some(SseEvent {
-        event: event.or_else(|| template.and_then(|t| t.event.clone())),
-        data: data.to_string(),
-        id: None,
-    })
 }

@@ -2,13 +2,16 @@
 //! going out as they came, events whose text strings are replaced, and raw bytes. The
 //! rewrites are deferred so that a chunk which masked nothing and left no text held
 //! back can go out as the bytes that came in (`StreamGuard::push`), without re-encoding
-//! any event — and without a body mutation for Envoy to apply.
+//! any event — and without a body mutation for Envoy to apply. A text stream's flush
+//! event is built only when the chunk is rendered, for the same reason.
 
-use crate::llm::SseEvent;
+use serde_json::{json, Value};
+
+use crate::llm::{Api, SseEvent};
 
 use super::json::{rewrite_str_values, Seg};
 use super::rules::Matcher;
-use super::stream_events::Path;
+use super::stream_events::{Key, Path};
 
 /// The pieces of one chunk's output, in order.
 #[derive(Default)]
@@ -22,6 +25,16 @@ enum Piece {
     Event(SseEvent),
     Rewrite(Rewrite),
     Bytes(Vec<u8>),
+    /// What a text stream's masker held at its end, in an event shaped like its deltas
+    /// (built only when rendered: a chunk that goes out unchanged never needs it).
+    Flush(Box<Flush>),
+}
+
+struct Flush {
+    api: Api,
+    key: Key,
+    template: Option<SseEvent>,
+    text: String,
 }
 
 /// An event whose text strings at `slots`' paths are replaced by what the maskers
@@ -36,6 +49,17 @@ impl Emitted {
     /// An event, as it is.
     pub fn event(&mut self, event: SseEvent) {
         self.pieces.push(Piece::Event(event));
+    }
+
+    /// The text a stream's masker held at its end, for stream `key` of `api`, in an event
+    /// shaped like `template` (the stream's last delta).
+    pub fn flush(&mut self, api: Api, key: Key, template: Option<SseEvent>, text: String) {
+        self.pieces.push(Piece::Flush(Box::new(Flush {
+            api,
+            key,
+            template,
+            text,
+        })));
     }
 
     /// Bytes, as they are.
@@ -66,6 +90,11 @@ impl Emitted {
                 Piece::Event(event) => event.write_to(&mut out),
                 Piece::Bytes(bytes) => out.extend_from_slice(&bytes),
                 Piece::Rewrite(r) => r.render(enforce, &mut out),
+                Piece::Flush(f) => {
+                    if let Some(event) = flush_event(f.api, f.key, f.template.as_ref(), f.text) {
+                        event.write_to(&mut out);
+                    }
+                }
             }
         }
         out
@@ -93,4 +122,46 @@ impl Rewrite {
             _ => self.event.write_to(out),
         }
     }
+}
+
+/// An event carrying `text` for stream `key`, shaped like the stream's deltas.
+fn flush_event(api: Api, key: Key, template: Option<&SseEvent>, text: String) -> Option<SseEvent> {
+    let base = || -> Value {
+        template
+            .and_then(|t| serde_json::from_str::<Value>(&t.data).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}))
+    };
+    let (event, data) = match api {
+        Api::ChatCompletions | Api::Completions | Api::Embeddings => {
+            let mut v = base();
+            let obj = v.as_object_mut()?;
+            obj.remove("usage");
+            let choice = if api == Api::ChatCompletions {
+                json!({"index": key.0, "delta": {"content": text}, "finish_reason": null})
+            } else {
+                json!({"index": key.0, "text": text, "finish_reason": null})
+            };
+            obj.insert("choices".into(), json!([choice]));
+            (None, v)
+        }
+        Api::Responses => {
+            let mut v = base();
+            let obj = v.as_object_mut()?;
+            obj.insert("type".into(), json!("response.output_text.delta"));
+            obj.insert("output_index".into(), json!(key.0));
+            obj.insert("content_index".into(), json!(key.1));
+            obj.insert("delta".into(), json!(text));
+            (Some("response.output_text.delta".to_string()), v)
+        }
+        Api::Messages | Api::CountTokens => (
+            Some("content_block_delta".to_string()),
+            json!({"type": "content_block_delta", "index": key.0, "delta": {"type": "text_delta", "text": text}}),
+        ),
+    };
+    Some(SseEvent {
+        event: event.or_else(|| template.and_then(|t| t.event.clone())),
+        data: data.to_string(),
+        id: None,
+    })
 }
