@@ -115,12 +115,13 @@ impl StreamGuard {
         }
         let clean_start = self.parser.buffered() == 0 && self.text_held() == 0;
         let found_before = tally.total();
-        let mut out = Emitted::default();
         let mut events: Vec<SseEvent> = self.parser.push(chunk).collect();
         let mut exceeded = self.parser.exceeded();
         if end_of_stream && exceeded.is_none() {
             events.extend(self.parser.finish());
         }
+        // About one piece per event, plus the flushes at a stream's end.
+        let mut out = Emitted::with_capacity(events.len() + 1);
         for event in events {
             if let Err(rule) = self.on_event(side, event, &mut out, tally) {
                 return self.reject(side, out, rule);

@@ -46,6 +46,13 @@ struct Rewrite {
 }
 
 impl Emitted {
+    pub fn with_capacity(pieces: usize) -> Self {
+        Emitted {
+            pieces: Vec::with_capacity(pieces),
+            whole: false,
+        }
+    }
+
     /// An event, as it is.
     pub fn event(&mut self, event: SseEvent) {
         self.pieces.push(Piece::Event(event));
