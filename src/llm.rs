@@ -19,6 +19,7 @@ pub mod api;
 pub mod decode;
 pub mod error;
 pub mod request;
+pub mod skim;
 pub mod sse;
 pub mod tokens;
 pub mod usage;

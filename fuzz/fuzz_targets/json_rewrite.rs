@@ -2,12 +2,13 @@
 //! `rewrite_strings` (prompt-guard masking) accepts every JSON document and changes
 //! exactly the string values it is asked to; `set_model` (model rewrite) changes only
 //! the top-level `model` of every request the parser accepts; `ModelWriteBack` gives the
-//! same bytes however the response is split.
+//! same bytes however the response is split; a stream event's skimmed text fields are
+//! its `Value` reading.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tollgate::fuzzing::{rewrite_strings, set_model, ModelWriteBack, Seg};
+use tollgate::fuzzing::{check_readings_agree, rewrite_strings, set_model, ModelWriteBack, Seg};
 use tollgate::llm::{Api, LlmRequest};
 use tollgate_fuzz::Input;
 
@@ -23,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let model = MODELS[usize::from(input.flags >> 2 & 3)];
     if input.flags & 16 != 0 {
         return check_write_back(&input, model);
+    }
+    if let Ok(text) = std::str::from_utf8(json) {
+        check_readings_agree(text);
     }
     let value = serde_json::from_slice::<Value>(json).ok();
     let rewritten = rewrite_strings(json, |path, text| replace(how, path, text));

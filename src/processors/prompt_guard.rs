@@ -38,7 +38,7 @@ mod rules;
 mod stream;
 mod stream_emit;
 mod stream_end;
-mod stream_events;
+pub(crate) mod stream_events;
 mod webhook;
 
 use std::sync::Arc;

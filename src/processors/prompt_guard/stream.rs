@@ -33,13 +33,15 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::config::{FailureMode, GuardAction};
 use crate::guard::{Scanner, StreamMasker};
 use crate::llm::{Api, SseEvent, SseLimit, SseLimits, SseParser};
 
 use super::rules::{CompiledSide, Matcher};
 use super::stream_emit::Emitted;
-use super::stream_events::{parse, Key, Slot};
+use super::stream_events::{parse, Key, Parsed, Path, Slot};
 use super::Tally;
 
 /// The SSE side of one response.
@@ -60,9 +62,13 @@ struct TextStream {
     key: Key,
     enforce: Option<StreamMasker<Arc<Scanner>>>,
     audit: Option<StreamMasker<Arc<Scanner>>>,
-    /// The last event that carried this stream's text: the shape of a flush event.
+    /// The last event that carried this stream's text, kept while the masker holds text
+    /// back (only then is there a flush event to shape like it).
     template: Option<SseEvent>,
 }
+
+/// An event's texts as released (each at its path), and whether it repeats whole texts.
+type EventRewrite = (Vec<(Path, String)>, bool);
 
 /// What one chunk became.
 #[derive(Debug, PartialEq)]
@@ -245,10 +251,28 @@ impl StreamGuard {
             out.event(event);
             return Ok(());
         }
-        let Some(parsed) = parse(self.api, data) else {
-            out.event(event); // not JSON: no text a client shows
-            return Ok(());
+        // Not JSON: no text a client shows.
+        let rewrite = match parse(self.api, data) {
+            Some(parsed) => self.on_texts(side, parsed, &event, out, tally)?,
+            None => None,
         };
+        match rewrite {
+            Some((slots, whole)) => out.rewrite(event, slots, whole),
+            None => out.event(event),
+        }
+        Ok(())
+    }
+
+    /// The texts of one event through their streams: the event's rewrite, or `None` when
+    /// it goes out as it came (nothing masked or held back in it).
+    fn on_texts(
+        &mut self,
+        side: &CompiledSide,
+        parsed: Parsed<'_>,
+        event: &SseEvent,
+        out: &mut Emitted,
+        tally: &mut Tally,
+    ) -> Result<Option<EventRewrite>, usize> {
         if parsed.terminal {
             self.flush_all(side, out, tally)?;
         }
@@ -259,24 +283,17 @@ impl StreamGuard {
             }
         }
         if parsed.slots.is_empty() && !parsed.whole {
-            out.event(event);
-            return Ok(());
+            return Ok(None);
         }
-        let mut slots = Vec::with_capacity(parsed.slots.len());
+        let mut slots: SmallVec<[(Path, String); 1]> = SmallVec::new();
         let mut unchanged = true;
-        let whole = parsed.whole;
         for slot in parsed.slots {
             let ends = parsed.ending.contains(&slot.key);
-            let text = self.release(side, &slot, ends, &event, tally)?;
+            let text = self.release(side, &slot, ends, event, tally)?;
             unchanged &= text == slot.text;
             slots.push((slot.path, text));
         }
-        if unchanged && !whole {
-            out.event(event); // nothing masked or held back in this event
-        } else {
-            out.rewrite(event, slots, whole);
-        }
-        Ok(())
+        Ok((!unchanged || parsed.whole).then(|| (slots.into_vec(), parsed.whole)))
     }
 
     /// One slot's text through its stream's maskers: what may be emitted now (all of
@@ -305,8 +322,13 @@ impl StreamGuard {
                 a.finish();
             }
         }
-        // The flush event's shape: the last event that carried this stream's text.
-        stream.template = Some(event.clone());
+        // The flush event's shape: the last event that carried this stream's text. It is
+        // only needed while text is held back, and the last text-carrying event is then
+        // one that left text held, so other events need not be copied.
+        stream.template = match &stream.enforce {
+            Some(m) if m.held() > 0 => Some(event.clone()),
+            _ => None,
+        };
         count(side, stream, tally)?;
         if ends {
             self.texts.retain(|t| t.key != slot.key);
