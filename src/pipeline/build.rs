@@ -501,7 +501,10 @@ mod tests {
         let route = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: tools\n";
         let targets = "      mcp:\n        targets: [{name: a, url: \"http://127.0.0.1:9/mcp\"}]\n";
         let p = build(&format!("{route}{targets}")).unwrap();
-        let mux = p.ext_proc_routes.by_name["tools"].mcp.as_ref().expect("a multiplexer");
+        let mux = p.ext_proc_routes.by_name["tools"]
+            .mcp
+            .as_ref()
+            .expect("a multiplexer");
         assert!(format!("{mux:?}").contains("[\"a\"]"), "{mux:?}");
         assert!(p.ext_proc_routes.by_name["tools"].backend.is_none());
         let err = build(&format!(
