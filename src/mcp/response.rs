@@ -161,15 +161,14 @@ mod tests {
         );
     }
 
-    fn sse(
-        chunks: &[&'static str],
-    ) -> Response<
-        http_body_util::StreamBody<
-            futures::stream::Iter<
-                std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-            >,
+    /// A body of chunks, as an upstream sends them.
+    type Chunks = http_body_util::StreamBody<
+        futures::stream::Iter<
+            std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
         >,
-    > {
+    >;
+
+    fn sse(chunks: &[&'static str]) -> Response<Chunks> {
         let frames: Vec<_> = chunks
             .iter()
             .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes()))))

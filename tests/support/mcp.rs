@@ -52,6 +52,8 @@ pub struct McpServer {
     child: Child,
     /// Kept open: a server that prints more must not hit a closed pipe.
     _stdout: BufReader<ChildStdout>,
+    /// The server's stderr (its log), printed when the test fails; removed on drop.
+    log: tempfile::NamedTempFile,
     pub name: String,
     pub port: u16,
 }
@@ -61,13 +63,14 @@ impl McpServer {
     /// waits for the port it bound.
     pub async fn start(sdk: Sdk, name: &str, json: bool) -> Self {
         let script = repo_root().join("tests/sdk/mcp_server.py");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = Command::new(sdk.python());
         command
             .arg(script)
             .args(["--sdk", sdk.arg(), "--name", name])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(log.reopen().expect("the log file"));
         if json {
             command.arg("--json-response");
         }
@@ -95,6 +98,7 @@ impl McpServer {
         McpServer {
             child,
             _stdout: reader,
+            log,
             name: name.to_string(),
             port,
         }
@@ -109,6 +113,10 @@ impl Drop for McpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = super::read_log(self.log.path());
+            eprintln!("---- MCP server {} log ----\n{log}", self.name);
+        }
     }
 }
 
