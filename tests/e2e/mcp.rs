@@ -98,6 +98,10 @@ async fn two_targets_list_and_call_py1() {
     assert_eq!(results[0]["protocol_version"], "2025-11-25");
     assert_eq!(tool_calls(&tollgate, "weather").await, 1.0);
     assert_eq!(tool_calls(&tollgate, "calendar").await, 2.0);
+    // The session key is in neither the config dump nor the log.
+    let dump = tollgate.admin("/config").await.expect("GET /config").text();
+    assert!(dump.contains("calendar") && !dump.contains(KEY), "{dump}");
+    assert!(!tollgate.log().contains(KEY));
 }
 
 #[tokio::test]
@@ -311,4 +315,38 @@ async fn two_replicas_share_sessions_by_key() {
         list.text()
     );
     assert_eq!(raw(port_c, TOOLS_LIST, Some(&sid)).await.status, 404);
+}
+
+#[tokio::test]
+async fn dead_targets_and_large_bodies() {
+    // Nothing listens on the target's port.
+    let port = free_port();
+    let dead = free_port();
+    let yaml = format!(
+        "limits:\n  buffers: {{jsonBodyBytes: 2048}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: tools\n      mcp:\n        targets: [{{name: dead, url: \"http://127.0.0.1:{dead}/mcp\"}}]\n"
+    );
+    let tollgate = Tollgate::start(&yaml).await;
+    let init = raw(port, INITIALIZE, None).await;
+    assert_eq!(init.status, 200, "a JSON-RPC error, not an HTTP one");
+    assert_eq!(init.header("mcp-session-id"), None);
+    assert_eq!(init.json()["id"], 1);
+    assert_eq!(init.json()["error"]["code"], -32603);
+    assert_eq!(init.json()["error"]["message"], "target dead: unreachable");
+    assert!(
+        !init.text().contains(&dead.to_string()),
+        "no address: {}",
+        init.text()
+    );
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    assert_eq!(raw(port, &big, None).await.status, 413);
+    let failed = "tollgate_mcp_target_calls_total{route=\"tools\",target=\"dead\",method=\"initialize\",result=\"error\"}";
+    assert_eq!(metric(&tollgate.metrics().await, failed), Some(1.0));
+    assert!(
+        tollgate.log().contains("no MCP session keys configured"),
+        "{}",
+        tollgate.log()
+    );
 }
