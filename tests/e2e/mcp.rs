@@ -191,7 +191,10 @@ async fn raw(port: u16, body: &str, session: Option<&str>) -> client::Reply {
 #[tokio::test]
 async fn raw_statuses() {
     let weather = McpServer::start(Sdk::V1, "weather", false).await;
-    let (_tollgate, port) = gateway(&[&weather], KEY).await;
+    let port = free_port();
+    let origins = "        allowedOrigins: [\"https://app.example.com\"]\n";
+    let yaml = gateway_yaml(port, &[&weather], &format!("{KEYED}{origins}"));
+    let _tollgate = Tollgate::start_with_env(&yaml, &[("MCP_SESSION_KEY", KEY)]).await;
 
     let init = raw(port, INITIALIZE, None).await;
     assert_eq!(init.status, 200, "{}", init.text());
@@ -256,6 +259,14 @@ async fn raw_statuses() {
         .header("mcp-session-id", &sid)
         .header("origin", "http://evil.example");
     assert_eq!(client::must(port, evil).await.status, 403);
+    // An allowed browser origin passes, and is not forwarded: the SDK server on
+    // 127.0.0.1 would refuse it (DNS-rebinding protection).
+    let app = post(TOOLS_LIST)
+        .header("mcp-session-id", &sid)
+        .header("origin", "https://app.example.com");
+    let app = client::must(port, app).await;
+    assert_eq!(app.status, 200, "{}", app.text());
+    assert_eq!(app.json()["result"]["tools"][1]["name"], "weather_only");
     let old = post(TOOLS_LIST)
         .header("mcp-session-id", &sid)
         .header("mcp-protocol-version", "1999-01-01");
