@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::upstream::CallError;
 use crate::llm::{SseLimits, SseParser};
 
-/// The JSON-RPC message answering request `id` in `response`: the whole message, with
-/// its `result`; a JSON-RPC `error` answer is [`CallError::Rpc`].
+/// The `result` of the JSON-RPC message answering request `id` in `response`; a
+/// JSON-RPC `error` answer is [`CallError::Rpc`].
 pub async fn read_answer<B>(
     response: Response<B>,
     id: &Value,
@@ -46,10 +46,14 @@ where
     answer(message)
 }
 
-/// A message's `error` as [`CallError::Rpc`]; else the message.
-fn answer(message: Value) -> Result<Value, CallError> {
+/// The `result` of an answering message; its `error` as [`CallError::Rpc`]; anything
+/// else (not an object, neither member) as [`CallError::NoAnswer`].
+fn answer(mut message: Value) -> Result<Value, CallError> {
+    if let Some(result) = message.get_mut("result") {
+        return Ok(result.take());
+    }
     match message.get("error") {
-        None => Ok(message),
+        None => Err(CallError::NoAnswer),
         Some(error) => Err(CallError::Rpc {
             code: error.get("code").and_then(Value::as_i64).unwrap_or(-32603),
             message: error
@@ -189,7 +193,7 @@ mod tests {
             "ult\":{\"tools\":[]}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n",
         ]);
         let found = read_answer(response, &json!(3), 1024).await.unwrap();
-        assert_eq!(found, json!({"jsonrpc":"2.0","id":3,"result":{"tools":[]}}));
+        assert_eq!(found, json!({"tools":[]}));
         let response = sse(&[
             "data:\n\n",
             "data: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{}}\n\n",
@@ -213,10 +217,7 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"result":{"x":1}}"#,
         ));
         let ok = Response::new(body.clone());
-        assert_eq!(
-            read_answer(ok, &json!(1), 1024).await.unwrap()["result"]["x"],
-            1
-        );
+        assert_eq!(read_answer(ok, &json!(1), 1024).await.unwrap()["x"], 1);
         let small = Response::new(body);
         assert!(matches!(
             read_answer(small, &json!(1), 10).await,
@@ -235,6 +236,12 @@ mod tests {
         let e = answer(json!({"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"bad"}}))
             .unwrap_err();
         assert!(matches!(e, CallError::Rpc { code: -32602, ref message } if message == "bad"));
-        assert!(answer(json!({"id":1,"result":{}})).is_ok());
+        assert_eq!(
+            answer(json!({"id":1,"result":{"a":1}})).unwrap(),
+            json!({"a":1})
+        );
+        for odd in [json!([1, 2]), json!("x"), json!({"id": 1})] {
+            assert!(matches!(answer(odd), Err(CallError::NoAnswer)));
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::mcp::upstream::{Call, CallError, SESSION_ID};
 use crate::mcp::{merge_initialize, merge_tools, SessionState, TargetSession};
 
 /// One target's answer to a fanned-out request: its session id (from `initialize`)
-/// and the answering message.
+/// and the answer's `result`.
 type Answer = Result<(Option<String>, Value), CallError>;
 
 impl Multiplexer {
@@ -42,8 +42,7 @@ impl Multiplexer {
         let mut failed = None;
         for (i, answer) in answers.into_iter().enumerate() {
             match answer {
-                Ok((session_id, mut message)) => {
-                    let result = message["result"].take();
+                Ok((session_id, result)) => {
                     let version = result["protocolVersion"]
                         .as_str()
                         .unwrap_or(DEFAULT_VERSION);
@@ -99,7 +98,7 @@ impl Multiplexer {
         let mut results = Vec::with_capacity(self.upstreams.len());
         for (i, answer) in join_all(calls).await.into_iter().enumerate() {
             match answer {
-                Ok((_, mut message)) => results.push((i, message["result"].take())),
+                Ok((_, result)) => results.push((i, result)),
                 Err(error) => {
                     let target = self.upstreams[i].name.clone();
                     return Err(McpError::Target { id, target, error });

@@ -1,5 +1,5 @@
-//! The multiplexer's own answers, with targets on closed loopback ports: everything it
-//! decides before a target answers, and what a dead target turns into.
+//! The multiplexer's own answers, with targets on closed loopback ports or canned ones:
+//! everything it decides before a target answers, and what a failing target turns into.
 
 use super::*;
 use crate::mcp::targets::PrefixMode;
@@ -14,14 +14,36 @@ fn dead_port() -> u16 {
 }
 
 fn mux(names: &[&str], origins: &[&str]) -> Multiplexer {
+    let ports: Vec<u16> = names.iter().map(|_| dead_port()).collect();
+    mux_at(names, &ports, origins, Duration::from_secs(5))
+}
+
+/// A target on a loopback port that answers every request with `raw` (a whole HTTP/1.1
+/// response), or never when `raw` is empty; its port.
+async fn canned(raw: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                if raw.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                let _ = conn.write_all(raw.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) -> Multiplexer {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let urls = names
+    let urls = ports
         .iter()
-        .map(|_| {
-            format!("http://127.0.0.1:{}/mcp", dead_port())
-                .parse()
-                .unwrap()
-        })
+        .map(|p| format!("http://127.0.0.1:{p}/mcp").parse().unwrap())
         .collect();
     let targets = TargetSet::new(names, "__".into(), PrefixMode::Auto).unwrap();
     Multiplexer::new(MuxConfig {
@@ -30,7 +52,7 @@ fn mux(names: &[&str], origins: &[&str]) -> Multiplexer {
         urls,
         keys: Arc::new(SessionKeys::random()),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
-        timeout: Duration::from_secs(5),
+        timeout,
         limit: 1 << 20,
         client: Arc::new(crate::outbound::client(&Default::default()).unwrap()),
         calls: Family::default(),
@@ -210,4 +232,45 @@ async fn tool_calls_route_by_prefix_and_dead_targets_are_rpc_errors() {
         })
         .get();
     assert_eq!(errors, 1);
+}
+
+#[tokio::test]
+async fn failing_targets_are_named_in_rpc_errors() {
+    let broken = canned(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let odd = canned("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n[1,2]").await;
+    let refusing = canned("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 68\r\nconnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":5,\"error\":{\"code\":-32001,\"message\":\"no way!\"}}").await;
+    let silent = canned("").await;
+    let cases = [
+        (broken, -32603, "target t: answered HTTP 500"),
+        (
+            odd,
+            -32603,
+            "target t: its answer held no response to the request",
+        ),
+        (refusing, -32001, "target t: no way!"),
+        (silent, -32603, "target t: no answer within 300ms"),
+    ];
+    for (port, code, message) in cases {
+        let m = mux_at(&["t"], &[port], &[], Duration::from_millis(300));
+        let h = headers(&[("mcp-session-id", &session(&m))]);
+        let (s, _, b) = send(&m, Method::POST, &h, LIST).await;
+        assert_eq!(
+            (s, &b["id"], &b["error"]["code"]),
+            (200, &json!(5), &json!(code)),
+            "{b}"
+        );
+        assert_eq!(b["error"]["message"], message);
+    }
+    // A target that answers a passed-through call with 5xx is named too.
+    let m = mux_at(&["t"], &[broken], &[], Duration::from_millis(300));
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let call = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo"}}"#;
+    let (s, _, b) = send(&m, Method::POST, &h, call).await;
+    assert_eq!(
+        (s, &b["error"]["message"]),
+        (200, &json!("target t: answered HTTP 500"))
+    );
 }
