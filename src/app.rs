@@ -51,11 +51,32 @@ fn validated(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, 
         .map(|p| p.expect("built without errors"))
 }
 
+/// The build's own warning comes before logging is set up: say it again for every MCP
+/// route whose sessions are sealed with a random per-process key.
+fn warn_unkeyed_mcp_routes(config: &crate::config::Config) {
+    let routes = config
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| &l.routes);
+    for route in routes {
+        if route
+            .mcp
+            .as_ref()
+            .is_some_and(|m| m.session.keys.is_empty())
+        {
+            let name = route.name.as_deref().unwrap_or("(unnamed)");
+            tracing::warn!(route = %name, "no MCP session keys configured: sessions are sealed with a random key, valid only in this process");
+        }
+    }
+}
+
 /// Runs tollgate until SIGTERM or SIGINT.
 pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
     let services = Services::new();
     let pipeline = load(path.as_deref(), services.clone())?;
     crate::telemetry::init(&pipeline.config().logging);
+    warn_unkeyed_mcp_routes(pipeline.config());
     if pipeline.uses("token_limit") {
         // The tokenizer tables take ~0.25 s to build: not on the first request's clock.
         tokio::task::spawn_blocking(crate::llm::prewarm);

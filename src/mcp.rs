@@ -1,23 +1,35 @@
-//! The MCP gateway's domain, free of transport types (no hyper, no tonic): what the
-//! multiplexer in front of several MCP servers knows before it sends or answers anything.
+//! The MCP gateway's domain: the multiplexer in front of several MCP servers, and what
+//! it knows before it sends or answers anything (no hyper server or tonic types).
 //!
 //! ```text
+//! client request ── mux::Multiplexer::handle ──► the dispatch table (mux.rs)
 //! client body ── jsonrpc::parse ──► Message (request / notification / response / error)
 //! Mcp-Session-Id ◄─► SessionKeys::seal / open ◄─► SessionState (per-target upstream sessions)
 //! tool names ◄─► TargetSet::encode / decode ("weather__echo" ↔ target 0, tool "echo")
 //! upstream results ── merge::merge_initialize / merge_tools ──► one result for the client
+//! target calls ── upstream::Target::send ──► response::read_answer (JSON or SSE, bounded)
+//! refusals and failures ── error::McpError::reply ──► status + JSON-RPC error body
 //! ```
+//!
+//! The multiplexer uses the shared outbound hyper client to call targets; the rest is
+//! free of transport types.
 //!
 //! Sessions are sealed into the id the client holds, so any replica that has the keys
 //! serves any session and nothing is stored. JSON stays `serde_json::Value` throughout:
 //! fields the gateway does not know pass through untouched.
 
+pub mod error;
 pub mod jsonrpc;
 pub mod merge;
+pub mod mux;
+pub mod response;
 pub mod session;
 pub mod targets;
+pub mod upstream;
 
+pub use error::McpError;
 pub use jsonrpc::{Message, RpcError};
 pub use merge::{merge_initialize, merge_tools};
+pub use mux::{McpBody, Multiplexer, MuxConfig};
 pub use session::{SessionKeyError, SessionKeys, SessionState, TargetSession};
 pub use targets::{PrefixMode, TargetError, TargetSet};

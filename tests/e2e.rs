@@ -33,6 +33,9 @@
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
 //!   entities split across SSE events arrive masked, rejected prompts never go upstream.
+//! - `mcp`: the MCP gateway in the proxy, multiplexing MCP servers of the official Python
+//!   SDK (1.x and 2.x) for the SDK's clients; the transport's statuses with a plain
+//!   client; two replicas sharing sessions by key.
 //! - `sim`: the model-server simulator with the official `openai` SDK: streamed usage,
 //!   prefix-cache hits (cached tokens, lower TTFT), `/metrics` read by the picker's parser.
 //!
@@ -65,6 +68,8 @@ mod limits;
 mod listeners;
 #[path = "e2e/llm.rs"]
 mod llm;
+#[path = "e2e/mcp.rs"]
+mod mcp;
 #[path = "e2e/mode_override.rs"]
 mod mode_override;
 #[path = "e2e/parity.rs"]

@@ -264,6 +264,10 @@ pub struct Route {
     /// ext_proc mode, where Envoy forwards.
     #[serde(default)]
     pub backends: Vec<Backend>,
+    /// Standalone mode: the route is an MCP gateway in front of these MCP servers,
+    /// instead of forwarding to `backends` (the two cannot be combined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<super::McpBackend>,
 }
 
 /// One match alternative: every field given must match.

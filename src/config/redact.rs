@@ -1,7 +1,8 @@
 //! The config dump served on `/config`: the effective config as JSON with secrets
 //! replaced by `"<redacted>"`. Secrets are values that came from `${ENV}` substitution,
 //! and whatever [`crate::redact`] recognises by shape: values of credential headers (in
-//! header modifiers and header matches), fields named like secrets, and URL userinfo
+//! header modifiers and header matches), fields named like secrets, an MCP route's
+//! session keys, and URL userinfo
 //! and credential query parameters in any string.
 
 use serde_json::{Map, Value};
@@ -37,6 +38,12 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
                     path.push('.');
                 }
                 path.push_str(k);
+                // An MCP route's session keys: secrets even when written literally.
+                if path.ends_with(".mcp.session.keys") {
+                    hide_strings(v);
+                    path.truncate(len);
+                    continue;
+                }
                 let secret_name = if in_headers {
                     is_secret_header(k)
                 } else {
@@ -104,6 +111,22 @@ mod tests {
         assert!(!dump.contains("hunter2"), "{dump}");
         assert!(dump.contains("visible"), "{dump}");
         assert!(dump.contains(REDACTED));
+    }
+
+    #[test]
+    fn literal_mcp_session_keys_are_hidden() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let loaded = parse_str(&format!(
+            "binds:\n- port: 1\n  listeners:\n  - routes:\n    - mcp:\n        targets: [{{name: a, url: \"http://127.0.0.1:9/mcp\"}}]\n        session: {{keys: [\"{key}\"]}}\n"
+        ))
+        .unwrap();
+        let value = redacted_json(&loaded);
+        assert!(!value.to_string().contains(key), "{value}");
+        let mcp = &value["binds"][0]["listeners"][0]["routes"][0]["mcp"];
+        assert_eq!(mcp["session"]["keys"], serde_json::json!([REDACTED]));
+        assert_eq!(mcp["targets"][0]["url"], "http://127.0.0.1:9/mcp");
+        let debug = format!("{:?}", loaded.config);
+        assert!(!debug.contains(key), "{debug}");
     }
 
     #[test]

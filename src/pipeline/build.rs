@@ -16,8 +16,12 @@ use http::HeaderName;
 
 use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
 use super::{CompiledRoute, ProcessorFactory, RouteSelector};
-use crate::config::{Config, ConfigError, ConfigErrors, LoadedConfig, Policies, Route, ServerTls};
+use crate::config::{
+    Config, ConfigError, ConfigErrors, LoadedConfig, McpBackend, Policies, Route, ServerTls,
+};
+use crate::mcp::{Multiplexer, MuxConfig, SessionKeys};
 use crate::metrics::Metrics;
+use crate::outbound::ClientOptions;
 use crate::services::Services;
 
 /// One validated config snapshot, ready to serve.
@@ -219,6 +223,10 @@ fn compile_route(
         &name,
         bcx,
     ));
+    let mcp = match &route.mcp {
+        Some(mcp) => errs.check(compile_mcp(route, mcp, &name, path, bcx)),
+        None => None,
+    };
     errs.finish(())?;
     Ok(CompiledRoute {
         name,
@@ -226,8 +234,62 @@ fn compile_route(
         factories: factories.unwrap_or_default(),
         backend: route.backends.first().cloned(),
         timeout: policies.timeout.map(|d| d.get()),
+        mcp,
         tallies: Default::default(),
     })
+}
+
+/// The multiplexer of an MCP gateway route at `path`. Its outbound client is shared
+/// by every MCP route and survives reloads; so does the random session key of a route
+/// (by name) that configures none.
+fn compile_mcp(
+    route: &Route,
+    mcp: &McpBackend,
+    name: &str,
+    path: &str,
+    bcx: &BuildCx<'_>,
+) -> Result<Arc<Multiplexer>, ConfigError> {
+    let at = format!("{path}.mcp");
+    if !route.backends.is_empty() {
+        return Err(ConfigError::field(
+            at,
+            "a route forwards to `backends` or is an MCP gateway (`mcp`), not both",
+        ));
+    }
+    let checked = mcp.check(&at)?;
+    let keys = match checked.keys {
+        Some(keys) => Arc::new(keys),
+        None => bcx
+            .services
+            .shared(format!("mcp-session-key/{name}"), || {
+                tracing::warn!(route = %name, "no MCP session keys configured: sessions are sealed with a random key, valid only in this process");
+                Ok::<_, std::convert::Infallible>(Arc::new(SessionKeys::random()))
+            })
+            .unwrap_or_else(|never| match never {}),
+    };
+    let upstream = &bcx.config.upstream;
+    let client = bcx.services.shared("mcp-client".to_string(), || {
+        let options = ClientOptions {
+            connect_timeout: Some(upstream.connect_timeout.get()),
+            idle_timeout: Some(upstream.idle_timeout.get()),
+            max_idle_per_host: Some(upstream.max_idle_per_host),
+            ..ClientOptions::default()
+        };
+        crate::outbound::client(&options)
+            .map(Arc::new)
+            .map_err(|e| ConfigError::field(&at, format!("cannot build the MCP client: {e}")))
+    })?;
+    Ok(Arc::new(Multiplexer::new(MuxConfig {
+        route: name.to_string(),
+        targets: checked.targets,
+        urls: checked.urls,
+        keys,
+        allowed_origins: mcp.allowed_origins.clone(),
+        timeout: mcp.timeout.get(),
+        limit: bcx.config.limits.buffers.json_body_bytes,
+        client,
+        calls: bcx.services.metrics.mcp_calls.clone(),
+    })))
 }
 
 /// One match alternative at `mpath`, every problem of it reported.
@@ -431,6 +493,42 @@ mod tests {
         assert!(
             err.starts_with("binds[0].listeners[0].routes[1].name:"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn mcp_routes_compile_and_their_errors_name_the_field() {
+        let route = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - name: tools\n";
+        let targets = "      mcp:\n        targets: [{name: a, url: \"http://127.0.0.1:9/mcp\"}]\n";
+        let p = build(&format!("{route}{targets}")).unwrap();
+        let mux = p.ext_proc_routes.by_name["tools"]
+            .mcp
+            .as_ref()
+            .expect("a multiplexer");
+        assert!(format!("{mux:?}").contains("[\"a\"]"), "{mux:?}");
+        assert!(p.ext_proc_routes.by_name["tools"].backend.is_none());
+        let err = build(&format!(
+            "{route}      backends: [{{host: \"127.0.0.1:1\"}}]\n{targets}"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            err,
+            "binds[0].listeners[0].routes[0].mcp: a route forwards to `backends` or is an MCP gateway (`mcp`), not both"
+        );
+        let err = build(&format!(
+            "{route}      mcp:\n        targets:\n        - {{name: a, url: \"http://h:1/\"}}\n        - {{name: \"b c\", url: \"nope\"}}\n"
+        ))
+        .err()
+        .unwrap();
+        let problems: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "binds[0].listeners[0].routes[0].mcp.targets[1].name: \"b c\": must be non-empty and made of A-Z, a-z, 0-9 and '-'",
+                "binds[0].listeners[0].routes[0].mcp.targets[1].url: \"nope\" must start with http:// or https://",
+            ]
         );
     }
 

@@ -22,6 +22,9 @@ pub struct CompiledRoute {
     pub backend: Option<Backend>,
     /// Standalone mode: time allowed for the upstream's response headers.
     pub timeout: Option<std::time::Duration>,
+    /// Standalone mode: the route is an MCP gateway; this answers its requests instead
+    /// of `backend`.
+    pub mcp: Option<Arc<crate::mcp::Multiplexer>>,
     /// The route's handles on the request metrics.
     pub tallies: crate::metrics::RouteTallies,
 }

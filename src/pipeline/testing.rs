@@ -65,6 +65,7 @@ pub fn pipeline_with(
         factories,
         backend: None,
         timeout: None,
+        mcp: None,
         tallies: Default::default(),
     });
     pipeline
@@ -114,6 +115,7 @@ pub fn exchange_with(factories: Vec<Arc<dyn ProcessorFactory>>) -> Exchange {
         factories,
         backend: None,
         timeout: None,
+        mcp: None,
         tallies: Default::default(),
     });
     let cx = Ctx::new(Adapter::ExtProc, RequestHead::default(), None);
@@ -423,6 +425,7 @@ pub fn proxy_pipeline(
         factories,
         backend,
         timeout: None,
+        mcp: None,
         tallies: Default::default(),
     });
     let mut selector = RouteSelector::default();

@@ -22,6 +22,11 @@ fn validate(path: &std::path::Path) -> std::process::Output {
         .arg(path)
         // Examples take credentials from the environment.
         .env("UPSTREAM_API_KEY", "sk-example")
+        // 32 bytes, base64url: examples/mcp-gateway.yaml's session key.
+        .env(
+            "MCP_SESSION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        )
         .output()
         .expect("running tollgate validate")
 }

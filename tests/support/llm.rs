@@ -296,6 +296,11 @@ pub fn python() -> PathBuf {
 /// Runs `tests/sdk/<script> --jobs -` with `jobs` on stdin in one Python process (the
 /// SDK import costs a second or more) and returns its results, in order.
 pub async fn run_sdk(script: &str, jobs: Vec<Value>) -> Vec<Value> {
+    run_sdk_with(python(), script, jobs).await
+}
+
+/// [`run_sdk`] with the interpreter `python` (another venv's).
+pub async fn run_sdk_with(python: PathBuf, script: &str, jobs: Vec<Value>) -> Vec<Value> {
     if jobs.is_empty() {
         return Vec::new();
     }
@@ -303,7 +308,7 @@ pub async fn run_sdk(script: &str, jobs: Vec<Value>) -> Vec<Value> {
     let input = serde_json::to_vec(&jobs).unwrap();
     let n = jobs.len();
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python())
+        let mut child = Command::new(python)
             .arg(&script)
             .args(["--jobs", "-"])
             .stdin(Stdio::piped())

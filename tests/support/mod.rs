@@ -2,7 +2,8 @@
 //! client that timestamps what it reads, launchers for real `tollgate` and Envoy
 //! processes (each in its own temp dir, killed on drop), and for token accounting the
 //! official LLM SDKs as clients and readers of the exported usage (`llm`); the
-//! model-server simulator (`sim`).
+//! model-server simulator (`sim`); MCP servers and clients of the Python MCP SDK
+//! (`mcp`).
 
 pub mod client;
 pub mod envoy;
@@ -13,6 +14,8 @@ pub mod guard;
 /// Hostile answers of the mock upstream (bombs, huge lines).
 pub mod hostile;
 pub mod llm;
+/// MCP servers and clients of the official Python SDK, for the MCP gateway.
+pub mod mcp;
 pub mod raw;
 pub mod redis;
 pub mod scenario;

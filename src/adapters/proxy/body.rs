@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::client_body::ClientBodyError;
-use super::h1_pool::UpstreamBody;
 use crate::pipeline::{Exchange, Headers, LocalReply, Outcome, Verdict};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,6 +54,15 @@ impl Stopped {
     /// on the response side the upstream's (502).
     fn broken(side: Side, e: BoxError) -> Self {
         if side == Side::Request {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Stopped::Reply(LocalReply::error(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    "the request body is larger than limits.buffers.jsonBodyBytes",
+                ));
+            }
             return match ClientBodyError::find(&*e) {
                 Some(c) => c.reply().map_or(Stopped::ClientGone, Stopped::Reply),
                 None => Stopped::Reply(LocalReply::error(
@@ -73,7 +81,11 @@ impl Stopped {
 }
 
 /// The upstream's response body, untouched; the exchange finishes when it ends.
-pub fn completing(body: UpstreamBody, exchange: SharedExchange, status: u16) -> ProxyBody {
+pub fn completing<B>(body: B, exchange: SharedExchange, status: u16) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError> + std::fmt::Display,
+{
     Completing {
         inner: body,
         exchange: Some(exchange),
@@ -93,13 +105,17 @@ pub fn finish(exchange: &SharedExchange, outcome: Outcome) {
     }
 }
 
-struct Completing {
-    inner: UpstreamBody,
+struct Completing<B> {
+    inner: B,
     exchange: Option<SharedExchange>,
     status: u16,
 }
 
-impl Body for Completing {
+impl<B> Body for Completing<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError> + std::fmt::Display,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -123,7 +139,7 @@ impl Body for Completing {
         if let (Some(outcome), Some(ex)) = (outcome, self.exchange.take()) {
             finish(&ex, outcome);
         }
-        polled.map(|f| f.map(|r| r.map_err(BoxError::from)))
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,5 +1,6 @@
 //! One proxied request, in three phases: the request phase (route, request processors,
-//! the request body as they want it), the upstream choice and call, and the response
+//! the request body as they want it), the upstream choice and call (or, on an MCP
+//! gateway route, the multiplexer's answer to the body read whole), and the response
 //! phase (response processors, the response body as they want it). Every reply
 //! tollgate makes itself (no route, a policy's answer, a bad or stalled request body,
 //! an upstream failure) finishes the exchange with that status; a client that went
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -22,6 +24,7 @@ use super::forward::{
 };
 use super::h1_pool::UpstreamBody;
 use super::upstream::{UpstreamError, Upstreams};
+use crate::mcp::McpBody;
 use crate::pipeline::{
     Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
     Verdict,
@@ -43,9 +46,24 @@ struct Outbound {
     ex: SharedExchange,
     route: Arc<CompiledRoute>,
     parts: http::request::Parts,
-    body: ProxyBody,
-    /// A processor's reply to a streamed request body, arriving mid-way.
-    rejected: Option<oneshot::Receiver<LocalReply>>,
+    body: RequestBody,
+}
+
+/// The request body the upstream phase sends on.
+enum RequestBody {
+    /// To a backend; with a processor's reply to a streamed body, arriving mid-way.
+    Proxied {
+        body: ProxyBody,
+        rejected: Option<oneshot::Receiver<LocalReply>>,
+    },
+    /// To an MCP route's multiplexer: read whole, within the JSON body limit.
+    Collected(Bytes),
+}
+
+/// What the upstream phase got: a backend's response, or an MCP route's answer.
+enum Upstream {
+    Proxied(Response<UpstreamBody>),
+    Mcp(Response<McpBody>),
 }
 
 /// A reply already made: the phase that made it ends the request.
@@ -75,7 +93,8 @@ impl Handler {
         };
         let ex = outbound.ex.clone();
         match self.upstream_phase(outbound).await {
-            Ok(response) => response_phase(ex, response).await,
+            Ok(Upstream::Proxied(response)) => response_phase(ex, response).await,
+            Ok(Upstream::Mcp(response)) => response_phase(ex, response).await,
             Err(replied) => replied,
         }
     }
@@ -101,15 +120,27 @@ impl Handler {
         set_request_id(&mut parts.headers, &ex.cx.request_id);
         append_forwarded_for(&mut parts.headers, client);
         let mode = ex.request_body_mode();
+        // An MCP route reads the client's message whole, whatever the processors need.
+        let mcp_limit = route
+            .mcp
+            .as_ref()
+            .map(|_| ex.pipeline().config().limits.buffers.json_body_bytes);
         let ex: SharedExchange = Arc::new(Mutex::new(ex));
         let incoming = ClientBody::new(incoming, self.body_progress, self.stalls.clone());
-        match request_body(mode, incoming, &ex, &mut parts.headers).await {
-            Ok((body, rejected)) => Ok(Outbound {
+        let body = match mcp_limit {
+            Some(limit) => collect_limited(incoming, limit, &ex, &mut parts.headers)
+                .await
+                .map(RequestBody::Collected),
+            None => request_body(mode, incoming, &ex, &mut parts.headers)
+                .await
+                .map(|(body, rejected)| RequestBody::Proxied { body, rejected }),
+        };
+        match body {
+            Ok(body) => Ok(Outbound {
                 ex,
                 route,
                 parts,
                 body,
-                rejected,
             }),
             Err(stop) => Err(stopped(&ex, stop).await),
         }
@@ -135,14 +166,21 @@ impl Handler {
 
     /// Upstream choice and call: the picked endpoint or the route's backend, the
     /// response headers within the route's timeout (or a processor's mid-body reply).
-    async fn upstream_phase(&self, out: Outbound) -> Result<Response<UpstreamBody>, Replied> {
+    async fn upstream_phase(&self, out: Outbound) -> Result<Upstream, Replied> {
         let Outbound {
             ex,
             route,
             parts,
             body,
-            rejected,
         } = out;
+        let (body, rejected) = match (body, &route.mcp) {
+            (RequestBody::Collected(bytes), Some(mux)) => {
+                let answer = mux.handle(&parts.method, &parts.headers, bytes).await;
+                return Ok(Upstream::Mcp(answer));
+            }
+            (RequestBody::Collected(bytes), None) => (body::full(bytes), None),
+            (RequestBody::Proxied { body, rejected }, _) => (body, rejected),
+        };
         let destination = ex.lock().await.cx.destination.clone();
         let Some(backend) = upstream_for(route.backend.as_ref(), destination.as_deref()) else {
             let message = format!("route {} has no backend", route.name);
@@ -165,7 +203,7 @@ impl Handler {
             }
         };
         match result {
-            Ok(response) => Ok(response),
+            Ok(response) => Ok(Upstream::Proxied(response)),
             Err(e) => Err(upstream_failed(&ex, &route, e).await),
         }
     }
@@ -198,12 +236,31 @@ async fn request_body(
     }
 }
 
+/// The whole request body for an MCP route, through the request processors (in the
+/// mode they asked for), refused with 413 past `limit` bytes.
+async fn collect_limited(
+    incoming: ClientBody,
+    limit: usize,
+    ex: &SharedExchange,
+    headers: &mut HeaderMap,
+) -> Result<Bytes, Stopped> {
+    let bytes = body::collect(
+        http_body_util::Limited::new(incoming, limit),
+        ex,
+        Side::Request,
+    )
+    .await?;
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok(bytes)
+}
+
 /// Response phase: the response-header processors, then the response body as they
 /// asked for it. The exchange finishes when the body ends.
-async fn response_phase(
-    ex: SharedExchange,
-    response: Response<UpstreamBody>,
-) -> Response<ProxyBody> {
+async fn response_phase<B>(ex: SharedExchange, response: Response<B>) -> Response<ProxyBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<body::BoxError> + std::fmt::Display + Send,
+{
     let (mut parts, rbody) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let status = parts.status.as_u16();

@@ -1,0 +1,423 @@
+//! The multiplexer: one MCP endpoint in front of several Streamable-HTTP MCP servers
+//! (legacy era, 2025-03-26 … 2025-11-25). It answers each client message as the
+//! dispatch table says:
+//!
+//! | message | answer |
+//! |---|---|
+//! | POST `initialize` | sent to every target; results merged; 200 with a sealed `Mcp-Session-Id` |
+//! | POST without a session (not `initialize`) | 400 |
+//! | a session id that does not open | 404 |
+//! | notification | sent to every target with its own session; 202 |
+//! | response or error from the client | 202, dropped (server requests are not relayed yet) |
+//! | `ping` | 200, answered here |
+//! | `tools/list` | sent to every target; tools merged under prefixed names |
+//! | `tools/call` | routed by the name's prefix, renamed; the target's answer passes through |
+//! | any other request | forwarded with one target; -32601 with several |
+//! | GET (and other methods) | 405 with `Allow: POST, DELETE` |
+//! | DELETE | every target's session deleted; 200 |
+//!
+//! A failed target is a JSON-RPC -32603 on a 200 naming the target; a target that lost
+//! its session (404) makes the client's session unknown (404): it re-initializes.
+
+mod fanout;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, ORIGIN};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::{json, Value};
+
+use super::error::McpError;
+use super::jsonrpc::{self, Message};
+use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
+use super::{SessionKeys, SessionState, TargetSet};
+use crate::metrics::McpCallLabels;
+
+/// The body of the gateway's answers: its own JSON, or a target's answer passed on.
+pub type McpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Protocol versions of the legacy era this gateway serves.
+pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The version a target that names none is taken to speak.
+const DEFAULT_VERSION: &str = "2025-03-26";
+/// Methods counted by name in the metrics; any other is `other`.
+const METHODS: [&str; 5] = [
+    "initialize",
+    "notifications",
+    "tools/list",
+    "tools/call",
+    "delete",
+];
+
+/// An MCP route's multiplexer, built once per config snapshot.
+pub struct Multiplexer {
+    route: String,
+    targets: TargetSet,
+    upstreams: Vec<Target>,
+    keys: Arc<SessionKeys>,
+    allowed_origins: Vec<String>,
+    timeout: Duration,
+    /// The most bytes of a target's answer read whole.
+    limit: usize,
+    client: Arc<Client>,
+    calls: Family<McpCallLabels, Counter>,
+}
+
+/// How to build a [`Multiplexer`].
+pub struct MuxConfig {
+    pub route: String,
+    pub targets: TargetSet,
+    /// The targets' URLs, in target order.
+    pub urls: Vec<http::Uri>,
+    pub keys: Arc<SessionKeys>,
+    pub allowed_origins: Vec<String>,
+    pub timeout: Duration,
+    pub limit: usize,
+    pub client: Arc<Client>,
+    pub calls: Family<McpCallLabels, Counter>,
+}
+
+impl std::fmt::Debug for Multiplexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Multiplexer")
+            .field("route", &self.route)
+            .field("targets", &self.targets.names())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Multiplexer ===
+
+impl Multiplexer {
+    pub fn new(c: MuxConfig) -> Self {
+        let upstreams = c
+            .targets
+            .names()
+            .iter()
+            .zip(c.urls)
+            .map(|(name, uri)| Target::new(name.clone(), uri))
+            .collect();
+        Multiplexer {
+            route: c.route,
+            targets: c.targets,
+            upstreams,
+            keys: c.keys,
+            allowed_origins: c.allowed_origins,
+            timeout: c.timeout,
+            limit: c.limit,
+            client: c.client,
+            calls: c.calls,
+        }
+    }
+
+    /// Answers one client request (`body` read whole).
+    pub async fn handle(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response<McpBody> {
+        match self.dispatch(method, headers, body).await {
+            Ok(response) => response,
+            Err(e) => {
+                if let McpError::Target { target, error, .. } = &e {
+                    tracing::warn!(route = %self.route, target = %target, error = ?error, "MCP target call failed");
+                } else {
+                    tracing::debug!(route = %self.route, error = %e, "MCP request refused");
+                }
+                error_response(&e)
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        self.check_origin(headers)?;
+        match *method {
+            Method::POST => self.post(headers, body).await,
+            Method::DELETE => {
+                let state = self.session(headers, None)?;
+                self.delete(&state).await;
+                Ok(reply(StatusCode::OK, Bytes::new(), None))
+            }
+            _ => Err(McpError::Method {
+                method: method.clone(),
+            }),
+        }
+    }
+
+    async fn post(&self, headers: &HeaderMap, body: Bytes) -> Result<Response<McpBody>, McpError> {
+        check_accept(headers)?;
+        check_content_type(headers)?;
+        check_version(headers)?;
+        let (value, message) = jsonrpc::parse(&body).map_err(McpError::Rpc)?;
+        if let Message::Request { id, method } = &message {
+            if method == "initialize" {
+                return self.initialize(id, body).await;
+            }
+        }
+        let request_id = match &message {
+            Message::Request { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let state = self.session(headers, request_id)?;
+        match message {
+            Message::Notification { .. } => {
+                self.notify(&state, body).await;
+                Ok(reply(StatusCode::ACCEPTED, Bytes::new(), None))
+            }
+            Message::Response { .. } | Message::Error { .. } => {
+                tracing::debug!(route = %self.route, "dropped a client response: server requests are not relayed");
+                Ok(reply(StatusCode::ACCEPTED, Bytes::new(), None))
+            }
+            Message::Request { id, method } => self.request(&state, id, &method, value, body).await,
+        }
+    }
+
+    async fn request(
+        &self,
+        state: &SessionState,
+        id: Value,
+        method: &str,
+        value: Value,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        match method {
+            "ping" => Ok(json_reply(
+                &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+                None,
+            )),
+            "tools/list" => self.list_tools(state, id, body).await,
+            "tools/call" => self.call_tool(state, id, value).await,
+            _ if self.targets.len() == 1 => self.forward(state, 0, id, method, body).await,
+            _ => Err(McpError::Unsupported {
+                id,
+                method: method.to_string(),
+            }),
+        }
+    }
+
+    /// `tools/call`: the target named by the tool's prefix gets the call under the
+    /// tool's own name.
+    async fn call_tool(
+        &self,
+        state: &SessionState,
+        id: Value,
+        mut value: Value,
+    ) -> Result<Response<McpBody>, McpError> {
+        let Some(name) = value.pointer("/params/name").and_then(Value::as_str) else {
+            let reason = "params.name must be a tool's name".to_string();
+            return Err(McpError::InvalidParams { id, reason });
+        };
+        let Some((index, tool)) = self.targets.decode(name) else {
+            return Err(McpError::UnknownTool {
+                id,
+                name: name.to_string(),
+            });
+        };
+        let tool = Value::String(tool.to_string());
+        value["params"]["name"] = tool;
+        let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
+        self.forward(state, index, id, "tools/call", body).await
+    }
+
+    /// Sends a request to target `index` and passes its answer on (status, content
+    /// type, body as it streams), without the target's session id.
+    async fn forward(
+        &self,
+        state: &SessionState,
+        index: usize,
+        id: Value,
+        method: &str,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        let target = &self.upstreams[index];
+        let call = self.call(state, index, Method::POST, body);
+        let sent = target.send(&self.client, call, self.timeout).await;
+        let sent = sent.and_then(|r| match r.status() {
+            s if s == StatusCode::NOT_FOUND || s.is_server_error() => {
+                Err(CallError::Status(s.as_u16()))
+            }
+            _ => Ok(r),
+        });
+        self.count(index, method, sent.is_ok());
+        let response = sent.map_err(|error| McpError::Target {
+            id,
+            target: target.name.clone(),
+            error,
+        })?;
+        let (parts, incoming) = response.into_parts();
+        let mut out = Response::new(incoming.map_err(Into::into).boxed());
+        *out.status_mut() = parts.status;
+        if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
+            out.headers_mut().insert(CONTENT_TYPE, ct.clone());
+        }
+        Ok(out)
+    }
+
+    /// The call to target `index` in `state`'s session.
+    fn call<'a>(
+        &self,
+        state: &'a SessionState,
+        index: usize,
+        method: Method,
+        body: Bytes,
+    ) -> Call<'a> {
+        let session = state.targets.get(index);
+        Call {
+            method,
+            session: session.and_then(|t| t.session_id.as_deref()),
+            version: session.map(|t| t.protocol_version.as_str()),
+            body,
+        }
+    }
+
+    /// The client's session: 400 when it has none, 404 when it does not open (a
+    /// foreign key, tampering, or another target set).
+    fn session(&self, headers: &HeaderMap, id: Option<Value>) -> Result<SessionState, McpError> {
+        let Some(token) = headers.get(SESSION_ID) else {
+            return Err(McpError::MissingSession { id });
+        };
+        let state = token.to_str().ok().and_then(|t| self.keys.open(t));
+        match state {
+            Some(s)
+                if s.fingerprint == self.targets.fingerprint()
+                    && s.targets.len() == self.targets.len() =>
+            {
+                Ok(s)
+            }
+            _ => Err(McpError::UnknownSession { id }),
+        }
+    }
+
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), McpError> {
+        let Some(origin) = headers.get(ORIGIN) else {
+            return Ok(());
+        };
+        let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&origin))
+        {
+            return Ok(());
+        }
+        Err(McpError::Origin { origin })
+    }
+
+    fn count(&self, index: usize, method: &str, ok: bool) {
+        let method = if method.starts_with("notifications/") {
+            "notifications"
+        } else {
+            method
+        };
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
+        self.calls
+            .get_or_create(&McpCallLabels {
+                route: self.route.clone(),
+                target: self.upstreams[index].name.clone(),
+                method,
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+}
+
+/// Both `application/json` and `text/event-stream` accepted (wildcards count).
+fn check_accept(headers: &HeaderMap) -> Result<(), McpError> {
+    let types: Vec<String> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let has = |wanted: [&str; 3]| types.iter().any(|t| wanted.contains(&t.as_str()));
+    if has(["application/json", "application/*", "*/*"])
+        && has(["text/event-stream", "text/*", "*/*"])
+    {
+        return Ok(());
+    }
+    Err(McpError::Accept)
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), McpError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(McpError::ContentType)
+    }
+}
+
+/// `MCP-Protocol-Version`, when present, must be a legacy-era version.
+fn check_version(headers: &HeaderMap) -> Result<(), McpError> {
+    let Some(v) = headers.get(PROTOCOL_VERSION) else {
+        return Ok(());
+    };
+    let v = String::from_utf8_lossy(v.as_bytes());
+    if LEGACY_VERSIONS.contains(&v.as_ref()) {
+        return Ok(());
+    }
+    Err(McpError::ProtocolVersion {
+        version: v.into_owned(),
+    })
+}
+
+fn error_response(e: &McpError) -> Response<McpBody> {
+    let (status, body) = e.reply();
+    let mut response = reply(status, Bytes::from(body), None);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+    }
+    response
+}
+
+/// 200 with a JSON body, and a session id for `initialize`.
+fn json_reply(value: &Value, session: Option<&str>) -> Response<McpBody> {
+    let body = Bytes::from(serde_json::to_vec(value).expect("a Value serializes"));
+    reply(StatusCode::OK, body, session)
+}
+
+fn reply(status: StatusCode, body: Bytes, session: Option<&str>) -> Response<McpBody> {
+    let json = !body.is_empty();
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    if json {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    if let Some(v) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(SESSION_ID, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! The messages that go to every target at once: `initialize` (sessions opened and
+//! sealed), `tools/list` (lists merged), notifications and DELETE (best effort).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::join_all;
+use http::{Method, Response};
+use serde_json::{json, Value};
+
+use super::{json_reply, McpBody, Multiplexer, DEFAULT_VERSION};
+use crate::mcp::error::McpError;
+use crate::mcp::response::read_answer;
+use crate::mcp::upstream::{Call, CallError, SESSION_ID};
+use crate::mcp::{merge_initialize, merge_tools, SessionState, TargetSession};
+
+/// One target's answer to a fanned-out request: its session id (from `initialize`)
+/// and the answer's `result`.
+type Answer = Result<(Option<String>, Value), CallError>;
+
+impl Multiplexer {
+    /// `initialize`: the client's own message to every target; their sessions sealed
+    /// into the client's, their results merged. One failed target fails it (after the
+    /// others' new sessions are deleted).
+    pub(super) async fn initialize(
+        &self,
+        id: &Value,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        let calls = (0..self.upstreams.len()).map(|i| {
+            let call = Call {
+                method: Method::POST,
+                session: None,
+                version: None,
+                body: body.clone(),
+            };
+            self.exchange(i, call, id, "initialize")
+        });
+        let answers = join_all(calls).await;
+        let mut sessions = Vec::with_capacity(answers.len());
+        let mut results = Vec::with_capacity(answers.len());
+        let mut failed = None;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Ok((session_id, result)) => {
+                    let version = result["protocolVersion"]
+                        .as_str()
+                        .unwrap_or(DEFAULT_VERSION);
+                    let target = self.upstreams[i].name.clone();
+                    sessions.push(TargetSession {
+                        target,
+                        session_id,
+                        protocol_version: version.to_string(),
+                    });
+                    results.push((i, result));
+                }
+                Err(error) => {
+                    failed.get_or_insert((i, error));
+                    sessions.push(TargetSession {
+                        target: String::new(),
+                        session_id: None,
+                        protocol_version: String::new(),
+                    });
+                }
+            }
+        }
+        if let Some((i, error)) = failed {
+            let partial = self.state(sessions, String::new());
+            self.delete(&partial).await;
+            return Err(McpError::Target {
+                id: id.clone(),
+                target: self.upstreams[i].name.clone(),
+                error,
+            });
+        }
+        let merged = merge_initialize(&self.targets, &results);
+        let version = merged["protocolVersion"]
+            .as_str()
+            .unwrap_or(DEFAULT_VERSION)
+            .to_string();
+        let token = self.keys.seal(&self.state(sessions, version));
+        let answer = json!({"jsonrpc": "2.0", "id": id, "result": merged});
+        Ok(json_reply(&answer, Some(&token)))
+    }
+
+    /// `tools/list`: every target's list, merged in target order under the names the
+    /// client calls them by.
+    pub(super) async fn list_tools(
+        &self,
+        state: &SessionState,
+        id: Value,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        let calls = (0..self.upstreams.len()).map(|i| {
+            let call = self.call(state, i, Method::POST, body.clone());
+            self.exchange(i, call, &id, "tools/list")
+        });
+        let mut results = Vec::with_capacity(self.upstreams.len());
+        for (i, answer) in join_all(calls).await.into_iter().enumerate() {
+            match answer {
+                Ok((_, result)) => results.push((i, result)),
+                Err(error) => {
+                    let target = self.upstreams[i].name.clone();
+                    return Err(McpError::Target { id, target, error });
+                }
+            }
+        }
+        let merged = merge_tools(&self.targets, &results);
+        Ok(json_reply(
+            &json!({"jsonrpc": "2.0", "id": id, "result": merged}),
+            None,
+        ))
+    }
+
+    /// A client notification to every target, in its own session. A target that does
+    /// not take it is logged; the client still gets its 202.
+    pub(super) async fn notify(&self, state: &SessionState, body: Bytes) {
+        let calls = (0..self.upstreams.len()).map(|i| {
+            let call = self.call(state, i, Method::POST, body.clone());
+            async move {
+                let sent = self.upstreams[i].send(&self.client, call, self.timeout).await;
+                let ok = matches!(&sent, Ok(r) if r.status().is_success());
+                self.count(i, "notifications", ok);
+                if !ok {
+                    let status = sent.as_ref().map(|r| r.status().as_u16()).ok();
+                    tracing::info!(route = %self.route, target = %self.upstreams[i].name, ?status, "MCP target refused a notification");
+                }
+            }
+        });
+        join_all(calls).await;
+    }
+
+    /// Ends every target's session in `state` (those it has), concurrently.
+    pub(super) async fn delete(&self, state: &SessionState) {
+        let calls = state
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.session_id.is_some())
+            .map(|(i, _)| {
+                let call = self.call(state, i, Method::DELETE, Bytes::new());
+                async move {
+                    let sent = self.upstreams[i]
+                        .send(&self.client, call, self.timeout)
+                        .await;
+                    self.count(
+                        i,
+                        "delete",
+                        matches!(&sent, Ok(r) if r.status().is_success()),
+                    );
+                }
+            });
+        join_all(calls).await;
+    }
+
+    /// Sends a request to target `i` and reads its answer to `id`, all within the
+    /// timeout; counted.
+    async fn exchange(&self, i: usize, call: Call<'_>, id: &Value, method: &str) -> Answer {
+        let target = &self.upstreams[i];
+        let read = async {
+            let response = target.send(&self.client, call, self.timeout).await?;
+            let session = response
+                .headers()
+                .get(SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let message = read_answer(response, id, self.limit).await?;
+            Ok((session, message))
+        };
+        let answer = match tokio::time::timeout(self.timeout, read).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CallError::Timeout(self.timeout)),
+        };
+        self.count(i, method, answer.is_ok());
+        answer
+    }
+
+    pub(super) fn state(
+        &self,
+        targets: Vec<TargetSession>,
+        protocol_version: String,
+    ) -> SessionState {
+        let issued_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SessionState {
+            targets,
+            protocol_version,
+            subject: None,
+            fingerprint: self.targets.fingerprint(),
+            issued_at,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The multiplexer's own answers, with targets on closed loopback ports or canned ones:
+//! everything it decides before a target answers, and what a failing target turns into.
+
+use super::*;
+use crate::mcp::targets::PrefixMode;
+use crate::mcp::TargetSession;
+
+/// A loopback port nothing listens on (bound, then released).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+fn mux(names: &[&str], origins: &[&str]) -> Multiplexer {
+    let ports: Vec<u16> = names.iter().map(|_| dead_port()).collect();
+    mux_at(names, &ports, origins, Duration::from_secs(5))
+}
+
+/// A target on a loopback port that answers every request with `raw` (a whole HTTP/1.1
+/// response), or never when `raw` is empty; its port.
+async fn canned(raw: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                if raw.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                let _ = conn.write_all(raw.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) -> Multiplexer {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let urls = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}/mcp").parse().unwrap())
+        .collect();
+    let targets = TargetSet::new(names, "__".into(), PrefixMode::Auto).unwrap();
+    Multiplexer::new(MuxConfig {
+        route: "tools".into(),
+        targets,
+        urls,
+        keys: Arc::new(SessionKeys::random()),
+        allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+        timeout,
+        limit: 1 << 20,
+        client: Arc::new(crate::outbound::client(&Default::default()).unwrap()),
+        calls: Family::default(),
+    })
+}
+
+/// A session `m` sealed, as `initialize` would have made it.
+fn session(m: &Multiplexer) -> String {
+    let targets = m
+        .targets
+        .names()
+        .iter()
+        .map(|n| TargetSession {
+            target: n.clone(),
+            session_id: Some(format!("up-{n}")),
+            protocol_version: "2025-06-18".into(),
+        })
+        .collect();
+    m.keys.seal(&m.state(targets, "2025-06-18".into()))
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (k, v) in pairs {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+async fn send(
+    m: &Multiplexer,
+    method: Method,
+    h: &HeaderMap,
+    body: &str,
+) -> (u16, HeaderMap, Value) {
+    let response = m.handle(&method, h, Bytes::from(body.to_string())).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, headers, value)
+}
+
+const LIST: &str = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+
+#[tokio::test]
+async fn refusals_before_any_target_is_asked() {
+    let m = mux(&["a", "b"], &["https://app.example.com"]);
+    let sid = session(&m);
+    let ok = headers(&[("mcp-session-id", &sid)]);
+    let (s, h, _) = send(&m, Method::GET, &ok, "").await;
+    assert_eq!(
+        (s, h.get(ALLOW).unwrap().to_str().unwrap()),
+        (405, "POST, DELETE")
+    );
+    let (s, _, b) = send(&m, Method::POST, &headers(&[]), LIST).await;
+    assert_eq!(
+        (s, &b["id"], &b["error"]["code"]),
+        (400, &json!(5), &json!(-32600))
+    );
+    for bad in [
+        format!("{sid}x"),
+        "t1.AAAA".into(),
+        "abc".into(),
+        sid.replace("t1.", "t2."),
+    ] {
+        let (s, _, b) = send(
+            &m,
+            Method::POST,
+            &headers(&[("mcp-session-id", &bad)]),
+            LIST,
+        )
+        .await;
+        assert_eq!((s, &b["error"]["code"]), (404, &json!(-32600)), "{bad}");
+    }
+    let (s, _, b) = send(&m, Method::POST, &ok, &format!("[{LIST}]")).await;
+    assert_eq!((s, &b["error"]["code"]), (400, &json!(-32600)));
+    let (s, _, b) = send(&m, Method::POST, &ok, "{not json").await;
+    assert_eq!((s, &b["error"]["code"]), (400, &json!(-32700)));
+    let mut json_only = ok.clone();
+    json_only.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    assert_eq!(send(&m, Method::POST, &json_only, LIST).await.0, 406);
+    let mut text = ok.clone();
+    text.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    assert_eq!(send(&m, Method::POST, &text, LIST).await.0, 415);
+    let evil = headers(&[("mcp-session-id", &sid), ("origin", "http://evil.example")]);
+    assert_eq!(send(&m, Method::POST, &evil, LIST).await.0, 403);
+    let allowed = headers(&[
+        ("mcp-session-id", &sid),
+        ("origin", "https://app.example.com"),
+    ]);
+    let ping = r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#;
+    let (s, _, b) = send(&m, Method::POST, &allowed, ping).await;
+    assert_eq!((s, b), (200, json!({"jsonrpc":"2.0","id":"p","result":{}})));
+    let old = headers(&[
+        ("mcp-session-id", &sid),
+        ("mcp-protocol-version", "1999-01-01"),
+    ]);
+    assert_eq!(send(&m, Method::POST, &old, ping).await.0, 400);
+}
+
+#[tokio::test]
+async fn a_session_for_another_target_set_is_unknown() {
+    let a = mux(&["a", "b"], &[]);
+    let mut b = mux(&["a", "c"], &[]);
+    b.keys = a.keys.clone();
+    let sid = session(&a);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let h = headers(&[("mcp-session-id", &sid)]);
+    assert_eq!(send(&a, Method::POST, &h, ping).await.0, 200);
+    assert_eq!(send(&b, Method::POST, &h, ping).await.0, 404);
+}
+
+#[tokio::test]
+async fn tool_calls_route_by_prefix_and_dead_targets_are_rpc_errors() {
+    let m = mux(&["weather", "calendar"], &[]);
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let call = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
+        )
+    };
+    let (s, _, b) = send(&m, Method::POST, &h, &call("nope__echo")).await;
+    assert_eq!(
+        (s, &b["id"], &b["error"]["code"]),
+        (200, &json!(9), &json!(-32602))
+    );
+    let (s, _, b) = send(&m, Method::POST, &h, &call("echo")).await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (200, &json!(-32602)),
+        "no prefix with two targets"
+    );
+    let (s, _, b) = send(&m, Method::POST, &h, &call("calendar__echo")).await;
+    assert_eq!((s, &b["error"]["code"]), (200, &json!(-32603)));
+    assert_eq!(b["error"]["message"], "target calendar: unreachable");
+    let (s, _, b) = send(&m, Method::POST, &h, LIST).await;
+    assert_eq!(
+        (s, &b["error"]["message"]),
+        (200, &json!("target weather: unreachable"))
+    );
+    let other = r#"{"jsonrpc":"2.0","id":2,"method":"resources/list"}"#;
+    let (s, _, b) = send(&m, Method::POST, &h, other).await;
+    assert_eq!((s, &b["error"]["code"]), (200, &json!(-32601)));
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (s, _, b) = send(&m, Method::POST, &h, note).await;
+    assert_eq!(
+        (s, b),
+        (202, Value::Null),
+        "a notification is taken even when targets fail"
+    );
+    let (s, _, _) = send(&m, Method::DELETE, &h, "").await;
+    assert_eq!(s, 200);
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (s, h, b) = send(&m, Method::POST, &headers(&[]), init).await;
+    assert_eq!((s, &b["error"]["code"]), (200, &json!(-32603)));
+    assert!(h.get(SESSION_ID).is_none());
+    let errors = m
+        .calls
+        .get_or_create(&McpCallLabels {
+            route: "tools".into(),
+            target: "calendar".into(),
+            method: "tools/call",
+            result: "error",
+        })
+        .get();
+    assert_eq!(errors, 1);
+}
+
+#[tokio::test]
+async fn failing_targets_are_named_in_rpc_errors() {
+    let broken = canned(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let odd = canned("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5\r\nconnection: close\r\n\r\n[1,2]").await;
+    let refusing = canned("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 68\r\nconnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":5,\"error\":{\"code\":-32001,\"message\":\"no way!\"}}").await;
+    let silent = canned("").await;
+    let cases = [
+        (broken, -32603, "target t: answered HTTP 500"),
+        (
+            odd,
+            -32603,
+            "target t: its answer held no response to the request",
+        ),
+        (refusing, -32001, "target t: no way!"),
+        (silent, -32603, "target t: no answer within 300ms"),
+    ];
+    for (port, code, message) in cases {
+        let m = mux_at(&["t"], &[port], &[], Duration::from_millis(300));
+        let h = headers(&[("mcp-session-id", &session(&m))]);
+        let (s, _, b) = send(&m, Method::POST, &h, LIST).await;
+        assert_eq!(
+            (s, &b["id"], &b["error"]["code"]),
+            (200, &json!(5), &json!(code)),
+            "{b}"
+        );
+        assert_eq!(b["error"]["message"], message);
+    }
+    // A target that answers a passed-through call with 5xx is named too.
+    let m = mux_at(&["t"], &[broken], &[], Duration::from_millis(300));
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let call = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo"}}"#;
+    let (s, _, b) = send(&m, Method::POST, &h, call).await;
+    assert_eq!(
+        (s, &b["error"]["message"]),
+        (200, &json!("target t: answered HTTP 500"))
+    );
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Drives an MCP endpoint with the official Python SDK client, for the MCP gateway
+tests. Reads a JSON list of jobs (`--jobs -`: stdin) and prints a JSON list of results,
+in order. A job:
+
+    {"sdk": "1" | "2", "url": "http://127.0.0.1:PORT/mcp",
+     "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...]}
+
+Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
+"calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}. sdk 1 uses
+`ClientSession` over `streamable_http_client`; sdk 2 the high-level `Client` in its
+default `auto` mode (it probes `server/discover` first, then falls back to initialize).
+Run with the venv of the SDK chosen (.venv-mcp1 / .venv-mcp2).
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+
+
+def call_result(result) -> dict:
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    is_error = getattr(result, "is_error", None)
+    if is_error is None:
+        is_error = getattr(result, "isError", False)
+    return {"text": text, "is_error": bool(is_error)}
+
+
+def error_result(error) -> dict:
+    return {"error": {"code": error.error.code, "message": error.error.message}}
+
+
+async def run_sdk1(job: dict) -> dict:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import McpError
+
+    out = {}
+    async with streamable_http_client(job["url"]) as (read, write, get_session_id):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            out["protocol_version"] = init.protocolVersion
+            out["server_name"] = init.serverInfo.name
+            out["session_id"] = get_session_id()
+            tools = await session.list_tools()
+            out["tools"] = [t.name for t in tools.tools]
+            out["calls"] = []
+            for c in job.get("calls", []):
+                try:
+                    result = await session.call_tool(c["name"], c.get("arguments"))
+                    out["calls"].append(call_result(result))
+                except McpError as e:
+                    out["calls"].append(error_result(e))
+    return out
+
+
+async def run_sdk2(job: dict) -> dict:
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    out = {}
+    async with Client(job["url"]) as client:
+        out["protocol_version"] = client.protocol_version
+        out["server_name"] = client.server_info.name if client.server_info else None
+        tools = await client.list_tools(cache_mode="bypass")
+        out["tools"] = [t.name for t in tools.tools]
+        out["calls"] = []
+        for c in job.get("calls", []):
+            try:
+                result = await client.call_tool(c["name"], c.get("arguments"))
+                out["calls"].append(call_result(result))
+            except MCPError as e:
+                out["calls"].append(error_result(e))
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", required=True, help="a JSON file of jobs, or - for stdin")
+    args = parser.parse_args()
+    text = sys.stdin.read() if args.jobs == "-" else open(args.jobs).read()
+    results = []
+    for job in json.loads(text):
+        run = run_sdk1 if job["sdk"] == "1" else run_sdk2
+        results.append(await run(job))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

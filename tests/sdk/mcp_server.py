@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""An MCP server of the official Python SDK (1.x FastMCP or 2.x MCPServer) over
+Streamable HTTP, for the MCP gateway tests. It binds a loopback socket on port 0 itself
+(no port race), prints `READY <port>` and serves until killed.
+
+Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server, so the
+gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
+
+Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
+.venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
+"""
+
+import argparse
+import socket
+
+import uvicorn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sdk", choices=["1", "2"], required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--json-response", action="store_true")
+    args = parser.parse_args()
+    name = args.name
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+
+    if args.sdk == "1":
+        from mcp.server.fastmcp import FastMCP
+
+        server = FastMCP(name, instructions=f"Tools of {name}.", json_response=args.json_response)
+    else:
+        from mcp.server.mcpserver import MCPServer
+
+        server = MCPServer(name, instructions=f"Tools of {name}.")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Echoes the text, prefixed with the server's name."""
+        return f"{name}:{text}"
+
+    @server.tool(name=f"{name}_only")
+    def only() -> str:
+        """Answers the server's name."""
+        return name
+
+    if args.sdk == "1":
+        app = server.streamable_http_app()
+    else:
+        app = server.streamable_http_app(json_response=args.json_response, host="127.0.0.1")
+
+    print(f"READY {port}", flush=True)
+    # The app's lifespan runs the session manager.
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

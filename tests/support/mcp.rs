@@ -1,0 +1,150 @@
+//! The MCP gateway's peers: MCP servers of the official Python SDK (1.x or 2.x, each
+//! from its own venv) on loopback ports they bind themselves, killed on drop; the SDK
+//! clients run as jobs (`tests/sdk/mcp_client.py`); the gateway config; and the raw
+//! JSON-RPC requests the status tests send with a plain HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::client::Req;
+use super::repo_root;
+
+/// The Python MCP SDK major version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sdk {
+    /// `mcp==1.30.0` (`.venv-mcp1`): legacy Streamable HTTP only.
+    V1,
+    /// `mcp==2.3.0` (`.venv-mcp2`): both eras; its client probes `server/discover` first.
+    V2,
+}
+
+impl Sdk {
+    fn arg(self) -> &'static str {
+        match self {
+            Sdk::V1 => "1",
+            Sdk::V2 => "2",
+        }
+    }
+
+    /// The venv's Python; fails loudly, with the install command, when it is missing.
+    pub fn python(self) -> PathBuf {
+        let venv = match self {
+            Sdk::V1 => ".venv-mcp1",
+            Sdk::V2 => ".venv-mcp2",
+        };
+        let python = repo_root().join(venv).join("bin/python");
+        assert!(
+            python.exists(),
+            "{} not found: run `scripts/install-test-deps` (or: python3 -m venv {venv} && {venv}/bin/pip install -r tests/requirements-mcp{}.txt)",
+            python.display(),
+            self.arg()
+        );
+        python
+    }
+}
+
+/// A running `tests/sdk/mcp_server.py`.
+pub struct McpServer {
+    child: Child,
+    /// Kept open: a server that prints more must not hit a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// The server's stderr (its log), printed when the test fails; removed on drop.
+    log: tempfile::NamedTempFile,
+    pub name: String,
+    pub port: u16,
+}
+
+impl McpServer {
+    /// Starts server `name` of `sdk` (`json`: answers requests with JSON, not SSE) and
+    /// waits for the port it bound.
+    pub async fn start(sdk: Sdk, name: &str, json: bool) -> Self {
+        let script = repo_root().join("tests/sdk/mcp_server.py");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut command = Command::new(sdk.python());
+        command
+            .arg(script)
+            .args(["--sdk", sdk.arg(), "--name", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().expect("the log file"));
+        if json {
+            command.arg("--json-response");
+        }
+        let mut child = command.spawn().expect("spawning mcp_server.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let read = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            reader.read_line(&mut line).map(|_| (reader, line))
+        });
+        let (reader, line) = match tokio::time::timeout(Duration::from_secs(30), read).await {
+            Ok(Ok(Ok(read))) => read,
+            other => {
+                let _ = child.kill();
+                panic!("MCP server {name} did not start: {other:?}");
+            }
+        };
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("MCP server {name} printed {line:?}, not READY <port>")
+            });
+        McpServer {
+            child,
+            _stdout: reader,
+            log,
+            name: name.to_string(),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = super::read_log(self.log.path());
+            eprintln!("---- MCP server {} log ----\n{log}", self.name);
+        }
+    }
+}
+
+/// A tollgate config with one bind on `port` whose route `tools` (path `/mcp`) is an
+/// MCP gateway in front of `servers`, in order; `extra` is YAML added to the `mcp`
+/// section (indented by 8).
+pub fn gateway_yaml(port: u16, servers: &[&McpServer], extra: &str) -> String {
+    let targets: String = servers
+        .iter()
+        .map(|s| format!("        - {{name: {}, url: \"{}\"}}\n", s.name, s.url()))
+        .collect();
+    format!(
+        "binds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: tools\n      matches: [{{path: {{exact: /mcp}}}}]\n      mcp:\n        targets:\n{targets}{extra}"
+    )
+}
+
+/// Runs SDK client jobs (see `tests/sdk/mcp_client.py`) with `sdk`'s client; the
+/// results in order.
+pub async fn run_clients(sdk: Sdk, jobs: Vec<Value>) -> Vec<Value> {
+    super::llm::run_sdk_with(sdk.python(), "mcp_client.py", jobs).await
+}
+
+/// A POST of `body` to `/mcp` as an MCP client sends it.
+pub fn post(body: &str) -> Req {
+    Req::post("/mcp", body.to_string()).header("accept", "application/json, text/event-stream")
+}
+
+/// A legacy `initialize` request.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+/// A `tools/list` request with id 2.
+pub const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
