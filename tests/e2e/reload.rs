@@ -61,8 +61,10 @@ async fn version(port: u16) -> Option<String> {
     reply.header("x-config-version").map(str::to_string)
 }
 
+/// Waits for a reload counter. A reload takes two polls (500 ms apart) once the file is
+/// stable; the bound leaves room for a loaded machine running the suite in parallel.
 async fn wait_metric(tollgate: &Tollgate, name: &str, value: f64) -> String {
-    support::eventually(name, Duration::from_secs(5), || async {
+    support::eventually(name, Duration::from_secs(20), || async {
         let m = tollgate.metrics().await;
         (metric(&m, name) == Some(value)).then_some(m)
     })
