@@ -10,7 +10,7 @@ mod drive;
 mod log;
 mod watchdog;
 
-pub use accept::{Accepted, Acceptor, Drain, Permit, Refusal};
+pub use accept::{Accepted, Acceptor, Drain, Listen, Permit, Refusal};
 pub use admitted::{incoming, Admitted};
 pub use drive::{boxed, drive, Connection, Tracked};
 pub use log::RateLimitedLog;

@@ -2,8 +2,10 @@
 //! connection is refused the way its listener's clients understand best (`Refusal`);
 //! an accept error (above all EMFILE / ENFILE: out of file descriptors) pauses the
 //! loop with a doubling backoff (5 ms to 1 s) instead of spinning, and is logged at
-//! most once a second with the count of the errors left out.
+//! most once a second with the count of the errors left out. TCP listeners and Unix
+//! domain sockets (ext_proc beside Envoy) are accepted alike ([`Listen`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicI64;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::RateLimitedLog;
@@ -32,10 +34,67 @@ pub enum Refusal {
     Hold,
 }
 
+/// A socket that accepts connections.
+pub trait Listen: Send + Sync + 'static {
+    type Stream: Send + 'static;
+    type Addr: Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, Self::Addr)>> + Send;
+    /// Reads what the peer already sent, then writes `reply` without waiting (a fresh
+    /// socket's send buffer is empty), so closing does not turn into a reset that could
+    /// discard the reply before the peer reads it.
+    fn refuse_with(stream: &Self::Stream, reply: &[u8]);
+}
+
+impl Listen for TcpListener {
+    type Stream = TcpStream;
+    type Addr = SocketAddr;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+    fn refuse_with(stream: &TcpStream, reply: &[u8]) {
+        drain_then_write(
+            |buf| stream.try_read(buf),
+            |bytes| stream.try_write(bytes),
+            reply,
+        );
+    }
+}
+
+impl Listen for UnixListener {
+    type Stream = UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(UnixStream, Self::Addr)>> + Send {
+        UnixListener::accept(self)
+    }
+    fn refuse_with(stream: &UnixStream, reply: &[u8]) {
+        drain_then_write(
+            |buf| stream.try_read(buf),
+            |bytes| stream.try_write(bytes),
+            reply,
+        );
+    }
+}
+
+/// [`Listen::refuse_with`] on a socket's non-blocking read and write.
+fn drain_then_write(
+    read: impl Fn(&mut [u8]) -> std::io::Result<usize>,
+    write: impl FnOnce(&[u8]) -> std::io::Result<usize>,
+    reply: &[u8],
+) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+    let _ = write(reply);
+}
+
 /// A connection accepted within the limit.
-pub struct Accepted {
-    pub stream: TcpStream,
-    pub remote: SocketAddr,
+pub struct Accepted<L: Listen = TcpListener> {
+    pub stream: L::Stream,
+    pub remote: L::Addr,
     pub permit: Permit,
 }
 
@@ -53,8 +112,8 @@ impl Drop for Permit {
 }
 
 /// Accepts connections on one listener.
-pub struct Acceptor {
-    listener: TcpListener,
+pub struct Acceptor<L: Listen = TcpListener> {
+    listener: L,
     name: String,
     permits: Arc<Semaphore>,
     max: u32,
@@ -70,10 +129,16 @@ pub struct Acceptor {
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-impl Acceptor {
+impl Acceptor<TcpListener> {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+impl<L: Listen> Acceptor<L> {
     /// `name` labels the metrics and logs (`proxy:8080`, `admin`, `ext_proc`).
     pub fn new(
-        listener: TcpListener,
+        listener: L,
         name: &str,
         max: NonZeroU32,
         refusal: Refusal,
@@ -98,12 +163,8 @@ impl Acceptor {
         }
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// The next connection within the limit. Cancel-safe.
-    pub async fn accept(&mut self) -> Accepted {
+    pub async fn accept(&mut self) -> Accepted<L> {
         loop {
             let held = match self.refusal {
                 Refusal::Hold => Some(
@@ -175,7 +236,7 @@ impl Acceptor {
         tracing::info!(listener = %self.name, suppressed, "accepting again");
     }
 
-    fn refuse(&mut self, stream: TcpStream) {
+    fn refuse(&mut self, stream: L::Stream) {
         self.refused.inc();
         if let Some(suppressed) = self.refusals_log.record(Instant::now()) {
             tracing::warn!(
@@ -186,17 +247,7 @@ impl Acceptor {
             );
         }
         if let Refusal::Reply(bytes) = self.refusal {
-            // Whatever the client already sent is read first, so closing does not turn
-            // into a reset that could discard the reply before the client reads it.
-            let mut sink = [0u8; 4096];
-            for _ in 0..16 {
-                match stream.try_read(&mut sink) {
-                    Ok(n) if n > 0 => continue,
-                    _ => break,
-                }
-            }
-            // A fresh socket's send buffer is empty: the reply fits without waiting.
-            let _ = stream.try_write(bytes);
+            L::refuse_with(&stream, bytes);
         }
     }
 }
@@ -213,3 +264,6 @@ impl Drain {
         let _ = self.permits.acquire_many(self.max).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

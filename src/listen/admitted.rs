@@ -1,23 +1,23 @@
 //! A connection that holds its place under the listener's limit while it lives: the
 //! socket type of an incoming stream handed to a server that owns the connection
-//! itself (tonic, for ext_proc).
+//! itself (tonic, for ext_proc), over TCP or a Unix domain socket.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 
-use super::{Accepted, Permit};
+use super::{Accepted, Listen, Permit};
 
-/// An accepted TCP connection and its permit.
-pub struct Admitted {
-    stream: TcpStream,
+/// An accepted connection and its permit.
+pub struct Admitted<S = TcpStream> {
+    stream: S,
     _permit: Permit,
 }
 
-impl From<Accepted> for Admitted {
-    fn from(a: Accepted) -> Self {
+impl From<Accepted<TcpListener>> for Admitted<TcpStream> {
+    fn from(a: Accepted<TcpListener>) -> Self {
         let _ = a.stream.set_nodelay(true);
         Admitted {
             stream: a.stream,
@@ -26,15 +26,24 @@ impl From<Accepted> for Admitted {
     }
 }
 
-impl tonic::transport::server::Connected for Admitted {
-    type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+impl From<Accepted<UnixListener>> for Admitted<tokio::net::UnixStream> {
+    fn from(a: Accepted<UnixListener>) -> Self {
+        Admitted {
+            stream: a.stream,
+            _permit: a.permit,
+        }
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Admitted<S> {
+    type ConnectInfo = S::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.stream.connect_info()
     }
 }
 
-impl AsyncRead for Admitted {
+impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -44,7 +53,7 @@ impl AsyncRead for Admitted {
     }
 }
 
-impl AsyncWrite for Admitted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Admitted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -75,9 +84,13 @@ impl AsyncWrite for Admitted {
 }
 
 /// The connections of `acceptor` as the incoming stream a tonic server takes.
-pub fn incoming(
-    acceptor: super::Acceptor,
-) -> impl futures::Stream<Item = Result<Admitted, std::io::Error>> + Send {
+pub fn incoming<L>(
+    acceptor: super::Acceptor<L>,
+) -> impl futures::Stream<Item = Result<Admitted<L::Stream>, std::io::Error>> + Send
+where
+    L: Listen,
+    Admitted<L::Stream>: From<Accepted<L>>,
+{
     futures::stream::unfold(acceptor, |mut acceptor| async move {
         let accepted = acceptor.accept().await;
         Some((Ok(Admitted::from(accepted)), acceptor))

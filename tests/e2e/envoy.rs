@@ -1,6 +1,6 @@
 //! Envoy → tollgate ext_proc → upstream: the header scenario in BUFFERED, STREAMED and
 //! FULL_DUPLEX_STREAMED with `modeOverride` on and off, SSE, Envoy's route name, and
-//! Envoy's failure mode when tollgate is down.
+//! Envoy's failure mode when tollgate is down, and ext_proc over a Unix domain socket.
 
 use std::time::Duration;
 
@@ -191,5 +191,38 @@ async fn failure_mode_when_tollgate_is_down() {
             .iter()
             .all(|r| r.header("x-test-id").as_deref() != Some("down-closed")),
         "a fail-closed request must not reach the upstream"
+    );
+}
+
+/// ext_proc over a Unix domain socket, as a sidecar beside Envoy serves it: the header
+/// scenario end to end, and Envoy's connection counted under the listener's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_proc_over_a_unix_socket() {
+    let upstream = MockUpstream::start().await;
+    let ports = Ports::free();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("ext_proc.sock");
+    let tcp = format!("127.0.0.1:{}", ports.ext_proc);
+    let yaml = scenario::config(ports, upstream.port, true)
+        .replace(&tcp, &format!("unix:{}", socket.display()));
+    assert!(!yaml.contains(&tcp), "{yaml}");
+    let tollgate = Tollgate::start(&yaml).await;
+    let spec = ListenerSpec::new(ports.ext_proc, upstream.port, Mode::Buffered);
+    let envoy = Envoy::start_over_unix(&[spec], &socket).await;
+
+    let req = scenario::chat_request("over-unix");
+    let reply = client::must(envoy.port(0), req.clone()).await;
+    scenario::assert_client_response(&reply, &req);
+    scenario::assert_upstream_request(&upstream.request("over-unix"), &req);
+    assert_eq!(envoy.ext_proc_counter(0, "streams_started").await, 1);
+    assert_eq!(envoy.ext_proc_counter(0, "streams_failed").await, 0);
+    let metrics = tollgate.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"tollgate_connections_active{listener="ext_proc"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
     );
 }

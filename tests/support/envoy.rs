@@ -123,6 +123,25 @@ impl Envoy {
         .await
     }
 
+    /// Envoy whose ext_proc clusters reach tollgate over the Unix domain socket `socket`
+    /// (each listener's `ext_proc_port` then only names its cluster).
+    pub async fn start_over_unix(listeners: &[ListenerSpec], socket: &Path) -> Self {
+        Self::start_with(listeners.len(), |admin_port, ports, access_log| {
+            let mut yaml = render(admin_port, listeners, ports, access_log);
+            for l in listeners {
+                let tcp = format!(
+                    "socket_address: {{ address: 127.0.0.1, port_value: {} }}",
+                    l.ext_proc_port
+                );
+                let pipe = format!("pipe: {{ path: \"{}\" }}", socket.display());
+                assert!(yaml.contains(&tcp), "no ext_proc endpoint to replace");
+                yaml = yaml.replace(&tcp, &pipe);
+            }
+            yaml
+        })
+        .await
+    }
+
     /// Envoy with a config `render(admin_port, listener_ports, access_log)` writes.
     pub async fn start_with(
         listeners: usize,

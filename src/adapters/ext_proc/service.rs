@@ -225,11 +225,16 @@ pub async fn serve(
             let listener = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("binding ext_proc socket {path}"))?;
             let _ = ready.send(address.clone());
+            // The same limit as over TCP, held in the backlog beyond it.
+            let acceptor = Acceptor::new(
+                listener,
+                "ext_proc",
+                limits.max_connections,
+                Refusal::Hold,
+                &metrics,
+            );
             router
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
-                    signal,
-                )
+                .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
                 .await
                 .context("ext_proc server")
         } else {
