@@ -6,7 +6,7 @@
 //! client body ── jsonrpc::parse ──► Message (request / notification / response / error)
 //! Mcp-Session-Id ◄─► SessionKeys::seal / open ◄─► SessionState (per-target upstream sessions)
 //! tool names ◄─► TargetSet::encode / decode ("weather__echo" ↔ target 0, tool "echo")
-//! upstream results ── merge::merge_initialize / merge_tools ──► one result for the client
+//! upstream results ── merge::merge_initialize / merge_named ──► one result for the client
 //! target calls ── upstream::Target::send ──► response::read_answer (JSON or SSE, bounded)
 //! refusals and failures ── error::McpError::reply ──► status + JSON-RPC error body
 //! ```
@@ -29,7 +29,7 @@ pub mod upstream;
 
 pub use error::McpError;
 pub use jsonrpc::{Message, RpcError};
-pub use merge::{merge_initialize, merge_tools};
+pub use merge::{merge_initialize, merge_named, merge_tools};
 pub use mux::{McpBody, Multiplexer, MuxConfig};
 pub use session::{SessionKeyError, SessionKeys, SessionState, TargetSession};
 pub use targets::{PrefixMode, TargetError, TargetSet};

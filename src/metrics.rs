@@ -7,6 +7,7 @@ mod connections;
 mod gen_ai;
 mod inference;
 mod labels;
+mod mcp;
 mod route;
 
 pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
@@ -17,6 +18,7 @@ pub use inference::{
     PoolStats, PoolStatsSource, ServedLabels, StatusLabels,
 };
 pub use labels::{truncate, BoundedLabel, LabelBounds, OTHER};
+pub use mcp::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
 pub use route::RouteTallies;
 
 use std::sync::atomic::AtomicI64;
@@ -61,18 +63,6 @@ pub struct LimitLabels {
     pub decision: &'static str,
 }
 
-/// `tollgate_mcp_target_calls_total` labels: every value is bounded (the route and
-/// target names come from the config; `method` is one of a fixed set or `other`).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct McpCallLabels {
-    pub route: String,
-    pub target: String,
-    /// `initialize`, `notifications`, `tools/list`, `tools/call`, `delete` or `other`.
-    pub method: &'static str,
-    /// `ok` or `error`.
-    pub result: &'static str,
-}
-
 /// `tollgate_guard_findings_total` labels. `rule` is the configured rule's name; the
 /// finding itself never becomes a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,7 +95,7 @@ pub struct Metrics {
     pub token_limit_decisions: Family<LimitLabels, Counter>,
     pub guard_findings: Family<GuardLabels, Counter>,
     /// Calls an MCP gateway route made to its targets.
-    pub mcp_calls: Family<McpCallLabels, Counter>,
+    pub mcp: McpMetrics,
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
     pub buffers: BufferMetrics,
@@ -180,12 +170,7 @@ impl Metrics {
             "Token limit checks, by route, limit and decision (allowed or denied)",
             token_limit_decisions.clone(),
         );
-        let mcp_calls = Family::<McpCallLabels, Counter>::default();
-        registry.register(
-            "tollgate_mcp_target_calls",
-            "Calls MCP gateway routes made to their targets, by route, target, method and result",
-            mcp_calls.clone(),
-        );
+        let mcp = McpMetrics::register(&mut registry, labels.clone());
         let guard_findings = Family::<GuardLabels, Counter>::default();
         registry.register(
             "tollgate_guard_findings",
@@ -214,7 +199,7 @@ impl Metrics {
             inference,
             gen_ai,
             guard_findings,
-            mcp_calls,
+            mcp,
             guard_duration,
             token_limit_decisions,
             registry,

@@ -32,8 +32,14 @@ pub enum McpError {
     UnknownSession { id: Option<Value> },
     #[error("{reason}")]
     InvalidParams { id: Value, reason: String },
-    #[error("unknown tool {name:?}")]
-    UnknownTool { id: Value, name: String },
+    /// A `tools/call` or `prompts/get` name that no target lists under (`kind`: `tool`
+    /// or `prompt`).
+    #[error("unknown {kind} {name:?}")]
+    UnknownTool {
+        id: Value,
+        kind: &'static str,
+        name: String,
+    },
     #[error("method {method:?} is not served by a gateway with several targets")]
     Unsupported { id: Value, method: String },
     #[error("target {target}: {error}")]
@@ -119,6 +125,7 @@ mod tests {
         assert_eq!((s, &b["id"]), (404, &Value::Null));
         let (s, b) = reply(McpError::UnknownTool {
             id: json!("a"),
+            kind: "tool",
             name: "nope__echo".into(),
         });
         assert_eq!((s, &b["error"]["code"]), (200, &json!(-32602)));

@@ -60,22 +60,30 @@ pub fn merge_initialize(targets: &TargetSet, results: &[(usize, Value)]) -> Valu
 /// gateway does not page. A tool without a string `name` cannot be called through the
 /// gateway and is left out, as is a result without a `tools` array.
 pub fn merge_tools(targets: &TargetSet, results: &[(usize, Value)]) -> Value {
-    let mut tools = Vec::new();
+    merge_named(targets, results, "tools")
+}
+
+/// [`merge_tools`] for any list of named items (`tools`, `prompts`): the result's
+/// `list` array of every target, each item renamed.
+pub fn merge_named(targets: &TargetSet, results: &[(usize, Value)], list: &str) -> Value {
+    let mut items = Vec::new();
     for (i, result) in in_target_order(targets, results) {
-        let Some(list) = result.get("tools").and_then(Value::as_array) else {
+        let Some(found) = result.get(list).and_then(Value::as_array) else {
             continue;
         };
-        for tool in list {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+        for item in found {
+            let Some(name) = item.get("name").and_then(Value::as_str) else {
                 continue;
             };
             let name = targets.encode(i, name);
-            let mut tool = tool.clone();
-            tool["name"] = Value::String(name);
-            tools.push(tool);
+            let mut item = item.clone();
+            item["name"] = Value::String(name);
+            items.push(item);
         }
     }
-    json!({ "tools": tools })
+    let mut merged = serde_json::Map::new();
+    merged.insert(list.to_string(), Value::Array(items));
+    Value::Object(merged)
 }
 
 /// The results whose index is a target's, in target order (stable for equal indexes).

@@ -10,8 +10,8 @@
 //! | notification | sent to every target with its own session; 202 |
 //! | response or error from the client | 202, dropped (server requests are not relayed yet) |
 //! | `ping` | 200, answered here |
-//! | `tools/list` | sent to every target; tools merged under prefixed names |
-//! | `tools/call` | routed by the name's prefix, renamed; the target's answer passes through |
+//! | `tools/list`, `prompts/list` | sent to every target; tools / prompts merged under prefixed names |
+//! | `tools/call`, `prompts/get` | routed by the name's prefix, renamed; the target's answer passes through |
 //! | any other request | forwarded with one target; -32601 with several |
 //! | GET (and other methods) | 405 with `Allow: POST, DELETE` |
 //! | DELETE | every target's session deleted; 200 |
@@ -22,21 +22,19 @@
 mod fanout;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use serde_json::{json, Value};
 
 use super::error::McpError;
 use super::jsonrpc::{self, Message};
 use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
 use super::{SessionKeys, SessionState, TargetSet};
-use crate::metrics::McpCallLabels;
+use crate::metrics::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
 
 /// The body of the gateway's answers: its own JSON, or a target's answer passed on.
 pub type McpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -46,11 +44,13 @@ pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18"
 /// The version a target that names none is taken to speak.
 const DEFAULT_VERSION: &str = "2025-03-26";
 /// Methods counted by name in the metrics; any other is `other`.
-const METHODS: [&str; 5] = [
+const METHODS: [&str; 7] = [
     "initialize",
     "notifications",
     "tools/list",
     "tools/call",
+    "prompts/list",
+    "prompts/get",
     "delete",
 ];
 
@@ -65,7 +65,7 @@ pub struct Multiplexer {
     /// The most bytes of a target's answer read whole.
     limit: usize,
     client: Arc<Client>,
-    calls: Family<McpCallLabels, Counter>,
+    metrics: McpMetrics,
 }
 
 /// How to build a [`Multiplexer`].
@@ -79,7 +79,7 @@ pub struct MuxConfig {
     pub timeout: Duration,
     pub limit: usize,
     pub client: Arc<Client>,
-    pub calls: Family<McpCallLabels, Counter>,
+    pub metrics: McpMetrics,
 }
 
 impl std::fmt::Debug for Multiplexer {
@@ -111,7 +111,7 @@ impl Multiplexer {
             timeout: c.timeout,
             limit: c.limit,
             client: c.client,
-            calls: c.calls,
+            metrics: c.metrics,
         }
     }
 
@@ -196,8 +196,10 @@ impl Multiplexer {
                 &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
                 None,
             )),
-            "tools/list" => self.list_tools(state, id, body).await,
+            "tools/list" => self.list(state, id, body, "tools/list", "tools").await,
+            "prompts/list" => self.list(state, id, body, "prompts/list", "prompts").await,
             "tools/call" => self.call_tool(state, id, value).await,
+            "prompts/get" => self.route_named(state, id, value, "prompts/get").await,
             _ if self.targets.len() == 1 => self.forward(state, 0, id, method, body).await,
             _ => Err(McpError::Unsupported {
                 id,
@@ -206,28 +208,57 @@ impl Multiplexer {
         }
     }
 
-    /// `tools/call`: the target named by the tool's prefix gets the call under the
-    /// tool's own name.
+    /// `tools/call`: routed as [`Self::route_named`] says, and counted by tool.
     async fn call_tool(
         &self,
         state: &SessionState,
         id: Value,
-        mut value: Value,
+        value: Value,
     ) -> Result<Response<McpBody>, McpError> {
+        let name = value.pointer("/params/name").and_then(Value::as_str);
+        let decoded = name.and_then(|n| self.targets.decode(n));
+        let Some((index, tool)) = decoded.map(|(i, t)| (i, t.to_string())) else {
+            return self.route_named(state, id, value, "tools/call").await;
+        };
+        let answer = self.route_named(state, id, value, "tools/call").await;
+        let ok = matches!(&answer, Ok(r) if r.status().is_success());
+        let m = &self.metrics;
+        m.tools
+            .get_or_create(&McpToolLabels {
+                route: self.route.clone(),
+                target: self.upstreams[index].name.clone(),
+                tool: m.tool_names.value(&tool),
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        answer
+    }
+
+    /// `tools/call`, `prompts/get`: the target named by `params.name`'s prefix gets the
+    /// request under the item's own name; a name no target lists under is -32602.
+    async fn route_named(
+        &self,
+        state: &SessionState,
+        id: Value,
+        mut value: Value,
+        method: &'static str,
+    ) -> Result<Response<McpBody>, McpError> {
+        let kind = if method == "tools/call" {
+            "tool"
+        } else {
+            "prompt"
+        };
         let Some(name) = value.pointer("/params/name").and_then(Value::as_str) else {
-            let reason = "params.name must be a tool's name".to_string();
+            let reason = format!("params.name must be a {kind}'s name");
             return Err(McpError::InvalidParams { id, reason });
         };
-        let Some((index, tool)) = self.targets.decode(name) else {
-            return Err(McpError::UnknownTool {
-                id,
-                name: name.to_string(),
-            });
+        let Some((index, own)) = self.targets.decode(name) else {
+            let name = name.to_string();
+            return Err(McpError::UnknownTool { id, kind, name });
         };
-        let tool = Value::String(tool.to_string());
-        value["params"]["name"] = tool;
+        value["params"]["name"] = Value::String(own.to_string());
         let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
-        self.forward(state, index, id, "tools/call", body).await
+        self.forward(state, index, id, method, body).await
     }
 
     /// Sends a request to target `index` and passes its answer on (status, content
@@ -242,6 +273,7 @@ impl Multiplexer {
     ) -> Result<Response<McpBody>, McpError> {
         let target = &self.upstreams[index];
         let call = self.call(state, index, Method::POST, body);
+        let started = Instant::now();
         let sent = target.send(&self.client, call, self.timeout).await;
         let sent = sent.and_then(|r| match r.status() {
             s if s == StatusCode::NOT_FOUND || s.is_server_error() => {
@@ -249,7 +281,7 @@ impl Multiplexer {
             }
             _ => Ok(r),
         });
-        self.count(index, method, sent.is_ok());
+        self.count(index, method, sent.is_ok(), started);
         let response = sent.map_err(|error| McpError::Target {
             id,
             target: target.name.clone(),
@@ -314,7 +346,8 @@ impl Multiplexer {
         Err(McpError::Origin { origin })
     }
 
-    fn count(&self, index: usize, method: &str, ok: bool) {
+    /// Counts a call to target `index` and its time since `started`.
+    fn count(&self, index: usize, method: &str, ok: bool, started: Instant) {
         let method = if method.starts_with("notifications/") {
             "notifications"
         } else {
@@ -325,14 +358,24 @@ impl Multiplexer {
             .find(|m| **m == method)
             .copied()
             .unwrap_or("other");
-        self.calls
+        let (route, target) = (&self.route, &self.upstreams[index].name);
+        self.metrics
+            .calls
             .get_or_create(&McpCallLabels {
-                route: self.route.clone(),
-                target: self.upstreams[index].name.clone(),
+                route: route.clone(),
+                target: target.clone(),
                 method,
                 result: if ok { "ok" } else { "error" },
             })
             .inc();
+        self.metrics
+            .duration
+            .get_or_create(&McpMethodLabels {
+                route: route.clone(),
+                target: target.clone(),
+                method,
+            })
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

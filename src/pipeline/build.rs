@@ -288,7 +288,7 @@ fn compile_mcp(
         timeout: mcp.timeout.get(),
         limit: bcx.config.limits.buffers.json_body_bytes,
         client,
-        calls: bcx.services.metrics.mcp_calls.clone(),
+        metrics: bcx.services.metrics.mcp.clone(),
     })))
 }
 

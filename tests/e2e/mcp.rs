@@ -116,18 +116,62 @@ async fn two_targets_py2_client_and_servers() {
     assert_eq!(tool_calls(&tollgate, "calendar").await, 2.0);
 }
 
+/// `job` that also lists the prompts and gets one of each target and an unknown one.
+fn with_prompts(mut job: Value) -> Value {
+    job["prompts"] = json!([
+        {"name": "weather__greet", "arguments": {"who": "ann"}},
+        {"name": "calendar__greet", "arguments": {"who": "bo"}},
+        {"name": "nope__greet", "arguments": {"who": "cy"}},
+    ]);
+    job
+}
+
+fn assert_prompts(result: &Value) {
+    assert_eq!(
+        result["prompt_names"],
+        json!(["weather__greet", "calendar__greet"]),
+        "{result}"
+    );
+    assert_eq!(
+        result["got"][0],
+        json!({"text": "weather greets ann"}),
+        "{result}"
+    );
+    assert_eq!(
+        result["got"][1],
+        json!({"text": "calendar greets bo"}),
+        "{result}"
+    );
+    assert_eq!(result["got"][2]["error"]["code"], -32602, "{result}");
+}
+
 #[tokio::test]
 async fn mixed_sdks_behind_one_gateway() {
     let weather = McpServer::start(Sdk::V1, "weather", false).await;
     let calendar = McpServer::start(Sdk::V2, "calendar", false).await;
     let (tollgate, port) = gateway(&[&weather, &calendar], KEY).await;
     let (one, two) = tokio::join!(
-        run_clients(Sdk::V1, vec![job(Sdk::V1, port, &two_target_calls())]),
-        run_clients(Sdk::V2, vec![job(Sdk::V2, port, &two_target_calls())]),
+        run_clients(
+            Sdk::V1,
+            vec![with_prompts(job(Sdk::V1, port, &two_target_calls()))]
+        ),
+        run_clients(
+            Sdk::V2,
+            vec![with_prompts(job(Sdk::V2, port, &two_target_calls()))]
+        ),
     );
-    assert_two_targets(&one[0]);
-    assert_two_targets(&two[0]);
+    for result in [&one[0], &two[0]] {
+        assert_two_targets(result);
+        assert_prompts(result);
+    }
     assert_eq!(tool_calls(&tollgate, "weather").await, 2.0);
+    // Tool calls by the tool's own name, and every target call timed.
+    let metrics = tollgate.metrics().await;
+    let by_tool =
+        r#"tollgate_mcp_tool_calls_total{route="tools",target="calendar",tool="echo",result="ok"}"#;
+    assert_eq!(metric(&metrics, by_tool), Some(2.0), "{metrics}");
+    let timed = r#"tollgate_mcp_target_call_duration_seconds_count{route="tools",target="weather",method="prompts/get"}"#;
+    assert_eq!(metric(&metrics, timed), Some(2.0), "{metrics}");
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@ tests. Reads a JSON list of jobs (`--jobs -`: stdin) and prints a JSON list of r
 in order. A job:
 
     {"sdk": "1" | "2", "url": "http://127.0.0.1:PORT/mcp",
-     "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...]}
+     "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...],
+     "prompts": [{"name": "weather__greet", "arguments": {"who": "ann"}}, ...]}
 
 Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
-"calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}. sdk 1 uses
+"calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}, and with "prompts":
+"prompt_names": [names] and "got": [{"text"} or {"error": ...}]. sdk 1 uses
 `ClientSession` over `streamable_http_client`; sdk 2 the high-level `Client` in its
 default `auto` mode (it probes `server/discover` first, then falls back to initialize).
 Run with the venv of the SDK chosen (.venv-mcp1 / .venv-mcp2).
@@ -31,6 +33,22 @@ def error_result(error) -> dict:
     return {"error": {"code": error.error.code, "message": error.error.message}}
 
 
+async def prompts(out: dict, job: dict, session, error_type) -> None:
+    """Lists the prompts and gets each of the job's, through a 1.x session or 2.x client."""
+    if "prompts" not in job:
+        return
+    listed = await session.list_prompts()
+    out["prompt_names"] = [p.name for p in listed.prompts]
+    out["got"] = []
+    for p in job["prompts"]:
+        try:
+            result = await session.get_prompt(p["name"], p.get("arguments"))
+            text = "".join(getattr(m.content, "text", "") for m in result.messages)
+            out["got"].append({"text": text})
+        except error_type as e:
+            out["got"].append(error_result(e))
+
+
 async def run_sdk1(job: dict) -> dict:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -52,6 +70,7 @@ async def run_sdk1(job: dict) -> dict:
                     out["calls"].append(call_result(result))
                 except McpError as e:
                     out["calls"].append(error_result(e))
+            await prompts(out, job, session, McpError)
     return out
 
 
@@ -72,6 +91,7 @@ async def run_sdk2(job: dict) -> dict:
                 out["calls"].append(call_result(result))
             except MCPError as e:
                 out["calls"].append(error_result(e))
+        await prompts(out, job, client, MCPError)
     return out
 
 

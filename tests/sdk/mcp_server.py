@@ -5,6 +5,7 @@ Streamable HTTP, for the MCP gateway tests. It binds a loopback socket on port 0
 
 Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server, so the
 gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
+Prompt: `greet(who)`, one user message `<name> greets <who>`.
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -48,6 +49,11 @@ def main() -> None:
     def only() -> str:
         """Answers the server's name."""
         return name
+
+    @server.prompt()
+    def greet(who: str) -> str:
+        """A greeting from the server."""
+        return f"{name} greets {who}"
 
     if args.sdk == "1":
         app = server.streamable_http_app()

@@ -1,7 +1,8 @@
 //! The messages that go to every target at once: `initialize` (sessions opened and
-//! sealed), `tools/list` (lists merged), notifications and DELETE (best effort).
+//! sealed), `tools/list` and `prompts/list` (lists merged), notifications and DELETE
+//! (best effort).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -12,7 +13,7 @@ use super::{json_reply, McpBody, Multiplexer, DEFAULT_VERSION};
 use crate::mcp::error::McpError;
 use crate::mcp::response::read_answer;
 use crate::mcp::upstream::{Call, CallError, SESSION_ID};
-use crate::mcp::{merge_initialize, merge_tools, SessionState, TargetSession};
+use crate::mcp::{merge_initialize, merge_named, SessionState, TargetSession};
 
 /// One target's answer to a fanned-out request: its session id (from `initialize`)
 /// and the answer's `result`.
@@ -83,17 +84,19 @@ impl Multiplexer {
         Ok(json_reply(&answer, Some(&token)))
     }
 
-    /// `tools/list`: every target's list, merged in target order under the names the
-    /// client calls them by.
-    pub(super) async fn list_tools(
+    /// `tools/list`, `prompts/list` (`method`): every target's `list`, merged in
+    /// target order under the names the client calls them by.
+    pub(super) async fn list(
         &self,
         state: &SessionState,
         id: Value,
         body: Bytes,
+        method: &'static str,
+        list: &str,
     ) -> Result<Response<McpBody>, McpError> {
         let calls = (0..self.upstreams.len()).map(|i| {
             let call = self.call(state, i, Method::POST, body.clone());
-            self.exchange(i, call, &id, "tools/list")
+            self.exchange(i, call, &id, method)
         });
         let mut results = Vec::with_capacity(self.upstreams.len());
         for (i, answer) in join_all(calls).await.into_iter().enumerate() {
@@ -105,7 +108,7 @@ impl Multiplexer {
                 }
             }
         }
-        let merged = merge_tools(&self.targets, &results);
+        let merged = merge_named(&self.targets, &results, list);
         Ok(json_reply(
             &json!({"jsonrpc": "2.0", "id": id, "result": merged}),
             None,
@@ -118,9 +121,10 @@ impl Multiplexer {
         let calls = (0..self.upstreams.len()).map(|i| {
             let call = self.call(state, i, Method::POST, body.clone());
             async move {
+                let started = Instant::now();
                 let sent = self.upstreams[i].send(&self.client, call, self.timeout).await;
                 let ok = matches!(&sent, Ok(r) if r.status().is_success());
-                self.count(i, "notifications", ok);
+                self.count(i, "notifications", ok, started);
                 if !ok {
                     let status = sent.as_ref().map(|r| r.status().as_u16()).ok();
                     tracing::info!(route = %self.route, target = %self.upstreams[i].name, ?status, "MCP target refused a notification");
@@ -140,14 +144,12 @@ impl Multiplexer {
             .map(|(i, _)| {
                 let call = self.call(state, i, Method::DELETE, Bytes::new());
                 async move {
+                    let started = Instant::now();
                     let sent = self.upstreams[i]
                         .send(&self.client, call, self.timeout)
                         .await;
-                    self.count(
-                        i,
-                        "delete",
-                        matches!(&sent, Ok(r) if r.status().is_success()),
-                    );
+                    let ok = matches!(&sent, Ok(r) if r.status().is_success());
+                    self.count(i, "delete", ok, started);
                 }
             });
         join_all(calls).await;
@@ -157,6 +159,7 @@ impl Multiplexer {
     /// timeout; counted.
     async fn exchange(&self, i: usize, call: Call<'_>, id: &Value, method: &str) -> Answer {
         let target = &self.upstreams[i];
+        let started = Instant::now();
         let read = async {
             let response = target.send(&self.client, call, self.timeout).await?;
             let session = response
@@ -171,7 +174,7 @@ impl Multiplexer {
             Ok(answer) => answer,
             Err(_) => Err(CallError::Timeout(self.timeout)),
         };
-        self.count(i, method, answer.is_ok());
+        self.count(i, method, answer.is_ok(), started);
         answer
     }
 

@@ -55,7 +55,10 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
         timeout,
         limit: 1 << 20,
         client: Arc::new(crate::outbound::client(&Default::default()).unwrap()),
-        calls: Family::default(),
+        metrics: McpMetrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+            Arc::new(crate::metrics::LabelBounds::default()),
+        ),
     })
 }
 
@@ -223,6 +226,7 @@ async fn tool_calls_route_by_prefix_and_dead_targets_are_rpc_errors() {
     assert_eq!((s, &b["error"]["code"]), (200, &json!(-32603)));
     assert!(h.get(SESSION_ID).is_none());
     let errors = m
+        .metrics
         .calls
         .get_or_create(&McpCallLabels {
             route: "tools".into(),
@@ -273,4 +277,104 @@ async fn failing_targets_are_named_in_rpc_errors() {
         (s, &b["error"]["message"]),
         (200, &json!("target t: answered HTTP 500"))
     );
+}
+
+/// A canned target's whole HTTP/1.1 answer with a JSON body.
+fn json_answer(body: &str) -> &'static str {
+    let raw = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Box::leak(raw.into_boxed_str())
+}
+
+#[tokio::test]
+async fn prompts_are_listed_under_prefixes_and_got_from_their_target() {
+    let a = canned(json_answer(
+        r#"{"jsonrpc":"2.0","id":5,"result":{"prompts":[{"name":"greet","description":"from a","arguments":[{"name":"who"}]}]}}"#,
+    ))
+    .await;
+    let b = canned(json_answer(
+        r#"{"jsonrpc":"2.0","id":5,"result":{"prompts":[{"name":"greet","description":"from b"}],"messages":[{"role":"user","content":{"type":"text","text":"b says hi"}}]}}"#,
+    ))
+    .await;
+    let m = mux_at(&["a", "b"], &[a, b], &[], Duration::from_secs(5));
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"prompts/list"}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, list).await;
+    assert_eq!(s, 200, "{body}");
+    let prompts = &body["result"]["prompts"];
+    assert_eq!(prompts[0]["name"], "a__greet");
+    assert_eq!(
+        prompts[0]["arguments"][0]["name"], "who",
+        "other fields kept"
+    );
+    assert_eq!(prompts[1]["name"], "b__greet");
+    assert_eq!(prompts[1]["description"], "from b");
+
+    let get = r#"{"jsonrpc":"2.0","id":5,"method":"prompts/get","params":{"name":"b__greet"}}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, get).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body["result"]["messages"][0]["content"]["text"],
+        "b says hi"
+    );
+    let unknown = r#"{"jsonrpc":"2.0","id":7,"method":"prompts/get","params":{"name":"c__greet"}}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, unknown).await;
+    assert_eq!(
+        (s, &body["id"], &body["error"]["code"]),
+        (200, &json!(7), &json!(-32602))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown prompt"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_are_counted_by_bounded_tool_name_and_timed() {
+    let a = canned(json_answer(
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}"#,
+    ))
+    .await;
+    // One tool name kept per label, then `other`.
+    let bounds = Arc::new(crate::metrics::LabelBounds::default());
+    bounds.configure(&crate::config::LabelLimits {
+        max_values_per_label: 1,
+        max_value_bytes: 64,
+    });
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = McpMetrics::register(&mut registry, bounds);
+    let m = mux_at(&["a", "b"], &[a, dead_port()], &[], Duration::from_secs(5));
+    let m = Multiplexer { metrics, ..m };
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    for tool in ["a__echo", "a__echo", "b__echo", "a__client-chosen"] {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        );
+        let (s, _, _) = send(&m, Method::POST, &h, &call).await;
+        assert_eq!(s, 200);
+    }
+    let count = |target: &str, tool: &str, result| {
+        m.metrics
+            .tools
+            .get_or_create(&McpToolLabels {
+                route: "tools".into(),
+                target: target.into(),
+                tool: tool.into(),
+                result,
+            })
+            .get()
+    };
+    assert_eq!(count("a", "echo", "ok"), 2);
+    assert_eq!(count("b", "echo", "error"), 1);
+    assert_eq!(count("a", "other", "ok"), 1);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let timed = r#"tollgate_mcp_target_call_duration_seconds_count{route="tools",target="a",method="tools/call"} 3"#;
+    assert!(text.contains(timed), "{text}");
+    assert!(!text.contains("client-chosen"), "{text}");
 }
