@@ -172,7 +172,9 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
                 ..*f
             });
         }
-        let orig_cut = self.norm.start(cut);
+        // A finding may end inside the expansion of one original character (NFKC `⒑`
+        // is `10.`); it took that whole character, so the cut is past it too.
+        let orig_cut = self.norm.start(cut).max(at);
         out.push_str(&self.orig[at..orig_cut]);
         self.orig_emitted = orig_base + orig_cut;
         for (r, f) in regex_ends {

@@ -248,3 +248,63 @@ fn fragment_soup_streams_like_whole_text() {
         );
     }
 }
+
+/// A finding that ends inside the normalized expansion of one original character (NFKC
+/// `⒑` is `10.`, and the ticket's digits end after its `10`) takes the whole character,
+/// however the stream is cut (found by the `guard` fuzz target).
+#[test]
+fn a_finding_ending_inside_an_expanded_character_streams_like_whole_text() {
+    let set = RuleSet::all_builtins()
+        .with_regex(RegexRule::new("ticket", r"\bTCK-\d{4,8}\b").max_len(16));
+    let s = Arc::new(Scanner::new(&set).unwrap());
+    for text in [
+        "on TCK-1234\u{2491} then",
+        "TCK-1234\u{2491}",
+        "x TCK-12\u{2491}\u{2491} y",
+        "h, TCK-1234\u{2491}\u{7ef}\u{fffd}0v",
+        "TCK-1234\u{2491}\u{7ef}",
+    ] {
+        let want = s.mask(text);
+        assert!(want.contains("<TICKET>"), "{want}");
+        let b = boundaries(text);
+        for &i in &b {
+            for &j in b.iter().filter(|&&j| j >= i) {
+                assert_eq!(
+                    streamed(&s, text, &[i, j]),
+                    want,
+                    "{text:?} split at {i}, {j}"
+                );
+            }
+        }
+    }
+}
+
+/// The `guard` fuzz target's finding, as it came: with these cuts a ticket found across
+/// `⒑` ended past the stream's cut in original bytes.
+#[test]
+fn fuzz_finding_a_ticket_ending_inside_an_expanded_character() {
+    let set = RuleSet::all_builtins()
+        .with_regex(RegexRule::new("ticket", r"\bTCK-\d{4,8}\b").max_len(16))
+        .with_keywords(KeywordList::new("codename", ["Project Falcon", "falcon"]))
+        .with_keywords(
+            KeywordList::new("exact", ["Ünïcode", "x@y"])
+                .case_insensitive(false)
+                .whole_word(false),
+        );
+    let s = Arc::new(Scanner::new(&set).unwrap());
+    let text = "Cnzj4p4WGeEX6Ppy\u{fffd}\u{fffd}\u{fffd}\u{fffd}1tPf\u{fffd}9Cnzj4p4WGeKL\u{1}+s0Pt8Qu\u{a}---e0fGim, TCK-1234 on2 0130 0wXy4zAb7cDe0fGh, TCK-1234\u{2491}\u{7ef}\u{fffd}\u{fffd}\u{fffd}0v\u{fffd}\u{0}\u{0}\u{0}4\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}LI";
+    let want = s.mask(text);
+    assert_eq!(
+        streamed(
+            &s,
+            text,
+            &[
+                0, 0, 0, 0, 0, 9, 19, 28, 37, 46, 55, 64, 73, 82, 91, 100, 109, 118, 127, 136, 145,
+                154, 163, 172, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189,
+                189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189,
+                189, 189, 189, 189, 189, 189, 189, 189, 189, 189, 189
+            ]
+        ),
+        want
+    );
+}
