@@ -17,9 +17,13 @@
 //! | DELETE | every target's session deleted; 200 |
 //!
 //! A failed target is a JSON-RPC -32603 on a 200 naming the target; a target that lost
-//! its session (404) makes the client's session unknown (404): it re-initializes.
+//! its session (404) gets a new one and the request again (`renew`); a session DELETEd
+//! through this replica is unknown (404).
 
 mod fanout;
+mod renew;
+
+pub use renew::Renewals;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +70,7 @@ pub struct Multiplexer {
     limit: usize,
     client: Arc<Client>,
     metrics: McpMetrics,
+    renewals: Arc<Renewals>,
 }
 
 /// How to build a [`Multiplexer`].
@@ -80,6 +85,22 @@ pub struct MuxConfig {
     pub limit: usize,
     pub client: Arc<Client>,
     pub metrics: McpMetrics,
+    /// Renewed target sessions and ended client sessions, kept across reloads.
+    pub renewals: Arc<Renewals>,
+}
+
+/// A client's session as one request sees it: its token, and the state it opened to
+/// (with the target sessions this replica renewed).
+pub(super) struct Session {
+    token: String,
+    state: SessionState,
+}
+
+impl std::ops::Deref for Session {
+    type Target = SessionState;
+    fn deref(&self) -> &SessionState {
+        &self.state
+    }
 }
 
 impl std::fmt::Debug for Multiplexer {
@@ -112,6 +133,7 @@ impl Multiplexer {
             limit: c.limit,
             client: c.client,
             metrics: c.metrics,
+            renewals: c.renewals,
         }
     }
 
@@ -145,8 +167,9 @@ impl Multiplexer {
         match *method {
             Method::POST => self.post(headers, body).await,
             Method::DELETE => {
-                let state = self.session(headers, None)?;
-                self.delete(&state).await;
+                let session = self.session(headers, None)?;
+                self.delete(&session).await;
+                self.renewals.end(&session.token, self.targets.len());
                 Ok(reply(StatusCode::OK, Bytes::new(), None))
             }
             _ => Err(McpError::Method {
@@ -185,7 +208,7 @@ impl Multiplexer {
 
     async fn request(
         &self,
-        state: &SessionState,
+        state: &Session,
         id: Value,
         method: &str,
         value: Value,
@@ -211,7 +234,7 @@ impl Multiplexer {
     /// `tools/call`: routed as [`Self::route_named`] says, and counted by tool.
     async fn call_tool(
         &self,
-        state: &SessionState,
+        state: &Session,
         id: Value,
         value: Value,
     ) -> Result<Response<McpBody>, McpError> {
@@ -238,7 +261,7 @@ impl Multiplexer {
     /// request under the item's own name; a name no target lists under is -32602.
     async fn route_named(
         &self,
-        state: &SessionState,
+        state: &Session,
         id: Value,
         mut value: Value,
         method: &'static str,
@@ -265,16 +288,15 @@ impl Multiplexer {
     /// type, body as it streams), without the target's session id.
     async fn forward(
         &self,
-        state: &SessionState,
+        state: &Session,
         index: usize,
         id: Value,
         method: &str,
         body: Bytes,
     ) -> Result<Response<McpBody>, McpError> {
         let target = &self.upstreams[index];
-        let call = self.call(state, index, Method::POST, body);
         let started = Instant::now();
-        let sent = target.send(&self.client, call, self.timeout).await;
+        let sent = self.send_renewing(state, index, body).await;
         let sent = sent.and_then(|r| match r.status() {
             s if s == StatusCode::NOT_FOUND || s.is_server_error() => {
                 Err(CallError::Status(s.as_u16()))
@@ -314,21 +336,28 @@ impl Multiplexer {
     }
 
     /// The client's session: 400 when it has none, 404 when it does not open (a
-    /// foreign key, tampering, or another target set).
-    fn session(&self, headers: &HeaderMap, id: Option<Value>) -> Result<SessionState, McpError> {
-        let Some(token) = headers.get(SESSION_ID) else {
+    /// foreign key, tampering, or another target set) or was DELETEd through this
+    /// replica. Target sessions this replica renewed replace the sealed ones.
+    fn session(&self, headers: &HeaderMap, id: Option<Value>) -> Result<Session, McpError> {
+        let Some(token) = headers.get(SESSION_ID).map(|t| t.to_str()) else {
             return Err(McpError::MissingSession { id });
         };
-        let state = token.to_str().ok().and_then(|t| self.keys.open(t));
-        match state {
-            Some(s)
-                if s.fingerprint == self.targets.fingerprint()
-                    && s.targets.len() == self.targets.len() =>
-            {
-                Ok(s)
+        let token = token.unwrap_or_default();
+        let state = self.keys.open(token).filter(|s| {
+            s.fingerprint == self.targets.fingerprint()
+                && s.targets.len() == self.targets.len()
+                && !self.renewals.ended(token)
+        });
+        let Some(mut state) = state else {
+            return Err(McpError::UnknownSession { id });
+        };
+        for (index, target) in state.targets.iter_mut().enumerate() {
+            if let Some(renewed) = self.renewals.get(token, index) {
+                target.session_id = Some(renewed);
             }
-            _ => Err(McpError::UnknownSession { id }),
         }
+        let token = token.to_string();
+        Ok(Session { token, state })
     }
 
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), McpError> {

@@ -19,7 +19,7 @@ use super::{CompiledRoute, ProcessorFactory, RouteSelector};
 use crate::config::{
     Config, ConfigError, ConfigErrors, LoadedConfig, McpBackend, Policies, Route, ServerTls,
 };
-use crate::mcp::{Multiplexer, MuxConfig, SessionKeys};
+use crate::mcp::{Multiplexer, MuxConfig, Renewals, SessionKeys};
 use crate::metrics::Metrics;
 use crate::outbound::ClientOptions;
 use crate::services::Services;
@@ -289,6 +289,12 @@ fn compile_mcp(
         limit: bcx.config.limits.buffers.json_body_bytes,
         client,
         metrics: bcx.services.metrics.mcp.clone(),
+        renewals: bcx
+            .services
+            .shared(format!("mcp-renewals/{name}"), || {
+                Ok::<_, std::convert::Infallible>(Arc::new(Renewals::default()))
+            })
+            .unwrap_or_else(|never| match never {}),
     })))
 }
 

@@ -330,7 +330,7 @@ async fn raw_statuses() {
     let mut delete = Req::get("/mcp").header("mcp-session-id", &sid);
     delete.method = "DELETE".into();
     assert_eq!(client::must(port, delete).await.status, 200);
-    // The target's session is gone: the gateway's is unknown too.
+    // Ended through this replica: unknown, and never renewed.
     let after = raw(port, TOOLS_LIST, Some(&sid)).await;
     assert_eq!(after.status, 404, "{}", after.text());
 }
@@ -403,5 +403,52 @@ async fn dead_targets_and_large_bodies() {
         tollgate.log().contains("no MCP session keys configured"),
         "{}",
         tollgate.log()
+    );
+}
+
+/// A target that restarted lost every session it had: the client's session goes on,
+/// tollgate opens the target a new session and sends the request again; the session
+/// ends with DELETE, after which it is unknown.
+#[tokio::test]
+async fn a_restarted_target_gets_a_new_session() {
+    let mut weather = McpServer::start(Sdk::V1, "weather", false).await;
+    let calendar = McpServer::start(Sdk::V2, "calendar", true).await;
+    let (tollgate, port) = gateway(&[&weather, &calendar], KEY).await;
+    let init = raw(port, INITIALIZE, None).await;
+    assert_eq!(init.status, 200, "{}", init.text());
+    let session = init
+        .header("mcp-session-id")
+        .expect("a session id")
+        .to_string();
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(raw(port, initialized, Some(&session)).await.status, 202);
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"weather__echo","arguments":{"text":"hi"}}}"#;
+    let before = raw(port, call, Some(&session)).await;
+    assert!(before.text().contains("weather:hi"), "{}", before.text());
+
+    weather.restart().await;
+    let after = raw(port, call, Some(&session)).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert!(after.text().contains("weather:hi"), "{}", after.text());
+    let list = raw(port, TOOLS_LIST, Some(&session)).await;
+    assert!(list.text().contains("weather__echo"), "{}", list.text());
+    let metrics = tollgate.metrics().await;
+    let inits = r#"tollgate_mcp_target_calls_total{route="tools",target="weather",method="initialize",result="ok"}"#;
+    assert_eq!(
+        metric(&metrics, inits),
+        Some(2.0),
+        "the client's and the renewal: {metrics}"
+    );
+    let calendar_inits = inits.replace("weather", "calendar");
+    assert_eq!(metric(&metrics, &calendar_inits), Some(1.0), "{metrics}");
+    assert!(tollgate.log().contains("renewed it"), "{}", tollgate.log());
+
+    let mut delete = Req::get("/mcp").header("mcp-session-id", &session);
+    delete.method = "DELETE".into();
+    assert_eq!(client::must(port, delete).await.status, 200);
+    assert_eq!(
+        raw(port, TOOLS_LIST, Some(&session)).await.status,
+        404,
+        "ended here"
     );
 }

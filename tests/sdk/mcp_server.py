@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An MCP server of the official Python SDK (1.x FastMCP or 2.x MCPServer) over
-Streamable HTTP, for the MCP gateway tests. It binds a loopback socket on port 0 itself
-(no port race), prints `READY <port>` and serves until killed.
+Streamable HTTP, for the MCP gateway tests. It binds a loopback socket itself (port 0,
+so no port race, unless `--port` asks for the port of a server it replaces), prints
+`READY <port>` and serves until killed.
 
 Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server, so the
 gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
@@ -22,12 +23,13 @@ def main() -> None:
     parser.add_argument("--sdk", choices=["1", "2"], required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--json-response", action="store_true")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args()
     name = args.name
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", args.port))
     sock.listen(128)
     port = sock.getsockname()[1]
 

@@ -56,18 +56,40 @@ pub struct McpServer {
     log: tempfile::NamedTempFile,
     pub name: String,
     pub port: u16,
+    sdk: Sdk,
+    json: bool,
 }
 
 impl McpServer {
     /// Starts server `name` of `sdk` (`json`: answers requests with JSON, not SSE) and
     /// waits for the port it bound.
     pub async fn start(sdk: Sdk, name: &str, json: bool) -> Self {
+        Self::start_on(sdk, name, json, 0).await
+    }
+
+    /// Kills the server and starts it again on the same port: a restarted MCP server,
+    /// which knows none of the sessions it had.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::start_on(self.sdk, &self.name, self.json, self.port).await;
+    }
+
+    /// [`Self::start`] on `port` (0: any free port).
+    async fn start_on(sdk: Sdk, name: &str, json: bool, port: u16) -> Self {
         let script = repo_root().join("tests/sdk/mcp_server.py");
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = Command::new(sdk.python());
         command
             .arg(script)
-            .args(["--sdk", sdk.arg(), "--name", name])
+            .args([
+                "--sdk",
+                sdk.arg(),
+                "--name",
+                name,
+                "--port",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().expect("the log file"));
@@ -101,6 +123,8 @@ impl McpServer {
             log,
             name: name.to_string(),
             port,
+            sdk,
+            json,
         }
     }
 

@@ -9,11 +9,13 @@ use futures::future::join_all;
 use http::{Method, Response};
 use serde_json::{json, Value};
 
-use super::{json_reply, McpBody, Multiplexer, DEFAULT_VERSION};
+use super::{json_reply, McpBody, Multiplexer, Session, DEFAULT_VERSION};
 use crate::mcp::error::McpError;
 use crate::mcp::response::read_answer;
 use crate::mcp::upstream::{Call, CallError, SESSION_ID};
 use crate::mcp::{merge_initialize, merge_named, SessionState, TargetSession};
+use hyper::body::Incoming;
+use std::future::Future;
 
 /// One target's answer to a fanned-out request: its session id (from `initialize`)
 /// and the answer's `result`.
@@ -88,15 +90,15 @@ impl Multiplexer {
     /// target order under the names the client calls them by.
     pub(super) async fn list(
         &self,
-        state: &SessionState,
+        state: &Session,
         id: Value,
         body: Bytes,
         method: &'static str,
         list: &str,
     ) -> Result<Response<McpBody>, McpError> {
         let calls = (0..self.upstreams.len()).map(|i| {
-            let call = self.call(state, i, Method::POST, body.clone());
-            self.exchange(i, call, &id, method)
+            let sent = self.send_renewing(state, i, body.clone());
+            self.answer(i, sent, &id, method)
         });
         let mut results = Vec::with_capacity(self.upstreams.len());
         for (i, answer) in join_all(calls).await.into_iter().enumerate() {
@@ -117,12 +119,12 @@ impl Multiplexer {
 
     /// A client notification to every target, in its own session. A target that does
     /// not take it is logged; the client still gets its 202.
-    pub(super) async fn notify(&self, state: &SessionState, body: Bytes) {
+    pub(super) async fn notify(&self, state: &Session, body: Bytes) {
         let calls = (0..self.upstreams.len()).map(|i| {
-            let call = self.call(state, i, Method::POST, body.clone());
+            let body = body.clone();
             async move {
                 let started = Instant::now();
-                let sent = self.upstreams[i].send(&self.client, call, self.timeout).await;
+                let sent = self.send_renewing(state, i, body).await;
                 let ok = matches!(&sent, Ok(r) if r.status().is_success());
                 self.count(i, "notifications", ok, started);
                 if !ok {
@@ -158,10 +160,22 @@ impl Multiplexer {
     /// Sends a request to target `i` and reads its answer to `id`, all within the
     /// timeout; counted.
     async fn exchange(&self, i: usize, call: Call<'_>, id: &Value, method: &str) -> Answer {
-        let target = &self.upstreams[i];
+        let sent = self.upstreams[i].send(&self.client, call, self.timeout);
+        self.answer(i, sent, id, method).await
+    }
+
+    /// Target `i`'s answer to `id` once `sent` gave its response, within the timeout;
+    /// counted.
+    async fn answer(
+        &self,
+        i: usize,
+        sent: impl Future<Output = Result<Response<Incoming>, CallError>>,
+        id: &Value,
+        method: &str,
+    ) -> Answer {
         let started = Instant::now();
         let read = async {
-            let response = target.send(&self.client, call, self.timeout).await?;
+            let response = sent.await?;
             let session = response
                 .headers()
                 .get(SESSION_ID)

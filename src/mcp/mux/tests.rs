@@ -59,6 +59,7 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
             &mut prometheus_client::registry::Registry::default(),
             Arc::new(crate::metrics::LabelBounds::default()),
         ),
+        renewals: Arc::new(Renewals::default()),
     })
 }
 
@@ -377,4 +378,24 @@ async fn tool_calls_are_counted_by_bounded_tool_name_and_timed() {
     let timed = r#"tollgate_mcp_target_call_duration_seconds_count{route="tools",target="a",method="tools/call"} 3"#;
     assert!(text.contains(timed), "{text}");
     assert!(!text.contains("client-chosen"), "{text}");
+}
+
+#[test]
+fn renewals_are_bounded_and_an_ended_session_forgets_its_own() {
+    let r = Renewals::default();
+    for i in 0..renew::MAX_ENTRIES + 5 {
+        r.insert(&format!("t{i}"), 1, format!("s{i}"));
+    }
+    assert_eq!(r.renewed.len(), renew::MAX_ENTRIES);
+    r.insert("mine", 0, "s-new".into());
+    assert_eq!(r.get("mine", 0).as_deref(), Some("s-new"));
+    assert_eq!(r.get("mine", 1), None);
+    assert!(!r.ended("mine"));
+    r.end("mine", 2);
+    assert!(r.ended("mine"));
+    assert_eq!(r.get("mine", 0), None);
+    for i in 0..renew::MAX_ENTRIES + 5 {
+        r.end(&format!("e{i}"), 0);
+    }
+    assert_eq!(r.ended.len(), renew::MAX_ENTRIES);
 }
