@@ -17,6 +17,9 @@ use crate::mcp::{merge_initialize, merge_named, SessionState, TargetSession};
 use hyper::body::Incoming;
 use std::future::Future;
 
+/// The most pages of one target's list the gateway reads for one client request.
+const MAX_PAGES: usize = 16;
+
 /// One target's answer to a fanned-out request: its session id (from `initialize`)
 /// and the answer's `result`.
 type Answer = Result<(Option<String>, Value), CallError>;
@@ -86,20 +89,23 @@ impl Multiplexer {
         Ok(json_reply(&answer, Some(&token)))
     }
 
-    /// `tools/list`, `prompts/list` (`method`): every target's `list`, merged in
-    /// target order under the names the client calls them by.
+    /// `tools/list`, `prompts/list` (`method`, the client's `request`): every target's
+    /// whole `list`, merged in target order under the names the client calls them by.
+    /// The gateway gives no `nextCursor`, so a client's cursor is not one of its own.
     pub(super) async fn list(
         &self,
         state: &Session,
         id: Value,
-        body: Bytes,
+        request: Value,
         method: &'static str,
         list: &str,
     ) -> Result<Response<McpBody>, McpError> {
-        let calls = (0..self.upstreams.len()).map(|i| {
-            let sent = self.send_renewing(state, i, body.clone());
-            self.answer(i, sent, &id, method)
-        });
+        if request.pointer("/params/cursor").is_some() {
+            let reason = "invalid cursor: the gateway's lists are not paged".to_string();
+            return Err(McpError::InvalidParams { id, reason });
+        }
+        let calls = (0..self.upstreams.len())
+            .map(|i| self.list_pages(state, i, &request, &id, method, list));
         let mut results = Vec::with_capacity(self.upstreams.len());
         for (i, answer) in join_all(calls).await.into_iter().enumerate() {
             match answer {
@@ -115,6 +121,43 @@ impl Multiplexer {
             &json!({"jsonrpc": "2.0", "id": id, "result": merged}),
             None,
         ))
+    }
+
+    /// Target `i`'s whole `list`: the first page for the client's `request`, then the
+    /// pages its `nextCursor`s name, at most [`MAX_PAGES`] (past that the list is cut,
+    /// and logged). The result is the last page's with every page's items.
+    async fn list_pages(
+        &self,
+        state: &Session,
+        i: usize,
+        request: &Value,
+        id: &Value,
+        method: &'static str,
+        list: &str,
+    ) -> Answer {
+        let mut request = request.clone();
+        let mut items = Vec::new();
+        let mut result = Value::Null;
+        for _ in 0..MAX_PAGES {
+            let body = Bytes::from(request.to_string());
+            let sent = self.send_renewing(state, i, body);
+            (_, result) = self.answer(i, sent, id, method).await?;
+            if let Some(Value::Array(page)) = result.get_mut(list).map(Value::take) {
+                items.extend(page);
+            }
+            let Some(cursor) = result.get("nextCursor").filter(|c| !c.is_null()) else {
+                break;
+            };
+            request["params"] = json!({ "cursor": cursor });
+        }
+        if result.get("nextCursor").is_some_and(|c| !c.is_null()) {
+            tracing::warn!(route = %self.route, target = %self.upstreams[i].name, pages = MAX_PAGES, "MCP target's list has more pages than the gateway reads; cut");
+        }
+        if let Value::Object(map) = &mut result {
+            map.remove("nextCursor");
+            map.insert(list.to_string(), Value::Array(items));
+        }
+        Ok((None, result))
     }
 
     /// A client notification to every target, in its own session. A target that does

@@ -399,3 +399,58 @@ fn renewals_are_bounded_and_an_ended_session_forgets_its_own() {
     }
     assert_eq!(r.ended.len(), renew::MAX_ENTRIES);
 }
+
+/// A target on a loopback port answering each request (read in one piece) with
+/// `answer(request text)`, a JSON body; its port.
+async fn answering(answer: fn(&str) -> String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let body = answer(&String::from_utf8_lossy(&buf[..n]));
+                let _ = conn.write_all(json_answer(&body).as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn lists_follow_every_target_cursor_and_are_not_paged_themselves() {
+    let paged = answering(|request| {
+        let page = if request.contains(r#""cursor":"p2""#) {
+            r#"{"tools":[{"name":"second"}]}"#
+        } else {
+            r#"{"tools":[{"name":"first"}],"nextCursor":"p2"}"#
+        };
+        format!(r#"{{"jsonrpc":"2.0","id":5,"result":{page}}}"#)
+    })
+    .await;
+    let endless = answering(|_| {
+        r#"{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"again"}],"nextCursor":"more"}}"#
+            .to_string()
+    })
+    .await;
+    let m = mux_at(&["a", "b"], &[paged, endless], &[], Duration::from_secs(5));
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let (s, _, body) = send(&m, Method::POST, &h, LIST).await;
+    assert_eq!(s, 200, "{body}");
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..2], ["a__first", "a__second"]);
+    assert_eq!(names.len(), 2 + 16, "the endless target is cut at 16 pages");
+    assert!(names[2..].iter().all(|n| *n == "b__again"));
+    assert!(body["result"].get("nextCursor").is_none(), "{body}");
+
+    let cursor = r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"cursor":"x"}}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, cursor).await;
+    assert_eq!((s, &body["error"]["code"]), (200, &json!(-32602)));
+}
