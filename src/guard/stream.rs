@@ -105,6 +105,11 @@ impl<S: Deref<Target = Scanner>> StreamMasker<S> {
     /// [`finish`](Self::finish), appending to `out`.
     pub fn finish_into(&mut self, out: &mut String) {
         self.advance(out, true);
+        // Original text that normalizes to nothing (format characters such as U+034F)
+        // after the last normalized byte goes out as it came.
+        let at = self.orig_emitted - self.orig_base;
+        out.push_str(&self.orig[at..]);
+        self.orig_emitted = self.orig_base + self.orig.len();
     }
 
     /// Bytes received but not yet emitted.

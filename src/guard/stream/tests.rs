@@ -308,3 +308,22 @@ fn fuzz_finding_a_ticket_ending_inside_an_expanded_character() {
         want
     );
 }
+
+/// Text that normalizes to nothing (format characters) is not held back at the end, with
+/// or without findings before it (found by the `guard` fuzz target: a lone U+034F).
+#[test]
+fn text_that_normalizes_to_nothing_is_emitted_at_the_end() {
+    let s = all_builtins();
+    for text in [
+        "\u{34f}",
+        "\u{200b}\u{34f}",
+        "hi\u{34f}",
+        "mail jane@example.com\u{34f}",
+        "\u{34f} mail jane@example.com",
+    ] {
+        let want = s.mask(text);
+        for &i in &boundaries(text) {
+            assert_eq!(streamed(&s, text, &[i]), want, "{text:?} split at {i}");
+        }
+    }
+}
