@@ -29,7 +29,7 @@ pub mod upstream;
 
 pub use error::McpError;
 pub use jsonrpc::{Message, RpcError};
-pub use merge::{merge_initialize, merge_named, merge_tools};
+pub use merge::{merge_initialize, merge_named, merge_tools, merge_unique};
 pub use mux::{McpBody, Multiplexer, MuxConfig, Renewals};
 pub use session::{SessionKeyError, SessionKeys, SessionState, TargetSession};
 pub use targets::{PrefixMode, TargetError, TargetSet};

@@ -86,6 +86,39 @@ pub fn merge_named(targets: &TargetSet, results: &[(usize, Value)], list: &str) 
     Value::Object(merged)
 }
 
+/// A list whose items keep their identity (`resources` by `uri`, `resourceTemplates`
+/// by `uriTemplate`, the `key`): every target's items in target order, unchanged; an
+/// item whose key an earlier target listed is left out, and its key returned so the
+/// conflict can be reported.
+pub fn merge_unique(
+    targets: &TargetSet,
+    results: &[(usize, Value)],
+    list: &str,
+    key: &str,
+) -> (Value, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut items = Vec::new();
+    let mut shadowed = Vec::new();
+    for (_, result) in in_target_order(targets, results) {
+        let Some(found) = result.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for item in found {
+            let Some(id) = item.get(key).and_then(Value::as_str) else {
+                continue;
+            };
+            if seen.insert(id.to_string()) {
+                items.push(item.clone());
+            } else {
+                shadowed.push(id.to_string());
+            }
+        }
+    }
+    let mut merged = Map::new();
+    merged.insert(list.to_string(), Value::Array(items));
+    (Value::Object(merged), shadowed)
+}
+
 /// The results whose index is a target's, in target order (stable for equal indexes).
 fn in_target_order<'a>(
     targets: &TargetSet,

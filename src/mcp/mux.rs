@@ -12,6 +12,8 @@
 //! | `ping` | 200, answered here |
 //! | `tools/list`, `prompts/list` | sent to every target; tools / prompts merged under prefixed names |
 //! | `tools/call`, `prompts/get` | routed by the name's prefix, renamed; the target's answer passes through |
+//! | `resources/list`, `resources/templates/list` | sent to every target; merged unchanged (a URI listed twice is the first target's) |
+//! | `resources/read` | sent to every target; the first that has the resource answers |
 //! | any other request | forwarded with one target; -32601 with several |
 //! | GET (and other methods) | 405 with `Allow: POST, DELETE` |
 //! | DELETE | every target's session deleted; 200 |
@@ -48,13 +50,16 @@ pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18"
 /// The version a target that names none is taken to speak.
 const DEFAULT_VERSION: &str = "2025-03-26";
 /// Methods counted by name in the metrics; any other is `other`.
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 10] = [
     "initialize",
     "notifications",
     "tools/list",
     "tools/call",
     "prompts/list",
     "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
     "delete",
 ];
 
@@ -214,6 +219,7 @@ impl Multiplexer {
         value: Value,
         body: Bytes,
     ) -> Result<Response<McpBody>, McpError> {
+        let many = self.targets.len() > 1;
         match method {
             "ping" => Ok(json_reply(
                 &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
@@ -223,6 +229,16 @@ impl Multiplexer {
             "prompts/list" => self.list(state, id, value, "prompts/list", "prompts").await,
             "tools/call" => self.call_tool(state, id, value).await,
             "prompts/get" => self.route_named(state, id, value, "prompts/get").await,
+            "resources/list" if many => {
+                self.list(state, id, value, "resources/list", "resources")
+                    .await
+            }
+            "resources/templates/list" if many => {
+                let method = "resources/templates/list";
+                self.list(state, id, value, method, "resourceTemplates")
+                    .await
+            }
+            "resources/read" if many => self.read_resource(state, id, value).await,
             _ if self.targets.len() == 1 => self.forward(state, 0, id, method, body).await,
             _ => Err(McpError::Unsupported {
                 id,

@@ -18,8 +18,9 @@ use super::labels::{BoundedLabel, LabelBounds};
 pub struct McpCallLabels {
     pub route: String,
     pub target: String,
-    /// `initialize`, `notifications`, `ping`, `tools/list`, `tools/call`,
-    /// `prompts/list`, `prompts/get`, `delete` or `other`.
+    /// `initialize`, `notifications`, `tools/list`, `tools/call`, `prompts/list`,
+    /// `prompts/get`, `resources/list`, `resources/templates/list`, `resources/read`,
+    /// `delete` or `other`.
     pub method: &'static str,
     /// `ok` or `error`.
     pub result: &'static str,

@@ -116,13 +116,15 @@ async fn two_targets_py2_client_and_servers() {
     assert_eq!(tool_calls(&tollgate, "calendar").await, 2.0);
 }
 
-/// `job` that also lists the prompts and gets one of each target and an unknown one.
+/// `job` that also lists the prompts and gets one of each target and an unknown one,
+/// and lists the resources and reads one of each target and an unknown one.
 fn with_prompts(mut job: Value) -> Value {
     job["prompts"] = json!([
         {"name": "weather__greet", "arguments": {"who": "ann"}},
         {"name": "calendar__greet", "arguments": {"who": "bo"}},
         {"name": "nope__greet", "arguments": {"who": "cy"}},
     ]);
+    job["resources"] = json!(["weather://info", "calendar://info", "nope://info"]);
     job
 }
 
@@ -143,6 +145,22 @@ fn assert_prompts(result: &Value) {
         "{result}"
     );
     assert_eq!(result["got"][2]["error"]["code"], -32602, "{result}");
+    assert_eq!(
+        result["resource_uris"],
+        json!(["weather://info", "calendar://info"]),
+        "{result}"
+    );
+    assert_eq!(
+        result["read"][0],
+        json!({"text": "about weather"}),
+        "{result}"
+    );
+    assert_eq!(
+        result["read"][1],
+        json!({"text": "about calendar"}),
+        "{result}"
+    );
+    assert!(result["read"][2]["error"]["code"].is_i64(), "{result}");
 }
 
 #[tokio::test]

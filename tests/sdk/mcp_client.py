@@ -5,11 +5,13 @@ in order. A job:
 
     {"sdk": "1" | "2", "url": "http://127.0.0.1:PORT/mcp",
      "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...],
-     "prompts": [{"name": "weather__greet", "arguments": {"who": "ann"}}, ...]}
+     "prompts": [{"name": "weather__greet", "arguments": {"who": "ann"}}, ...],
+     "resources": ["weather://info", ...]}
 
 Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
 "calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}, and with "prompts":
-"prompt_names": [names] and "got": [{"text"} or {"error": ...}]. sdk 1 uses
+"prompt_names": [names] and "got": [{"text"} or {"error": ...}]; with "resources":
+"resource_uris": [uris] and "read": [{"text"} or {"error": ...}]. sdk 1 uses
 `ClientSession` over `streamable_http_client`; sdk 2 the high-level `Client` in its
 default `auto` mode (it probes `server/discover` first, then falls back to initialize).
 Run with the venv of the SDK chosen (.venv-mcp1 / .venv-mcp2).
@@ -31,6 +33,21 @@ def call_result(result) -> dict:
 
 def error_result(error) -> dict:
     return {"error": {"code": error.error.code, "message": error.error.message}}
+
+
+async def resources(out: dict, job: dict, session, error_type) -> None:
+    """Lists the resources and reads each of the job's, through a 1.x session or 2.x client."""
+    if "resources" not in job:
+        return
+    listed = await session.list_resources()
+    out["resource_uris"] = [str(r.uri) for r in listed.resources]
+    out["read"] = []
+    for uri in job["resources"]:
+        try:
+            result = await session.read_resource(uri)
+            out["read"].append({"text": "".join(getattr(c, "text", "") for c in result.contents)})
+        except error_type as e:
+            out["read"].append(error_result(e))
 
 
 async def prompts(out: dict, job: dict, session, error_type) -> None:
@@ -71,6 +88,7 @@ async def run_sdk1(job: dict) -> dict:
                 except McpError as e:
                     out["calls"].append(error_result(e))
             await prompts(out, job, session, McpError)
+            await resources(out, job, session, McpError)
     return out
 
 
@@ -92,6 +110,7 @@ async def run_sdk2(job: dict) -> dict:
             except MCPError as e:
                 out["calls"].append(error_result(e))
         await prompts(out, job, client, MCPError)
+        await resources(out, job, client, MCPError)
     return out
 
 

@@ -6,7 +6,8 @@ so no port race, unless `--port` asks for the port of a server it replaces), pri
 
 Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server, so the
 gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
-Prompt: `greet(who)`, one user message `<name> greets <who>`.
+Prompt: `greet(who)`, one user message `<name> greets <who>`. Resource: `<name>://info`,
+the text `about <name>`.
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -56,6 +57,11 @@ def main() -> None:
     def greet(who: str) -> str:
         """A greeting from the server."""
         return f"{name} greets {who}"
+
+    @server.resource(f"{name}://info")
+    def info() -> str:
+        """About the server."""
+        return f"about {name}"
 
     if args.sdk == "1":
         app = server.streamable_http_app()

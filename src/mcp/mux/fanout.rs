@@ -1,6 +1,7 @@
 //! The messages that go to every target at once: `initialize` (sessions opened and
-//! sealed), `tools/list` and `prompts/list` (lists merged), notifications and DELETE
-//! (best effort).
+//! sealed), `tools/list`, `prompts/list`, `resources/list` and
+//! `resources/templates/list` (lists merged), `resources/read` (the first target that
+//! has the resource answers), notifications and DELETE (best effort).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use super::{json_reply, McpBody, Multiplexer, Session, DEFAULT_VERSION};
 use crate::mcp::error::McpError;
 use crate::mcp::response::read_answer;
 use crate::mcp::upstream::{Call, CallError, SESSION_ID};
-use crate::mcp::{merge_initialize, merge_named, SessionState, TargetSession};
+use crate::mcp::{merge_initialize, merge_named, merge_unique, SessionState, TargetSession};
 use hyper::body::Incoming;
 use std::future::Future;
 
@@ -116,11 +117,57 @@ impl Multiplexer {
                 }
             }
         }
-        let merged = merge_named(&self.targets, &results, list);
+        let merged = self.merge(&results, list);
         Ok(json_reply(
             &json!({"jsonrpc": "2.0", "id": id, "result": merged}),
             None,
         ))
+    }
+
+    /// The merged `list`: tools and prompts renamed under their target's prefix,
+    /// resources and templates unchanged (a URI two targets list is the first's, and
+    /// logged).
+    fn merge(&self, results: &[(usize, Value)], list: &str) -> Value {
+        let key = match list {
+            "resources" => "uri",
+            "resourceTemplates" => "uriTemplate",
+            _ => return merge_named(&self.targets, results, list),
+        };
+        let (merged, shadowed) = merge_unique(&self.targets, results, list, key);
+        for uri in shadowed {
+            tracing::warn!(route = %self.route, %uri, "MCP targets list the same resource; the first target's is served");
+        }
+        merged
+    }
+
+    /// `resources/read` with several targets: sent to every target; the first (in
+    /// target order) that answers with a result is the answer, else the first error.
+    pub(super) async fn read_resource(
+        &self,
+        state: &Session,
+        id: Value,
+        request: Value,
+    ) -> Result<Response<McpBody>, McpError> {
+        let body = Bytes::from(request.to_string());
+        let calls = (0..self.upstreams.len()).map(|i| {
+            let sent = self.send_renewing(state, i, body.clone());
+            self.answer(i, sent, &id, "resources/read")
+        });
+        let mut failed = None;
+        for (i, answer) in join_all(calls).await.into_iter().enumerate() {
+            match answer {
+                Ok((_, result)) => {
+                    let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+                    return Ok(json_reply(&answer, None));
+                }
+                Err(error) => {
+                    failed.get_or_insert((i, error));
+                }
+            }
+        }
+        let (i, error) = failed.expect("a route has a target");
+        let target = self.upstreams[i].name.clone();
+        Err(McpError::Target { id, target, error })
     }
 
     /// Target `i`'s whole `list`: the first page for the client's `request`, then the

@@ -210,7 +210,7 @@ async fn tool_calls_route_by_prefix_and_dead_targets_are_rpc_errors() {
         (s, &b["error"]["message"]),
         (200, &json!("target weather: unreachable"))
     );
-    let other = r#"{"jsonrpc":"2.0","id":2,"method":"resources/list"}"#;
+    let other = r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete"}"#;
     let (s, _, b) = send(&m, Method::POST, &h, other).await;
     assert_eq!((s, &b["error"]["code"]), (200, &json!(-32601)));
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -453,4 +453,62 @@ async fn lists_follow_every_target_cursor_and_are_not_paged_themselves() {
     let cursor = r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"cursor":"x"}}"#;
     let (s, _, body) = send(&m, Method::POST, &h, cursor).await;
     assert_eq!((s, &body["error"]["code"]), (200, &json!(-32602)));
+}
+
+#[tokio::test]
+async fn resources_are_merged_unchanged_and_read_from_the_target_that_has_them() {
+    let a = answering(|request| {
+        let result = if request.contains("resources/read") {
+            r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32002,"message":"Resource not found"}}"#
+        } else if request.contains("templates") {
+            r#"{"jsonrpc":"2.0","id":5,"result":{"resourceTemplates":[{"uriTemplate":"a://{x}","name":"ax"}]}}"#
+        } else {
+            r#"{"jsonrpc":"2.0","id":5,"result":{"resources":[{"uri":"a://one","name":"one"},{"uri":"shared://s","name":"sa"}]}}"#
+        };
+        result.to_string()
+    })
+    .await;
+    let b = answering(|request| {
+        let result = if request.contains("b://two") {
+            r#"{"jsonrpc":"2.0","id":5,"result":{"contents":[{"uri":"b://two","text":"from b"}]}}"#
+        } else if request.contains("resources/read") {
+            r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32002,"message":"Resource not found"}}"#
+        } else if request.contains("templates") {
+            r#"{"jsonrpc":"2.0","id":5,"result":{"resourceTemplates":[]}}"#
+        } else {
+            r#"{"jsonrpc":"2.0","id":5,"result":{"resources":[{"uri":"b://two","name":"two"},{"uri":"shared://s","name":"sb"}]}}"#
+        };
+        result.to_string()
+    })
+    .await;
+    let m = mux_at(&["a", "b"], &[a, b], &[], Duration::from_secs(5));
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"resources/list"}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, list).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["result"]["resources"],
+        json!([
+            {"uri": "a://one", "name": "one"},
+            {"uri": "shared://s", "name": "sa"},
+            {"uri": "b://two", "name": "two"},
+        ]),
+        "unchanged; a URI listed twice is the first target's"
+    );
+    let templates = r#"{"jsonrpc":"2.0","id":5,"method":"resources/templates/list"}"#;
+    let (_, _, body) = send(&m, Method::POST, &h, templates).await;
+    assert_eq!(
+        body["result"]["resourceTemplates"][0]["uriTemplate"],
+        "a://{x}"
+    );
+
+    let read = r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"b://two"}}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, read).await;
+    assert_eq!(
+        (s, &body["result"]["contents"][0]["text"]),
+        (200, &json!("from b"))
+    );
+    let missing = r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"c://no"}}"#;
+    let (s, _, body) = send(&m, Method::POST, &h, missing).await;
+    assert_eq!((s, &body["error"]["code"]), (200, &json!(-32002)), "{body}");
 }
