@@ -141,6 +141,17 @@ impl Drop for StreamGuard {
 /// Serves ext_proc and gRPC health (`""`, `liveness`, `readiness` and the ExternalProcessor
 /// service) on the configured address until `shutdown` resolves. Readiness turns
 /// NOT_SERVING first, then in-flight streams get until `grace` to finish.
+/// The ext_proc listener's acceptor, over TCP or a Unix socket alike: beyond the limit a
+/// connection waits in the backlog (Envoy keeps a few long-lived connections and would
+/// reconnect in a loop if refused).
+fn stream_acceptor<L: crate::listen::Listen>(
+    listener: L,
+    max: std::num::NonZeroU32,
+    metrics: &crate::metrics::Metrics,
+) -> Acceptor<L> {
+    Acceptor::new(listener, "ext_proc", max, Refusal::Hold, metrics)
+}
+
 pub async fn serve(
     store: Arc<PipelineStore>,
     address: String,
@@ -225,14 +236,7 @@ pub async fn serve(
             let listener = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("binding ext_proc socket {path}"))?;
             let _ = ready.send(address.clone());
-            // The same limit as over TCP, held in the backlog beyond it.
-            let acceptor = Acceptor::new(
-                listener,
-                "ext_proc",
-                limits.max_connections,
-                Refusal::Hold,
-                &metrics,
-            );
+            let acceptor = stream_acceptor(listener, limits.max_connections, &metrics);
             router
                 .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
                 .await
@@ -243,18 +247,9 @@ pub async fn serve(
                 .with_context(|| format!("binding ext_proc address {address}"))?;
             let local = listener.local_addr()?.to_string();
             let _ = ready.send(local);
-            // Beyond the limit a connection waits in the backlog: Envoy keeps a few
-            // long-lived connections and would reconnect in a loop if refused.
-            let acceptor = Acceptor::new(
-                listener,
-                "ext_proc",
-                limits.max_connections,
-                Refusal::Hold,
-                &metrics,
-            );
-            let incoming = crate::listen::incoming(acceptor);
+            let acceptor = stream_acceptor(listener, limits.max_connections, &metrics);
             router
-                .serve_with_incoming_shutdown(incoming, signal)
+                .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
                 .await
                 .context("ext_proc server")
         }
