@@ -12,6 +12,7 @@ mod limits;
 mod llm;
 mod load;
 mod mcp;
+mod mcp_auth;
 mod model;
 mod redact;
 mod runtime;
@@ -28,6 +29,9 @@ pub use limits::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, LoadedConfig};
 pub use mcp::{McpBackend, McpChecked, McpPrefix, McpSession, McpTarget};
+pub use mcp_auth::{
+    AuthChecked, JwksConfig, McpAuthentication, McpAuthorization, ResourceMetadata, WELL_KNOWN,
+};
 pub use model::*;
 pub use redact::redacted_json;
 pub use runtime::RuntimeConfig;

@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod epp;
 pub mod expr;

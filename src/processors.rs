@@ -1,6 +1,10 @@
 //! The processor registry: which policies become processors, and in what order they run.
 //!
 //! Order, and why:
+//! 0. `mcp_authentication` — first: it checks the client's bearer token as the client
+//!    sent it (an operator's `requestHeaderModifier` may set an `Authorization` meant
+//!    for the upstream), and a refused request costs nothing else. It removes the
+//!    client's token, so no later processor or upstream sees it.
 //! 1. `request_header_modifier` — first, so every later processor (guards, accounting,
 //!    endpoint picking) sees the headers the operator meant the upstream to get.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
@@ -22,6 +26,7 @@
 
 pub(crate) mod endpoint_picker;
 mod headers;
+mod mcp_auth;
 pub(crate) mod prompt_guard;
 mod token_accounting;
 mod token_limit;
@@ -36,6 +41,7 @@ pub use crate::pipeline::BuildCx;
 
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
+pub use mcp_auth::McpAuthFactory;
 pub use prompt_guard::PromptGuardFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
@@ -61,6 +67,10 @@ pub fn for_route(
     let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
         factories.extend(errs.check(made));
     };
+    if let Some(p) = &policies.mcp_authentication {
+        let field = format!("{path}.mcpAuthentication");
+        add(McpAuthFactory::new(p, bcx, &field).map(|f| Arc::new(f) as _));
+    }
     if let Some(m) = &policies.request_header_modifier {
         add(HeaderModifierFactory::new(
             HeaderSide::Request,

@@ -348,6 +348,12 @@ pub struct Policies {
     /// overriding `upstream.requestTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// MCP routes: require JWT bearer tokens and publish RFC 9728 metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authentication: Option<super::McpAuthentication>,
+    /// MCP routes: CEL rules that allow tool calls, prompts and resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_authorization: Option<super::McpAuthorization>,
 }
 
 impl Policies {
@@ -379,6 +385,14 @@ impl Policies {
                 .clone()
                 .or_else(|| gateway.endpoint_picker.clone()),
             timeout: self.timeout.or(gateway.timeout),
+            mcp_authentication: self
+                .mcp_authentication
+                .clone()
+                .or_else(|| gateway.mcp_authentication.clone()),
+            mcp_authorization: self
+                .mcp_authorization
+                .clone()
+                .or_else(|| gateway.mcp_authorization.clone()),
         }
     }
 }

@@ -210,6 +210,7 @@ fn compile_route(
     for (i, m) in route.matches.iter().enumerate() {
         matches.extend(errs.check(compile_match(m, &format!("{path}.matches[{i}]"))));
     }
+    matches.extend(metadata_matches(route, &policies));
     for (i, backend) in route.backends.iter().enumerate() {
         let at = format!("{path}.backends[{i}]");
         errs.check(validate_host_port(&backend.host, &format!("{at}.host")));
@@ -296,6 +297,30 @@ fn compile_mcp(
             })
             .unwrap_or_else(|never| match never {}),
     })))
+}
+
+/// A route with `mcpAuthentication` and matches also matches its RFC 9728 metadata
+/// paths, which its authentication processor answers (policy errors are reported there).
+fn metadata_matches(route: &Route, policies: &Policies) -> Vec<Matcher> {
+    let Some(auth) = policies.mcp_authentication.as_ref() else {
+        return Vec::new();
+    };
+    let Ok(checked) = auth.check("") else {
+        return Vec::new();
+    };
+    if route.matches.is_empty() {
+        return Vec::new();
+    }
+    [checked.metadata_path, crate::config::WELL_KNOWN.to_string()]
+        .into_iter()
+        .filter_map(|exact| {
+            let m = crate::config::RouteMatch {
+                path: Some(crate::config::PathMatch::Exact(exact)),
+                ..Default::default()
+            };
+            compile_match(&m, "").ok()
+        })
+        .collect()
 }
 
 /// One match alternative at `mpath`, every problem of it reported.
