@@ -147,6 +147,7 @@ fn config_errors_name_their_fields() {
     let s = setup("          resourceMetadata: {resource: 'ftp://gw.test/mcp'}\n");
     let err = build_error(&s.yaml);
     assert!(err.contains("mcpAuthentication.resourceMetadata.resource: \"ftp://gw.test/mcp\" must start with https:// or http://"), "{err}");
+    let s = setup("");
     let yaml = s.yaml.replace("jwks: {file:", "jwks: {url: http://127.0.0.1:9/k, file:");
     let err = build_error(&yaml);
     assert!(err.contains("mcpAuthentication.jwks: set exactly one of `file` and `url`"), "{err}");
