@@ -18,6 +18,7 @@
 //! serves any session and nothing is stored. JSON stays `serde_json::Value` throughout:
 //! fields the gateway does not know pass through untouched.
 
+pub mod authz;
 pub mod error;
 pub mod jsonrpc;
 pub mod merge;
@@ -27,9 +28,10 @@ pub mod session;
 pub mod targets;
 pub mod upstream;
 
+pub use authz::Rules;
 pub use error::McpError;
 pub use jsonrpc::{Message, RpcError};
 pub use merge::{merge_initialize, merge_named, merge_tools, merge_unique};
-pub use mux::{McpBody, Multiplexer, MuxConfig, Renewals};
+pub use mux::{Caller, McpBody, Multiplexer, MuxConfig, Renewals};
 pub use session::{SessionKeyError, SessionKeys, SessionState, TargetSession};
 pub use targets::{PrefixMode, TargetError, TargetSet};

@@ -4,10 +4,10 @@
 //! ES256/384 and EdDSA (Ed25519). Signing exists for the same set, for tests and tools.
 //! [`install`] makes it the process's provider; it is idempotent.
 
-use jsonwebtoken::signature;
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{new_error, ErrorKind, Result};
 use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
+use jsonwebtoken::signature;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use ring::signature::{self as sig, KeyPair};
 use ring::{digest, hmac, rand::SystemRandom};
@@ -18,9 +18,11 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     verifier_factory: new_verifier,
     key_utils: KeyUtils {
         rsa_pub_components_from_private_key: rsa_components_from_private_key,
-        rsa_pub_components_from_public_key: |_| Err(new_error(ErrorKind::InvalidRsaKey(
-            "RSA public keys in DER are not supported; use a JWK".into(),
-        ))),
+        rsa_pub_components_from_public_key: |_| {
+            Err(new_error(ErrorKind::InvalidRsaKey(
+                "RSA public keys in DER are not supported; use a JWK".into(),
+            )))
+        },
         ec_pub_components_from_private_key: ec_components_from_private_key,
         ed_pub_components_from_private_key: ed_components_from_private_key,
         compute_digest,
@@ -71,14 +73,19 @@ impl JwtVerifier for Verifier {
 impl signature::Verifier<Vec<u8>> for Verifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> std::result::Result<(), signature::Error> {
         if let Some(h) = hmac_algorithm(self.alg) {
-            let secret = self.key.try_get_as_bytes().map_err(|_| signature::Error::new())?;
+            let secret = self
+                .key
+                .try_get_as_bytes()
+                .map_err(|_| signature::Error::new())?;
             return hmac::verify(&hmac::Key::new(h, secret), msg, signature).map_err(failed);
         }
         if let Some(params) = rsa_parameters(self.alg) {
             return match self.key.kind() {
-                DecodingKeyKind::RsaModulusExponent { n, e } => sig::RsaPublicKeyComponents { n, e }
-                    .verify(params, msg, signature)
-                    .map_err(failed),
+                DecodingKeyKind::RsaModulusExponent { n, e } => {
+                    sig::RsaPublicKeyComponents { n, e }
+                        .verify(params, msg, signature)
+                        .map_err(failed)
+                }
                 DecodingKeyKind::SecretOrDer(der) => sig::UnparsedPublicKey::new(params, der)
                     .verify(msg, signature)
                     .map_err(failed),

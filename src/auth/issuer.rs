@@ -18,7 +18,9 @@ pub struct Issuer {
 
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuer").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("Issuer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 

@@ -146,14 +146,10 @@ impl KeyStore {
     pub async fn reload(&self) -> Result<usize, JwksError> {
         let _one = self.fetching.lock().await;
         let text = match &self.source {
-            JwksSource::File(path) => {
-                tokio::fs::read(path)
-                    .await
-                    .map_err(|e| JwksError::Read {
-                        from: self.source.clone(),
-                        reason: e.to_string(),
-                    })?
-            }
+            JwksSource::File(path) => tokio::fs::read(path).await.map_err(|e| JwksError::Read {
+                from: self.source.clone(),
+                reason: e.to_string(),
+            })?,
             JwksSource::Url(uri) => self.fetch(uri).await?,
         };
         let keys = parse_set(&self.source, &text)?;
@@ -181,7 +177,10 @@ impl KeyStore {
             .map_err(|_| failed(format!("no answer within {FETCH_TIMEOUT:?}")))?
             .map_err(|e| failed(error_chain(&e)))?;
         if !response.status().is_success() {
-            return Err(failed(format!("answered HTTP {}", response.status().as_u16())));
+            return Err(failed(format!(
+                "answered HTTP {}",
+                response.status().as_u16()
+            )));
         }
         let body = Limited::new(response.into_body(), MAX_DOCUMENT);
         let bytes = tokio::time::timeout(FETCH_TIMEOUT, body.collect())

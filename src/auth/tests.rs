@@ -94,7 +94,10 @@ async fn a_key_outside_the_set_or_a_changed_token_fails() {
     let token = f.issuer.sign(&claims());
     let (head, rest) = token.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
-    let forged = format!("{head}.{}.{sig}", base64_json(&with("sub", json!("mallory"))));
+    let forged = format!(
+        "{head}.{}.{sig}",
+        base64_json(&with("sub", json!("mallory")))
+    );
     assert_eq!(f.auth.verify(&forged).await, invalid("invalid signature"));
     assert_eq!(f.auth.verify("not.a.jwt").await, invalid("malformed token"));
     let long = "a".repeat(MAX_TOKEN_LEN + 1);
@@ -159,5 +162,8 @@ fn jwks_documents_keep_usable_signing_keys_only() {
     let kids: Vec<_> = keys.iter().map(|k| k.kid.clone().unwrap()).collect();
     assert_eq!(kids, ["a", "r"]);
     let err = jwks::parse_set(&source, b"{\"nokeys\": 1}").unwrap_err();
-    assert_eq!(err.to_string(), "file x is not a JWKS document: no `keys` array");
+    assert_eq!(
+        err.to_string(),
+        "file x is not a JWKS document: no `keys` array"
+    );
 }

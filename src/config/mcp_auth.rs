@@ -112,7 +112,10 @@ impl McpAuthentication {
     pub fn check(&self, path: &str) -> Result<AuthChecked, ConfigError> {
         let mut errs = ConfigErrors::default();
         if self.issuer.trim().is_empty() {
-            errs.push(ConfigError::field(format!("{path}.issuer"), "must not be empty"));
+            errs.push(ConfigError::field(
+                format!("{path}.issuer"),
+                "must not be empty",
+            ));
         }
         if self.audiences.is_empty() || self.audiences.iter().any(|a| a.trim().is_empty()) {
             errs.push(ConfigError::field(
@@ -127,7 +130,11 @@ impl McpAuthentication {
             ));
         }
         let source = errs.check(self.jwks.check(&format!("{path}.jwks")));
-        let resource = self.resource_metadata.resource.clone().or_else(|| self.audiences.first().cloned());
+        let resource = self
+            .resource_metadata
+            .resource
+            .clone()
+            .or_else(|| self.audiences.first().cloned());
         let at = if self.resource_metadata.resource.is_some() {
             format!("{path}.resourceMetadata.resource")
         } else {
@@ -136,7 +143,11 @@ impl McpAuthentication {
         let resource = resource.and_then(|r| errs.check(absolute_url(&r, &at).map(|u| (r, u))));
         errs.finish(())?;
         let (resource, uri) = resource.expect("no error recorded");
-        let origin = format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().expect("checked"));
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("https"),
+            uri.authority().expect("checked")
+        );
         let resource_path = uri.path().trim_end_matches('/');
         let metadata_path = format!("{WELL_KNOWN}{resource_path}");
         Ok(AuthChecked {
@@ -180,12 +191,18 @@ impl McpAuthentication {
 impl JwksConfig {
     fn check(&self, path: &str) -> Result<JwksSource, ConfigError> {
         if self.refresh.get() < std::time::Duration::from_secs(1) {
-            return Err(ConfigError::field(format!("{path}.refresh"), "must be at least 1s"));
+            return Err(ConfigError::field(
+                format!("{path}.refresh"),
+                "must be at least 1s",
+            ));
         }
         match (&self.file, &self.url) {
             (Some(file), None) => Ok(JwksSource::File(file.into())),
             (None, Some(url)) => absolute_url(url, &format!("{path}.url")).map(JwksSource::Url),
-            _ => Err(ConfigError::field(path, "set exactly one of `file` and `url`")),
+            _ => Err(ConfigError::field(
+                path,
+                "set exactly one of `file` and `url`",
+            )),
         }
     }
 }

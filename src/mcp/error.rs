@@ -40,6 +40,13 @@ pub enum McpError {
         kind: &'static str,
         name: String,
     },
+    /// `mcpAuthorization` allows no such call for this caller.
+    #[error("not allowed to use {kind} {name:?}")]
+    Forbidden {
+        id: Value,
+        kind: &'static str,
+        name: String,
+    },
     #[error("method {method:?} is not served by a gateway with several targets")]
     Unsupported { id: Value, method: String },
     #[error("target {target}: {error}")]
@@ -80,6 +87,7 @@ impl McpError {
             E::InvalidParams { id, .. } | E::UnknownTool { id, .. } => {
                 (StatusCode::OK, Some(id), jsonrpc::INVALID_PARAMS)
             }
+            E::Forbidden { id, .. } => (StatusCode::FORBIDDEN, Some(id), jsonrpc::UNAUTHORIZED),
             E::Unsupported { id, .. } => (StatusCode::OK, Some(id), jsonrpc::METHOD_NOT_FOUND),
             E::Target { id, error, .. } => match error {
                 // The target lost its session (expired, or ended by a DELETE).

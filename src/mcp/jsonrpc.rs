@@ -17,6 +17,8 @@ pub const INVALID_PARAMS: i32 = -32602;
 pub const INTERNAL_ERROR: i32 = -32603;
 /// An MCP header disagrees with the body, or a required one is missing (2026-07-28).
 pub const HEADER_MISMATCH: i32 = -32020;
+/// The caller is not authenticated, or not allowed this call (implementation-defined).
+pub const UNAUTHORIZED: i32 = -32001;
 /// The requested protocol version is not supported (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 

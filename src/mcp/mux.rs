@@ -36,6 +36,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::{json, Value};
 
+use super::authz::{Item, Rules};
 use super::error::McpError;
 use super::jsonrpc::{self, Message};
 use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
@@ -76,6 +77,7 @@ pub struct Multiplexer {
     client: Arc<Client>,
     metrics: McpMetrics,
     renewals: Arc<Renewals>,
+    rules: Option<Arc<Rules>>,
 }
 
 /// How to build a [`Multiplexer`].
@@ -92,6 +94,21 @@ pub struct MuxConfig {
     pub metrics: McpMetrics,
     /// Renewed target sessions and ended client sessions, kept across reloads.
     pub renewals: Arc<Renewals>,
+    /// `mcpAuthorization`: what callers may use (`None`: everything).
+    pub rules: Option<Arc<Rules>>,
+}
+
+/// Who sends a request: the claims `mcpAuthentication` verified, if the route has it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller<'a> {
+    pub claims: Option<&'a Value>,
+}
+
+impl Caller<'_> {
+    /// The `sub` claim, which binds a session to its user.
+    fn subject(&self) -> Option<&str> {
+        self.claims?.get("sub")?.as_str()
+    }
 }
 
 /// A client's session as one request sees it: its token, and the state it opened to
@@ -99,6 +116,8 @@ pub struct MuxConfig {
 pub(super) struct Session {
     token: String,
     state: SessionState,
+    /// The caller's verified claims, for `mcpAuthorization`.
+    claims: Option<Value>,
 }
 
 impl std::ops::Deref for Session {
@@ -139,17 +158,19 @@ impl Multiplexer {
             client: c.client,
             metrics: c.metrics,
             renewals: c.renewals,
+            rules: c.rules,
         }
     }
 
-    /// Answers one client request (`body` read whole).
+    /// Answers one client request (`body` read whole) from `caller`.
     pub async fn handle(
         &self,
         method: &Method,
         headers: &HeaderMap,
         body: Bytes,
+        caller: Caller<'_>,
     ) -> Response<McpBody> {
-        match self.dispatch(method, headers, body).await {
+        match self.dispatch(method, headers, body, caller).await {
             Ok(response) => response,
             Err(e) => {
                 if let McpError::Target { target, error, .. } = &e {
@@ -167,12 +188,13 @@ impl Multiplexer {
         method: &Method,
         headers: &HeaderMap,
         body: Bytes,
+        caller: Caller<'_>,
     ) -> Result<Response<McpBody>, McpError> {
         self.check_origin(headers)?;
         match *method {
-            Method::POST => self.post(headers, body).await,
+            Method::POST => self.post(headers, body, caller).await,
             Method::DELETE => {
-                let session = self.session(headers, None)?;
+                let session = self.session(headers, None, caller)?;
                 self.delete(&session).await;
                 self.renewals.end(&session.token, self.targets.len());
                 Ok(reply(StatusCode::OK, Bytes::new(), None))
@@ -183,21 +205,26 @@ impl Multiplexer {
         }
     }
 
-    async fn post(&self, headers: &HeaderMap, body: Bytes) -> Result<Response<McpBody>, McpError> {
+    async fn post(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        caller: Caller<'_>,
+    ) -> Result<Response<McpBody>, McpError> {
         check_accept(headers)?;
         check_content_type(headers)?;
         check_version(headers)?;
         let (value, message) = jsonrpc::parse(&body).map_err(McpError::Rpc)?;
         if let Message::Request { id, method } = &message {
             if method == "initialize" {
-                return self.initialize(id, body).await;
+                return self.initialize(id, body, caller.subject()).await;
             }
         }
         let request_id = match &message {
             Message::Request { id, .. } => Some(id.clone()),
             _ => None,
         };
-        let state = self.session(headers, request_id)?;
+        let state = self.session(headers, request_id, caller)?;
         match message {
             Message::Notification { .. } => {
                 self.notify(&state, body).await;
@@ -219,7 +246,9 @@ impl Multiplexer {
         value: Value,
         body: Bytes,
     ) -> Result<Response<McpBody>, McpError> {
-        let many = self.targets.len() > 1;
+        // Resources are merged and read here with several targets, and with rules
+        // (which filter them); otherwise they pass through.
+        let many = self.targets.len() > 1 || self.rules.is_some();
         match method {
             "ping" => Ok(json_reply(
                 &json!({"jsonrpc": "2.0", "id": id, "result": {}}),
@@ -295,6 +324,16 @@ impl Multiplexer {
             let name = name.to_string();
             return Err(McpError::UnknownTool { id, kind, name });
         };
+        let item = if kind == "tool" {
+            Item::Tool(own)
+        } else {
+            Item::Prompt(own)
+        };
+        let arguments = value.pointer("/params/arguments").unwrap_or(&Value::Null);
+        if !self.allows(state, index, item, arguments) {
+            let name = name.to_string();
+            return Err(McpError::Forbidden { id, kind, name });
+        }
         value["params"]["name"] = Value::String(own.to_string());
         let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
         self.forward(state, index, id, method, body).await
@@ -352,9 +391,14 @@ impl Multiplexer {
     }
 
     /// The client's session: 400 when it has none, 404 when it does not open (a
-    /// foreign key, tampering, or another target set) or was DELETEd through this
-    /// replica. Target sessions this replica renewed replace the sealed ones.
-    fn session(&self, headers: &HeaderMap, id: Option<Value>) -> Result<Session, McpError> {
+    /// foreign key, tampering, another target set, another user's session) or was
+    /// DELETEd through this replica. Target sessions this replica renewed replace the sealed ones.
+    fn session(
+        &self,
+        headers: &HeaderMap,
+        id: Option<Value>,
+        caller: Caller<'_>,
+    ) -> Result<Session, McpError> {
         let Some(token) = headers.get(SESSION_ID).map(|t| t.to_str()) else {
             return Err(McpError::MissingSession { id });
         };
@@ -362,6 +406,7 @@ impl Multiplexer {
         let state = self.keys.open(token).filter(|s| {
             s.fingerprint == self.targets.fingerprint()
                 && s.targets.len() == self.targets.len()
+                && s.subject.as_deref() == caller.subject()
                 && !self.renewals.ended(token)
         });
         let Some(mut state) = state else {
@@ -373,7 +418,28 @@ impl Multiplexer {
             }
         }
         let token = token.to_string();
-        Ok(Session { token, state })
+        let claims = caller.claims.cloned();
+        Ok(Session {
+            token,
+            state,
+            claims,
+        })
+    }
+
+    /// Whether `mcpAuthorization` lets this session's caller use `item` of target
+    /// `index` (always, without rules).
+    fn allows(&self, state: &Session, index: usize, item: Item<'_>, arguments: &Value) -> bool {
+        let Some(rules) = &self.rules else {
+            return true;
+        };
+        let target = &self.upstreams[index].name;
+        let empty = Value::Object(serde_json::Map::new());
+        let arguments = if arguments.is_null() {
+            &empty
+        } else {
+            arguments
+        };
+        rules.allows_call(target, item, arguments, state.claims.as_ref())
     }
 
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), McpError> {

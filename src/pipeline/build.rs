@@ -19,7 +19,7 @@ use super::{CompiledRoute, ProcessorFactory, RouteSelector};
 use crate::config::{
     Config, ConfigError, ConfigErrors, LoadedConfig, McpBackend, Policies, Route, ServerTls,
 };
-use crate::mcp::{Multiplexer, MuxConfig, Renewals, SessionKeys};
+use crate::mcp::{Multiplexer, MuxConfig, Renewals, Rules, SessionKeys};
 use crate::metrics::Metrics;
 use crate::outbound::ClientOptions;
 use crate::services::Services;
@@ -224,8 +224,14 @@ fn compile_route(
         &name,
         bcx,
     ));
+    if route.policies.mcp_authorization.is_some() && route.mcp.is_none() {
+        errs.push(ConfigError::field(
+            format!("{path}.policies.mcpAuthorization"),
+            "applies to MCP gateway routes (`mcp`) only; it is not enforced on other routes",
+        ));
+    }
     let mcp = match &route.mcp {
-        Some(mcp) => errs.check(compile_mcp(route, mcp, &name, path, bcx)),
+        Some(mcp) => errs.check(compile_mcp(route, &policies, mcp, &name, path, bcx)),
         None => None,
     };
     errs.finish(())?;
@@ -245,6 +251,7 @@ fn compile_route(
 /// (by name) that configures none.
 fn compile_mcp(
     route: &Route,
+    policies: &Policies,
     mcp: &McpBackend,
     name: &str,
     path: &str,
@@ -280,6 +287,13 @@ fn compile_mcp(
             .map(Arc::new)
             .map_err(|e| ConfigError::field(&at, format!("cannot build the MCP client: {e}")))
     })?;
+    let rules = match &policies.mcp_authorization {
+        Some(p) => {
+            let field = format!("{path}.policies.mcpAuthorization");
+            Some(Arc::new(Rules::compile(p, &field, &bcx.config.limits.cel)?))
+        }
+        None => None,
+    };
     Ok(Arc::new(Multiplexer::new(MuxConfig {
         route: name.to_string(),
         targets: checked.targets,
@@ -296,6 +310,7 @@ fn compile_mcp(
                 Ok::<_, std::convert::Infallible>(Arc::new(Renewals::default()))
             })
             .unwrap_or_else(|never| match never {}),
+        rules,
     })))
 }
 

@@ -21,15 +21,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde_json::json;
 
 use crate::auth::{bearer_token, AuthError, JwtAuth, KeyStore};
 use crate::config::{ConfigError, FailureMode, McpAuthentication, WELL_KNOWN};
-use crate::pipeline::{BuildCx, Ctx, Flow, Headers, LocalReply, Processor, ProcessorError};
+use crate::mcp::jsonrpc;
 use crate::pipeline::ProcessorFactory;
-
-/// JSON-RPC code of an authentication refusal (the implementation-defined range).
-const UNAUTHORIZED: i32 = -32001;
+use crate::pipeline::{BuildCx, Ctx, Flow, Headers, LocalReply, Processor, ProcessorError};
 
 /// Factory of one `mcpAuthentication` policy.
 pub struct McpAuthFactory {
@@ -128,7 +125,9 @@ impl Processor for McpAuth {
         if cx.request.method.eq_ignore_ascii_case("OPTIONS") {
             return Ok(Flow::Continue);
         }
-        let token = headers.get_str(AUTHORIZATION.as_str()).and_then(bearer_token);
+        let token = headers
+            .get_str(AUTHORIZATION.as_str())
+            .and_then(bearer_token);
         let verified = match token {
             Some(token) => s.auth.verify(token).await,
             None => Err(AuthError::Missing),
@@ -166,7 +165,10 @@ impl Shared {
             }
             "OPTIONS" => (StatusCode::NO_CONTENT, Bytes::new()),
             _ => {
-                headers.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                headers.insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
                 (StatusCode::METHOD_NOT_ALLOWED, Bytes::new())
             }
         };
@@ -180,20 +182,36 @@ impl Shared {
 
     fn refusal(&self, e: &AuthError) -> LocalReply {
         let (status, challenge, details) = match e {
-            AuthError::Missing => (StatusCode::UNAUTHORIZED, format!("Bearer {}", self.challenge), "mcp_unauthenticated"),
+            AuthError::Missing => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer {}", self.challenge),
+                "mcp_unauthenticated",
+            ),
             AuthError::Invalid(why) => (
                 StatusCode::UNAUTHORIZED,
-                format!("Bearer error=\"invalid_token\", error_description=\"{}\", {}", quoted(why), self.challenge),
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\", {}",
+                    quoted(why),
+                    self.challenge
+                ),
                 "mcp_invalid_token",
             ),
             AuthError::Scope { missing } => (
                 StatusCode::FORBIDDEN,
-                format!("Bearer error=\"insufficient_scope\", scope=\"{}\", {}", quoted(missing), self.challenge_without_scope()),
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\", {}",
+                    quoted(missing),
+                    self.challenge_without_scope()
+                ),
                 "mcp_insufficient_scope",
             ),
-            AuthError::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, String::new(), "mcp_jwks_unavailable"),
+            AuthError::KeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                String::new(),
+                "mcp_jwks_unavailable",
+            ),
         };
-        let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": UNAUTHORIZED, "message": e.to_string()}});
+        let body = jsonrpc::error_body(None, jsonrpc::UNAUTHORIZED, &e.to_string());
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -204,7 +222,7 @@ impl Shared {
         LocalReply {
             status,
             headers,
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(body),
             details: details.into(),
         }
     }

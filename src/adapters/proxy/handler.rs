@@ -24,7 +24,7 @@ use super::forward::{
 };
 use super::h1_pool::UpstreamBody;
 use super::upstream::{UpstreamError, Upstreams};
-use crate::mcp::McpBody;
+use crate::mcp::{Caller, McpBody};
 use crate::pipeline::{
     Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
     Verdict,
@@ -175,7 +175,13 @@ impl Handler {
         } = out;
         let (body, rejected) = match (body, &route.mcp) {
             (RequestBody::Collected(bytes), Some(mux)) => {
-                let answer = mux.handle(&parts.method, &parts.headers, bytes).await;
+                let claims = ex.lock().await.cx.jwt.clone();
+                let caller = Caller {
+                    claims: claims.as_ref(),
+                };
+                let answer = mux
+                    .handle(&parts.method, &parts.headers, bytes, caller)
+                    .await;
                 return Ok(Upstream::Mcp(answer));
             }
             (RequestBody::Collected(bytes), None) => (body::full(bytes), None),

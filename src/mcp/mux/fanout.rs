@@ -11,6 +11,7 @@ use http::{Method, Response};
 use serde_json::{json, Value};
 
 use super::{json_reply, McpBody, Multiplexer, Session, DEFAULT_VERSION};
+use crate::mcp::authz::Item;
 use crate::mcp::error::McpError;
 use crate::mcp::response::read_answer;
 use crate::mcp::upstream::{Call, CallError, SESSION_ID};
@@ -27,12 +28,13 @@ type Answer = Result<(Option<String>, Value), CallError>;
 
 impl Multiplexer {
     /// `initialize`: the client's own message to every target; their sessions sealed
-    /// into the client's, their results merged. One failed target fails it (after the
+    /// into the client's with the caller's `subject`, their results merged. One failed target fails it (after the
     /// others' new sessions are deleted).
     pub(super) async fn initialize(
         &self,
         id: &Value,
         body: Bytes,
+        subject: Option<&str>,
     ) -> Result<Response<McpBody>, McpError> {
         let calls = (0..self.upstreams.len()).map(|i| {
             let call = Call {
@@ -85,7 +87,9 @@ impl Multiplexer {
             .as_str()
             .unwrap_or(DEFAULT_VERSION)
             .to_string();
-        let token = self.keys.seal(&self.state(sessions, version));
+        let mut state = self.state(sessions, version);
+        state.subject = subject.map(str::to_string);
+        let token = self.keys.seal(&state);
         let answer = json!({"jsonrpc": "2.0", "id": id, "result": merged});
         Ok(json_reply(&answer, Some(&token)))
     }
@@ -110,7 +114,13 @@ impl Multiplexer {
         let mut results = Vec::with_capacity(self.upstreams.len());
         for (i, answer) in join_all(calls).await.into_iter().enumerate() {
             match answer {
-                Ok((_, result)) => results.push((i, result)),
+                Ok((_, mut result)) => {
+                    if let Some(rules) = &self.rules {
+                        let target = &self.upstreams[i].name;
+                        rules.filter_list(target, list, &mut result, state.claims.as_ref());
+                    }
+                    results.push((i, result));
+                }
                 Err(error) => {
                     let target = self.upstreams[i].name.clone();
                     return Err(McpError::Target { id, target, error });
@@ -140,21 +150,36 @@ impl Multiplexer {
         merged
     }
 
-    /// `resources/read` with several targets: sent to every target; the first (in
-    /// target order) that answers with a result is the answer, else the first error.
+    /// `resources/read` with several targets (or rules): sent to every target the
+    /// caller may read it from (none: 403); the first (in target order) that answers
+    /// with a result is the answer, else the first error.
     pub(super) async fn read_resource(
         &self,
         state: &Session,
         id: Value,
         request: Value,
     ) -> Result<Response<McpBody>, McpError> {
+        let uri = request.pointer("/params/uri").and_then(Value::as_str);
+        let Some(uri) = uri else {
+            let reason = "params.uri must be a resource's URI".to_string();
+            return Err(McpError::InvalidParams { id, reason });
+        };
+        let item = Item::Resource(uri);
+        let allowed: Vec<usize> = (0..self.upstreams.len())
+            .filter(|&i| self.allows(state, i, item, &Value::Null))
+            .collect();
+        if allowed.is_empty() {
+            let (kind, name) = ("resource", uri.to_string());
+            return Err(McpError::Forbidden { id, kind, name });
+        }
         let body = Bytes::from(request.to_string());
-        let calls = (0..self.upstreams.len()).map(|i| {
+        let calls = allowed.into_iter().map(|i| {
             let sent = self.send_renewing(state, i, body.clone());
-            self.answer(i, sent, &id, "resources/read")
+            let answer = self.answer(i, sent, &id, "resources/read");
+            async move { (i, answer.await) }
         });
         let mut failed = None;
-        for (i, answer) in join_all(calls).await.into_iter().enumerate() {
+        for (i, answer) in join_all(calls).await {
             match answer {
                 Ok((_, result)) => {
                     let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});

@@ -60,6 +60,7 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
             Arc::new(crate::metrics::LabelBounds::default()),
         ),
         renewals: Arc::new(Renewals::default()),
+        rules: None,
     })
 }
 
@@ -100,7 +101,20 @@ async fn send(
     h: &HeaderMap,
     body: &str,
 ) -> (u16, HeaderMap, Value) {
-    let response = m.handle(&method, h, Bytes::from(body.to_string())).await;
+    send_as(m, method, h, body, None).await
+}
+
+async fn send_as(
+    m: &Multiplexer,
+    method: Method,
+    h: &HeaderMap,
+    body: &str,
+    claims: Option<&Value>,
+) -> (u16, HeaderMap, Value) {
+    let caller = Caller { claims };
+    let response = m
+        .handle(&method, h, Bytes::from(body.to_string()), caller)
+        .await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -511,4 +525,70 @@ async fn resources_are_merged_unchanged_and_read_from_the_target_that_has_them()
     let missing = r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"c://no"}}"#;
     let (s, _, body) = send(&m, Method::POST, &h, missing).await;
     assert_eq!((s, &body["error"]["code"]), (200, &json!(-32002)), "{body}");
+}
+
+#[tokio::test]
+async fn a_session_opens_only_for_the_user_it_was_made_for() {
+    let m = mux(&["a", "b"], &[]);
+    let targets = m
+        .targets
+        .names()
+        .iter()
+        .map(|n| TargetSession {
+            target: n.clone(),
+            session_id: None,
+            protocol_version: "2025-06-18".into(),
+        })
+        .collect();
+    let mut state = m.state(targets, "2025-06-18".into());
+    state.subject = Some("alice".into());
+    let sid = m.keys.seal(&state);
+    let h = headers(&[("mcp-session-id", &sid)]);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let alice = json!({"sub": "alice"});
+    let bob = json!({"sub": "bob"});
+    let (s, _, _) = send_as(&m, Method::POST, &h, ping, Some(&alice)).await;
+    assert_eq!(s, 200);
+    for caller in [Some(&bob), None] {
+        let (s, _, b) = send_as(&m, Method::POST, &h, ping, caller).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (404, &json!(-32600)),
+            "{caller:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_the_rules_do_not_allow_is_403_before_any_target_is_asked() {
+    let mut m = mux(&["a", "b"], &[]);
+    let policy = crate::config::McpAuthorization {
+        rules: vec![r#"jwt.role == "admin" && mcp.tool.name == "echo""#.into()],
+    };
+    m.rules = Some(Arc::new(
+        Rules::compile(&policy, "p", &Default::default()).unwrap(),
+    ));
+    let sid = session(&m);
+    let h = headers(&[("mcp-session-id", &sid)]);
+    let call = |name: &str| {
+        json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name": name}}).to_string()
+    };
+    // Claims without `sub`, as the session sealed without a subject.
+    let bob = json!({"role": "intern"});
+    let (s, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&bob)).await;
+    assert_eq!(
+        (s, &b["id"], &b["error"]["code"]),
+        (403, &json!(3), &json!(-32001))
+    );
+    assert_eq!(b["error"]["message"], "not allowed to use tool \"a__echo\"");
+    let read = r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"a://x"}}"#;
+    let (s, _, b) = send_as(&m, Method::POST, &h, read, Some(&bob)).await;
+    assert_eq!(
+        (s, &b["error"]["message"]),
+        (403, &json!("not allowed to use resource \"a://x\""))
+    );
+    // Allowed: it goes on to the (dead) target, which fails as a JSON-RPC error.
+    let alice = json!({"role": "admin"});
+    let (s, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&alice)).await;
+    assert_eq!((s, &b["error"]["code"]), (200, &json!(-32603)));
 }

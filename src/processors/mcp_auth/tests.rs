@@ -51,7 +51,8 @@ fn refusal(v: Verdict) -> (u16, String, Value) {
     (r.status.as_u16(), challenge, body)
 }
 
-const METADATA: &str = "resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\"";
+const METADATA: &str =
+    "resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\"";
 
 #[tokio::test]
 async fn a_good_token_passes_with_its_claims_and_is_not_forwarded() {
@@ -88,7 +89,8 @@ async fn a_bad_token_is_401_invalid_token_naming_why() {
         let bearer = format!("Bearer {token}");
         let (status, challenge, _) = refusal(run(&mut ex, &[("authorization", &bearer)]).await.0);
         assert_eq!(status, 401);
-        let want = format!("Bearer error=\"invalid_token\", error_description=\"{why}\", {METADATA}");
+        let want =
+            format!("Bearer error=\"invalid_token\", error_description=\"{why}\", {METADATA}");
         assert_eq!(challenge, want);
     }
 }
@@ -105,7 +107,10 @@ async fn a_missing_scope_is_403_insufficient_scope() {
     let mut ex = exchange_at(&s.yaml, "POST", "/mcp");
     let (status, challenge, _) = refusal(run(&mut ex, &[]).await.0);
     assert_eq!(status, 401);
-    assert_eq!(challenge, format!("Bearer {METADATA}, scope=\"tools admin\""));
+    assert_eq!(
+        challenge,
+        format!("Bearer {METADATA}, scope=\"tools admin\"")
+    );
 }
 
 #[tokio::test]
@@ -132,7 +137,9 @@ async fn the_metadata_document_is_served_with_cors() {
     // The route matches the metadata path though its own match is `/mcp` only.
     let p = crate::pipeline::testing::pipeline(&s.yaml);
     let head = crate::pipeline::testing::request_head("GET", path);
-    let selected = p.ext_proc_routes.select(&head, &http::HeaderMap::new(), None);
+    let selected = p
+        .ext_proc_routes
+        .select(&head, &http::HeaderMap::new(), None);
     assert!(selected.is_some());
 }
 
@@ -148,10 +155,18 @@ fn config_errors_name_their_fields() {
     let err = build_error(&s.yaml);
     assert!(err.contains("mcpAuthentication.resourceMetadata.resource: \"ftp://gw.test/mcp\" must start with https:// or http://"), "{err}");
     let s = setup("");
-    let yaml = s.yaml.replace("jwks: {file:", "jwks: {url: http://127.0.0.1:9/k, file:");
+    let yaml = s
+        .yaml
+        .replace("jwks: {file:", "jwks: {url: http://127.0.0.1:9/k, file:");
     let err = build_error(&yaml);
-    assert!(err.contains("mcpAuthentication.jwks: set exactly one of `file` and `url`"), "{err}");
+    assert!(
+        err.contains("mcpAuthentication.jwks: set exactly one of `file` and `url`"),
+        "{err}"
+    );
     let yaml = s.yaml.replace("jwks.json", "missing.json");
     let err = build_error(&yaml);
-    assert!(err.contains("mcpAuthentication.jwks.file: cannot read file"), "{err}");
+    assert!(
+        err.contains("mcpAuthentication.jwks.file: cannot read file"),
+        "{err}"
+    );
 }
