@@ -70,6 +70,8 @@ mod listeners;
 mod llm;
 #[path = "e2e/mcp.rs"]
 mod mcp;
+#[path = "e2e/mcp_auth.rs"]
+mod mcp_auth;
 #[path = "e2e/mode_override.rs"]
 mod mode_override;
 #[path = "e2e/parity.rs"]

@@ -6,7 +6,10 @@ in order. A job:
     {"sdk": "1" | "2", "url": "http://127.0.0.1:PORT/mcp",
      "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...],
      "prompts": [{"name": "weather__greet", "arguments": {"who": "ann"}}, ...],
-     "resources": ["weather://info", ...]}
+     "resources": ["weather://info", ...],
+     "token": "<jwt>"}
+
+With "token", every request carries `Authorization: Bearer <jwt>`.
 
 Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
 "calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}, and with "prompts":
@@ -72,7 +75,14 @@ async def run_sdk1(job: dict) -> dict:
     from mcp.shared.exceptions import McpError
 
     out = {}
-    async with streamable_http_client(job["url"]) as (read, write, get_session_id):
+    http_client = None
+    if "token" in job:
+        import httpx
+
+        headers = {"authorization": f"Bearer {job['token']}"}
+        http_client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300))
+    transport = streamable_http_client(job["url"], http_client=http_client)
+    async with transport as (read, write, get_session_id):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
             out["protocol_version"] = init.protocolVersion
@@ -97,7 +107,15 @@ async def run_sdk2(job: dict) -> dict:
     from mcp.shared.exceptions import MCPError
 
     out = {}
-    async with Client(job["url"]) as client:
+    server = job["url"]
+    if "token" in job:
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        headers = {"authorization": f"Bearer {job['token']}"}
+        http_client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
+        server = streamable_http_client(job["url"], http_client=http_client)
+    async with Client(server) as client:
         out["protocol_version"] = client.protocol_version
         out["server_name"] = client.server_info.name if client.server_info else None
         tools = await client.list_tools(cache_mode="bypass")
