@@ -69,6 +69,7 @@ impl JwtAuth {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Invalid("token too long".into()));
         }
+        self.keys.start_refresh();
         let header =
             decode_header(token).map_err(|_| AuthError::Invalid("malformed token".into()))?;
         let mut candidates = self.candidates(header.kid.as_deref(), header.alg);

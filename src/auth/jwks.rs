@@ -74,6 +74,10 @@ pub struct KeyStore {
     refetched_at: Mutex<Option<Instant>>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    refresh: Duration,
+    /// The refresh task starts with the first token checked.
+    refreshing: std::sync::Once,
+    me: Weak<KeyStore>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -87,20 +91,24 @@ impl std::fmt::Debug for KeyStore {
 
 impl KeyStore {
     /// A store for `source`. A file is read now (its error is the caller's config
-    /// error); a URL is fetched by the refresh task and on first use. The refresh task
-    /// runs every `refresh` while the store lives, when a runtime is there to run it.
+    /// error); a URL is fetched on first use. From the first use on, the keys are
+    /// re-read every `refresh` while the store lives; a config only validated, or never
+    /// used, makes no background work.
     pub fn new(
         source: JwksSource,
         refresh: Duration,
         client: Arc<HttpClient<Full<Bytes>>>,
     ) -> Result<Arc<Self>, JwksError> {
-        let store = Arc::new(KeyStore {
+        let store = Arc::new_cyclic(|me| KeyStore {
             keys: ArcSwap::from_pointee(Vec::new()),
             source,
             client,
             loaded_at: Mutex::new(None),
             refetched_at: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            refresh,
+            refreshing: std::sync::Once::new(),
+            me: me.clone(),
         });
         if let JwksSource::File(path) = &store.source {
             let text = std::fs::read(path).map_err(|e| JwksError::Read {
@@ -109,10 +117,16 @@ impl KeyStore {
             })?;
             store.install(parse_set(&store.source, &text)?);
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(refresh_loop(Arc::downgrade(&store), refresh));
-        }
         Ok(store)
+    }
+
+    /// Starts the periodic re-read (once; needs a Tokio runtime).
+    pub fn start_refresh(&self) {
+        self.refreshing.call_once(|| {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(refresh_loop(self.me.clone(), self.refresh));
+            }
+        });
     }
 
     pub fn source(&self) -> &JwksSource {
@@ -192,12 +206,8 @@ impl KeyStore {
 }
 
 async fn refresh_loop(store: Weak<KeyStore>, every: Duration) {
-    let mut first = true;
     loop {
-        if !first {
-            tokio::time::sleep(every).await;
-        }
-        first = false;
+        tokio::time::sleep(every).await;
         let Some(store) = store.upgrade() else { return };
         if let Err(e) = store.reload().await {
             tracing::warn!(error = %e, "JWKS refresh failed; the last keys stay in use");

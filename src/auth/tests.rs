@@ -167,3 +167,56 @@ fn jwks_documents_keep_usable_signing_keys_only() {
         "file x is not a JWKS document: no `keys` array"
     );
 }
+
+/// A loopback HTTP server answering every request with `body` as JSON; its URL.
+async fn serve_json(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/jwks.json")
+}
+
+fn url_auth(url: &str) -> JwtAuth {
+    let client = Arc::new(crate::outbound::client(&Default::default()).unwrap());
+    let source = JwksSource::Url(url.parse().unwrap());
+    JwtAuth {
+        issuer: "https://idp.test".into(),
+        audiences: vec!["https://gw.test/mcp".into()],
+        clock_skew: Duration::from_secs(30),
+        required_scopes: Vec::new(),
+        keys: KeyStore::new(source, Duration::from_secs(3600), client).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn keys_at_a_url_are_fetched_on_first_use_and_a_dead_source_is_unavailable() {
+    let issuer = Issuer::new("u1");
+    let url = serve_json(Issuer::jwks(&[&issuer]).to_string()).await;
+    let auth = url_auth(&url);
+    assert!(!auth.keys.loaded());
+    let claims = auth.verify(&issuer.sign(&claims())).await.unwrap();
+    assert_eq!(claims["sub"], "alice");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = url_auth(&format!("http://127.0.0.1:{port}/jwks.json"));
+    let got = dead.verify(&issuer.sign(&self::claims())).await;
+    assert_eq!(got, Err(AuthError::KeysUnavailable));
+}

@@ -80,7 +80,7 @@ pub struct ResourceMetadata {
 /// `resources/read` goes through only when one rule is true, and lists show only what
 /// a rule allows. Variables: `mcp.method`, `mcp.target`, `mcp.tool.name`,
 /// `mcp.prompt.name`, `mcp.resource.uri`, `mcp.arguments`, `jwt` (the verified claims;
-/// empty without `mcpAuthentication`), `request` (method, path, host, headers).
+/// empty without `mcpAuthentication`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct McpAuthorization {
