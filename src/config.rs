@@ -13,6 +13,7 @@ mod llm;
 mod load;
 mod mcp;
 mod mcp_auth;
+mod mcp_limit;
 mod model;
 mod redact;
 mod runtime;
@@ -32,6 +33,7 @@ pub use mcp::{McpBackend, McpChecked, McpPrefix, McpSession, McpTarget};
 pub use mcp_auth::{
     AuthChecked, JwksConfig, McpAuthentication, McpAuthorization, ResourceMetadata, WELL_KNOWN,
 };
+pub use mcp_limit::{McpToolLimitPolicy, ToolLimitAmount, ToolLimitRule};
 pub use model::*;
 pub use redact::redacted_json;
 pub use runtime::RuntimeConfig;

@@ -68,3 +68,29 @@ pub use redis_store::{
 };
 pub use reservation::{Admission, Limiter, Reservation};
 pub use store::LimitStore;
+
+/// A counter key's subject (an API key, a user id) as a short SHA-256 hex digest, so
+/// such values never sit in a store (Redis) in the clear.
+pub fn hash_key(subject: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key of a counter shared by name (`counter:` on limit rules), whatever route or
+/// policy charges it: LLM tokens and tool calls of one subject can draw on one budget.
+/// The period is part of it, so budgets of different periods never share a window.
+pub fn shared_counter_key(counter: &str, period: Period, subject: &str) -> String {
+    let period = match period {
+        Period::Minute => "minute",
+        Period::Hour => "hour",
+        Period::Day => "day",
+        Period::Month => "month",
+    };
+    format!(
+        "tollgate:tl:counter:{counter}:{period}:{}",
+        hash_key(subject)
+    )
+}

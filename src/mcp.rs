@@ -21,6 +21,7 @@
 pub mod authz;
 pub mod error;
 pub mod jsonrpc;
+pub mod limits;
 pub mod merge;
 pub mod mux;
 pub mod response;
@@ -31,6 +32,7 @@ pub mod upstream;
 pub use authz::Rules;
 pub use error::McpError;
 pub use jsonrpc::{Message, RpcError};
+pub use limits::{Refusal, ToolCall, ToolLimits};
 pub use merge::{merge_initialize, merge_named, merge_tools, merge_unique};
 pub use mux::{Caller, McpBody, Multiplexer, MuxConfig, Renewals};
 pub use session::{SessionKeyError, SessionKeys, SessionState, TargetSession};

@@ -166,6 +166,11 @@ pub struct LimitRule {
     /// count the cost of all tokens.
     #[serde(default)]
     pub count: TokenCount,
+    /// A `tokenBudget` drawn from a counter shared by name with other rules, on any
+    /// route, `mcpToolLimit` rules included (one user's LLM tokens and tool calls on
+    /// one budget): the counter is per name, period and key. `A-Z a-z 0-9 _ -`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
 }
 
 /// A rate or a budget.
@@ -264,5 +269,44 @@ binds:
             err.starts_with("binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0]"),
             "{err}"
         );
+    }
+}
+
+impl Period {
+    /// The limits engine's window of this period.
+    pub fn window(self) -> crate::limits::Period {
+        match self {
+            Period::Minute => crate::limits::Period::Minute,
+            Period::Hour => crate::limits::Period::Hour,
+            Period::Day => crate::limits::Period::Day,
+            Period::Month => crate::limits::Period::Month,
+        }
+    }
+
+    /// `minute`, `hour`, `day` or `month`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Minute => "minute",
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// A shared counter's name (`counter:`): `A-Z a-z 0-9 _ -`, not empty; else an error
+/// at `path`.
+pub fn check_counter_name(name: &str, path: &str) -> Result<(), super::ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(super::ConfigError::field(
+            path,
+            format!("{name:?}: use A-Z a-z 0-9 _ -"),
+        ))
     }
 }

@@ -354,6 +354,9 @@ pub struct Policies {
     /// MCP routes: CEL rules that allow tool calls, prompts and resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_authorization: Option<super::McpAuthorization>,
+    /// MCP routes: limits on tool calls per key (calls per minute, budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_tool_limit: Option<super::McpToolLimitPolicy>,
 }
 
 impl Policies {
@@ -393,6 +396,10 @@ impl Policies {
                 .mcp_authorization
                 .clone()
                 .or_else(|| gateway.mcp_authorization.clone()),
+            mcp_tool_limit: self
+                .mcp_tool_limit
+                .clone()
+                .or_else(|| gateway.mcp_tool_limit.clone()),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! error the SDKs would take for a broken transport.
 
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::jsonrpc::{self, RpcError};
 use super::upstream::CallError;
@@ -47,6 +47,16 @@ pub enum McpError {
         kind: &'static str,
         name: String,
     },
+    /// An `mcpToolLimit` rule's limit is reached.
+    #[error("{message}")]
+    Limited {
+        id: Value,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The tool-call limits' shared store failed (and fails closed).
+    #[error("tool call limits are unavailable: {reason}")]
+    LimitsUnavailable { id: Value, reason: String },
     #[error("method {method:?} is not served by a gateway with several targets")]
     Unsupported { id: Value, method: String },
     #[error("target {target}: {error}")]
@@ -88,6 +98,18 @@ impl McpError {
                 (StatusCode::OK, Some(id), jsonrpc::INVALID_PARAMS)
             }
             E::Forbidden { id, .. } => (StatusCode::FORBIDDEN, Some(id), jsonrpc::UNAUTHORIZED),
+            E::Limited {
+                id,
+                message,
+                retry_after,
+            } => {
+                let body = json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": jsonrpc::LIMITED, "message": message,
+                    "data": super::limits::refusal_data(*retry_after),
+                }});
+                return (StatusCode::OK, body.to_string().into_bytes());
+            }
+            E::LimitsUnavailable { id, .. } => (StatusCode::OK, Some(id), jsonrpc::INTERNAL_ERROR),
             E::Unsupported { id, .. } => (StatusCode::OK, Some(id), jsonrpc::METHOD_NOT_FOUND),
             E::Target { id, error, .. } => match error {
                 // The target lost its session (expired, or ended by a DELETE).

@@ -19,6 +19,8 @@ pub const INTERNAL_ERROR: i32 = -32603;
 pub const HEADER_MISMATCH: i32 = -32020;
 /// The caller is not authenticated, or not allowed this call (implementation-defined).
 pub const UNAUTHORIZED: i32 = -32001;
+/// A tool-call limit is reached (implementation-defined; `data.retryAfterSeconds`).
+pub const LIMITED: i32 = -32000;
 /// The requested protocol version is not supported (2026-07-28).
 pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 

@@ -39,6 +39,7 @@ use serde_json::{json, Value};
 use super::authz::{Item, Rules};
 use super::error::McpError;
 use super::jsonrpc::{self, Message};
+use super::limits::{Refusal, ToolCall, ToolLimits};
 use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
 use super::{SessionKeys, SessionState, TargetSet};
 use crate::metrics::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
@@ -78,6 +79,7 @@ pub struct Multiplexer {
     metrics: McpMetrics,
     renewals: Arc<Renewals>,
     rules: Option<Arc<Rules>>,
+    tool_limits: Option<Arc<ToolLimits>>,
 }
 
 /// How to build a [`Multiplexer`].
@@ -96,6 +98,8 @@ pub struct MuxConfig {
     pub renewals: Arc<Renewals>,
     /// `mcpAuthorization`: what callers may use (`None`: everything).
     pub rules: Option<Arc<Rules>>,
+    /// `mcpToolLimit`: how many tool calls a key may make.
+    pub tool_limits: Option<Arc<ToolLimits>>,
 }
 
 /// Who sends a request: the claims `mcpAuthentication` verified, if the route has it.
@@ -159,6 +163,7 @@ impl Multiplexer {
             metrics: c.metrics,
             renewals: c.renewals,
             rules: c.rules,
+            tool_limits: c.tool_limits,
         }
     }
 
@@ -334,9 +339,41 @@ impl Multiplexer {
             let name = name.to_string();
             return Err(McpError::Forbidden { id, kind, name });
         }
+        let mut held = match (&self.tool_limits, item) {
+            (Some(limits), Item::Tool(tool)) => {
+                let call = ToolCall {
+                    name,
+                    target: &self.upstreams[index].name,
+                    tool,
+                    jwt: state.claims.as_ref(),
+                };
+                limits.admit(call).await.map_err(|r| match r {
+                    Refusal::Limited {
+                        message,
+                        retry_after,
+                    } => McpError::Limited {
+                        id: id.clone(),
+                        message,
+                        retry_after,
+                    },
+                    Refusal::Unavailable(reason) => McpError::LimitsUnavailable {
+                        id: id.clone(),
+                        reason,
+                    },
+                })?
+            }
+            _ => Vec::new(),
+        };
         value["params"]["name"] = Value::String(own.to_string());
         let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
-        self.forward(state, index, id, method, body).await
+        let answer = self.forward(state, index, id, method, body).await;
+        if matches!(&answer, Ok(r) if r.status().is_success()) {
+            ToolLimits::delivered(&mut held);
+        } else {
+            // Refunded before the answer, so the caller's next call sees it.
+            ToolLimits::refund(held).await;
+        }
+        answer
     }
 
     /// Sends a request to target `index` and passes its answer on (status, content

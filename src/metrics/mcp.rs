@@ -51,6 +51,8 @@ pub struct McpMetrics {
     pub calls: Family<McpCallLabels, Counter>,
     pub duration: Family<McpMethodLabels, Histogram>,
     pub tools: Family<McpToolLabels, Counter>,
+    /// `mcpToolLimit` decisions, by route, limit and decision.
+    pub limit_decisions: Family<super::LimitLabels, Counter>,
     /// The bound on `tool` values.
     pub tool_names: Arc<BoundedLabel>,
 }
@@ -80,10 +82,17 @@ impl McpMetrics {
             "tools/call requests MCP gateway routes routed, by route, target, tool and result",
             tools.clone(),
         );
+        let limit_decisions = Family::<super::LimitLabels, Counter>::default();
+        registry.register(
+            "tollgate_mcp_tool_limit_decisions",
+            "mcpToolLimit decisions on tools/call, by route, limit and decision (allowed, denied)",
+            limit_decisions.clone(),
+        );
         McpMetrics {
             calls,
             duration,
             tools,
+            limit_decisions,
             tool_names: Arc::new(BoundedLabel::new(bounds)),
         }
     }

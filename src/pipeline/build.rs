@@ -19,7 +19,7 @@ use super::{CompiledRoute, ProcessorFactory, RouteSelector};
 use crate::config::{
     Config, ConfigError, ConfigErrors, LoadedConfig, McpBackend, Policies, Route, ServerTls,
 };
-use crate::mcp::{Multiplexer, MuxConfig, Renewals, Rules, SessionKeys};
+use crate::mcp::{Multiplexer, MuxConfig, Renewals, Rules, SessionKeys, ToolLimits};
 use crate::metrics::Metrics;
 use crate::outbound::ClientOptions;
 use crate::services::Services;
@@ -224,11 +224,20 @@ fn compile_route(
         &name,
         bcx,
     ));
-    if route.policies.mcp_authorization.is_some() && route.mcp.is_none() {
-        errs.push(ConfigError::field(
-            format!("{path}.policies.mcpAuthorization"),
-            "applies to MCP gateway routes (`mcp`) only; it is not enforced on other routes",
-        ));
+    let mcp_only = [
+        (
+            "mcpAuthorization",
+            route.policies.mcp_authorization.is_some(),
+        ),
+        ("mcpToolLimit", route.policies.mcp_tool_limit.is_some()),
+    ];
+    for (policy, set) in mcp_only {
+        if set && route.mcp.is_none() {
+            errs.push(ConfigError::field(
+                format!("{path}.policies.{policy}"),
+                "applies to MCP gateway routes (`mcp`) only; it is not enforced on other routes",
+            ));
+        }
     }
     let mcp = match &route.mcp {
         Some(mcp) => errs.check(compile_mcp(route, &policies, mcp, &name, path, bcx)),
@@ -294,6 +303,19 @@ fn compile_mcp(
         }
         None => None,
     };
+    let tool_limits = match &policies.mcp_tool_limit {
+        Some(p) => {
+            let field = format!("{path}.policies.mcpToolLimit");
+            Some(Arc::new(ToolLimits::compile(
+                p,
+                &field,
+                name,
+                bcx.config,
+                bcx.services,
+            )?))
+        }
+        None => None,
+    };
     Ok(Arc::new(Multiplexer::new(MuxConfig {
         route: name.to_string(),
         targets: checked.targets,
@@ -311,6 +333,7 @@ fn compile_mcp(
             })
             .unwrap_or_else(|never| match never {}),
         rules,
+        tool_limits,
     })))
 }
 

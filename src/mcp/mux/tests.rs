@@ -61,6 +61,7 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
         ),
         renewals: Arc::new(Renewals::default()),
         rules: None,
+        tool_limits: None,
     })
 }
 
@@ -591,4 +592,78 @@ async fn a_call_the_rules_do_not_allow_is_403_before_any_target_is_asked() {
     let alice = json!({"role": "admin"});
     let (s, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&alice)).await;
     assert_eq!((s, &b["error"]["code"]), (200, &json!(-32603)));
+}
+
+/// `m` with the `mcpToolLimit` of `yaml` (a policy's body).
+fn with_tool_limits(mut m: Multiplexer, yaml: &str) -> Multiplexer {
+    let policy: crate::config::McpToolLimitPolicy = serde_yaml::from_str(yaml).unwrap();
+    let config = crate::config::Config::default();
+    let services = crate::services::Services::new();
+    let limits = ToolLimits::compile(&policy, "p", "tools", &config, &services).unwrap();
+    m.tool_limits = Some(Arc::new(limits));
+    m
+}
+
+#[tokio::test]
+async fn tool_calls_over_a_limit_are_rpc_errors_and_calls_a_target_failed_are_refunded() {
+    let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 48\r\nconnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}";
+    let live = canned(ok).await;
+    let m = mux_at(
+        &["a", "b"],
+        &[live, dead_port()],
+        &[],
+        Duration::from_secs(5),
+    );
+    let m = with_tool_limits(
+        m,
+        "limits:\n- {name: per-team, key: 'jwt.team', callsPerMinute: 2, tools: [a__echo, b__echo]}\n",
+    );
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let call = |name: &str| {
+        json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name": name}}).to_string()
+    };
+    let red = json!({"team": "red"});
+    let blue = json!({"team": "blue"});
+    for _ in 0..2 {
+        let (s, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&red)).await;
+        assert_eq!((s, &b["result"]), (200, &json!({"content": []})), "{b}");
+    }
+    let (s, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&red)).await;
+    assert_eq!(
+        (s, &b["id"], &b["error"]["code"]),
+        (200, &json!(9), &json!(-32000)),
+        "{b}"
+    );
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "tool call limit \"per-team\" reached (2 calls per minute, 0 left); retry in"
+        ),
+        "{message}"
+    );
+    assert!(b["error"]["data"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    // Another key has its own counter; a tool outside `tools` is not limited.
+    let (_, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&blue)).await;
+    assert_eq!(b["result"], json!({"content": []}));
+    let (_, _, b) = send_as(&m, Method::POST, &h, &call("a__other"), Some(&red)).await;
+    assert_eq!(b["result"], json!({"content": []}));
+    // Calls the (dead) target never took cost nothing: blue's last call still passes.
+    for _ in 0..3 {
+        let (_, _, b) = send_as(&m, Method::POST, &h, &call("b__echo"), Some(&blue)).await;
+        assert_eq!(b["error"]["code"], -32603, "{b}");
+    }
+    let (_, _, b) = send_as(&m, Method::POST, &h, &call("a__echo"), Some(&blue)).await;
+    assert_eq!(b["result"], json!({"content": []}), "{b}");
+    let text = {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = m.tool_limits.as_ref().unwrap().metrics_for_tests();
+        registry.register("t", "t", metrics.limit_decisions.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out
+    };
+    assert!(
+        text.contains("t_total{route=\"tools\",limit=\"per-team\",decision=\"denied\"} 1"),
+        "{text}"
+    );
 }

@@ -1,11 +1,9 @@
 //! One compiled limit rule: which requests it applies to, the counter key, the limit,
 //! and how a request is measured against it (tokens of a kind, or dollars).
 
-use key_hash::hash_key;
-
 use crate::config::{ConfigError, LimitAmount, LimitRule, TokenCount};
 use crate::expr::{Expression, RequestVars, Vars};
-use crate::limits::{micro_dollars, Admission, Limit, Period};
+use crate::limits::{hash_key, micro_dollars, shared_counter_key, Admission, Limit, Period};
 use crate::llm::Usage;
 use crate::metrics::{LimitLabels, Metrics};
 use crate::pipeline::LlmFacts;
@@ -22,6 +20,8 @@ pub struct Rule {
     prices: Option<Prices>,
     /// Human form of the limit for messages (`tokens per minute`, `USD per day`).
     pub unit: &'static str,
+    /// A shared counter (`counter:`) and its budget's period.
+    counter: Option<(String, Period)>,
 }
 
 impl Rule {
@@ -69,7 +69,21 @@ impl Rule {
             Some(src) => Some(Expression::compile(src, &format!("{path}.key"), cel)?),
             None => None,
         };
+        let counter = match (&r.counter, &r.amount) {
+            (None, _) => None,
+            (Some(name), LimitAmount::TokenBudget(b)) => {
+                crate::config::check_counter_name(name, &format!("{path}.counter"))?;
+                Some((name.clone(), period(b.period)))
+            }
+            (Some(_), _) => {
+                return Err(ConfigError::field(
+                    format!("{path}.counter"),
+                    "a shared counter needs a tokenBudget",
+                ))
+            }
+        };
         Ok(Rule {
+            counter,
             name: r.name.clone(),
             key,
             model: r.model.clone(),
@@ -110,6 +124,9 @@ impl Rule {
                 }
             }
         };
+        if let Some((counter, period)) = &self.counter {
+            return Some(shared_counter_key(counter, *period, &subject));
+        }
         // Keys are hashed: API keys and user ids never sit in Redis in the clear.
         Some(format!(
             "tollgate:tl:{route}:{}:{}",
@@ -177,12 +194,7 @@ impl Rule {
 }
 
 fn period(p: crate::config::Period) -> Period {
-    match p {
-        crate::config::Period::Minute => Period::Minute,
-        crate::config::Period::Hour => Period::Hour,
-        crate::config::Period::Day => Period::Day,
-        crate::config::Period::Month => Period::Month,
-    }
+    p.window()
 }
 
 fn period_unit(p: crate::config::Period, money: bool) -> &'static str {
@@ -197,21 +209,4 @@ fn period_unit(p: crate::config::Period, money: bool) -> &'static str {
         (Day, true) => "USD per day",
         (Month, true) => "USD per month",
     }
-}
-
-mod key_hash {
-    //! SHA-256 of a limit key's subject (ring, already linked for TLS), shortened.
-
-    pub fn hash_key(subject: &str) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());
-        digest.as_ref()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-#[cfg(test)]
-pub fn hash_for_tests(subject: &str) -> String {
-    hash_key(subject)
 }

@@ -184,10 +184,7 @@ async fn a_denial_refunds_the_rules_already_reserved() {
     settled(&p).await;
     // The generous bucket was refunded: its remaining equals its capacity again.
     let limiter = p.services.limiter(&LimiterSpec::Local).unwrap();
-    let rule_key = format!(
-        "tollgate:tl:llm:generous:{}",
-        super::rule::hash_for_tests("")
-    );
+    let rule_key = format!("tollgate:tl:llm:generous:{}", crate::limits::hash_key(""));
     let limit = crate::limits::Limit::per(100000, std::time::Duration::from_secs(60)).unwrap();
     let admission = limiter
         .reserve(rule_key, &limit, 1, std::time::SystemTime::now())
@@ -261,4 +258,25 @@ async fn keys_can_be_jwt_claims_envoy_verified() {
         panic!("a 1-token bucket cannot take the prompt")
     };
     assert_eq!(reply.status, 429);
+}
+
+#[tokio::test]
+async fn a_shared_counter_budget_is_charged_under_its_shared_key() {
+    let p = pipeline(
+        r#"          - { name: team, key: 'request.headers["x-api-key"]', tokenBudget: { amount: 100000, period: day }, counter: team-budget }"#,
+    );
+    let _ = run(&p, "/v1/chat/completions", "k", CHAT, "").await;
+    settled(&p).await;
+    let limiter = p.services.limiter(&LimiterSpec::Local).unwrap();
+    let key = crate::limits::shared_counter_key("team-budget", crate::limits::Period::Day, "k");
+    let limit = crate::limits::Limit::budget(100000, crate::limits::Period::Day).unwrap();
+    let admission = limiter
+        .reserve(key, &limit, 1, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    let remaining = admission.decision().remaining;
+    assert!(
+        remaining < 99_999,
+        "the LLM call was charged to the shared counter: {remaining}"
+    );
 }
