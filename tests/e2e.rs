@@ -72,6 +72,8 @@ mod llm;
 mod mcp;
 #[path = "e2e/mcp_auth.rs"]
 mod mcp_auth;
+#[path = "e2e/mcp_limits.rs"]
+mod mcp_limits;
 #[path = "e2e/mode_override.rs"]
 mod mode_override;
 #[path = "e2e/parity.rs"]
