@@ -24,6 +24,7 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod merge;
 pub mod mux;
+pub mod relay;
 pub mod response;
 pub mod session;
 pub mod targets;

@@ -74,6 +74,8 @@ mod mcp;
 mod mcp_auth;
 #[path = "e2e/mcp_limits.rs"]
 mod mcp_limits;
+#[path = "e2e/mcp_relay.rs"]
+mod mcp_relay;
 #[path = "e2e/mode_override.rs"]
 mod mode_override;
 #[path = "e2e/parity.rs"]

@@ -8,7 +8,7 @@
 //! | POST without a session (not `initialize`) | 400 |
 //! | a session id that does not open | 404 |
 //! | notification | sent to every target with its own session; 202 |
-//! | response or error from the client | 202, dropped (server requests are not relayed yet) |
+//! | response or error from the client | 202; sent to the target whose request it answers (`relay`) |
 //! | `ping` | 200, answered here |
 //! | `tools/list`, `prompts/list` | sent to every target; tools / prompts merged under prefixed names |
 //! | `tools/call`, `prompts/get` | routed by the name's prefix, renamed; the target's answer passes through |
@@ -40,6 +40,7 @@ use super::authz::{Item, Rules};
 use super::error::McpError;
 use super::jsonrpc::{self, Message};
 use super::limits::{Refusal, ToolCall, ToolLimits};
+use super::relay;
 use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
 use super::{SessionKeys, SessionState, TargetSet};
 use crate::metrics::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
@@ -236,7 +237,7 @@ impl Multiplexer {
                 Ok(reply(StatusCode::ACCEPTED, Bytes::new(), None))
             }
             Message::Response { .. } | Message::Error { .. } => {
-                tracing::debug!(route = %self.route, "dropped a client response: server requests are not relayed");
+                self.relay_answer(&state, value).await;
                 Ok(reply(StatusCode::ACCEPTED, Bytes::new(), None))
             }
             Message::Request { id, method } => self.request(&state, id, &method, value, body).await,
@@ -402,12 +403,52 @@ impl Multiplexer {
             error,
         })?;
         let (parts, incoming) = response.into_parts();
-        let mut out = Response::new(incoming.map_err(Into::into).boxed());
+        let sse = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        let body = if sse && self.targets.len() > 1 {
+            relay::tag_requests(incoming, index, self.limit)
+        } else {
+            incoming.map_err(Into::into).boxed()
+        };
+        let mut out = Response::new(body);
         *out.status_mut() = parts.status;
         if let Some(ct) = parts.headers.get(CONTENT_TYPE) {
             out.headers_mut().insert(CONTENT_TYPE, ct.clone());
         }
         Ok(out)
+    }
+
+    /// A client's answer to a server→client request: to the target its id names (the
+    /// only target, with one), under the target's own id, in the target's session.
+    /// An answer no target asked for is dropped (logged); the client gets 202 either way.
+    async fn relay_answer(&self, state: &Session, mut value: Value) {
+        let id = value.get("id").cloned().unwrap_or(Value::Null);
+        let routed = if self.targets.len() == 1 {
+            Some((0, id.clone()))
+        } else {
+            relay::untag_id(&id).filter(|(i, _)| *i < self.upstreams.len())
+        };
+        let Some((index, original)) = routed else {
+            tracing::debug!(route = %self.route, %id, "dropped a client answer no target asked for");
+            return;
+        };
+        value["id"] = original;
+        let body = Bytes::from(value.to_string());
+        let started = Instant::now();
+        let call = self.call(state, index, Method::POST, body);
+        let sent = self.upstreams[index]
+            .send(&self.client, call, self.timeout)
+            .await;
+        let ok = matches!(&sent, Ok(r) if r.status().is_success());
+        self.count(index, "answer", ok, started);
+        if !ok {
+            let target = &self.upstreams[index].name;
+            let status = sent.as_ref().map(|r| r.status().as_u16()).ok();
+            tracing::warn!(route = %self.route, %target, ?status, "an MCP target did not take the client's answer to its request");
+        }
     }
 
     /// The call to target `index` in `state`'s session.

@@ -7,9 +7,11 @@ in order. A job:
      "calls": [{"name": "weather__echo", "arguments": {"text": "hi"}}, ...],
      "prompts": [{"name": "weather__greet", "arguments": {"who": "ann"}}, ...],
      "resources": ["weather://info", ...],
-     "token": "<jwt>"}
+     "token": "<jwt>", "answers": true}
 
-With "token", every request carries `Authorization: Bearer <jwt>`.
+With "token", every request carries `Authorization: Bearer <jwt>`. With "answers" (sdk 1),
+the client answers the server's requests: an elicitation with `{"answer": "yes to
+<message>"}`, a sampling with the text `model says <prompt>`.
 
 Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
 "calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}, and with "prompts":
@@ -69,6 +71,21 @@ async def prompts(out: dict, job: dict, session, error_type) -> None:
             out["got"].append(error_result(e))
 
 
+def answer_callbacks() -> dict:
+    """ClientSession callbacks that answer elicitations and samplings (sdk 1)."""
+    from mcp import types
+
+    async def elicitation(context, params):
+        return types.ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
+
+    async def sampling(context, params):
+        prompt = params.messages[0].content.text
+        content = types.TextContent(type="text", text=f"model says {prompt}")
+        return types.CreateMessageResult(role="assistant", content=content, model="test-model")
+
+    return {"elicitation_callback": elicitation, "sampling_callback": sampling}
+
+
 async def run_sdk1(job: dict) -> dict:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -83,7 +100,8 @@ async def run_sdk1(job: dict) -> dict:
         http_client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300))
     transport = streamable_http_client(job["url"], http_client=http_client)
     async with transport as (read, write, get_session_id):
-        async with ClientSession(read, write) as session:
+        callbacks = answer_callbacks() if job.get("answers") else {}
+        async with ClientSession(read, write, **callbacks) as session:
             init = await session.initialize()
             out["protocol_version"] = init.protocolVersion
             out["server_name"] = init.serverInfo.name

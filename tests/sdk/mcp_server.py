@@ -7,7 +7,10 @@ so no port race, unless `--port` asks for the port of a server it replaces), pri
 Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server, so the
 gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
 Prompt: `greet(who)`, one user message `<name> greets <who>`. Resource: `<name>://info`,
-the text `about <name>`.
+the text `about <name>`. With `--ask-back` (sdk 1 only), two tools ask the client back on the call's SSE
+stream: `ask(question)` elicits `{"answer": string}` and answers `<name> heard <answer>`
+(or `<name> got <action>`); `sample(prompt)` requests a sampling and answers
+`<name> sampled <text>`.
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--ask-back", action="store_true", help="sdk 1: the ask and sample tools")
     args = parser.parse_args()
     name = args.name
 
@@ -64,6 +68,8 @@ def main() -> None:
         return f"about {name}"
 
     if args.sdk == "1":
+        if args.ask_back:
+            add_client_requests(server, name)
         app = server.streamable_http_app()
     else:
         app = server.streamable_http_app(json_response=args.json_response, host="127.0.0.1")
@@ -71,6 +77,30 @@ def main() -> None:
     print(f"READY {port}", flush=True)
     # The app's lifespan runs the session manager.
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def add_client_requests(server, name: str) -> None:
+    """The 1.x tools that send the client requests of their own (elicitation, sampling)."""
+    from mcp import types
+    from mcp.server.fastmcp import Context
+
+    @server.tool()
+    async def ask(question: str, ctx: Context) -> str:
+        """Asks the user a question."""
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        result = await ctx.session.elicit(question, schema, related_request_id=ctx.request_id)
+        if result.action != "accept":
+            return f"{name} got {result.action}"
+        return f"{name} heard {result.content['answer']}"
+
+    @server.tool()
+    async def sample(prompt: str, ctx: Context) -> str:
+        """Asks the client's model."""
+        message = types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))
+        result = await ctx.session.create_message(
+            messages=[message], max_tokens=50, related_request_id=ctx.request_id
+        )
+        return f"{name} sampled {result.content.text}"
 
 
 if __name__ == "__main__":

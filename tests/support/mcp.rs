@@ -57,14 +57,26 @@ pub struct McpServer {
     pub name: String,
     pub port: u16,
     sdk: Sdk,
-    json: bool,
+    /// `mcp_server.py` options (`--json-response`, `--ask-back`).
+    flags: Vec<&'static str>,
 }
 
 impl McpServer {
     /// Starts server `name` of `sdk` (`json`: answers requests with JSON, not SSE) and
     /// waits for the port it bound.
     pub async fn start(sdk: Sdk, name: &str, json: bool) -> Self {
-        Self::start_on(sdk, name, json, 0).await
+        let flags = if json {
+            vec!["--json-response"]
+        } else {
+            Vec::new()
+        };
+        Self::start_on(sdk, name, flags, 0).await
+    }
+
+    /// A 1.x server `name` whose tools `ask` and `sample` send the client an
+    /// elicitation and a sampling request.
+    pub async fn start_asking(name: &str) -> Self {
+        Self::start_on(Sdk::V1, name, vec!["--ask-back"], 0).await
     }
 
     /// Kills the server and starts it again on the same port: a restarted MCP server,
@@ -72,11 +84,11 @@ impl McpServer {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Self::start_on(self.sdk, &self.name, self.json, self.port).await;
+        *self = Self::start_on(self.sdk, &self.name, self.flags.clone(), self.port).await;
     }
 
     /// [`Self::start`] on `port` (0: any free port).
-    async fn start_on(sdk: Sdk, name: &str, json: bool, port: u16) -> Self {
+    async fn start_on(sdk: Sdk, name: &str, flags: Vec<&'static str>, port: u16) -> Self {
         let script = repo_root().join("tests/sdk/mcp_server.py");
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = Command::new(sdk.python());
@@ -93,9 +105,7 @@ impl McpServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.reopen().expect("the log file"));
-        if json {
-            command.arg("--json-response");
-        }
+        command.args(&flags);
         let mut child = command.spawn().expect("spawning mcp_server.py");
         let stdout = child.stdout.take().expect("piped stdout");
         let read = tokio::task::spawn_blocking(move || {
@@ -124,7 +134,7 @@ impl McpServer {
             name: name.to_string(),
             port,
             sdk,
-            json,
+            flags,
         }
     }
 

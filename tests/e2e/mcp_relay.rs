@@ -1,0 +1,41 @@
+//! Server→client requests through the MCP gateway: Python SDK 1.x servers whose tools
+//! elicit from the user and ask the client's model, behind one gateway endpoint, and the
+//! SDK's client answering them; each answer must reach the target that asked.
+
+use serde_json::json;
+
+use crate::support::free_port;
+use crate::support::mcp::{gateway_yaml, run_clients, McpServer, Sdk};
+use crate::support::tollgate::Tollgate;
+
+#[tokio::test]
+async fn elicitations_and_samplings_are_answered_by_the_client_through_the_gateway() {
+    let weather = McpServer::start_asking("weather").await;
+    let calendar = McpServer::start_asking("calendar").await;
+    let port = free_port();
+    let _tollgate = Tollgate::start(&gateway_yaml(port, &[&weather, &calendar], "")).await;
+    let calls = json!([
+        {"name": "weather__ask", "arguments": {"question": "rain?"}},
+        {"name": "calendar__sample", "arguments": {"prompt": "free slots"}},
+        {"name": "calendar__ask", "arguments": {"question": "book it?"}},
+        {"name": "weather__sample", "arguments": {"prompt": "forecast"}},
+    ]);
+    let job = json!({"sdk": "1", "url": format!("http://127.0.0.1:{port}/mcp"),
+                     "calls": calls, "answers": true});
+    let results = run_clients(Sdk::V1, vec![job]).await;
+    let texts: Vec<&str> = results[0]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap_or_else(|| panic!("{c}")))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "weather heard yes to rain?",
+            "calendar sampled model says free slots",
+            "calendar heard yes to book it?",
+            "weather sampled model says forecast",
+        ]
+    );
+}
