@@ -20,6 +20,7 @@
 
 pub mod authz;
 pub mod error;
+pub mod events;
 pub mod jsonrpc;
 pub mod limits;
 pub mod merge;

@@ -16,10 +16,12 @@ use super::upstream::CallError;
 pub enum McpError {
     #[error("origin {origin:?} is not allowed")]
     Origin { origin: String },
-    #[error("method {method} is not allowed: POST sends a message, DELETE ends a session")]
+    #[error("method {method} is not allowed: POST sends a message, GET opens the server's stream, DELETE ends a session")]
     Method { method: http::Method },
     #[error("Accept must list application/json and text/event-stream")]
     Accept,
+    #[error("Accept must list text/event-stream")]
+    AcceptEvents,
     #[error("Content-Type must be application/json")]
     ContentType,
     #[error("unsupported MCP-Protocol-Version {version:?}")]
@@ -78,7 +80,9 @@ impl McpError {
                 None,
                 jsonrpc::INVALID_REQUEST,
             ),
-            E::Accept => (StatusCode::NOT_ACCEPTABLE, None, jsonrpc::INVALID_REQUEST),
+            E::Accept | E::AcceptEvents => {
+                (StatusCode::NOT_ACCEPTABLE, None, jsonrpc::INVALID_REQUEST)
+            }
             E::ContentType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,

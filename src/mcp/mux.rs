@@ -15,7 +15,8 @@
 //! | `resources/list`, `resources/templates/list` | sent to every target; merged unchanged (a URI listed twice is the first target's) |
 //! | `resources/read` | sent to every target; the first that has the resource answers |
 //! | any other request | forwarded with one target; -32601 with several |
-//! | GET (and other methods) | 405 with `Allow: POST, DELETE` |
+//! | GET | every target's GET stream merged (`events`); 405 when none has one |
+//! | other methods | 405 with `Allow: GET, POST, DELETE` |
 //! | DELETE | every target's session deleted; 200 |
 //!
 //! A failed target is a JSON-RPC -32603 on a 200 naming the target; a target that lost
@@ -31,17 +32,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, ORIGIN};
+use futures::future::join_all;
+use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::{json, Value};
 
 use super::authz::{Item, Rules};
 use super::error::McpError;
+use super::events::{self, TargetStream};
 use super::jsonrpc::{self, Message};
 use super::limits::{Refusal, ToolCall, ToolLimits};
 use super::relay;
-use super::upstream::{Call, CallError, Client, Target, PROTOCOL_VERSION, SESSION_ID};
+use super::upstream::{
+    Call, CallError, Client, Target, LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID,
+};
 use super::{SessionKeys, SessionState, TargetSet};
 use crate::metrics::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
 
@@ -199,6 +204,7 @@ impl Multiplexer {
         self.check_origin(headers)?;
         match *method {
             Method::POST => self.post(headers, body, caller).await,
+            Method::GET => self.events(headers, caller).await,
             Method::DELETE => {
                 let session = self.session(headers, None, caller)?;
                 self.delete(&session).await;
@@ -421,6 +427,74 @@ impl Multiplexer {
         Ok(out)
     }
 
+    /// GET: the client's stream of server messages, every target's merged (`events`).
+    /// 406 without `text/event-stream` in `Accept`; 405 when no target offers one.
+    async fn events(
+        &self,
+        headers: &HeaderMap,
+        caller: Caller<'_>,
+    ) -> Result<Response<McpBody>, McpError> {
+        if !accepts(headers, ["text/event-stream", "text/*", "*/*"]) {
+            return Err(McpError::AcceptEvents);
+        }
+        let state = self.session(headers, None, caller)?;
+        let n = self.upstreams.len();
+        let last = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
+        let last_ids = match last {
+            Some(id) if n == 1 => vec![Some(id.to_string())],
+            Some(id) => events::split_event_id(id, n).unwrap_or_else(|| vec![None; n]),
+            None => vec![None; n],
+        };
+        let opened = (0..n).map(|i| self.open_stream(&state, i, last_ids[i].as_deref()));
+        let streams: Vec<TargetStream> = join_all(opened).await.into_iter().flatten().collect();
+        if streams.is_empty() {
+            return Err(McpError::Method {
+                method: Method::GET,
+            });
+        }
+        let body = events::merge(streams, n, last_ids, self.limit);
+        let mut response = Response::new(body);
+        let h = response.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(response)
+    }
+
+    /// Target `index`'s GET stream in `state`, or `None` when it has none for this
+    /// session (no target session, 405, 409 for a second stream, a failure: logged).
+    async fn open_stream(
+        &self,
+        state: &Session,
+        index: usize,
+        last_event_id: Option<&str>,
+    ) -> Option<TargetStream> {
+        let call = self.call(state, index, Method::GET, Bytes::new());
+        call.session?;
+        let target = &self.upstreams[index];
+        let started = Instant::now();
+        let opened = target
+            .open_stream(&self.client, call, last_event_id, self.timeout)
+            .await;
+        let ok = matches!(&opened, Ok(r) if r.status().is_success());
+        self.count(index, "get", ok, started);
+        match opened {
+            Ok(r) if r.status().is_success() => Some(TargetStream {
+                index,
+                body: r.into_body(),
+            }),
+            Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => None,
+            Ok(r) => {
+                let status = r.status().as_u16();
+                tracing::warn!(route = %self.route, target = %target.name, status, "an MCP target refused its GET stream");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(route = %self.route, target = %target.name, error = ?error, "an MCP target's GET stream did not open");
+                None
+            }
+        }
+    }
+
     /// A client's answer to a server→client request: to the target its id names (the
     /// only target, with one), under the target's own id, in the target's session.
     /// An answer no target asked for is dropped (logged); the client gets 202 either way.
@@ -570,6 +644,16 @@ impl Multiplexer {
 
 /// Both `application/json` and `text/event-stream` accepted (wildcards count).
 fn check_accept(headers: &HeaderMap) -> Result<(), McpError> {
+    if accepts(headers, ["application/json", "application/*", "*/*"])
+        && accepts(headers, ["text/event-stream", "text/*", "*/*"])
+    {
+        return Ok(());
+    }
+    Err(McpError::Accept)
+}
+
+/// Whether `Accept` lists one of `wanted` (lower-case media ranges).
+fn accepts(headers: &HeaderMap, wanted: [&str; 3]) -> bool {
     let types: Vec<String> = headers
         .get_all(ACCEPT)
         .iter()
@@ -583,13 +667,7 @@ fn check_accept(headers: &HeaderMap) -> Result<(), McpError> {
                 .to_ascii_lowercase()
         })
         .collect();
-    let has = |wanted: [&str; 3]| types.iter().any(|t| wanted.contains(&t.as_str()));
-    if has(["application/json", "application/*", "*/*"])
-        && has(["text/event-stream", "text/*", "*/*"])
-    {
-        return Ok(());
-    }
-    Err(McpError::Accept)
+    types.iter().any(|t| wanted.contains(&t.as_str()))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), McpError> {
@@ -625,7 +703,7 @@ fn error_response(e: &McpError) -> Response<McpBody> {
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+            .insert(ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
     }
     response
 }

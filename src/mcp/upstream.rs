@@ -18,6 +18,8 @@ pub type Client = HttpClient<Full<Bytes>>;
 
 /// `Mcp-Session-Id`.
 pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// `Last-Event-ID`, where an SSE stream resumes.
+pub const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 /// `MCP-Protocol-Version`.
 pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
@@ -77,6 +79,30 @@ impl Target {
         timeout: Duration,
     ) -> Result<Response<Incoming>, CallError> {
         let request = self.request(call);
+        match tokio::time::timeout(timeout, client.request(request)).await {
+            Err(_) => Err(CallError::Timeout(timeout)),
+            Ok(Err(e)) => Err(CallError::Unreachable {
+                reason: error_chain(&e),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Opens the target's GET stream for `call` (method GET, its session), resuming
+    /// after `last_event_id`; the response once its headers arrived, within `timeout`.
+    pub async fn open_stream(
+        &self,
+        client: &Client,
+        call: Call<'_>,
+        last_event_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, CallError> {
+        let mut request = self.request(call);
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(v) = last_event_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+            headers.insert(LAST_EVENT_ID, v);
+        }
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => Err(CallError::Timeout(timeout)),
             Ok(Err(e)) => Err(CallError::Unreachable {

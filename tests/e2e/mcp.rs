@@ -333,16 +333,17 @@ async fn raw_statuses() {
         .header("mcp-session-id", &sid)
         .header("mcp-protocol-version", "1999-01-01");
     assert_eq!(client::must(port, old).await.status, 400);
-    let get = client::must(
-        port,
-        Req::get("/mcp")
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", &sid),
-    )
-    .await;
+    // GET opens the server's stream (tests/e2e/mcp_relay.rs); it needs SSE in Accept.
+    let get = Req::get("/mcp")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sid);
+    assert_eq!(client::must(port, get).await.status, 406);
+    let mut put = Req::get("/mcp").header("mcp-session-id", &sid);
+    put.method = "PUT".into();
+    let put = client::must(port, put).await;
     assert_eq!(
-        (get.status, get.header("allow")),
-        (405, Some("POST, DELETE"))
+        (put.status, put.header("allow")),
+        (405, Some("GET, POST, DELETE"))
     );
 
     let mut delete = Req::get("/mcp").header("mcp-session-id", &sid);

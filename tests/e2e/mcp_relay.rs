@@ -1,6 +1,8 @@
 //! Server→client requests through the MCP gateway: Python SDK 1.x servers whose tools
 //! elicit from the user and ask the client's model, behind one gateway endpoint, and the
-//! SDK's client answering them; each answer must reach the target that asked.
+//! SDK's client answering them; each answer must reach the target that asked, whether
+//! the request came on the call's stream or on the client's GET stream, which merges
+//! every target's.
 
 use serde_json::json;
 
@@ -19,6 +21,9 @@ async fn elicitations_and_samplings_are_answered_by_the_client_through_the_gatew
         {"name": "calendar__sample", "arguments": {"prompt": "free slots"}},
         {"name": "calendar__ask", "arguments": {"question": "book it?"}},
         {"name": "weather__sample", "arguments": {"prompt": "forecast"}},
+        {"name": "calendar__ask", "arguments": {"question": "later?", "standalone": true}},
+        {"name": "weather__announce", "arguments": {}},
+        {"name": "calendar__announce", "arguments": {}},
     ]);
     let job = json!({"sdk": "1", "url": format!("http://127.0.0.1:{port}/mcp"),
                      "calls": calls, "answers": true});
@@ -36,6 +41,17 @@ async fn elicitations_and_samplings_are_answered_by_the_client_through_the_gatew
             "calendar sampled model says free slots",
             "calendar heard yes to book it?",
             "weather sampled model says forecast",
+            "calendar heard yes to later?",
+            "weather announced",
+            "calendar announced",
         ]
     );
+    // Both targets' notifications on their GET streams reached the client's one stream.
+    let changed = results[0]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| *m == "notifications/tools/list_changed")
+        .count();
+    assert_eq!(changed, 2, "{}", results[0]);
 }

@@ -11,7 +11,9 @@ in order. A job:
 
 With "token", every request carries `Authorization: Bearer <jwt>`. With "answers" (sdk 1),
 the client answers the server's requests: an elicitation with `{"answer": "yes to
-<message>"}`, a sampling with the text `model says <prompt>`.
+<message>"}`, a sampling with the text `model says <prompt>`; the result then has
+"notifications": the methods of the server notifications it got, in order (it waits
+half a second after its last call for late ones).
 
 Its result: {"protocol_version", "server_name", "session_id" (sdk 1), "tools": [names],
 "calls": [{"text", "is_error"} or {"error": {"code", "message"}}]}, and with "prompts":
@@ -86,6 +88,17 @@ def answer_callbacks() -> dict:
     return {"elicitation_callback": elicitation, "sampling_callback": sampling}
 
 
+def notification_recorder(seen: list):
+    """A ClientSession message handler that records server notifications' methods."""
+    from mcp import types
+
+    async def handler(message) -> None:
+        if isinstance(message, types.ServerNotification):
+            seen.append(message.root.method)
+
+    return handler
+
+
 async def run_sdk1(job: dict) -> dict:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -101,6 +114,9 @@ async def run_sdk1(job: dict) -> dict:
     transport = streamable_http_client(job["url"], http_client=http_client)
     async with transport as (read, write, get_session_id):
         callbacks = answer_callbacks() if job.get("answers") else {}
+        seen: list = []
+        if job.get("answers"):
+            callbacks["message_handler"] = notification_recorder(seen)
         async with ClientSession(read, write, **callbacks) as session:
             init = await session.initialize()
             out["protocol_version"] = init.protocolVersion
@@ -117,6 +133,9 @@ async def run_sdk1(job: dict) -> dict:
                     out["calls"].append(error_result(e))
             await prompts(out, job, session, McpError)
             await resources(out, job, session, McpError)
+            if job.get("answers"):
+                await asyncio.sleep(0.5)
+                out["notifications"] = seen
     return out
 
 

@@ -8,9 +8,10 @@ Tools: `echo(text)` answers `<name>:<text>` (the same tool name on every server,
 gateway's prefixes are what tells them apart) and `<name>_only()` answers `<name>`.
 Prompt: `greet(who)`, one user message `<name> greets <who>`. Resource: `<name>://info`,
 the text `about <name>`. With `--ask-back` (sdk 1 only), two tools ask the client back on the call's SSE
-stream: `ask(question)` elicits `{"answer": string}` and answers `<name> heard <answer>`
-(or `<name> got <action>`); `sample(prompt)` requests a sampling and answers
-`<name> sampled <text>`.
+stream: `ask(question, standalone=false)` elicits `{"answer": string}` (on the client's
+GET stream when `standalone`) and answers `<name> heard <answer>` (or `<name> got
+<action>`); `sample(prompt)` requests a sampling and answers `<name> sampled <text>`;
+`announce()` sends `notifications/tools/list_changed` on the GET stream.
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -85,13 +86,20 @@ def add_client_requests(server, name: str) -> None:
     from mcp.server.fastmcp import Context
 
     @server.tool()
-    async def ask(question: str, ctx: Context) -> str:
-        """Asks the user a question."""
+    async def ask(question: str, ctx: Context, standalone: bool = False) -> str:
+        """Asks the user a question (on the client's GET stream when `standalone`)."""
         schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-        result = await ctx.session.elicit(question, schema, related_request_id=ctx.request_id)
+        related = None if standalone else ctx.request_id
+        result = await ctx.session.elicit(question, schema, related_request_id=related)
         if result.action != "accept":
             return f"{name} got {result.action}"
         return f"{name} heard {result.content['answer']}"
+
+    @server.tool()
+    async def announce(ctx: Context) -> str:
+        """Tells the client (on its GET stream) that the tool list changed."""
+        await ctx.session.send_tool_list_changed()
+        return f"{name} announced"
 
     @server.tool()
     async def sample(prompt: str, ctx: Context) -> str:

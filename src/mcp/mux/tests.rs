@@ -137,7 +137,7 @@ async fn refusals_before_any_target_is_asked() {
     let (s, h, _) = send(&m, Method::GET, &ok, "").await;
     assert_eq!(
         (s, h.get(ALLOW).unwrap().to_str().unwrap()),
-        (405, "POST, DELETE")
+        (405, "GET, POST, DELETE")
     );
     let (s, _, b) = send(&m, Method::POST, &headers(&[]), LIST).await;
     assert_eq!(
