@@ -15,6 +15,8 @@
 //!    `token_limit`, so a rejected prompt is never charged against a limit, and so the
 //!    limit sees the body that actually goes upstream. On the response it runs after
 //!    accounting, which therefore counts what the upstream sent, not the placeholders.
+//!    `mcp_guard` (MCP routes) takes the same place: tool-call arguments are checked
+//!    before anything is sent to a target, and tool results after the target answered.
 //! 4. `token_limit` — reserves the estimate before the request goes upstream, and trues
 //!    up from `cx.llm.usage`, which `token_accounting`'s `on_complete` (run before its
 //!    own) has just written.
@@ -42,7 +44,7 @@ pub use crate::pipeline::BuildCx;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use mcp_auth::McpAuthFactory;
-pub use prompt_guard::PromptGuardFactory;
+pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 
@@ -90,6 +92,9 @@ pub fn for_route(
             PromptGuardFactory::new(p, bcx, &format!("{path}.promptGuard"))
                 .map(|f| Arc::new(f) as _),
         );
+    }
+    if let Some(p) = &policies.mcp_guard {
+        add(McpGuardFactory::new(p, bcx, &format!("{path}.mcpGuard")).map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.token_limit {
         let field = format!("{path}.tokenLimit");

@@ -72,6 +72,8 @@ mod llm;
 mod mcp;
 #[path = "e2e/mcp_auth.rs"]
 mod mcp_auth;
+#[path = "e2e/mcp_guard.rs"]
+mod mcp_guard;
 #[path = "e2e/mcp_limits.rs"]
 mod mcp_limits;
 #[path = "e2e/mcp_relay.rs"]

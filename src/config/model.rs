@@ -357,6 +357,10 @@ pub struct Policies {
     /// MCP routes: limits on tool calls per key (calls per minute, budgets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_tool_limit: Option<super::McpToolLimitPolicy>,
+    /// MCP routes: prompt-guard rules on tool-call arguments (`request`) and tool
+    /// results (`response`): reject, mask or audit PII, secrets and keywords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_guard: Option<PromptGuardPolicy>,
 }
 
 impl Policies {
@@ -400,6 +404,7 @@ impl Policies {
                 .mcp_tool_limit
                 .clone()
                 .or_else(|| gateway.mcp_tool_limit.clone()),
+            mcp_guard: self.mcp_guard.clone().or_else(|| gateway.mcp_guard.clone()),
         }
     }
 }

@@ -39,6 +39,7 @@ mod stream;
 mod stream_emit;
 mod stream_end;
 pub(crate) mod stream_events;
+mod tools;
 mod webhook;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ use crate::pipeline::{
 use request::Decision;
 use rules::{CompiledSide, SideKind};
 use stream::{StreamGuard, StreamOut};
+
+pub use tools::McpGuardFactory;
 
 /// Factory of the `promptGuard` policy of one route.
 pub struct PromptGuardFactory {

@@ -33,10 +33,21 @@ pub fn is_text(path: &[Seg<'_>]) -> bool {
 /// Checks a whole JSON response body. A body that is not JSON passes (there is no
 /// completion text in it to guard).
 pub fn check_json(side: &CompiledSide, body: &[u8], tally: &mut Tally) -> Decision {
+    check_strings(side, body, tally, is_text)
+}
+
+/// Checks the strings of a JSON `body` that `select` picks by path: audit rules count,
+/// reject rules reject, mask rules rewrite them in place. A body that is not JSON passes.
+pub fn check_strings(
+    side: &CompiledSide,
+    body: &[u8],
+    tally: &mut Tally,
+    select: impl Fn(&[Seg<'_>]) -> bool,
+) -> Decision {
     let mut rejected = None;
     let mut scratch: Vec<Finding> = Vec::new();
     let result = rewrite_strings(body, |path, text| {
-        if !is_text(path) {
+        if !select(path) {
             return None;
         }
         if let Some(m) = &side.audit {
@@ -66,7 +77,7 @@ pub fn check_json(side: &CompiledSide, body: &[u8], tally: &mut Tally) -> Decisi
         (None, Ok(Some(body))) => Decision::Rewrite(body),
         (None, Ok(None)) => Decision::Pass,
         (None, Err(e)) => {
-            tracing::debug!(error = %e, "response body is not JSON; nothing to guard");
+            tracing::debug!(error = %e, "body is not JSON; nothing to guard");
             Decision::Pass
         }
     }
