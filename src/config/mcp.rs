@@ -49,7 +49,25 @@ pub struct McpTarget {
     /// The server's Streamable-HTTP endpoint, `http://` or `https://`
     /// (`http://127.0.0.1:9101/mcp`).
     pub url: String,
+    /// Headers sent with every call to this target, e.g. its own credentials
+    /// (`Authorization: Bearer ${WEATHER_TOKEN}`); the client's token is never
+    /// forwarded. Values are hidden in `/config`. Not `Host`, `Content-Type`, `Accept`,
+    /// `Content-Length`, `Mcp-Session-Id` nor `MCP-Protocol-Version`, which tollgate sets.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
+
+/// Headers tollgate sets on a call to a target itself.
+const RESERVED_HEADERS: [&str; 8] = [
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "transfer-encoding",
+    "connection",
+];
 
 /// When tool names carry their target's prefix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -105,6 +123,8 @@ pub struct McpChecked {
     pub targets: TargetSet,
     /// The targets' URLs, in target order.
     pub urls: Vec<http::Uri>,
+    /// The targets' own headers, in target order.
+    pub headers: Vec<Vec<(http::HeaderName, http::HeaderValue)>>,
     /// `None` when no key is configured.
     pub keys: Option<SessionKeys>,
 }
@@ -119,8 +139,14 @@ impl McpBackend {
                 .map_err(|e| target_error(path, e)),
         );
         let mut urls = Vec::new();
+        let mut headers = Vec::new();
         for (i, target) in self.targets.iter().enumerate() {
             urls.extend(errs.check(target_url(&target.url, &format!("{path}.targets[{i}].url"))));
+            let at = format!("{path}.targets[{i}].headers");
+            headers.push(
+                errs.check(target_headers(&target.headers, &at))
+                    .unwrap_or_default(),
+            );
         }
         let keys = if self.session.keys.is_empty() {
             None
@@ -145,6 +171,7 @@ impl McpBackend {
         Ok(McpChecked {
             targets: targets.expect("no error recorded"),
             urls,
+            headers,
             keys,
         })
     }
@@ -184,6 +211,27 @@ fn key_error(path: &str, e: crate::mcp::SessionKeyError) -> ConfigError {
         None => format!("{path}.session.keys"),
     };
     ConfigError::field(at, message)
+}
+
+/// A target's headers, each checked at `path.<name>`.
+fn target_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+    path: &str,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let at = format!("{path}.{name}");
+        let n = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::field(&at, "invalid header name"))?;
+        if RESERVED_HEADERS.contains(&n.as_str()) {
+            return Err(ConfigError::field(&at, "set by tollgate on every call"));
+        }
+        let mut v = http::HeaderValue::from_str(value)
+            .map_err(|_| ConfigError::field(&at, "invalid header value"))?;
+        v.set_sensitive(true);
+        out.push((n, v));
+    }
+    Ok(out)
 }
 
 /// An `http://` or `https://` URL with a host, or an error at `path`.

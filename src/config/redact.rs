@@ -38,8 +38,10 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
                     path.push('.');
                 }
                 path.push_str(k);
-                // An MCP route's session keys: secrets even when written literally.
-                if path.ends_with(".mcp.session.keys") {
+                // An MCP route's session keys and its targets' header values
+                // (credentials): secrets even when written literally.
+                let target_headers = path.contains(".mcp.targets") && path.ends_with(".headers");
+                if path.ends_with(".mcp.session.keys") || target_headers {
                     hide_strings(v);
                     path.truncate(len);
                     continue;
@@ -52,8 +54,9 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
                 if secret_name && v.is_string() {
                     *v = Value::String(REDACTED.into());
                 } else {
-                    // Header modifiers map header names to values under `set` / `add`.
-                    let headers = matches!(k.as_str(), "set" | "add");
+                    // Header modifiers map header names to values under `set` / `add`,
+                    // MCP targets under `headers`.
+                    let headers = matches!(k.as_str(), "set" | "add" | "headers");
                     redact(v, path, substituted, headers);
                 }
                 path.truncate(len);

@@ -94,6 +94,8 @@ pub struct MuxConfig {
     pub targets: TargetSet,
     /// The targets' URLs, in target order.
     pub urls: Vec<http::Uri>,
+    /// The targets' own headers (credentials), in target order; missing: none.
+    pub headers: Vec<Vec<(http::HeaderName, HeaderValue)>>,
     pub keys: Arc<SessionKeys>,
     pub allowed_origins: Vec<String>,
     pub timeout: Duration,
@@ -150,12 +152,13 @@ impl std::fmt::Debug for Multiplexer {
 
 impl Multiplexer {
     pub fn new(c: MuxConfig) -> Self {
+        let mut headers = c.headers.into_iter();
         let upstreams = c
             .targets
             .names()
             .iter()
             .zip(c.urls)
-            .map(|(name, uri)| Target::new(name.clone(), uri))
+            .map(|(name, uri)| Target::new(name.clone(), uri, headers.next().unwrap_or_default()))
             .collect();
         Multiplexer {
             route: c.route,

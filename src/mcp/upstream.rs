@@ -1,5 +1,6 @@
 //! Calls to one MCP target: the request tollgate makes for it (never the client's
-//! headers: no `Origin`, no `Authorization`, no client `Mcp-Session-Id`), with `Host` set
+//! headers: no `Origin`, no `Authorization`, no client `Mcp-Session-Id`; the target's own
+//! configured headers, such as its credentials, instead), with `Host` set
 //! to the target URL's authority (the Python SDK's DNS-rebinding check allows only that),
 //! the target's own session and protocol version, and the call's timeout.
 
@@ -30,6 +31,8 @@ pub struct Target {
     pub name: String,
     uri: Uri,
     host: HeaderValue,
+    /// The target's own headers (its credentials), sent with every call.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// Why a call to a target failed. The `Display` text is short and names no address:
@@ -64,11 +67,17 @@ pub struct Call<'a> {
 }
 
 impl Target {
-    /// A target named `name` at `uri` (checked by the config: it has an authority).
-    pub fn new(name: String, uri: Uri) -> Self {
+    /// A target named `name` at `uri` (checked by the config: it has an authority),
+    /// with `headers` on every call.
+    pub fn new(name: String, uri: Uri, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
         let authority = uri.authority().map_or("", |a| a.as_str());
         let host = HeaderValue::from_str(authority).expect("a URI's authority is a valid header");
-        Target { name, uri, host }
+        Target {
+            name,
+            uri,
+            host,
+            headers,
+        }
     }
 
     /// Sends `call`; the response once its headers arrived, within `timeout`.
@@ -117,6 +126,9 @@ impl Target {
         *request.method_mut() = call.method;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
         headers.insert(HOST, self.host.clone());
         headers.insert(ACCEPT, ACCEPT_BOTH);
         if request_has_body(request.method()) {

@@ -320,6 +320,7 @@ fn compile_mcp(
         route: name.to_string(),
         targets: checked.targets,
         urls: checked.urls,
+        headers: checked.headers,
         keys,
         allowed_origins: mcp.allowed_origins.clone(),
         timeout: mcp.timeout.get(),

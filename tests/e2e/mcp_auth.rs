@@ -31,8 +31,13 @@ impl Gateway {
             "      policies:\n        mcpAuthentication:\n          issuer: {ISSUER}\n          audiences: [\"http://127.0.0.1:{port}/mcp\"]\n          jwks: {{file: \"{}\"}}\n          resourceMetadata: {{scopesSupported: [mcp]}}\n        mcpAuthorization:\n          rules:\n          - 'jwt.role == \"admin\"'\n          - 'has(mcp.tool) && mcp.tool.name == \"echo\"'\n",
             jwks.display()
         );
+        // weather's own credential (tests start it requiring this header).
         let yaml = gateway_yaml(port, servers, "")
-            .replace("      mcp:\n", &format!("{policies}      mcp:\n"));
+            .replace("      mcp:\n", &format!("{policies}      mcp:\n"))
+            .replace(
+                "{name: weather, url:",
+                "{name: weather, headers: {x-target-key: weather-secret}, url:",
+            );
         let tollgate = Tollgate::start(&yaml).await;
         Gateway {
             _tollgate: tollgate,
@@ -87,7 +92,8 @@ async fn raw(port: u16, body: &str, token: Option<&str>, session: Option<&str>) 
 
 #[tokio::test]
 async fn sdk_clients_see_and_call_only_what_their_token_allows() {
-    let weather = McpServer::start(Sdk::V1, "weather", false).await;
+    // weather takes only its own credential, and never a client's token.
+    let weather = McpServer::start_requiring("weather", "x-target-key=weather-secret").await;
     let calendar = McpServer::start(Sdk::V2, "calendar", true).await;
     let key = Issuer::new("k1");
     let gw = Gateway::start(&[&weather, &calendar], &[&key]).await;

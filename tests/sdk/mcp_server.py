@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--ask-back", action="store_true", help="sdk 1: the ask and sample tools")
+    parser.add_argument(
+        "--require-header",
+        help="NAME=VALUE: every request without it gets 401; any Authorization header gets 400",
+    )
     args = parser.parse_args()
     name = args.name
 
@@ -75,9 +79,30 @@ def main() -> None:
     else:
         app = server.streamable_http_app(json_response=args.json_response, host="127.0.0.1")
 
+    if args.require_header:
+        app = HeaderCheck(app, *args.require_header.split("=", 1))
+
     print(f"READY {port}", flush=True)
     # The app's lifespan runs the session manager.
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+class HeaderCheck:
+    """ASGI middleware: 401 without header `name: value`, 400 with any Authorization (a
+    gateway must send its own credentials for this server, never its client's token)."""
+
+    def __init__(self, app, name: str, value: str):
+        self.app, self.name, self.value = app, name.lower().encode(), value.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            status = 400 if b"authorization" in headers else 401 if headers.get(self.name) != self.value else 0
+            if status:
+                await send({"type": "http.response.start", "status": status, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
 
 
 def add_client_requests(server, name: str) -> None:

@@ -73,6 +73,12 @@ impl McpServer {
         Self::start_on(sdk, name, flags, 0).await
     }
 
+    /// A 1.x server `name` that answers only requests carrying `header` (`NAME=VALUE`)
+    /// and refuses any `Authorization` header.
+    pub async fn start_requiring(name: &str, header: &'static str) -> Self {
+        Self::start_on(Sdk::V1, name, vec!["--require-header", header], 0).await
+    }
+
     /// A 1.x server `name` whose tools `ask` and `sample` send the client an
     /// elicitation and a sampling request.
     pub async fn start_asking(name: &str) -> Self {

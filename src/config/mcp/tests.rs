@@ -114,3 +114,19 @@ fn unknown_fields_are_rejected_at_their_path() {
         "{err}"
     );
 }
+
+#[test]
+fn target_headers_are_checked_and_hidden_in_the_dump() {
+    let found = problems("targets:\n- {name: a, url: \"http://127.0.0.1:1/mcp\", headers: {host: x}}\n- {name: b, url: \"http://127.0.0.1:2/mcp\", headers: {\"bad name\": x}}");
+    assert_eq!(
+        found,
+        [
+            format!("{AT}.targets[0].headers.host: set by tollgate on every call"),
+            format!("{AT}.targets[1].headers.bad name: invalid header name"),
+        ]
+    );
+    let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - mcp:\n        targets:\n        - {name: a, url: \"http://127.0.0.1:1/mcp\", headers: {x-weird-name: literal-secret}}\n";
+    let dump = crate::config::redacted_json(&parse_str(yaml).unwrap()).to_string();
+    assert!(!dump.contains("literal-secret"), "{dump}");
+    assert!(dump.contains("\"x-weird-name\":\"<redacted>\""), "{dump}");
+}

@@ -50,6 +50,7 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
         route: "tools".into(),
         targets,
         urls,
+        headers: Vec::new(),
         keys: Arc::new(SessionKeys::random()),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         timeout,
