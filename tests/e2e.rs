@@ -72,6 +72,8 @@ mod llm;
 mod mcp;
 #[path = "e2e/mcp_auth.rs"]
 mod mcp_auth;
+#[path = "e2e/mcp_envoy.rs"]
+mod mcp_envoy;
 #[path = "e2e/mcp_guard.rs"]
 mod mcp_guard;
 #[path = "e2e/mcp_limits.rs"]
