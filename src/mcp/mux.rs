@@ -13,7 +13,9 @@
 //! | `tools/list`, `prompts/list` | sent to every target; tools / prompts merged under prefixed names |
 //! | `tools/call`, `prompts/get` | routed by the name's prefix, renamed; the target's answer passes through |
 //! | `resources/list`, `resources/templates/list` | sent to every target; merged unchanged (a URI listed twice is the first target's) |
-//! | `resources/read` | sent to every target; the first that has the resource answers |
+//! | `resources/read`, `resources/subscribe`, `resources/unsubscribe` | sent to every target; the first that has the resource answers |
+//! | `logging/setLevel` | sent to every target; the first answer |
+//! | `completion/complete` | a prompt's: to its target, renamed; a resource template's: to every target, first answer |
 //! | any other request | forwarded with one target; -32601 with several |
 //! | GET | every target's GET stream merged (`events`); 405 when none has one |
 //! | other methods | 405 with `Allow: GET, POST, DELETE` |
@@ -86,6 +88,8 @@ pub struct Multiplexer {
     renewals: Arc<Renewals>,
     rules: Option<Arc<Rules>>,
     tool_limits: Option<Arc<ToolLimits>>,
+    /// Of the target set and the targets' URLs: what a session is made for.
+    fingerprint: u64,
 }
 
 /// How to build a [`Multiplexer`].
@@ -152,6 +156,9 @@ impl std::fmt::Debug for Multiplexer {
 
 impl Multiplexer {
     pub fn new(c: MuxConfig) -> Self {
+        let urls: Vec<String> = c.urls.iter().map(ToString::to_string).collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let fingerprint = c.targets.fingerprint_with(&urls);
         let mut headers = c.headers.into_iter();
         let upstreams = c
             .targets
@@ -173,6 +180,7 @@ impl Multiplexer {
             renewals: c.renewals,
             rules: c.rules,
             tool_limits: c.tool_limits,
+            fingerprint,
         }
     }
 
@@ -282,7 +290,14 @@ impl Multiplexer {
                 self.list(state, id, value, method, "resourceTemplates")
                     .await
             }
-            "resources/read" if many => self.read_resource(state, id, value).await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" if many => {
+                self.read_resource(state, id, value).await
+            }
+            "logging/setLevel" if many => {
+                let all = (0..self.upstreams.len()).collect();
+                self.first_answer(state, id, &value, method, all).await
+            }
+            "completion/complete" if many => self.complete(state, id, value).await,
             _ if self.targets.len() == 1 => self.forward(state, 0, id, method, body).await,
             _ => Err(McpError::Unsupported {
                 id,
@@ -384,6 +399,49 @@ impl Multiplexer {
             ToolLimits::refund(held).await;
         }
         answer
+    }
+
+    /// `completion/complete`: a prompt's argument goes to the prompt's target under its
+    /// own name; a resource template's to every target that may have it (the first
+    /// answer wins).
+    async fn complete(
+        &self,
+        state: &Session,
+        id: Value,
+        mut value: Value,
+    ) -> Result<Response<McpBody>, McpError> {
+        let reference = value.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+        match reference["type"].as_str() {
+            Some("ref/prompt") => {
+                let name = reference["name"].as_str().unwrap_or_default();
+                let Some((index, own)) = self.targets.decode(name) else {
+                    let (kind, name) = ("prompt", name.to_string());
+                    return Err(McpError::UnknownTool { id, kind, name });
+                };
+                if !self.allows(state, index, Item::Prompt(own), &Value::Null) {
+                    let (kind, name) = ("prompt", name.to_string());
+                    return Err(McpError::Forbidden { id, kind, name });
+                }
+                value["params"]["ref"]["name"] = Value::String(own.to_string());
+                let body = Bytes::from(value.to_string());
+                self.forward(state, index, id, "completion/complete", body)
+                    .await
+            }
+            Some("ref/resource") => {
+                let uri = reference["uri"].as_str().unwrap_or_default();
+                let allowed = self.allowed_for(state, Item::Resource(uri));
+                if allowed.is_empty() {
+                    let (kind, name) = ("resource", uri.to_string());
+                    return Err(McpError::Forbidden { id, kind, name });
+                }
+                self.first_answer(state, id, &value, "completion/complete", allowed)
+                    .await
+            }
+            _ => {
+                let reason = "params.ref must be a ref/prompt or a ref/resource".to_string();
+                Err(McpError::InvalidParams { id, reason })
+            }
+        }
     }
 
     /// Sends a request to target `index` and passes its answer on (status, content
@@ -559,7 +617,7 @@ impl Multiplexer {
         };
         let token = token.unwrap_or_default();
         let state = self.keys.open(token).filter(|s| {
-            s.fingerprint == self.targets.fingerprint()
+            s.fingerprint == self.fingerprint
                 && s.targets.len() == self.targets.len()
                 && s.subject.as_deref() == caller.subject()
                 && !self.renewals.ended(token)

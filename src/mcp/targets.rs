@@ -159,8 +159,14 @@ impl TargetSet {
 
     /// A hash of the names, their order, the separator and whether names are prefixed:
     /// the same in every process and build (FNV-1a), so a session sealed for another
-    /// target set is told apart. Target URLs are not part of it.
+    /// target set is told apart. Target URLs are not part of it; see `fingerprint_with`.
     pub fn fingerprint(&self) -> u64 {
+        self.fingerprint_with(&[])
+    }
+
+    /// [`Self::fingerprint`] that also covers `extra` (the targets' URLs), so sessions
+    /// made for a target at another address do not open.
+    pub fn fingerprint_with(&self, extra: &[&str]) -> u64 {
         let mut h = Fnv1a::new();
         h.write(b"tollgate/mcp-targets/v1");
         h.write(&[0xff, u8::from(self.prefixed())]);
@@ -169,6 +175,10 @@ impl TargetSet {
             // 0xff is never in UTF-8 text, so ["ab", "c"] and ["a", "bc"] differ.
             h.write(&[0xff]);
             h.write(name.as_bytes());
+        }
+        for e in extra {
+            h.write(&[0xfe]);
+            h.write(e.as_bytes());
         }
         h.0
     }

@@ -164,18 +164,40 @@ impl Multiplexer {
             let reason = "params.uri must be a resource's URI".to_string();
             return Err(McpError::InvalidParams { id, reason });
         };
-        let item = Item::Resource(uri);
-        let allowed: Vec<usize> = (0..self.upstreams.len())
-            .filter(|&i| self.allows(state, i, item, &Value::Null))
-            .collect();
+        let allowed = self.allowed_for(state, Item::Resource(uri));
         if allowed.is_empty() {
             let (kind, name) = ("resource", uri.to_string());
             return Err(McpError::Forbidden { id, kind, name });
         }
+        let method = request["method"]
+            .as_str()
+            .unwrap_or("resources/read")
+            .to_string();
+        self.first_answer(state, id, &request, &method, allowed)
+            .await
+    }
+
+    /// The targets whose `item` the caller may use.
+    pub(super) fn allowed_for(&self, state: &Session, item: Item<'_>) -> Vec<usize> {
+        (0..self.upstreams.len())
+            .filter(|&i| self.allows(state, i, item, &Value::Null))
+            .collect()
+    }
+
+    /// `request` sent to every target of `targets`; the first (in target order) that
+    /// answers with a result is the answer, else the first error.
+    pub(super) async fn first_answer(
+        &self,
+        state: &Session,
+        id: Value,
+        request: &Value,
+        method: &str,
+        targets: Vec<usize>,
+    ) -> Result<Response<McpBody>, McpError> {
         let body = Bytes::from(request.to_string());
-        let calls = allowed.into_iter().map(|i| {
+        let calls = targets.into_iter().map(|i| {
             let sent = self.send_renewing(state, i, body.clone());
-            let answer = self.answer(i, sent, &id, "resources/read");
+            let answer = self.answer(i, sent, &id, method);
             async move { (i, answer.await) }
         });
         let mut failed = None;
@@ -319,7 +341,7 @@ impl Multiplexer {
             targets,
             protocol_version,
             subject: None,
-            fingerprint: self.targets.fingerprint(),
+            fingerprint: self.fingerprint,
             issued_at,
         }
     }

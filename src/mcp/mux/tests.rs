@@ -226,9 +226,12 @@ async fn tool_calls_route_by_prefix_and_dead_targets_are_rpc_errors() {
         (s, &b["error"]["message"]),
         (200, &json!("target weather: unreachable"))
     );
-    let other = r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete"}"#;
+    let other = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/list"}"#;
     let (s, _, b) = send(&m, Method::POST, &h, other).await;
     assert_eq!((s, &b["error"]["code"]), (200, &json!(-32601)));
+    let other = r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete"}"#;
+    let (s, _, b) = send(&m, Method::POST, &h, other).await;
+    assert_eq!((s, &b["error"]["code"]), (200, &json!(-32602)));
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
     let (s, _, b) = send(&m, Method::POST, &h, note).await;
     assert_eq!(
@@ -667,4 +670,70 @@ async fn tool_calls_over_a_limit_are_rpc_errors_and_calls_a_target_failed_are_re
         text.contains("t_total{route=\"tools\",limit=\"per-team\",decision=\"denied\"} 1"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn completions_logging_and_subscriptions_reach_the_right_targets() {
+    let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 48\r\nconnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[]}}";
+    let live = canned(ok).await;
+    let m = mux_at(
+        &["a", "b"],
+        &[live, dead_port()],
+        &[],
+        Duration::from_secs(5),
+    );
+    let h = headers(&[("mcp-session-id", &session(&m))]);
+    let rpc = |method: &str, params: Value| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}).to_string()
+    };
+    let prompt = |name: &str| json!({"ref": {"type": "ref/prompt", "name": name}, "argument": {"name": "x", "value": "y"}});
+    let (s, _, b) = send(
+        &m,
+        Method::POST,
+        &h,
+        &rpc("completion/complete", prompt("a__greet")),
+    )
+    .await;
+    assert_eq!((s, &b["result"]), (200, &json!({"content": []})), "{b}");
+    let (_, _, b) = send(
+        &m,
+        Method::POST,
+        &h,
+        &rpc("completion/complete", prompt("b__greet")),
+    )
+    .await;
+    assert_eq!(b["error"]["message"], "target b: unreachable");
+    let (_, _, b) = send(
+        &m,
+        Method::POST,
+        &h,
+        &rpc("completion/complete", prompt("greet")),
+    )
+    .await;
+    assert_eq!(b["error"]["code"], -32602);
+    let template = json!({"ref": {"type": "ref/resource", "uri": "a://{x}"}, "argument": {"name": "x", "value": "1"}});
+    for (method, params) in [
+        ("completion/complete", template),
+        ("logging/setLevel", json!({"level": "debug"})),
+        ("resources/subscribe", json!({"uri": "a://info"})),
+        ("resources/unsubscribe", json!({"uri": "a://info"})),
+    ] {
+        let (s, _, b) = send(&m, Method::POST, &h, &rpc(method, params)).await;
+        assert_eq!(
+            (s, &b["result"]),
+            (200, &json!({"content": []})),
+            "{method}: {b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_made_for_a_target_at_another_address_does_not_open() {
+    let first = mux_at(&["a"], &[dead_port()], &[], Duration::from_secs(5));
+    let mut moved = mux_at(&["a"], &[dead_port()], &[], Duration::from_secs(5));
+    moved.keys = first.keys.clone();
+    let h = headers(&[("mcp-session-id", &session(&first))]);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert_eq!(send(&first, Method::POST, &h, ping).await.0, 200);
+    assert_eq!(send(&moved, Method::POST, &h, ping).await.0, 404);
 }
