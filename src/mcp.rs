@@ -21,6 +21,7 @@
 pub mod authz;
 pub mod error;
 pub mod events;
+pub mod idle;
 pub mod jsonrpc;
 pub mod limits;
 pub mod merge;

@@ -38,6 +38,10 @@ pub struct McpBackend {
     /// merges it, its response headers when it passes through). Default `30s`.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// The longest a target's streamed answer (a `tools/call` running, its progress
+    /// events) may send nothing before tollgate cuts it. Default `5m`.
+    #[serde(default = "default_stream_idle")]
+    pub stream_idle_timeout: Duration,
 }
 
 /// One MCP server behind the gateway.
@@ -109,6 +113,10 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_stream_idle() -> Duration {
+    Duration::from_secs(300)
+}
+
 impl From<McpPrefix> for PrefixMode {
     fn from(p: McpPrefix) -> Self {
         match p {
@@ -161,11 +169,16 @@ impl McpBackend {
                 ));
             }
         }
-        if self.timeout.get().is_zero() {
-            errs.push(ConfigError::field(
-                format!("{path}.timeout"),
-                "must be above zero",
-            ));
+        for (field, d) in [
+            ("timeout", self.timeout),
+            ("streamIdleTimeout", self.stream_idle_timeout),
+        ] {
+            if d.get().is_zero() {
+                errs.push(ConfigError::field(
+                    format!("{path}.{field}"),
+                    "must be above zero",
+                ));
+            }
         }
         errs.finish(())?;
         Ok(McpChecked {

@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use super::authz::{Item, Rules};
 use super::error::McpError;
 use super::events::{self, TargetStream};
+use super::idle::IdleLimited;
 use super::jsonrpc::{self, Message};
 use super::limits::{Refusal, ToolCall, ToolLimits};
 use super::relay;
@@ -90,6 +91,8 @@ pub struct Multiplexer {
     tool_limits: Option<Arc<ToolLimits>>,
     /// Of the target set and the targets' URLs: what a session is made for.
     fingerprint: u64,
+    /// The longest a target's answer may send nothing before it is cut.
+    stream_idle: Duration,
 }
 
 /// How to build a [`Multiplexer`].
@@ -103,6 +106,8 @@ pub struct MuxConfig {
     pub keys: Arc<SessionKeys>,
     pub allowed_origins: Vec<String>,
     pub timeout: Duration,
+    /// The longest a target's answer passed through may send nothing.
+    pub stream_idle: Duration,
     pub limit: usize,
     pub client: Arc<Client>,
     pub metrics: McpMetrics,
@@ -181,6 +186,7 @@ impl Multiplexer {
             rules: c.rules,
             tool_limits: c.tool_limits,
             fingerprint,
+            stream_idle: c.stream_idle,
         }
     }
 
@@ -475,10 +481,11 @@ impl Multiplexer {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        let incoming = IdleLimited::new(incoming, self.stream_idle);
         let body = if sse && self.targets.len() > 1 {
             relay::tag_requests(incoming, index, self.limit)
         } else {
-            incoming.map_err(Into::into).boxed()
+            incoming.boxed()
         };
         let mut out = Response::new(body);
         *out.status_mut() = parts.status;

@@ -324,6 +324,7 @@ fn compile_mcp(
         keys,
         allowed_origins: mcp.allowed_origins.clone(),
         timeout: mcp.timeout.get(),
+        stream_idle: mcp.stream_idle_timeout.get(),
         limit: bcx.config.limits.buffers.json_body_bytes,
         client,
         metrics: bcx.services.metrics.mcp.clone(),

@@ -54,6 +54,7 @@ fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) ->
         keys: Arc::new(SessionKeys::random()),
         allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
         timeout,
+        stream_idle: Duration::from_secs(300),
         limit: 1 << 20,
         client: Arc::new(crate::outbound::client(&Default::default()).unwrap()),
         metrics: McpMetrics::register(
