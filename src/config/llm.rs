@@ -215,6 +215,45 @@ pub enum TokenCount {
     Output,
 }
 
+impl Period {
+    /// The limits engine's window of this period.
+    pub fn window(self) -> crate::limits::Period {
+        match self {
+            Period::Minute => crate::limits::Period::Minute,
+            Period::Hour => crate::limits::Period::Hour,
+            Period::Day => crate::limits::Period::Day,
+            Period::Month => crate::limits::Period::Month,
+        }
+    }
+
+    /// `minute`, `hour`, `day` or `month`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Minute => "minute",
+            Period::Hour => "hour",
+            Period::Day => "day",
+            Period::Month => "month",
+        }
+    }
+}
+
+/// A shared counter's name (`counter:`): `A-Z a-z 0-9 _ -`, not empty; else an error
+/// at `path`.
+pub fn check_counter_name(name: &str, path: &str) -> Result<(), super::ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(super::ConfigError::field(
+            path,
+            format!("{name:?}: use A-Z a-z 0-9 _ -"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::parse_str;
@@ -269,44 +308,5 @@ binds:
             err.starts_with("binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0]"),
             "{err}"
         );
-    }
-}
-
-impl Period {
-    /// The limits engine's window of this period.
-    pub fn window(self) -> crate::limits::Period {
-        match self {
-            Period::Minute => crate::limits::Period::Minute,
-            Period::Hour => crate::limits::Period::Hour,
-            Period::Day => crate::limits::Period::Day,
-            Period::Month => crate::limits::Period::Month,
-        }
-    }
-
-    /// `minute`, `hour`, `day` or `month`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Period::Minute => "minute",
-            Period::Hour => "hour",
-            Period::Day => "day",
-            Period::Month => "month",
-        }
-    }
-}
-
-/// A shared counter's name (`counter:`): `A-Z a-z 0-9 _ -`, not empty; else an error
-/// at `path`.
-pub fn check_counter_name(name: &str, path: &str) -> Result<(), super::ConfigError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(super::ConfigError::field(
-            path,
-            format!("{name:?}: use A-Z a-z 0-9 _ -"),
-        ))
     }
 }
