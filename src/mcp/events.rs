@@ -195,11 +195,8 @@ impl Merged {
             event.id = Some(join_event_ids(&self.last_ids));
         }
         if let Ok(mut message) = serde_json::from_str::<Value>(&event.data) {
-            if message.get("method").is_some() {
-                if let Some(id) = message.get_mut("id") {
-                    *id = relay::tag_id(index, id);
-                    event.data = message.to_string();
-                }
+            if relay::tag_request(&mut message, index) {
+                event.data = message.to_string();
             }
         }
         event.to_bytes()

@@ -38,6 +38,24 @@ pub fn untag_id(id: &Value) -> Option<(usize, Value)> {
     matches!(original, Value::String(_) | Value::Number(_)).then_some((index, original))
 }
 
+/// Tags the id of `message` when it is a request of target `index` (a `method` and a
+/// string or number `id`); whether it did. Anything else is left as it is.
+pub fn tag_request(message: &mut Value, index: usize) -> bool {
+    let Some(object) = message.as_object_mut() else {
+        return false;
+    };
+    if !object.contains_key("method") {
+        return false;
+    }
+    match object.get_mut("id") {
+        Some(id) if id.is_string() || id.is_number() => {
+            *id = tag_id(index, id);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The message of `event` with its request id tagged, when it is a request.
 fn tagged(event: &SseEvent, index: usize) -> Option<SseEvent> {
     // Cheap test first: most events are results and notifications.
@@ -45,12 +63,9 @@ fn tagged(event: &SseEvent, index: usize) -> Option<SseEvent> {
         return None;
     }
     let mut message: Value = serde_json::from_str(&event.data).ok()?;
-    let object = message.as_object_mut()?;
-    if !object.contains_key("method") {
+    if !tag_request(&mut message, index) {
         return None;
     }
-    let id = object.get_mut("id")?;
-    *id = tag_id(index, id);
     Some(SseEvent {
         event: event.event.clone(),
         data: message.to_string(),

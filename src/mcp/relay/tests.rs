@@ -68,3 +68,14 @@ async fn an_event_over_the_limit_ends_the_stream_with_an_error() {
     let err = tag_requests(body, 0, 64).collect().await.unwrap_err();
     assert!(err.to_string().contains("over the sse_line bound"), "{err}");
 }
+
+#[test]
+fn only_string_and_number_ids_are_tagged() {
+    // Found by the mcp fuzz target: duplicate keys, the last id an object.
+    let mut odd = serde_json::from_str::<Value>(r#"{"id":0,"method":"m","id":{}}"#).unwrap();
+    assert!(!tag_request(&mut odd, 1));
+    assert_eq!(odd["id"], json!({}));
+    let mut request = json!({"id": "x", "method": "m"});
+    assert!(tag_request(&mut request, 1));
+    assert_eq!(untag_id(&request["id"]), Some((1, json!("x"))));
+}
