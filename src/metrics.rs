@@ -18,7 +18,10 @@ pub use inference::{
     PoolStats, PoolStatsSource, ServedLabels, StatusLabels,
 };
 pub use labels::{truncate, BoundedLabel, LabelBounds, OTHER};
-pub use mcp::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
+pub use mcp::{
+    McpCallLabels, McpMethodLabels, McpMetrics, McpRequestLabels, McpRouteMethodLabels,
+    McpToolLabels,
+};
 pub use route::RouteTallies;
 
 use std::sync::atomic::AtomicI64;

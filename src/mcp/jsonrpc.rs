@@ -84,6 +84,26 @@ pub fn parse(bytes: &[u8]) -> Result<(Value, Message), RpcError> {
     Ok((value, message))
 }
 
+/// The method of one JSON-RPC message, `response` for a result or error, without
+/// building the document (for metric labels); `None` when it is neither, or not JSON.
+pub fn method_of(bytes: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        result: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    let head: Head<'_> = serde_json::from_slice(bytes).ok()?;
+    match head.method {
+        Some(m) => Some(m),
+        None if head.result.is_some() || head.error.is_some() => Some("response".into()),
+        None => None,
+    }
+}
+
 /// What `value` is as a JSON-RPC 2.0 message from a client.
 pub fn classify(value: &Value) -> Result<Message, RpcError> {
     let obj = match value {

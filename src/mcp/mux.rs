@@ -51,7 +51,10 @@ use super::upstream::{
     Call, CallError, Client, Target, LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID,
 };
 use super::{SessionKeys, SessionState, TargetSet};
-use crate::metrics::{McpCallLabels, McpMethodLabels, McpMetrics, McpToolLabels};
+use crate::metrics::{
+    McpCallLabels, McpMethodLabels, McpMetrics, McpRequestLabels, McpRouteMethodLabels,
+    McpToolLabels,
+};
 
 /// The body of the gateway's answers: its own JSON, or a target's answer passed on.
 pub type McpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -61,7 +64,7 @@ pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18"
 /// The version a target that names none is taken to speak.
 const DEFAULT_VERSION: &str = "2025-03-26";
 /// Methods counted by name in the metrics; any other is `other`.
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 17] = [
     "initialize",
     "notifications",
     "tools/list",
@@ -71,8 +74,29 @@ const METHODS: [&str; 10] = [
     "resources/list",
     "resources/templates/list",
     "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "logging/setLevel",
+    "completion/complete",
+    "ping",
+    "response",
+    "get",
     "delete",
 ];
+
+/// A method as a metric label: one of [`METHODS`] or `other`.
+fn method_label(method: &str) -> &'static str {
+    let method = if method.starts_with("notifications/") {
+        "notifications"
+    } else {
+        method
+    };
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
 
 /// An MCP route's multiplexer, built once per config snapshot.
 pub struct Multiplexer {
@@ -198,7 +222,31 @@ impl Multiplexer {
         body: Bytes,
         caller: Caller<'_>,
     ) -> Response<McpBody> {
-        match self.dispatch(method, headers, body, caller).await {
+        let started = Instant::now();
+        let label = match *method {
+            Method::POST => jsonrpc::method_of(&body).map_or("other", |m| method_label(&m)),
+            Method::GET => "get",
+            Method::DELETE => "delete",
+            _ => "other",
+        };
+        let answer = self.dispatch(method, headers, body, caller).await;
+        let m = &self.metrics;
+        let route = self.route.clone();
+        m.request_duration
+            .get_or_create(&McpRouteMethodLabels {
+                route: route.clone(),
+                method: label,
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let result = if answer.is_ok() { "ok" } else { "error" };
+        m.requests
+            .get_or_create(&McpRequestLabels {
+                route,
+                method: label,
+                result,
+            })
+            .inc();
+        match answer {
             Ok(response) => response,
             Err(e) => {
                 if let McpError::Target { target, error, .. } = &e {
@@ -679,16 +727,7 @@ impl Multiplexer {
 
     /// Counts a call to target `index` and its time since `started`.
     fn count(&self, index: usize, method: &str, ok: bool, started: Instant) {
-        let method = if method.starts_with("notifications/") {
-            "notifications"
-        } else {
-            method
-        };
-        let method = METHODS
-            .iter()
-            .find(|m| **m == method)
-            .copied()
-            .unwrap_or("other");
+        let method = method_label(method);
         let (route, target) = (&self.route, &self.upstreams[index].name);
         self.metrics
             .calls

@@ -34,6 +34,25 @@ pub struct McpMethodLabels {
     pub method: &'static str,
 }
 
+/// `tollgate_mcp_requests_total` labels: a client's message, as the gateway answered it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpRequestLabels {
+    pub route: String,
+    /// A fixed set (the methods of `tollgate_mcp_target_calls_total`, `ping`,
+    /// `response` for a client's answer, `get`, `delete`, `other`).
+    pub method: &'static str,
+    /// `ok`, or `error` when the gateway answered with an error (a refusal, a failed
+    /// target); a target's own JSON-RPC error passed through is `ok`.
+    pub result: &'static str,
+}
+
+/// `tollgate_mcp_request_duration_seconds` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpRouteMethodLabels {
+    pub route: String,
+    pub method: &'static str,
+}
+
 /// `tollgate_mcp_tool_calls_total` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct McpToolLabels {
@@ -51,6 +70,9 @@ pub struct McpMetrics {
     pub calls: Family<McpCallLabels, Counter>,
     pub duration: Family<McpMethodLabels, Histogram>,
     pub tools: Family<McpToolLabels, Counter>,
+    /// Client messages by method and result, and the time to the answer's headers.
+    pub requests: Family<McpRequestLabels, Counter>,
+    pub request_duration: Family<McpRouteMethodLabels, Histogram>,
     /// `mcpToolLimit` decisions, by route, limit and decision.
     pub limit_decisions: Family<super::LimitLabels, Counter>,
     /// The bound on `tool` values.
@@ -88,10 +110,30 @@ impl McpMetrics {
             "mcpToolLimit decisions on tools/call, by route, limit and decision (allowed, denied)",
             limit_decisions.clone(),
         );
+        let requests = Family::<McpRequestLabels, Counter>::default();
+        registry.register(
+            "tollgate_mcp_requests",
+            "Client messages MCP gateway routes answered, by route, method and result",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<McpRouteMethodLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ])
+            });
+        registry.register(
+            "tollgate_mcp_request_duration_seconds",
+            "Time an MCP gateway route took to answer a client's message (a stream: until its headers), by route and method",
+            request_duration.clone(),
+        );
         McpMetrics {
             calls,
             duration,
             tools,
+            requests,
+            request_duration,
             limit_decisions,
             tool_names: Arc::new(BoundedLabel::new(bounds)),
         }

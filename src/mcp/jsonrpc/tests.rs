@@ -172,3 +172,26 @@ fn codes() {
         [-32020, -32022]
     );
 }
+
+#[test]
+fn the_method_is_read_for_labels_without_a_document() {
+    let of = |b: &str| method_of(b.as_bytes()).map(|m| m.to_string());
+    assert_eq!(
+        of(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"x":[1,2]}}"#).as_deref(),
+        Some("tools/call")
+    );
+    assert_eq!(
+        of(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).as_deref(),
+        Some("response")
+    );
+    assert_eq!(
+        of(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1}}"#).as_deref(),
+        Some("response")
+    );
+    assert_eq!(of(r#"[{"method":"x"}]"#), None);
+    assert_eq!(of("{"), None);
+    assert_eq!(
+        of(r#"{"method":"tools\/list"}"#).as_deref(),
+        Some("tools/list")
+    );
+}

@@ -398,6 +398,21 @@ async fn tool_calls_are_counted_by_bounded_tool_name_and_timed() {
     let timed = r#"tollgate_mcp_target_call_duration_seconds_count{route="tools",target="a",method="tools/call"} 3"#;
     assert!(text.contains(timed), "{text}");
     assert!(!text.contains("client-chosen"), "{text}");
+    // Client messages, as the gateway answered them: b's call failed there.
+    let requests = |result| {
+        m.metrics
+            .requests
+            .get_or_create(&McpRequestLabels {
+                route: "tools".into(),
+                method: "tools/call",
+                result,
+            })
+            .get()
+    };
+    assert_eq!((requests("ok"), requests("error")), (3, 1));
+    let answered =
+        r#"tollgate_mcp_request_duration_seconds_count{route="tools",method="tools/call"} 4"#;
+    assert!(text.contains(answered), "{text}");
 }
 
 #[test]
