@@ -2,6 +2,7 @@
 //! registry, created at start and shared by every config snapshot, so counters survive
 //! reloads.
 
+mod a2a;
 mod buffers;
 mod connections;
 mod gen_ai;
@@ -10,6 +11,7 @@ mod labels;
 mod mcp;
 mod route;
 
+pub use a2a::{A2aLabels, A2aMetrics};
 pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
 pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
@@ -99,6 +101,7 @@ pub struct Metrics {
     pub guard_findings: Family<GuardLabels, Counter>,
     /// Calls an MCP gateway route made to its targets.
     pub mcp: McpMetrics,
+    pub a2a: A2aMetrics,
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
     pub buffers: BufferMetrics,
@@ -174,6 +177,7 @@ impl Metrics {
             token_limit_decisions.clone(),
         );
         let mcp = McpMetrics::register(&mut registry, labels.clone());
+        let a2a = A2aMetrics::register(&mut registry);
         let guard_findings = Family::<GuardLabels, Counter>::default();
         registry.register(
             "tollgate_guard_findings",
@@ -203,6 +207,7 @@ impl Metrics {
             gen_ai,
             guard_findings,
             mcp,
+            a2a,
             guard_duration,
             token_limit_decisions,
             registry,

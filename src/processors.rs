@@ -23,9 +23,13 @@
 //! 5. `endpoint_picker` — last on the request path: a request a guard or a limit
 //!    rejected never enters the prefix index, and the prompt it hashes is the body that
 //!    actually goes upstream (after `prompt_guard`'s masking).
+//! 5b. `a2a` — observes A2A requests and rewrites agent cards; it changes no request,
+//!    so its place on the request path does not matter; on the response it runs before
+//!    the operator's response headers.
 //! 6. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
+mod a2a;
 pub(crate) mod endpoint_picker;
 mod headers;
 mod mcp_auth;
@@ -41,6 +45,7 @@ use crate::services::Services;
 
 pub use crate::pipeline::BuildCx;
 
+pub use a2a::A2aFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use mcp_auth::McpAuthFactory;
@@ -115,6 +120,9 @@ pub fn for_route(
             EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
                 .map(|f| Arc::new(f) as _),
         );
+    }
+    if let Some(p) = &policies.a2a {
+        add(A2aFactory::new(p, bcx, &format!("{path}.a2a")).map(|f| Arc::new(f) as _));
     }
     if let Some(m) = &policies.response_header_modifier {
         add(HeaderModifierFactory::new(

@@ -361,6 +361,21 @@ pub struct Policies {
     /// results (`response`): reject, mask or audit PII, secrets and keywords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_guard: Option<PromptGuardPolicy>,
+    /// A route to an A2A agent: agent cards rewritten to point at the gateway, and
+    /// A2A JSON-RPC methods and task ids observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<A2aPolicy>,
+}
+
+/// The `a2a` policy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct A2aPolicy {
+    /// The agent's URL as clients reach it through the gateway, written into its cards
+    /// (`https://agents.example.com/travel`). Default: the card request's scheme and
+    /// host, with the path before `/.well-known`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Policies {
@@ -405,6 +420,7 @@ impl Policies {
                 .clone()
                 .or_else(|| gateway.mcp_tool_limit.clone()),
             mcp_guard: self.mcp_guard.clone().or_else(|| gateway.mcp_guard.clone()),
+            a2a: self.a2a.clone().or_else(|| gateway.a2a.clone()),
         }
     }
 }

@@ -19,6 +19,8 @@
 //!
 //! The instant each SSE event is handed to hyper is kept under the request's `x-test-id`.
 //! - `/slow`: answers after `x-mock-delay-ms` (default 2000).
+//! - `GET …/.well-known/agent-card.json`: an A2A agent card whose `url` is the address
+//!   the request was sent to (`http://<Host>/agent`).
 //! - `/broken`: drops the connection without an answer.
 //! - anything else: `200` with `{"method":…,"path":…}`.
 //!
@@ -172,6 +174,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         (_, "/slow") => {
             tokio::time::sleep(Duration::from_millis(number("x-mock-delay-ms", 2000))).await;
             json(StatusCode::OK, serde_json::json!({"slow": true}))
+        }
+        ("GET", p) if p.ends_with("/.well-known/agent-card.json") => {
+            // An A2A agent card naming the agent's own (internal) address.
+            let host = recorded.header("host").unwrap_or_default();
+            let url = format!("http://{host}/agent");
+            json(
+                StatusCode::OK,
+                serde_json::json!({"name": "mock-agent", "url": url, "version": "1.0.0"}),
+            )
         }
         ("POST", "/v1/chat/completions") if recorded.header("x-mock-hostile").is_some() => {
             super::hostile::response(&recorded.header("x-mock-hostile").unwrap(), &number)
