@@ -23,10 +23,10 @@
 //! 5. `endpoint_picker` — last on the request path: a request a guard or a limit
 //!    rejected never enters the prefix index, and the prompt it hashes is the body that
 //!    actually goes upstream (after `prompt_guard`'s masking).
-//! 5b. `a2a` — observes A2A requests and rewrites agent cards; it changes no request,
+//! 6. `a2a` — observes A2A requests and rewrites agent cards; it changes no request,
 //!    so its place on the request path does not matter; on the response it runs before
 //!    the operator's response headers.
-//! 6. `response_header_modifier` — its response hook runs after the upstream answered;
+//! 7. `response_header_modifier` — its response hook runs after the upstream answered;
 //!    listed last so the operator's response headers have the last word.
 
 mod a2a;
