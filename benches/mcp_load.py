@@ -22,7 +22,7 @@ Each latency includes the Python client's own cost on both sides of the comparis
 Run it with the Python of the SDK 1.x venv (scripts/install-test-deps makes it):
 
   cargo build --release --bin tollgate
-  .venv-mcp1/bin/python benches/mcp_load.py [-n 2000] [--warmup 200] [--tollgate PATH]
+  .venv-mcp1/bin/python benches/mcp_load.py [-n 2000] [--warmup 200] [--tollgate PATH] [--workers N]
 
 The servers run with the same Python. Everything started is killed on exit, on error and
 on SIGINT / SIGTERM.
@@ -164,6 +164,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="warm-up calls per endpoint")
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     parser.add_argument("--tollgate", default=str(target_dir / "release/tollgate"))
+    parser.add_argument("--workers", type=int, help="tollgate serve --workers (default: its own)")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -184,7 +185,8 @@ def main() -> int:
         config = Path(tmp.name) / "tollgate.yaml"
         config.write_text(gateway_yaml(port, ports))
         tollgate = subprocess.Popen(
-            [args.tollgate, "serve", "-c", str(config)],
+            [args.tollgate, "serve", "-c", str(config)]
+            + (["--workers", str(args.workers)] if args.workers else []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )
         procs.append(tollgate)
