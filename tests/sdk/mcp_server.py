@@ -37,7 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     name = args.name
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose `proto` says
+    # TCP, and without it a keep-alive client waits out a delayed ACK (~40 ms) between the
+    # response's header and body writes.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(128)
