@@ -21,6 +21,29 @@ fn ids_round_trip_through_their_tag() {
     }
 }
 
+/// Fractional and huge numeric ids come back bit for bit: a float that does not
+/// survive text and back would send the client's answer to no request.
+#[test]
+fn numeric_ids_keep_every_bit_through_their_tag() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let value = f64::from_bits(state);
+        let Some(id) = serde_json::Number::from_f64(value).map(Value::Number) else {
+            continue;
+        };
+        let text = id.to_string();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            untag_id(&tag_id(1, &parsed)),
+            Some((1, parsed.clone())),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn only_server_requests_on_a_stream_are_tagged() {
     let input = concat!(
