@@ -19,6 +19,7 @@
 //! fields the gateway does not know pass through untouched.
 
 pub mod authz;
+pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod idle;
@@ -31,6 +32,7 @@ pub mod response;
 pub mod session;
 pub mod targets;
 pub mod upstream;
+pub mod versions;
 
 pub use authz::Rules;
 pub use error::McpError;

@@ -24,8 +24,21 @@ pub enum McpError {
     AcceptEvents,
     #[error("Content-Type must be application/json")]
     ContentType,
+    /// GET or DELETE in the 2026-07-28 era, which has neither.
+    #[error("method {method} is not allowed: MCP {version} sends every message as a POST")]
+    Stateless {
+        method: http::Method,
+        version: String,
+    },
     #[error("unsupported MCP-Protocol-Version {version:?}")]
-    ProtocolVersion { version: String },
+    ProtocolVersion { id: Option<Value>, version: String },
+    /// A 2026-07-28 request whose `params._meta` lacks the protocol version or the
+    /// client capabilities.
+    #[error("{reason}")]
+    Envelope { id: Value, reason: String },
+    /// A 2026-07-28 routing header disagrees with the body (or is missing or repeated).
+    #[error("{header} header does not match the request body")]
+    HeaderMismatch { id: Value, header: &'static str },
     #[error(transparent)]
     Rpc(RpcError),
     #[error("Mcp-Session-Id is required: send initialize first")]
@@ -88,7 +101,19 @@ impl McpError {
                 None,
                 jsonrpc::INVALID_REQUEST,
             ),
-            E::ProtocolVersion { .. } => (StatusCode::BAD_REQUEST, None, jsonrpc::INVALID_REQUEST),
+            E::Stateless { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                jsonrpc::INVALID_REQUEST,
+            ),
+            E::ProtocolVersion { id, version } => {
+                let body = super::versions::unsupported(id.as_ref(), version);
+                return (StatusCode::BAD_REQUEST, body);
+            }
+            E::Envelope { id, .. } => (StatusCode::BAD_REQUEST, Some(id), jsonrpc::INVALID_PARAMS),
+            E::HeaderMismatch { id, .. } => {
+                (StatusCode::BAD_REQUEST, Some(id), jsonrpc::HEADER_MISMATCH)
+            }
             E::Rpc(e) => return (StatusCode::BAD_REQUEST, e.body()),
             E::MissingSession { id } => (
                 StatusCode::BAD_REQUEST,

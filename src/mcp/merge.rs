@@ -9,7 +9,9 @@
 
 use serde_json::{json, Map, Value};
 
+use super::envelope::META_SERVER_INFO;
 use super::targets::TargetSet;
+use super::versions::{LEGACY_VERSIONS, MODERN_VERSIONS};
 
 /// The `initialize` result for the client. With a single target, its own result as it
 /// came; else tollgate's: the lowest `protocolVersion` (YYYY-MM-DD compares as text), the
@@ -117,6 +119,87 @@ pub fn merge_unique(
     let mut merged = Map::new();
     merged.insert(list.to_string(), Value::Array(items));
     (Value::Object(merged), shadowed)
+}
+
+/// The `server/discover` result (2026-07-28) for the client: the versions the gateway
+/// serves (the handshake era's always; a modern one when `modern`, every target
+/// answered, and every target lists it), the capabilities and instructions as
+/// [`merge_initialize`] unites them, and tollgate as the server. Never cached by
+/// shared caches: what a caller may see depends on who asks.
+pub fn merge_discover(targets: &TargetSet, results: &[(usize, Value)], modern: bool) -> Value {
+    let all_answered = in_target_order(targets, results).len() == targets.len();
+    let mut supported: Vec<Value> = LEGACY_VERSIONS.iter().map(|v| json!(v)).collect();
+    for version in MODERN_VERSIONS {
+        let everywhere = results.iter().all(|(_, r)| {
+            r.get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|vs| vs.iter().any(|v| v == version))
+        });
+        if modern && all_answered && everywhere {
+            supported.push(json!(version));
+        }
+    }
+    let united = merge_initialize(targets, results);
+    let mut merged = Map::new();
+    merged.insert("supportedVersions".into(), Value::Array(supported));
+    let capabilities = united.get("capabilities").cloned();
+    merged.insert(
+        "capabilities".into(),
+        capabilities.unwrap_or_else(|| json!({})),
+    );
+    if let Some(instructions) = united.get("instructions") {
+        merged.insert("instructions".into(), instructions.clone());
+    }
+    merged.insert("resultType".into(), json!("complete"));
+    merged.insert("ttlMs".into(), json!(0));
+    merged.insert("cacheScope".into(), json!("private"));
+    let server = json!({"name": "tollgate", "version": env!("CARGO_PKG_VERSION")});
+    merged.insert("_meta".into(), json!({ META_SERVER_INFO: server }));
+    Value::Object(merged)
+}
+
+/// Adds to a merged list `merged` the 2026-07-28 result fields the targets' `results`
+/// carry: `resultType`, `ttlMs` (the shortest), `cacheScope` (`public` only when every
+/// target's is), and `_meta` (one target's as it is; with several, tollgate as the
+/// server). Results without them (the handshake era) add nothing.
+pub fn merge_result_fields(targets: &TargetSet, merged: &mut Value, results: &[(usize, Value)]) {
+    let Value::Object(out) = merged else {
+        return;
+    };
+    let ordered = in_target_order(targets, results);
+    if ordered.iter().any(|(_, r)| r.get("resultType").is_some()) {
+        out.insert("resultType".into(), json!("complete"));
+    }
+    let ttl = ordered
+        .iter()
+        .filter_map(|(_, r)| r.get("ttlMs")?.as_u64())
+        .min();
+    if let Some(ttl) = ttl {
+        out.insert("ttlMs".into(), json!(ttl));
+    }
+    let scopes: Vec<&str> = ordered
+        .iter()
+        .filter_map(|(_, r)| r.get("cacheScope")?.as_str())
+        .collect();
+    if !scopes.is_empty() {
+        let public = scopes.len() == ordered.len() && scopes.iter().all(|s| *s == "public");
+        out.insert(
+            "cacheScope".into(),
+            json!(if public { "public" } else { "private" }),
+        );
+    }
+    match ordered.as_slice() {
+        [(_, only)] if targets.len() == 1 => {
+            if let Some(meta) = only.get("_meta") {
+                out.insert("_meta".into(), meta.clone());
+            }
+        }
+        _ if ordered.iter().any(|(_, r)| r.get("_meta").is_some()) => {
+            let server = json!({"name": "tollgate", "version": env!("CARGO_PKG_VERSION")});
+            out.insert("_meta".into(), json!({ META_SERVER_INFO: server }));
+        }
+        _ => {}
+    }
 }
 
 /// The results whose index is a target's, in target order (stable for equal indexes).

@@ -26,6 +26,7 @@
 //! through this replica is unknown (404).
 
 mod fanout;
+mod modern;
 mod renew;
 
 pub use renew::Renewals;
@@ -41,6 +42,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use serde_json::{json, Value};
 
 use super::authz::{Item, Rules};
+use super::envelope;
 use super::error::McpError;
 use super::events::{self, TargetStream};
 use super::idle::IdleLimited;
@@ -50,6 +52,7 @@ use super::relay;
 use super::upstream::{
     Call, CallError, Client, Target, LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID,
 };
+use super::versions::{self, DEFAULT_VERSION};
 use super::{SessionKeys, SessionState, TargetSet};
 use crate::metrics::{
     McpCallLabels, McpMethodLabels, McpMetrics, McpRequestLabels, McpRouteMethodLabels,
@@ -59,13 +62,11 @@ use crate::metrics::{
 /// The body of the gateway's answers: its own JSON, or a target's answer passed on.
 pub type McpBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
-/// Protocol versions of the legacy era this gateway serves.
-pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-/// The version a target that names none is taken to speak.
-const DEFAULT_VERSION: &str = "2025-03-26";
 /// Methods counted by name in the metrics; any other is `other`.
-const METHODS: [&str; 17] = [
+const METHODS: [&str; 19] = [
     "initialize",
+    "server/discover",
+    "subscriptions/listen",
     "notifications",
     "tools/list",
     "tools/call",
@@ -163,6 +164,8 @@ pub(super) struct Session {
     state: SessionState,
     /// The caller's verified claims, for `mcpAuthorization`.
     claims: Option<Value>,
+    /// The client's `Mcp-Param-*` headers (2026-07-28), passed on with its request.
+    params: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl std::ops::Deref for Session {
@@ -229,6 +232,7 @@ impl Multiplexer {
             Method::DELETE => "delete",
             _ => "other",
         };
+        let modern = envelope::header_is_modern(headers);
         let answer = self.dispatch(method, headers, body, caller).await;
         let m = &self.metrics;
         let route = self.route.clone();
@@ -254,7 +258,7 @@ impl Multiplexer {
                 } else {
                     tracing::debug!(route = %self.route, error = %e, "MCP request refused");
                 }
-                error_response(&e)
+                error_response(&e, modern)
             }
         }
     }
@@ -267,6 +271,11 @@ impl Multiplexer {
         caller: Caller<'_>,
     ) -> Result<Response<McpBody>, McpError> {
         self.check_origin(headers)?;
+        if *method != Method::POST && envelope::header_is_modern(headers) {
+            let version = String::from_utf8_lossy(headers[PROTOCOL_VERSION].as_bytes());
+            let (method, version) = (method.clone(), version.into_owned());
+            return Err(McpError::Stateless { method, version });
+        }
         match *method {
             Method::POST => self.post(headers, body, caller).await,
             Method::GET => self.events(headers, caller).await,
@@ -290,8 +299,11 @@ impl Multiplexer {
     ) -> Result<Response<McpBody>, McpError> {
         check_accept(headers)?;
         check_content_type(headers)?;
-        check_version(headers)?;
         let (value, message) = jsonrpc::parse(&body).map_err(McpError::Rpc)?;
+        if envelope::is_modern(headers, &value) {
+            return self.modern(headers, value, message, body, caller).await;
+        }
+        check_version(headers)?;
         if let Message::Request { id, method } = &message {
             if method == "initialize" {
                 return self.initialize(id, body, caller.subject()).await;
@@ -511,8 +523,14 @@ impl Multiplexer {
         let target = &self.upstreams[index];
         let started = Instant::now();
         let sent = self.send_renewing(state, index, body).await;
+        // A 404 is a lost session only for a target that had one; in the 2026-07-28
+        // era it is the target's own answer (an unknown method) and passes on.
+        let had_session = state
+            .targets
+            .get(index)
+            .is_some_and(|t| t.session_id.is_some());
         let sent = sent.and_then(|r| match r.status() {
-            s if s == StatusCode::NOT_FOUND || s.is_server_error() => {
+            s if (s == StatusCode::NOT_FOUND && had_session) || s.is_server_error() => {
                 Err(CallError::Status(s.as_u16()))
             }
             _ => Ok(r),
@@ -650,11 +668,17 @@ impl Multiplexer {
         body: Bytes,
     ) -> Call<'a> {
         let session = state.targets.get(index);
+        let version = session.map(|t| t.protocol_version.as_str());
+        let extra = match version {
+            Some(v) if versions::is_modern(v) => envelope::routing_headers(&body),
+            _ => Vec::new(),
+        };
         Call {
             method,
             session: session.and_then(|t| t.session_id.as_deref()),
-            version: session.map(|t| t.protocol_version.as_str()),
+            version,
             body,
+            extra,
         }
     }
 
@@ -691,6 +715,7 @@ impl Multiplexer {
             token,
             state,
             claims,
+            params: Vec::new(),
         })
     }
 
@@ -796,21 +821,32 @@ fn check_version(headers: &HeaderMap) -> Result<(), McpError> {
         return Ok(());
     };
     let v = String::from_utf8_lossy(v.as_bytes());
-    if LEGACY_VERSIONS.contains(&v.as_ref()) {
+    if versions::is_legacy(&v) {
         return Ok(());
     }
     Err(McpError::ProtocolVersion {
+        id: None,
         version: v.into_owned(),
     })
 }
 
-fn error_response(e: &McpError) -> Response<McpBody> {
-    let (status, body) = e.reply();
+/// The answer to a refused request; in the 2026-07-28 era (`modern`) with the HTTP
+/// status its JSON-RPC code calls for.
+fn error_response(e: &McpError, modern: bool) -> Response<McpBody> {
+    let (mut status, body) = e.reply();
+    if modern {
+        status = modern::status_for(status, &body);
+    }
     let mut response = reply(status, Bytes::from(body), None);
     if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = if matches!(e, McpError::Stateless { .. }) {
+            "POST"
+        } else {
+            "GET, POST, DELETE"
+        };
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            .insert(ALLOW, HeaderValue::from_static(allow));
     }
     response
 }

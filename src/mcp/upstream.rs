@@ -64,6 +64,9 @@ pub struct Call<'a> {
     /// The protocol version the target negotiated (absent on `initialize`).
     pub version: Option<&'a str>,
     pub body: Bytes,
+    /// Headers of the 2026-07-28 era: `Mcp-Method` and `Mcp-Name` made from `body`,
+    /// and the client's `Mcp-Param-*` (empty in the handshake era).
+    pub extra: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Target {
@@ -143,6 +146,9 @@ impl Target {
         }
         if let Some(v) = call.version.and_then(|s| HeaderValue::from_str(s).ok()) {
             headers.insert(PROTOCOL_VERSION, v);
+        }
+        for (name, value) in call.extra {
+            headers.append(name, value);
         }
         request
     }

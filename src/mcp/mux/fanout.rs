@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::{json_reply, McpBody, Multiplexer, Session, DEFAULT_VERSION};
 use crate::mcp::authz::Item;
 use crate::mcp::error::McpError;
+use crate::mcp::merge::merge_result_fields;
 use crate::mcp::response::read_answer;
 use crate::mcp::upstream::{Call, CallError, SESSION_ID};
 use crate::mcp::{merge_initialize, merge_named, merge_unique, SessionState, TargetSession};
@@ -42,6 +43,7 @@ impl Multiplexer {
                 session: None,
                 version: None,
                 body: body.clone(),
+                extra: Vec::new(),
             };
             self.exchange(i, call, id, "initialize")
         });
@@ -127,7 +129,8 @@ impl Multiplexer {
                 }
             }
         }
-        let merged = self.merge(&results, list);
+        let mut merged = self.merge(&results, list);
+        merge_result_fields(&self.targets, &mut merged, &results);
         Ok(json_reply(
             &json!({"jsonrpc": "2.0", "id": id, "result": merged}),
             None,
@@ -242,7 +245,11 @@ impl Multiplexer {
             let Some(cursor) = result.get("nextCursor").filter(|c| !c.is_null()) else {
                 break;
             };
-            request["params"] = json!({ "cursor": cursor });
+            // The rest of `params` (a 2026-07-28 `_meta`) goes with every page.
+            if !request["params"].is_object() {
+                request["params"] = json!({});
+            }
+            request["params"]["cursor"] = cursor.clone();
         }
         if result.get("nextCursor").is_some_and(|c| !c.is_null()) {
             tracing::warn!(route = %self.route, target = %self.upstreams[i].name, pages = MAX_PAGES, "MCP target's list has more pages than the gateway reads; cut");
@@ -303,7 +310,7 @@ impl Multiplexer {
 
     /// Target `i`'s answer to `id` once `sent` gave its response, within the timeout;
     /// counted.
-    async fn answer(
+    pub(super) async fn answer(
         &self,
         i: usize,
         sent: impl Future<Output = Result<Response<Incoming>, CallError>>,

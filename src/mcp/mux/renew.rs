@@ -83,7 +83,8 @@ impl Multiplexer {
         body: Bytes,
     ) -> Result<Response<Incoming>, CallError> {
         let target = &self.upstreams[index];
-        let call = self.call(session, index, Method::POST, body.clone());
+        let mut call = self.call(session, index, Method::POST, body.clone());
+        call.extra.extend(session.params.iter().cloned());
         let response = target.send(&self.client, call, self.timeout).await?;
         let had_session = session
             .targets
@@ -99,6 +100,7 @@ impl Multiplexer {
             session: Some(&renewed),
             version: Some(version),
             body,
+            extra: Vec::new(),
         };
         target.send(&self.client, call, self.timeout).await
     }
@@ -123,6 +125,7 @@ impl Multiplexer {
             session: None,
             version: None,
             body: Bytes::from(init.to_string()),
+            extra: Vec::new(),
         };
         let answer = async {
             let response = target.send(&self.client, call, self.timeout).await?;
@@ -143,6 +146,7 @@ impl Multiplexer {
             session: Some(&renewed),
             version: Some(&version),
             body: Bytes::from(initialized.to_string()),
+            extra: Vec::new(),
         };
         let started = Instant::now();
         let sent = target.send(&self.client, call, self.timeout).await;

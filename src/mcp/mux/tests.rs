@@ -6,21 +6,21 @@ use crate::mcp::targets::PrefixMode;
 use crate::mcp::TargetSession;
 
 /// A loopback port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
+pub(super) fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port()
 }
 
-fn mux(names: &[&str], origins: &[&str]) -> Multiplexer {
+pub(super) fn mux(names: &[&str], origins: &[&str]) -> Multiplexer {
     let ports: Vec<u16> = names.iter().map(|_| dead_port()).collect();
     mux_at(names, &ports, origins, Duration::from_secs(5))
 }
 
 /// A target on a loopback port that answers every request with `raw` (a whole HTTP/1.1
 /// response), or never when `raw` is empty; its port.
-async fn canned(raw: &'static str) -> u16 {
+pub(super) async fn canned(raw: &'static str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -39,7 +39,12 @@ async fn canned(raw: &'static str) -> u16 {
     port
 }
 
-fn mux_at(names: &[&str], ports: &[u16], origins: &[&str], timeout: Duration) -> Multiplexer {
+pub(super) fn mux_at(
+    names: &[&str],
+    ports: &[u16],
+    origins: &[&str],
+    timeout: Duration,
+) -> Multiplexer {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let urls = ports
         .iter()
@@ -82,7 +87,7 @@ fn session(m: &Multiplexer) -> String {
     m.keys.seal(&m.state(targets, "2025-06-18".into()))
 }
 
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+pub(super) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         ACCEPT,
@@ -98,7 +103,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
-async fn send(
+pub(super) async fn send(
     m: &Multiplexer,
     method: Method,
     h: &HeaderMap,
@@ -107,7 +112,7 @@ async fn send(
     send_as(m, method, h, body, None).await
 }
 
-async fn send_as(
+pub(super) async fn send_as(
     m: &Multiplexer,
     method: Method,
     h: &HeaderMap,
