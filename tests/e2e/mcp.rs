@@ -109,11 +109,82 @@ async fn two_targets_py2_client_and_servers() {
     let weather = McpServer::start(Sdk::V2, "weather", false).await;
     let calendar = McpServer::start(Sdk::V2, "calendar", true).await;
     let (tollgate, port) = gateway(&[&weather, &calendar], KEY).await;
-    let results = run_clients(Sdk::V2, vec![job(Sdk::V2, port, &two_target_calls())]).await;
+    let job = with_prompts(job(Sdk::V2, port, &two_target_calls()));
+    let results = run_clients(Sdk::V2, vec![job]).await;
     assert_two_targets(&results[0]);
-    // auto mode fell back from `server/discover` to the legacy handshake.
-    assert_eq!(results[0]["protocol_version"], "2025-11-25");
+    assert_prompts(&results[0]);
+    // Every target offers 2026-07-28 on `server/discover`, so the gateway does, and
+    // the client's auto mode took the stateless era: no session, no initialize.
+    assert_eq!(
+        results[0]["protocol_version"], "2026-07-28",
+        "{}",
+        results[0]
+    );
     assert_eq!(tool_calls(&tollgate, "calendar").await, 2.0);
+    let metrics = tollgate.metrics().await;
+    let discover = r#"tollgate_mcp_target_calls_total{route="tools",target="weather",method="server/discover",result="ok"}"#;
+    assert_eq!(metric(&metrics, discover), Some(1.0), "{metrics}");
+    let initialize =
+        r#"tollgate_mcp_target_calls_total{route="tools",target="weather",method="initialize""#;
+    assert_eq!(metric(&metrics, initialize), None, "{metrics}");
+    // The era has no GET stream and no DELETE.
+    let get = Req::get("/mcp")
+        .header("accept", "text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28");
+    let get = client::must(port, get).await;
+    assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
+}
+
+/// A stateless request's routing headers must agree with its body; the gateway says so
+/// before any target is asked, in the era's status and code.
+#[tokio::test]
+async fn stateless_requests_are_checked_and_merged() {
+    let weather = McpServer::start(Sdk::V2, "weather", true).await;
+    let calendar = McpServer::start(Sdk::V2, "calendar", false).await;
+    let (_tollgate, port) = gateway(&[&weather, &calendar], KEY).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let modern = |method: &str, name: Option<&str>, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut req = post(&body.to_string())
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        if let Some(name) = name {
+            req = req.header("mcp-name", name);
+        }
+        req
+    };
+    let list = modern("tools/list", None, json!({"_meta": meta}));
+    let list = client::must(port, list).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let result = list.json()["result"].clone();
+    assert_eq!(result["tools"][2]["name"], "calendar__echo", "{result}");
+    assert_eq!(result["resultType"], "complete", "{result}");
+    assert_eq!(result["cacheScope"], "private", "{result}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "tollgate",
+        "{result}"
+    );
+    let params = json!({"name": "calendar__echo", "arguments": {"text": "x"}, "_meta": meta});
+    let call = client::must(
+        port,
+        modern("tools/call", Some("calendar__echo"), params.clone()),
+    )
+    .await;
+    assert_eq!(call.status, 200, "{}", call.text());
+    assert_eq!(
+        call.json()["result"]["structuredContent"]["result"],
+        "calendar:x"
+    );
+    let wrong = client::must(port, modern("tools/call", Some("weather__echo"), params)).await;
+    assert_eq!(
+        (wrong.status, wrong.json()["error"]["code"].clone()),
+        (400, json!(-32020)),
+        "{}",
+        wrong.text()
+    );
 }
 
 /// `job` that also lists the prompts and gets one of each target and an unknown one,
@@ -182,6 +253,9 @@ async fn mixed_sdks_behind_one_gateway() {
         assert_two_targets(result);
         assert_prompts(result);
     }
+    // A 1.x target does not offer 2026-07-28, so the 2.x client fell back to the
+    // handshake era.
+    assert_eq!(two[0]["protocol_version"], "2025-11-25", "{}", two[0]);
     assert_eq!(tool_calls(&tollgate, "weather").await, 2.0);
     // Tool calls by the tool's own name, and every target call timed.
     let metrics = tollgate.metrics().await;
