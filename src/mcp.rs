@@ -25,6 +25,7 @@ pub mod events;
 pub mod idle;
 pub mod jsonrpc;
 pub mod limits;
+pub mod listen;
 pub mod merge;
 pub mod mux;
 pub mod relay;

@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use super::listen::ListenMerge;
 use super::relay;
 use super::McpBody;
 use crate::llm::{SseEvent, SseLimits, SseParser};
@@ -66,14 +67,34 @@ pub fn merge(
     last_ids: Vec<Option<String>>,
     limit: usize,
 ) -> McpBody {
+    merged(streams, targets, last_ids, limit, None)
+}
+
+/// The merged stream of the targets' answers to one `subscriptions/listen` request
+/// (2026-07-28): one acknowledgement, every notification, one closing result
+/// (`listen`); each event at most `limit` bytes.
+pub fn merge_listen(streams: Vec<TargetStream>, targets: usize, limit: usize) -> McpBody {
+    let listen = ListenMerge::new(streams.len());
+    merged(streams, targets, vec![None; targets], limit, Some(listen))
+}
+
+fn merged(
+    streams: Vec<TargetStream>,
+    targets: usize,
+    last_ids: Vec<Option<String>>,
+    limit: usize,
+    listen: Option<ListenMerge>,
+) -> McpBody {
     let limits = SseLimits {
         line_bytes: limit,
         event_bytes: limit,
     };
     let live = streams
         .into_iter()
-        .map(|s| Live {
+        .enumerate()
+        .map(|(slot, s)| Live {
             index: s.index,
+            slot,
             body: s.body,
             parser: SseParser::with_limits(limits),
         })
@@ -85,12 +106,15 @@ pub fn merge(
         out: VecDeque::new(),
         next: 0,
         keepalive: Box::pin(tokio::time::sleep(KEEPALIVE)),
+        listen,
     }
     .boxed()
 }
 
 struct Live {
     index: usize,
+    /// Its position among the streams merged (for `listen`).
+    slot: usize,
     body: Incoming,
     parser: SseParser,
 }
@@ -103,6 +127,8 @@ struct Merged {
     /// Where the next poll round starts, so no target starves the others.
     next: usize,
     keepalive: Pin<Box<tokio::time::Sleep>>,
+    /// Set for a `subscriptions/listen` stream.
+    listen: Option<ListenMerge>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -160,7 +186,7 @@ impl Merged {
                     if let Some(Err(e)) = other {
                         tracing::debug!(target, error = %e, "an MCP target's GET stream failed");
                     }
-                    self.live.swap_remove(at);
+                    self.end(at);
                     return true;
                 }
             }
@@ -170,19 +196,36 @@ impl Merged {
 
     /// Parses `data` of live stream `at` and queues its events, relabelled.
     fn take(&mut self, at: usize, data: &[u8]) {
-        let index = self.live[at].index;
+        let (index, slot) = (self.live[at].index, self.live[at].slot);
         let events: Vec<SseEvent> = self.live[at].parser.push(data).collect();
+        for event in events {
+            let events = match &mut self.listen {
+                Some(listen) => listen.event(slot, event),
+                None => vec![event],
+            };
+            for event in events {
+                let bytes = self.relabel(index, event);
+                self.out.push_back(Bytes::from(bytes));
+            }
+        }
         if let Some(limit) = self.live[at].parser.exceeded() {
             tracing::warn!(
                 target = index,
                 bound = limit.as_str(),
-                "an MCP target's GET stream went over a bound; dropped"
+                "an MCP target's stream went over a bound; dropped"
             );
-            self.live.swap_remove(at);
+            self.end(at);
         }
-        for event in events {
-            let bytes = self.relabel(index, event);
-            self.out.push_back(Bytes::from(bytes));
+    }
+
+    /// Live stream `at` ended (or was cut); with `listen`, what that releases.
+    fn end(&mut self, at: usize) {
+        let gone = self.live.swap_remove(at);
+        let Some(listen) = &mut self.listen else {
+            return;
+        };
+        for event in listen.ended(gone.slot, self.live.is_empty()) {
+            self.out.push_back(Bytes::from(event.to_bytes()));
         }
     }
 

@@ -11,7 +11,9 @@ the text `about <name>`. With `--ask-back` (sdk 1 only), two tools ask the clien
 stream: `ask(question, standalone=false)` elicits `{"answer": string}` (on the client's
 GET stream when `standalone`) and answers `<name> heard <answer>` (or `<name> got
 <action>`); `sample(prompt)` requests a sampling and answers `<name> sampled <text>`;
-`announce()` sends `notifications/tools/list_changed` on the GET stream.
+`announce()` sends `notifications/tools/list_changed` on the GET stream. With
+`--announce` (sdk 2 only), `announce()` publishes a tools list change to every
+`subscriptions/listen` stream (2026-07-28).
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -30,6 +32,9 @@ def main() -> None:
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--ask-back", action="store_true", help="sdk 1: the ask and sample tools")
+    parser.add_argument(
+        "--announce", action="store_true", help="sdk 2: the announce tool (a subscriptions/listen event)"
+    )
     parser.add_argument(
         "--require-header",
         help="NAME=VALUE: every request without it gets 401; any Authorization header gets 400",
@@ -80,6 +85,8 @@ def main() -> None:
             add_client_requests(server, name)
         app = server.streamable_http_app()
     else:
+        if args.announce:
+            add_announce(server, name)
         app = server.streamable_http_app(json_response=args.json_response, host="127.0.0.1")
 
     if args.require_header:
@@ -88,6 +95,17 @@ def main() -> None:
     print(f"READY {port}", flush=True)
     # The app's lifespan runs the session manager.
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def add_announce(server, name: str) -> None:
+    """sdk 2: `announce()` publishes a tools list change to `subscriptions/listen` streams."""
+    from mcp.server.mcpserver import Context
+
+    @server.tool()
+    async def announce(ctx: Context) -> str:
+        """Tells listening clients the tool list changed."""
+        await ctx.notify_tools_changed()
+        return f"{name} announced"
 
 
 class HeaderCheck:

@@ -85,6 +85,12 @@ impl McpServer {
         Self::start_on(Sdk::V1, name, vec!["--ask-back"], 0).await
     }
 
+    /// A 2.x server `name` whose tool `announce` publishes a tools list change to
+    /// `subscriptions/listen` streams.
+    pub async fn start_announcing(name: &str) -> Self {
+        Self::start_on(Sdk::V2, name, vec!["--announce"], 0).await
+    }
+
     /// Kills the server and starts it again on the same port: a restarted MCP server,
     /// which knows none of the sessions it had.
     pub async fn restart(&mut self) {

@@ -6,6 +6,7 @@
 //! | message | answer |
 //! |---|---|
 //! | `server/discover` | sent to every target; a modern version is offered only when every target offers it (else the client falls back to `initialize`) |
+//! | `subscriptions/listen` | with several targets, sent to every target; their streams merged (`listen`): one acknowledgement, every notification, one result |
 //! | notification | 202; dropped (the era defines none a server acts on) |
 //! | a response from the client | 400: the era has no server→client requests |
 //! | an error | its HTTP status follows its JSON-RPC code (400, or 404 for an unknown method) |
@@ -15,12 +16,16 @@
 
 use bytes::Bytes;
 use futures::future::join_all;
-use http::{HeaderMap, Response, StatusCode};
+use std::time::Instant;
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{json_reply, reply, Caller, McpBody, Multiplexer, Session};
 use crate::mcp::envelope;
 use crate::mcp::error::McpError;
+use crate::mcp::events::{self, TargetStream};
 use crate::mcp::jsonrpc::{self, Message, RpcError};
 use crate::mcp::merge::merge_discover;
 use crate::mcp::upstream::CallError;
@@ -51,10 +56,13 @@ impl Multiplexer {
         };
         let version = envelope::check(headers, &value, &id)?;
         let state = self.stateless(&version, caller, headers);
-        if method == "server/discover" {
-            return self.discover(&state, id, body).await;
+        match method.as_str() {
+            "server/discover" => self.discover(&state, id, body).await,
+            "subscriptions/listen" if self.upstreams.len() > 1 => {
+                self.listen(&state, id, body).await
+            }
+            _ => self.request(&state, id, &method, value, body).await,
         }
-        self.request(&state, id, &method, value, body).await
     }
 
     /// The session of one stateless request at `version`: no target sessions.
@@ -116,6 +124,67 @@ impl Multiplexer {
         let answer = json!({"jsonrpc": "2.0", "id": id, "result": merged});
         Ok(json_reply(&answer, None))
     }
+}
+
+impl Multiplexer {
+    /// `subscriptions/listen` with several targets: the client's request to every
+    /// target, their listen streams merged into the client's. A target that does not
+    /// open one is left out (logged); none at all is the first failure.
+    async fn listen(
+        &self,
+        state: &Session,
+        id: Value,
+        body: Bytes,
+    ) -> Result<Response<McpBody>, McpError> {
+        let opened = (0..self.upstreams.len()).map(|i| {
+            let sent = self.send_renewing(state, i, body.clone());
+            async move {
+                let started = Instant::now();
+                let sent = sent.await;
+                let ok = matches!(&sent, Ok(r) if r.status().is_success() && is_sse(r));
+                self.count(i, "subscriptions/listen", ok, started);
+                (i, sent)
+            }
+        });
+        let mut streams = Vec::new();
+        let mut failed = None;
+        for (i, sent) in join_all(opened).await {
+            match sent {
+                Ok(r) if r.status().is_success() && is_sse(&r) => streams.push(TargetStream {
+                    index: i,
+                    body: r.into_body(),
+                }),
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    tracing::warn!(route = %self.route, target = %self.upstreams[i].name, status, "an MCP target opened no listen stream");
+                    failed.get_or_insert((i, CallError::Status(status)));
+                }
+                Err(error) => {
+                    failed.get_or_insert((i, error));
+                }
+            }
+        }
+        if streams.is_empty() {
+            let (i, error) = failed.expect("a route has a target");
+            let target = self.upstreams[i].name.clone();
+            return Err(McpError::Target { id, target, error });
+        }
+        let body = events::merge_listen(streams, self.upstreams.len(), self.limit);
+        let mut response = Response::new(body);
+        let h = response.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(response)
+    }
+}
+
+/// Whether `response` is an SSE stream.
+fn is_sse<B>(response: &Response<B>) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// The HTTP status of a 2026-07-28 error answer: 400 for a malformed, mismatched or
