@@ -80,8 +80,8 @@ mod mcp_envoy;
 mod mcp_guard;
 #[path = "e2e/mcp_limits.rs"]
 mod mcp_limits;
-#[path = "e2e/mcp_listen.rs"]
-mod mcp_listen;
+#[path = "e2e/mcp_modern.rs"]
+mod mcp_modern;
 #[path = "e2e/mcp_relay.rs"]
 mod mcp_relay;
 #[path = "e2e/mode_override.rs"]

@@ -9,9 +9,9 @@ in order. A job:
      "resources": ["weather://info", ...],
      "token": "<jwt>", "answers": true}
 
-With "token", every request carries `Authorization: Bearer <jwt>`. With "answers" (sdk 1),
+With "token", every request carries `Authorization: Bearer <jwt>`. With "answers",
 the client answers the server's requests: an elicitation with `{"answer": "yes to
-<message>"}`, a sampling with the text `model says <prompt>`; the result then has
+<message>"}`, a sampling with the text `model says <prompt>` (sdk 1); the result then has
 "notifications": the methods of the server notifications it got, in order (it waits
 half a second after its last call for late ones).
 
@@ -152,7 +152,15 @@ async def run_sdk2(job: dict) -> dict:
         headers = {"authorization": f"Bearer {job['token']}"}
         http_client = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300))
         server = streamable_http_client(job["url"], http_client=http_client)
-    async with Client(server) as client:
+    callbacks = {}
+    if job.get("answers"):
+        from mcp import types
+
+        async def elicitation(context, params):
+            return types.ElicitResult(action="accept", content={"answer": f"yes to {params.message}"})
+
+        callbacks["elicitation_callback"] = elicitation
+    async with Client(server, **callbacks) as client:
         out["protocol_version"] = client.protocol_version
         out["server_name"] = client.server_info.name if client.server_info else None
         tools = await client.list_tools(cache_mode="bypass")

@@ -12,8 +12,9 @@ stream: `ask(question, standalone=false)` elicits `{"answer": string}` (on the c
 GET stream when `standalone`) and answers `<name> heard <answer>` (or `<name> got
 <action>`); `sample(prompt)` requests a sampling and answers `<name> sampled <text>`;
 `announce()` sends `notifications/tools/list_changed` on the GET stream. With
-`--announce` (sdk 2 only), `announce()` publishes a tools list change to every
-`subscriptions/listen` stream (2026-07-28).
+`--ask-back` on sdk 2, `ask(question)` elicits the answer through a resolver (an
+`InputRequiredResult` in 2026-07-28, which the client answers by calling again) and
+`announce()` publishes a tools list change to every `subscriptions/listen` stream.
 
 Run with the venv of the SDK chosen: .venv-mcp1/bin/python for --sdk 1,
 .venv-mcp2/bin/python for --sdk 2 (scripts/install-test-deps makes both).
@@ -31,10 +32,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--json-response", action="store_true")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
-    parser.add_argument("--ask-back", action="store_true", help="sdk 1: the ask and sample tools")
-    parser.add_argument(
-        "--announce", action="store_true", help="sdk 2: the announce tool (a subscriptions/listen event)"
-    )
+    parser.add_argument("--ask-back", action="store_true", help="the ask tools (sdk 1: and sample)")
     parser.add_argument(
         "--require-header",
         help="NAME=VALUE: every request without it gets 401; any Authorization header gets 400",
@@ -85,8 +83,8 @@ def main() -> None:
             add_client_requests(server, name)
         app = server.streamable_http_app()
     else:
-        if args.announce:
-            add_announce(server, name)
+        if args.ask_back:
+            add_resolved_requests(server, name)
         app = server.streamable_http_app(json_response=args.json_response, host="127.0.0.1")
 
     if args.require_header:
@@ -97,9 +95,27 @@ def main() -> None:
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
-def add_announce(server, name: str) -> None:
-    """sdk 2: `announce()` publishes a tools list change to `subscriptions/listen` streams."""
-    from mcp.server.mcpserver import Context
+def add_resolved_requests(server, name: str) -> None:
+    """sdk 2: `ask(question)` elicits `{"answer": string}` through a resolver (in
+    2026-07-28 an `InputRequiredResult` the client answers by calling again; in the
+    handshake era a request on the call's stream) and answers `<name> heard <answer>`;
+    `announce()` publishes a tools list change to `subscriptions/listen` streams."""
+    from typing import Annotated
+
+    from pydantic import BaseModel
+
+    from mcp.server.mcpserver import Context, Elicit, Resolve
+
+    class Answer(BaseModel):
+        answer: str
+
+    def ask_user(question: str) -> Elicit[Answer]:
+        return Elicit(question, Answer)
+
+    @server.tool()
+    async def ask(question: str, reply: Annotated[Answer, Resolve(ask_user)]) -> str:
+        """Asks the user the question and says what they answered."""
+        return f"{name} heard {reply.answer}"
 
     @server.tool()
     async def announce(ctx: Context) -> str:

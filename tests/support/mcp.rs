@@ -85,10 +85,11 @@ impl McpServer {
         Self::start_on(Sdk::V1, name, vec!["--ask-back"], 0).await
     }
 
-    /// A 2.x server `name` whose tool `announce` publishes a tools list change to
-    /// `subscriptions/listen` streams.
-    pub async fn start_announcing(name: &str) -> Self {
-        Self::start_on(Sdk::V2, name, vec!["--announce"], 0).await
+    /// A 2.x server `name` whose tool `ask` elicits through a resolver (an
+    /// `InputRequiredResult` in 2026-07-28) and whose tool `announce` publishes a
+    /// tools list change to `subscriptions/listen` streams.
+    pub async fn start_asking_v2(name: &str) -> Self {
+        Self::start_on(Sdk::V2, name, vec!["--ask-back"], 0).await
     }
 
     /// Kills the server and starts it again on the same port: a restarted MCP server,
