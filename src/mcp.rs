@@ -4,6 +4,7 @@
 //! ```text
 //! client request ── mux::Multiplexer::handle ──► the dispatch table (mux.rs)
 //! client body ── jsonrpc::parse ──► Message (request / notification / response / error)
+//! 2026-07-28 `_meta` + routing headers ── envelope::check ──► a stateless request (versions)
 //! Mcp-Session-Id ◄─► SessionKeys::seal / open ◄─► SessionState (per-target upstream sessions)
 //! tool names ◄─► TargetSet::encode / decode ("weather__echo" ↔ target 0, tool "echo")
 //! upstream results ── merge::merge_initialize / merge_named ──► one result for the client

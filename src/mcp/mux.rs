@@ -1,6 +1,8 @@
-//! The multiplexer: one MCP endpoint in front of several Streamable-HTTP MCP servers
-//! (legacy era, 2025-03-26 … 2025-11-25). It answers each client message as the
-//! dispatch table says:
+//! The multiplexer: one MCP endpoint in front of several Streamable-HTTP MCP servers,
+//! in both protocol eras, chosen per request (`envelope::is_modern`). A 2026-07-28
+//! request is stateless and goes through `modern`, which gives it a session of its own
+//! and then this same table; the handshake era (2024-11-05 … 2025-11-25) answers each
+//! client message as the dispatch table says:
 //!
 //! | message | answer |
 //! |---|---|

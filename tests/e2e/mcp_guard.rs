@@ -4,9 +4,11 @@
 
 use serde_json::json;
 
+use crate::support::client;
 use crate::support::free_port;
-use crate::support::mcp::{gateway_yaml, run_clients, McpServer, Sdk};
+use crate::support::mcp::{gateway_yaml, post, run_clients, McpServer, Sdk};
 use crate::support::tollgate::Tollgate;
+use crate::support::upstream::MockUpstream;
 
 const GUARD: &str = "      policies:\n        mcpGuard:\n          request:\n            rules:\n            - {name: emails, builtins: [email], action: mask}\n            - {name: keys, builtins: [openai_api_key], action: reject, message: no keys in tool calls}\n          response:\n            rules:\n            - {name: ssn, builtins: [ssn], action: mask}\n";
 
@@ -44,4 +46,33 @@ async fn tool_arguments_and_results_are_guarded() {
         "{results:?}"
     );
     assert_eq!(calls[4]["text"], "calendar:still here", "{results:?}");
+}
+
+/// A 2026-07-28 call's `Mcp-Param-*` header mirrors an argument: the target gets it
+/// masked like the argument, so the two still agree and neither leaks.
+#[tokio::test]
+async fn a_masked_argument_is_masked_in_its_header_too() {
+    let target = MockUpstream::start().await;
+    let port = free_port();
+    let yaml = format!(
+        "binds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: tools\n      matches: [{{path: {{exact: /mcp}}}}]\n{GUARD}      mcp:\n        targets:\n        - {{name: crm, url: \"http://127.0.0.1:{}/mcp\"}}\n",
+        target.port
+    );
+    let _tollgate = Tollgate::start(&yaml).await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "lookup", "arguments": {"who": "ann@example.com"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let req = post(&body.to_string())
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "lookup")
+        .header("mcp-param-who", "ann@example.com")
+        .header("x-test-id", "param");
+    client::must(port, req).await;
+    let sent = &target.requests()[0];
+    assert_eq!(sent.header("mcp-param-who").as_deref(), Some("<EMAIL>"));
+    assert_eq!(sent.header("mcp-name").as_deref(), Some("lookup"));
+    let sent: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(sent["params"]["arguments"]["who"], "<EMAIL>");
 }

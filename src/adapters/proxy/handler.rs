@@ -257,6 +257,11 @@ async fn collect_limited(
     )
     .await?;
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    // Headers the body's processors set (`mcpGuard`'s masked `Mcp-Param-*`).
+    let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
+    for (name, value) in late {
+        headers.insert(name, value);
+    }
     Ok(bytes)
 }
 

@@ -1,7 +1,10 @@
 //! `mcpGuard`: the prompt guard's rules on an MCP route's tool calls — `request` rules
 //! on the string values of a `tools/call`'s `params.arguments`, `response` rules on the
 //! strings of the tool's `result` (JSON, or the answering message of an SSE stream).
-//! Binary payloads (`data`, `blob`) and media types are not scanned.
+//! Binary payloads (`data`, `blob`) and media types are not scanned. The
+//! `Mcp-Param-*` headers of a 2026-07-28 call mirror arguments, so `request` rules scan
+//! them too: a masked value is masked in its header as in the body (the target checks
+//! that they agree), a rejected one rejects the call.
 //!
 //! A reject answers the call with a JSON-RPC error on a 200 (`-32000`, the rule's
 //! message, `data.rule`), which the SDKs raise while the session goes on; a mask
@@ -14,7 +17,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::json::Seg;
@@ -23,6 +26,7 @@ use super::rules::{CompiledSide, SideKind};
 use super::{response, Tally};
 use crate::config::{ConfigError, FailureMode, PromptGuardPolicy};
 use crate::llm::{SseEvent, SseParser};
+use crate::mcp::envelope::{decode_header_value, encode_header_value, MCP_PARAM_PREFIX};
 use crate::metrics::{GuardLabels, Metrics};
 use crate::pipeline::{
     Body, BodyMode, BuildCx, Ctx, Flow, Headers, LocalReply, Processor, ProcessorError,
@@ -100,6 +104,7 @@ impl ProcessorFactory for McpGuardFactory {
     fn new_processor(&self, _cx: &Ctx) -> Option<Box<dyn Processor>> {
         Some(Box::new(McpGuard {
             shared: self.shared.clone(),
+            params: Vec::new(),
             call: None,
             stream: None,
         }))
@@ -108,6 +113,8 @@ impl ProcessorFactory for McpGuardFactory {
 
 struct McpGuard {
     shared: Arc<Shared>,
+    /// The client's `Mcp-Param-*` headers, decoded.
+    params: Vec<(HeaderName, String)>,
     /// The id of the `tools/call` this exchange carries.
     call: Option<Value>,
     /// A streamed result: the parser of the answer's events.
@@ -120,6 +127,20 @@ impl Processor for McpGuard {
         BodyMode::Buffer {
             limit: self.shared.max_request_bytes,
         }
+    }
+
+    async fn on_request_headers(
+        &mut self,
+        _cx: &mut Ctx,
+        headers: &mut Headers,
+    ) -> Result<Flow, ProcessorError> {
+        self.params = headers
+            .map()
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with(MCP_PARAM_PREFIX))
+            .filter_map(|(name, value)| Some((name.clone(), decode_header_value(value)?)))
+            .collect();
+        Ok(Flow::Continue)
     }
 
     async fn on_request_body(
@@ -147,7 +168,12 @@ impl Processor for McpGuard {
         let started = Instant::now();
         let mut tally = Tally::new(side);
         let decision = response::check_strings(side, body.data(), &mut tally, is_argument);
+        let params = guard_params(side, &self.params, &mut tally);
         self.report(cx, side, &tally, started);
+        match params {
+            Err(rule) => return Ok(Flow::Respond(rejection(side, rule, &id))),
+            Ok(changed) => cx.late_request_headers.extend(changed),
+        }
         match decision {
             Decision::Reject(rule) => Ok(Flow::Respond(rejection(side, rule, &id))),
             Decision::Rewrite(new) => {
@@ -273,6 +299,35 @@ fn is_argument(path: &[Seg<'_>]) -> bool {
         && path[0].key() == Some("params")
         && path[1].key() == Some("arguments")
         && scanned(path)
+}
+
+/// The `Mcp-Param-*` values `side`'s rules change, re-encoded; or the rule that
+/// rejects one. Each value is checked as the argument string it mirrors.
+fn guard_params(
+    side: &CompiledSide,
+    params: &[(HeaderName, String)],
+    tally: &mut Tally,
+) -> Result<Vec<(HeaderName, HeaderValue)>, usize> {
+    let mut changed = Vec::new();
+    for (name, value) in params {
+        let doc = json!({"params": {"arguments": {"value": value}}}).to_string();
+        match response::check_strings(side, doc.as_bytes(), tally, is_argument) {
+            Decision::Reject(rule) => return Err(rule),
+            Decision::Rewrite(new) => {
+                let new: Option<Value> = serde_json::from_slice(&new).ok();
+                let text = new
+                    .as_ref()
+                    .and_then(|v| v.pointer("/params/arguments/value"));
+                // A value that cannot be rewritten is not sent on unmasked.
+                let header = text
+                    .and_then(Value::as_str)
+                    .map_or_else(|| HeaderValue::from_static(""), encode_header_value);
+                changed.push((name.clone(), header));
+            }
+            Decision::Pass | Decision::Error(_) => {}
+        }
+    }
+    Ok(changed)
 }
 
 /// A string under `result` (not binary).

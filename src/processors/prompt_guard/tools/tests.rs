@@ -100,3 +100,31 @@ fn llm_only_features_are_config_errors() {
         "{err}"
     );
 }
+
+/// 2026-07-28 `Mcp-Param-*` headers mirror arguments: masked like them (base64-wrapped
+/// when the mask is not a plain header value), or the call is refused.
+#[tokio::test]
+async fn argument_headers_are_guarded_like_the_arguments() {
+    let y = yaml("");
+    let mut ex = exchange_at(&y, "POST", "/mcp");
+    let headers = [
+        ("content-type", "application/json"),
+        ("mcp-param-who", "ann@example.com"),
+        ("mcp-param-region", "eu"),
+    ];
+    let args = json!({"who": "ann@example.com", "region": "eu"});
+    send(&mut ex, &headers, &call(args.clone())).await.unwrap();
+    let late = std::mem::take(&mut ex.cx.late_request_headers);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(late[0].0, "mcp-param-who");
+    assert_eq!(late[0].1, "<EMAIL>");
+
+    let mut ex = exchange_at(&y, "POST", "/mcp");
+    let key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH";
+    let headers = [("content-type", "application/json"), ("mcp-param-q", key)];
+    let reply = send(&mut ex, &headers, &call(json!({"q": "fine"})))
+        .await
+        .unwrap_err();
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["data"]["rule"], "keys", "{body}");
+}
