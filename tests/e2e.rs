@@ -74,6 +74,8 @@ mod llm;
 mod mcp;
 #[path = "e2e/mcp_auth.rs"]
 mod mcp_auth;
+#[path = "e2e/mcp_clients.rs"]
+mod mcp_clients;
 #[path = "e2e/mcp_envoy.rs"]
 mod mcp_envoy;
 #[path = "e2e/mcp_guard.rs"]

@@ -186,6 +186,49 @@ pub async fn run_clients(sdk: Sdk, jobs: Vec<Value>) -> Vec<Value> {
     super::llm::run_sdk_with(sdk.python(), "mcp_client.py", jobs).await
 }
 
+/// The TypeScript test peers' packages (`tests/sdk/node_modules`); a missing install
+/// fails loudly with the command that makes it.
+fn node_modules() -> PathBuf {
+    let dir = repo_root().join("tests/sdk/node_modules");
+    assert!(
+        dir.join("@modelcontextprotocol/sdk").is_dir(),
+        "the TypeScript MCP SDK is not installed: run scripts/install-test-deps (npm ci --prefix tests/sdk)"
+    );
+    dir
+}
+
+/// Runs client jobs with the TypeScript SDK's client (`tests/sdk/mcp_client.mjs`, the
+/// jobs and results of `mcp_client.py`); the results in order.
+pub async fn run_ts_clients(jobs: Vec<Value>) -> Vec<Value> {
+    node_modules();
+    super::llm::run_sdk_with(PathBuf::from("node"), "mcp_client.mjs", jobs).await
+}
+
+/// The MCP Inspector's CLI (`mcp-inspector --cli <url> <args>`): the JSON it printed.
+pub async fn inspector(url: &str, args: &[&str]) -> Value {
+    let bin = node_modules().join(".bin/mcp-inspector");
+    let catalog = tempfile::NamedTempFile::new().expect("a catalog file");
+    let mut command = Command::new("node");
+    command
+        .arg(&bin)
+        .args(["--cli", url])
+        .args(args)
+        .env("MCP_CATALOG_PATH", catalog.path());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the inspector runner panicked")
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mcp-inspector {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("mcp-inspector {args:?} printed no JSON ({e}): {stdout}"))
+}
+
 /// A POST of `body` to `/mcp` as an MCP client sends it.
 pub fn post(body: &str) -> Req {
     Req::post("/mcp", body.to_string()).header("accept", "application/json, text/event-stream")
