@@ -4,7 +4,10 @@
 //! 0. `mcp_authentication` — first: it checks the client's bearer token as the client
 //!    sent it (an operator's `requestHeaderModifier` may set an `Authorization` meant
 //!    for the upstream), and a refused request costs nothing else. It removes the
-//!    client's token, so no later processor or upstream sees it.
+//!    client's token, so no later processor or upstream sees it — except on an MCP
+//!    route with `mcp.direct`, where `mcp_router` removes it from every call it sends
+//!    to a target and the rest goes on to tollgate's own MCP listener, which checks it
+//!    again.
 //! 1. `request_header_modifier` — first, so every later processor (guards, accounting,
 //!    endpoint picking) sees the headers the operator meant the upstream to get.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
@@ -17,6 +20,9 @@
 //!    accounting, which therefore counts what the upstream sent, not the placeholders.
 //!    `mcp_guard` (MCP routes) takes the same place: tool-call arguments are checked
 //!    before anything is sent to a target, and tool results after the target answered.
+//!    `mcp_router` (`mcp.direct`) right after it: the call it sends straight to its
+//!    target carries the masked arguments; on the answer it runs before `mcp_guard`
+//!    (processors answer in reverse), whose result checks see the target's own ids.
 //! 4. `token_limit` — reserves the estimate before the request goes upstream, and trues
 //!    up from `cx.llm.usage`, which `token_accounting`'s `on_complete` (run before its
 //!    own) has just written.
@@ -33,6 +39,7 @@ mod a2a;
 pub(crate) mod endpoint_picker;
 mod headers;
 mod mcp_auth;
+mod mcp_router;
 pub(crate) mod prompt_guard;
 mod token_accounting;
 mod token_limit;
@@ -40,6 +47,7 @@ mod token_limit;
 use std::sync::Arc;
 
 use crate::config::{ConfigError, ConfigErrors, LoadedConfig, Policies};
+use crate::mcp::Multiplexer;
 use crate::pipeline::{Pipeline, ProcessorFactory};
 use crate::services::Services;
 
@@ -49,6 +57,7 @@ pub use a2a::A2aFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use mcp_auth::McpAuthFactory;
+pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
@@ -61,14 +70,17 @@ impl Pipeline {
 }
 
 /// The processor factories for a route's policies, in run order. `path` is the policies'
-/// field path, for errors; `route` the route's name (labels, pool names). Every broken
-/// policy is reported, not only the first.
+/// field path, for errors; `route` the route's name (labels, pool names); `mcp` the
+/// route's multiplexer when it is an MCP gateway. Every broken policy is reported, not
+/// only the first.
 pub fn for_route(
     policies: &Policies,
     path: &str,
     route: &str,
+    mcp: Option<&Arc<Multiplexer>>,
     bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
+    let direct = mcp.filter(|m| m.directs());
     let mut errs = ConfigErrors::default();
     let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
     let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
@@ -76,7 +88,7 @@ pub fn for_route(
     };
     if let Some(p) = &policies.mcp_authentication {
         let field = format!("{path}.mcpAuthentication");
-        add(McpAuthFactory::new(p, bcx, &field).map(|f| Arc::new(f) as _));
+        add(McpAuthFactory::new(p, bcx, &field, direct.is_some()).map(|f| Arc::new(f) as _));
     }
     if let Some(m) = &policies.request_header_modifier {
         add(HeaderModifierFactory::new(
@@ -100,6 +112,10 @@ pub fn for_route(
     }
     if let Some(p) = &policies.mcp_guard {
         add(McpGuardFactory::new(p, bcx, &format!("{path}.mcpGuard")).map(|f| Arc::new(f) as _));
+    }
+    if let Some(mux) = direct {
+        let limit = bcx.config.limits.buffers.json_body_bytes;
+        add(Ok(Arc::new(McpRouterFactory::new(mux.clone(), limit))));
     }
     if let Some(p) = &policies.token_limit {
         let field = format!("{path}.tokenLimit");

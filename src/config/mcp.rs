@@ -42,6 +42,27 @@ pub struct McpBackend {
     /// events) may send nothing before tollgate cuts it. Default `5m`.
     #[serde(default = "default_stream_idle")]
     pub stream_idle_timeout: Duration,
+    /// Behind Envoy: tollgate's ext_proc sends single-target calls (`tools/call`,
+    /// `prompts/get`) straight to their target — the body's name without its prefix,
+    /// the target's session and credentials, the target's name in `header` with the
+    /// route cache cleared, for an Envoy route per target to match. Every other message
+    /// goes on to tollgate's MCP listener. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<McpDirect>,
+}
+
+/// How calls routed straight to their target are marked for Envoy.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpDirect {
+    /// The request header that carries the target's name (lower case). Default
+    /// `x-tollgate-mcp-target`.
+    #[serde(default = "default_direct_header")]
+    pub header: String,
+}
+
+fn default_direct_header() -> String {
+    "x-tollgate-mcp-target".to_string()
 }
 
 /// One MCP server behind the gateway.
@@ -135,6 +156,8 @@ pub struct McpChecked {
     pub headers: Vec<Vec<(http::HeaderName, http::HeaderValue)>>,
     /// `None` when no key is configured.
     pub keys: Option<SessionKeys>,
+    /// `direct`: the header that names a call's target.
+    pub direct: Option<http::HeaderName>,
 }
 
 impl McpBackend {
@@ -180,14 +203,38 @@ impl McpBackend {
                 ));
             }
         }
+        let direct = self.direct.as_ref().and_then(|d| {
+            let at = format!("{path}.direct.header");
+            errs.check(direct_header(&d.header, &at))
+        });
         errs.finish(())?;
         Ok(McpChecked {
             targets: targets.expect("no error recorded"),
             urls,
             headers,
             keys,
+            direct,
         })
     }
+}
+
+/// `direct.header`: a lower-case header name tollgate does not set for other reasons.
+fn direct_header(name: &str, at: &str) -> Result<http::HeaderName, ConfigError> {
+    let header = http::HeaderName::from_bytes(name.as_bytes())
+        .ok()
+        .filter(|h| h.as_str() == name)
+        .ok_or_else(|| {
+            ConfigError::field(at, format!("{name:?} is not a lower-case header name"))
+        })?;
+    let reserved =
+        RESERVED_HEADERS.contains(&name) || name == "authorization" || name.starts_with("mcp-");
+    if reserved {
+        return Err(ConfigError::field(
+            at,
+            format!("{name:?} carries MCP or HTTP meaning; name a header of your own"),
+        ));
+    }
+    Ok(header)
 }
 
 /// A target set error at its field.

@@ -27,10 +27,12 @@
 //! its session (404) gets a new one and the request again (`renew`); a session DELETEd
 //! through this replica is unknown (404).
 
+mod direct;
 mod fanout;
 mod modern;
 mod renew;
 
+pub use direct::{DirectCall, Plan};
 pub use renew::Renewals;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ use super::upstream::{
 };
 use super::versions::{self, DEFAULT_VERSION};
 use super::{SessionKeys, SessionState, TargetSet};
+use crate::limits::Reservation;
 use crate::metrics::{
     McpCallLabels, McpMethodLabels, McpMetrics, McpRequestLabels, McpRouteMethodLabels,
     McpToolLabels,
@@ -120,6 +123,8 @@ pub struct Multiplexer {
     fingerprint: u64,
     /// The longest a target's answer may send nothing before it is cut.
     stream_idle: Duration,
+    /// `mcp.direct`: the header that names a call's target (`direct`).
+    direct: Option<http::HeaderName>,
 }
 
 /// How to build a [`Multiplexer`].
@@ -144,6 +149,19 @@ pub struct MuxConfig {
     pub rules: Option<Arc<Rules>>,
     /// `mcpToolLimit`: how many tool calls a key may make.
     pub tool_limits: Option<Arc<ToolLimits>>,
+    /// `mcp.direct`: the header that names a call's target for Envoy.
+    pub direct: Option<http::HeaderName>,
+}
+
+/// A `tools/call` or `prompts/get` admitted for its target.
+pub(super) struct Named {
+    pub(super) index: usize,
+    /// The request under the item's own name.
+    pub(super) body: Bytes,
+    /// Tool-call limit reservations, settled once the target answered.
+    pub(super) held: Vec<Reservation>,
+    /// The item's own name.
+    pub(super) own: String,
 }
 
 /// Who sends a request: the claims `mcpAuthentication` verified, if the route has it.
@@ -216,6 +234,7 @@ impl Multiplexer {
             tool_limits: c.tool_limits,
             fingerprint,
             stream_idle: c.stream_idle,
+            direct: c.direct,
         }
     }
 
@@ -406,9 +425,40 @@ impl Multiplexer {
         &self,
         state: &Session,
         id: Value,
-        mut value: Value,
+        value: Value,
         method: &'static str,
     ) -> Result<Response<McpBody>, McpError> {
+        let Named {
+            index, body, held, ..
+        } = self.admit_named(state, &id, value, method).await?;
+        let answer = self.forward(state, index, id, method, body).await;
+        let ok = matches!(&answer, Ok(r) if r.status().is_success());
+        Self::settle(held, ok).await;
+        answer
+    }
+
+    /// A tool-call limit's reservations once the call was sent: kept when the target
+    /// took it, else refunded (before the answer goes out, so the caller's next call
+    /// sees it).
+    pub(super) async fn settle(mut held: Vec<Reservation>, delivered: bool) {
+        if delivered {
+            ToolLimits::delivered(&mut held);
+        } else {
+            ToolLimits::refund(held).await;
+        }
+    }
+
+    /// The checks before a `tools/call` or `prompts/get` goes to its target: the
+    /// prefix names a target (else -32602), the rules allow it (else 403), the limits
+    /// admit it (reserved); the body with the item's own name.
+    pub(super) async fn admit_named(
+        &self,
+        state: &Session,
+        id: &Value,
+        mut value: Value,
+        method: &'static str,
+    ) -> Result<Named, McpError> {
+        let id = id.clone();
         let kind = if method == "tools/call" {
             "tool"
         } else {
@@ -432,7 +482,7 @@ impl Multiplexer {
             let name = name.to_string();
             return Err(McpError::Forbidden { id, kind, name });
         }
-        let mut held = match (&self.tool_limits, item) {
+        let held = match (&self.tool_limits, item) {
             (Some(limits), Item::Tool(tool)) => {
                 let call = ToolCall {
                     name,
@@ -457,16 +507,15 @@ impl Multiplexer {
             }
             _ => Vec::new(),
         };
-        value["params"]["name"] = Value::String(own.to_string());
+        let own = own.to_string();
+        value["params"]["name"] = Value::String(own.clone());
         let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
-        let answer = self.forward(state, index, id, method, body).await;
-        if matches!(&answer, Ok(r) if r.status().is_success()) {
-            ToolLimits::delivered(&mut held);
-        } else {
-            // Refunded before the answer, so the caller's next call sees it.
-            ToolLimits::refund(held).await;
-        }
-        answer
+        Ok(Named {
+            index,
+            body,
+            held,
+            own,
+        })
     }
 
     /// `completion/complete`: a prompt's argument goes to the prompt's target under its

@@ -83,6 +83,11 @@ impl Target {
         }
     }
 
+    /// The target's own headers (its credentials).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
     /// Sends `call`; the response once its headers arrived, within `timeout`.
     pub async fn send(
         &self,

@@ -48,7 +48,13 @@ pub struct BuildCx<'a> {
 
 /// The processor registry: a route's policies (at field path `path`, for errors) to
 /// its processor factories in run order; `route` is the route's name.
-pub type Registry = dyn Fn(&Policies, &str, &str, &BuildCx<'_>) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError>
+pub type Registry = dyn Fn(
+        &Policies,
+        &str,
+        &str,
+        Option<&Arc<Multiplexer>>,
+        &BuildCx<'_>,
+    ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError>
     + Sync;
 
 impl Pipeline {
@@ -76,7 +82,13 @@ impl Pipeline {
         // broken, routes are checked with their own policies only, so one problem is
         // not reported again under every route.
         let no_policies = Policies::default();
-        let gateway = match errs.check(registry(&config.policies, "policies", "gateway", &bcx)) {
+        let gateway = match errs.check(registry(
+            &config.policies,
+            "policies",
+            "gateway",
+            None,
+            &bcx,
+        )) {
             Some(_) => &config.policies,
             None => &no_policies,
         };
@@ -218,10 +230,15 @@ fn compile_route(
             errs.check(readable(ca, &format!("{at}.tls.caFile")));
         }
     }
+    let mcp = match &route.mcp {
+        Some(mcp) => errs.check(compile_mcp(route, &policies, mcp, &name, path, bcx)),
+        None => None,
+    };
     let factories = errs.check((bcx.registry)(
         &policies,
         &format!("{path}.policies"),
         &name,
+        mcp.as_ref(),
         bcx,
     ));
     let mcp_only = [
@@ -239,10 +256,6 @@ fn compile_route(
             ));
         }
     }
-    let mcp = match &route.mcp {
-        Some(mcp) => errs.check(compile_mcp(route, &policies, mcp, &name, path, bcx)),
-        None => None,
-    };
     errs.finish(())?;
     Ok(CompiledRoute {
         name,
@@ -336,6 +349,7 @@ fn compile_mcp(
             .unwrap_or_else(|never| match never {}),
         rules,
         tool_limits,
+        direct: checked.direct,
     })))
 }
 

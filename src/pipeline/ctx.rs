@@ -109,6 +109,12 @@ pub struct Ctx {
     /// went on (Envoy BUFFERED / FULL_DUPLEX_STREAMED with a deferred header reply, the
     /// proxy's Buffer mode); otherwise they are dropped.
     pub late_request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Request headers a processor removes from the request body phase (the client's
+    /// token on an MCP call routed to its target), under the same condition.
+    pub late_request_removals: Vec<http::HeaderName>,
+    /// The MCP target (its index in the route's target list) a processor sent this call
+    /// to (`mcp.direct`): Envoy routes it by header; the proxy sends it there itself.
+    pub mcp_target: Option<usize>,
     /// Response headers a processor adds from the response body phase (usage totals).
     /// They reach the client only when the body was buffered before its headers went out
     /// (Envoy BUFFERED, the proxy's Buffer mode); otherwise they are dropped.
@@ -134,6 +140,8 @@ impl Ctx {
             destination: None,
             served_endpoint: None,
             late_request_headers: Vec::new(),
+            late_request_removals: Vec::new(),
+            mcp_target: None,
             late_response_headers: Vec::new(),
             clear_route_cache: false,
             started: Instant::now(),

@@ -39,12 +39,21 @@ struct Shared {
     metadata: Bytes,
     /// `resource_metadata="…"`, and `, scope="…"` when scopes are advertised.
     challenge: String,
+    /// Leave `Authorization` on the request: on an MCP route with `mcp.direct` the
+    /// messages Envoy sends on to tollgate's own MCP listener are checked there again,
+    /// and `mcp_router` removes the token from every call it sends to a target.
+    keep_token: bool,
 }
 
 impl McpAuthFactory {
     /// Compiles the policy at `path`. The key store is shared by every policy with the
     /// same source, and survives reloads.
-    pub fn new(p: &McpAuthentication, bcx: &BuildCx<'_>, path: &str) -> Result<Self, ConfigError> {
+    pub fn new(
+        p: &McpAuthentication,
+        bcx: &BuildCx<'_>,
+        path: &str,
+        keep_token: bool,
+    ) -> Result<Self, ConfigError> {
         crate::auth::crypto::install();
         let checked = p.check(path)?;
         let source = checked.source.clone();
@@ -73,6 +82,7 @@ impl McpAuthFactory {
                 metadata_path: checked.metadata_path,
                 metadata: Bytes::from(checked.metadata.to_string()),
                 challenge,
+                keep_token,
             }),
         })
     }
@@ -135,7 +145,9 @@ impl Processor for McpAuth {
         match verified {
             Ok(claims) => {
                 cx.jwt = Some(claims);
-                headers.remove(&AUTHORIZATION);
+                if !s.keep_token {
+                    headers.remove(&AUTHORIZATION);
+                }
                 Ok(Flow::Continue)
             }
             Err(e) => {

@@ -1,14 +1,17 @@
-//! The MCP gateway behind a real Envoy, with `deploy/envoy/tollgate-mcp-gateway.yaml` as
-//! shipped (ports changed): the official Python SDK clients (1.x and 2.x) talk to Envoy;
-//! every MCP message, the merged GET stream and the server requests relayed over it
-//! included, passes through Envoy to tollgate's MCP listener and on to the targets.
+//! The MCP gateway behind a real Envoy, with the shipped configs (ports changed): the
+//! official Python SDK clients (1.x and 2.x) talk to Envoy. With
+//! `deploy/envoy/tollgate-mcp-gateway.yaml` every MCP message, the merged GET stream and
+//! the server requests relayed over it included, passes through Envoy to tollgate's MCP
+//! listener and on to the targets; with `deploy/envoy/tollgate-mcp-direct.yaml` and
+//! `mcp.direct`, tollgate's ext_proc sends single-target calls through Envoy straight to
+//! their target, and the rest goes to the listener.
 
 use serde_json::json;
 
 use crate::support::envoy::Envoy;
 use crate::support::mcp::{gateway_yaml, run_clients, McpServer, Sdk};
 use crate::support::tollgate::Tollgate;
-use crate::support::{free_port, repo_root};
+use crate::support::{free_port, metric, repo_root};
 
 /// The shipped Envoy config with its listener, admin and tollgate ports replaced.
 async fn envoy_for(tollgate_port: u16) -> Envoy {
@@ -80,4 +83,93 @@ async fn sdk_clients_use_the_gateway_through_envoy() {
         "{results:?}"
     );
     assert_eq!(results[0]["calls"][0]["text"], "calendar", "{results:?}");
+}
+
+/// The shipped direct-routing Envoy config with its ports replaced: the listener, admin,
+/// tollgate's ext_proc and MCP listener, and the two targets.
+async fn direct_envoy(ext_proc: u16, listener: u16, weather: u16, calendar: u16) -> Envoy {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("deploy/envoy/tollgate-mcp-direct.yaml"))
+            .expect("deploy/envoy/tollgate-mcp-direct.yaml");
+    Envoy::start_with(1, |admin, ports, _log| {
+        let mut yaml = shipped;
+        for (from, to) in [
+            ("port_value: 9901 ", admin),
+            ("port_value: 10000 ", ports[0]),
+            ("port_value: 50051 ", ext_proc),
+            ("port_value: 8080 ", listener),
+            ("port_value: 9101 ", weather),
+            ("port_value: 9102 ", calendar),
+        ] {
+            assert!(yaml.contains(from), "{from} not in the shipped config");
+            yaml = yaml.replace(from, &format!("port_value: {to} "));
+        }
+        for (from, to) in [("127.0.0.1:9101", weather), ("127.0.0.1:9102", calendar)] {
+            assert!(yaml.contains(from), "{from} not in the shipped config");
+            yaml = yaml.replace(from, &format!("127.0.0.1:{to}"));
+        }
+        yaml.replace("0.0.0.0", "127.0.0.1")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn single_target_calls_go_straight_to_their_target_through_envoy() {
+    let weather = McpServer::start_asking("weather").await;
+    let calendar = McpServer::start(Sdk::V1, "calendar", true).await;
+    let (listener, ext_proc) = (free_port(), free_port());
+    let yaml = format!(
+        "{}extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\n",
+        gateway_yaml(listener, &[&weather, &calendar], "        direct: {}\n")
+    );
+    let tollgate = Tollgate::start(&yaml).await;
+    let envoy = direct_envoy(ext_proc, listener, weather.port, calendar.port).await;
+    let url = format!("http://127.0.0.1:{}/mcp", envoy.port(0));
+    let calls = json!([
+        {"name": "weather__echo", "arguments": {"text": "hi"}},
+        {"name": "calendar__echo", "arguments": {"text": "hi"}},
+        {"name": "weather__ask", "arguments": {"question": "rain?"}},
+        {"name": "weather__ask", "arguments": {"question": "later?", "standalone": true}},
+        {"name": "nope__echo", "arguments": {}},
+        {"name": "calendar__calendar_only", "arguments": {}},
+    ]);
+    let job = json!({"sdk": "1", "url": url, "calls": calls, "answers": true});
+    let results = run_clients(Sdk::V1, vec![job]).await;
+    let calls = &results[0]["calls"];
+    assert_eq!(calls[0]["text"], "weather:hi", "{results:?}");
+    assert_eq!(calls[1]["text"], "calendar:hi", "{results:?}");
+    // The elicitation came on the call's stream, straight from the target through
+    // Envoy, its id tagged by tollgate's ext_proc; the client's answer went to the
+    // listener, which routed it to the target by that tag.
+    assert_eq!(
+        calls[2]["text"], "weather heard yes to rain?",
+        "{results:?}"
+    );
+    assert_eq!(
+        calls[3]["text"], "weather heard yes to later?",
+        "{results:?}"
+    );
+    assert_eq!(
+        calls[4]["error"]["code"], -32602,
+        "answered by ext_proc: {results:?}"
+    );
+    assert_eq!(
+        calls[5]["text"], "calendar",
+        "the session went on: {results:?}"
+    );
+    // Envoy sent the four calls to the targets itself; the listener forwarded none.
+    assert_eq!(
+        envoy.counter("cluster.mcp_weather.upstream_rq_total").await,
+        3
+    );
+    assert_eq!(
+        envoy
+            .counter("cluster.mcp_calendar.upstream_rq_total")
+            .await,
+        2
+    );
+    let metrics = tollgate.metrics().await;
+    let routed =
+        r#"tollgate_mcp_tool_calls_total{route="tools",target="weather",tool="ask",result="ok"}"#;
+    assert_eq!(metric(&metrics, routed), Some(2.0), "{metrics}");
 }

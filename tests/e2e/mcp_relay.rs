@@ -12,10 +12,21 @@ use crate::support::tollgate::Tollgate;
 
 #[tokio::test]
 async fn elicitations_and_samplings_are_answered_by_the_client_through_the_gateway() {
+    relay_both_ways("").await;
+}
+
+/// The same with `mcp.direct`: the standalone proxy carries the calls `mcp_router`
+/// planned for their targets, and the router tags their streams' server requests.
+#[tokio::test]
+async fn with_direct_calls_the_proxy_carries_the_plan() {
+    relay_both_ways("        direct: {}\n").await;
+}
+
+async fn relay_both_ways(extra: &str) {
     let weather = McpServer::start_asking("weather").await;
     let calendar = McpServer::start_asking("calendar").await;
     let port = free_port();
-    let _tollgate = Tollgate::start(&gateway_yaml(port, &[&weather, &calendar], "")).await;
+    let _tollgate = Tollgate::start(&gateway_yaml(port, &[&weather, &calendar], extra)).await;
     let calls = json!([
         {"name": "weather__ask", "arguments": {"question": "rain?"}},
         {"name": "calendar__sample", "arguments": {"prompt": "free slots"}},

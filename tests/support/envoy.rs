@@ -208,7 +208,12 @@ impl Envoy {
 
     /// The value of counter `http.l<i>.ext_proc.<name>`.
     pub async fn ext_proc_counter(&self, listener: usize, name: &str) -> u64 {
-        let stat = format!("http.l{listener}.ext_proc.{name}");
+        self.counter(&format!("http.l{listener}.ext_proc.{name}"))
+            .await
+    }
+
+    /// The value of counter `stat` (`cluster.x.upstream_rq_total`, …).
+    pub async fn counter(&self, stat: &str) -> u64 {
         let reply = client::send(
             self.admin_port,
             Req::get(&format!("/stats?filter=^{stat}$")),

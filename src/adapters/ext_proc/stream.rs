@@ -356,14 +356,19 @@ impl ExtProcStream {
         let cx = &mut self.exchange.as_mut().expect("created above").cx;
         let clear = std::mem::take(&mut cx.clear_route_cache);
         if !buffered {
-            return reply::body_reply(dir, output, Vec::new(), false);
+            return reply::body_reply(dir, output, Vec::new(), Vec::new(), false);
         }
         let mut late = cx.take_late_headers(dir, output);
         if restore_length && !late.iter().any(|(n, _)| n == http::header::CONTENT_LENGTH) {
             let len = http::HeaderValue::from(output.data.len());
             late.push((http::header::CONTENT_LENGTH, len));
         }
-        reply::body_reply(dir, output, late, clear && dir == Direction::Request)
+        let removals = match dir {
+            Direction::Request => std::mem::take(&mut cx.late_request_removals),
+            Direction::Response => Vec::new(),
+        };
+        let clear = clear && dir == Direction::Request;
+        reply::body_reply(dir, output, late, removals, clear)
     }
 
     /// FULL_DUPLEX_STREAMED: the held header reply, now completed with what the body
@@ -377,8 +382,13 @@ impl ExtProcStream {
         };
         let late = ex.cx.take_late_headers(dir, body);
         let clear = dir == Direction::Request && std::mem::take(&mut ex.cx.clear_route_cache);
+        let removals = match dir {
+            Direction::Request => std::mem::take(&mut ex.cx.late_request_removals),
+            Direction::Response => Vec::new(),
+        };
         if let Some(common) = reply::common_mut(&mut resp) {
             reply::merge_late(common, late);
+            reply::merge_removals(common, removals);
             common.clear_route_cache |= clear;
         }
         let metadata = take_metadata(ex);

@@ -175,7 +175,15 @@ impl Handler {
         } = out;
         let (body, rejected) = match (body, &route.mcp) {
             (RequestBody::Collected(bytes), Some(mux)) => {
-                let claims = ex.lock().await.cx.jwt.clone();
+                let (claims, target) = {
+                    let guard = ex.lock().await;
+                    (guard.cx.jwt.clone(), guard.cx.mcp_target)
+                };
+                // A call `mcp_router` sent to its target goes there as planned.
+                if let Some(index) = target {
+                    let answer = mux.send_direct(index, &parts.headers, bytes).await;
+                    return Ok(Upstream::Mcp(answer));
+                }
                 let caller = Caller {
                     claims: claims.as_ref(),
                 };
@@ -233,10 +241,7 @@ async fn request_body(
         BodyMode::Buffer { .. } => {
             let bytes = body::collect(incoming, ex, Side::Request).await?;
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
-            for (name, value) in late {
-                headers.insert(name, value);
-            }
+            apply_late_headers(ex, headers).await;
             Ok((body::full(bytes), None))
         }
     }
@@ -258,11 +263,20 @@ async fn collect_limited(
     .await?;
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     // Headers the body's processors set (`mcpGuard`'s masked `Mcp-Param-*`).
-    let late = std::mem::take(&mut ex.lock().await.cx.late_request_headers);
-    for (name, value) in late {
+    apply_late_headers(ex, headers).await;
+    Ok(bytes)
+}
+
+/// The request headers the body's processors set or removed, applied to `headers`
+/// (the body was held, so they still go with it).
+async fn apply_late_headers(ex: &SharedExchange, headers: &mut HeaderMap) {
+    let mut guard = ex.lock().await;
+    for (name, value) in std::mem::take(&mut guard.cx.late_request_headers) {
         headers.insert(name, value);
     }
-    Ok(bytes)
+    for name in std::mem::take(&mut guard.cx.late_request_removals) {
+        headers.remove(name);
+    }
 }
 
 /// Response phase: the response-header processors, then the response body as they

@@ -66,7 +66,12 @@ impl Multiplexer {
     }
 
     /// The session of one stateless request at `version`: no target sessions.
-    fn stateless(&self, version: &str, caller: Caller<'_>, headers: &HeaderMap) -> Session {
+    pub(super) fn stateless(
+        &self,
+        version: &str,
+        caller: Caller<'_>,
+        headers: &HeaderMap,
+    ) -> Session {
         let targets = self
             .upstreams
             .iter()

@@ -108,7 +108,7 @@ impl Multiplexer {
     /// Initializes target `index` again for `session` (the gateway's own `initialize`
     /// at the version the target negotiated, then `notifications/initialized`); the new
     /// target session, remembered.
-    async fn renew(&self, session: &Session, index: usize) -> Result<String, CallError> {
+    pub(super) async fn renew(&self, session: &Session, index: usize) -> Result<String, CallError> {
         let target = &self.upstreams[index];
         let version = session.targets[index].protocol_version.clone();
         let started = Instant::now();

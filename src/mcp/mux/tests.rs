@@ -69,6 +69,7 @@ pub(super) fn mux_at(
         renewals: Arc::new(Renewals::default()),
         rules: None,
         tool_limits: None,
+        direct: None,
     })
 }
 

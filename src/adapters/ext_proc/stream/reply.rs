@@ -77,7 +77,7 @@ pub(super) fn merge_late(common: &mut CommonResponse, late: Vec<(HeaderName, Hea
         return;
     }
     let mutation = common.header_mutation.get_or_insert_with(Default::default);
-    let extra = convert::mutation(&late_diff(late)).unwrap_or_default();
+    let extra = convert::mutation(&late_diff(late, Vec::new())).unwrap_or_default();
     let names: Vec<String> = extra
         .set_headers
         .iter()
@@ -90,23 +90,42 @@ pub(super) fn merge_late(common: &mut CommonResponse, late: Vec<(HeaderName, Hea
     mutation.set_headers.extend(extra.set_headers);
 }
 
-fn late_diff(late: Vec<(HeaderName, HeaderValue)>) -> HeaderDiff {
+/// Adds `removals` to a held header reply, dropping what it set for the same names.
+pub(super) fn merge_removals(common: &mut CommonResponse, removals: Vec<HeaderName>) {
+    if removals.is_empty() {
+        return;
+    }
+    let mutation = common.header_mutation.get_or_insert_with(Default::default);
+    let names: Vec<String> = removals.iter().map(|n| n.as_str().to_string()).collect();
+    mutation
+        .set_headers
+        .retain(|h| h.header.as_ref().is_none_or(|h| !names.contains(&h.key)));
+    for name in names {
+        if !mutation.remove_headers.contains(&name) {
+            mutation.remove_headers.push(name);
+        }
+    }
+}
+
+fn late_diff(late: Vec<(HeaderName, HeaderValue)>, remove: Vec<HeaderName>) -> HeaderDiff {
     HeaderDiff {
-        remove: Vec::new(),
+        remove,
         set: late.into_iter().map(|(n, v)| (n, vec![v])).collect(),
     }
 }
 
 /// The reply to one body message in BUFFERED, BUFFERED_PARTIAL or STREAMED mode: the
 /// chunk replaced when it changed (cleared while tollgate holds it). `late`: headers to
-/// set with it (only a buffered body's headers are still held by Envoy).
+/// set with it and `removals` to remove (only a buffered body's headers are still held
+/// by Envoy).
 pub(super) fn body_reply(
     dir: Direction,
     output: &BodyOutput,
     late: Vec<(HeaderName, HeaderValue)>,
+    removals: Vec<HeaderName>,
     clear_route_cache: bool,
 ) -> ProcessingResponse {
-    let mut common = common(&late_diff(late), clear_route_cache);
+    let mut common = common(&late_diff(late, removals), clear_route_cache);
     if output.changed {
         common.body_mutation = Some(BodyMutation {
             mutation: Some(if output.data.is_empty() {
