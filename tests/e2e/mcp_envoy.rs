@@ -6,10 +6,14 @@
 //! `mcp.direct`, tollgate's ext_proc sends single-target calls through Envoy straight to
 //! their target, and the rest goes to the listener.
 
+use jsonwebtoken::get_current_timestamp;
 use serde_json::json;
+use tollgate::auth::Issuer;
+
+use crate::support::client;
 
 use crate::support::envoy::Envoy;
-use crate::support::mcp::{gateway_yaml, run_clients, McpServer, Sdk};
+use crate::support::mcp::{gateway_yaml, post, run_clients, McpServer, Sdk};
 use crate::support::tollgate::Tollgate;
 use crate::support::{free_port, metric, repo_root};
 
@@ -172,4 +176,102 @@ async fn single_target_calls_go_straight_to_their_target_through_envoy() {
     let routed =
         r#"tollgate_mcp_tool_calls_total{route="tools",target="weather",tool="ask",result="ok"}"#;
     assert_eq!(metric(&metrics, routed), Some(2.0), "{metrics}");
+}
+
+/// Behind Envoy with `mcp.direct`, tollgate's ext_proc authenticates, authorizes and
+/// counts the calls it sends to their targets: the target gets its own credential and
+/// never the client's token; a call a rule refuses or a limit stops never leaves Envoy.
+#[tokio::test]
+async fn direct_calls_are_authenticated_authorized_and_limited_by_ext_proc() {
+    // weather answers 400 to any Authorization header and 401 without its own key.
+    let weather = McpServer::start_requiring("weather", "x-target-key=weather-secret").await;
+    let calendar = McpServer::start(Sdk::V1, "calendar", true).await;
+    let (listener, ext_proc) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let key = Issuer::new("k1");
+    std::fs::write(&jwks, Issuer::jwks(&[&key]).to_string()).unwrap();
+    let audience = "https://mcp.test/mcp";
+    let policies = format!(
+        "      policies:\n        mcpAuthentication:\n          issuer: https://idp.test\n          audiences: [\"{audience}\"]\n          jwks: {{file: \"{}\"}}\n        mcpAuthorization:\n          rules:\n          - 'jwt.role == \"admin\"'\n          - 'has(mcp.tool) && mcp.tool.name == \"echo\"'\n        mcpToolLimit:\n          limits:\n          - {{name: echoes, key: jwt.sub, callsPerMinute: 2, tools: [calendar__echo]}}\n",
+        jwks.display()
+    );
+    let yaml = gateway_yaml(listener, &[&weather, &calendar], "        direct: {}\n")
+        .replace("      mcp:\n", &format!("{policies}      mcp:\n"))
+        .replace(
+            "{name: weather, url:",
+            "{name: weather, headers: {x-target-key: weather-secret}, url:",
+        );
+    let yaml = format!("{yaml}extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\n");
+    let _tollgate = Tollgate::start(&yaml).await;
+    let envoy = direct_envoy(ext_proc, listener, weather.port, calendar.port).await;
+    let claims = json!({"iss": "https://idp.test", "aud": audience, "sub": "ann",
+                        "role": "intern", "exp": get_current_timestamp() + 600});
+    let token = key.sign(&claims);
+    let echo =
+        |target: &str| json!({"name": format!("{target}__echo"), "arguments": {"text": "hi"}});
+    let calls = json!([
+        echo("weather"),
+        echo("calendar"),
+        echo("calendar"),
+        echo("calendar"),
+    ]);
+    let url = format!("http://127.0.0.1:{}/mcp", envoy.port(0));
+    let job = json!({"sdk": "1", "url": url, "calls": calls, "token": token});
+    let results = run_clients(Sdk::V1, vec![job]).await;
+    let result = &results[0];
+    // The list came from the listener, which checked the token again and filtered it.
+    assert_eq!(
+        result["tools"],
+        json!(["weather__echo", "calendar__echo"]),
+        "{result}"
+    );
+    let calls = &result["calls"];
+    assert_eq!(
+        calls[0]["text"], "weather:hi",
+        "own key, no client token: {result}"
+    );
+    assert_eq!(calls[1]["text"], "calendar:hi", "{result}");
+    assert_eq!(calls[2]["text"], "calendar:hi", "{result}");
+    assert_eq!(calls[3]["error"]["code"], -32000, "the limit: {result}");
+    assert_eq!(
+        envoy.counter("cluster.mcp_weather.upstream_rq_total").await,
+        1
+    );
+    assert_eq!(
+        envoy
+            .counter("cluster.mcp_calendar.upstream_rq_total")
+            .await,
+        2
+    );
+    // A call no rule allows (a stateless 2026-07-28 request: no session needed) is
+    // refused by ext_proc, 403 with JSON-RPC -32001.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "name": "calendar__calendar_only", "arguments": {}, "_meta": meta}});
+    let forbidden = post(&body.to_string())
+        .header("authorization", &format!("Bearer {token}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "calendar__calendar_only");
+    let forbidden = client::must(envoy.port(0), forbidden).await;
+    assert_eq!(forbidden.status, 403, "{}", forbidden.text());
+    assert_eq!(forbidden.json()["error"]["code"], -32001);
+    assert_eq!(
+        envoy
+            .counter("cluster.mcp_calendar.upstream_rq_total")
+            .await,
+        2
+    );
+    // No token: 401 from ext_proc with the metadata challenge, before any routing.
+    let unauthenticated = client::must(
+        envoy.port(0),
+        post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"weather__echo"}}"#),
+    )
+    .await;
+    assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.text());
+    assert!(unauthenticated
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains("resource_metadata=")));
 }
