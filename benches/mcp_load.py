@@ -16,6 +16,11 @@ interleaved blocks, so a slow patch of the machine hits all of them alike.
      ratio of the gateway's p50 to the slowest direct p50. As a second baseline, the same
      three direct requests sent at once (three client threads, timed until the last
      answer): what the fan-out costs the servers and the machine without the gateway.
+  3. Behind Envoy (1.40, --envoy): tools/call echo to a through Envoy alone (its router
+     straight to a: the baseline), through Envoy with tollgate's ext_proc routing the call
+     to a itself (`mcp.direct` on route /edge: ext_proc reads the body, opens the
+     session, rewrites the call for a, Envoy sends it), and through Envoy to tollgate's
+     MCP listener (/one, no ext_proc): what each way adds over Envoy alone.
 
 Each latency includes the Python client's own cost on both sides of the comparison.
 
@@ -69,16 +74,16 @@ def wait_port(port: int, proc: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"tollgate exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"tollgate did not listen on {port}")
+    raise RuntimeError(f"{proc.args[0]} did not listen on {port}")
 
 
-def gateway_yaml(port: int, ports: dict[str, int]) -> str:
+def gateway_yaml(port: int, ports: dict[str, int], ext_proc: int) -> str:
     def targets(names):
         return "".join(
             f'        - {{name: {n}, url: "http://127.0.0.1:{ports[n]}/mcp"}}\n' for n in names
@@ -89,7 +94,65 @@ def gateway_yaml(port: int, ports: dict[str, int]) -> str:
         f"      mcp:\n        targets:\n{targets(['a'])}"
         f"    - name: three\n      matches: [{{path: {{exact: /three}}}}]\n"
         f"      mcp:\n        targets:\n{targets(['a', 'b', 'c'])}"
+        f"    - name: edge\n      matches: [{{path: {{exact: /edge}}}}]\n"
+        f"      mcp:\n        direct: {{}}\n        targets:\n{targets(['a'])}"
+        f'extProc: {{ address: "127.0.0.1:{ext_proc}" }}\n'
     )
+
+
+def envoy_yaml(admin: int, listener: int, ext_proc: int, tollgate: int, a: int) -> str:
+    """Envoy with three routes on one listener: /plain straight to a, /edge through
+    tollgate's ext_proc (calls to a by header, the rest to tollgate's /edge), /one to
+    tollgate's MCP listener without ext_proc."""
+    def cluster(name: str, port: int, h2: bool = False) -> str:
+        proto = ("    typed_extension_protocol_options:\n"
+                 "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n"
+                 '        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n'
+                 "        explicit_http_config: { http2_protocol_options: {} }\n") if h2 else ""
+        return (f"  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{proto}"
+                f"    load_assignment:\n      cluster_name: {name}\n      endpoints:\n"
+                f"      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: "
+                f"{{ address: 127.0.0.1, port_value: {port} }} }} }}\n")
+    no_ext_proc = ("                typed_per_filter_config:\n"
+                   "                  envoy.filters.http.ext_proc:\n"
+                   '                    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute\n'
+                   "                    disabled: true\n")
+    return f"""admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: /plain }}
+                route: {{ cluster: a, prefix_rewrite: /mcp, host_rewrite_literal: "127.0.0.1:{a}" }}
+{no_ext_proc}              - match: {{ prefix: /one }}
+                route: {{ cluster: tollgate }}
+{no_ext_proc}              - match: {{ prefix: /edge, headers: [ {{ name: x-tollgate-mcp-target, string_match: {{ exact: a }} }} ] }}
+                route: {{ cluster: a, prefix_rewrite: /mcp, host_rewrite_literal: "127.0.0.1:{a}" }}
+              - match: {{ prefix: /edge }}
+                route: {{ cluster: tollgate }}
+          http_filters:
+          - name: envoy.filters.http.ext_proc
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+              grpc_service: {{ envoy_grpc: {{ cluster_name: ext_proc }} }}
+              message_timeout: 2s
+              allow_mode_override: true
+              processing_mode: {{ request_header_mode: SEND, response_header_mode: SEND, request_body_mode: NONE, response_body_mode: NONE, request_trailer_mode: SKIP, response_trailer_mode: SKIP }}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+{cluster("a", a)}{cluster("tollgate", tollgate)}{cluster("ext_proc", ext_proc, h2=True)}"""
 
 
 class Session:
@@ -165,6 +228,8 @@ def main() -> int:
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     parser.add_argument("--tollgate", default=str(target_dir / "release/tollgate"))
     parser.add_argument("--workers", type=int, help="tollgate serve --workers (default: its own)")
+    parser.add_argument("--envoy", default=str(ROOT / ".venv/bin/envoy"),
+                        help="Envoy 1.40 for the behind-Envoy rows (scripts/install-test-deps)")
     args = parser.parse_args()
 
     def stop(signum, _frame):
@@ -181,9 +246,11 @@ def main() -> int:
         for name in ("a", "b", "c"):
             proc, ports[name] = start_server(name, log)
             procs.append(proc)
-        port = free_port()
+        if not Path(args.envoy).exists():
+            raise SystemExit(f"no Envoy at {args.envoy}: run scripts/install-test-deps, or pass --envoy")
+        port, ext_proc = free_port(), free_port()
         config = Path(tmp.name) / "tollgate.yaml"
-        config.write_text(gateway_yaml(port, ports))
+        config.write_text(gateway_yaml(port, ports, ext_proc))
         tollgate = subprocess.Popen(
             [args.tollgate, "serve", "-c", str(config)]
             + (["--workers", str(args.workers)] if args.workers else []),
@@ -191,15 +258,34 @@ def main() -> int:
         )
         procs.append(tollgate)
         wait_port(port, tollgate)
+        wait_port(ext_proc, tollgate)
+        envoy_port = free_port()
+        envoy_config = Path(tmp.name) / "envoy.yaml"
+        envoy_config.write_text(envoy_yaml(free_port(), envoy_port, ext_proc, port, ports["a"]))
+        envoy = subprocess.Popen(
+            [args.envoy, "-c", str(envoy_config), "--use-dynamic-base-id", "--concurrency", "1",
+             "-l", "error"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )
+        procs.append(envoy)
+        wait_port(envoy_port, envoy)
 
         direct = {n: Session(f"direct {n}", f"http://127.0.0.1:{p}/mcp") for n, p in ports.items()}
         one = Session("tollgate /one", f"http://127.0.0.1:{port}/one")
         three = Session("tollgate /three", f"http://127.0.0.1:{port}/three")
         sessions += [*direct.values(), one, three]
+        via = f"http://127.0.0.1:{envoy_port}"
+        plain = Session("envoy /plain", f"{via}/plain")
+        edge = Session("envoy + ext_proc /edge", f"{via}/edge")
+        listener = Session("envoy to tollgate /one", f"{via}/one")
+        sessions += [plain, edge, listener]
 
         echo = {"name": "echo", "arguments": {"text": "hello"}}
         d, g = measure([lambda: direct["a"].post("tools/call", echo),
                         lambda: one.post("tools/call", echo)], args.n, args.warmup)
+        behind = measure([lambda: plain.post("tools/call", echo),
+                          lambda: edge.post("tools/call", echo),
+                          lambda: listener.post("tools/call", echo)], args.n, args.warmup)
         pool = ThreadPoolExecutor(3)
 
         def all_three():
@@ -222,6 +308,15 @@ def main() -> int:
         print(f"| through tollgate (1 target) | {pct(g, 50):.3f} | {pct(g, 99):.3f} |")
         added50 = pct(g, 50) - pct(d, 50)
         print(f"| added by tollgate | {added50:+.3f} | {pct(g, 99) - pct(d, 99):+.3f} |")
+        print()
+        print("| tools/call echo behind Envoy | p50 | p99 | added p50 | added p99 |")
+        print("|---|---:|---:|---:|---:|")
+        base = behind[0]
+        for label, values in zip(["Envoy straight to the target (baseline)",
+                                  "Envoy, tollgate's ext_proc routing it (mcp.direct)",
+                                  "Envoy to tollgate's MCP listener"], behind):
+            print(f"| {label} | {pct(values, 50):.3f} | {pct(values, 99):.3f} "
+                  f"| {pct(values, 50) - pct(base, 50):+.3f} | {pct(values, 99) - pct(base, 99):+.3f} |")
         print()
         print("| tools/list | p50 | p99 |")
         print("|---|---:|---:|")

@@ -2,7 +2,9 @@
 //! for several targets (any split of the same bytes gives the same output; every
 //! server request's id is tagged and untags to the original; other messages keep
 //! theirs), the client's message classifier, tagged ids and composite event ids,
-//! sealed session ids and JWKS documents. Nothing may panic.
+//! sealed session ids, JWKS documents, and the 2026-07-28 envelope (its checks against
+//! headers made from the same bytes, routing headers made from them, and header values
+//! that decode back to what was encoded). Nothing may panic.
 #![no_main]
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tollgate::auth::{jwks, JwksSource};
 use tollgate::llm::SseParser;
-use tollgate::mcp::{events, jsonrpc, relay, SessionKeys};
+use tollgate::mcp::{envelope, events, jsonrpc, relay, SessionKeys};
 use tollgate_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +34,24 @@ fuzz_target!(|data: &[u8]| {
     let _ = events::split_event_id(&text, 1 + (input.flags as usize % 4));
     let _ = SessionKeys::random().open(&text);
     let _ = jwks::parse_set(&JwksSource::File("fuzz".into()), input.payload);
+    check_envelope(input.payload, &text);
 });
+
+/// The 2026-07-28 envelope over arbitrary bytes: checks and routing headers never
+/// panic, and a header value always decodes to the text it was made from.
+fn check_envelope(payload: &[u8], text: &str) {
+    let routing = envelope::routing_headers(payload);
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &routing {
+        headers.append(name.clone(), value.clone());
+    }
+    if let Ok(value) = serde_json::from_slice::<Value>(payload) {
+        let _ = envelope::is_modern(&headers, &value);
+        let _ = envelope::check(&headers, &value, &Value::Null);
+    }
+    let encoded = envelope::encode_header_value(text);
+    assert_eq!(envelope::decode_header_value(&encoded).as_deref(), Some(text));
+}
 
 /// The relabelled stream of target 1 of several, or `None` when it ended in an error.
 fn relabel(chunks: &[&[u8]]) -> Option<Vec<u8>> {
