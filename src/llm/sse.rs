@@ -8,8 +8,9 @@
 //! U+FFFD for invalid bytes, so a character split across chunks decodes whole.
 //!
 //! Where this differs from a browser, on purpose:
-//! - `id` is the id field of *this* event (for faithful re-emission), not the last id
-//!   seen on the stream; `retry` is ignored.
+//! - `id` and `retry` are the fields of *this* event (for faithful re-emission: a proxy
+//!   that re-encodes a stream keeps the server's reconnection delay), not the last ones
+//!   seen on the stream. A `retry` on an event without data is not handed out.
 //! - [`SseParser::finish`] can hand out an event the stream ended without a blank line
 //!   for (browsers drop it): an upstream that forgets the final blank line still gets
 //!   its last chunk — usually the one with usage — counted.
@@ -58,6 +59,8 @@ pub struct SseEvent {
     pub data: String,
     /// The `id` field of this event, if it had one.
     pub id: Option<String>,
+    /// The `retry` field (reconnection time, ms) of this event, if it had a valid one.
+    pub retry: Option<u64>,
 }
 
 /// An incremental event-stream parser.
@@ -73,6 +76,7 @@ pub struct SseParser {
     event: Option<String>,
     data: String,
     id: Option<String>,
+    retry: Option<u64>,
     /// Events parsed from the current chunk, handed out by `push`.
     ready: Vec<SseEvent>,
     limits: SseLimits,
@@ -132,6 +136,9 @@ impl SseEvent {
             out.extend_from_slice(id.as_bytes());
             out.push(b'\n');
         }
+        if let Some(retry) = self.retry {
+            out.extend_from_slice(format!("retry: {retry}\n").as_bytes());
+        }
         for line in self.data.split('\n') {
             out.extend_from_slice(b"data: ");
             out.extend_from_slice(line.as_bytes());
@@ -163,6 +170,7 @@ impl SseParser {
             event: None,
             data: String::new(),
             id: None,
+            retry: None,
             ready: Vec::new(),
             limits,
             stopped: false,
@@ -261,6 +269,9 @@ impl SseParser {
             raw.extend_from_slice(id.as_bytes());
             raw.push(b'\n');
         }
+        if let Some(retry) = self.retry.take() {
+            raw.extend_from_slice(format!("retry: {retry}\n").as_bytes());
+        }
         for line in self.data.split_terminator('\n') {
             raw.extend_from_slice(b"data: ");
             raw.extend_from_slice(line.as_bytes());
@@ -298,6 +309,7 @@ impl SseParser {
         self.data.len()
             + self.event.as_ref().map_or(0, String::len)
             + self.id.as_ref().map_or(0, String::len)
+            + if self.retry.is_some() { 20 } else { 0 }
     }
 
     /// Applies one complete line; `false` (and nothing applied) when its data would
@@ -330,6 +342,10 @@ impl SseParser {
             }
             b"event" => self.event = (!value.is_empty()).then(|| utf8(value)),
             b"id" if memchr(0, value).is_none() => self.id = Some(utf8(value)),
+            // WHATWG: only ASCII digits make a reconnection time; anything else is ignored.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            }
             _ => {}
         }
         true
@@ -339,6 +355,7 @@ impl SseParser {
         if self.data.is_empty() {
             self.event = None;
             self.id = None;
+            self.retry = None;
             return;
         }
         self.data.pop(); // the last line's `\n`
@@ -346,6 +363,7 @@ impl SseParser {
             event: self.event.take(),
             data: mem::take(&mut self.data),
             id: self.id.take(),
+            retry: self.retry.take(),
         });
     }
 }

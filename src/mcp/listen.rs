@@ -93,6 +93,7 @@ impl ListenMerge {
                 event: None,
                 data: ack.to_string(),
                 id: None,
+                retry: None,
             })
             .into_iter()
             .collect();
@@ -147,6 +148,7 @@ mod tests {
             event: None,
             data: value.to_string(),
             id: None,
+            retry: None,
         }
     }
 

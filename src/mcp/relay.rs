@@ -70,6 +70,7 @@ fn tagged(event: &SseEvent, index: usize) -> Option<SseEvent> {
         event: event.event.clone(),
         data: message.to_string(),
         id: event.id.clone(),
+        retry: event.retry,
     })
 }
 

@@ -17,6 +17,7 @@ fn ev(event: Option<&str>, data: &str, id: Option<&str>) -> SseEvent {
         event: event.map(str::to_owned),
         data: data.to_owned(),
         id: id.map(str::to_owned),
+        retry: None,
     }
 }
 
@@ -54,9 +55,13 @@ fn fields_and_values() {
     // dispatch, and its event type does not leak into the next event.
     let got = parse(&[b"data:\n\nevent: x\n\ndata: y\n\n"]);
     assert_eq!(got, vec![ev(None, "", None), ev(None, "y", None)]);
-    // Comments, unknown fields, retry; id with NUL is ignored; a field without colon.
+    // Comments and unknown fields are ignored, so is an id with NUL; retry is kept.
     let got = parse(&[b": keep-alive\nretry: 10\nfoo: bar\nid: a\0b\ndata: z\n\n"]);
-    assert_eq!(got, vec![ev(None, "z", None)]);
+    let z = SseEvent {
+        retry: Some(10),
+        ..ev(None, "z", None)
+    };
+    assert_eq!(got, vec![z]);
     // Only the first colon splits; the value keeps the rest.
     let got = parse(&[b"data: {\"a\":\"b:c\"}\n\n"]);
     assert_eq!(got, vec![ev(None, r#"{"a":"b:c"}"#, None)]);
@@ -210,4 +215,21 @@ fn within_limits_nothing_changes_and_a_stopped_parser_ignores_input() {
     assert_eq!(p.take_unparsed(), b"event: e\ndata: a\ndata: b\ndat");
     assert_eq!((p.exceeded(), p.push(b"a: c\n\n").count()), (None, 0));
     assert_eq!(SseParser::new().limits, SseLimits::DEFAULT);
+}
+
+/// `retry` belongs to its event and is written back, so a proxy that re-encodes a
+/// stream keeps the server's reconnection delay; an invalid one is ignored.
+#[test]
+fn retry_is_kept_with_its_event() {
+    let mut p = SseParser::new();
+    let events: Vec<SseEvent> = p
+        .push(b"id: e1\nretry: 1500\ndata: \n\nretry: soon\ndata: x\n\n")
+        .collect();
+    assert_eq!(events[0].retry, Some(1500));
+    assert_eq!(events[1].retry, None);
+    let again: Vec<SseEvent> = SseParser::new().push(&events[0].to_bytes()).collect();
+    assert_eq!(again, vec![events[0].clone()]);
+    assert!(String::from_utf8(events[0].to_bytes())
+        .unwrap()
+        .contains("retry: 1500\n"));
 }

@@ -17,6 +17,7 @@ fn data(data: &str) -> SseEvent {
         event: None,
         data: data.to_owned(),
         id: None,
+        retry: None,
     }
 }
 

@@ -184,6 +184,7 @@ impl StreamGuard {
             },
             data: String::from_utf8(body).expect("serde_json writes UTF-8"),
             id: None,
+            retry: None,
         }
     }
 

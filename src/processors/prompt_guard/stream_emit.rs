@@ -170,5 +170,6 @@ fn flush_event(api: Api, key: Key, template: Option<&SseEvent>, text: String) ->
         event: event.or_else(|| template.and_then(|t| t.event.clone())),
         data: data.to_string(),
         id: None,
+        retry: None,
     })
 }
