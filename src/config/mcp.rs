@@ -107,7 +107,7 @@ pub enum McpPrefix {
 
 /// Sealed sessions: the client's `Mcp-Session-Id` carries every target's session,
 /// encrypted, so any replica with the same keys serves it and nothing is stored.
-#[derive(Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct McpSession {
     /// AES-256 keys, base64url (or base64), 32 bytes each, usually `${ENV}` references:
@@ -116,12 +116,31 @@ pub struct McpSession {
     /// survive a restart nor move between replicas (a warning says so).
     #[serde(default)]
     pub keys: Vec<String>,
+    /// How long a session lasts from its `initialize`; after that it is unknown (404)
+    /// and the client initializes again. Bounds how long a leaked session id, or one
+    /// DELETEd through another replica, stays usable. Default `24h`.
+    #[serde(default = "default_max_age")]
+    pub max_age: Duration,
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl Default for McpSession {
+    fn default() -> Self {
+        McpSession {
+            keys: Vec::new(),
+            max_age: default_max_age(),
+        }
+    }
 }
 
 impl fmt::Debug for McpSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpSession")
             .field("keys", &format_args!("<{} redacted>", self.keys.len()))
+            .field("max_age", &self.max_age)
             .finish()
     }
 }
@@ -195,6 +214,7 @@ impl McpBackend {
         for (field, d) in [
             ("timeout", self.timeout),
             ("streamIdleTimeout", self.stream_idle_timeout),
+            ("session.maxAge", self.session.max_age),
         ] {
             if d.get().is_zero() {
                 errs.push(ConfigError::field(

@@ -125,6 +125,8 @@ pub struct Multiplexer {
     stream_idle: Duration,
     /// `mcp.direct`: the header that names a call's target (`direct`).
     direct: Option<http::HeaderName>,
+    /// How long a session lasts from its `initialize`.
+    max_age: Duration,
 }
 
 /// How to build a [`Multiplexer`].
@@ -151,6 +153,8 @@ pub struct MuxConfig {
     pub tool_limits: Option<Arc<ToolLimits>>,
     /// `mcp.direct`: the header that names a call's target for Envoy.
     pub direct: Option<http::HeaderName>,
+    /// How long a session lasts from its `initialize` (`session.maxAge`).
+    pub max_age: Duration,
 }
 
 /// A `tools/call` or `prompts/get` admitted for its target.
@@ -235,6 +239,7 @@ impl Multiplexer {
             fingerprint,
             stream_idle: c.stream_idle,
             direct: c.direct,
+            max_age: c.max_age,
         }
     }
 
@@ -734,8 +739,8 @@ impl Multiplexer {
     }
 
     /// The client's session: 400 when it has none, 404 when it does not open (a
-    /// foreign key, tampering, another target set, another user's session) or was
-    /// DELETEd through this replica. Target sessions this replica renewed replace the sealed ones.
+    /// foreign key, tampering, another target set, another user's session), is older
+    /// than `session.maxAge`, or was DELETEd through this replica. Target sessions this replica renewed replace the sealed ones.
     fn session(
         &self,
         headers: &HeaderMap,
@@ -746,10 +751,14 @@ impl Multiplexer {
             return Err(McpError::MissingSession { id });
         };
         let token = token.unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let state = self.keys.open(token).filter(|s| {
             s.fingerprint == self.fingerprint
                 && s.targets.len() == self.targets.len()
                 && s.subject.as_deref() == caller.subject()
+                && now.saturating_sub(s.issued_at) <= self.max_age.as_secs()
                 && !self.renewals.ended(token)
         });
         let Some(mut state) = state else {

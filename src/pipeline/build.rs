@@ -350,6 +350,7 @@ fn compile_mcp(
         rules,
         tool_limits,
         direct: checked.direct,
+        max_age: mcp.session.max_age.get(),
     })))
 }
 

@@ -35,12 +35,17 @@ fn defaults_and_a_good_section() {
     assert!(checked.targets.prefixed());
     assert_eq!(checked.urls[1].host(), Some("cal.example.com"));
     assert!(checked.keys.is_none());
+    assert_eq!(
+        s.session.max_age.get(),
+        std::time::Duration::from_secs(24 * 3600)
+    );
+    assert!(checked.direct.is_none());
 }
 
 #[test]
 fn every_problem_names_its_field() {
     let found = problems(&format!(
-        "separator: \"--\"\ntargets:\n- {{name: ok, url: \"ftp://x/mcp\"}}\n- {{name: \"cal--x\", url: \"http://127.0.0.1:1/mcp\"}}\nsession:\n  keys: [\"{KEY}\", \"AAAA\"]\nallowedOrigins: [\"https://a.example/\"]\ntimeout: 0s"
+        "separator: \"--\"\ntargets:\n- {{name: ok, url: \"ftp://x/mcp\"}}\n- {{name: \"cal--x\", url: \"http://127.0.0.1:1/mcp\"}}\nsession:\n  keys: [\"{KEY}\", \"AAAA\"]\n  maxAge: 0s\nallowedOrigins: [\"https://a.example/\"]\ntimeout: 0s\ndirect: {{header: \"mcp-target\"}}"
     ));
     assert_eq!(
         found,
@@ -50,6 +55,8 @@ fn every_problem_names_its_field() {
             format!("{AT}.session.keys[1]: must decode to 32 bytes (got 3)"),
             format!("{AT}.allowedOrigins[0]: \"https://a.example/\" must be an origin such as https://app.example.com"),
             format!("{AT}.timeout: must be above zero"),
+            format!("{AT}.session.maxAge: must be above zero"),
+            format!("{AT}.direct.header: \"mcp-target\" carries MCP or HTTP meaning; name a header of your own"),
         ]
     );
 }

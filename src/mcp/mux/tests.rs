@@ -70,6 +70,7 @@ pub(super) fn mux_at(
         rules: None,
         tool_limits: None,
         direct: None,
+        max_age: Duration::from_secs(3600),
     })
 }
 
@@ -191,6 +192,25 @@ async fn refusals_before_any_target_is_asked() {
         ("mcp-protocol-version", "1999-01-01"),
     ]);
     assert_eq!(send(&m, Method::POST, &old, ping).await.0, 400);
+}
+
+/// A session older than `session.maxAge` is unknown (404), so the client initializes
+/// again; one just inside it opens.
+#[tokio::test]
+async fn a_session_past_its_max_age_is_unknown() {
+    let m = mux(&["a", "b"], &[]);
+    let aged = |seconds: u64| {
+        let sid = session(&m);
+        let mut state = m.keys.open(&sid).unwrap();
+        state.issued_at -= seconds;
+        m.keys.seal(&state)
+    };
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let young = headers(&[("mcp-session-id", &aged(3590))]);
+    assert_eq!(send(&m, Method::POST, &young, ping).await.0, 200);
+    let old = headers(&[("mcp-session-id", &aged(3700))]);
+    let (s, _, b) = send(&m, Method::POST, &old, ping).await;
+    assert_eq!((s, &b["error"]["code"]), (404, &json!(-32600)));
 }
 
 #[tokio::test]
