@@ -1,12 +1,15 @@
 //! MCP clients besides the Python SDK's, through the gateway: the official TypeScript
 //! SDK client (lists, calls of each target, an unknown prefix, prompts, resources, an
-//! elicitation and a sampling it answers, DELETE at the end) and the MCP Inspector's
-//! CLI, each against Python SDK 1.x and 2.x servers on loopback.
+//! elicitation and a sampling it answers, DELETE at the end), the official Rust SDK's
+//! client (rmcp: list, calls, an unknown prefix) and the MCP Inspector's CLI, each
+//! against Python SDK 1.x and 2.x servers on loopback.
 
 use serde_json::{json, Value};
 
 use crate::support::free_port;
-use crate::support::mcp::{gateway_yaml, inspector, run_ts_clients, McpServer, Sdk};
+use crate::support::mcp::{
+    gateway_yaml, inspector, run_rmcp_clients, run_ts_clients, McpServer, Sdk,
+};
 use crate::support::tollgate::Tollgate;
 
 #[tokio::test]
@@ -118,5 +121,42 @@ async fn the_inspector_cli_lists_calls_reads_and_gets() {
     assert_eq!(
         got["messages"][0]["content"]["text"], "weather greets bo",
         "{got}"
+    );
+}
+
+#[tokio::test]
+async fn the_rust_sdk_client_uses_the_gateway() {
+    let weather = McpServer::start(Sdk::V1, "weather", false).await;
+    let calendar = McpServer::start(Sdk::V2, "calendar", true).await;
+    let port = free_port();
+    let _tollgate = Tollgate::start(&gateway_yaml(port, &[&weather, &calendar], "")).await;
+    let job = json!({
+        "url": format!("http://127.0.0.1:{port}/mcp"),
+        "calls": [
+            {"name": "weather__echo", "arguments": {"text": "hi"}},
+            {"name": "calendar__echo", "arguments": {"text": "hi"}},
+            {"name": "nope__echo", "arguments": {}},
+        ],
+    });
+    let result = &run_rmcp_clients(vec![job]).await[0];
+    assert_eq!(result["server_name"], "tollgate", "{result}");
+    assert_eq!(result["protocol_version"], "2025-11-25", "{result}");
+    assert_eq!(
+        result["tools"],
+        json!([
+            "weather__echo",
+            "weather__weather_only",
+            "calendar__echo",
+            "calendar__calendar_only"
+        ])
+    );
+    assert_eq!(
+        result["calls"],
+        json!([
+            {"text": "weather:hi", "is_error": false},
+            {"text": "calendar:hi", "is_error": false},
+            {"error": {"code": -32602, "message": "unknown tool \"nope__echo\""}},
+        ]),
+        "{result}"
     );
 }

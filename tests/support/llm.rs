@@ -301,21 +301,28 @@ pub async fn run_sdk(script: &str, jobs: Vec<Value>) -> Vec<Value> {
 
 /// [`run_sdk`] with the interpreter `python` (another venv's).
 pub async fn run_sdk_with(python: PathBuf, script: &str, jobs: Vec<Value>) -> Vec<Value> {
+    let script = repo_root().join("tests/sdk").join(script);
+    let mut command = Command::new(python);
+    command.arg(&script).args(["--jobs", "-"]);
+    run_jobs(command, jobs).await
+}
+
+/// Runs `command`, a client that reads a JSON list of jobs on stdin and prints a JSON
+/// list of results; the results, one per job.
+pub async fn run_jobs(mut command: Command, jobs: Vec<Value>) -> Vec<Value> {
     if jobs.is_empty() {
         return Vec::new();
     }
-    let script = repo_root().join("tests/sdk").join(script);
+    let script = command.get_program().to_string_lossy().into_owned();
     let input = serde_json::to_vec(&jobs).unwrap();
     let n = jobs.len();
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python)
-            .arg(&script)
-            .args(["--jobs", "-"])
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
         child
             .stdin
             .take()

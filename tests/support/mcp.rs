@@ -204,6 +204,19 @@ pub async fn run_ts_clients(jobs: Vec<Value>) -> Vec<Value> {
     super::llm::run_sdk_with(PathBuf::from("node"), "mcp_client.mjs", jobs).await
 }
 
+/// Runs client jobs with the official Rust SDK's client (`tests/rmcp_client`, built by
+/// `scripts/install-test-deps`); the results in order.
+pub async fn run_rmcp_clients(jobs: Vec<Value>) -> Vec<Value> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), PathBuf::from);
+    let bin = target.join("test-peers/debug/rmcp-client");
+    assert!(
+        bin.is_file(),
+        "the rmcp test client is not built: run scripts/install-test-deps (cargo build --manifest-path tests/rmcp_client/Cargo.toml --target-dir target/test-peers)"
+    );
+    super::llm::run_jobs(Command::new(bin), jobs).await
+}
+
 /// The MCP Inspector's CLI (`mcp-inspector --cli <url> <args>`): the JSON it printed.
 pub async fn inspector(url: &str, args: &[&str]) -> Value {
     let bin = node_modules().join(".bin/mcp-inspector");
