@@ -5,7 +5,9 @@
 //! the configured header and the route cache cleared — Envoy's route for that target
 //! then carries it, and the standalone proxy sends it there itself (`cx.mcp_target`).
 //! A call the gateway refuses (unknown prefix, a rule, a limit, a bad session) is
-//! answered here, as the gateway would; every other message goes on unchanged.
+//! answered here, as the gateway would; every other message goes on unchanged — except
+//! that a target header the client sent itself is removed (with the route cache
+//! cleared), on every request, so no client picks Envoy's route to a target.
 //!
 //! On the answer it settles the call (limits kept or refunded, counted), turns a
 //! target's 404 (it lost the session) into a JSON-RPC error after renewing that session,
@@ -51,22 +53,22 @@ impl ProcessorFactory for McpRouterFactory {
     }
 
     fn new_processor(&self, cx: &Ctx) -> Option<Box<dyn Processor>> {
-        // Only POSTs carry calls.
-        (cx.request.method == "POST").then(|| {
-            Box::new(McpRouter {
-                mux: self.mux.clone(),
-                limit: self.limit,
-                headers: HeaderMap::new(),
-                call: None,
-                relabel: None,
-            }) as Box<dyn Processor>
-        })
+        Some(Box::new(McpRouter {
+            mux: self.mux.clone(),
+            limit: self.limit,
+            // Only POSTs carry calls.
+            post: cx.request.method == "POST",
+            headers: HeaderMap::new(),
+            call: None,
+            relabel: None,
+        }))
     }
 }
 
 struct McpRouter {
     mux: Arc<Multiplexer>,
     limit: usize,
+    post: bool,
     /// The client's request headers, as the plan needs them.
     headers: HeaderMap,
     /// The call sent straight to its target, until its answer settles it.
@@ -79,15 +81,27 @@ struct McpRouter {
 impl Processor for McpRouter {
     async fn on_request_headers(
         &mut self,
-        _cx: &mut Ctx,
+        cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        self.headers = headers.map().clone();
+        if let Some(name) = self.mux.direct_header() {
+            if headers.map().contains_key(name) {
+                headers.remove(name);
+                cx.clear_route_cache = true;
+            }
+        }
+        if self.post {
+            self.headers = headers.map().clone();
+        }
         Ok(Flow::Continue)
     }
 
     fn request_body_mode(&self) -> BodyMode {
-        BodyMode::Buffer { limit: self.limit }
+        if self.post {
+            BodyMode::Buffer { limit: self.limit }
+        } else {
+            BodyMode::Skip
+        }
     }
 
     async fn on_request_body(

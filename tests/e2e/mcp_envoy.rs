@@ -10,10 +10,10 @@ use jsonwebtoken::get_current_timestamp;
 use serde_json::json;
 use tollgate::auth::Issuer;
 
-use crate::support::client;
+use crate::support::client::{self, Req};
 
 use crate::support::envoy::Envoy;
-use crate::support::mcp::{gateway_yaml, post, run_clients, McpServer, Sdk};
+use crate::support::mcp::{gateway_yaml, post, run_clients, McpServer, Sdk, INITIALIZE};
 use crate::support::tollgate::Tollgate;
 use crate::support::{free_port, metric, repo_root};
 
@@ -171,6 +171,27 @@ async fn single_target_calls_go_straight_to_their_target_through_envoy() {
             .counter("cluster.mcp_calendar.upstream_rq_total")
             .await,
         2
+    );
+    // A client that names a target itself does not get Envoy's route to it: ext_proc
+    // removes the header and the listener answers (here: initialize, a GET stream).
+    let forged = post(INITIALIZE).header("x-tollgate-mcp-target", "weather");
+    let forged = client::must(envoy.port(0), forged).await;
+    assert_eq!(forged.status, 200, "{}", forged.text());
+    assert_eq!(forged.json()["result"]["serverInfo"]["name"], "tollgate");
+    let get = Req::get("/mcp")
+        .header("accept", "text/event-stream")
+        .header("x-tollgate-mcp-target", "weather");
+    let get = client::must(envoy.port(0), get).await;
+    assert_eq!(
+        get.status,
+        400,
+        "no session, the listener's answer: {}",
+        get.text()
+    );
+    let weather_calls = envoy.counter("cluster.mcp_weather.upstream_rq_total").await;
+    assert_eq!(
+        weather_calls, 3,
+        "nothing more reached weather through Envoy"
     );
     let metrics = tollgate.metrics().await;
     let routed =

@@ -69,6 +69,11 @@ impl Multiplexer {
         self.direct.is_some()
     }
 
+    /// The header that names a call's target (`mcp.direct.header`).
+    pub fn direct_header(&self) -> Option<&HeaderName> {
+        self.direct.as_ref()
+    }
+
     /// Whether a target's streamed answer needs its server requests' ids tagged (with
     /// several targets, so the client's answers find their target).
     pub fn tags_requests(&self) -> bool {
