@@ -285,14 +285,19 @@ impl SseParser {
     }
 
     /// Ends the stream. An event that has data but no closing blank line is handed out
-    /// (see the module doc); an incomplete last line counts as a line.
+    /// (see the module doc); an incomplete last line counts as a line. A last line that
+    /// would take the event over its bound stops the parser instead ([`Self::exceeded`]),
+    /// never an event handed out without it.
     pub fn finish(&mut self) -> Option<SseEvent> {
         if self.stopped {
             return None;
         }
         if !self.line.is_empty() {
             let line = mem::take(&mut self.line);
-            self.line_done(&line);
+            if !self.line_done(&line) {
+                self.stop(Some(SseLimit::Event), &line);
+                return None;
+            }
         }
         self.skip_lf = false;
         self.dispatch();

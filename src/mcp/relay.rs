@@ -132,6 +132,13 @@ where
                     if let Some(event) = this.parser.finish() {
                         this.emit(&event);
                     }
+                    if let Some(limit) = this.parser.exceeded() {
+                        let reason = format!(
+                            "an MCP target's SSE event is over the {} bound",
+                            limit.as_str()
+                        );
+                        this.out.push_back(Err(reason.into()));
+                    }
                 }
                 Some(Err(e)) => {
                     this.done = true;

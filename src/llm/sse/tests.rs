@@ -233,3 +233,19 @@ fn retry_is_kept_with_its_event() {
         .unwrap()
         .contains("retry: 1500\n"));
 }
+
+/// A stream that ends inside a last line which would take its event over the bound
+/// stops the parser: the event is not handed out without that line.
+#[test]
+fn a_last_line_over_the_event_bound_stops_the_parser() {
+    let limits = SseLimits {
+        line_bytes: 64,
+        event_bytes: 16,
+    };
+    let mut p = SseParser::with_limits(limits);
+    assert_eq!(p.push(b"data: 0123456789\ndata: abcdefgh").count(), 0);
+    assert_eq!(p.finish(), None);
+    assert_eq!(p.exceeded(), Some(SseLimit::Event));
+    let rest = String::from_utf8(p.take_unparsed()).unwrap();
+    assert!(rest.ends_with("data: abcdefgh"), "{rest}");
+}
