@@ -30,19 +30,26 @@
 mod direct;
 mod fanout;
 mod modern;
+mod named;
 mod renew;
+mod transport;
 
 pub use direct::{DirectCall, Plan};
 pub use renew::Renewals;
+
+use named::Named;
+use transport::{
+    accepts, check_accept, check_content_type, check_version, error_response, json_reply, reply,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
-use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt};
 use serde_json::{json, Value};
 
 use super::authz::{Item, Rules};
@@ -51,17 +58,15 @@ use super::error::McpError;
 use super::events::{self, TargetStream};
 use super::idle::IdleLimited;
 use super::jsonrpc::{self, Message};
-use super::limits::{Refusal, ToolCall, ToolLimits};
+use super::limits::ToolLimits;
 use super::relay;
 use super::upstream::{
     Call, CallError, Client, Target, LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID,
 };
 use super::versions::{self, DEFAULT_VERSION};
 use super::{SessionKeys, SessionState, TargetSet};
-use crate::limits::Reservation;
 use crate::metrics::{
     McpCallLabels, McpMethodLabels, McpMetrics, McpRequestLabels, McpRouteMethodLabels,
-    McpToolLabels,
 };
 
 /// The body of the gateway's answers: its own JSON, or a target's answer passed on.
@@ -155,17 +160,6 @@ pub struct MuxConfig {
     pub direct: Option<http::HeaderName>,
     /// How long a session lasts from its `initialize` (`session.maxAge`).
     pub max_age: Duration,
-}
-
-/// A `tools/call` or `prompts/get` admitted for its target.
-pub(super) struct Named {
-    pub(super) index: usize,
-    /// The request under the item's own name.
-    pub(super) body: Bytes,
-    /// Tool-call limit reservations, settled once the target answered.
-    pub(super) held: Vec<Reservation>,
-    /// The item's own name.
-    pub(super) own: String,
 }
 
 /// Who sends a request: the claims `mcpAuthentication` verified, if the route has it.
@@ -395,174 +389,6 @@ impl Multiplexer {
                 id,
                 method: method.to_string(),
             }),
-        }
-    }
-
-    /// `tools/call`: routed as [`Self::route_named`] says, and counted by tool.
-    async fn call_tool(
-        &self,
-        state: &Session,
-        id: Value,
-        value: Value,
-    ) -> Result<Response<McpBody>, McpError> {
-        let name = value.pointer("/params/name").and_then(Value::as_str);
-        let decoded = name.and_then(|n| self.targets.decode(n));
-        let Some((index, tool)) = decoded.map(|(i, t)| (i, t.to_string())) else {
-            return self.route_named(state, id, value, "tools/call").await;
-        };
-        let answer = self.route_named(state, id, value, "tools/call").await;
-        let ok = matches!(&answer, Ok(r) if r.status().is_success());
-        let m = &self.metrics;
-        m.tools
-            .get_or_create(&McpToolLabels {
-                route: self.route.clone(),
-                target: self.upstreams[index].name.clone(),
-                tool: m.tool_names.value(&tool),
-                result: if ok { "ok" } else { "error" },
-            })
-            .inc();
-        answer
-    }
-
-    /// `tools/call`, `prompts/get`: the target named by `params.name`'s prefix gets the
-    /// request under the item's own name; a name no target lists under is -32602.
-    async fn route_named(
-        &self,
-        state: &Session,
-        id: Value,
-        value: Value,
-        method: &'static str,
-    ) -> Result<Response<McpBody>, McpError> {
-        let Named {
-            index, body, held, ..
-        } = self.admit_named(state, &id, value, method).await?;
-        let answer = self.forward(state, index, id, method, body).await;
-        let ok = matches!(&answer, Ok(r) if r.status().is_success());
-        Self::settle(held, ok).await;
-        answer
-    }
-
-    /// A tool-call limit's reservations once the call was sent: kept when the target
-    /// took it, else refunded (before the answer goes out, so the caller's next call
-    /// sees it).
-    pub(super) async fn settle(mut held: Vec<Reservation>, delivered: bool) {
-        if delivered {
-            ToolLimits::delivered(&mut held);
-        } else {
-            ToolLimits::refund(held).await;
-        }
-    }
-
-    /// The checks before a `tools/call` or `prompts/get` goes to its target: the
-    /// prefix names a target (else -32602), the rules allow it (else 403), the limits
-    /// admit it (reserved); the body with the item's own name.
-    pub(super) async fn admit_named(
-        &self,
-        state: &Session,
-        id: &Value,
-        mut value: Value,
-        method: &'static str,
-    ) -> Result<Named, McpError> {
-        let id = id.clone();
-        let kind = if method == "tools/call" {
-            "tool"
-        } else {
-            "prompt"
-        };
-        let Some(name) = value.pointer("/params/name").and_then(Value::as_str) else {
-            let reason = format!("params.name must be a {kind}'s name");
-            return Err(McpError::InvalidParams { id, reason });
-        };
-        let Some((index, own)) = self.targets.decode(name) else {
-            let name = name.to_string();
-            return Err(McpError::UnknownTool { id, kind, name });
-        };
-        let item = if kind == "tool" {
-            Item::Tool(own)
-        } else {
-            Item::Prompt(own)
-        };
-        let arguments = value.pointer("/params/arguments").unwrap_or(&Value::Null);
-        if !self.allows(state, index, item, arguments) {
-            let name = name.to_string();
-            return Err(McpError::Forbidden { id, kind, name });
-        }
-        let held = match (&self.tool_limits, item) {
-            (Some(limits), Item::Tool(tool)) => {
-                let call = ToolCall {
-                    name,
-                    target: &self.upstreams[index].name,
-                    tool,
-                    jwt: state.claims.as_ref(),
-                };
-                limits.admit(call).await.map_err(|r| match r {
-                    Refusal::Limited {
-                        message,
-                        retry_after,
-                    } => McpError::Limited {
-                        id: id.clone(),
-                        message,
-                        retry_after,
-                    },
-                    Refusal::Unavailable(reason) => McpError::LimitsUnavailable {
-                        id: id.clone(),
-                        reason,
-                    },
-                })?
-            }
-            _ => Vec::new(),
-        };
-        let own = own.to_string();
-        value["params"]["name"] = Value::String(own.clone());
-        let body = Bytes::from(serde_json::to_vec(&value).expect("a Value serializes"));
-        Ok(Named {
-            index,
-            body,
-            held,
-            own,
-        })
-    }
-
-    /// `completion/complete`: a prompt's argument goes to the prompt's target under its
-    /// own name; a resource template's to every target that may have it (the first
-    /// answer wins).
-    async fn complete(
-        &self,
-        state: &Session,
-        id: Value,
-        mut value: Value,
-    ) -> Result<Response<McpBody>, McpError> {
-        let reference = value.pointer("/params/ref").cloned().unwrap_or(Value::Null);
-        match reference["type"].as_str() {
-            Some("ref/prompt") => {
-                let name = reference["name"].as_str().unwrap_or_default();
-                let Some((index, own)) = self.targets.decode(name) else {
-                    let (kind, name) = ("prompt", name.to_string());
-                    return Err(McpError::UnknownTool { id, kind, name });
-                };
-                if !self.allows(state, index, Item::Prompt(own), &Value::Null) {
-                    let (kind, name) = ("prompt", name.to_string());
-                    return Err(McpError::Forbidden { id, kind, name });
-                }
-                value["params"]["ref"]["name"] = Value::String(own.to_string());
-                let body = Bytes::from(value.to_string());
-                self.forward(state, index, id, "completion/complete", body)
-                    .await
-            }
-            Some("ref/resource") => {
-                let uri = reference["uri"].as_str().unwrap_or_default();
-                let allowed = self.allowed_for(state, Item::Resource(uri));
-                if allowed.is_empty() {
-                    let (kind, name) = ("resource", uri.to_string());
-                    return Err(McpError::Forbidden { id, kind, name });
-                }
-                self.first_answer(state, id, &value, "completion/complete", allowed)
-                    .await
-            }
-            _ => {
-                let reason = "params.ref must be a ref/prompt or a ref/resource".to_string();
-                Err(McpError::InvalidParams { id, reason })
-            }
         }
     }
 
@@ -832,104 +658,6 @@ impl Multiplexer {
             })
             .observe(started.elapsed().as_secs_f64());
     }
-}
-
-/// Both `application/json` and `text/event-stream` accepted (wildcards count).
-fn check_accept(headers: &HeaderMap) -> Result<(), McpError> {
-    if accepts(headers, ["application/json", "application/*", "*/*"])
-        && accepts(headers, ["text/event-stream", "text/*", "*/*"])
-    {
-        return Ok(());
-    }
-    Err(McpError::Accept)
-}
-
-/// Whether `Accept` lists one of `wanted` (lower-case media ranges).
-fn accepts(headers: &HeaderMap, wanted: [&str; 3]) -> bool {
-    let types: Vec<String> = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .collect();
-    types.iter().any(|t| wanted.contains(&t.as_str()))
-}
-
-fn check_content_type(headers: &HeaderMap) -> Result<(), McpError> {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
-    if json {
-        Ok(())
-    } else {
-        Err(McpError::ContentType)
-    }
-}
-
-/// `MCP-Protocol-Version`, when present, must be a legacy-era version.
-fn check_version(headers: &HeaderMap) -> Result<(), McpError> {
-    let Some(v) = headers.get(PROTOCOL_VERSION) else {
-        return Ok(());
-    };
-    let v = String::from_utf8_lossy(v.as_bytes());
-    if versions::is_legacy(&v) {
-        return Ok(());
-    }
-    Err(McpError::ProtocolVersion {
-        id: None,
-        version: v.into_owned(),
-    })
-}
-
-/// The answer to a refused request; in the 2026-07-28 era (`modern`) with the HTTP
-/// status its JSON-RPC code calls for.
-fn error_response(e: &McpError, modern: bool) -> Response<McpBody> {
-    let (mut status, body) = e.reply();
-    if modern {
-        status = modern::status_for(status, &body);
-    }
-    let mut response = reply(status, Bytes::from(body), None);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allow = if matches!(e, McpError::Stateless { .. }) {
-            "POST"
-        } else {
-            "GET, POST, DELETE"
-        };
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allow));
-    }
-    response
-}
-
-/// 200 with a JSON body, and a session id for `initialize`.
-fn json_reply(value: &Value, session: Option<&str>) -> Response<McpBody> {
-    let body = Bytes::from(serde_json::to_vec(value).expect("a Value serializes"));
-    reply(StatusCode::OK, body, session)
-}
-
-fn reply(status: StatusCode, body: Bytes, session: Option<&str>) -> Response<McpBody> {
-    let json = !body.is_empty();
-    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *response.status_mut() = status;
-    if json {
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    }
-    if let Some(v) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        response.headers_mut().insert(SESSION_ID, v);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use super::*;
 use crate::mcp::targets::PrefixMode;
 use crate::mcp::TargetSession;
+use crate::metrics::McpToolLabels;
+use http::header::{ACCEPT, ALLOW};
 
 /// A loopback port nothing listens on (bound, then released).
 pub(super) fn dead_port() -> u16 {
