@@ -17,22 +17,32 @@ use crate::support::mcp::{gateway_yaml, post, run_clients, McpServer, Sdk, INITI
 use crate::support::tollgate::Tollgate;
 use crate::support::{free_port, metric, repo_root};
 
-/// The shipped Envoy config with its listener, admin and tollgate ports replaced.
-async fn envoy_for(tollgate_port: u16) -> Envoy {
-    let shipped =
-        std::fs::read_to_string(repo_root().join("deploy/envoy/tollgate-mcp-gateway.yaml"))
-            .expect("deploy/envoy/tollgate-mcp-gateway.yaml");
-    Envoy::start_with(1, |admin, ports, _log| {
-        let replace = |yaml: String, from: &str, to: u16| {
-            assert!(yaml.contains(from), "{from} not in the shipped config");
-            yaml.replace(from, &format!("port_value: {to} "))
-        };
-        let yaml = replace(shipped, "port_value: 9901 ", admin);
-        let yaml = replace(yaml, "port_value: 10000 ", ports[0]);
-        let yaml = replace(yaml, "port_value: 8080 ", tollgate_port);
+/// Envoy from the shipped config `name` (`deploy/envoy/<name>`) with its admin and
+/// listener ports, then each `(shipped port, port)` of `ports`, replaced; addresses
+/// `127.0.0.1:<shipped port>` (host rewrites) follow their port.
+async fn shipped_envoy(name: &str, ports: &[(u16, u16)]) -> Envoy {
+    let path = repo_root().join("deploy/envoy").join(name);
+    let shipped = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ports = ports.to_vec();
+    Envoy::start_with(1, move |admin, listeners, _log| {
+        let mut yaml = shipped;
+        for (from, to) in [(9901, admin), (10000, listeners[0])]
+            .into_iter()
+            .chain(ports)
+        {
+            let port = format!("port_value: {from} ");
+            assert!(yaml.contains(&port), "{port} not in {name}");
+            yaml = yaml.replace(&port, &format!("port_value: {to} "));
+            yaml = yaml.replace(&format!("127.0.0.1:{from}"), &format!("127.0.0.1:{to}"));
+        }
         yaml.replace("0.0.0.0", "127.0.0.1")
     })
     .await
+}
+
+/// The shipped all-to-the-listener config in front of tollgate's MCP listener.
+async fn envoy_for(tollgate_port: u16) -> Envoy {
+    shipped_envoy("tollgate-mcp-gateway.yaml", &[(8080, tollgate_port)]).await
 }
 
 #[tokio::test]
@@ -89,32 +99,16 @@ async fn sdk_clients_use_the_gateway_through_envoy() {
     assert_eq!(results[0]["calls"][0]["text"], "calendar", "{results:?}");
 }
 
-/// The shipped direct-routing Envoy config with its ports replaced: the listener, admin,
-/// tollgate's ext_proc and MCP listener, and the two targets.
+/// The shipped direct-routing config: tollgate's ext_proc and MCP listener, and the
+/// two targets.
 async fn direct_envoy(ext_proc: u16, listener: u16, weather: u16, calendar: u16) -> Envoy {
-    let shipped =
-        std::fs::read_to_string(repo_root().join("deploy/envoy/tollgate-mcp-direct.yaml"))
-            .expect("deploy/envoy/tollgate-mcp-direct.yaml");
-    Envoy::start_with(1, |admin, ports, _log| {
-        let mut yaml = shipped;
-        for (from, to) in [
-            ("port_value: 9901 ", admin),
-            ("port_value: 10000 ", ports[0]),
-            ("port_value: 50051 ", ext_proc),
-            ("port_value: 8080 ", listener),
-            ("port_value: 9101 ", weather),
-            ("port_value: 9102 ", calendar),
-        ] {
-            assert!(yaml.contains(from), "{from} not in the shipped config");
-            yaml = yaml.replace(from, &format!("port_value: {to} "));
-        }
-        for (from, to) in [("127.0.0.1:9101", weather), ("127.0.0.1:9102", calendar)] {
-            assert!(yaml.contains(from), "{from} not in the shipped config");
-            yaml = yaml.replace(from, &format!("127.0.0.1:{to}"));
-        }
-        yaml.replace("0.0.0.0", "127.0.0.1")
-    })
-    .await
+    let ports = [
+        (50051, ext_proc),
+        (8080, listener),
+        (9101, weather),
+        (9102, calendar),
+    ];
+    shipped_envoy("tollgate-mcp-direct.yaml", &ports).await
 }
 
 #[tokio::test]
