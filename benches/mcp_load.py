@@ -16,6 +16,10 @@ interleaved blocks, so a slow patch of the machine hits all of them alike.
      ratio of the gateway's p50 to the slowest direct p50. As a second baseline, the same
      three direct requests sent at once (three client threads, timed until the last
      answer): what the fan-out costs the servers and the machine without the gateway.
+     The same against three more servers (x, y, z on route /far) that wait --latency-ms
+     before each answer, as servers across a network or waiting on their own backends
+     do: there the answer time is wall time, not CPU, and the fan-out's parallelism shows
+     even on a machine with fewer cores than servers.
   3. Behind Envoy (1.40, --envoy): tools/call echo to a through Envoy alone (its router
      straight to a: the baseline), through Envoy with tollgate's ext_proc routing the call
      to a itself (`mcp.direct` on route /edge: ext_proc reads the body, opens the
@@ -58,10 +62,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(name: str, log) -> tuple[subprocess.Popen, int]:
+def start_server(name: str, log, latency_ms: float = 0) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests/sdk/mcp_server.py"), "--sdk", "1", "--name", name,
-         "--json-response"],
+         "--json-response", "--latency-ms", str(latency_ms)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
     )
     line = proc.stdout.readline()
@@ -94,6 +98,8 @@ def gateway_yaml(port: int, ports: dict[str, int], ext_proc: int) -> str:
         f"      mcp:\n        targets:\n{targets(['a'])}"
         f"    - name: three\n      matches: [{{path: {{exact: /three}}}}]\n"
         f"      mcp:\n        targets:\n{targets(['a', 'b', 'c'])}"
+        f"    - name: far\n      matches: [{{path: {{exact: /far}}}}]\n"
+        f"      mcp:\n        targets:\n{targets(['x', 'y', 'z'])}"
         f"    - name: edge\n      matches: [{{path: {{exact: /edge}}}}]\n"
         f"      mcp:\n        direct: {{}}\n        targets:\n{targets(['a'])}"
         f'extProc: {{ address: "127.0.0.1:{ext_proc}" }}\n'
@@ -227,6 +233,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="warm-up calls per endpoint")
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     parser.add_argument("--tollgate", default=str(target_dir / "release/tollgate"))
+    parser.add_argument("--latency-ms", type=float, default=5,
+                        help="wall time each of the far servers x, y, z waits per request")
     parser.add_argument("--workers", type=int, help="tollgate serve --workers (default: its own)")
     parser.add_argument("--envoy", default=str(ROOT / ".venv/bin/envoy"),
                         help="Envoy 1.40 for the behind-Envoy rows (scripts/install-test-deps)")
@@ -245,6 +253,9 @@ def main() -> int:
         ports = {}
         for name in ("a", "b", "c"):
             proc, ports[name] = start_server(name, log)
+            procs.append(proc)
+        for name in ("x", "y", "z"):
+            proc, ports[name] = start_server(name, log, args.latency_ms)
             procs.append(proc)
         if not Path(args.envoy).exists():
             raise SystemExit(f"no Envoy at {args.envoy}: run scripts/install-test-deps, or pass --envoy")
@@ -273,7 +284,8 @@ def main() -> int:
         direct = {n: Session(f"direct {n}", f"http://127.0.0.1:{p}/mcp") for n, p in ports.items()}
         one = Session("tollgate /one", f"http://127.0.0.1:{port}/one")
         three = Session("tollgate /three", f"http://127.0.0.1:{port}/three")
-        sessions += [*direct.values(), one, three]
+        far = Session("tollgate /far", f"http://127.0.0.1:{port}/far")
+        sessions += [*direct.values(), one, three, far]
         via = f"http://127.0.0.1:{envoy_port}"
         plain = Session("envoy /plain", f"{via}/plain")
         edge = Session("envoy + ext_proc /edge", f"{via}/edge")
@@ -289,7 +301,7 @@ def main() -> int:
         pool = ThreadPoolExecutor(3)
 
         def all_three():
-            list(pool.map(lambda s: s.post("tools/list"), direct.values()))
+            list(pool.map(lambda n: direct[n].post("tools/list"), "abc"))
 
         try:
             lists = measure([lambda: direct["a"].post("tools/list"),
@@ -297,6 +309,10 @@ def main() -> int:
                              lambda: direct["c"].post("tools/list"),
                              all_three,
                              lambda: three.post("tools/list")], args.n, args.warmup)
+            far_lists = measure([lambda: direct["x"].post("tools/list"),
+                                 lambda: direct["y"].post("tools/list"),
+                                 lambda: direct["z"].post("tools/list"),
+                                 lambda: far.post("tools/list")], args.n, args.warmup)
         finally:
             pool.shutdown()
 
@@ -330,10 +346,20 @@ def main() -> int:
         print()
         print(f"tools/list through tollgate / at once direct, p50: "
               f"{pct(lists[4], 50) / pct(lists[3], 50):.2f}x")
+        print()
+        print(f"| tools/list, servers waiting {args.latency_ms:g} ms per request | p50 | p99 |")
+        print("|---|---:|---:|")
+        for name, values in zip("xyz", far_lists[:3]):
+            print(f"| direct to {name} | {pct(values, 50):.3f} | {pct(values, 99):.3f} |")
+        print(f"| through tollgate (3 targets) | {pct(far_lists[3], 50):.3f} | {pct(far_lists[3], 99):.3f} |")
+        far_ratio = pct(far_lists[3], 50) / max(pct(v, 50) for v in far_lists[:3])
+        print()
         print(f"target: tools/call added p50 <= 0.3 ms: {added50:+.3f} ms "
               f"({'met' if added50 <= 0.3 else 'NOT met'})")
         print(f"target: tools/list over 3 targets p50 <= 1.1x the slowest target's: {ratio:.2f}x "
               f"({'met' if ratio <= 1.1 else 'NOT met'})")
+        print(f"target, servers waiting {args.latency_ms:g} ms: tools/list over 3 targets p50 <= 1.1x "
+              f"the slowest target's: {far_ratio:.2f}x ({'met' if far_ratio <= 1.1 else 'NOT met'})")
         return 0
     except Exception:
         log.flush()

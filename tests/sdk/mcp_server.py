@@ -37,6 +37,12 @@ def main() -> None:
         "--require-header",
         help="NAME=VALUE: every request without it gets 401; any Authorization header gets 400",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0,
+        help="wait this long before handling each request (a remote server's wall time, no CPU)",
+    )
     args = parser.parse_args()
     name = args.name
 
@@ -89,6 +95,8 @@ def main() -> None:
 
     if args.require_header:
         app = HeaderCheck(app, *args.require_header.split("=", 1))
+    if args.latency_ms > 0:
+        app = Latency(app, args.latency_ms / 1000)
 
     print(f"READY {port}", flush=True)
     # The app's lifespan runs the session manager.
@@ -139,6 +147,21 @@ class HeaderCheck:
                 await send({"type": "http.response.start", "status": status, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
+        await self.app(scope, receive, send)
+
+
+class Latency:
+    """ASGI middleware: sleeps before each HTTP request, as a server far away or one
+    waiting on its own backend would take wall time without using the CPU."""
+
+    def __init__(self, app, seconds: float):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            import asyncio
+
+            await asyncio.sleep(self.seconds)
         await self.app(scope, receive, send)
 
 
