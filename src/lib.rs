@@ -25,3 +25,4 @@ pub mod redact;
 pub mod services;
 pub mod sim;
 pub mod telemetry;
+pub mod xds;

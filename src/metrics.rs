@@ -10,6 +10,7 @@ mod inference;
 mod labels;
 mod mcp;
 mod route;
+mod xds;
 
 pub use a2a::{A2aLabels, A2aMetrics};
 pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
@@ -25,6 +26,7 @@ pub use mcp::{
     McpToolLabels,
 };
 pub use route::RouteTallies;
+pub use xds::{XdsMetrics, XdsTypeLabels, XdsVariantLabels};
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -109,6 +111,7 @@ pub struct Metrics {
     /// (`limits.labels`), applied by every pipeline build.
     pub labels: Arc<LabelBounds>,
     pub connections: ConnectionMetrics,
+    pub xds: XdsMetrics,
 }
 
 impl Default for Metrics {
@@ -199,7 +202,9 @@ impl Metrics {
         let inference = InferenceMetrics::register(&mut registry, labels.clone());
         let connections = ConnectionMetrics::register(&mut registry);
         let buffers = BufferMetrics::register(&mut registry);
+        let xds = XdsMetrics::register(&mut registry);
         Metrics {
+            xds,
             buffers,
             labels,
             connections,

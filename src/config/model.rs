@@ -49,6 +49,10 @@ pub struct Config {
     /// ext_proc mode the routes are matched in file order against Envoy's request headers.
     #[serde(default)]
     pub binds: Vec<Bind>,
+    /// Serve Envoy its configuration over xDS (ADS on the `extProc` server), generated
+    /// from `binds`: Envoy listens on them instead of tollgate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xds: Option<super::XdsConfig>,
 }
 
 /// Where and how the ext_proc gRPC server listens.
@@ -268,6 +272,15 @@ pub struct Route {
     /// instead of forwarding to `backends` (the two cannot be combined).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<super::McpBackend>,
+}
+
+impl Route {
+    /// The route's name: its `name`, else `route<N>` for the N-th route of the file
+    /// (counting every route of every bind and listener from 0), the name Envoy and
+    /// tollgate both know it by.
+    pub fn name_or_index(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("route{index}"))
+    }
 }
 
 /// One match alternative: every field given must match.

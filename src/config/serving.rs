@@ -36,6 +36,7 @@ pub fn check_serves(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    errs.check(super::check_xds(config));
     errs.finish(())
 }
 
@@ -96,7 +97,23 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
             .map(|b| (format!("{}:{}", b.address, b.port), json(&b.tls)))
             .collect()
     };
-    let (was, now) = (binds(old), binds(new));
+    // Under xDS the binds are Envoy's listeners, which follow every reload.
+    let envoy_binds = old.xds.is_some() && new.xds.is_some();
+    let (was, now) = if envoy_binds {
+        Default::default()
+    } else {
+        (binds(old), binds(new))
+    };
+    if old.xds.is_some() != new.xds.is_some() {
+        changed.push(format!(
+            "xds {}",
+            if new.xds.is_some() {
+                "added"
+            } else {
+                "removed"
+            }
+        ));
+    }
     for (addr, tls) in &was {
         match now.get(addr) {
             None => changed.push(format!("binds: {addr} removed")),

@@ -165,10 +165,7 @@ fn compile_binds(
             let mut routes = Vec::new();
             for (r, route) in listener.routes.iter().enumerate() {
                 let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
-                let name = route
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("route{}", names.len()));
+                let name = route.name_or_index(names.len());
                 if let Some(first) = names.insert(name.clone(), path.clone()) {
                     errs.push(ConfigError::field(
                         format!("{path}.name"),

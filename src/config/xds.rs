@@ -1,0 +1,113 @@
+//! `xds:` — tollgate as Envoy's control plane. With this section, tollgate serves ADS
+//! (State-of-the-World and Delta, and the per-type CDS/EDS/LDS/RDS services) on the
+//! `extProc` gRPC server, and the `binds` become Envoy's listeners: Envoy listens on
+//! them and tollgate opens no proxy socket of its own. [`check_xds`] names what a config
+//! asks of Envoy that the generator cannot write yet.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Config, ConfigError, ConfigErrors, Duration};
+
+/// What tollgate serves Envoy over xDS.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct XdsConfig {
+    /// `host:port` at which Envoy reaches tollgate's ext_proc server (the generated
+    /// `tollgate` cluster). Default: `extProc.address`, an unspecified IP (`0.0.0.0`,
+    /// `[::]`) read as loopback: the sidecar case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_proc_address: Option<String>,
+    /// The ext_proc filter's `message_timeout`. Default 1s.
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout: Duration,
+    /// The ext_proc filter's `max_message_timeout` (tollgate may raise a stream's
+    /// timeout up to it). Default 10s.
+    #[serde(default = "default_max_message_timeout")]
+    pub max_message_timeout: Duration,
+    /// Let requests through when tollgate cannot be reached (`failure_mode_allow`).
+    /// Default false: a request tollgate cannot process gets Envoy's 500.
+    #[serde(default)]
+    pub failure_mode_allow: bool,
+    /// Resources for particular Envoys, by node id. A node listed here gets only the
+    /// binds named by port; any other node gets every bind.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, XdsNode>,
+}
+
+/// What one Envoy node (by `node.id`) is served.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct XdsNode {
+    /// Ports of the binds this node listens on.
+    pub binds: Vec<u16>,
+}
+
+fn default_message_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_message_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Checks the `xds` section against the rest of the config, naming each field it
+/// cannot serve: ADS runs on the `extProc` server, node binds must exist, and routes
+/// whose Envoy side the generator does not write yet (`mcp` targets, the endpoint
+/// picker's pools) are refused rather than served half-wired.
+pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
+    let Some(xds) = &config.xds else {
+        return Ok(());
+    };
+    let mut errs = ConfigErrors::default();
+    if config.ext_proc.is_none() {
+        errs.push(ConfigError::field(
+            "xds",
+            "xDS is served on the ext_proc gRPC server: give `extProc.address` too",
+        ));
+    }
+    if xds.message_timeout > xds.max_message_timeout {
+        errs.push(ConfigError::field(
+            "xds.messageTimeout",
+            "is longer than `xds.maxMessageTimeout`, which Envoy rejects",
+        ));
+    }
+    for (node, spec) in &xds.nodes {
+        for (i, port) in spec.binds.iter().enumerate() {
+            if !config.binds.iter().any(|b| b.port == *port) {
+                errs.push(ConfigError::field(
+                    format!("xds.nodes.{node}.binds[{i}]"),
+                    format!("no bind has port {port}"),
+                ));
+            }
+        }
+    }
+    for (b, bind) in config.binds.iter().enumerate() {
+        for (l, listener) in bind.listeners.iter().enumerate() {
+            for (r, route) in listener.routes.iter().enumerate() {
+                let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                if route.mcp.is_some() {
+                    errs.push(ConfigError::field(
+                        format!("{path}.mcp"),
+                        "MCP routes are not generated for Envoy yet: serve them from a \
+                         static Envoy config (deploy/envoy/tollgate-mcp-gateway.yaml)",
+                    ));
+                } else if route.policies.endpoint_picker.is_some() {
+                    errs.push(ConfigError::field(
+                        format!("{path}.policies.endpointPicker"),
+                        "endpoint-picker routes are not generated for Envoy yet: serve them \
+                         from a static Envoy config (deploy/envoy/tollgate-endpoint-picker.yaml)",
+                    ));
+                } else if route.backends.is_empty() {
+                    errs.push(ConfigError::field(
+                        format!("{path}.backends"),
+                        "Envoy needs a backend to send this route's requests to",
+                    ));
+                }
+            }
+        }
+    }
+    errs.finish(())
+}

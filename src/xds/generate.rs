@@ -1,0 +1,112 @@
+//! tollgate's config → the Envoy resources it serves, as pure functions: per bind a
+//! listener (ext_proc filter, RDS) and a route configuration; per route a cluster for
+//! its backend and, for an IP backend, its endpoints; and the `tollgate` cluster for
+//! the ext_proc filter. Each node named in `xds.nodes` gets only its binds.
+
+mod address;
+mod clusters;
+mod listener;
+mod routes;
+mod tls;
+
+use std::sync::Arc;
+
+use envoy_types::util::pack_any;
+
+pub use address::{BadAddress, Target};
+pub use listener::EXT_PROC_CLUSTER;
+
+use super::snapshot::{Fleet, Snapshot, CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use crate::config::{Bind, Config, XdsConfig};
+use routes::NamedRoute;
+
+/// Why a config gives no resources. `check_xds` refuses such configs first, so these
+/// reach a user only through a config that skipped validation.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the config has no `xds` section")]
+    NoXds,
+    #[error("xDS needs `extProc`: the listeners' ext_proc filter calls it")]
+    NoExtProc,
+    #[error("{path}: {source}")]
+    Address { path: String, source: BadAddress },
+}
+
+/// The snapshots of `config`: every node's, and those of the nodes in `xds.nodes`.
+pub fn fleet(config: &Config) -> Result<Fleet, GenerateError> {
+    let xds = config.xds.as_ref().ok_or(GenerateError::NoXds)?;
+    let default = Arc::new(snapshot(config, xds, |_| true)?);
+    let mut nodes = std::collections::BTreeMap::new();
+    for (id, node) in &xds.nodes {
+        let mine = snapshot(config, xds, |b| node.binds.contains(&b.port))?;
+        nodes.insert(id.clone(), Arc::new(mine));
+    }
+    Ok(Fleet { default, nodes })
+}
+
+/// The resources of the binds `keep` accepts.
+fn snapshot(
+    config: &Config,
+    xds: &XdsConfig,
+    keep: impl Fn(&Bind) -> bool,
+) -> Result<Snapshot, GenerateError> {
+    let ext = config.ext_proc.as_ref().ok_or(GenerateError::NoExtProc)?;
+    let (path, address) = match &xds.ext_proc_address {
+        Some(a) => ("xds.extProcAddress", a),
+        None => ("extProc.address", &ext.address),
+    };
+    let target = parse(path, address)?.dialable();
+    let mut out = vec![(
+        CLUSTER,
+        EXT_PROC_CLUSTER.to_string(),
+        pack_any(clusters::ext_proc(ext, &target)),
+    )];
+    let mut index = 0;
+    for (b, bind) in config.binds.iter().enumerate() {
+        let mut named: Vec<Vec<NamedRoute<'_>>> = Vec::new();
+        for (l, listener) in bind.listeners.iter().enumerate() {
+            let mut mine = Vec::new();
+            for (r, route) in listener.routes.iter().enumerate() {
+                let name = route.name_or_index(index);
+                index += 1;
+                let Some(backend) = route.backends.first() else {
+                    continue;
+                };
+                if !keep(bind) {
+                    continue;
+                }
+                let path = format!("binds[{b}].listeners[{l}].routes[{r}].backends[0].host");
+                let target = parse(&path, &backend.host)?;
+                let cluster = routes::cluster_name(&name);
+                let (c, endpoints) = clusters::backend(config, &cluster, backend, &target);
+                out.push((CLUSTER, cluster.clone(), pack_any(c)));
+                if let Some(e) = endpoints {
+                    out.push((ENDPOINT, cluster.clone(), pack_any(e)));
+                }
+                mine.push(NamedRoute {
+                    name,
+                    cluster,
+                    route,
+                });
+            }
+            named.push(mine);
+        }
+        if keep(bind) {
+            let l = listener::listener(bind, xds, ext.mode_override);
+            out.push((LISTENER, l.name.clone(), pack_any(l)));
+            let rc = routes::route_configuration(config, bind, &named);
+            out.push((ROUTE, rc.name.clone(), pack_any(rc)));
+        }
+    }
+    Ok(Snapshot::new(out))
+}
+
+fn parse(path: &str, text: &str) -> Result<Target, GenerateError> {
+    Target::parse(text).map_err(|source| GenerateError::Address {
+        path: path.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests;

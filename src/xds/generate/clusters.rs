@@ -1,0 +1,136 @@
+//! Clusters and their endpoints: one cluster per route for its backend (the first, as
+//! tollgate's own proxy uses), and the `tollgate` cluster that reaches the ext_proc
+//! server. A backend at an IP is an EDS cluster whose endpoints come over ADS (Envoy
+//! warms it until they do); a backend by name is a STRICT_DNS cluster Envoy resolves
+//! itself, since EDS endpoints must be addresses.
+
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, KeepaliveSettings};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::{explicit_http_config, ExplicitHttpConfig, UpstreamProtocolOptions},
+    HttpProtocolOptions,
+};
+use envoy_types::pb::google::protobuf::Duration as PbDuration;
+use envoy_types::util::pack_any;
+
+use super::address::Target;
+use super::listener::{ads, EXT_PROC_CLUSTER};
+use super::tls;
+use crate::config::{Backend, Config, ExtProcConfig};
+
+const PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+fn duration(d: std::time::Duration) -> Option<PbDuration> {
+    Some(PbDuration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    })
+}
+
+/// The endpoints of cluster `name`: one, at `target`.
+pub fn load_assignment(name: &str, target: &Target) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(target.to_envoy()),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// HTTP/2 to the upstream (gRPC, or a backend with `http2: true`), with keepalive pings
+/// so a peer that vanished without a FIN is noticed.
+fn http2_options() -> HashMap<String, envoy_types::pb::google::protobuf::Any> {
+    let options = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions {
+                        connection_keepalive: Some(KeepaliveSettings {
+                            interval: duration(std::time::Duration::from_secs(30)),
+                            timeout: duration(std::time::Duration::from_secs(5)),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                )),
+            },
+        )),
+        ..Default::default()
+    };
+    [(PROTOCOL_OPTIONS.to_string(), pack_any(options))].into()
+}
+
+/// A route's cluster, and its endpoints when they come over EDS.
+pub fn backend(
+    config: &Config,
+    name: &str,
+    backend: &Backend,
+    target: &Target,
+) -> (Cluster, Option<ClusterLoadAssignment>) {
+    let mut cluster = Cluster {
+        name: name.to_string(),
+        connect_timeout: duration(config.upstream.connect_timeout.get()),
+        transport_socket: backend
+            .tls
+            .as_ref()
+            .map(|t| tls::upstream(t, &target.host().unwrap_or_default(), backend.http2)),
+        typed_extension_protocol_options: if backend.http2 {
+            http2_options()
+        } else {
+            HashMap::new()
+        },
+        ..Default::default()
+    };
+    match target {
+        Target::Dns(..) => {
+            cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::StrictDns as i32,
+            ));
+            cluster.dns_lookup_family = cluster::DnsLookupFamily::V4Preferred as i32;
+            cluster.load_assignment = Some(load_assignment(name, target));
+            (cluster, None)
+        }
+        Target::Ip(..) | Target::Pipe(_) => {
+            cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32,
+            ));
+            cluster.eds_cluster_config = Some(cluster::EdsClusterConfig {
+                eds_config: Some(ads()),
+                ..Default::default()
+            });
+            (cluster, Some(load_assignment(name, target)))
+        }
+    }
+}
+
+/// The cluster Envoy's ext_proc filter calls: tollgate's gRPC server at `target`, over
+/// HTTP/2, with TLS when the server has it.
+pub fn ext_proc(ext: &ExtProcConfig, target: &Target) -> Cluster {
+    let discovery = match target {
+        Target::Dns(..) => cluster::DiscoveryType::StrictDns,
+        _ => cluster::DiscoveryType::Static,
+    };
+    Cluster {
+        name: EXT_PROC_CLUSTER.into(),
+        connect_timeout: duration(std::time::Duration::from_millis(250)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
+        typed_extension_protocol_options: http2_options(),
+        transport_socket: (ext.tls.is_some() || ext.self_signed_tls)
+            .then(tls::self_signed_ext_proc),
+        load_assignment: Some(load_assignment(EXT_PROC_CLUSTER, target)),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,159 @@
+//! A bind as an Envoy listener: its address, its TLS, and one HTTP connection manager
+//! that takes its routes over RDS and runs tollgate's ext_proc filter before the router,
+//! set up as `deploy/envoy/tollgate-token-accounting.yaml` is by hand.
+
+use envoy_types::pb::envoy::config::core::v3::{
+    config_source, AggregatedConfigSource, ApiVersion, ConfigSource, GrpcService,
+};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    metadata_options::MetadataNamespaces, processing_mode, ExternalProcessor, MetadataOptions,
+    ProcessingMode,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
+use envoy_types::util::pack_any;
+
+use super::address::Target;
+use super::tls;
+use crate::config::{Bind, XdsConfig};
+
+/// The cluster that reaches tollgate's ext_proc server.
+pub const EXT_PROC_CLUSTER: &str = "tollgate";
+
+/// Dynamic metadata namespaces tollgate writes: token counts, and the endpoint pick.
+const RECEIVING_NAMESPACES: [&str; 2] = ["io.envoy.ai_gateway", "envoy.lb"];
+
+/// Requests and prompts tollgate buffers whole need room in Envoy's buffers too.
+const CONNECTION_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
+
+/// The name of the listener, and of its route configuration, for a bind.
+pub fn name(bind: &Bind) -> String {
+    format!("bind_{}", bind.port)
+}
+
+/// The listener of `bind`.
+pub fn listener(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> Listener {
+    let address = Target::Ip(
+        bind.address.parse().unwrap_or([0, 0, 0, 0].into()),
+        bind.port,
+    );
+    let hcm = pack_any(connection_manager(bind, xds, mode_override));
+    Listener {
+        name: name(bind),
+        address: Some(address.to_envoy()),
+        per_connection_buffer_limit_bytes: Some(UInt32Value {
+            value: CONNECTION_BUFFER_BYTES,
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(hcm)),
+            }],
+            transport_socket: bind.tls.as_ref().map(tls::downstream),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Routes and endpoints come over the same ADS stream as the listener.
+pub fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+fn seconds(s: u64) -> Option<PbDuration> {
+    Some(PbDuration {
+        seconds: s as i64,
+        nanos: 0,
+    })
+}
+
+fn duration(d: std::time::Duration) -> Option<PbDuration> {
+    Some(PbDuration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    })
+}
+
+fn connection_manager(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> HttpConnectionManager {
+    let http_filter = |name: &str, typed| HttpFilter {
+        name: name.into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(typed)),
+        ..Default::default()
+    };
+    HttpConnectionManager {
+        stat_prefix: name(bind),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: name(bind),
+        })),
+        // Hostnames match without the port, as tollgate's own listeners match them.
+        strip_port_mode: Some(http_connection_manager::StripPortMode::StripAnyHostPort(
+            true,
+        )),
+        // Streams (SSE completions) may run for minutes; idle ones still end.
+        stream_idle_timeout: seconds(300),
+        request_timeout: seconds(0),
+        http_filters: vec![
+            http_filter(
+                "envoy.filters.http.ext_proc",
+                pack_any(ext_proc(xds, mode_override)),
+            ),
+            http_filter("envoy.filters.http.router", pack_any(Router::default())),
+        ],
+        ..Default::default()
+    }
+}
+
+/// The ext_proc filter: headers always, bodies streamed unless tollgate overrides the
+/// mode per request (it asks for what its processors need and nothing on routes
+/// without body policies), the route's name as an attribute so tollgate picks the same
+/// route Envoy did, and tollgate's metadata namespaces accepted.
+fn ext_proc(xds: &XdsConfig, mode_override: bool) -> ExternalProcessor {
+    use processing_mode::{BodySendMode, HeaderSendMode};
+    ExternalProcessor {
+        grpc_service: Some(GrpcService {
+            target_specifier: Some(
+                envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier::EnvoyGrpc(
+                    envoy_types::pb::envoy::config::core::v3::grpc_service::EnvoyGrpc {
+                        cluster_name: EXT_PROC_CLUSTER.into(),
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+        failure_mode_allow: xds.failure_mode_allow,
+        message_timeout: duration(xds.message_timeout.get()),
+        max_message_timeout: duration(xds.max_message_timeout.get()),
+        allow_mode_override: mode_override,
+        processing_mode: Some(ProcessingMode {
+            request_header_mode: HeaderSendMode::Send as i32,
+            response_header_mode: HeaderSendMode::Send as i32,
+            request_body_mode: BodySendMode::Streamed as i32,
+            response_body_mode: BodySendMode::Streamed as i32,
+            request_trailer_mode: HeaderSendMode::Skip as i32,
+            response_trailer_mode: HeaderSendMode::Skip as i32,
+        }),
+        request_attributes: vec!["xds.route_name".into()],
+        metadata_options: Some(MetadataOptions {
+            receiving_namespaces: Some(MetadataNamespaces {
+                untyped: RECEIVING_NAMESPACES.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

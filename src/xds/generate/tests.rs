@@ -1,0 +1,200 @@
+//! The generator against configs written as users write them; resources are decoded
+//! back from their `Any` to check what Envoy will read.
+
+use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::config::route::v3::{route_match, RouteConfiguration};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ExternalProcessor;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_filter, HttpConnectionManager,
+};
+use prost::Message;
+
+use super::*;
+use crate::config::parse_str;
+
+const CONFIG: &str = r#"
+extProc: { address: "0.0.0.0:50051" }
+xds:
+  nodes:
+    edge-1: { binds: [10001] }
+binds:
+- port: 10000
+  listeners:
+  - hostnames: [api.example.com]
+    routes:
+    - name: chat
+      matches: [{ path: { pathPrefix: /v1/chat } }]
+      backends: [{ host: "127.0.0.1:8000" }]
+  - routes:
+    - matches: [{ path: { exact: /v1/messages }, method: POST }, { path: { regex: "/v[0-9]+/x" } }]
+      backends: [{ host: "api.anthropic.com:443", tls: {} }]
+- port: 10001
+  listeners:
+  - routes:
+    - name: other
+      backends: [{ host: "127.0.0.1:8001", http2: true }]
+"#;
+
+fn config(text: &str) -> Config {
+    parse_str(text).expect("valid config").config
+}
+
+fn decode<M: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> M {
+    let r = snapshot
+        .resources(type_url)
+        .items
+        .get(name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                snapshot
+                    .resources(type_url)
+                    .items
+                    .keys()
+                    .collect::<Vec<_>>()
+            )
+        });
+    M::decode(r.body.value.as_slice()).expect("decodes")
+}
+
+#[test]
+fn every_bind_gets_a_listener_routes_and_clusters() {
+    let fleet = fleet(&config(CONFIG)).unwrap();
+    let s = &fleet.default;
+    let names = |t| s.resources(t).items.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(LISTENER), ["bind_10000", "bind_10001"]);
+    assert_eq!(names(ROUTE), ["bind_10000", "bind_10001"]);
+    assert_eq!(
+        names(CLUSTER),
+        ["route_chat", "route_other", "route_route1", "tollgate"]
+    );
+    // Only IP backends have EDS endpoints; the provider by name is resolved by Envoy.
+    assert_eq!(names(ENDPOINT), ["route_chat", "route_other"]);
+
+    let listener: Listener = decode(s, LISTENER, "bind_10000");
+    let Some(filter::ConfigType::TypedConfig(hcm)) =
+        &listener.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no typed HCM")
+    };
+    let hcm = HttpConnectionManager::decode(hcm.value.as_slice()).unwrap();
+    assert_eq!(hcm.http_filters[0].name, "envoy.filters.http.ext_proc");
+    assert_eq!(hcm.http_filters[1].name, "envoy.filters.http.router");
+    let Some(http_filter::ConfigType::TypedConfig(ext)) = &hcm.http_filters[0].config_type else {
+        panic!("no ext_proc config")
+    };
+    let ext = ExternalProcessor::decode(ext.value.as_slice()).unwrap();
+    assert!(ext.allow_mode_override);
+    assert_eq!(ext.request_attributes, ["xds.route_name"]);
+    assert!(!ext.failure_mode_allow);
+
+    // The ext_proc server listens on every interface: Envoy dials loopback.
+    let tollgate: Cluster = decode(s, CLUSTER, "tollgate");
+    let la = tollgate.load_assignment.unwrap();
+    assert!(format!("{la:?}").contains("127.0.0.1"), "{la:?}");
+    assert!(tollgate
+        .typed_extension_protocol_options
+        .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+
+    let provider: Cluster = decode(s, CLUSTER, "route_route1");
+    assert_eq!(
+        provider.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::StrictDns as i32
+        ))
+    );
+    assert!(provider.transport_socket.is_some(), "TLS to the provider");
+    let chat: Cluster = decode(s, CLUSTER, "route_chat");
+    assert_eq!(
+        chat.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32
+        ))
+    );
+    let endpoints: ClusterLoadAssignment = decode(s, ENDPOINT, "route_chat");
+    assert!(format!("{endpoints:?}").contains("8000"));
+}
+
+#[test]
+fn routes_keep_tollgate_names_and_matching() {
+    let fleet = fleet(&config(CONFIG)).unwrap();
+    let rc: RouteConfiguration = decode(&fleet.default, ROUTE, "bind_10000");
+    let hosts: Vec<_> = rc.virtual_hosts.iter().map(|v| v.domains.clone()).collect();
+    assert_eq!(
+        hosts,
+        [vec!["api.example.com".to_string()], vec!["*".to_string()]]
+    );
+    // api.example.com sees its own listener's route, then the catch-all listener's.
+    let api: Vec<_> = rc.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(api, ["chat", "route1", "route1"]);
+    let any: Vec<_> = rc.virtual_hosts[1]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(any, ["route1", "route1"], "one Envoy route per match");
+    let chat = &rc.virtual_hosts[0].routes[0];
+    assert_eq!(
+        chat.r#match.as_ref().unwrap().path_specifier,
+        Some(route_match::PathSpecifier::PathSeparatedPrefix(
+            "/v1/chat".into()
+        ))
+    );
+    let post = &rc.virtual_hosts[1].routes[0];
+    let m = post.r#match.as_ref().unwrap();
+    assert_eq!(
+        m.path_specifier,
+        Some(route_match::PathSpecifier::Path("/v1/messages".into()))
+    );
+    assert_eq!(m.headers[0].name, ":method");
+}
+
+#[test]
+fn listed_nodes_get_only_their_binds() {
+    let fleet = fleet(&config(CONFIG)).unwrap();
+    let edge = fleet.snapshot("edge-1");
+    let listeners: Vec<_> = edge.resources(LISTENER).items.keys().cloned().collect();
+    assert_eq!(listeners, ["bind_10001"]);
+    let clusters: Vec<_> = edge.resources(CLUSTER).items.keys().cloned().collect();
+    assert_eq!(clusters, ["route_other", "tollgate"]);
+    assert_eq!(fleet.snapshot("anyone").resources(LISTENER).items.len(), 2);
+    // Same config, same versions: a reload that changes nothing pushes nothing.
+    assert_eq!(fleet, super::fleet(&config(CONFIG)).unwrap());
+}
+
+#[test]
+fn check_xds_names_the_fields_it_cannot_serve() {
+    let text = r#"
+xds:
+  messageTimeout: 20s
+  nodes:
+    n: { binds: [9] }
+binds:
+- port: 10000
+  listeners:
+  - routes:
+    - mcp: { targets: [{ name: a, url: "http://127.0.0.1:1/mcp" }] }
+    - policies: { endpointPicker: { endpoints: ["127.0.0.1:1"] } }
+    - name: nothing
+"#;
+    let loaded = parse_str(text).expect("parses");
+    let err = crate::config::check_xds(&loaded.config)
+        .unwrap_err()
+        .to_string();
+    for path in [
+        "xds: xDS is served on the ext_proc gRPC server",
+        "xds.messageTimeout",
+        "xds.nodes.n.binds[0]: no bind has port 9",
+        "binds[0].listeners[0].routes[0].mcp",
+        "binds[0].listeners[0].routes[1].policies.endpointPicker",
+        "binds[0].listeners[0].routes[2].backends",
+    ] {
+        assert!(err.contains(path), "{path} missing from:\n{err}");
+    }
+}
