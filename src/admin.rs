@@ -1,6 +1,7 @@
 //! The admin HTTP server: `/healthz` (the process is up), `/readyz` (it accepts traffic;
-//! false while draining), `/metrics` (Prometheus text) and `/config` (the effective
-//! config as JSON, secrets redacted).
+//! false while draining), `/metrics` (Prometheus text), `/config` (the effective
+//! config as JSON, secrets redacted) and `/xds` (what is served over xDS, the nodes
+//! connected, their ACKed versions and last NACKs).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use crate::pipeline::PipelineStore;
 pub struct AdminState {
     pub store: Arc<PipelineStore>,
     pub ready: Arc<AtomicBool>,
+    pub xds: Arc<crate::xds::Xds>,
 }
 
 /// The reply to a connection beyond `limits.connections.adminMaxConnections`.
@@ -101,6 +103,16 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             let pipeline = state.store.load();
             let body =
                 serde_json::to_string_pretty(&redacted_json(&pipeline.loaded)).unwrap_or_default();
+            let mut resp = text(StatusCode::OK, body);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        "/xds" => {
+            let body = serde_json::to_string_pretty(&crate::xds::status::report(&state.xds))
+                .unwrap_or_default();
             let mut resp = text(StatusCode::OK, body);
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

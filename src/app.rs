@@ -98,6 +98,7 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         AdminState {
             store: store.clone(),
             ready: ready.clone(),
+            xds: services.xds.clone(),
         },
         async move {
             let _ = admin_stop_rx.await;
@@ -112,13 +113,17 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             (None, false) => None,
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let xds = config.xds.is_some().then(|| services.xds.clone());
         servers.push(tokio::spawn(ext_proc::serve(
-            store.clone(),
-            ext.address.clone(),
-            tls,
-            ext.health_address.clone(),
+            ext_proc::GrpcServer {
+                store: store.clone(),
+                address: ext.address.clone(),
+                tls,
+                health_address: ext.health_address.clone(),
+                grace,
+                xds,
+            },
             stopped(stop_rx.clone()),
-            grace,
             ready_tx,
         )));
         match ready_rx.await {
@@ -126,7 +131,17 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
             Err(_) => return finish_early(servers).await,
         }
     }
-    for bind in &config.binds {
+    if config.xds.is_some() {
+        services
+            .xds
+            .publish(&config)
+            .context("generating the xDS resources")?;
+        tracing::info!(
+            binds = config.binds.len(),
+            "binds are served by Envoy over xDS; the proxy opens no listener"
+        );
+    }
+    for bind in config.binds.iter().filter(|_| config.xds.is_none()) {
         let listener = proxy::bind(bind).await?;
         tracing::info!(address = %listener.local_addr(), "proxy listening");
         servers.push(tokio::spawn(proxy::serve(

@@ -24,6 +24,8 @@ pub enum LimiterSpec {
 /// Process-wide services handed to every pipeline build.
 pub struct Services {
     pub metrics: Arc<Metrics>,
+    /// What tollgate serves Envoy over xDS (empty without an `xds` section).
+    pub xds: Arc<crate::xds::Xds>,
     limiters: Mutex<HashMap<LimiterSpec, Limiter>>,
     /// State shared by the pipelines that use it (endpoint-picker pools), by key; held
     /// weakly, so it lives as long as some pipeline does.
@@ -32,8 +34,10 @@ pub struct Services {
 
 impl Services {
     pub fn new() -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
         Arc::new(Services {
-            metrics: Arc::new(Metrics::new()),
+            xds: Arc::new(crate::xds::Xds::new(metrics.clone())),
+            metrics,
             limiters: Mutex::new(HashMap::new()),
             shared: Mutex::new(HashMap::new()),
         })

@@ -36,6 +36,9 @@
 //! - `mcp`: the MCP gateway in the proxy, multiplexing MCP servers of the official Python
 //!   SDK (1.x and 2.x) for the SDK's clients; the transport's statuses with a plain
 //!   client; two replicas sharing sessions by key.
+//! - `xds`: tollgate as Envoy's control plane: Envoy bootstrapped from its ADS (SotW and
+//!   Delta) carries token-accounted traffic; a config edit moves Envoy with no failed
+//!   request; a NACK keeps the last good version; per-node binds; malformed requests.
 //! - `sim`: the model-server simulator with the official `openai` SDK: streamed usage,
 //!   prefix-cache hits (cached tokens, lower TTFT), `/metrics` read by the picker's parser.
 //!
@@ -98,3 +101,5 @@ mod reload;
 mod secrets;
 #[path = "e2e/sim.rs"]
 mod sim;
+#[path = "e2e/xds.rs"]
+mod xds;

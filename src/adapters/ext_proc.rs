@@ -7,5 +7,5 @@ mod convert;
 mod service;
 mod stream;
 
-pub use service::{serve, ExtProcService};
+pub use service::{serve, ExtProcService, GrpcServer};
 pub use stream::{ExtProcStream, StreamError, MAX_STREAMED_CHUNK};

@@ -45,6 +45,14 @@ pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Pat
             let later = config::start_only_changes(store.load().config(), pipeline.config());
             store.replace(pipeline);
             tracing::info!(path = %path.display(), "config reloaded");
+            // After the swap: a route Envoy learns of is already tollgate's.
+            match services.xds.publish(store.load().config()) {
+                Ok(true) => tracing::info!("xDS resources changed; pushed to the connected nodes"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "xDS resources not regenerated; nodes keep the previous ones")
+                }
+            }
             if !later.is_empty() {
                 tracing::warn!(sections = %later.join(", "), "these sections are read at start: their changes apply after a restart");
             }

@@ -44,26 +44,27 @@ pub struct XdsService {
 }
 
 /// Every xDS service, to add to a tonic server.
-pub fn services(
-    xds: Arc<Xds>,
-) -> (
-    AggregatedDiscoveryServiceServer<XdsService>,
-    ClusterDiscoveryServiceServer<XdsService>,
-    EndpointDiscoveryServiceServer<XdsService>,
-    ListenerDiscoveryServiceServer<XdsService>,
-    RouteDiscoveryServiceServer<XdsService>,
-) {
+pub struct XdsServices {
+    pub ads: AggregatedDiscoveryServiceServer<XdsService>,
+    pub cds: ClusterDiscoveryServiceServer<XdsService>,
+    pub eds: EndpointDiscoveryServiceServer<XdsService>,
+    pub lds: ListenerDiscoveryServiceServer<XdsService>,
+    pub rds: RouteDiscoveryServiceServer<XdsService>,
+}
+
+/// The xDS services over `xds`.
+pub fn services(xds: Arc<Xds>) -> XdsServices {
     let of = |only| XdsService {
         xds: xds.clone(),
         only,
     };
-    (
-        AggregatedDiscoveryServiceServer::new(of(None)),
-        ClusterDiscoveryServiceServer::new(of(Some(CLUSTER))),
-        EndpointDiscoveryServiceServer::new(of(Some(ENDPOINT))),
-        ListenerDiscoveryServiceServer::new(of(Some(LISTENER))),
-        RouteDiscoveryServiceServer::new(of(Some(ROUTE))),
-    )
+    XdsServices {
+        ads: AggregatedDiscoveryServiceServer::new(of(None)),
+        cds: ClusterDiscoveryServiceServer::new(of(Some(CLUSTER))),
+        eds: EndpointDiscoveryServiceServer::new(of(Some(ENDPOINT))),
+        lds: ListenerDiscoveryServiceServer::new(of(Some(LISTENER))),
+        rds: RouteDiscoveryServiceServer::new(of(Some(ROUTE))),
+    }
 }
 
 impl XdsService {

@@ -131,6 +131,33 @@ pub fn bounded_message(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+/// What `/xds` prints: per snapshot (the default and each listed node) the version and
+/// resource names of every type, and every open stream.
+pub fn report(xds: &super::Xds) -> serde_json::Value {
+    let fleet = xds.fleet();
+    let served = |s: &super::Snapshot| -> serde_json::Value {
+        s.types()
+            .map(|(t, r)| {
+                let names: Vec<&String> = r.items.keys().collect();
+                (
+                    super::snapshot::short_type(t).to_string(),
+                    serde_json::json!({ "version": r.version, "resources": names }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let nodes: serde_json::Map<_, _> = fleet
+        .nodes
+        .iter()
+        .map(|(id, s)| (id.clone(), served(s)))
+        .collect();
+    serde_json::json!({
+        "served": { "default": served(&fleet.default), "nodes": nodes },
+        "streams": xds.streams.list(),
+    })
+}
+
 mod unix_seconds {
     use std::time::{SystemTime, UNIX_EPOCH};
 

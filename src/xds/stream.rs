@@ -177,9 +177,18 @@ where
     let Some(first) = inbound.message().await? else {
         return Ok(());
     };
-    let node = P::node(&first)
-        .cloned()
-        .ok_or_else(|| Status::invalid_argument("the stream's first request carries no node"))?;
+    let Some(node) = P::node(&first).cloned() else {
+        xds.metrics
+            .xds
+            .rejected
+            .get_or_create(&XdsVariantLabels {
+                variant: P::VARIANT,
+            })
+            .inc();
+        return Err(Status::invalid_argument(
+            "the stream's first request carries no node",
+        ));
+    };
     let registered = xds
         .streams
         .register(node.id.clone(), node.cluster.clone(), P::VARIANT);

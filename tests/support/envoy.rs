@@ -406,3 +406,55 @@ fn metadata_fields() -> String {
         })
         .collect()
 }
+
+/// The bootstrap of an Envoy that takes everything else from tollgate's ADS on
+/// `xds_port`: node `node`, State-of-the-World or Delta.
+pub fn ads_bootstrap(admin_port: u16, node: &str, xds_port: u16, delta: bool) -> String {
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    format!(
+        r#"node: {{ id: {node}, cluster: tollgate-test }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }} }}
+dynamic_resources:
+  ads_config:
+    api_type: {api}
+    transport_api_version: V3
+    set_node_on_first_message_only: true
+    grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds }} }} ]
+  cds_config: {{ resource_api_version: V3, ads: {{}} }}
+  lds_config: {{ resource_api_version: V3, ads: {{}} }}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: xds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
+"#
+    )
+}
+
+impl Envoy {
+    /// An Envoy bootstrapped from tollgate's ADS on `xds_port` (its listeners are
+    /// whatever tollgate serves node `node`); ready once its first xDS fetch is done.
+    pub async fn start_ads(node: &str, xds_port: u16, delta: bool) -> Self {
+        Self::start_with(0, |admin_port, _, _| {
+            ads_bootstrap(admin_port, node, xds_port, delta)
+        })
+        .await
+    }
+
+    /// Envoy's `/config_dump` (JSON).
+    pub async fn config_dump(&self) -> serde_json::Value {
+        let reply = client::send(self.admin_port, Req::get("/config_dump"))
+            .await
+            .expect("GET /config_dump");
+        reply.json()
+    }
+}

@@ -138,9 +138,6 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Serves ext_proc and gRPC health (`""`, `liveness`, `readiness` and the ExternalProcessor
-/// service) on the configured address until `shutdown` resolves. Readiness turns
-/// NOT_SERVING first, then in-flight streams get until `grace` to finish.
 /// The ext_proc listener's acceptor, over TCP or a Unix socket alike: beyond the limit a
 /// connection waits in the backlog (Envoy keeps a few long-lived connections and would
 /// reconnect in a loop if refused).
@@ -152,15 +149,36 @@ fn stream_acceptor<L: crate::listen::Listen>(
     Acceptor::new(listener, "ext_proc", max, Refusal::Hold, metrics)
 }
 
+/// What the gRPC server on `extProc.address` serves.
+pub struct GrpcServer {
+    pub store: Arc<PipelineStore>,
+    /// `host:port`, or `unix:/path`.
+    pub address: String,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// A second listener for gRPC health checks only.
+    pub health_address: Option<String>,
+    /// How long open streams may run on after the drain begins.
+    pub grace: std::time::Duration,
+    /// xDS for Envoy, when the config has `xds`.
+    pub xds: Option<Arc<crate::xds::Xds>>,
+}
+
+/// Serves ext_proc and gRPC health (`""`, `liveness`, `readiness` and the ExternalProcessor
+/// service, and xDS when configured) on the configured address until `shutdown` resolves. Readiness turns
+/// NOT_SERVING first, then in-flight streams get until `grace` to finish.
 pub async fn serve(
-    store: Arc<PipelineStore>,
-    address: String,
-    tls: Option<tonic::transport::ServerTlsConfig>,
-    health_address: Option<String>,
+    server: GrpcServer,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    grace: std::time::Duration,
     ready: tokio::sync::oneshot::Sender<String>,
 ) -> anyhow::Result<()> {
+    let GrpcServer {
+        store,
+        address,
+        tls,
+        health_address,
+        grace,
+        xds,
+    } = server;
     use anyhow::Context;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -215,7 +233,17 @@ pub async fn serve(
             }
         });
     }
-    let router = builder.add_service(health).add_service(service);
+    let mut router = builder.add_service(health).add_service(service);
+    if let Some(xds) = xds {
+        let xds = crate::xds::services(xds);
+        router = router
+            .add_service(xds.ads)
+            .add_service(xds.cds)
+            .add_service(xds.eds)
+            .add_service(xds.lds)
+            .add_service(xds.rds);
+        tracing::info!("xDS (ADS, CDS, EDS, LDS, RDS) served on the ext_proc server");
+    }
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let reporter_for_shutdown = reporter.clone();
     let signal = async move {

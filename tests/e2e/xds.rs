@@ -1,0 +1,428 @@
+//! tollgate as Envoy's control plane: a real Envoy 1.40 with a bootstrap that only
+//! points at tollgate's ADS gets its listeners, routes, clusters and endpoints from
+//! tollgate's config, and carries LLM traffic through tollgate's ext_proc.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::client::{self, Req};
+use crate::support::envoy::Envoy;
+use crate::support::tollgate::Tollgate;
+use crate::support::upstream::MockUpstream;
+use crate::support::{eventually, free_port};
+use tokio_stream::StreamExt as _;
+
+/// A config whose one bind (Envoy's listener on `listen`) routes OpenAI-style chat to
+/// the upstream on `upstream` with token accounting, the usage also as headers.
+fn config(ext_proc: u16, listen: u16, upstream: u16) -> String {
+    format!(
+        r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+xds: {{}}
+binds:
+- port: {listen}
+  listeners:
+  - routes:
+    - name: openai
+      matches: [ {{ path: {{ pathPrefix: /v1/chat/completions }}, method: POST }} ]
+      policies:
+        tokenAccounting: {{ responseHeaders: true }}
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"#
+    )
+}
+
+const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hello"}]}"#;
+
+/// A chat completion through Envoy's listener on `port`, with the usage the mock
+/// upstream reports; the reply once Envoy serves the listener.
+async fn chat(port: u16, id: &str) -> client::Reply {
+    client::must(
+        port,
+        Req::post("/v1/chat/completions", CHAT)
+            .header("x-test-id", id)
+            .header("x-mock-prompt-tokens", "21")
+            .header("x-mock-completion-tokens", "8"),
+    )
+    .await
+}
+
+/// Waits until Envoy's listener on `port` answers, and returns that first reply.
+async fn first_reply(port: u16) -> client::Reply {
+    eventually(
+        "Envoy serving the listener tollgate sent",
+        Duration::from_secs(15),
+        || async move {
+            client::send(
+                port,
+                Req::post("/v1/chat/completions", CHAT).header("x-test-id", "warm"),
+            )
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+        },
+    )
+    .await
+}
+
+async fn xds_status(tollgate: &Tollgate) -> serde_json::Value {
+    let reply = tollgate.admin("/xds").await.expect("GET /xds");
+    assert_eq!(reply.status, 200);
+    reply.json()
+}
+
+async fn bootstraps_and_carries_token_accounting(delta: bool) {
+    let upstream = MockUpstream::start().await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let tollgate = Tollgate::start(&config(ext_proc, listen, upstream.port)).await;
+    let envoy = Envoy::start_ads("gateway-1", ext_proc, delta).await;
+    first_reply(listen).await;
+
+    let reply = chat(listen, "xds-chat").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // tollgate's ext_proc ran the route's token accounting on Envoy's stream.
+    assert_eq!(reply.header("x-tollgate-input-tokens"), Some("21"));
+    assert_eq!(reply.header("x-tollgate-output-tokens"), Some("8"));
+    assert_eq!(reply.header("x-tollgate-total-tokens"), Some("29"));
+    assert_eq!(
+        upstream.request("xds-chat").header("x-test-id").as_deref(),
+        Some("xds-chat")
+    );
+    let metrics = tollgate.metrics().await;
+    assert!(
+        metrics.contains("route=\"openai\"") && metrics.contains("adapter=\"ext_proc\""),
+        "the Envoy route's name selected tollgate's route:\n{metrics}"
+    );
+
+    // /xds: the node, and every type ACKed at the version sent.
+    let status = xds_status(&tollgate).await;
+    let stream = &status["streams"][0];
+    assert_eq!(stream["node"], "gateway-1");
+    assert_eq!(stream["variant"], if delta { "delta" } else { "sotw" });
+    let served = &status["served"]["default"];
+    for kind in ["cluster", "endpoint", "listener", "route"] {
+        let t = &stream["types"][kind];
+        assert_eq!(t["acked_version"], t["sent_version"], "{kind}: {status:#}");
+        assert_eq!(
+            t["sent_version"], served[kind]["version"],
+            "{kind}: {status:#}"
+        );
+        assert!(t["last_nack"].is_null(), "{kind}: {status:#}");
+    }
+    assert_eq!(served["listener"]["resources"][0], format!("bind_{listen}"));
+    // Envoy holds exactly what tollgate generated.
+    let dump = envoy.config_dump().await.to_string();
+    assert!(dump.contains("route_openai") && dump.contains("envoy.filters.http.ext_proc"));
+    let variant = if delta { "delta" } else { "sotw" };
+    assert!(
+        metrics.contains(&format!(
+            "tollgate_xds_responses_total{{variant=\"{variant}\",type=\"listener\"}}"
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_bootstraps_from_sotw_ads_and_carries_token_accounting() {
+    bootstraps_and_carries_token_accounting(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_bootstraps_from_delta_ads_and_carries_token_accounting() {
+    bootstraps_and_carries_token_accounting(true).await;
+}
+
+/// Requests sent one after another until `stop`, counting replies that are not 200.
+struct Load {
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Self {
+        let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, f, halt) = (sent.clone(), failed.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut errors = Vec::new();
+            while !halt.load(Ordering::Relaxed) {
+                let n = s.fetch_add(1, Ordering::Relaxed);
+                match client::send(
+                    port,
+                    Req::post("/v1/chat/completions", CHAT)
+                        .header("x-test-id", &format!("load-{n}")),
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        errors.push(format!("{}: {}", r.status, r.text()));
+                    }
+                    Err(e) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+            errors
+        });
+        Load {
+            sent,
+            failed,
+            stop,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let errors = self.task.await.expect("load task");
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+/// A config edit moves the route to another upstream: Envoy follows through EDS, and
+/// a request loop running meanwhile sees no failure. The time from the file's write to
+/// the first request at the new upstream is printed and bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_edit_moves_envoy_with_no_failed_request() {
+    let (old, new) = (MockUpstream::start().await, MockUpstream::start().await);
+    let (ext_proc, listen) = (free_port(), free_port());
+    let tollgate = Tollgate::start(&config(ext_proc, listen, old.port)).await;
+    let _envoy = Envoy::start_ads("gateway-1", ext_proc, true).await;
+    first_reply(listen).await;
+
+    let load = Load::start(listen);
+    eventually(
+        "load reaching the old upstream",
+        Duration::from_secs(5),
+        || async { (old.requests().len() > 20).then_some(()) },
+    )
+    .await;
+    let edited = Instant::now();
+    tollgate.rewrite_config(&config(ext_proc, listen, new.port));
+    eventually(
+        "Envoy sending to the new upstream",
+        Duration::from_secs(5),
+        || async { (!new.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    let followed = edited.elapsed();
+    // Keep the load on a while at the new version.
+    let at_switch = new.requests().len();
+    eventually(
+        "load reaching the new upstream",
+        Duration::from_secs(5),
+        || async { (new.requests().len() > at_switch + 20).then_some(()) },
+    )
+    .await;
+    let (sent, failed, errors) = load.finish().await;
+    eprintln!(
+        "config edit → Envoy at the new upstream: {followed:?} ({sent} requests, {failed} failed)"
+    );
+    assert_eq!(failed, 0, "failed requests during the switch: {errors:?}");
+    // The file watcher applies a write once two polls 0.5 s apart read the same text.
+    assert!(followed < Duration::from_millis(1500), "took {followed:?}");
+}
+
+/// A route Envoy refuses (a regex RE2 rejects) is NACKed: Envoy keeps serving the last
+/// good routes, and the NACK with Envoy's reason is on `/xds` and in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nacked_route_keeps_envoy_on_its_last_good_version() {
+    let upstream = MockUpstream::start().await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let good = config(ext_proc, listen, upstream.port);
+    let tollgate = Tollgate::start(&good).await;
+    let _envoy = Envoy::start_ads("gateway-1", ext_proc, false).await;
+    first_reply(listen).await;
+    let before =
+        xds_status(&tollgate).await["streams"][0]["types"]["route"]["acked_version"].clone();
+
+    // RE2 allows at most 1000 repetitions; tollgate's regex engine accepts more.
+    let bad = good.replace(
+        "    - name: openai\n",
+        "    - name: refused\n      matches: [ { path: { regex: \"/x{1001}\" } } ]\n      backends: [ { host: \"127.0.0.1:1\" } ]\n    - name: openai\n",
+    );
+    assert_ne!(bad, good);
+    tollgate.rewrite_config(&bad);
+    let nack = eventually(
+        "the route NACK on /xds",
+        Duration::from_secs(10),
+        || async {
+            let status = xds_status(&tollgate).await;
+            let route = status["streams"][0]["types"]["route"].clone();
+            (!route["last_nack"].is_null()).then_some(route)
+        },
+    )
+    .await;
+    assert_eq!(
+        nack["acked_version"], before,
+        "the node keeps its last good routes"
+    );
+    assert_eq!(nack["last_nack"]["kept_version"], before);
+    let message = nack["last_nack"]["message"].as_str().unwrap();
+    assert!(message.contains("repetition"), "Envoy's reason: {message}");
+    let metrics = tollgate.metrics().await;
+    assert!(
+        metrics.contains("tollgate_xds_nacks_total{variant=\"sotw\",type=\"route\"} 1"),
+        "{metrics}"
+    );
+    // Traffic flows on the last good version.
+    let reply = chat(listen, "after-nack").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-tollgate-total-tokens"), Some("29"));
+
+    // Fixing the file moves the node on.
+    tollgate.rewrite_config(&good);
+    eventually(
+        "the node ACKing the fixed routes",
+        Duration::from_secs(10),
+        || async {
+            let status = xds_status(&tollgate).await;
+            let route = &status["streams"][0]["types"]["route"];
+            (route["acked_version"] == route["sent_version"] && route["sent_version"] == before)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Two Envoys with their own node ids get their own binds; one restarted re-syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_their_own_binds_and_a_restart_resyncs() {
+    let upstream = MockUpstream::start().await;
+    let (ext_proc, a, b) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+xds:
+  nodes:
+    edge-a: {{ binds: [{a}] }}
+    edge-b: {{ binds: [{b}] }}
+binds:
+- port: {a}
+  listeners:
+  - routes:
+    - {{ name: a, backends: [ {{ host: "127.0.0.1:{up}" }} ] }}
+- port: {b}
+  listeners:
+  - routes:
+    - {{ name: b, backends: [ {{ host: "127.0.0.1:{up}" }} ] }}
+"#,
+        up = upstream.port
+    );
+    let tollgate = Tollgate::start(&yaml).await;
+    let envoy_a = Envoy::start_ads("edge-a", ext_proc, false).await;
+    let envoy_b = Envoy::start_ads("edge-b", ext_proc, true).await;
+    first_reply(a).await;
+    first_reply(b).await;
+    let listeners = |dump: serde_json::Value| {
+        let text = dump.to_string();
+        (
+            text.contains(&format!("bind_{a}")),
+            text.contains(&format!("bind_{b}")),
+        )
+    };
+    assert_eq!(listeners(envoy_a.config_dump().await), (true, false));
+    assert_eq!(listeners(envoy_b.config_dump().await), (false, true));
+
+    drop(envoy_a);
+    eventually(
+        "edge-a's stream gone from /xds",
+        Duration::from_secs(10),
+        || async {
+            let status = xds_status(&tollgate).await;
+            (status["streams"].as_array().unwrap().len() == 1).then_some(())
+        },
+    )
+    .await;
+    let envoy_a = Envoy::start_ads("edge-a", ext_proc, false).await;
+    let reply = client::must(a, Req::get("/anything").header("x-test-id", "restarted")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(listeners(envoy_a.config_dump().await), (true, false));
+}
+
+/// Malformed discovery requests end their stream with INVALID_ARGUMENT and a reason;
+/// the server keeps serving well-formed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_discovery_requests_get_clear_errors() {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+
+    let upstream = MockUpstream::start().await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let tollgate = Tollgate::start(&config(ext_proc, listen, upstream.port)).await;
+    let mut client =
+        AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{ext_proc}"))
+            .await
+            .expect("connecting to ADS");
+    let node = Some(Node {
+        id: "probe".into(),
+        ..Default::default()
+    });
+    let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    let cases = [
+        (
+            DiscoveryRequest {
+                type_url: cluster.into(),
+                ..Default::default()
+            },
+            "carries no node",
+        ),
+        (
+            DiscoveryRequest {
+                node: node.clone(),
+                type_url: "type.googleapis.com/x.Unknown".into(),
+                ..Default::default()
+            },
+            "unknown type URL",
+        ),
+        (
+            DiscoveryRequest {
+                node: node.clone(),
+                type_url: cluster.into(),
+                resource_names: (0..100_001).map(|i| i.to_string()).collect(),
+                ..Default::default()
+            },
+            "resource names",
+        ),
+    ];
+    for (request, reason) in cases {
+        let mut stream = client
+            .stream_aggregated_resources(tokio_stream::iter([request]))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        let err = stream
+            .message()
+            .await
+            .expect_err("an error, not a response");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(reason), "{reason}: {err:?}");
+    }
+    // A well-formed request still gets the clusters.
+    let ok = DiscoveryRequest {
+        node,
+        type_url: cluster.into(),
+        ..Default::default()
+    };
+    let mut stream = client
+        .stream_aggregated_resources(tokio_stream::iter([ok]).chain(tokio_stream::pending()))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = stream.message().await.unwrap().expect("a response");
+    assert_eq!(response.resources.len(), 2, "tollgate and route_openai");
+    let metrics = tollgate.metrics().await;
+    assert!(
+        metrics.contains("tollgate_xds_streams_rejected_total{variant=\"sotw\"} 3"),
+        "{metrics}"
+    );
+}
