@@ -1,6 +1,6 @@
 //! tollgate's config → the Envoy resources it serves, as pure functions: per bind a
-//! listener (ext_proc filter, RDS) and a route configuration; per route a cluster for
-//! its backend and, for an IP backend, its endpoints; and the `tollgate` cluster for
+//! listener (ext_proc filter, RDS) and a route configuration; per distinct backend a
+//! cluster and, for an IP backend, its endpoints; and the `tollgate` cluster for
 //! the ext_proc filter. Each node named in `xds.nodes` gets only its binds.
 
 mod address;
@@ -62,6 +62,7 @@ fn snapshot(
         pack_any(clusters::ext_proc(ext, &target)),
     )];
     let mut index = 0;
+    let mut made = std::collections::BTreeSet::new();
     for (b, bind) in config.binds.iter().enumerate() {
         let mut named: Vec<Vec<NamedRoute<'_>>> = Vec::new();
         for (l, listener) in bind.listeners.iter().enumerate() {
@@ -77,11 +78,13 @@ fn snapshot(
                 }
                 let path = format!("binds[{b}].listeners[{l}].routes[{r}].backends[0].host");
                 let target = parse(&path, &backend.host)?;
-                let cluster = routes::cluster_name(&name);
-                let (c, endpoints) = clusters::backend(config, &cluster, backend, &target);
-                out.push((CLUSTER, cluster.clone(), pack_any(c)));
-                if let Some(e) = endpoints {
-                    out.push((ENDPOINT, cluster.clone(), pack_any(e)));
+                let cluster = clusters::cluster_name(backend);
+                if made.insert(cluster.clone()) {
+                    let (c, endpoints) = clusters::backend(config, &cluster, backend, &target);
+                    out.push((CLUSTER, cluster.clone(), pack_any(c)));
+                    if let Some(e) = endpoints {
+                        out.push((ENDPOINT, cluster.clone(), pack_any(e)));
+                    }
                 }
                 mine.push(NamedRoute {
                     name,

@@ -112,7 +112,10 @@ async fn bootstraps_and_carries_token_accounting(delta: bool) {
     assert_eq!(served["listener"]["resources"][0], format!("bind_{listen}"));
     // Envoy holds exactly what tollgate generated.
     let dump = envoy.config_dump().await.to_string();
-    assert!(dump.contains("route_openai") && dump.contains("envoy.filters.http.ext_proc"));
+    assert!(
+        dump.contains(&format!("backend_127.0.0.1_{}", upstream.port))
+            && dump.contains("envoy.filters.http.ext_proc")
+    );
     let variant = if delta { "delta" } else { "sotw" };
     assert!(
         metrics.contains(&format!(
@@ -419,7 +422,7 @@ async fn malformed_discovery_requests_get_clear_errors() {
         .unwrap()
         .into_inner();
     let response = stream.message().await.unwrap().expect("a response");
-    assert_eq!(response.resources.len(), 2, "tollgate and route_openai");
+    assert_eq!(response.resources.len(), 2, "tollgate and the backend");
     let metrics = tollgate.metrics().await;
     assert!(
         metrics.contains("tollgate_xds_streams_rejected_total{variant=\"sotw\"} 3"),

@@ -124,3 +124,25 @@ fn upstream_and_logging_edits_are_named_for_a_warning() {
     ));
     assert_eq!(start_only_changes(&old, &edited), ["upstream", "logging"]);
 }
+
+#[test]
+fn under_xds_bind_edits_reload_and_turning_xds_on_or_off_needs_a_restart() {
+    let xds = |port: u16| {
+        config(&format!(
+            "extProc: {{ address: \"127.0.0.1:50051\" }}\nxds: {{}}\nbinds:\n- port: {port}\n  listeners:\n  - routes:\n    - {{ name: a, backends: [{{ host: \"127.0.0.1:1\" }}] }}\n"
+        ))
+    };
+    // The binds are Envoy's listeners: a new port is a new listener pushed over xDS.
+    assert!(check_reload(&xds(10000), &xds(10001)).is_ok());
+    let plain = config(
+        "extProc: { address: \"127.0.0.1:50051\" }\nbinds:\n- port: 10000\n  listeners:\n  - routes:\n    - { name: a, backends: [{ host: \"127.0.0.1:1\" }] }\n",
+    );
+    let Err(ReloadRefusal::NeedsRestart(changed)) = check_reload(&plain, &xds(10000)) else {
+        panic!("turning xds on needs a restart");
+    };
+    assert_eq!(changed, ["xds added"]);
+    let Err(ReloadRefusal::NeedsRestart(changed)) = check_reload(&xds(10000), &plain) else {
+        panic!("turning xds off needs a restart");
+    };
+    assert_eq!(changed, ["xds removed"]);
+}

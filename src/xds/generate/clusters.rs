@@ -1,4 +1,4 @@
-//! Clusters and their endpoints: one cluster per route for its backend (the first, as
+//! Clusters and their endpoints: one cluster per distinct backend (a route's first, as
 //! tollgate's own proxy uses), and the `tollgate` cluster that reaches the ext_proc
 //! server. A backend at an IP is an EDS cluster whose endpoints come over ADS (Envoy
 //! warms it until they do); a backend by name is a STRICT_DNS cluster Envoy resolves
@@ -30,6 +30,26 @@ fn duration(d: std::time::Duration) -> Option<PbDuration> {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     })
+}
+
+/// The cluster of a backend: routes to the same backend (host, TLS and protocol
+/// alike) share it, and with it Envoy's connection pool and health. The name reads as
+/// the backend: `backend_<host>_<port>`, then `_tls` (and a hash of the TLS settings
+/// when they are not the defaults) and `_h2`.
+pub fn cluster_name(backend: &Backend) -> String {
+    let mut name = format!("backend_{}", backend.host.replace(':', "_"));
+    if let Some(tls) = &backend.tls {
+        name.push_str("_tls");
+        if tls.sni.is_some() || tls.ca_file.is_some() {
+            let key = format!("{:?}|{:?}", tls.sni, tls.ca_file);
+            let hash = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
+            name.push_str(&format!("_{:08x}", hash as u32));
+        }
+    }
+    if backend.http2 {
+        name.push_str("_h2");
+    }
+    name
 }
 
 /// The endpoints of cluster `name`: one, at `target`.

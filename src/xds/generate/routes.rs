@@ -28,11 +28,6 @@ pub struct NamedRoute<'a> {
     pub route: &'a Route,
 }
 
-/// The cluster of a route's backend.
-pub fn cluster_name(route_name: &str) -> String {
-    format!("route_{route_name}")
-}
-
 /// The route configuration of `bind`; `routes[l]` are the named routes of listener `l`.
 pub fn route_configuration(
     config: &Config,

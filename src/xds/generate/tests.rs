@@ -68,10 +68,18 @@ fn every_bind_gets_a_listener_routes_and_clusters() {
     assert_eq!(names(ROUTE), ["bind_10000", "bind_10001"]);
     assert_eq!(
         names(CLUSTER),
-        ["route_chat", "route_other", "route_route1", "tollgate"]
+        [
+            "backend_127.0.0.1_8000",
+            "backend_127.0.0.1_8001_h2",
+            "backend_api.anthropic.com_443_tls",
+            "tollgate"
+        ]
     );
     // Only IP backends have EDS endpoints; the provider by name is resolved by Envoy.
-    assert_eq!(names(ENDPOINT), ["route_chat", "route_other"]);
+    assert_eq!(
+        names(ENDPOINT),
+        ["backend_127.0.0.1_8000", "backend_127.0.0.1_8001_h2"]
+    );
 
     let listener: Listener = decode(s, LISTENER, "bind_10000");
     let Some(filter::ConfigType::TypedConfig(hcm)) =
@@ -98,7 +106,7 @@ fn every_bind_gets_a_listener_routes_and_clusters() {
         .typed_extension_protocol_options
         .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
 
-    let provider: Cluster = decode(s, CLUSTER, "route_route1");
+    let provider: Cluster = decode(s, CLUSTER, "backend_api.anthropic.com_443_tls");
     assert_eq!(
         provider.cluster_discovery_type,
         Some(cluster::ClusterDiscoveryType::Type(
@@ -106,14 +114,14 @@ fn every_bind_gets_a_listener_routes_and_clusters() {
         ))
     );
     assert!(provider.transport_socket.is_some(), "TLS to the provider");
-    let chat: Cluster = decode(s, CLUSTER, "route_chat");
+    let chat: Cluster = decode(s, CLUSTER, "backend_127.0.0.1_8000");
     assert_eq!(
         chat.cluster_discovery_type,
         Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Eds as i32
         ))
     );
-    let endpoints: ClusterLoadAssignment = decode(s, ENDPOINT, "route_chat");
+    let endpoints: ClusterLoadAssignment = decode(s, ENDPOINT, "backend_127.0.0.1_8000");
     assert!(format!("{endpoints:?}").contains("8000"));
 }
 
@@ -162,7 +170,7 @@ fn listed_nodes_get_only_their_binds() {
     let listeners: Vec<_> = edge.resources(LISTENER).items.keys().cloned().collect();
     assert_eq!(listeners, ["bind_10001"]);
     let clusters: Vec<_> = edge.resources(CLUSTER).items.keys().cloned().collect();
-    assert_eq!(clusters, ["route_other", "tollgate"]);
+    assert_eq!(clusters, ["backend_127.0.0.1_8001_h2", "tollgate"]);
     assert_eq!(fleet.snapshot("anyone").resources(LISTENER).items.len(), 2);
     // Same config, same versions: a reload that changes nothing pushes nothing.
     assert_eq!(fleet, super::fleet(&config(CONFIG)).unwrap());
@@ -197,4 +205,42 @@ binds:
     ] {
         assert!(err.contains(path), "{path} missing from:\n{err}");
     }
+}
+
+#[test]
+fn routes_to_one_backend_share_its_cluster() {
+    let text = r#"
+extProc: { address: "127.0.0.1:50051" }
+xds: {}
+binds:
+- port: 10000
+  listeners:
+  - routes:
+    - { name: a, matches: [{ path: { pathPrefix: /a } }], backends: [{ host: "127.0.0.1:8000" }] }
+    - { name: b, backends: [{ host: "127.0.0.1:8000" }] }
+    - { name: c, backends: [{ host: "127.0.0.1:8000", tls: { sni: x.example } }] }
+"#;
+    let fleet = fleet(&config(text)).unwrap();
+    let clusters: Vec<_> = fleet
+        .default
+        .resources(CLUSTER)
+        .items
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    assert!(
+        clusters[1].starts_with("backend_127.0.0.1_8000_tls_"),
+        "{clusters:?}"
+    );
+    let rc: RouteConfiguration = decode(&fleet.default, ROUTE, "bind_10000");
+    let targets: Vec<_> = rc.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| format!("{:?}", r.action))
+        .collect();
+    assert!(
+        targets[0].contains("\"backend_127.0.0.1_8000\"")
+            && targets[1].contains("\"backend_127.0.0.1_8000\"")
+    );
 }
