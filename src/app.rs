@@ -21,6 +21,7 @@ use crate::admin::{self, AdminState};
 use crate::config::{self, ConfigError, ConfigErrors, LoadedConfig};
 use crate::pipeline::{Pipeline, PipelineStore};
 use crate::services::Services;
+use crate::xds::client::Follower;
 
 /// How often the config file is checked for changes. A change applies once two polls
 /// in a row read the same content (0.5–1 s after the write ends), so a file caught
@@ -71,11 +72,88 @@ fn warn_unkeyed_mcp_routes(config: &crate::config::Config) {
     }
 }
 
+/// Where the config comes from.
+pub enum ConfigSource {
+    /// A file, watched and reloaded on change (`None`: the embedded default).
+    File(Option<PathBuf>),
+    /// A tollgate control plane's `xds.configs` entry, followed over ADS.
+    Xds(crate::xds::client::ClientSettings),
+}
+
+/// The first config of `source`: loaded from the file, or the first version the xDS
+/// server sends that validates (the ones before are NACKed). `None`: stopped by a
+/// signal while waiting for the server.
+async fn first_pipeline(
+    source: &ConfigSource,
+    services: &Arc<Services>,
+    follower: &mut Option<Follower>,
+) -> anyhow::Result<Option<Pipeline>> {
+    let settings = match source {
+        ConfigSource::File(path) => return load(path.as_deref(), services.clone()).map(Some),
+        ConfigSource::Xds(settings) => settings,
+    };
+    crate::telemetry::init(&config::LoggingConfig::default());
+    tracing::info!(server = %settings.address, name = %settings.name, node = %settings.node, "waiting for the config from the xDS server");
+    let mut f = Follower::new(settings.clone());
+    let (_never, mut stop) = watch::channel(false);
+    loop {
+        let pending = tokio::select! {
+            p = f.next(&mut stop) => p.expect("no stop signal"),
+            _ = wait_for_signal() => return Ok(None),
+        };
+        let built = config::parse_str(&pending.text).and_then(|l| validated(l, services.clone()));
+        match built {
+            Ok(pipeline) => {
+                f.answer(pending, Ok(())).await;
+                *follower = Some(f);
+                return Ok(Some(pipeline));
+            }
+            Err(e) => f.answer(pending, Err(e.to_string())).await,
+        }
+    }
+}
+
+/// Follows the config's source after the start: the file's watcher, or the xDS
+/// subscription, each applying a change as a reload.
+fn follow_source(
+    source: ConfigSource,
+    follower: Option<Follower>,
+    store: &Arc<PipelineStore>,
+    services: &Arc<Services>,
+    stop: watch::Receiver<bool>,
+) {
+    let (store, services) = (store.clone(), services.clone());
+    match (source, follower) {
+        (ConfigSource::File(Some(path)), _) => {
+            let origin = path.display().to_string();
+            tokio::spawn(config::watch_file(path, RELOAD_POLL, stop, move |text| {
+                let _ = reload::reload(&store, &services, &origin, &text);
+            }));
+        }
+        (ConfigSource::Xds(settings), Some(mut follower)) => {
+            let origin = format!("xds://{}/{}", settings.address, settings.name);
+            let mut stop = stop;
+            tokio::spawn(async move {
+                while let Some(pending) = follower.next(&mut stop).await {
+                    let result = reload::reload(&store, &services, &origin, &pending.text);
+                    follower.answer(pending, result).await;
+                }
+            });
+        }
+        _ => {}
+    }
+}
+
 /// Runs tollgate until SIGTERM or SIGINT.
-pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let services = Services::new();
-    let pipeline = load(path.as_deref(), services.clone())?;
-    crate::telemetry::init(&pipeline.config().logging);
+    let mut follower = None;
+    let Some(pipeline) = first_pipeline(&source, &services, &mut follower).await? else {
+        return Ok(());
+    };
+    if matches!(source, ConfigSource::File(_)) {
+        crate::telemetry::init(&pipeline.config().logging);
+    }
     warn_unkeyed_mcp_routes(pipeline.config());
     if pipeline.uses("token_limit") {
         // The tokenizer tables take ~0.25 s to build: not on the first request's clock.
@@ -153,16 +231,7 @@ pub async fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         )));
     }
 
-    if let Some(path) = path.clone() {
-        let store = store.clone();
-        let services = services.clone();
-        tokio::spawn(config::watch_file(
-            path.clone(),
-            RELOAD_POLL,
-            stop_rx.clone(),
-            move |text| reload::reload(&store, &services, &path, &text),
-        ));
-    }
+    follow_source(source, follower, &store, &services, stop_rx.clone());
 
     ready.store(true, Ordering::Release);
     let workers = tokio::runtime::Handle::current().metrics().num_workers();

@@ -22,8 +22,19 @@ enum Command {
     /// embedded default config.
     Serve {
         /// Config file (YAML); watched and reloaded on change.
-        #[arg(short, long)]
+        #[arg(short, long, conflicts_with = "from_xds")]
         config: Option<PathBuf>,
+        /// Take the config from a tollgate control plane at HOST:PORT (its gRPC server)
+        /// over xDS instead of a file: the `xds.configs` entry `--config-name`, applied
+        /// as a reload on each new version, kept while the server is away.
+        #[arg(long, value_name = "HOST:PORT")]
+        from_xds: Option<String>,
+        /// The `xds.configs` entry to follow with `--from-xds`.
+        #[arg(long, default_value = "default", requires = "from_xds")]
+        config_name: String,
+        /// This tollgate's xDS node id with `--from-xds`. Default: the host name.
+        #[arg(long, requires = "from_xds")]
+        node: Option<String>,
         /// Worker threads (like Envoy's --concurrency). Overrides `runtime.workers`;
         /// default: the CPU cores available.
         #[arg(long)]
@@ -85,13 +96,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, workers } => {
+        Command::Serve {
+            config,
+            workers,
+            from_xds,
+            config_name,
+            node,
+        } => {
+            let source = match from_xds {
+                Some(address) => {
+                    tollgate::app::ConfigSource::Xds(tollgate::xds::client::ClientSettings {
+                        address,
+                        node: node.unwrap_or_else(host_name),
+                        name: config_name,
+                    })
+                }
+                None => tollgate::app::ConfigSource::File(config.clone()),
+            };
             let workers = workers.or_else(|| configured_workers(config.as_deref()));
             let runtime = runtime(workers)
                 .enable_all()
                 .build()
                 .expect("starting the tokio runtime");
-            match runtime.block_on(tollgate::app::run(config)) {
+            match runtime.block_on(tollgate::app::run(source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tollgate: {e:#}");
@@ -125,4 +152,13 @@ fn configured_workers(path: Option<&std::path::Path>) -> Option<std::num::NonZer
         None => tollgate::config::parse_str(tollgate::config::EMBEDDED_DEFAULT),
     };
     loaded.ok()?.config.runtime.workers
+}
+
+/// This machine's host name (the default xDS node id), or `tollgate`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tollgate".to_string())
 }

@@ -7,14 +7,18 @@
 //! [`Xds`] lives for the process: every applied config is published to it, and every
 //! open stream sees the new snapshot of its node at once.
 
+pub mod client;
 mod delta;
 pub mod generate;
+pub mod resource;
 mod service;
 pub mod snapshot;
 mod sotw;
 pub mod status;
 mod stream;
+mod warm;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -28,15 +32,22 @@ use crate::metrics::Metrics;
 /// The control plane's state: the snapshots of the running config, and the open
 /// streams.
 pub struct Xds {
-    fleet: watch::Sender<Arc<Fleet>>,
+    fleet: Arc<watch::Sender<Arc<Fleet>>>,
+    /// Counts publishes; a lingering fleet's cleanup applies only if none came since.
+    generation: Arc<AtomicU64>,
     pub streams: Arc<status::Streams>,
     metrics: Arc<Metrics>,
 }
 
+/// How long clusters a config no longer names stay served: long enough for every
+/// node to take the routes that moved off them first.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Xds {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Xds {
-            fleet: watch::Sender::new(Arc::new(Fleet::default())),
+            fleet: Arc::new(watch::Sender::new(Arc::new(Fleet::default()))),
+            generation: Arc::default(),
             streams: Arc::default(),
             metrics,
         }
@@ -50,14 +61,29 @@ impl Xds {
             return Ok(false);
         }
         let fleet = generate::fleet(config)?;
-        Ok(self.fleet.send_if_modified(|current| {
-            if **current == fleet {
-                false
-            } else {
-                *current = Arc::new(fleet);
-                true
+        let current = self.fleet();
+        if *current == fleet {
+            return Ok(false);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let first = fleet.lingering(&current);
+        let runtime = tokio::runtime::Handle::try_current();
+        if first == fleet || runtime.is_err() {
+            self.fleet.send_replace(Arc::new(fleet));
+            return Ok(true);
+        }
+        // Make before break: clusters the config dropped stay until the routes that
+        // used them have moved, then go.
+        self.fleet.send_replace(Arc::new(first));
+        let (sender, counter) = (self.fleet.clone(), self.generation.clone());
+        let final_fleet = Arc::new(fleet);
+        runtime.expect("checked").spawn(async move {
+            tokio::time::sleep(LINGER).await;
+            if counter.load(Ordering::SeqCst) == generation {
+                sender.send_replace(final_fleet);
             }
-        }))
+        });
+        Ok(true)
     }
 
     /// The snapshots now served.

@@ -9,7 +9,6 @@
 //! - `restart_required`: it changes listen addresses, ports or their TLS, which only a
 //!   restart applies — the whole file is refused, so the open sockets keep their routes.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{self, ConfigError, ReloadRefusal};
@@ -26,9 +25,15 @@ enum Rejected {
     Refused(#[from] ReloadRefusal),
 }
 
-/// Applies `text` (the new content of `path`) if it is valid and may replace the
-/// running config.
-pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Path, text: &str) {
+/// Applies `text` (the new content of the config from `origin`: the file's path, or
+/// the xDS server) if it is valid and may replace the running config; `Err` says why
+/// it was not applied (an xDS NACK carries it).
+pub(super) fn reload(
+    store: &PipelineStore,
+    services: &Arc<Services>,
+    origin: &str,
+    text: &str,
+) -> Result<(), String> {
     let outcome = candidate(store, services, text);
     let result = match &outcome {
         Ok(_) => "success",
@@ -42,9 +47,10 @@ pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Pat
         .inc();
     match outcome {
         Ok(pipeline) => {
+            let path = origin;
             let later = config::start_only_changes(store.load().config(), pipeline.config());
             store.replace(pipeline);
-            tracing::info!(path = %path.display(), "config reloaded");
+            tracing::info!(path = %path, "config reloaded");
             // After the swap: a route Envoy learns of is already tollgate's.
             match services.xds.publish(store.load().config()) {
                 Ok(true) => tracing::info!("xDS resources changed; pushed to the connected nodes"),
@@ -56,16 +62,24 @@ pub(super) fn reload(store: &PipelineStore, services: &Arc<Services>, path: &Pat
             if !later.is_empty() {
                 tracing::warn!(sections = %later.join(", "), "these sections are read at start: their changes apply after a restart");
             }
+            Ok(())
         }
-        Err(Rejected::Refused(e @ ReloadRefusal::NeedsRestart(_))) => tracing::error!(
-            path = %path.display(), error = %e,
-            "config reload rejected: restart tollgate to apply this file; the running config stays in force"
-        ),
+        Err(Rejected::Refused(e @ ReloadRefusal::NeedsRestart(_))) => {
+            tracing::error!(
+                path = %origin, error = %e,
+                "config reload rejected: restart tollgate to apply this file; the running config stays in force"
+            );
+            Err(e.to_string())
+        }
         // Every problem on the one line (`validate` prints them one per line).
-        Err(e) => tracing::error!(
-            path = %path.display(), error = %e.to_string().replace(":\n  ", ": ").replace("\n  ", "; "),
-            "config reload rejected; the running config stays in force"
-        ),
+        Err(e) => {
+            let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
+            tracing::error!(
+                path = %origin, error = %line,
+                "config reload rejected; the running config stays in force"
+            );
+            Err(line)
+        }
     }
 }
 

@@ -35,6 +35,14 @@ pub struct XdsConfig {
     /// binds named by port; any other node gets every bind.
     #[serde(default)]
     pub nodes: BTreeMap<String, XdsNode>,
+    /// Whole tollgate configs this tollgate serves, by name, to tollgate sidecars
+    /// started with `tollgate serve --from-xds HOST:PORT --config-name NAME`
+    /// (resource type `tollgate.config.v1.Config`). Each is a config as a file holds
+    /// it, checked here for what it must serve; the sidecar validates it whole and
+    /// NACKs it with the reasons if it cannot apply it. `${ENV}` references are
+    /// resolved on this side, and the text travels as it is.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, Box<Config>>,
 }
 
 /// What one Envoy node (by `node.id`) is served.
@@ -73,6 +81,22 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
             "xds.messageTimeout",
             "is longer than `xds.maxMessageTimeout`, which Envoy rejects",
         ));
+    }
+    for (name, served) in &xds.configs {
+        if let Err(e) = super::check_serves(served) {
+            for p in e.problems() {
+                let (path, message) = match p {
+                    ConfigError::Field { path, message } if path == "(root)" => {
+                        (format!("xds.configs.{name}"), message.clone())
+                    }
+                    ConfigError::Field { path, message } => {
+                        (format!("xds.configs.{name}.{path}"), message.clone())
+                    }
+                    other => (format!("xds.configs.{name}"), other.to_string()),
+                };
+                errs.push(ConfigError::field(path, message));
+            }
+        }
     }
     for (node, spec) in &xds.nodes {
         for (i, port) in spec.binds.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! xDS metrics: streams open by variant, and per type the responses and bytes sent and
-//! the NACKs received. Types are a fixed set of four (and `unknown`).
+//! the NACKs received. Types are a fixed set of five (and `unknown`).
 
 use std::sync::atomic::AtomicI64;
 
@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 pub struct XdsTypeLabels {
     /// `sotw` or `delta`.
     pub variant: &'static str,
-    /// `cluster`, `endpoint`, `listener` or `route`.
+    /// `cluster`, `endpoint`, `listener`, `route` or `tollgate_config`.
     pub r#type: &'static str,
 }
 

@@ -17,12 +17,14 @@ use tonic::Status;
 
 use super::snapshot::{short_type, wildcard_type, Snapshot};
 use super::stream::{Protocol, StreamCx};
+use super::warm::Warmth;
 
 /// One stream's Delta state.
 #[derive(Default)]
 pub struct Delta {
     types: HashMap<&'static str, TypeState>,
     nonce: u64,
+    warmth: Warmth,
 }
 
 #[derive(Default)]
@@ -62,8 +64,14 @@ impl Protocol for Delta {
         let state = self.types.entry(type_url).or_default();
         if !req.response_nonce.is_empty() && req.response_nonce == state.sent_nonce {
             match &req.error_detail {
-                Some(err) => cx.nack(type_url, "", &state.sent_version, &err.message),
-                None => cx.ack(type_url, &state.sent_version),
+                Some(err) => {
+                    self.warmth.nacked(type_url, &req.response_nonce);
+                    cx.nack(type_url, "", &state.sent_version, &err.message)
+                }
+                None => {
+                    self.warmth.acked(type_url, &req.response_nonce);
+                    cx.ack(type_url, &state.sent_version)
+                }
             }
         }
         if first {
@@ -85,10 +93,18 @@ impl Protocol for Delta {
                 state.known.remove(&name);
             }
         }
-        Ok(self
+        let mut out: Vec<_> = self
             .respond(type_url, snapshot, first, cx)
             .into_iter()
-            .collect())
+            .collect();
+        // An ACK may be what a held response of another type waited for.
+        for t in super::snapshot::PUSH_ORDER
+            .iter()
+            .filter(|t| **t != type_url)
+        {
+            out.extend(self.respond(t, snapshot, false, cx));
+        }
+        Ok(out)
     }
 
     fn on_snapshot(
@@ -133,6 +149,10 @@ impl Delta {
         if updates.is_empty() && removed.is_empty() && !(first && wildcard) {
             return None;
         }
+        if !updates.iter().all(|r| self.warmth.ready(r, snapshot)) {
+            tracing::debug!(node = %cx.node, r#type = short_type(type_url), "xDS response held: the clusters it needs are not in place yet");
+            return None;
+        }
         for r in &updates {
             state.known.insert(r.name.clone(), r.version.clone());
         }
@@ -158,6 +178,10 @@ impl Delta {
         };
         state.sent_nonce = response.nonce.clone();
         state.sent_version = resources.version.clone();
+        let names = updates.iter().map(|r| r.name.clone()).collect();
+        let removed = response.removed_resources.clone();
+        self.warmth
+            .sent(type_url, &response.nonce, names, removed, false);
         cx.sent(
             type_url,
             &resources.version,

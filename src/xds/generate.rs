@@ -1,7 +1,8 @@
 //! tollgate's config → the Envoy resources it serves, as pure functions: per bind a
 //! listener (ext_proc filter, RDS) and a route configuration; per distinct backend a
 //! cluster and, for an IP backend, its endpoints; and the `tollgate` cluster for
-//! the ext_proc filter. Each node named in `xds.nodes` gets only its binds.
+//! the ext_proc filter; and every `xds.configs` entry as a tollgate config for sidecars.
+//! Each node named in `xds.nodes` gets only its binds.
 
 mod address;
 mod clusters;
@@ -16,7 +17,8 @@ use envoy_types::util::pack_any;
 pub use address::{BadAddress, Target};
 pub use listener::EXT_PROC_CLUSTER;
 
-use super::snapshot::{Fleet, Snapshot, CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use super::resource::TollgateConfig;
+use super::snapshot::{Fleet, Snapshot, CLUSTER, ENDPOINT, LISTENER, ROUTE, TOLLGATE_CONFIG};
 use crate::config::{Bind, Config, XdsConfig};
 use routes::NamedRoute;
 
@@ -30,24 +32,52 @@ pub enum GenerateError {
     NoExtProc,
     #[error("{path}: {source}")]
     Address { path: String, source: BadAddress },
+    #[error("xds.configs.{name}: cannot be written as YAML: {error}")]
+    Served { name: String, error: String },
 }
 
 /// The snapshots of `config`: every node's, and those of the nodes in `xds.nodes`.
 pub fn fleet(config: &Config) -> Result<Fleet, GenerateError> {
     let xds = config.xds.as_ref().ok_or(GenerateError::NoXds)?;
-    let default = Arc::new(snapshot(config, xds, |_| true)?);
+    let served = served_configs(xds)?;
+    let default = Arc::new(snapshot(config, xds, &served, |_| true)?);
     let mut nodes = std::collections::BTreeMap::new();
     for (id, node) in &xds.nodes {
-        let mine = snapshot(config, xds, |b| node.binds.contains(&b.port))?;
+        let mine = snapshot(config, xds, &served, |b| node.binds.contains(&b.port))?;
         nodes.insert(id.clone(), Arc::new(mine));
     }
     Ok(Fleet { default, nodes })
 }
 
+/// The `xds.configs` entries as `tollgate.config.v1.Config` resources, for every node.
+fn served_configs(xds: &XdsConfig) -> Result<Vec<Resource>, GenerateError> {
+    let mut out = Vec::new();
+    for (name, config) in &xds.configs {
+        let yaml = serde_yaml::to_string(config).map_err(|e| GenerateError::Served {
+            name: name.clone(),
+            error: e.to_string(),
+        })?;
+        let resource = TollgateConfig {
+            name: name.clone(),
+            yaml,
+        };
+        out.push((
+            TOLLGATE_CONFIG,
+            name.clone(),
+            pack_any(resource),
+            Vec::new(),
+        ));
+    }
+    Ok(out)
+}
+
+use super::snapshot::Unversioned as Resource;
+
 /// The resources of the binds `keep` accepts.
 fn snapshot(
     config: &Config,
     xds: &XdsConfig,
+    served: &[Resource],
     keep: impl Fn(&Bind) -> bool,
 ) -> Result<Snapshot, GenerateError> {
     let ext = config.ext_proc.as_ref().ok_or(GenerateError::NoExtProc)?;
@@ -56,10 +86,11 @@ fn snapshot(
         None => ("extProc.address", &ext.address),
     };
     let target = parse(path, address)?.dialable();
-    let mut out = vec![(
+    let mut out: Vec<Resource> = vec![(
         CLUSTER,
         EXT_PROC_CLUSTER.to_string(),
         pack_any(clusters::ext_proc(ext, &target)),
+        Vec::new(),
     )];
     let mut index = 0;
     let mut made = std::collections::BTreeSet::new();
@@ -81,9 +112,9 @@ fn snapshot(
                 let cluster = clusters::cluster_name(backend);
                 if made.insert(cluster.clone()) {
                     let (c, endpoints) = clusters::backend(config, &cluster, backend, &target);
-                    out.push((CLUSTER, cluster.clone(), pack_any(c)));
+                    out.push((CLUSTER, cluster.clone(), pack_any(c), Vec::new()));
                     if let Some(e) = endpoints {
-                        out.push((ENDPOINT, cluster.clone(), pack_any(e)));
+                        out.push((ENDPOINT, cluster.clone(), pack_any(e), Vec::new()));
                     }
                 }
                 mine.push(NamedRoute {
@@ -96,12 +127,18 @@ fn snapshot(
         }
         if keep(bind) {
             let l = listener::listener(bind, xds, ext.mode_override);
-            out.push((LISTENER, l.name.clone(), pack_any(l)));
+            let needs = vec![EXT_PROC_CLUSTER.to_string()];
+            out.push((LISTENER, l.name.clone(), pack_any(l), needs));
             let rc = routes::route_configuration(config, bind, &named);
-            out.push((ROUTE, rc.name.clone(), pack_any(rc)));
+            let mut needs: Vec<String> =
+                named.iter().flatten().map(|r| r.cluster.clone()).collect();
+            needs.sort();
+            needs.dedup();
+            out.push((ROUTE, rc.name.clone(), pack_any(rc), needs));
         }
     }
-    Ok(Snapshot::new(out))
+    out.extend(served.iter().cloned());
+    Ok(Snapshot::with_needs(out))
 }
 
 fn parse(path: &str, text: &str) -> Result<Target, GenerateError> {

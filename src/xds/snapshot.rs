@@ -13,11 +13,14 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// tollgate's own resource: a whole config for a tollgate sidecar (`resource.rs`).
+pub const TOLLGATE_CONFIG: &str = "type.googleapis.com/tollgate.config.v1.Config";
 
 /// The types tollgate serves, in the order a change is pushed: a cluster before its
 /// endpoints (Envoy warms the cluster until they arrive), every cluster before the
-/// listeners whose routes name it, a listener before its route configuration.
-pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+/// listeners whose routes name it, a listener before its route configuration; tollgate
+/// configs, which no Envoy asks for, last.
+pub const PUSH_ORDER: [&str; 5] = [CLUSTER, ENDPOINT, LISTENER, ROUTE, TOLLGATE_CONFIG];
 
 /// Types whose requests may be wildcard (no names: every resource); Envoy names the
 /// endpoints and route configurations it wants.
@@ -32,6 +35,7 @@ pub fn short_type(type_url: &str) -> &'static str {
         ENDPOINT => "endpoint",
         LISTENER => "listener",
         ROUTE => "route",
+        TOLLGATE_CONFIG => "tollgate_config",
         _ => "unknown",
     }
 }
@@ -43,7 +47,13 @@ pub struct Resource {
     /// Hex of the xxh64 of `body.value`.
     pub version: String,
     pub body: Any,
+    /// The clusters this resource needs in place before a node takes it (a route
+    /// configuration's, a listener's ext_proc cluster).
+    pub needs: Vec<String>,
 }
+
+/// A resource before it is versioned: type URL, name, body, and the clusters it needs.
+pub type Unversioned = (&'static str, String, Any, Vec<String>);
 
 /// The resources of one type.
 #[derive(Debug, Default, PartialEq)]
@@ -60,18 +70,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot of `resources` (type URL, name, body). A repeated name keeps the last.
+    /// A snapshot of `resources` (type URL, name, body) that need nothing.
     pub fn new(resources: impl IntoIterator<Item = (&'static str, String, Any)>) -> Self {
+        Self::with_needs(resources.into_iter().map(|(t, n, b)| (t, n, b, Vec::new())))
+    }
+
+    /// A snapshot of `resources`. A repeated name keeps the last.
+    pub fn with_needs(resources: impl IntoIterator<Item = Unversioned>) -> Self {
         let mut by_type: BTreeMap<&'static str, Resources> = PUSH_ORDER
             .iter()
             .map(|t| (*t, Resources::default()))
             .collect();
-        for (type_url, name, body) in resources {
+        for (type_url, name, body, needs) in resources {
             let version = format!("{:016x}", xxh64(&body.value, 0));
             let resource = Arc::new(Resource {
                 name: name.clone(),
                 version,
                 body,
+                needs,
             });
             by_type
                 .entry(type_url)
@@ -91,6 +107,24 @@ impl Snapshot {
         self.by_type
             .get(type_url)
             .unwrap_or_else(|| EMPTY.get_or_init(Resources::default))
+    }
+
+    /// This snapshot with the clusters and endpoint assignments of `older` that it
+    /// drops kept a while longer, so that routes moving off a cluster reach Envoy
+    /// before the cluster goes (make before break).
+    pub fn lingering(&self, older: &Snapshot) -> Snapshot {
+        let mut by_type: BTreeMap<&'static str, Resources> = BTreeMap::new();
+        for (type_url, resources) in &self.by_type {
+            let mut items = resources.items.clone();
+            if *type_url == CLUSTER || *type_url == ENDPOINT {
+                for (name, r) in &older.resources(type_url).items {
+                    items.entry(name.clone()).or_insert_with(|| r.clone());
+                }
+            }
+            let version = type_version(&items);
+            by_type.insert(type_url, Resources { version, items });
+        }
+        Snapshot { by_type }
     }
 
     /// Every (type URL, resources) pair, in push order.
@@ -122,6 +156,19 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// Every snapshot of this fleet with what `older`'s dropped lingering (see
+    /// [`Snapshot::lingering`]).
+    pub fn lingering(&self, older: &Fleet) -> Fleet {
+        Fleet {
+            default: Arc::new(self.default.lingering(&older.default)),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|(id, s)| (id.clone(), Arc::new(s.lingering(&older.snapshot(id)))))
+                .collect(),
+        }
+    }
+
     /// The snapshot of node `id`.
     pub fn snapshot(&self, id: &str) -> Arc<Snapshot> {
         self.nodes.get(id).unwrap_or(&self.default).clone()
@@ -173,6 +220,22 @@ mod tests {
         let order: Vec<_> = s.types().map(|(t, _)| t).collect();
         assert_eq!(order, PUSH_ORDER);
         assert!(s.resources("type.googleapis.com/x").items.is_empty());
+    }
+
+    #[test]
+    fn dropped_clusters_and_endpoints_linger_other_types_do_not() {
+        let old = Snapshot::new([
+            (CLUSTER, "old".to_string(), any(b"o")),
+            (ENDPOINT, "old".to_string(), any(b"o")),
+            (LISTENER, "gone".to_string(), any(b"g")),
+        ]);
+        let new = Snapshot::new([(CLUSTER, "new".to_string(), any(b"n"))]);
+        let both = new.lingering(&old);
+        let names = |s: &Snapshot, t| s.resources(t).items.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&both, CLUSTER), ["new", "old"]);
+        assert_eq!(names(&both, ENDPOINT), ["old"]);
+        assert!(names(&both, LISTENER).is_empty());
+        assert_eq!(new.lingering(&new), new);
     }
 
     #[test]

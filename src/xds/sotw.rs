@@ -10,7 +10,9 @@
 //! snapshot's content for the subscription changes (its version is a content hash, so
 //! an unchanged config sends nothing). A request that names resources the snapshot
 //! lacks is held until all of them exist, as go-control-plane's ADS does, so Envoy
-//! never sees a route configuration or endpoints half there.
+//! never sees a route configuration or endpoints half there. A listener or route
+//! configuration also waits until the clusters it needs are in place on the node
+//! (`warm.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,12 +22,14 @@ use tonic::Status;
 
 use super::snapshot::{short_type, wildcard_type, Resource, Snapshot};
 use super::stream::{Protocol, StreamCx};
+use super::warm::Warmth;
 
 /// One stream's SotW state.
 #[derive(Default)]
 pub struct Sotw {
     types: HashMap<&'static str, TypeState>,
     nonce: u64,
+    warmth: Warmth,
 }
 
 #[derive(Default)]
@@ -61,8 +65,14 @@ impl Protocol for Sotw {
         if !req.response_nonce.is_empty() && req.response_nonce == state.sent_nonce {
             let refused = state.sent_version.clone().unwrap_or_default();
             match &req.error_detail {
-                Some(err) => cx.nack(type_url, &req.version_info, &refused, &err.message),
-                None => cx.ack(type_url, &req.version_info),
+                Some(err) => {
+                    self.warmth.nacked(type_url, &req.response_nonce);
+                    cx.nack(type_url, &req.version_info, &refused, &err.message)
+                }
+                None => {
+                    self.warmth.acked(type_url, &req.response_nonce);
+                    cx.ack(type_url, &req.version_info)
+                }
             }
         }
         let mut names: BTreeSet<String> = req.resource_names.into_iter().collect();
@@ -72,10 +82,18 @@ impl Protocol for Sotw {
         let changed = first || wildcard != state.wildcard || names != state.names;
         state.wildcard = wildcard;
         state.names = names;
-        Ok(self
+        let mut out: Vec<_> = self
             .respond(type_url, snapshot, changed, cx)
             .into_iter()
-            .collect())
+            .collect();
+        // An ACK may be what a held response of another type waited for.
+        for t in super::snapshot::PUSH_ORDER
+            .iter()
+            .filter(|t| **t != type_url)
+        {
+            out.extend(self.respond(t, snapshot, false, cx));
+        }
+        Ok(out)
     }
 
     fn on_snapshot(&mut self, snapshot: &Snapshot, cx: &StreamCx<'_>) -> Vec<DiscoveryResponse> {
@@ -118,6 +136,10 @@ impl Sotw {
         if !subscription_changed && state.sent_version.as_deref() == Some(version.as_str()) {
             return None;
         }
+        if !chosen.iter().all(|r| self.warmth.ready(r, snapshot)) {
+            tracing::debug!(node = %cx.node, r#type = short_type(type_url), "xDS response held: the clusters it needs are not in place yet");
+            return None;
+        }
         self.nonce += 1;
         let response = DiscoveryResponse {
             version_info: version.clone(),
@@ -128,6 +150,9 @@ impl Sotw {
         };
         state.sent_version = Some(version.clone());
         state.sent_nonce = response.nonce.clone();
+        let names = chosen.iter().map(|r| r.name.clone()).collect();
+        self.warmth
+            .sent(type_url, &response.nonce, names, Vec::new(), true);
         cx.sent(type_url, &version, prost::Message::encoded_len(&response));
         tracing::debug!(node = %cx.node, r#type = short_type(type_url), version = %version, resources = chosen.len(), "xDS response");
         Some(response)

@@ -171,3 +171,39 @@ fn bad_requests_end_the_stream_with_invalid_argument() {
         err.message()
     );
 }
+
+#[test]
+fn routes_wait_until_their_clusters_and_endpoints_are_acked() {
+    use crate::xds::snapshot::ROUTE;
+    let t = TestStream::new();
+    let cx = t.cx();
+    let mut s = Sotw::default();
+    let snap = Snapshot::with_needs([
+        (CLUSTER, "c".to_string(), any("c"), vec![]),
+        (ENDPOINT, "c".to_string(), any("e"), vec![]),
+        (ROUTE, "r".to_string(), any("r"), vec!["c".to_string()]),
+    ]);
+    assert!(s
+        .on_request(request(ROUTE, &["r"], "", ""), &snap, &cx)
+        .unwrap()
+        .is_empty());
+    let cds = s
+        .on_request(request(CLUSTER, &[], "", ""), &snap, &cx)
+        .unwrap();
+    assert_eq!(cds.len(), 1);
+    let eds = s
+        .on_request(request(ENDPOINT, &["c"], "", ""), &snap, &cx)
+        .unwrap();
+    assert_eq!(eds.len(), 1, "{eds:?}");
+    // The cluster ACK alone is not enough: its endpoints are still on their way.
+    let ack = request(CLUSTER, &[], &cds[0].nonce, &cds[0].version_info);
+    assert!(s.on_request(ack, &snap, &cx).unwrap().is_empty());
+    let ack = request(ENDPOINT, &["c"], &eds[0].nonce, &eds[0].version_info);
+    let out = s.on_request(ack, &snap, &cx).unwrap();
+    assert_eq!(
+        out.len(),
+        1,
+        "the held route configuration goes out with the last ACK"
+    );
+    assert_eq!(out[0].type_url, ROUTE);
+}

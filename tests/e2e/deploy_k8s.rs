@@ -270,7 +270,10 @@ fn configmap_tollgate_configs_validate() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 2, "the EPP's and the sidecar's configs");
+    assert_eq!(
+        checked, 3,
+        "the EPP's, the sidecar's and the xDS Pod's configs"
+    );
 }
 
 #[test]
@@ -303,6 +306,31 @@ fn sidecar_envoy_config_passes_envoy_validate() {
         "{text}"
     );
 
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, text).unwrap();
+    let (ok, output) = envoy::validate(&path);
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn ads_envoy_bootstrap_passes_envoy_validate() {
+    let docs = documents();
+    let cm = object(&docs, "ads", "ConfigMap", None);
+    let text = str_at(cm, &["data", "envoy.yaml"]).expect("envoy.yaml in the ads ConfigMap");
+    assert!(text.contains("ads_config"), "{text}");
+    let tollgate_config: Value =
+        serde_yaml::from_str(str_at(cm, &["data", "config.yaml"]).unwrap()).unwrap();
+    assert!(
+        tollgate_config["xds"].is_mapping(),
+        "the tollgate config serves xDS"
+    );
+    let ext_proc = str_at(&tollgate_config, &["extProc", "address"]).unwrap();
+    let port = ext_proc.rsplit(':').next().unwrap();
+    assert!(
+        text.contains(&format!("port_value: {port}")),
+        "Envoy's xds cluster dials {ext_proc}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, text).unwrap();

@@ -195,11 +195,22 @@ impl Load {
 /// a request loop running meanwhile sees no failure. The time from the file's write to
 /// the first request at the new upstream is printed and bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_config_edit_moves_envoy_with_no_failed_request() {
+async fn a_config_edit_moves_a_sotw_envoy_with_no_failed_request() {
+    config_edit_under_load(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_edit_moves_a_delta_envoy_with_no_failed_request() {
+    config_edit_under_load(true).await;
+}
+
+/// The edit moves the route's backend: a new cluster, its endpoints, the route
+/// configuration pointing at it; the old cluster stays until the routes have moved.
+async fn config_edit_under_load(delta: bool) {
     let (old, new) = (MockUpstream::start().await, MockUpstream::start().await);
     let (ext_proc, listen) = (free_port(), free_port());
     let tollgate = Tollgate::start(&config(ext_proc, listen, old.port)).await;
-    let _envoy = Envoy::start_ads("gateway-1", ext_proc, true).await;
+    let _envoy = Envoy::start_ads("gateway-1", ext_proc, delta).await;
     first_reply(listen).await;
 
     let load = Load::start(listen);
@@ -228,7 +239,8 @@ async fn a_config_edit_moves_envoy_with_no_failed_request() {
     .await;
     let (sent, failed, errors) = load.finish().await;
     eprintln!(
-        "config edit → Envoy at the new upstream: {followed:?} ({sent} requests, {failed} failed)"
+        "config edit → {} Envoy at the new upstream: {followed:?} ({sent} requests, {failed} failed)",
+        if delta { "Delta" } else { "SotW" }
     );
     assert_eq!(failed, 0, "failed requests during the switch: {errors:?}");
     // The file watcher applies a write once two polls 0.5 s apart read the same text.
@@ -427,5 +439,103 @@ async fn malformed_discovery_requests_get_clear_errors() {
     assert!(
         metrics.contains("tollgate_xds_streams_rejected_total{variant=\"sotw\"} 3"),
         "{metrics}"
+    );
+}
+
+/// The config a control plane serves its sidecars (entry `fleet`): the proxy on
+/// `proxy` with a header saying which version it runs, admin on `admin`.
+fn served(proxy: u16, admin: u16, upstream: u16, tag: &str) -> String {
+    format!(
+        r#"admin: {{ address: "127.0.0.1:{admin}" }}
+binds:
+- port: {proxy}
+  listeners:
+  - routes:
+    - name: served
+      policies: {{ responseHeaderModifier: {{ set: {{ x-served: "{tag}" }} }} }}
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"#
+    )
+}
+
+fn control_plane(grpc: u16, fleet: &str) -> String {
+    let indented: String = fleet.lines().map(|l| format!("      {l}\n")).collect();
+    format!(
+        "extProc: {{ address: \"127.0.0.1:{grpc}\" }}\nxds:\n  configs:\n    fleet:\n{indented}"
+    )
+}
+
+async fn served_tag(proxy: u16) -> Option<String> {
+    let reply = client::send(proxy, Req::get("/v1/models").header("x-test-id", "tag"))
+        .await
+        .ok()?;
+    reply.header("x-served").map(str::to_string)
+}
+
+/// A tollgate sidecar (`--from-xds`) runs the config a tollgate control plane serves,
+/// follows its edits, NACKs an invalid one (kept on the last good, visible on the
+/// control plane's `/xds`), and keeps serving while the control plane restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_follows_a_tollgate_control_plane() {
+    let upstream = MockUpstream::start().await;
+    let (grpc, proxy, admin) = (free_port(), free_port(), free_port());
+    let v1 = control_plane(grpc, &served(proxy, admin, upstream.port, "v1"));
+    let cp = Tollgate::start(&v1).await;
+    let sidecar =
+        Tollgate::start_from_xds(&format!("127.0.0.1:{grpc}"), "fleet", "side-1", admin).await;
+    assert_eq!(served_tag(proxy).await.as_deref(), Some("v1"));
+
+    // An edit on the control plane reaches the sidecar.
+    cp.rewrite_config(&control_plane(
+        grpc,
+        &served(proxy, admin, upstream.port, "v2"),
+    ));
+    eventually("the sidecar on v2", Duration::from_secs(10), || async {
+        (served_tag(proxy).await.as_deref() == Some("v2")).then_some(())
+    })
+    .await;
+
+    // A config the sidecar cannot apply (its admin port is restart-only) is NACKed with
+    // the reason; the sidecar keeps v2.
+    let moved = served(proxy, free_port(), upstream.port, "v3");
+    cp.rewrite_config(&control_plane(grpc, &moved));
+    let nack = eventually(
+        "the sidecar's NACK on the control plane",
+        Duration::from_secs(10),
+        || async {
+            let status = xds_status(&cp).await;
+            let t = status["streams"][0]["types"]["tollgate_config"].clone();
+            (!t["last_nack"].is_null()).then_some(t)
+        },
+    )
+    .await;
+    let message = nack["last_nack"]["message"].as_str().unwrap();
+    assert!(message.contains("admin.address"), "{message}");
+    assert_eq!(served_tag(proxy).await.as_deref(), Some("v2"));
+    assert_eq!(xds_status(&cp).await["streams"][0]["node"], "side-1");
+
+    // The control plane goes away: the sidecar keeps serving; it comes back with v4:
+    // the sidecar reconnects and applies it.
+    let v4 = control_plane(grpc, &served(proxy, admin, upstream.port, "v4"));
+    drop(cp);
+    for _ in 0..5 {
+        assert_eq!(
+            served_tag(proxy).await.as_deref(),
+            Some("v2"),
+            "served while the control plane is down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _cp = Tollgate::start(&v4).await;
+    eventually(
+        "the sidecar on v4 after the restart",
+        Duration::from_secs(15),
+        || async { (served_tag(proxy).await.as_deref() == Some("v4")).then_some(()) },
+    )
+    .await;
+    assert!(
+        sidecar.log().contains("xDS config server unreachable"),
+        "{}",
+        sidecar.log()
     );
 }

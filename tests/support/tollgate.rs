@@ -47,8 +47,31 @@ impl Tollgate {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_port = free_port();
         let config_path = dir.path().join("tollgate.yaml");
-        let log_path = dir.path().join("tollgate.log");
         write_atomically(&config_path, &with_admin(admin_port, yaml));
+        let config = config_path.to_str().expect("a UTF-8 temp path").to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["-c", config.as_str()]);
+        Self::spawn(dir, admin_port, &all, env, wrapper).await
+    }
+
+    /// A sidecar taking its config from the tollgate control plane at `server`
+    /// (`--from-xds`), entry `name`, as node `node`; the served config must put the
+    /// admin server on `admin_port`.
+    pub async fn start_from_xds(server: &str, name: &str, node: &str, admin_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = ["--from-xds", server, "--config-name", name, "--node", node];
+        Self::spawn(dir, admin_port, &args, &[], &[]).await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        admin_port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Self {
+        let config_path = dir.path().join("tollgate.yaml");
+        let log_path = dir.path().join("tollgate.log");
         let log = std::fs::File::create(&log_path).expect("creating the log file");
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -61,8 +84,6 @@ impl Tollgate {
         command
             .arg("serve")
             .args(args)
-            .arg("-c")
-            .arg(&config_path)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

@@ -113,7 +113,12 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
         cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
             named.cluster.clone(),
         )),
-        timeout: Some(PbDuration {
+        // Envoy's route timeout runs until the whole response is in, which would cut
+        // long SSE completions: off, and tollgate's time-to-headers bound becomes the
+        // stream's idle timeout (no byte for that long ends it, before or after the
+        // headers).
+        timeout: Some(PbDuration::default()),
+        idle_timeout: Some(PbDuration {
             seconds: timeout.as_secs() as i64,
             nanos: timeout.subsec_nanos() as i32,
         }),
