@@ -49,9 +49,36 @@ enum Command {
     Schema,
     /// Print the version.
     Version,
+    /// xDS tools: `tollgate xds dump -c FILE` prints what tollgate would serve Envoy.
+    Xds {
+        #[command(subcommand)]
+        command: XdsCommand,
+    },
     /// Run simulated vLLM-like model servers (one listener each) for testing and
     /// benchmarking the endpoint picker without GPUs.
     Sim(tollgate::sim::SimArgs),
+}
+
+#[derive(Subcommand)]
+enum XdsCommand {
+    /// Print every resource tollgate would serve a node for a config file (its `xds`
+    /// section), as Envoy's JSON or as YAML, with names and versions.
+    Dump {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The node id whose resources to print (see `xds.nodes`). Default: the
+        /// resources of every node not listed there.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: DumpFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DumpFormat {
+    Json,
+    Yaml,
 }
 
 #[global_allocator]
@@ -83,6 +110,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Xds {
+            command:
+                XdsCommand::Dump {
+                    config,
+                    node,
+                    format,
+                },
+        } => match xds_dump(&config, node.as_deref(), format) {
+            Ok(text) => {
+                let _ = writeln!(std::io::stdout(), "{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Sim(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -161,4 +205,25 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tollgate".to_string())
+}
+
+/// `tollgate xds dump`: the config validated as `serve` would, then the node's snapshot.
+fn xds_dump(
+    path: &std::path::Path,
+    node: Option<&str>,
+    format: DumpFormat,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let pipeline = tollgate::app::load(Some(path), tollgate::services::Services::new())?;
+    let fleet = tollgate::xds::generate::fleet(pipeline.config())
+        .with_context(|| format!("{}", path.display()))?;
+    let snapshot = fleet.snapshot(node.unwrap_or(""));
+    let dump = serde_json::json!({
+        "node": node,
+        "resources": tollgate::xds::dump::snapshot_json(&snapshot)?,
+    });
+    Ok(match format {
+        DumpFormat::Json => serde_json::to_string_pretty(&dump)?,
+        DumpFormat::Yaml => serde_yaml::to_string(&dump)?,
+    })
 }

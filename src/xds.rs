@@ -9,6 +9,7 @@
 
 pub mod client;
 mod delta;
+pub mod dump;
 pub mod generate;
 pub mod resource;
 mod service;

@@ -210,3 +210,57 @@ binds:
     let gateway_lines = stderr.lines().filter(|l| l.contains("bad gateway header"));
     assert_eq!(gateway_lines.count(), 1, "{stderr}");
 }
+
+#[test]
+fn xds_dump_prints_envoy_json_and_refuses_configs_without_xds() {
+    let example = crate::support::repo_root().join("examples/xds-gateway.yaml");
+    let out = Command::new(tollgate::binary())
+        .args(["xds", "dump", "-c"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listener = &dump["resources"]["listener"]["resources"][0];
+    assert_eq!(listener["name"], "bind_10000");
+    assert_eq!(
+        listener["resource"]["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
+    let filters =
+        &listener["resource"]["filterChains"][0]["filters"][0]["typedConfig"]["httpFilters"];
+    assert_eq!(filters[0]["name"], "envoy.filters.http.ext_proc");
+    assert_eq!(
+        filters[0]["typedConfig"]["grpcService"]["envoyGrpc"]["clusterName"],
+        "tollgate"
+    );
+    let routes =
+        &dump["resources"]["route"]["resources"][0]["resource"]["virtualHosts"][0]["routes"];
+    assert_eq!(routes[0]["name"], "openai");
+    assert!(listener["version"].as_str().is_some_and(|v| v.len() == 16));
+
+    let yaml = Command::new(tollgate::binary())
+        .args(["xds", "dump", "--format", "yaml", "-c"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let parsed: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    assert_eq!(parsed, dump, "YAML and JSON print the same");
+
+    let plain = crate::support::repo_root().join("examples/token-accounting.yaml");
+    let out = Command::new(tollgate::binary())
+        .args(["xds", "dump", "-c"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no `xds` section"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
