@@ -20,6 +20,8 @@
 //! The last line is the bytes-per-update ratio, SotW / Delta, measured in this run.
 //!
 //!   cargo bench --bench xds_load -- [--clients N]
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs with 20 clients.
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -486,11 +488,18 @@ async fn run(delta: bool, clients: usize) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test
+    // with 20 clients (the same checks, a fraction of the time).
+    let default = if args.iter().any(|a| a == "--bench") {
+        500
+    } else {
+        20
+    };
     let clients = args
         .iter()
         .position(|a| a == "--clients")
         .and_then(|i| args.get(i + 1))
-        .map_or(500, |n| n.parse().expect("--clients N"));
+        .map_or(default, |n| n.parse().expect("--clients N"));
     println!("1,000 routes / 100 clusters; every client on its own connection; edit: one backend's port\n");
     println!("| variant | clients | all in sync (ms) | RSS idle (MiB) | RSS in sync (MiB) | KiB per client | edit → first (ms) | edit → all (ms) | CPU for the edit (s) | bytes for the edit | bytes per client |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
