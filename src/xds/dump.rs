@@ -158,7 +158,7 @@ binds:
             hcm["@type"],
             "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
         );
-        assert_eq!(hcm["httpFilters"][0]["name"], "envoy.filters.http.ext_proc");
+        assert_eq!(hcm["httpFilters"][0]["name"], "tollgate_ext_proc");
         assert_eq!(json["tollgate_config"]["resources"][0]["name"], "fleet");
         assert!(json["tollgate_config"]["resources"][0]["resource"]["yaml"]
             .as_str()

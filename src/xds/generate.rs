@@ -15,10 +15,12 @@ use std::sync::Arc;
 use envoy_types::util::pack_any;
 
 pub use address::{BadAddress, Target};
-pub use listener::EXT_PROC_CLUSTER;
+pub use listener::{EXT_PROC_CLUSTER, EXT_PROC_FILTER};
 
 use super::resource::TollgateConfig;
-use super::snapshot::{Fleet, Snapshot, CLUSTER, ENDPOINT, LISTENER, ROUTE, TOLLGATE_CONFIG};
+use super::snapshot::{
+    Fleet, Snapshot, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TOLLGATE_CONFIG,
+};
 use crate::config::{Bind, Config, XdsConfig};
 use routes::NamedRoute;
 
@@ -92,6 +94,14 @@ fn snapshot(
         pack_any(clusters::ext_proc(ext, &target)),
         Vec::new(),
     )];
+    let filter = listener::ext_proc_config(xds, ext.mode_override);
+    let needs = vec![EXT_PROC_CLUSTER.to_string()];
+    out.push((
+        EXTENSION_CONFIG,
+        filter.name.clone(),
+        pack_any(filter),
+        needs,
+    ));
     let mut index = 0;
     let mut made = std::collections::BTreeSet::new();
     for (b, bind) in config.binds.iter().enumerate() {
@@ -126,7 +136,7 @@ fn snapshot(
             named.push(mine);
         }
         if keep(bind) {
-            let l = listener::listener(bind, xds, ext.mode_override);
+            let l = listener::listener(bind);
             let needs = vec![EXT_PROC_CLUSTER.to_string()];
             out.push((LISTENER, l.name.clone(), pack_any(l), needs));
             let rc = routes::route_configuration(config, bind, &named);

@@ -13,14 +13,24 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// ECDS: a filter's config on its own (tollgate's ext_proc filter).
+pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 /// tollgate's own resource: a whole config for a tollgate sidecar (`resource.rs`).
 pub const TOLLGATE_CONFIG: &str = "type.googleapis.com/tollgate.config.v1.Config";
 
 /// The types tollgate serves, in the order a change is pushed: a cluster before its
 /// endpoints (Envoy warms the cluster until they arrive), every cluster before the
-/// listeners whose routes name it, a listener before its route configuration; tollgate
-/// configs, which no Envoy asks for, last.
-pub const PUSH_ORDER: [&str; 5] = [CLUSTER, ENDPOINT, LISTENER, ROUTE, TOLLGATE_CONFIG];
+/// listeners whose routes name it, the filter config a listener names before it, a
+/// listener before its route configuration; tollgate configs, which no Envoy asks for,
+/// last.
+pub const PUSH_ORDER: [&str; 6] = [
+    CLUSTER,
+    ENDPOINT,
+    EXTENSION_CONFIG,
+    LISTENER,
+    ROUTE,
+    TOLLGATE_CONFIG,
+];
 
 /// Types whose requests may be wildcard (no names: every resource); Envoy names the
 /// endpoints and route configurations it wants.
@@ -35,6 +45,7 @@ pub fn short_type(type_url: &str) -> &'static str {
         ENDPOINT => "endpoint",
         LISTENER => "listener",
         ROUTE => "route",
+        EXTENSION_CONFIG => "extension_config",
         TOLLGATE_CONFIG => "tollgate_config",
         _ => "unknown",
     }

@@ -233,9 +233,15 @@ fn xds_dump_prints_envoy_json_and_refuses_configs_without_xds() {
     );
     let filters =
         &listener["resource"]["filterChains"][0]["filters"][0]["typedConfig"]["httpFilters"];
-    assert_eq!(filters[0]["name"], "envoy.filters.http.ext_proc");
+    assert_eq!(filters[0]["name"], "tollgate_ext_proc");
     assert_eq!(
-        filters[0]["typedConfig"]["grpcService"]["envoyGrpc"]["clusterName"],
+        filters[0]["configDiscovery"]["configSource"]["ads"],
+        serde_json::json!({})
+    );
+    let ecds = &dump["resources"]["extension_config"]["resources"][0]["resource"];
+    assert_eq!(ecds["name"], "tollgate_ext_proc");
+    assert_eq!(
+        ecds["typedConfig"]["grpcService"]["envoyGrpc"]["clusterName"],
         "tollgate"
     );
     let routes =

@@ -100,7 +100,13 @@ async fn bootstraps_and_carries_token_accounting(delta: bool) {
     assert_eq!(stream["node"], "gateway-1");
     assert_eq!(stream["variant"], if delta { "delta" } else { "sotw" });
     let served = &status["served"]["default"];
-    for kind in ["cluster", "endpoint", "listener", "route"] {
+    for kind in [
+        "cluster",
+        "endpoint",
+        "extension_config",
+        "listener",
+        "route",
+    ] {
         let t = &stream["types"][kind];
         assert_eq!(t["acked_version"], t["sent_version"], "{kind}: {status:#}");
         assert_eq!(
@@ -114,7 +120,8 @@ async fn bootstraps_and_carries_token_accounting(delta: bool) {
     let dump = envoy.config_dump().await.to_string();
     assert!(
         dump.contains(&format!("backend_127.0.0.1_{}", upstream.port))
-            && dump.contains("envoy.filters.http.ext_proc")
+            && dump.contains("tollgate_ext_proc")
+            && dump.contains("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor")
     );
     let variant = if delta { "delta" } else { "sotw" };
     assert!(
@@ -538,4 +545,53 @@ async fn a_sidecar_follows_a_tollgate_control_plane() {
         "{}",
         sidecar.log()
     );
+}
+
+/// A change to the ext_proc filter's settings reaches Envoy over ECDS alone: the
+/// listener is not modified (no drain), the filter takes the new config, traffic flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_proc_settings_change_over_ecds_without_a_listener_drain() {
+    let upstream = MockUpstream::start().await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let before = config(ext_proc, listen, upstream.port);
+    let tollgate = Tollgate::start(&before).await;
+    let envoy = Envoy::start_ads("gateway-1", ext_proc, true).await;
+    first_reply(listen).await;
+    let versions = |status: &serde_json::Value| {
+        let t = &status["streams"][0]["types"];
+        (
+            t["listener"]["acked_version"].clone(),
+            t["extension_config"]["acked_version"].clone(),
+        )
+    };
+    let (listener, filter) = versions(&xds_status(&tollgate).await);
+    let modified = envoy.counter("listener_manager.listener_modified").await;
+
+    tollgate.rewrite_config(&before.replace(
+        "xds: {}",
+        "xds: { messageTimeout: 3s, maxMessageTimeout: 20s }",
+    ));
+    eventually(
+        "Envoy running the new filter config",
+        Duration::from_secs(10),
+        || async {
+            let dump = envoy.config_dump().await.to_string();
+            dump.contains("\"message_timeout\":\"3s\"").then_some(())
+        },
+    )
+    .await;
+    let status = xds_status(&tollgate).await;
+    let (listener_after, filter_after) = versions(&status);
+    assert_eq!(
+        listener_after, listener,
+        "the listener did not change: {status:#}"
+    );
+    assert_ne!(filter_after, filter, "the filter config did: {status:#}");
+    assert_eq!(
+        envoy.counter("listener_manager.listener_modified").await,
+        modified
+    );
+    let reply = chat(listen, "after-ecds").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-tollgate-total-tokens"), Some("29"));
 }

@@ -1,9 +1,11 @@
 //! A bind as an Envoy listener: its address, its TLS, and one HTTP connection manager
-//! that takes its routes over RDS and runs tollgate's ext_proc filter before the router,
-//! set up as `deploy/envoy/tollgate-token-accounting.yaml` is by hand.
+//! that takes its routes over RDS and runs tollgate's ext_proc filter (its config over
+//! ECDS, [`ext_proc_config`]) before the router, set up as
+//! `deploy/envoy/tollgate-token-accounting.yaml` is by hand.
 
 use envoy_types::pb::envoy::config::core::v3::{
-    config_source, AggregatedConfigSource, ApiVersion, ConfigSource, GrpcService,
+    config_source, AggregatedConfigSource, ApiVersion, ConfigSource, ExtensionConfigSource,
+    GrpcService, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
@@ -24,6 +26,13 @@ use crate::config::{Bind, XdsConfig};
 /// The cluster that reaches tollgate's ext_proc server.
 pub const EXT_PROC_CLUSTER: &str = "tollgate";
 
+/// The ext_proc filter's name in every listener, and the name of its config served
+/// over ECDS.
+pub const EXT_PROC_FILTER: &str = "tollgate_ext_proc";
+
+const EXT_PROC_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor";
+
 /// Dynamic metadata namespaces tollgate writes: token counts, and the endpoint pick.
 const RECEIVING_NAMESPACES: [&str; 2] = ["io.envoy.ai_gateway", "envoy.lb"];
 
@@ -36,12 +45,12 @@ pub fn name(bind: &Bind) -> String {
 }
 
 /// The listener of `bind`.
-pub fn listener(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> Listener {
+pub fn listener(bind: &Bind) -> Listener {
     let address = Target::Ip(
         bind.address.parse().unwrap_or([0, 0, 0, 0].into()),
         bind.port,
     );
-    let hcm = pack_any(connection_manager(bind, xds, mode_override));
+    let hcm = pack_any(connection_manager(bind));
     Listener {
         name: name(bind),
         address: Some(address.to_envoy()),
@@ -85,7 +94,7 @@ fn duration(d: std::time::Duration) -> Option<PbDuration> {
     })
 }
 
-fn connection_manager(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> HttpConnectionManager {
+fn connection_manager(bind: &Bind) -> HttpConnectionManager {
     let http_filter = |name: &str, typed| HttpFilter {
         name: name.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(typed)),
@@ -105,11 +114,20 @@ fn connection_manager(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> Http
         // Streams (SSE completions) may run for minutes; idle ones still end.
         stream_idle_timeout: seconds(300),
         request_timeout: seconds(0),
+        // The ext_proc filter's config comes over ECDS: changing its timeouts or
+        // failure mode updates the filter in place, with no listener drain.
         http_filters: vec![
-            http_filter(
-                "envoy.filters.http.ext_proc",
-                pack_any(ext_proc(xds, mode_override)),
-            ),
+            HttpFilter {
+                name: EXT_PROC_FILTER.into(),
+                config_type: Some(http_filter::ConfigType::ConfigDiscovery(
+                    ExtensionConfigSource {
+                        config_source: Some(ads()),
+                        type_urls: vec![EXT_PROC_TYPE.into()],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
             http_filter("envoy.filters.http.router", pack_any(Router::default())),
         ],
         ..Default::default()
@@ -120,6 +138,13 @@ fn connection_manager(bind: &Bind, xds: &XdsConfig, mode_override: bool) -> Http
 /// mode per request (it asks for what its processors need and nothing on routes
 /// without body policies), the route's name as an attribute so tollgate picks the same
 /// route Envoy did, and tollgate's metadata namespaces accepted.
+pub fn ext_proc_config(xds: &XdsConfig, mode_override: bool) -> TypedExtensionConfig {
+    TypedExtensionConfig {
+        name: EXT_PROC_FILTER.into(),
+        typed_config: Some(pack_any(ext_proc(xds, mode_override))),
+    }
+}
+
 fn ext_proc(xds: &XdsConfig, mode_override: bool) -> ExternalProcessor {
     use processing_mode::{BodySendMode, HeaderSendMode};
     ExternalProcessor {

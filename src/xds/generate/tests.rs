@@ -2,6 +2,7 @@
 //! back from their `Any` to check what Envoy will read.
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route_match, RouteConfiguration};
@@ -88,12 +89,18 @@ fn every_bind_gets_a_listener_routes_and_clusters() {
         panic!("no typed HCM")
     };
     let hcm = HttpConnectionManager::decode(hcm.value.as_slice()).unwrap();
-    assert_eq!(hcm.http_filters[0].name, "envoy.filters.http.ext_proc");
+    assert_eq!(hcm.http_filters[0].name, EXT_PROC_FILTER);
     assert_eq!(hcm.http_filters[1].name, "envoy.filters.http.router");
-    let Some(http_filter::ConfigType::TypedConfig(ext)) = &hcm.http_filters[0].config_type else {
-        panic!("no ext_proc config")
+    let Some(http_filter::ConfigType::ConfigDiscovery(source)) = &hcm.http_filters[0].config_type
+    else {
+        panic!("the ext_proc filter's config comes over ECDS")
     };
-    let ext = ExternalProcessor::decode(ext.value.as_slice()).unwrap();
+    assert_eq!(
+        source.type_urls,
+        ["type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"]
+    );
+    let served: TypedExtensionConfig = decode(s, EXTENSION_CONFIG, EXT_PROC_FILTER);
+    let ext = ExternalProcessor::decode(served.typed_config.unwrap().value.as_slice()).unwrap();
     assert!(ext.allow_mode_override);
     assert_eq!(ext.request_attributes, ["xds.route_name"]);
     assert!(!ext.failure_mode_allow);
