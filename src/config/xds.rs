@@ -63,8 +63,8 @@ fn default_max_message_timeout() -> Duration {
 
 /// Checks the `xds` section against the rest of the config, naming each field it
 /// cannot serve: ADS runs on the `extProc` server, node binds must exist, and routes
-/// whose Envoy side the generator does not write yet (`mcp` targets, the endpoint
-/// picker's pools) are refused rather than served half-wired.
+/// whose Envoy side the generator does not write yet (`mcp` targets) are refused
+/// rather than served half-wired.
 pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
     let Some(xds) = &config.xds else {
         return Ok(());
@@ -118,12 +118,10 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
                         "MCP routes are not generated for Envoy yet: serve them from a \
                          static Envoy config (deploy/envoy/tollgate-mcp-gateway.yaml)",
                     ));
-                } else if route.policies.endpoint_picker.is_some() {
-                    errs.push(ConfigError::field(
-                        format!("{path}.policies.endpointPicker"),
-                        "endpoint-picker routes are not generated for Envoy yet: serve them \
-                         from a static Envoy config (deploy/envoy/tollgate-endpoint-picker.yaml)",
-                    ));
+                } else if route.policies.endpoint_picker.is_some()
+                    || config.policies.endpoint_picker.is_some()
+                {
+                    // Envoy forwards to the pick: no backend needed.
                 } else if route.backends.is_empty() {
                     errs.push(ConfigError::field(
                         format!("{path}.backends"),

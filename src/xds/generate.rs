@@ -111,12 +111,31 @@ fn snapshot(
             for (r, route) in listener.routes.iter().enumerate() {
                 let name = route.name_or_index(index);
                 index += 1;
-                let Some(backend) = route.backends.first() else {
-                    continue;
-                };
                 if !keep(bind) {
                     continue;
                 }
+                let picks = route.policies.endpoint_picker.is_some()
+                    || config.policies.endpoint_picker.is_some();
+                if picks {
+                    let cluster = clusters::PICKED_CLUSTER.to_string();
+                    if made.insert(cluster.clone()) {
+                        out.push((
+                            CLUSTER,
+                            cluster.clone(),
+                            pack_any(clusters::picked(config)),
+                            vec![],
+                        ));
+                    }
+                    mine.push(NamedRoute {
+                        name,
+                        cluster,
+                        route,
+                    });
+                    continue;
+                }
+                let Some(backend) = route.backends.first() else {
+                    continue;
+                };
                 let path = format!("binds[{b}].listeners[{l}].routes[{r}].backends[0].host");
                 let target = parse(&path, &backend.host)?;
                 let cluster = clusters::cluster_name(backend);

@@ -595,3 +595,77 @@ async fn ext_proc_settings_change_over_ecds_without_a_listener_drain() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-tollgate-total-tokens"), Some("29"));
 }
+
+/// An endpoint-picker route served over xDS: Envoy forwards each request to the model
+/// server tollgate picked (ORIGINAL_DST on the `envoy.lb` metadata), a client's own
+/// destination header steers nothing, and a tenant's shared prompt stays on one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picker_routes_land_on_the_pick() {
+    use crate::support::sim::Sim;
+    let sim = Sim::start(3, &["--default-max-tokens", "4"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let outsider = MockUpstream::start().await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let yaml = format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\nxds: {{}}\nbinds:\n- port: {listen}\n  listeners:\n  - routes:\n    - name: llm\n      policies:\n        endpointPicker: {{ endpoints: {endpoints:?} }}\n"
+    );
+    let _tollgate = Tollgate::start(&yaml).await;
+    let _envoy = Envoy::start_ads("gateway-1", ext_proc, false).await;
+    let spoof = format!("127.0.0.1:{}", outsider.port);
+    let system = "You are the support assistant of tenant {t}. Answer briefly. ".repeat(4);
+    let mut by_tenant: std::collections::HashMap<usize, std::collections::HashSet<String>> =
+        Default::default();
+    for i in 0..9 {
+        let tenant = i % 3;
+        let prompt = format!(
+            "{} question {i}",
+            system.replace("{t}", &tenant.to_string())
+        );
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": prompt}]});
+        let request = Req::post("/v1/chat/completions", body.to_string())
+            .header("content-type", "application/json")
+            .header("x-test-id", &format!("pick-{i}"))
+            .header("x-gateway-destination-endpoint", &spoof);
+        // Only the first waits for Envoy to have the listener; every later one must land.
+        let reply = if i == 0 {
+            eventually(
+                "Envoy serving the picker route",
+                Duration::from_secs(15),
+                || {
+                    let request = request.clone();
+                    async move {
+                        client::send(listen, request)
+                            .await
+                            .ok()
+                            .filter(|r| r.status == 200)
+                    }
+                },
+            )
+            .await
+        } else {
+            client::must(listen, request).await
+        };
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let served = reply
+            .header("x-sim-endpoint")
+            .expect("a model server answered")
+            .to_string();
+        assert!(
+            endpoints.contains(&served),
+            "{served} is in the pool {endpoints:?}"
+        );
+        by_tenant.entry(tenant).or_default().insert(served);
+    }
+    assert!(
+        outsider.requests().is_empty(),
+        "the spoofed destination was not used"
+    );
+    for (tenant, servers) in &by_tenant {
+        assert_eq!(
+            servers.len(),
+            1,
+            "tenant {tenant} stays where its prefix is cached: {servers:?}"
+        );
+    }
+}

@@ -136,6 +136,40 @@ pub fn backend(
     }
 }
 
+/// The cluster of every endpoint-picker route: ORIGINAL_DST on the address tollgate's
+/// picker hands Envoy as `envoy.lb` dynamic metadata (`x-gateway-destination-endpoint`),
+/// which a client cannot set, unlike a header. One cluster serves every pool: it holds
+/// no endpoints of its own.
+pub fn picked(config: &Config) -> Cluster {
+    use envoy_types::pb::envoy::r#type::metadata::v3::{
+        metadata_key::{path_segment::Segment, PathSegment},
+        MetadataKey,
+    };
+    Cluster {
+        name: PICKED_CLUSTER.into(),
+        connect_timeout: duration(config.upstream.connect_timeout.get()),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: cluster::LbPolicy::ClusterProvided as i32,
+        lb_config: Some(cluster::LbConfig::OriginalDstLbConfig(
+            cluster::OriginalDstLbConfig {
+                metadata_key: Some(MetadataKey {
+                    key: "envoy.lb".into(),
+                    path: vec![PathSegment {
+                        segment: Some(Segment::Key("x-gateway-destination-endpoint".into())),
+                    }],
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// The name of [`picked`]'s cluster.
+pub const PICKED_CLUSTER: &str = "tollgate_picked_endpoint";
+
 /// The cluster Envoy's ext_proc filter calls: tollgate's gRPC server at `target`, over
 /// HTTP/2, with TLS when the server has it.
 pub fn ext_proc(ext: &ExtProcConfig, target: &Target) -> Cluster {

@@ -207,7 +207,6 @@ binds:
         "xds.messageTimeout",
         "xds.nodes.n.binds[0]: no bind has port 9",
         "binds[0].listeners[0].routes[0].mcp",
-        "binds[0].listeners[0].routes[1].policies.endpointPicker",
         "binds[0].listeners[0].routes[2].backends",
     ] {
         assert!(err.contains(path), "{path} missing from:\n{err}");
@@ -250,4 +249,41 @@ binds:
         targets[0].contains("\"backend_127.0.0.1_8000\"")
             && targets[1].contains("\"backend_127.0.0.1_8000\"")
     );
+}
+
+#[test]
+fn picker_routes_go_to_the_original_destination_tollgate_picks() {
+    let text = r#"
+extProc: { address: "127.0.0.1:50051" }
+xds: {}
+binds:
+- port: 10000
+  listeners:
+  - routes:
+    - name: llm
+      policies: { endpointPicker: { endpoints: ["127.0.0.1:8101", "127.0.0.1:8102"] } }
+"#;
+    let fleet = fleet(&config(text)).unwrap();
+    let picked: Cluster = decode(&fleet.default, CLUSTER, clusters::PICKED_CLUSTER);
+    assert_eq!(
+        picked.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::OriginalDst as i32
+        ))
+    );
+    let lb = format!("{:?}", picked.lb_config);
+    assert!(
+        lb.contains("envoy.lb") && lb.contains("x-gateway-destination-endpoint"),
+        "{lb}"
+    );
+    assert!(
+        !lb.contains("use_http_header: true"),
+        "a client's header never steers: {lb}"
+    );
+    let rc: RouteConfiguration = decode(&fleet.default, ROUTE, "bind_10000");
+    assert!(
+        format!("{:?}", rc.virtual_hosts[0].routes[0].action).contains(clusters::PICKED_CLUSTER)
+    );
+    let route = &fleet.default.resources(ROUTE).items["bind_10000"];
+    assert_eq!(route.needs, [clusters::PICKED_CLUSTER]);
 }
