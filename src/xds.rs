@@ -1,8 +1,11 @@
 //! tollgate as Envoy's control plane: the resources generated from the config
 //! (`generate`), per-node snapshots with content versions (`snapshot`), the SotW and
-//! Delta protocol state machines (`sotw`, `delta`) driven per stream (`stream`), the
-//! gRPC services (ADS and the per-type CDS/EDS/LDS/RDS, in `service`), and the table
-//! of connected nodes that `/xds` prints (`status`).
+//! Delta protocol state machines (`sotw`, `delta`) driven per stream (`stream`), what
+//! each node has accepted so nothing goes out before what it needs (`warm`), the gRPC
+//! services (ADS and the per-type CDS/EDS/LDS/RDS, in `service`), the table of
+//! connected nodes that `/xds` prints (`status`), `tollgate xds dump` (`dump`), and
+//! tollgate's own resource type with the client a sidecar follows a control plane
+//! with (`resource`, `client`).
 //!
 //! [`Xds`] lives for the process: every applied config is published to it, and every
 //! open stream sees the new snapshot of its node at once.

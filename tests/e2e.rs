@@ -37,8 +37,10 @@
 //!   SDK (1.x and 2.x) for the SDK's clients; the transport's statuses with a plain
 //!   client; two replicas sharing sessions by key.
 //! - `xds`: tollgate as Envoy's control plane: Envoy bootstrapped from its ADS (SotW and
-//!   Delta) carries token-accounted traffic; a config edit moves Envoy with no failed
-//!   request; a NACK keeps the last good version; per-node binds; malformed requests.
+//!   Delta) carries token-accounted traffic; a config edit under load moves Envoy with
+//!   no failed request (both variants); a NACK keeps the last good version; ECDS
+//!   changes with no listener drain; per-node binds and a restart; picker routes land
+//!   on the pick; malformed requests; a tollgate sidecar following a control plane.
 //! - `sim`: the model-server simulator with the official `openai` SDK: streamed usage,
 //!   prefix-cache hits (cached tokens, lower TTFT), `/metrics` read by the picker's parser.
 //!
