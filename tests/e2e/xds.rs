@@ -669,3 +669,75 @@ async fn picker_routes_land_on_the_pick() {
         );
     }
 }
+
+/// TLS on both sides, as Envoy takes it from tollgate: the bind's certificate on Envoy's
+/// listener, and a backend by name over TLS verified against a CA file with its name
+/// checked (a STRICT_DNS cluster). The backend here is a TLS bind of a second tollgate
+/// in front of the mock upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listeners_and_tls_backends_by_name() {
+    let upstream = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let tls_backend = free_port();
+    let _backend = Tollgate::start(&format!(
+        "binds:\n- port: {tls_backend}\n  tls: {{ certFile: {c}, keyFile: {k} }}\n  listeners:\n  - routes:\n    - backends: [ {{ host: \"127.0.0.1:{up}\" }} ]\n",
+        c = cert.display(),
+        k = key.display(),
+        up = upstream.port
+    ))
+    .await;
+    let (ext_proc, listen) = (free_port(), free_port());
+    let tollgate = Tollgate::start(&format!(
+        r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+xds: {{}}
+binds:
+- port: {listen}
+  tls: {{ certFile: {c}, keyFile: {k} }}
+  listeners:
+  - routes:
+    - name: secure
+      backends: [ {{ host: "localhost:{tls_backend}", tls: {{ caFile: {c} }} }} ]
+"#,
+        c = cert.display(),
+        k = key.display(),
+    ))
+    .await;
+    let _envoy = Envoy::start_ads("gateway-1", ext_proc, false).await;
+
+    let config = crate::support::tls::insecure_client_config(vec![b"http/1.1".to_vec()]);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let response = eventually("a TLS exchange through Envoy", Duration::from_secs(15), || {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", listen)).await.ok()?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.ok()?;
+            tokio::io::AsyncWriteExt::write_all(
+                &mut tls,
+                b"GET /secure HTTP/1.1\r\nHost: localhost\r\nx-test-id: tls\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .ok()?;
+            let mut out = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut tls, &mut out).await;
+            out.starts_with("HTTP/1.1 200").then_some(out)
+        }
+    })
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(
+        upstream.request("tls").header("x-test-id").as_deref(),
+        Some("tls")
+    );
+    let status = xds_status(&tollgate).await;
+    for kind in ["cluster", "listener", "route"] {
+        assert!(
+            status["streams"][0]["types"][kind]["last_nack"].is_null(),
+            "{status:#}"
+        );
+    }
+}
