@@ -447,6 +447,59 @@ async fn malformed_discovery_requests_get_clear_errors() {
         metrics.contains("tollgate_xds_streams_rejected_total{variant=\"sotw\"} 3"),
         "{metrics}"
     );
+
+    // Nodes that never ACK and never read, on their own connections: the next config
+    // edit still reaches the well-behaved stream (never ACKing, it gets each version).
+    let mut stalled = Vec::new();
+    for i in 0..20 {
+        let mut c =
+            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{ext_proc}"))
+                .await
+                .unwrap();
+        let request = DiscoveryRequest {
+            node: Some(Node {
+                id: format!("stalled-{i}"),
+                ..Default::default()
+            }),
+            type_url: cluster.into(),
+            ..Default::default()
+        };
+        let response = c
+            .stream_aggregated_resources(
+                tokio_stream::iter([request]).chain(tokio_stream::pending()),
+            )
+            .await
+            .unwrap();
+        stalled.push((c, response));
+    }
+    let moved = MockUpstream::start().await;
+    tollgate.rewrite_config(&config(ext_proc, listen, moved.port));
+    let update = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the edit reaches the reading stream")
+        .unwrap()
+        .expect("a response");
+    use prost::Message as _;
+    let names: Vec<String> = update
+        .resources
+        .iter()
+        .map(|a| {
+            envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(a.value.as_slice())
+                .unwrap()
+                .name
+        })
+        .collect();
+    assert!(
+        names.contains(&format!("backend_127.0.0.1_{}", moved.port)),
+        "{names:?}"
+    );
+    let status = xds_status(&tollgate).await;
+    assert_eq!(
+        status["streams"].as_array().unwrap().len(),
+        21,
+        "{status:#}"
+    );
+    drop(stalled);
 }
 
 /// The config a control plane serves its sidecars (entry `fleet`): the proxy on
