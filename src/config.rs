@@ -2,6 +2,7 @@
 //! are the reference), loading with `${ENV}` substitution and field-path errors, semantic
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
+mod cors;
 mod duration;
 mod epp;
 mod epp_scheduling;
@@ -21,6 +22,7 @@ mod serving;
 mod watch;
 mod xds;
 
+pub use cors::CorsPolicy;
 pub use duration::Duration;
 pub use epp::*;
 pub use epp_scheduling::*;

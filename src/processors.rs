@@ -1,7 +1,10 @@
 //! The processor registry: which policies become processors, and in what order they run.
 //!
 //! Order, and why:
-//! 0. `mcp_authentication` — first: it checks the client's bearer token as the client
+//! 0. `cors` — before everything: a browser's preflight carries no credentials and must
+//!    be answered before an authentication could refuse it, and it is never forwarded;
+//!    on the response it runs last, so the CORS headers are the final word.
+//!    `mcp_authentication` — first: it checks the client's bearer token as the client
 //!    sent it (an operator's `requestHeaderModifier` may set an `Authorization` meant
 //!    for the upstream), and a refused request costs nothing else. It removes the
 //!    client's token, so no later processor or upstream sees it — except on an MCP
@@ -36,6 +39,7 @@
 //!    listed last so the operator's response headers have the last word.
 
 mod a2a;
+mod cors;
 pub(crate) mod endpoint_picker;
 mod headers;
 mod mcp_auth;
@@ -54,6 +58,7 @@ use crate::services::Services;
 pub use crate::pipeline::BuildCx;
 
 pub use a2a::A2aFactory;
+pub use cors::CorsFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use mcp_auth::McpAuthFactory;
@@ -86,6 +91,9 @@ pub fn for_route(
     let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
         factories.extend(errs.check(made));
     };
+    if let Some(p) = &policies.cors {
+        add(CorsFactory::new(p, &format!("{path}.cors")).map(|f| Arc::new(f) as _));
+    }
     if let Some(p) = &policies.mcp_authentication {
         let field = format!("{path}.mcpAuthentication");
         add(McpAuthFactory::new(p, bcx, &field, direct.is_some()).map(|f| Arc::new(f) as _));

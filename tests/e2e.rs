@@ -23,6 +23,8 @@
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `reload`: hot reload against saves in place, emptied files and port edits.
 //! - `secrets`: no credential reaches a log line or `/config`.
+//! - `cors`: the `cors` policy through Envoy and the proxy: preflights answered, never
+//!   forwarded; CORS headers only for allowed origins.
 //! - `cli`: `validate` on examples and bad files, `envoy --mode validate` on deploy/envoy.
 //! - `deploy_k8s`: the deploy/k8s manifests parse and agree with each other; the tollgate
 //!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
@@ -55,6 +57,8 @@ mod a2a;
 mod buffers;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/cors.rs"]
+mod cors;
 #[path = "e2e/deploy_k8s.rs"]
 mod deploy_k8s;
 #[path = "e2e/envoy.rs"]

@@ -378,6 +378,10 @@ pub struct Policies {
     /// A2A JSON-RPC methods and task ids observed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aPolicy>,
+    /// Cross-origin resource sharing: preflights answered at the gateway, the CORS
+    /// headers on responses to allowed origins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<super::CorsPolicy>,
 }
 
 /// The `a2a` policy.
@@ -434,6 +438,7 @@ impl Policies {
                 .or_else(|| gateway.mcp_tool_limit.clone()),
             mcp_guard: self.mcp_guard.clone().or_else(|| gateway.mcp_guard.clone()),
             a2a: self.a2a.clone().or_else(|| gateway.a2a.clone()),
+            cors: self.cors.clone().or_else(|| gateway.cors.clone()),
         }
     }
 }
