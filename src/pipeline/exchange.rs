@@ -203,7 +203,7 @@ impl Exchange {
             let mut reply =
                 LocalReply::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &message);
             reply.details = format!("{}_body_unseen", slot.name);
-            return Verdict::Respond(reply);
+            return Verdict::Respond(self.local_reply(reply));
         }
         for slot in self.slots.iter_mut().filter(|s| needed(s)) {
             tracing::warn!(
@@ -418,7 +418,8 @@ impl Exchange {
                 "{what} exceeds the {limit}-byte limit of policy {}",
                 slot.name
             );
-            return Verdict::Respond(LocalReply::error(status, kind, &message));
+            let reply = LocalReply::error(status, kind, &message);
+            return Verdict::Respond(self.local_reply(reply));
         }
         let mut mode = BodyMode::Skip;
         for slot in self.slots.iter_mut() {
@@ -470,8 +471,23 @@ impl Exchange {
         Verdict::Continue(out)
     }
 
+    /// Lets every processor that ran see a reply the exchange gives itself (CORS
+    /// headers on a 401 a later policy answered), last in the list first, as on a
+    /// response.
+    fn local_reply(&mut self, mut reply: LocalReply) -> LocalReply {
+        for slot in self.slots.iter_mut().rev().filter(|s| s.active) {
+            slot.processor.on_local_reply(&self.cx, &mut reply);
+        }
+        reply
+    }
+
     /// Applies a processor's answer: `Some(reply)` when the exchange must answer now.
     fn settle(&mut self, i: usize, result: Result<Flow, ProcessorError>) -> Option<LocalReply> {
+        let reply = self.settled(i, result)?;
+        Some(self.local_reply(reply))
+    }
+
+    fn settled(&mut self, i: usize, result: Result<Flow, ProcessorError>) -> Option<LocalReply> {
         match result {
             Ok(Flow::Continue) => None,
             Ok(Flow::Respond(reply)) => Some(reply),

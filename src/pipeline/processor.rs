@@ -95,6 +95,11 @@ pub trait Processor: Send {
         Ok(Flow::Continue)
     }
 
+    /// The exchange answers the client itself (this processor or another refused the
+    /// request, or a body went over a limit): a last look at that reply, as at a
+    /// response's headers. Called on every active processor, last in order first.
+    fn on_local_reply(&mut self, _cx: &Ctx, _reply: &mut LocalReply) {}
+
     /// Runs exactly once on every path: completed, answered locally, failed, or client
     /// gone. Usage accounting that must not be lost belongs here.
     fn on_complete(&mut self, _cx: &mut Ctx, _outcome: &Outcome) {}

@@ -10,7 +10,9 @@
 //! - any other request from an allowed origin goes upstream, and its response gets
 //!   `Access-Control-Allow-Origin` (the request's origin, so credentials work),
 //!   `Access-Control-Allow-Credentials`, `Access-Control-Expose-Headers` and
-//!   `Vary: Origin`; from an origin not allowed it goes upstream untouched.
+//!   `Vary: Origin`, and so does a reply another policy answers it with (a 401 from
+//!   `mcpAuthentication`, a 429 from a limit); from an origin not allowed it goes
+//!   upstream untouched.
 //!
 //! Origins match on scheme, host and port (the scheme's default when absent); `*` in a
 //! pattern's host matches any run of characters (`https://*.example.com`).
@@ -329,21 +331,44 @@ impl Processor for Cors {
         _cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        let Some(origin) = self.allowed_origin.take() else {
-            return Ok(Flow::Continue);
-        };
-        headers.set(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        if self.policy.credentials {
-            headers.set(
+        if let Some(origin) = self.allowed_origin.take() {
+            for (name, value) in self.policy.response_headers(origin) {
+                if name == header::VARY {
+                    headers.append(name, value);
+                } else {
+                    headers.set(name, value);
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A 401, 403 or 429 another policy answered an allowed origin with gets the CORS
+    /// headers too, or the page could not read why it was refused.
+    fn on_local_reply(&mut self, _cx: &Ctx, reply: &mut LocalReply) {
+        if let Some(origin) = self.allowed_origin.take() {
+            for (name, value) in self.policy.response_headers(origin) {
+                reply.headers.append(name, value);
+            }
+        }
+    }
+}
+
+impl Compiled {
+    /// The headers of a response to an allowed origin's request.
+    fn response_headers(&self, origin: HeaderValue) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = vec![(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)];
+        if self.credentials {
+            out.push((
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
-            );
+            ));
         }
-        if let Some(expose) = &self.policy.expose {
-            headers.set(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
+        if let Some(expose) = &self.expose {
+            out.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone()));
         }
-        headers.append(header::VARY, HeaderValue::from_static("origin"));
-        Ok(Flow::Continue)
+        out.push((header::VARY, HeaderValue::from_static("origin")));
+        out
     }
 }
 

@@ -200,3 +200,30 @@ fn glob_matches_runs_of_characters() {
     assert!(glob("*", ""));
     assert!(!glob("x", "y"));
 }
+
+#[tokio::test]
+async fn a_refusal_by_a_later_policy_carries_the_cors_headers() {
+    // The prompt guard refuses the prompt (an API key in it) after cors let it through.
+    let yaml = format!(
+        "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        cors: {POLICY}\n        requestHeaderModifier: {{ set: {{ x-a: b }} }}\n        promptGuard:\n          request:\n            rules:\n            - {{ name: secrets, builtins: [openai_api_key], action: reject }}\n"
+    );
+    let mut ex = crate::pipeline::testing::exchange_at(&yaml, "POST", "/v1/chat/completions");
+    let mut h = headers(&[
+        ("origin", "https://app.example.com"),
+        ("content-type", "application/json"),
+    ]);
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    let body = bytes::Bytes::from_static(br#"{"model":"m","messages":[{"role":"user","content":"my key is sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKl"}]}"#);
+    let Verdict::Respond(reply) = ex.request_body(body, true, false).await else {
+        panic!("the guard rejects the prompt")
+    };
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+}
