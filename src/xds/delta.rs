@@ -93,33 +93,9 @@ impl Protocol for Delta {
                 state.known.remove(&name);
             }
         }
-        let mut out: Vec<_> = self
-            .respond(type_url, snapshot, first, cx)
-            .into_iter()
-            .collect();
-        // An ACK may be what a held response of another type waited for.
-        for t in super::snapshot::PUSH_ORDER
-            .iter()
-            .filter(|t| **t != type_url)
-        {
-            out.extend(self.respond(t, snapshot, false, cx));
-        }
-        Ok(out)
+        Ok(self.answer(type_url, snapshot, first, cx))
     }
 
-    fn on_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        cx: &StreamCx<'_>,
-    ) -> Vec<DeltaDiscoveryResponse> {
-        super::snapshot::PUSH_ORDER
-            .iter()
-            .filter_map(|t| self.respond(t, snapshot, false, cx))
-            .collect()
-    }
-}
-
-impl Delta {
     /// The changes of `type_url` the node lacks, if any (on a first wildcard request,
     /// even none: Envoy waits for that answer before it finishes starting).
     fn respond(

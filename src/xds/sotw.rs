@@ -82,29 +82,9 @@ impl Protocol for Sotw {
         let changed = first || wildcard != state.wildcard || names != state.names;
         state.wildcard = wildcard;
         state.names = names;
-        let mut out: Vec<_> = self
-            .respond(type_url, snapshot, changed, cx)
-            .into_iter()
-            .collect();
-        // An ACK may be what a held response of another type waited for.
-        for t in super::snapshot::PUSH_ORDER
-            .iter()
-            .filter(|t| **t != type_url)
-        {
-            out.extend(self.respond(t, snapshot, false, cx));
-        }
-        Ok(out)
+        Ok(self.answer(type_url, snapshot, changed, cx))
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot, cx: &StreamCx<'_>) -> Vec<DiscoveryResponse> {
-        super::snapshot::PUSH_ORDER
-            .iter()
-            .filter_map(|t| self.respond(t, snapshot, false, cx))
-            .collect()
-    }
-}
-
-impl Sotw {
     /// The response for `type_url` if the node should get one now.
     fn respond(
         &mut self,

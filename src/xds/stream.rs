@@ -36,8 +36,42 @@ pub trait Protocol: Default + Send + 'static {
         snapshot: &Snapshot,
         cx: &StreamCx<'_>,
     ) -> Result<Vec<Self::Response>, Status>;
+    /// The response for `type_url` if the node should get one now (`force`: its
+    /// subscription changed, so it gets one even at the same version).
+    fn respond(
+        &mut self,
+        type_url: &'static str,
+        snapshot: &Snapshot,
+        force: bool,
+        cx: &StreamCx<'_>,
+    ) -> Option<Self::Response>;
+
     /// The responses a new snapshot calls for, in push order.
-    fn on_snapshot(&mut self, snapshot: &Snapshot, cx: &StreamCx<'_>) -> Vec<Self::Response>;
+    fn on_snapshot(&mut self, snapshot: &Snapshot, cx: &StreamCx<'_>) -> Vec<Self::Response> {
+        PUSH_ORDER
+            .iter()
+            .filter_map(|t| self.respond(t, snapshot, false, cx))
+            .collect()
+    }
+
+    /// The answer to a request for `type_url`, followed by what other types held back
+    /// and may now send (an ACK may be what a held response waited for).
+    fn answer(
+        &mut self,
+        type_url: &'static str,
+        snapshot: &Snapshot,
+        force: bool,
+        cx: &StreamCx<'_>,
+    ) -> Vec<Self::Response> {
+        let mut out: Vec<_> = self
+            .respond(type_url, snapshot, force, cx)
+            .into_iter()
+            .collect();
+        for t in PUSH_ORDER.iter().filter(|t| **t != type_url) {
+            out.extend(self.respond(t, snapshot, false, cx));
+        }
+        out
+    }
 }
 
 /// What a state machine may read and record about its stream.
