@@ -216,8 +216,19 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             .context("generating the xDS resources")?;
         tracing::info!(
             binds = config.binds.len(),
-            "binds are served by Envoy over xDS; the proxy opens no listener"
+            "binds are served by Envoy over xDS; the proxy opens no listener of its own"
         );
+    }
+    if let Some(address) = crate::config::mcp_listener(&config) {
+        let listener = proxy::bind_mcp(address).await?;
+        tracing::info!(address = %listener.local_addr(), "MCP listener (for Envoy's mcp routes) listening");
+        servers.push(tokio::spawn(proxy::serve(
+            listener,
+            store.clone(),
+            config.upstream.clone(),
+            stopped(stop_rx.clone()),
+            grace,
+        )));
     }
     for bind in config.binds.iter().filter(|_| config.xds.is_none()) {
         let listener = proxy::bind(bind).await?;

@@ -42,7 +42,7 @@ pub use redact::redacted_json;
 pub use runtime::RuntimeConfig;
 pub use serving::{check_reload, check_serves, start_only_changes, ReloadRefusal};
 pub use watch::watch_file;
-pub use xds::{check_xds, XdsConfig, XdsNode};
+pub use xds::{check_xds, mcp_listener, XdsConfig, XdsNode, ENVOY_ROUTE_HEADER};
 
 /// The configuration tollgate runs when `serve` is given no file: ext_proc on
 /// 127.0.0.1:50051, the proxy on 127.0.0.1:8080 and admin on 127.0.0.1:15000.

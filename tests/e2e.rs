@@ -109,3 +109,5 @@ mod secrets;
 mod sim;
 #[path = "e2e/xds.rs"]
 mod xds;
+#[path = "e2e/xds_mcp.rs"]
+mod xds_mcp;

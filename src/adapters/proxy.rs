@@ -18,5 +18,5 @@ mod tests;
 mod upstream;
 
 pub use body::ProxyBody;
-pub use listener::{bind, serve, BoundListener};
+pub use listener::{bind, bind_mcp, serve, BoundListener};
 pub use upstream::Upstreams;

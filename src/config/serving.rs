@@ -124,6 +124,14 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
     for addr in now.keys().filter(|a| !was.contains_key(*a)) {
         changed.push(format!("binds: {addr} added"));
     }
+    // tollgate's MCP listener under xDS opens at start; a route dropping `mcp` leaves
+    // it open and idle.
+    match (super::mcp_listener(old), super::mcp_listener(new)) {
+        (None, Some(_)) if envoy_binds => changed
+            .push("xds.mcpAddress (the first `mcp` route opens tollgate's MCP listener)".into()),
+        (Some(a), Some(b)) if a != b => changed.push("xds.mcpAddress".into()),
+        _ => {}
+    }
     if old.admin.address != new.admin.address {
         changed.push("admin.address".into());
     }

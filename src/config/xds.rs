@@ -1,7 +1,8 @@
 //! `xds:` — tollgate as Envoy's control plane. With this section, tollgate serves ADS
 //! (State-of-the-World and Delta, and the per-type CDS/EDS/LDS/RDS services) on the
 //! `extProc` gRPC server, and the `binds` become Envoy's listeners: Envoy listens on
-//! them and tollgate opens no proxy socket of its own. [`check_xds`] names what a config
+//! them and tollgate opens no proxy socket of its own, except its MCP listener
+//! (`xds.mcpAddress`) when a route has `mcp`. [`check_xds`] names what a config
 //! asks of Envoy that the generator cannot write yet.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,13 @@ pub struct XdsConfig {
     /// `[::]`) read as loopback: the sidecar case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_proc_address: Option<String>,
+    /// `IP:port` of tollgate's MCP listener under xDS: Envoy sends the messages of
+    /// every `mcp` route there (with `mcp.direct`, those tollgate's ext_proc does not
+    /// send straight to a target), and tollgate listens on it whenever a route has `mcp`.
+    /// Default `127.0.0.1:15081`: Envoy and tollgate in one Pod. An unspecified IP
+    /// (`0.0.0.0`) is listened on as given and dialed by Envoy as loopback.
+    #[serde(default = "default_mcp_address")]
+    pub mcp_address: String,
     /// The ext_proc filter's `message_timeout`. Default 1s.
     #[serde(default = "default_message_timeout")]
     pub message_timeout: Duration,
@@ -53,6 +61,28 @@ pub struct XdsNode {
     pub binds: Vec<u16>,
 }
 
+/// The request header in which Envoy names the `mcp` route whose message it sends to
+/// tollgate's MCP listener. Envoy sets it itself (overwriting a client's), and the
+/// listener serves only the route it names.
+pub const ENVOY_ROUTE_HEADER: &str = "x-tollgate-route";
+
+fn default_mcp_address() -> String {
+    "127.0.0.1:15081".to_string()
+}
+
+/// Where tollgate's MCP listener listens under xDS: `xds.mcpAddress` when `xds` is on
+/// and some route has `mcp`, else nowhere.
+pub fn mcp_listener(config: &Config) -> Option<&str> {
+    let xds = config.xds.as_ref()?;
+    let has_mcp = config
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| &l.routes)
+        .any(|r| r.mcp.is_some());
+    has_mcp.then_some(xds.mcp_address.as_str())
+}
+
 fn default_message_timeout() -> Duration {
     Duration::from_secs(1)
 }
@@ -80,6 +110,12 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
         errs.push(ConfigError::field(
             "xds.messageTimeout",
             "is longer than `xds.maxMessageTimeout`, which Envoy rejects",
+        ));
+    }
+    if xds.mcp_address.parse::<std::net::SocketAddr>().is_err() {
+        errs.push(ConfigError::field(
+            "xds.mcpAddress",
+            format!("{:?} is not an IP:port", xds.mcp_address),
         ));
     }
     for (name, served) in &xds.configs {
@@ -113,11 +149,7 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
             for (r, route) in listener.routes.iter().enumerate() {
                 let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
                 if route.mcp.is_some() {
-                    errs.push(ConfigError::field(
-                        format!("{path}.mcp"),
-                        "MCP routes are not generated for Envoy yet: serve them from a \
-                         static Envoy config (deploy/envoy/tollgate-mcp-gateway.yaml)",
-                    ));
+                    // Envoy sends them to tollgate's MCP listener: no backend needed.
                 } else if route.policies.endpoint_picker.is_some()
                     || config.policies.endpoint_picker.is_some()
                 {

@@ -1,17 +1,20 @@
 //! tollgate's config → the Envoy resources it serves, as pure functions: per bind a
 //! listener (ext_proc filter, RDS) and a route configuration; per distinct backend a
-//! cluster and, for an IP backend, its endpoints; and the `tollgate` cluster for
-//! the ext_proc filter; and every `xds.configs` entry as a tollgate config for sidecars.
-//! Each node named in `xds.nodes` gets only its binds.
+//! cluster and, for an IP backend, its endpoints; the `tollgate` cluster for the
+//! ext_proc filter, and `tollgate_mcp` for tollgate's MCP listener (see [`mcp`]); and
+//! every `xds.configs` entry as a tollgate config for sidecars. Each node named in
+//! `xds.nodes` gets only its binds.
 
 mod address;
 mod clusters;
 mod listener;
+mod mcp;
 mod routes;
 mod tls;
 
 use std::sync::Arc;
 
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
 pub use address::{BadAddress, Target};
@@ -21,7 +24,8 @@ use super::resource::TollgateConfig;
 use super::snapshot::{
     Fleet, Snapshot, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TOLLGATE_CONFIG,
 };
-use crate::config::{Bind, Config, XdsConfig};
+use crate::config::{Backend, Bind, Config, Route, XdsConfig};
+use mcp::MCP_CLUSTER;
 use routes::NamedRoute;
 
 /// Why a config gives no resources. `check_xds` refuses such configs first, so these
@@ -88,22 +92,19 @@ fn snapshot(
         None => ("extProc.address", &ext.address),
     };
     let target = parse(path, address)?.dialable();
-    let mut out: Vec<Resource> = vec![(
-        CLUSTER,
-        EXT_PROC_CLUSTER.to_string(),
-        pack_any(clusters::ext_proc(ext, &target)),
-        Vec::new(),
-    )];
+    let mut out = Resources::default();
+    out.cluster(EXT_PROC_CLUSTER, || {
+        (clusters::ext_proc(ext, &target), None)
+    });
     let filter = listener::ext_proc_config(xds, ext.mode_override);
     let needs = vec![EXT_PROC_CLUSTER.to_string()];
-    out.push((
+    out.push(
         EXTENSION_CONFIG,
         filter.name.clone(),
         pack_any(filter),
         needs,
-    ));
+    );
     let mut index = 0;
-    let mut made = std::collections::BTreeSet::new();
     for (b, bind) in config.binds.iter().enumerate() {
         let mut named: Vec<Vec<NamedRoute<'_>>> = Vec::new();
         for (l, listener) in bind.listeners.iter().enumerate() {
@@ -111,63 +112,121 @@ fn snapshot(
             for (r, route) in listener.routes.iter().enumerate() {
                 let name = route.name_or_index(index);
                 index += 1;
-                if !keep(bind) {
-                    continue;
+                if keep(bind) {
+                    let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                    mine.extend(named_route(config, xds, &mut out, route, name, &path)?);
                 }
-                let picks = route.policies.endpoint_picker.is_some()
-                    || config.policies.endpoint_picker.is_some();
-                if picks {
-                    let cluster = clusters::PICKED_CLUSTER.to_string();
-                    if made.insert(cluster.clone()) {
-                        out.push((
-                            CLUSTER,
-                            cluster.clone(),
-                            pack_any(clusters::picked(config)),
-                            vec![],
-                        ));
-                    }
-                    mine.push(NamedRoute {
-                        name,
-                        cluster,
-                        route,
-                    });
-                    continue;
-                }
-                let Some(backend) = route.backends.first() else {
-                    continue;
-                };
-                let path = format!("binds[{b}].listeners[{l}].routes[{r}].backends[0].host");
-                let target = parse(&path, &backend.host)?;
-                let cluster = clusters::cluster_name(backend);
-                if made.insert(cluster.clone()) {
-                    let (c, endpoints) = clusters::backend(config, &cluster, backend, &target);
-                    out.push((CLUSTER, cluster.clone(), pack_any(c), Vec::new()));
-                    if let Some(e) = endpoints {
-                        out.push((ENDPOINT, cluster.clone(), pack_any(e), Vec::new()));
-                    }
-                }
-                mine.push(NamedRoute {
-                    name,
-                    cluster,
-                    route,
-                });
             }
             named.push(mine);
         }
         if keep(bind) {
             let l = listener::listener(bind);
             let needs = vec![EXT_PROC_CLUSTER.to_string()];
-            out.push((LISTENER, l.name.clone(), pack_any(l), needs));
+            out.push(LISTENER, l.name.clone(), pack_any(l), needs);
             let rc = routes::route_configuration(config, bind, &named);
-            let mut needs: Vec<String> =
-                named.iter().flatten().map(|r| r.cluster.clone()).collect();
+            let mut needs: Vec<String> = named.iter().flatten().flat_map(clusters_of).collect();
             needs.sort();
             needs.dedup();
-            out.push((ROUTE, rc.name.clone(), pack_any(rc), needs));
+            out.push(ROUTE, rc.name.clone(), pack_any(rc), needs);
         }
     }
-    out.extend(served.iter().cloned());
-    Ok(Snapshot::with_needs(out))
+    out.list.extend(served.iter().cloned());
+    Ok(Snapshot::with_needs(out.list))
+}
+
+/// A snapshot's resources as they are made; each cluster once.
+#[derive(Default)]
+struct Resources {
+    list: Vec<Resource>,
+    clusters: std::collections::BTreeSet<String>,
+}
+
+impl Resources {
+    fn push(&mut self, kind: &'static str, name: String, body: Any, needs: Vec<String>) {
+        self.list.push((kind, name, body, needs));
+    }
+
+    /// Cluster `name` (and its EDS endpoints), made by `make` unless made already.
+    fn cluster(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> (
+            envoy_types::pb::envoy::config::cluster::v3::Cluster,
+            Option<envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment>,
+        ),
+    ) {
+        if !self.clusters.insert(name.to_string()) {
+            return;
+        }
+        let (cluster, endpoints) = make();
+        self.push(CLUSTER, name.to_string(), pack_any(cluster), Vec::new());
+        if let Some(e) = endpoints {
+            self.push(ENDPOINT, name.to_string(), pack_any(e), Vec::new());
+        }
+    }
+
+    /// The cluster of `backend` (at `path`, for errors), made once; its name.
+    fn backend(
+        &mut self,
+        config: &Config,
+        backend: &Backend,
+        path: &str,
+    ) -> Result<String, GenerateError> {
+        let target = parse(path, &backend.host)?;
+        let name = clusters::cluster_name(backend);
+        self.cluster(&name, || clusters::backend(config, &name, backend, &target));
+        Ok(name)
+    }
+}
+
+/// How Envoy carries one tollgate route, and the clusters it needs made: the MCP
+/// listener (and each target with `mcp.direct`), the picked endpoint, or the first
+/// backend. A route with none of these is left out (`check_xds` refuses it).
+fn named_route<'a>(
+    config: &Config,
+    xds: &XdsConfig,
+    out: &mut Resources,
+    route: &'a Route,
+    name: String,
+    path: &str,
+) -> Result<Option<NamedRoute<'a>>, GenerateError> {
+    let mut named = NamedRoute {
+        name,
+        cluster: String::new(),
+        route,
+        mcp: None,
+    };
+    if let Some(mcp) = &route.mcp {
+        let target = parse("xds.mcpAddress", &xds.mcp_address)?.dialable();
+        out.cluster(MCP_CLUSTER, || (clusters::mcp_listener(&target), None));
+        let wiring = mcp::wiring(mcp);
+        for (t, direct) in wiring.direct.iter().flat_map(|d| d.1.iter()).enumerate() {
+            let at = format!("{path}.mcp.targets[{t}].url");
+            out.backend(config, &direct.backend, &at)?;
+        }
+        named.cluster = MCP_CLUSTER.to_string();
+        named.mcp = Some(wiring);
+    } else if route.policies.endpoint_picker.is_some() || config.policies.endpoint_picker.is_some()
+    {
+        out.cluster(clusters::PICKED_CLUSTER, || {
+            (clusters::picked(config), None)
+        });
+        named.cluster = clusters::PICKED_CLUSTER.to_string();
+    } else if let Some(backend) = route.backends.first() {
+        named.cluster = out.backend(config, backend, &format!("{path}.backends[0].host"))?;
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(named))
+}
+
+/// Every cluster a route's Envoy routes name.
+fn clusters_of(named: &NamedRoute<'_>) -> Vec<String> {
+    let direct = named.mcp.iter().flat_map(|m| m.direct.iter());
+    let targets = direct.flat_map(|d| d.1.iter());
+    std::iter::once(named.cluster.clone())
+        .chain(targets.map(|t| clusters::cluster_name(&t.backend)))
+        .collect()
 }
 
 fn parse(path: &str, text: &str) -> Result<Target, GenerateError> {
@@ -177,5 +236,7 @@ fn parse(path: &str, text: &str) -> Result<Target, GenerateError> {
     })
 }
 
+#[cfg(test)]
+mod mcp_tests;
 #[cfg(test)]
 mod tests;

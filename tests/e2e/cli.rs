@@ -247,6 +247,13 @@ fn xds_dump_prints_envoy_json_and_refuses_configs_without_xds() {
     let routes =
         &dump["resources"]["route"]["resources"][0]["resource"]["virtualHosts"][0]["routes"];
     assert_eq!(routes[0]["name"], "openai");
+    // The MCP route goes to tollgate's MCP listener with ext_proc off there.
+    let mcp = &routes[2];
+    assert_eq!(mcp["route"]["cluster"], "tollgate_mcp");
+    assert_eq!(
+        mcp["typedPerFilterConfig"]["tollgate_ext_proc"]["disabled"],
+        true
+    );
     assert!(listener["version"].as_str().is_some_and(|v| v.len() == 16));
 
     let yaml = Command::new(tollgate::binary())

@@ -24,17 +24,28 @@ use super::forward::{
 };
 use super::h1_pool::UpstreamBody;
 use super::upstream::{UpstreamError, Upstreams};
+use crate::config::ENVOY_ROUTE_HEADER;
 use crate::mcp::{Caller, McpBody};
 use crate::pipeline::{
     Adapter, BodyMode, CompiledRoute, Ctx, Exchange, Headers, LocalReply, Outcome, PipelineStore,
     Verdict,
 };
 
+/// Which routes a proxy listener serves.
+#[derive(Clone, Copy, Debug)]
+pub enum RouteSource {
+    /// A bind's, by port: picked by host and matches, as its listeners say.
+    Bind(u16),
+    /// tollgate's MCP listener under xDS: only the `mcp` route Envoy names in
+    /// [`ENVOY_ROUTE_HEADER`]; anything else is no route.
+    EnvoyMcp,
+}
+
 /// Serves requests arriving on one bind.
 pub struct Handler {
     store: Arc<PipelineStore>,
     upstreams: Upstreams,
-    port: u16,
+    routes: RouteSource,
     /// `limits.connections.bodyProgressTimeout`.
     body_progress: Duration,
     /// Request bodies ended by that timeout.
@@ -73,14 +84,14 @@ impl Handler {
     pub fn new(
         store: Arc<PipelineStore>,
         upstreams: Upstreams,
-        port: u16,
+        routes: RouteSource,
         body_progress: Duration,
         stalls: Counter,
     ) -> Self {
         Handler {
             store,
             upstreams,
-            port,
+            routes,
             body_progress,
             stalls,
         }
@@ -112,6 +123,7 @@ impl Handler {
             return Err(no_route(&mut ex));
         };
         strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(ENVOY_ROUTE_HEADER);
         let mut headers = Headers::new(std::mem::take(&mut parts.headers));
         if let Verdict::Respond(reply) = ex.request_headers(&mut headers).await {
             return Err(local(&mut ex, reply));
@@ -154,10 +166,18 @@ impl Handler {
     ) -> (Exchange, Option<Arc<CompiledRoute>>) {
         let pipeline = self.store.load();
         let head = request_head(parts);
-        let route = pipeline
-            .bind_routes
-            .get(&self.port)
-            .and_then(|s| s.select(&head, &parts.headers, None));
+        let route = match self.routes {
+            RouteSource::Bind(port) => pipeline
+                .bind_routes
+                .get(&port)
+                .and_then(|s| s.select(&head, &parts.headers, None)),
+            RouteSource::EnvoyMcp => parts
+                .headers
+                .get(ENVOY_ROUTE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|name| pipeline.ext_proc_routes.by_name(name))
+                .filter(|r| r.mcp.is_some()),
+        };
         let request_id = parts.headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok());
         let mut cx = Ctx::new(Adapter::Proxy, head, request_id);
         cx.request_body_empty = http_body::Body::is_end_stream(incoming);

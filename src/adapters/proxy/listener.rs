@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::forward::Client;
-use super::handler::Handler;
+use super::handler::{Handler, RouteSource};
 use super::upstream::Upstreams;
 use super::ProxyBody;
 use crate::config::{Bind, ServerTls, UpstreamConfig};
@@ -32,6 +32,7 @@ pub struct BoundListener {
     listener: TcpListener,
     port: u16,
     tls: Option<TlsAcceptor>,
+    routes: RouteSource,
 }
 
 impl BoundListener {
@@ -56,6 +57,22 @@ pub async fn bind(bind: &Bind) -> anyhow::Result<BoundListener> {
         listener,
         port: bind.port,
         tls,
+        routes: RouteSource::Bind(bind.port),
+    })
+}
+
+/// Binds tollgate's MCP listener under xDS (`xds.mcpAddress`): plaintext, on the
+/// loopback beside Envoy by default, serving the `mcp` route Envoy names.
+pub async fn bind_mcp(address: &str) -> anyhow::Result<BoundListener> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the MCP listener address {address} (xds.mcpAddress)"))?;
+    let port = listener.local_addr()?.port();
+    Ok(BoundListener {
+        listener,
+        port,
+        tls: None,
+        routes: RouteSource::EnvoyMcp,
     })
 }
 
@@ -81,7 +98,10 @@ pub async fn serve(
         let limits = pipeline.config().limits.connections.clone();
         (pipeline.metrics.clone(), limits)
     };
-    let name = format!("proxy:{}", bound.port);
+    let name = match bound.routes {
+        RouteSource::Bind(port) => format!("proxy:{port}"),
+        RouteSource::EnvoyMcp => format!("mcp:{}", bound.port),
+    };
     let refusal = match bound.tls {
         Some(_) => Refusal::Close,
         None => Refusal::Reply(OVERLOADED),
@@ -104,7 +124,7 @@ pub async fn serve(
     let handler = Handler::new(
         store,
         Upstreams::new(&upstream),
-        bound.port,
+        bound.routes,
         limits.body_progress_timeout.get(),
         stalls,
     );

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::handler::Handler;
+use super::handler::{Handler, RouteSource};
 use super::upstream::Upstreams;
 use crate::config::{Backend, UpstreamConfig};
 use crate::pipeline::testing::{entries, proxy_pipeline, scripted, Script};
@@ -60,7 +60,13 @@ fn handler(script: Script, upstream: Option<SocketAddr>) -> (Arc<Handler>, Journ
     let store = Arc::new(PipelineStore::new(pipeline));
     let upstreams = Upstreams::new(&UpstreamConfig::default());
     let stalls = prometheus_client::metrics::counter::Counter::default();
-    let handler = Handler::new(store, upstreams, PORT, Duration::from_millis(200), stalls);
+    let handler = Handler::new(
+        store,
+        upstreams,
+        RouteSource::Bind(PORT),
+        Duration::from_millis(200),
+        stalls,
+    );
     (Arc::new(handler), journal)
 }
 
@@ -204,7 +210,7 @@ async fn a_route_without_a_backend_is_503_without_a_route_404() {
             None,
         ))),
         Upstreams::new(&UpstreamConfig::default()),
-        PORT,
+        RouteSource::Bind(PORT),
         Duration::from_secs(1),
         Default::default(),
     );

@@ -146,3 +146,28 @@ fn under_xds_bind_edits_reload_and_turning_xds_on_or_off_needs_a_restart() {
     };
     assert_eq!(changed, ["xds removed"]);
 }
+
+#[test]
+fn under_xds_the_mcp_listener_opens_at_start_only() {
+    let with = |mcp: &str, extra: &str| {
+        config(&format!(
+            "extProc: {{ address: \"127.0.0.1:50051\" }}\nxds: {{ {mcp} }}\nbinds:\n- port: 10000\n  listeners:\n  - routes:\n    - {{ name: a, backends: [{{ host: \"127.0.0.1:1\" }}] }}\n{extra}"
+        ))
+    };
+    let tools =
+        "    - { name: t, mcp: { targets: [{ name: w, url: \"http://127.0.0.1:2/mcp\" }] } }\n";
+    let none = with("", "");
+    let mcp = with("", tools);
+    let Err(ReloadRefusal::NeedsRestart(changed)) = check_reload(&none, &mcp) else {
+        panic!("the first mcp route needs the listener opened");
+    };
+    assert!(changed[0].starts_with("xds.mcpAddress"), "{changed:?}");
+    let moved = with("mcpAddress: \"127.0.0.1:15999\"", tools);
+    let Err(ReloadRefusal::NeedsRestart(changed)) = check_reload(&mcp, &moved) else {
+        panic!("moving the listener needs a restart");
+    };
+    assert_eq!(changed, ["xds.mcpAddress"]);
+    // Dropping the last mcp route leaves the listener open and idle.
+    assert!(check_reload(&mcp, &none).is_ok());
+    assert!(check_reload(&mcp, &mcp).is_ok());
+}

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers, cluster, CircuitBreakers, Cluster,
+};
 use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, KeepaliveSettings};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -15,7 +17,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config, ExplicitHttpConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
-use envoy_types::pb::google::protobuf::Duration as PbDuration;
+use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::address::Target;
@@ -173,18 +175,41 @@ pub const PICKED_CLUSTER: &str = "tollgate_picked_endpoint";
 /// The cluster Envoy's ext_proc filter calls: tollgate's gRPC server at `target`, over
 /// HTTP/2, with TLS when the server has it.
 pub fn ext_proc(ext: &ExtProcConfig, target: &Target) -> Cluster {
+    Cluster {
+        transport_socket: (ext.tls.is_some() || ext.self_signed_tls)
+            .then(tls::self_signed_ext_proc),
+        ..sidecar(EXT_PROC_CLUSTER, target)
+    }
+}
+
+/// The cluster of tollgate's MCP listener (`xds.mcpAddress`): HTTP/2 (h2c), so the
+/// long GET streams and calls of many clients share a few connections.
+pub fn mcp_listener(target: &Target) -> Cluster {
+    sidecar(super::MCP_CLUSTER, target)
+}
+
+/// A cluster for one of tollgate's own servers at `target`, spoken to over HTTP/2.
+fn sidecar(name: &str, target: &Target) -> Cluster {
     let discovery = match target {
         Target::Dns(..) => cluster::DiscoveryType::StrictDns,
         _ => cluster::DiscoveryType::Static,
     };
     Cluster {
-        name: EXT_PROC_CLUSTER.into(),
+        name: name.into(),
         connect_timeout: duration(std::time::Duration::from_millis(250)),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
         typed_extension_protocol_options: http2_options(),
-        transport_socket: (ext.tls.is_some() || ext.self_signed_tls)
-            .then(tls::self_signed_ext_proc),
-        load_assignment: Some(load_assignment(EXT_PROC_CLUSTER, target)),
+        load_assignment: Some(load_assignment(name, target)),
+        // Every request (an ext_proc stream, an MCP GET stream) is one HTTP/2 stream
+        // here, held for the request's life: Envoy's default of 1,024 at once is too low.
+        circuit_breakers: Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_requests: Some(UInt32Value { value: 100_000 }),
+                max_pending_requests: Some(UInt32Value { value: 100_000 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

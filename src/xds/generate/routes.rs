@@ -8,24 +8,38 @@
 //! Route names are tollgate's, and Envoy sends them back as `xds.route_name`, so the
 //! ext_proc stream runs the policies of the very route Envoy picked.
 
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option, HeaderValue, HeaderValueOption,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher, route, route_action, route_match, HeaderMatcher, Route as EnvoyRoute,
     RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch, VirtualHost,
 };
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
+    ext_proc_per_route, ExtProcPerRoute,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    regex_matcher, string_matcher, RegexMatcher, StringMatcher,
+    regex_matcher, string_matcher, RegexMatchAndSubstitute, RegexMatcher, StringMatcher,
 };
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
+use envoy_types::util::pack_any;
 
 use super::address::Target;
-use super::listener;
-use crate::config::{Bind, Config, HeaderMatch, PathMatch, Route, RouteMatch, ValueMatch};
+use super::listener::{self, EXT_PROC_FILTER};
+use super::mcp::{DirectTarget, McpWiring, ENVOY_ROUTE_HEADER};
+use crate::config::{
+    Bind, Config, HeaderMatch, PathMatch, Route, RouteMatch, ValueMatch, WELL_KNOWN,
+};
 
 /// A route with the name tollgate knows it by and the cluster of its backend.
 pub struct NamedRoute<'a> {
     pub name: String,
     pub cluster: String,
     pub route: &'a Route,
+    /// For an `mcp` route: how Envoy reaches tollgate's MCP listener and the targets.
+    pub mcp: Option<McpWiring>,
 }
 
 /// The route configuration of `bind`; `routes[l]` are the named routes of listener `l`.
@@ -97,6 +111,9 @@ fn covers(pattern: &str, domain: &str) -> bool {
 }
 
 fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
+    if let Some(mcp) = &named.mcp {
+        return mcp_route(named, mcp);
+    }
     let timeout = named
         .route
         .policies
@@ -118,10 +135,7 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
         // stream's idle timeout (no byte for that long ends it, before or after the
         // headers).
         timeout: Some(PbDuration::default()),
-        idle_timeout: Some(PbDuration {
-            seconds: timeout.as_secs() as i64,
-            nanos: timeout.subsec_nanos() as i32,
-        }),
+        idle_timeout: pb_duration(timeout),
         // A provider by name wants its own name as the host, as its certificate does.
         host_rewrite_specifier: dns_backend.then_some(
             route_action::HostRewriteSpecifier::AutoHostRewrite(
@@ -144,23 +158,140 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
     }
 }
 
+/// An `mcp` route's action: tollgate's MCP listener, told the route by a header Envoy
+/// sets, with no route timeout (GET streams and long calls) and ext_proc off (the
+/// listener runs the route's policies) unless `mcp.direct` needs it.
+fn mcp_route(named: &NamedRoute<'_>, mcp: &McpWiring) -> EnvoyRoute {
+    let mut per_filter = HashMap::new();
+    if mcp.direct.is_none() {
+        let off = ExtProcPerRoute {
+            r#override: Some(ext_proc_per_route::Override::Disabled(true)),
+        };
+        per_filter.insert(EXT_PROC_FILTER.to_string(), pack_any(off));
+    }
+    EnvoyRoute {
+        name: named.name.clone(),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                named.cluster.clone(),
+            )),
+            timeout: Some(PbDuration::default()),
+            idle_timeout: pb_duration(mcp.idle),
+            ..Default::default()
+        })),
+        request_headers_to_add: vec![HeaderValueOption {
+            header: Some(HeaderValue {
+                key: ENVOY_ROUTE_HEADER.into(),
+                value: named.name.clone(),
+                ..Default::default()
+            }),
+            append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        }],
+        typed_per_filter_config: per_filter,
+        ..Default::default()
+    }
+}
+
+/// With `mcp.direct`: per target, the route a call ext_proc marked for it takes (the
+/// route's `match` and the target's name in the header) — straight to the target's
+/// cluster, host and path rewritten to its URL.
+fn direct_routes(
+    named: &NamedRoute<'_>,
+    matches: &[EnvoyMatch],
+    header: &str,
+    targets: &[DirectTarget],
+    idle: std::time::Duration,
+) -> Vec<EnvoyRoute> {
+    let mut out = Vec::new();
+    for target in targets {
+        for m in matches {
+            let mut m = m.clone();
+            m.headers.push(HeaderMatcher {
+                name: header.to_string(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+                    string_matcher(&ValueMatch::Exact(target.name.clone())),
+                )),
+                ..Default::default()
+            });
+            let action = RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                    super::clusters::cluster_name(&target.backend),
+                )),
+                timeout: Some(PbDuration::default()),
+                idle_timeout: pb_duration(idle),
+                host_rewrite_specifier: Some(
+                    route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                        target.authority.clone(),
+                    ),
+                ),
+                regex_rewrite: Some(RegexMatchAndSubstitute {
+                    pattern: Some(regex("^.*$")),
+                    substitution: target.path.clone(),
+                }),
+                ..Default::default()
+            };
+            out.push(EnvoyRoute {
+                name: named.name.clone(),
+                r#match: Some(m),
+                action: Some(route::Action::Route(action)),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+fn pb_duration(d: std::time::Duration) -> Option<PbDuration> {
+    Some(PbDuration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    })
+}
+
 /// The Envoy routes of one tollgate route: Envoy routes have one match each, so a
 /// route with several (any of them) becomes one Envoy route per match, all with its
-/// name; none matches every path.
+/// name; none matches every path. A route with `mcpAuthentication` also matches its
+/// RFC 9728 metadata paths, as tollgate's own router does; an `mcp.direct` route's
+/// target routes come first.
 pub fn routes_of(config: &Config, named: &NamedRoute<'_>) -> Vec<EnvoyRoute> {
     let base = route(config, named);
-    if named.route.matches.len() <= 1 {
-        return vec![base];
+    let matches: Vec<EnvoyMatch> = if named.route.matches.is_empty() {
+        vec![prefix("/")]
+    } else {
+        named.route.matches.iter().map(route_match).collect()
+    };
+    let mut out = Vec::new();
+    if let Some((header, targets)) = named.mcp.as_ref().and_then(|m| m.direct.as_ref()) {
+        let idle = named.mcp.as_ref().map_or_else(Default::default, |m| m.idle);
+        out.extend(direct_routes(named, &matches, header, targets, idle));
     }
-    named
-        .route
-        .matches
-        .iter()
-        .map(|m| EnvoyRoute {
-            r#match: Some(route_match(m)),
+    let metadata = metadata_paths(config, named.route);
+    let exact = metadata.into_iter().map(|p| EnvoyMatch {
+        path_specifier: Some(route_match::PathSpecifier::Path(p)),
+        ..Default::default()
+    });
+    for m in matches.into_iter().chain(exact) {
+        out.push(EnvoyRoute {
+            r#match: Some(m),
             ..base.clone()
-        })
-        .collect()
+        });
+    }
+    out
+}
+
+/// The RFC 9728 metadata paths a route with `mcpAuthentication` (its own or the
+/// gateway's) and matches answers: its document's, and the bare well-known path.
+fn metadata_paths(config: &Config, route: &Route) -> Vec<String> {
+    let policies = route.policies.over(&config.policies);
+    let checked = policies
+        .mcp_authentication
+        .as_ref()
+        .and_then(|a| a.check("").ok());
+    match checked {
+        Some(c) if !route.matches.is_empty() => vec![c.metadata_path, WELL_KNOWN.to_string()],
+        _ => Vec::new(),
+    }
 }
 
 fn prefix(p: &str) -> EnvoyMatch {

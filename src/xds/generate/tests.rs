@@ -38,11 +38,11 @@ binds:
       backends: [{ host: "127.0.0.1:8001", http2: true }]
 "#;
 
-fn config(text: &str) -> Config {
+pub(super) fn config(text: &str) -> Config {
     parse_str(text).expect("valid config").config
 }
 
-fn decode<M: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> M {
+pub(super) fn decode<M: Message + Default>(snapshot: &Snapshot, type_url: &str, name: &str) -> M {
     let r = snapshot
         .resources(type_url)
         .items
@@ -188,6 +188,7 @@ fn check_xds_names_the_fields_it_cannot_serve() {
     let text = r#"
 xds:
   messageTimeout: 20s
+  mcpAddress: "localhost:15081"
   nodes:
     n: { binds: [9] }
 binds:
@@ -206,11 +207,15 @@ binds:
         "xds: xDS is served on the ext_proc gRPC server",
         "xds.messageTimeout",
         "xds.nodes.n.binds[0]: no bind has port 9",
-        "binds[0].listeners[0].routes[0].mcp",
+        "xds.mcpAddress: \"localhost:15081\" is not an IP:port",
         "binds[0].listeners[0].routes[2].backends",
     ] {
         assert!(err.contains(path), "{path} missing from:\n{err}");
     }
+    assert!(
+        !err.contains("routes[0]") && !err.contains("routes[1]"),
+        "MCP and picker routes need no backend: {err}"
+    );
 }
 
 #[test]
