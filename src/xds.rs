@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use service::services;
-pub use snapshot::{Fleet, Snapshot};
+pub use snapshot::{Delivery, Fleet, Fleets, Snapshot};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 /// The control plane's state: the snapshots of the running config, and the open
 /// streams.
 pub struct Xds {
-    fleet: Arc<watch::Sender<Arc<Fleet>>>,
+    fleets: Arc<watch::Sender<Arc<Fleets>>>,
     /// Counts publishes; a lingering fleet's cleanup applies only if none came since.
     generation: Arc<AtomicU64>,
     pub streams: Arc<status::Streams>,
@@ -50,7 +50,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 impl Xds {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Xds {
-            fleet: Arc::new(watch::Sender::new(Arc::new(Fleet::default()))),
+            fleets: Arc::new(watch::Sender::new(Arc::new(Fleets::default()))),
             generation: Arc::default(),
             streams: Arc::default(),
             metrics,
@@ -64,8 +64,8 @@ impl Xds {
         if config.xds.is_none() {
             return Ok(false);
         }
-        let fleet = generate::fleet(config)?;
-        let current = self.fleet();
+        let fleet = generate::fleets(config)?;
+        let current = self.fleets();
         if *current == fleet {
             return Ok(false);
         }
@@ -73,13 +73,13 @@ impl Xds {
         let first = fleet.lingering(&current);
         let runtime = tokio::runtime::Handle::try_current();
         if first == fleet || runtime.is_err() {
-            self.fleet.send_replace(Arc::new(fleet));
+            self.fleets.send_replace(Arc::new(fleet));
             return Ok(true);
         }
         // Make before break: clusters the config dropped stay until the routes that
         // used them have moved, then go.
-        self.fleet.send_replace(Arc::new(first));
-        let (sender, counter) = (self.fleet.clone(), self.generation.clone());
+        self.fleets.send_replace(Arc::new(first));
+        let (sender, counter) = (self.fleets.clone(), self.generation.clone());
         let final_fleet = Arc::new(fleet);
         runtime.expect("checked").spawn(async move {
             tokio::time::sleep(LINGER).await;
@@ -90,12 +90,18 @@ impl Xds {
         Ok(true)
     }
 
-    /// The snapshots now served.
-    pub fn fleet(&self) -> Arc<Fleet> {
-        self.fleet.borrow().clone()
+    /// The snapshots now served, in every delivery.
+    pub fn fleets(&self) -> Arc<Fleets> {
+        self.fleets.borrow().clone()
     }
 
-    fn subscribe(&self) -> watch::Receiver<Arc<Fleet>> {
-        self.fleet.subscribe()
+    /// The snapshots now served over ADS (the others differ only in the sources they
+    /// name).
+    pub fn fleet(&self) -> Fleet {
+        self.fleets().ads.clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Fleets>> {
+        self.fleets.subscribe()
     }
 }

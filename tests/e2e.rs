@@ -111,3 +111,5 @@ mod sim;
 mod xds;
 #[path = "e2e/xds_mcp.rs"]
 mod xds_mcp;
+#[path = "e2e/xds_per_type.rs"]
+mod xds_per_type;

@@ -28,6 +28,12 @@ pub struct XdsConfig {
     /// (`0.0.0.0`) is listened on as given and dialed by Envoy as loopback.
     #[serde(default = "default_mcp_address")]
     pub mcp_address: String,
+    /// For Envoys without ADS (their bootstrap's `cds_config` and `lds_config` name
+    /// tollgate's per-type services): the bootstrap cluster that reaches tollgate. What
+    /// those services send names it as the source of the routes, endpoints and ext_proc
+    /// filter config the listeners and clusters refer to. Default `xds_cluster`.
+    #[serde(default = "default_bootstrap_cluster")]
+    pub bootstrap_cluster: String,
     /// The ext_proc filter's `message_timeout`. Default 1s.
     #[serde(default = "default_message_timeout")]
     pub message_timeout: Duration,
@@ -65,6 +71,10 @@ pub struct XdsNode {
 /// tollgate's MCP listener. Envoy sets it itself (overwriting a client's), and the
 /// listener serves only the route it names.
 pub const ENVOY_ROUTE_HEADER: &str = "x-tollgate-route";
+
+fn default_bootstrap_cluster() -> String {
+    "xds_cluster".to_string()
+}
 
 fn default_mcp_address() -> String {
     "127.0.0.1:15081".to_string()
@@ -110,6 +120,12 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
         errs.push(ConfigError::field(
             "xds.messageTimeout",
             "is longer than `xds.maxMessageTimeout`, which Envoy rejects",
+        ));
+    }
+    if xds.bootstrap_cluster.is_empty() {
+        errs.push(ConfigError::field(
+            "xds.bootstrapCluster",
+            "must name the Envoy bootstrap's cluster for tollgate",
         ));
     }
     if xds.mcp_address.parse::<std::net::SocketAddr>().is_err() {

@@ -125,7 +125,7 @@ impl Protocol for Delta {
         if updates.is_empty() && removed.is_empty() && !(first && wildcard) {
             return None;
         }
-        if !updates.iter().all(|r| self.warmth.ready(r, snapshot)) {
+        if cx.orders_types() && !updates.iter().all(|r| self.warmth.ready(r, snapshot)) {
             tracing::debug!(node = %cx.node, r#type = short_type(type_url), "xDS response held: the clusters it needs are not in place yet");
             return None;
         }

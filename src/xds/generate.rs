@@ -14,6 +14,7 @@ mod tls;
 
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::ConfigSource;
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
@@ -22,7 +23,8 @@ pub use listener::{EXT_PROC_CLUSTER, EXT_PROC_FILTER};
 
 use super::resource::TollgateConfig;
 use super::snapshot::{
-    Fleet, Snapshot, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE, TOLLGATE_CONFIG,
+    Delivery, Fleet, Fleets, Snapshot, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE,
+    TOLLGATE_CONFIG,
 };
 use crate::config::{Backend, Bind, Config, Route, XdsConfig};
 use mcp::MCP_CLUSTER;
@@ -42,14 +44,30 @@ pub enum GenerateError {
     Served { name: String, error: String },
 }
 
-/// The snapshots of `config`: every node's, and those of the nodes in `xds.nodes`.
+/// The snapshots of `config` for ADS streams: every node's, and those of the nodes in
+/// `xds.nodes`.
 pub fn fleet(config: &Config) -> Result<Fleet, GenerateError> {
+    fleet_for(config, Delivery::Ads)
+}
+
+/// The snapshots of `config` in every [`Delivery`].
+pub fn fleets(config: &Config) -> Result<Fleets, GenerateError> {
+    Ok(Fleets {
+        ads: fleet_for(config, Delivery::Ads)?,
+        per_type: fleet_for(config, Delivery::PerType { delta: false })?,
+        per_type_delta: fleet_for(config, Delivery::PerType { delta: true })?,
+    })
+}
+
+fn fleet_for(config: &Config, delivery: Delivery) -> Result<Fleet, GenerateError> {
     let xds = config.xds.as_ref().ok_or(GenerateError::NoXds)?;
     let served = served_configs(xds)?;
-    let default = Arc::new(snapshot(config, xds, &served, |_| true)?);
+    let source = listener::source(delivery, &xds.bootstrap_cluster);
+    let default = Arc::new(snapshot(config, xds, &served, &source, |_| true)?);
     let mut nodes = std::collections::BTreeMap::new();
     for (id, node) in &xds.nodes {
-        let mine = snapshot(config, xds, &served, |b| node.binds.contains(&b.port))?;
+        let keep = |b: &Bind| node.binds.contains(&b.port);
+        let mine = snapshot(config, xds, &served, &source, keep)?;
         nodes.insert(id.clone(), Arc::new(mine));
     }
     Ok(Fleet { default, nodes })
@@ -84,6 +102,7 @@ fn snapshot(
     config: &Config,
     xds: &XdsConfig,
     served: &[Resource],
+    source: &ConfigSource,
     keep: impl Fn(&Bind) -> bool,
 ) -> Result<Snapshot, GenerateError> {
     let ext = config.ext_proc.as_ref().ok_or(GenerateError::NoExtProc)?;
@@ -92,7 +111,11 @@ fn snapshot(
         None => ("extProc.address", &ext.address),
     };
     let target = parse(path, address)?.dialable();
-    let mut out = Resources::default();
+    let mut out = Resources {
+        list: Vec::new(),
+        clusters: Default::default(),
+        source: source.clone(),
+    };
     out.cluster(EXT_PROC_CLUSTER, || {
         (clusters::ext_proc(ext, &target), None)
     });
@@ -120,7 +143,7 @@ fn snapshot(
             named.push(mine);
         }
         if keep(bind) {
-            let l = listener::listener(bind);
+            let l = listener::listener(bind, source);
             let needs = vec![EXT_PROC_CLUSTER.to_string()];
             out.push(LISTENER, l.name.clone(), pack_any(l), needs);
             let rc = routes::route_configuration(config, bind, &named);
@@ -135,10 +158,11 @@ fn snapshot(
 }
 
 /// A snapshot's resources as they are made; each cluster once.
-#[derive(Default)]
 struct Resources {
     list: Vec<Resource>,
     clusters: std::collections::BTreeSet<String>,
+    /// Where EDS clusters get their endpoints.
+    source: ConfigSource,
 }
 
 impl Resources {
@@ -174,7 +198,10 @@ impl Resources {
     ) -> Result<String, GenerateError> {
         let target = parse(path, &backend.host)?;
         let name = clusters::cluster_name(backend);
-        self.cluster(&name, || clusters::backend(config, &name, backend, &target));
+        let source = self.source.clone();
+        self.cluster(&name, || {
+            clusters::backend(config, &name, backend, &target, &source)
+        });
         Ok(name)
     }
 }

@@ -1,7 +1,9 @@
 //! The gRPC services: ADS (SotW and Delta on one stream for every type) and the
-//! per-type CDS, EDS, LDS and RDS for Envoys configured without ADS (each a SotW and a
-//! Delta stream restricted to its type, and the unary `Fetch*` that answers with the
-//! current resources). All run the same state machines over the same snapshots.
+//! per-type CDS, EDS, LDS, RDS and ECDS for Envoys configured without ADS (each a SotW
+//! and a Delta stream restricted to its type, and the unary `Fetch*` that answers with
+//! the current resources). All run the same state machines; the per-type streams get
+//! the snapshots whose listeners and clusters name the per-type services as the source
+//! of what they refer to ([`Delivery`]).
 
 use std::sync::Arc;
 
@@ -17,6 +19,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::{
     EndpointDiscoveryService, EndpointDiscoveryServiceServer,
 };
+use envoy_types::pb::envoy::service::extension::v3::extension_config_discovery_service_server::{
+    ExtensionConfigDiscoveryService, ExtensionConfigDiscoveryServiceServer,
+};
 use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server::{
     ListenerDiscoveryService, ListenerDiscoveryServiceServer,
 };
@@ -27,7 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::delta::Delta;
-use super::snapshot::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use super::snapshot::{Delivery, CLUSTER, ENDPOINT, EXTENSION_CONFIG, LISTENER, ROUTE};
 use super::sotw::Sotw;
 use super::stream::serve;
 use super::Xds;
@@ -50,6 +55,7 @@ pub struct XdsServices {
     pub eds: EndpointDiscoveryServiceServer<XdsService>,
     pub lds: ListenerDiscoveryServiceServer<XdsService>,
     pub rds: RouteDiscoveryServiceServer<XdsService>,
+    pub ecds: ExtensionConfigDiscoveryServiceServer<XdsService>,
 }
 
 /// The xDS services over `xds`.
@@ -64,6 +70,7 @@ pub fn services(xds: Arc<Xds>) -> XdsServices {
         eds: EndpointDiscoveryServiceServer::new(of(Some(ENDPOINT))),
         lds: ListenerDiscoveryServiceServer::new(of(Some(LISTENER))),
         rds: RouteDiscoveryServiceServer::new(of(Some(ROUTE))),
+        ecds: ExtensionConfigDiscoveryServiceServer::new(of(Some(EXTENSION_CONFIG))),
     }
 }
 
@@ -92,7 +99,8 @@ impl XdsService {
             )));
         }
         let node = req.node.as_ref().map_or("", |n| n.id.as_str());
-        let snapshot = self.xds.fleet().snapshot(node);
+        let fleets = self.xds.fleets();
+        let snapshot = fleets.of(Delivery::PerType { delta: false }).snapshot(node);
         let resources = snapshot.resources(type_url);
         let chosen: Vec<_> = if req.resource_names.is_empty() {
             resources.items.values().map(|r| r.body.clone()).collect()
@@ -195,4 +203,12 @@ per_type!(
     DeltaRoutesStream,
     delta_routes,
     fetch_routes
+);
+per_type!(
+    ExtensionConfigDiscoveryService,
+    StreamExtensionConfigsStream,
+    stream_extension_configs,
+    DeltaExtensionConfigsStream,
+    delta_extension_configs,
+    fetch_extension_configs
 );

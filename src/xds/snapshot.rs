@@ -160,10 +160,48 @@ fn type_version(items: &BTreeMap<String, Arc<Resource>>) -> String {
 
 /// The snapshots of a whole config: one for every node named in `xds.nodes`, and the
 /// one every other node gets.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Fleet {
     pub default: Arc<Snapshot>,
     pub nodes: BTreeMap<String, Arc<Snapshot>>,
+}
+
+/// How a stream delivers resources, which decides how the listeners and clusters it
+/// carries name the source of what they refer to (routes, endpoints, the ext_proc
+/// filter's config): the same ADS stream, or, for an Envoy without ADS, the per-type
+/// services through its bootstrap cluster, SotW or Delta as the stream itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Ads,
+    PerType { delta: bool },
+}
+
+/// The fleet in each [`Delivery`]: they differ only in those sources.
+#[derive(Debug, Default, PartialEq)]
+pub struct Fleets {
+    pub ads: Fleet,
+    pub per_type: Fleet,
+    pub per_type_delta: Fleet,
+}
+
+impl Fleets {
+    pub fn of(&self, delivery: Delivery) -> &Fleet {
+        match delivery {
+            Delivery::Ads => &self.ads,
+            Delivery::PerType { delta: false } => &self.per_type,
+            Delivery::PerType { delta: true } => &self.per_type_delta,
+        }
+    }
+
+    /// Each fleet with the clusters of `older`'s that it no longer has (see
+    /// [`Snapshot::lingering`]).
+    pub fn lingering(&self, older: &Fleets) -> Fleets {
+        Fleets {
+            ads: self.ads.lingering(&older.ads),
+            per_type: self.per_type.lingering(&older.per_type),
+            per_type_delta: self.per_type_delta.lingering(&older.per_type_delta),
+        }
+    }
 }
 
 impl Fleet {

@@ -116,7 +116,7 @@ impl Protocol for Sotw {
         if !subscription_changed && state.sent_version.as_deref() == Some(version.as_str()) {
             return None;
         }
-        if !chosen.iter().all(|r| self.warmth.ready(r, snapshot)) {
+        if cx.orders_types() && !chosen.iter().all(|r| self.warmth.ready(r, snapshot)) {
             tracing::debug!(node = %cx.node, r#type = short_type(type_url), "xDS response held: the clusters it needs are not in place yet");
             return None;
         }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::snapshot::{short_type, Snapshot, PUSH_ORDER};
+use super::snapshot::{short_type, Delivery, Snapshot, PUSH_ORDER};
 use super::status::{bounded_message, Nack, Registered};
 use super::Xds;
 use crate::metrics::{XdsTypeLabels, XdsVariantLabels};
@@ -100,6 +100,13 @@ impl StreamCx<'_> {
                 PUSH_ORDER.join(", ")
             ))),
         }
+    }
+
+    /// Whether this stream carries every type (ADS), so a response may wait for the
+    /// ACKs of what it needs on it. A per-type stream sees no other type's ACKs: its
+    /// responses go out as they are (Envoy without ADS gives no order across types).
+    pub fn orders_types(&self) -> bool {
+        self.only.is_none()
     }
 
     /// The error for a request with more names than [`MAX_NAMES`].
@@ -246,8 +253,14 @@ where
         xds: &xds,
         registered: &registered,
     };
+    let delivery = match only {
+        None => Delivery::Ads,
+        Some(_) => Delivery::PerType {
+            delta: P::VARIANT == "delta",
+        },
+    };
     let mut fleet = xds.subscribe();
-    let mut snapshot = fleet.borrow_and_update().snapshot(&node.id);
+    let mut snapshot = fleet.borrow_and_update().of(delivery).snapshot(&node.id);
     let mut proto = P::default();
     let responses = proto.on_request(first, &snapshot, &cx)?;
     if send_all(tx, responses).await.is_err() {
@@ -263,7 +276,7 @@ where
                 if changed.is_err() {
                     break;
                 }
-                snapshot = fleet.borrow_and_update().snapshot(&node.id);
+                snapshot = fleet.borrow_and_update().of(delivery).snapshot(&node.id);
                 proto.on_snapshot(&snapshot, &cx)
             }
         };

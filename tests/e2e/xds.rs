@@ -15,7 +15,7 @@ use tokio_stream::StreamExt as _;
 
 /// A config whose one bind (Envoy's listener on `listen`) routes OpenAI-style chat to
 /// the upstream on `upstream` with token accounting, the usage also as headers.
-fn config(ext_proc: u16, listen: u16, upstream: u16) -> String {
+pub(crate) fn config(ext_proc: u16, listen: u16, upstream: u16) -> String {
     format!(
         r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}
 xds: {{}}
@@ -36,7 +36,7 @@ const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"he
 
 /// A chat completion through Envoy's listener on `port`, with the usage the mock
 /// upstream reports; the reply once Envoy serves the listener.
-async fn chat(port: u16, id: &str) -> client::Reply {
+pub(crate) async fn chat(port: u16, id: &str) -> client::Reply {
     client::must(
         port,
         Req::post("/v1/chat/completions", CHAT)
@@ -48,7 +48,7 @@ async fn chat(port: u16, id: &str) -> client::Reply {
 }
 
 /// Waits until Envoy's listener on `port` answers, and returns that first reply.
-async fn first_reply(port: u16) -> client::Reply {
+pub(crate) async fn first_reply(port: u16) -> client::Reply {
     eventually(
         "Envoy serving the listener tollgate sent",
         Duration::from_secs(15),
@@ -65,7 +65,7 @@ async fn first_reply(port: u16) -> client::Reply {
     .await
 }
 
-async fn xds_status(tollgate: &Tollgate) -> serde_json::Value {
+pub(crate) async fn xds_status(tollgate: &Tollgate) -> serde_json::Value {
     let reply = tollgate.admin("/xds").await.expect("GET /xds");
     assert_eq!(reply.status, 200);
     reply.json()

@@ -440,7 +440,47 @@ static_resources:
     )
 }
 
+/// A bootstrap without ADS: clusters and listeners from tollgate's per-type CDS and LDS
+/// (SotW or Delta) through the cluster `xds_cluster`; what they refer to comes from
+/// the sources tollgate names in them.
+pub fn per_type_bootstrap(admin_port: u16, node: &str, xds_port: u16, delta: bool) -> String {
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let source = format!(
+        "{{ resource_api_version: V3, api_config_source: {{ api_type: {api}, transport_api_version: V3, set_node_on_first_message_only: true, grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds_cluster }} }} ] }} }}"
+    );
+    format!(
+        r#"node: {{ id: {node}, cluster: tollgate-test }}
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }} }}
+dynamic_resources:
+  cds_config: {source}
+  lds_config: {source}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: xds_cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
+"#
+    )
+}
+
 impl Envoy {
+    /// An Envoy without ADS, on tollgate's per-type services on `xds_port`.
+    pub async fn start_per_type(node: &str, xds_port: u16, delta: bool) -> Self {
+        Self::start_with(0, |admin_port, _, _| {
+            per_type_bootstrap(admin_port, node, xds_port, delta)
+        })
+        .await
+    }
+
     /// An Envoy bootstrapped from tollgate's ADS on `xds_port` (its listeners are
     /// whatever tollgate serves node `node`); ready once its first xDS fetch is done.
     pub async fn start_ads(node: &str, xds_port: u16, delta: bool) -> Self {

@@ -241,8 +241,9 @@ pub async fn serve(
             .add_service(xds.cds)
             .add_service(xds.eds)
             .add_service(xds.lds)
-            .add_service(xds.rds);
-        tracing::info!("xDS (ADS, CDS, EDS, LDS, RDS) served on the ext_proc server");
+            .add_service(xds.rds)
+            .add_service(xds.ecds);
+        tracing::info!("xDS (ADS, CDS, EDS, LDS, RDS, ECDS) served on the ext_proc server");
     }
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let reporter_for_shutdown = reporter.clone();

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers, cluster, CircuitBreakers, Cluster,
 };
-use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, KeepaliveSettings};
+use envoy_types::pb::envoy::config::core::v3::{
+    ConfigSource, Http2ProtocolOptions, KeepaliveSettings,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
@@ -21,7 +23,7 @@ use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::address::Target;
-use super::listener::{ads, EXT_PROC_CLUSTER};
+use super::listener::EXT_PROC_CLUSTER;
 use super::tls;
 use crate::config::{Backend, Config, ExtProcConfig};
 
@@ -101,6 +103,7 @@ pub fn backend(
     name: &str,
     backend: &Backend,
     target: &Target,
+    source: &ConfigSource,
 ) -> (Cluster, Option<ClusterLoadAssignment>) {
     let mut cluster = Cluster {
         name: name.to_string(),
@@ -130,7 +133,7 @@ pub fn backend(
                 cluster::DiscoveryType::Eds as i32,
             ));
             cluster.eds_cluster_config = Some(cluster::EdsClusterConfig {
-                eds_config: Some(ads()),
+                eds_config: Some(source.clone()),
                 ..Default::default()
             });
             (cluster, Some(load_assignment(name, target)))

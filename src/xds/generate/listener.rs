@@ -4,8 +4,8 @@
 //! `deploy/envoy/tollgate-token-accounting.yaml` is by hand.
 
 use envoy_types::pb::envoy::config::core::v3::{
-    config_source, AggregatedConfigSource, ApiVersion, ConfigSource, ExtensionConfigSource,
-    GrpcService, TypedExtensionConfig,
+    api_config_source, config_source, AggregatedConfigSource, ApiConfigSource, ApiVersion,
+    ConfigSource, ExtensionConfigSource, GrpcService, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
@@ -22,6 +22,7 @@ use envoy_types::util::pack_any;
 use super::address::Target;
 use super::tls;
 use crate::config::{Bind, XdsConfig};
+use crate::xds::snapshot::Delivery;
 
 /// The cluster that reaches tollgate's ext_proc server.
 pub const EXT_PROC_CLUSTER: &str = "tollgate";
@@ -44,13 +45,13 @@ pub fn name(bind: &Bind) -> String {
     format!("bind_{}", bind.port)
 }
 
-/// The listener of `bind`.
-pub fn listener(bind: &Bind) -> Listener {
+/// The listener of `bind`; its routes and filter config come from `source`.
+pub fn listener(bind: &Bind, source: &ConfigSource) -> Listener {
     let address = Target::Ip(
         bind.address.parse().unwrap_or([0, 0, 0, 0].into()),
         bind.port,
     );
-    let hcm = pack_any(connection_manager(bind));
+    let hcm = pack_any(connection_manager(bind, source));
     Listener {
         name: name(bind),
         address: Some(address.to_envoy()),
@@ -69,13 +70,42 @@ pub fn listener(bind: &Bind) -> Listener {
     }
 }
 
-/// Routes and endpoints come over the same ADS stream as the listener.
-pub fn ads() -> ConfigSource {
+/// Where routes, endpoints and the ext_proc filter's config come from: the same ADS
+/// stream as the listener or cluster naming them, or, for an Envoy without ADS, the
+/// per-type services through its bootstrap cluster `cluster`.
+pub fn source(delivery: Delivery, cluster: &str) -> ConfigSource {
+    let specifier = match delivery {
+        Delivery::Ads => config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {}),
+        Delivery::PerType { delta } => {
+            let api_type = if delta {
+                api_config_source::ApiType::DeltaGrpc
+            } else {
+                api_config_source::ApiType::Grpc
+            };
+            config_source::ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
+                api_type: api_type as i32,
+                transport_api_version: ApiVersion::V3 as i32,
+                grpc_services: vec![grpc_service(cluster)],
+                set_node_on_first_message_only: true,
+                ..Default::default()
+            })
+        }
+    };
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
-            AggregatedConfigSource {},
-        )),
+        config_source_specifier: Some(specifier),
+        ..Default::default()
+    }
+}
+
+/// A gRPC service on Envoy's cluster `cluster`.
+fn grpc_service(cluster: &str) -> GrpcService {
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
+    GrpcService {
+        target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+            cluster_name: cluster.into(),
+            ..Default::default()
+        })),
         ..Default::default()
     }
 }
@@ -94,7 +124,7 @@ fn duration(d: std::time::Duration) -> Option<PbDuration> {
     })
 }
 
-fn connection_manager(bind: &Bind) -> HttpConnectionManager {
+fn connection_manager(bind: &Bind, source: &ConfigSource) -> HttpConnectionManager {
     let http_filter = |name: &str, typed| HttpFilter {
         name: name.into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(typed)),
@@ -104,7 +134,7 @@ fn connection_manager(bind: &Bind) -> HttpConnectionManager {
         stat_prefix: name(bind),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
+            config_source: Some(source.clone()),
             route_config_name: name(bind),
         })),
         // Hostnames match without the port, as tollgate's own listeners match them.
@@ -121,7 +151,7 @@ fn connection_manager(bind: &Bind) -> HttpConnectionManager {
                 name: EXT_PROC_FILTER.into(),
                 config_type: Some(http_filter::ConfigType::ConfigDiscovery(
                     ExtensionConfigSource {
-                        config_source: Some(ads()),
+                        config_source: Some(source.clone()),
                         type_urls: vec![EXT_PROC_TYPE.into()],
                         ..Default::default()
                     },
@@ -148,17 +178,7 @@ pub fn ext_proc_config(xds: &XdsConfig, mode_override: bool) -> TypedExtensionCo
 fn ext_proc(xds: &XdsConfig, mode_override: bool) -> ExternalProcessor {
     use processing_mode::{BodySendMode, HeaderSendMode};
     ExternalProcessor {
-        grpc_service: Some(GrpcService {
-            target_specifier: Some(
-                envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier::EnvoyGrpc(
-                    envoy_types::pb::envoy::config::core::v3::grpc_service::EnvoyGrpc {
-                        cluster_name: EXT_PROC_CLUSTER.into(),
-                        ..Default::default()
-                    },
-                ),
-            ),
-            ..Default::default()
-        }),
+        grpc_service: Some(grpc_service(EXT_PROC_CLUSTER)),
         failure_mode_allow: xds.failure_mode_allow,
         message_timeout: duration(xds.message_timeout.get()),
         max_message_timeout: duration(xds.max_message_timeout.get()),

@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route_match, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ExternalProcessor;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_filter, HttpConnectionManager,
+    http_connection_manager, http_filter, HttpConnectionManager,
 };
 use prost::Message;
 
@@ -291,4 +291,46 @@ binds:
     );
     let route = &fleet.default.resources(ROUTE).items["bind_10000"];
     assert_eq!(route.needs, [clusters::PICKED_CLUSTER]);
+}
+
+#[test]
+fn per_type_snapshots_name_the_bootstrap_cluster_where_ads_ones_name_ads() {
+    let text = CONFIG.replace("xds:\n", "xds:\n  bootstrapCluster: control_plane\n");
+    let fleets = fleets(&config(&text)).unwrap();
+    let rds = |fleet: &Fleet| {
+        let l: Listener = decode(&fleet.default, LISTENER, "bind_10000");
+        let Some(filter::ConfigType::TypedConfig(hcm)) = &l.filter_chains[0].filters[0].config_type
+        else {
+            panic!("no typed HCM")
+        };
+        let hcm = HttpConnectionManager::decode(hcm.value.as_slice()).unwrap();
+        let Some(http_connection_manager::RouteSpecifier::Rds(rds)) = hcm.route_specifier else {
+            panic!("no RDS")
+        };
+        format!("{:?}", rds.config_source.unwrap().config_source_specifier)
+    };
+    assert!(
+        rds(&fleets.ads).starts_with("Some(Ads("),
+        "{}",
+        rds(&fleets.ads)
+    );
+    let grpc = rds(&fleets.per_type);
+    assert!(
+        grpc.contains("control_plane") && grpc.contains("api_type: Grpc,"),
+        "{grpc}"
+    );
+    let delta = rds(&fleets.per_type_delta);
+    assert!(
+        delta.contains("control_plane") && delta.contains("api_type: DeltaGrpc,"),
+        "{delta}"
+    );
+    // EDS clusters name the same source; routes and endpoints are the same everywhere.
+    let eds: Cluster = decode(&fleets.per_type.default, CLUSTER, "backend_127.0.0.1_8000");
+    assert!(format!("{:?}", eds.eds_cluster_config).contains("control_plane"));
+    for t in [ROUTE, ENDPOINT, EXTENSION_CONFIG] {
+        assert_eq!(
+            fleets.ads.default.resources(t),
+            fleets.per_type.default.resources(t)
+        );
+    }
 }
