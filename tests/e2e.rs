@@ -113,3 +113,5 @@ mod xds;
 mod xds_mcp;
 #[path = "e2e/xds_per_type.rs"]
 mod xds_per_type;
+#[path = "e2e/xds_routing.rs"]
+mod xds_routing;

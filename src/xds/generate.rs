@@ -119,7 +119,7 @@ fn snapshot(
     out.cluster(EXT_PROC_CLUSTER, || {
         (clusters::ext_proc(ext, &target), None)
     });
-    let filter = listener::ext_proc_config(xds, ext.mode_override);
+    let filter = listener::ext_proc_config(config, xds);
     let needs = vec![EXT_PROC_CLUSTER.to_string()];
     out.push(
         EXTENSION_CONFIG,

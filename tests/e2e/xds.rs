@@ -49,17 +49,23 @@ pub(crate) async fn chat(port: u16, id: &str) -> client::Reply {
 
 /// Waits until Envoy's listener on `port` answers, and returns that first reply.
 pub(crate) async fn first_reply(port: u16) -> client::Reply {
+    let warm = Req::post("/v1/chat/completions", CHAT).header("x-test-id", "warm");
+    first_reply_to(port, warm).await
+}
+
+/// Waits until Envoy's listener on `port` answers `req` with 200, and returns that reply.
+pub(crate) async fn first_reply_to(port: u16, req: Req) -> client::Reply {
     eventually(
         "Envoy serving the listener tollgate sent",
         Duration::from_secs(15),
-        || async move {
-            client::send(
-                port,
-                Req::post("/v1/chat/completions", CHAT).header("x-test-id", "warm"),
-            )
-            .await
-            .ok()
-            .filter(|r| r.status == 200)
+        || {
+            let req = req.clone();
+            async move {
+                client::send(port, req)
+                    .await
+                    .ok()
+                    .filter(|r| r.status == 200)
+            }
         },
     )
     .await

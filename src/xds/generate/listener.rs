@@ -3,6 +3,7 @@
 //! ECDS, [`ext_proc_config`]) before the router, set up as
 //! `deploy/envoy/tollgate-token-accounting.yaml` is by hand.
 
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::HeaderMutationRules;
 use envoy_types::pb::envoy::config::core::v3::{
     api_config_source, config_source, AggregatedConfigSource, ApiConfigSource, ApiVersion,
     ConfigSource, ExtensionConfigSource, GrpcService, TypedExtensionConfig,
@@ -16,12 +17,12 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
-use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
+use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::address::Target;
 use super::tls;
-use crate::config::{Bind, XdsConfig};
+use crate::config::{Bind, Config, XdsConfig};
 use crate::xds::snapshot::Delivery;
 
 /// The cluster that reaches tollgate's ext_proc server.
@@ -168,10 +169,48 @@ fn connection_manager(bind: &Bind, source: &ConfigSource) -> HttpConnectionManag
 /// mode per request (it asks for what its processors need and nothing on routes
 /// without body policies), the route's name as an attribute so tollgate picks the same
 /// route Envoy did, and tollgate's metadata namespaces accepted.
-pub fn ext_proc_config(xds: &XdsConfig, mode_override: bool) -> TypedExtensionConfig {
+pub fn ext_proc_config(config: &Config, xds: &XdsConfig) -> TypedExtensionConfig {
+    let mode_override = config.ext_proc.as_ref().is_some_and(|e| e.mode_override);
+    let mut filter = ext_proc(xds, mode_override);
+    filter.mutation_rules = Some(mutation_rules(config));
     TypedExtensionConfig {
         name: EXT_PROC_FILTER.into(),
-        typed_config: Some(pack_any(ext_proc(xds, mode_override))),
+        typed_config: Some(pack_any(filter)),
+    }
+}
+
+/// Envoy drops a mutation of `host`, `:authority`, `:path`, `:method`, `:scheme` or an
+/// `x-envoy-*` header unless the filter's rules allow it. They allow exactly what the
+/// config's header modifiers (any route's, or the gateway's) touch, so a policy that
+/// rewrites the host works behind Envoy as it does in the proxy, and nothing else can.
+fn mutation_rules(config: &Config) -> HeaderMutationRules {
+    let policies = config
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| &l.routes)
+        .map(|r| &r.policies)
+        .chain(std::iter::once(&config.policies));
+    let modifiers = policies.flat_map(|p| {
+        [&p.request_header_modifier, &p.response_header_modifier]
+            .into_iter()
+            .flatten()
+    });
+    let names: Vec<String> = modifiers
+        .flat_map(|m| m.set.keys().chain(m.add.keys()).chain(m.remove.iter()))
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    let routing = names.iter().any(|n| {
+        matches!(
+            n.as_str(),
+            "host" | ":authority" | ":path" | ":method" | ":scheme"
+        )
+    });
+    let envoy = names.iter().any(|n| n.starts_with("x-envoy-"));
+    HeaderMutationRules {
+        allow_all_routing: Some(BoolValue { value: routing }),
+        allow_envoy: Some(BoolValue { value: envoy }),
+        ..Default::default()
     }
 }
 

@@ -334,3 +334,28 @@ fn per_type_snapshots_name_the_bootstrap_cluster_where_ads_ones_name_ads() {
         );
     }
 }
+
+#[test]
+fn mutation_rules_allow_what_the_header_modifiers_touch() {
+    let rules = |text: &str| {
+        let fleet = fleet(&config(text)).unwrap();
+        let served: TypedExtensionConfig =
+            decode(&fleet.default, EXTENSION_CONFIG, EXT_PROC_FILTER);
+        let ext = ExternalProcessor::decode(served.typed_config.unwrap().value.as_slice()).unwrap();
+        let r = ext.mutation_rules.expect("rules written");
+        (
+            r.allow_all_routing.unwrap().value,
+            r.allow_envoy.unwrap().value,
+        )
+    };
+    assert_eq!(rules(CONFIG), (false, false));
+    let host = CONFIG.replace(
+        "    - name: chat\n",
+        "    - name: chat\n      policies: { requestHeaderModifier: { set: { Host: b.example } } }\n",
+    );
+    assert_eq!(rules(&host), (true, false));
+    let envoy = format!(
+        "{CONFIG}policies: {{ responseHeaderModifier: {{ remove: [x-envoy-upstream-service-time] }} }}\n"
+    );
+    assert_eq!(rules(&envoy), (false, true));
+}
