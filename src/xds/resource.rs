@@ -3,43 +3,25 @@
 //! named. A tollgate control plane serves the entries of `xds.configs` as these; a
 //! sidecar started with `--from-xds` subscribes to one by name.
 
+/// The types of `proto/tollgate/config/v1/config.proto`, as prost-build writes them
+/// (`build.rs`).
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/tollgate.config.v1.rs"));
+}
+
 /// `tollgate.config.v1.Config`.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct TollgateConfig {
-    /// The resource name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// The configuration, as a config file holds it.
-    #[prost(string, tag = "2")]
-    pub yaml: String,
-}
-
-impl prost::Name for TollgateConfig {
-    const NAME: &'static str = "Config";
-    const PACKAGE: &'static str = "tollgate.config.v1";
-
-    fn full_name() -> String {
-        "tollgate.config.v1.Config".into()
-    }
-
-    fn type_url() -> String {
-        super::snapshot::TOLLGATE_CONFIG.into()
-    }
-}
+pub use v1::Config as TollgateConfig;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost::Message;
 
-    /// The derive's field numbers and types are the .proto's.
+    /// The generated type reads and writes the wire format the .proto gives, under the
+    /// type URL the snapshot serves.
     #[test]
-    fn fields_agree_with_the_proto_file() {
-        let proto = include_str!("../../proto/tollgate/config/v1/config.proto");
-        assert!(proto.contains("package tollgate.config.v1;"));
-        assert!(proto.contains("message Config {"));
-        assert!(proto.contains("string name = 1;"));
-        assert!(proto.contains("string yaml = 2;"));
+    fn the_generated_type_is_the_served_resource() {
         let c = TollgateConfig {
             name: "n".into(),
             yaml: "y".into(),
@@ -49,6 +31,10 @@ mod tests {
         assert_eq!(
             <TollgateConfig as prost::Name>::type_url(),
             "type.googleapis.com/tollgate.config.v1.Config"
+        );
+        assert_eq!(
+            <TollgateConfig as prost::Name>::type_url(),
+            crate::xds::snapshot::TOLLGATE_CONFIG
         );
     }
 }
