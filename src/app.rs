@@ -219,20 +219,18 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             "binds are served by Envoy over xDS; the proxy opens no listener of its own"
         );
     }
+    let mut listeners = Vec::new();
     if let Some(address) = crate::config::mcp_listener(&config) {
         let listener = proxy::bind_mcp(address).await?;
         tracing::info!(address = %listener.local_addr(), "MCP listener (for Envoy's mcp routes) listening");
-        servers.push(tokio::spawn(proxy::serve(
-            listener,
-            store.clone(),
-            config.upstream.clone(),
-            stopped(stop_rx.clone()),
-            grace,
-        )));
+        listeners.push(listener);
     }
     for bind in config.binds.iter().filter(|_| config.xds.is_none()) {
         let listener = proxy::bind(bind).await?;
         tracing::info!(address = %listener.local_addr(), "proxy listening");
+        listeners.push(listener);
+    }
+    for listener in listeners {
         servers.push(tokio::spawn(proxy::serve(
             listener,
             store.clone(),

@@ -410,53 +410,56 @@ fn metadata_fields() -> String {
 /// The bootstrap of an Envoy that takes everything else from tollgate's ADS on
 /// `xds_port`: node `node`, State-of-the-World or Delta.
 pub fn ads_bootstrap(admin_port: u16, node: &str, xds_port: u16, delta: bool) -> String {
-    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
-    format!(
-        r#"node: {{ id: {node}, cluster: tollgate-test }}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }} }}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
+    let dynamic = format!(
+        r#"  ads_config:
+    api_type: {}
     transport_api_version: V3
     set_node_on_first_message_only: true
     grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds }} }} ]
   cds_config: {{ resource_api_version: V3, ads: {{}} }}
   lds_config: {{ resource_api_version: V3, ads: {{}} }}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
-"#
-    )
+"#,
+        api_type(delta)
+    );
+    xds_bootstrap(admin_port, node, &dynamic, "xds", xds_port)
 }
 
 /// A bootstrap without ADS: clusters and listeners from tollgate's per-type CDS and LDS
 /// (SotW or Delta) through the cluster `xds_cluster`; what they refer to comes from
 /// the sources tollgate names in them.
 pub fn per_type_bootstrap(admin_port: u16, node: &str, xds_port: u16, delta: bool) -> String {
-    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
     let source = format!(
-        "{{ resource_api_version: V3, api_config_source: {{ api_type: {api}, transport_api_version: V3, set_node_on_first_message_only: true, grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds_cluster }} }} ] }} }}"
+        "{{ resource_api_version: V3, api_config_source: {{ api_type: {}, transport_api_version: V3, set_node_on_first_message_only: true, grpc_services: [ {{ envoy_grpc: {{ cluster_name: xds_cluster }} }} ] }} }}",
+        api_type(delta)
     );
+    let dynamic = format!("  cds_config: {source}\n  lds_config: {source}\n");
+    xds_bootstrap(admin_port, node, &dynamic, "xds_cluster", xds_port)
+}
+
+fn api_type(delta: bool) -> &'static str {
+    if delta {
+        "DELTA_GRPC"
+    } else {
+        "GRPC"
+    }
+}
+
+/// A bootstrap with `dynamic` as its `dynamic_resources` and one static cluster,
+/// `cluster`, to tollgate's gRPC server on `xds_port`.
+fn xds_bootstrap(
+    admin_port: u16,
+    node: &str,
+    dynamic: &str,
+    cluster: &str,
+    xds_port: u16,
+) -> String {
     format!(
         r#"node: {{ id: {node}, cluster: tollgate-test }}
 admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }} }}
 dynamic_resources:
-  cds_config: {source}
-  lds_config: {source}
-static_resources:
+{dynamic}static_resources:
   clusters:
-  - name: xds_cluster
+  - name: {cluster}
     type: STATIC
     connect_timeout: 1s
     typed_extension_protocol_options:
@@ -464,7 +467,7 @@ static_resources:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http2_protocol_options: {{}} }}
     load_assignment:
-      cluster_name: xds_cluster
+      cluster_name: {cluster}
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {xds_port} }} }} }}
