@@ -140,18 +140,60 @@ fn has_edit(any: &envoy_types::pb::google::protobuf::Any) -> bool {
     any.value.windows(3).any(|w| w == [0xAF, 0xEA, 0x01])
 }
 
+/// A client on tollgate's ADS at `port`, on a connection of its own.
+async fn ads_client(port: u16) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting");
+    AggregatedDiscoveryServiceClient::new(channel)
+}
+
+/// What one simulated Envoy has had: the types it holds, and whether it is in sync and
+/// has seen the edit, counted in `progress` once each.
+struct Seen {
+    have: BTreeSet<String>,
+    synced: bool,
+    updated: bool,
+    progress: Arc<Progress>,
+}
+
+impl Seen {
+    fn new(progress: Arc<Progress>) -> Self {
+        Seen {
+            have: BTreeSet::new(),
+            synced: false,
+            updated: false,
+            progress,
+        }
+    }
+
+    /// An endpoints response arrived; `edited`: it carries the edit.
+    fn endpoints(&mut self, edited: bool) {
+        if self.synced && !self.updated && edited {
+            self.updated = true;
+            self.progress.updated.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A response of type `t` was ACKed; in sync once four types were.
+    fn got(&mut self, t: &str) {
+        self.have.insert(t.to_string());
+        if !self.synced && self.have.len() == 4 {
+            self.synced = true;
+            self.progress.synced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn sotw_client(
     i: usize,
     port: u16,
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connecting");
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let mut client = ads_client(port).await;
     let (tx, rx) = mpsc::channel(16);
     let request =
         |type_url: &str, names: Vec<String>, version: String, nonce: String| DiscoveryRequest {
@@ -173,9 +215,8 @@ async fn sotw_client(
         .await
         .expect("ADS stream")
         .into_inner();
-    let mut have: BTreeSet<String> = BTreeSet::new();
+    let mut seen = Seen::new(progress);
     let (mut eds, mut rds) = (Vec::new(), Vec::new());
-    let (mut synced, mut updated) = (false, false);
     loop {
         let response = tokio::select! {
             r = stream.message() => match r { Ok(Some(r)) => r, _ => break },
@@ -208,13 +249,9 @@ async fn sotw_client(
                     follow = Some(request(ROUTE, names, String::new(), String::new()));
                 }
             }
-            ENDPOINT if synced && !updated && response.resources.iter().any(has_edit) => {
-                updated = true;
-                progress.updated.fetch_add(1, Ordering::Relaxed);
-            }
+            ENDPOINT => seen.endpoints(response.resources.iter().any(has_edit)),
             _ => {}
         }
-        have.insert(t.clone());
         let names = match t.as_str() {
             ENDPOINT => eds.clone(),
             ROUTE => rds.clone(),
@@ -230,10 +267,7 @@ async fn sotw_client(
         if let Some(f) = follow {
             let _ = tx.send(f).await;
         }
-        if !synced && have.len() == 4 {
-            synced = true;
-            progress.synced.fetch_add(1, Ordering::Relaxed);
-        }
+        seen.got(&t);
     }
 }
 
@@ -243,12 +277,7 @@ async fn delta_client(
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connecting");
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let mut client = ads_client(port).await;
     let (tx, rx) = mpsc::channel(16);
     let request = |type_url: &str, subscribe: Vec<String>, nonce: String| DeltaDiscoveryRequest {
         node: node(i),
@@ -268,10 +297,9 @@ async fn delta_client(
         .await
         .expect("delta ADS stream")
         .into_inner();
-    let mut have: BTreeSet<String> = BTreeSet::new();
+    let mut seen = Seen::new(progress);
     let mut clusters: BTreeSet<String> = BTreeSet::new();
     let mut rds_sent = false;
-    let (mut synced, mut updated) = (false, false);
     loop {
         let response = tokio::select! {
             r = stream.message() => match r { Ok(Some(r)) => r, _ => break },
@@ -311,31 +339,22 @@ async fn delta_client(
                     .collect();
                 follow = Some(request(ROUTE, names, String::new()));
             }
-            ENDPOINT
-                if synced
-                    && !updated
-                    && response
-                        .resources
-                        .iter()
-                        .filter_map(|r| r.resource.as_ref())
-                        .any(has_edit) =>
-            {
-                updated = true;
-                progress.updated.fetch_add(1, Ordering::Relaxed);
-            }
+            ENDPOINT => seen.endpoints(
+                response
+                    .resources
+                    .iter()
+                    .filter_map(|r| r.resource.as_ref())
+                    .any(has_edit),
+            ),
             _ => {}
         }
-        have.insert(t.clone());
         if tx.send(request(&t, vec![], response.nonce)).await.is_err() {
             break;
         }
         if let Some(f) = follow {
             let _ = tx.send(f).await;
         }
-        if !synced && have.len() == 4 {
-            synced = true;
-            progress.synced.fetch_add(1, Ordering::Relaxed);
-        }
+        seen.got(&t);
     }
 }
 
