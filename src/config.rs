@@ -9,6 +9,7 @@ mod epp_scheduling;
 mod epp_source;
 mod error;
 mod guard;
+mod http_policies;
 mod limits;
 mod llm;
 mod load;
@@ -29,6 +30,9 @@ pub use epp_scheduling::*;
 pub use epp_source::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use guard::*;
+pub use http_policies::{
+    AuthorityRewrite, BackendAuth, DirectResponse, KeySource, PathRewrite, UrlRewrite,
+};
 pub use limits::*;
 pub use llm::*;
 pub use load::{load_file, parse_str, LoadedConfig};

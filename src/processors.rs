@@ -11,8 +11,12 @@
 //!    route with `mcp.direct`, where `mcp_router` removes it from every call it sends
 //!    to a target and the rest goes on to tollgate's own MCP listener, which checks it
 //!    again.
-//! 1. `request_header_modifier` — first, so every later processor (guards, accounting,
-//!    endpoint picking) sees the headers the operator meant the upstream to get.
+//!    `direct_response` — next: a route that answers itself needs nothing else, but
+//!    its answer still passes authentication and carries CORS headers.
+//! 1. `url_rewrite`, then `request_header_modifier` — first, so every later processor
+//!    (guards, accounting, endpoint picking) sees the headers the operator meant the
+//!    upstream to get; the operator's explicit headers have the last word over the
+//!    rewritten authority.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
@@ -32,6 +36,9 @@
 //! 5. `endpoint_picker` — last on the request path: a request a guard or a limit
 //!    rejected never enters the prefix index, and the prompt it hashes is the body that
 //!    actually goes upstream (after `prompt_guard`'s masking).
+//!    `backend_auth` — after everything that reads the client's credential (a limit
+//!    keyed on the client's API key, the endpoint picker's tenant): it replaces
+//!    `Authorization` with the provider key just before the request goes upstream.
 //! 6. `a2a` — observes A2A requests and rewrites agent cards; it changes no request,
 //!    so its place on the request path does not matter; on the response it runs before
 //!    the operator's response headers.
@@ -39,7 +46,9 @@
 //!    listed last so the operator's response headers have the last word.
 
 mod a2a;
+mod backend_auth;
 mod cors;
+mod direct_response;
 pub(crate) mod endpoint_picker;
 mod headers;
 mod mcp_auth;
@@ -47,6 +56,7 @@ mod mcp_router;
 pub(crate) mod prompt_guard;
 mod token_accounting;
 mod token_limit;
+mod url_rewrite;
 
 use std::sync::Arc;
 
@@ -58,7 +68,9 @@ use crate::services::Services;
 pub use crate::pipeline::BuildCx;
 
 pub use a2a::A2aFactory;
+pub use backend_auth::BackendAuthFactory;
 pub use cors::CorsFactory;
+pub use direct_response::DirectResponseFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use mcp_auth::McpAuthFactory;
@@ -66,6 +78,7 @@ pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
+pub use url_rewrite::UrlRewriteFactory;
 
 impl Pipeline {
     /// Validates and compiles a config with tollgate's processor registry (`for_route`).
@@ -97,6 +110,14 @@ pub fn for_route(
     if let Some(p) = &policies.mcp_authentication {
         let field = format!("{path}.mcpAuthentication");
         add(McpAuthFactory::new(p, bcx, &field, direct.is_some()).map(|f| Arc::new(f) as _));
+    }
+    if let Some(p) = &policies.direct_response {
+        let field = format!("{path}.directResponse");
+        add(DirectResponseFactory::new(p, &field).map(|f| Arc::new(f) as _));
+    }
+    if let Some(p) = &policies.url_rewrite {
+        let field = format!("{path}.urlRewrite");
+        add(UrlRewriteFactory::new(p, bcx.config, route, &field).map(|f| Arc::new(f) as _));
     }
     if let Some(m) = &policies.request_header_modifier {
         add(HeaderModifierFactory::new(
@@ -144,6 +165,10 @@ pub fn for_route(
             EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
                 .map(|f| Arc::new(f) as _),
         );
+    }
+    if let Some(p) = &policies.backend_auth {
+        let field = format!("{path}.backendAuth");
+        add(BackendAuthFactory::new(p, &field).map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.a2a {
         add(A2aFactory::new(p, bcx, &format!("{path}.a2a")).map(|f| Arc::new(f) as _));

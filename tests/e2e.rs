@@ -103,6 +103,8 @@ mod parity;
 mod proxy;
 #[path = "e2e/reload.rs"]
 mod reload;
+#[path = "e2e/rewrite.rs"]
+mod rewrite;
 #[path = "e2e/secrets.rs"]
 mod secrets;
 #[path = "e2e/sim.rs"]

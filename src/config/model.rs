@@ -382,6 +382,16 @@ pub struct Policies {
     /// headers on responses to allowed origins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<super::CorsPolicy>,
+    /// The authority and path the upstream gets instead of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_rewrite: Option<super::UrlRewrite>,
+    /// The credential the upstream gets: a key (`Authorization: Bearer`), or the
+    /// client's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_auth: Option<super::BackendAuth>,
+    /// Answer every request with this status and body; nothing is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<super::DirectResponse>,
 }
 
 /// The `a2a` policy.
@@ -439,6 +449,18 @@ impl Policies {
             mcp_guard: self.mcp_guard.clone().or_else(|| gateway.mcp_guard.clone()),
             a2a: self.a2a.clone().or_else(|| gateway.a2a.clone()),
             cors: self.cors.clone().or_else(|| gateway.cors.clone()),
+            url_rewrite: self
+                .url_rewrite
+                .clone()
+                .or_else(|| gateway.url_rewrite.clone()),
+            backend_auth: self
+                .backend_auth
+                .clone()
+                .or_else(|| gateway.backend_auth.clone()),
+            direct_response: self
+                .direct_response
+                .clone()
+                .or_else(|| gateway.direct_response.clone()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! replaced by `"<redacted>"`. Secrets are values that came from `${ENV}` substitution,
 //! and whatever [`crate::redact`] recognises by shape: values of credential headers (in
 //! header modifiers and header matches), fields named like secrets, an MCP route's
-//! session keys, and URL userinfo
+//! session keys, `backendAuth` keys, and URL userinfo
 //! and credential query parameters in any string.
 
 use serde_json::{Map, Value};
@@ -41,7 +41,8 @@ fn redact(value: &mut Value, path: &mut String, substituted: &[String], in_heade
                 // An MCP route's session keys and its targets' header values
                 // (credentials): secrets even when written literally.
                 let target_headers = path.contains(".mcp.targets") && path.ends_with(".headers");
-                if path.ends_with(".mcp.session.keys") || target_headers {
+                let backend_key = path.ends_with("backendAuth.key") && v.is_string();
+                if path.ends_with(".mcp.session.keys") || target_headers || backend_key {
                     hide_strings(v);
                     path.truncate(len);
                     continue;

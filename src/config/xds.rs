@@ -170,6 +170,13 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
                     || config.policies.endpoint_picker.is_some()
                 {
                     // Envoy forwards to the pick: no backend needed.
+                } else if route
+                    .policies
+                    .over(&config.policies)
+                    .direct_response
+                    .is_some()
+                {
+                    // Answered at the gateway: no backend needed.
                 } else if route.backends.is_empty() {
                     errs.push(ConfigError::field(
                         format!("{path}.backends"),

@@ -119,6 +119,12 @@ pub struct Ctx {
     /// They reach the client only when the body was buffered before its headers went out
     /// (Envoy BUFFERED, the proxy's Buffer mode); otherwise they are dropped.
     pub late_response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The path and query the upstream gets instead of the client's (`urlRewrite`):
+    /// the proxy sends it, ext_proc sets `:path`.
+    pub upstream_path: Option<String>,
+    /// A processor rewrote where the request goes (`urlRewrite`): Envoy keeps the route
+    /// the client's request chose, whatever headers changed.
+    pub keep_route: bool,
     /// Ask Envoy to recompute the route after this phase's header changes.
     pub clear_route_cache: bool,
     pub started: Instant,
@@ -143,6 +149,8 @@ impl Ctx {
             late_request_removals: Vec::new(),
             mcp_target: None,
             late_response_headers: Vec::new(),
+            upstream_path: None,
+            keep_route: false,
             clear_route_cache: false,
             started: Instant::now(),
         }

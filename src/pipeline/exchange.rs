@@ -111,13 +111,13 @@ impl Exchange {
     }
 
     /// Runs the request-header phase. Sets `cx.clear_route_cache` when a routing header
-    /// changed.
+    /// changed, unless a processor keeps the route (`cx.keep_route`).
     pub async fn request_headers(&mut self, headers: &mut Headers) -> Verdict {
         if let Verdict::Respond(reply) = self.header_phase(HeaderPhase::Request, headers).await {
             return Verdict::Respond(reply);
         }
         let routing = &self.pipeline.clear_route_cache_on;
-        if headers.touched().iter().any(|n| routing.contains(n)) {
+        if !self.cx.keep_route && headers.touched().iter().any(|n| routing.contains(n)) {
             self.cx.clear_route_cache = true;
         }
         self.negotiate_body(Direction::Request);

@@ -207,8 +207,8 @@ impl Resources {
 }
 
 /// How Envoy carries one tollgate route, and the clusters it needs made: the MCP
-/// listener (and each target with `mcp.direct`), the picked endpoint, or the first
-/// backend. A route with none of these is left out (`check_xds` refuses it).
+/// listener (and each target with `mcp.direct`), the picked endpoint, Envoy's own
+/// answer for a `directResponse`, or the first backend. A route with none of these is left out (`check_xds` refuses it).
 fn named_route<'a>(
     config: &Config,
     xds: &XdsConfig,
@@ -222,7 +222,9 @@ fn named_route<'a>(
         cluster: String::new(),
         route,
         mcp: None,
+        answer: None,
     };
+    let policies = route.policies.over(&config.policies);
     if let Some(mcp) = &route.mcp {
         let target = parse("xds.mcpAddress", &xds.mcp_address)?.dialable();
         out.cluster(MCP_CLUSTER, || (clusters::mcp_listener(&target), None));
@@ -239,6 +241,8 @@ fn named_route<'a>(
             (clusters::picked(config), None)
         });
         named.cluster = clusters::PICKED_CLUSTER.to_string();
+    } else if let Some(answer) = policies.direct_response {
+        named.answer = Some(answer);
     } else if let Some(backend) = route.backends.first() {
         named.cluster = out.backend(config, backend, &format!("{path}.backends[0].host"))?;
     } else {
@@ -252,6 +256,7 @@ fn clusters_of(named: &NamedRoute<'_>) -> Vec<String> {
     let direct = named.mcp.iter().flat_map(|m| m.direct.iter());
     let targets = direct.flat_map(|d| d.1.iter());
     std::iter::once(named.cluster.clone())
+        .filter(|c| !c.is_empty())
         .chain(targets.map(|t| clusters::cluster_name(&t.backend)))
         .collect()
 }

@@ -159,12 +159,13 @@ impl ExtProcStream {
         let ex = self.exchange.as_mut().expect("set above");
         let needed = ex.request_body_mode();
         let clear = std::mem::take(&mut ex.cx.clear_route_cache);
+        let mut common = reply::common(&headers.diff(), clear);
+        if let Some(path) = &ex.cx.upstream_path {
+            reply::set_path(&mut common, path);
+        }
         let mut resp = ProcessingResponse {
             dynamic_metadata: take_metadata(ex),
-            response: Some(reply::headers(
-                Direction::Request,
-                reply::common(&headers.diff(), clear),
-            )),
+            response: Some(reply::headers(Direction::Request, common)),
             ..Default::default()
         };
         if !msg.end_of_stream {

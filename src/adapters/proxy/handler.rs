@@ -129,6 +129,19 @@ impl Handler {
             return Err(local(&mut ex, reply));
         }
         parts.headers = headers.into_map();
+        if let Some(path) = &ex.cx.upstream_path {
+            match http::uri::PathAndQuery::try_from(path.as_str()) {
+                Ok(p) => parts.uri = http::Uri::from(p),
+                Err(_) => {
+                    let reply = LocalReply::error(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "url_rewrite",
+                        "the rewritten path is not a valid URI path",
+                    );
+                    return Err(local(&mut ex, reply));
+                }
+            }
+        }
         set_request_id(&mut parts.headers, &ex.cx.request_id);
         append_forwarded_for(&mut parts.headers, client);
         let mode = ex.request_body_mode();

@@ -181,17 +181,11 @@ pub fn ext_proc_config(config: &Config, xds: &XdsConfig) -> TypedExtensionConfig
 
 /// Envoy drops a mutation of `host`, `:authority`, `:path`, `:method`, `:scheme` or an
 /// `x-envoy-*` header unless the filter's rules allow it. They allow exactly what the
-/// config's header modifiers (any route's, or the gateway's) touch, so a policy that
-/// rewrites the host works behind Envoy as it does in the proxy, and nothing else can.
+/// config's header modifiers and `urlRewrite`s (any route's, or the gateway's) touch,
+/// so a policy that rewrites the host or path works behind Envoy as it does in the
+/// proxy, and nothing else can.
 fn mutation_rules(config: &Config) -> HeaderMutationRules {
-    let policies = config
-        .binds
-        .iter()
-        .flat_map(|b| &b.listeners)
-        .flat_map(|l| &l.routes)
-        .map(|r| &r.policies)
-        .chain(std::iter::once(&config.policies));
-    let modifiers = policies.flat_map(|p| {
+    let modifiers = all_policies(config).flat_map(|p| {
         [&p.request_header_modifier, &p.response_header_modifier]
             .into_iter()
             .flatten()
@@ -200,18 +194,31 @@ fn mutation_rules(config: &Config) -> HeaderMutationRules {
         .flat_map(|m| m.set.keys().chain(m.add.keys()).chain(m.remove.iter()))
         .map(|n| n.to_ascii_lowercase())
         .collect();
-    let routing = names.iter().any(|n| {
-        matches!(
-            n.as_str(),
-            "host" | ":authority" | ":path" | ":method" | ":scheme"
-        )
-    });
+    let rewrites = all_policies(config).any(|p| p.url_rewrite.is_some());
+    let routing = rewrites
+        || names.iter().any(|n| {
+            matches!(
+                n.as_str(),
+                "host" | ":authority" | ":path" | ":method" | ":scheme"
+            )
+        });
     let envoy = names.iter().any(|n| n.starts_with("x-envoy-"));
     HeaderMutationRules {
         allow_all_routing: Some(BoolValue { value: routing }),
         allow_envoy: Some(BoolValue { value: envoy }),
         ..Default::default()
     }
+}
+
+/// Every route's policies, and the gateway's.
+fn all_policies(config: &Config) -> impl Iterator<Item = &crate::config::Policies> {
+    config
+        .binds
+        .iter()
+        .flat_map(|b| &b.listeners)
+        .flat_map(|l| &l.routes)
+        .map(|r| &r.policies)
+        .chain(std::iter::once(&config.policies))
 }
 
 fn ext_proc(xds: &XdsConfig, mode_override: bool) -> ExternalProcessor {

@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    header_value_option, HeaderValue, HeaderValueOption,
+    data_source, header_value_option, DataSource, HeaderValue, HeaderValueOption,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher, route, route_action, route_match, HeaderMatcher, Route as EnvoyRoute,
-    RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch, VirtualHost,
+    header_matcher, route, route_action, route_match, DirectResponseAction, HeaderMatcher,
+    Route as EnvoyRoute, RouteAction, RouteConfiguration, RouteMatch as EnvoyMatch, VirtualHost,
 };
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::{
     ext_proc_per_route, ExtProcPerRoute,
@@ -30,7 +30,7 @@ use super::address::Target;
 use super::listener::{self, EXT_PROC_FILTER};
 use super::mcp::{DirectTarget, McpWiring, ENVOY_ROUTE_HEADER};
 use crate::config::{
-    Bind, Config, HeaderMatch, PathMatch, Route, RouteMatch, ValueMatch, WELL_KNOWN,
+    Bind, Config, DirectResponse, HeaderMatch, PathMatch, Route, RouteMatch, ValueMatch, WELL_KNOWN,
 };
 
 /// A route with the name tollgate knows it by and the cluster of its backend.
@@ -40,6 +40,8 @@ pub struct NamedRoute<'a> {
     pub route: &'a Route,
     /// For an `mcp` route: how Envoy reaches tollgate's MCP listener and the targets.
     pub mcp: Option<McpWiring>,
+    /// For a `directResponse` route: Envoy answers (tollgate's ext_proc does too, first).
+    pub answer: Option<DirectResponse>,
 }
 
 /// The route configuration of `bind`; `routes[l]` are the named routes of listener `l`.
@@ -113,6 +115,20 @@ fn covers(pattern: &str, domain: &str) -> bool {
 fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
     if let Some(mcp) = &named.mcp {
         return mcp_route(named, mcp);
+    }
+    if let Some(answer) = &named.answer {
+        return EnvoyRoute {
+            name: named.name.clone(),
+            action: Some(route::Action::DirectResponse(DirectResponseAction {
+                status: u32::from(answer.status),
+                body: Some(DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(answer.body.clone())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
     }
     let timeout = named
         .route

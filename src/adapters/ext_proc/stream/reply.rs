@@ -24,6 +24,24 @@ pub(super) fn common(diff: &HeaderDiff, clear_route_cache: bool) -> CommonRespon
     }
 }
 
+/// Sets `:path` (a `urlRewrite`) in a request header reply.
+pub(super) fn set_path(common: &mut CommonResponse, path: &str) {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderValue as PbHeader, HeaderValueOption};
+    use envoy_types::pb::google::protobuf::BoolValue;
+    let mutation = common.header_mutation.get_or_insert_with(Default::default);
+    // As `convert::mutation` writes a replacement: Envoy reads the `append` flag.
+    #[allow(deprecated)]
+    mutation.set_headers.push(HeaderValueOption {
+        header: Some(PbHeader {
+            key: ":path".into(),
+            raw_value: path.as_bytes().to_vec(),
+            ..Default::default()
+        }),
+        append: Some(BoolValue { value: false }),
+        ..Default::default()
+    });
+}
+
 /// A header reply for `dir`.
 pub(super) fn headers(dir: Direction, common: CommonResponse) -> Out {
     let reply = HeadersResponse {
