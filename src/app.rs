@@ -52,6 +52,13 @@ fn validated(loaded: LoadedConfig, services: Arc<Services>) -> Result<Pipeline, 
         .map(|p| p.expect("built without errors"))
 }
 
+/// agentgateway keys the config has that tollgate knows and does not implement.
+pub(crate) fn log_notices(notices: &[String]) {
+    for notice in notices {
+        tracing::warn!(notice = %notice, "config key not implemented");
+    }
+}
+
 /// The build's own warning comes before logging is set up: say it again for every MCP
 /// route whose sessions are sealed with a random per-process key.
 fn warn_unkeyed_mcp_routes(config: &crate::config::Config) {
@@ -155,6 +162,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         crate::telemetry::init(&pipeline.config().logging);
     }
     warn_unkeyed_mcp_routes(pipeline.config());
+    log_notices(&pipeline.loaded.notices);
     if pipeline.uses("token_limit") {
         // The tokenizer tables take ~0.25 s to build: not on the first request's clock.
         tokio::task::spawn_blocking(crate::llm::prewarm);

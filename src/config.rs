@@ -2,6 +2,7 @@
 //! are the reference), loading with `${ENV}` substitution and field-path errors, semantic
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
+mod compat;
 mod cors;
 mod duration;
 mod epp;

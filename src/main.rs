@@ -100,7 +100,10 @@ fn main() -> ExitCode {
         }
         Command::Validate { config } => {
             match tollgate::app::load(Some(&config), tollgate::services::Services::new()) {
-                Ok(_) => {
+                Ok(pipeline) => {
+                    for notice in &pipeline.loaded.notices {
+                        println!("notice: {notice}");
+                    }
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS
                 }

@@ -49,6 +49,7 @@ pub(super) fn reload(
         Ok(pipeline) => {
             let path = origin;
             let later = config::start_only_changes(store.load().config(), pipeline.config());
+            crate::app::log_notices(&pipeline.loaded.notices);
             store.replace(pipeline);
             tracing::info!(path = %path, "config reloaded");
             // After the swap: a route Envoy learns of is already tollgate's.

@@ -13,6 +13,9 @@ pub struct LoadedConfig {
     pub config: Config,
     /// Field paths whose values came from `${ENV}` substitution: treated as secrets.
     pub substituted_paths: Vec<String>,
+    /// agentgateway keys the file has that tollgate knows and does not implement (see
+    /// `compat`): logged at every load.
+    pub notices: Vec<String>,
 }
 
 /// Reads and parses a config file (no semantic validation; see `Pipeline::build`).
@@ -25,7 +28,8 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
 }
 
 /// Parses config text: YAML (read into a JSON value, so enums are written as one-key
-/// maps such as `path: {pathPrefix: /v1}`), then `${VAR}` substitution in every string value (`$${` is a
+/// maps such as `path: {pathPrefix: /v1}`), agentgateway's keys moved to tollgate's
+/// (`compat`), then `${VAR}` substitution in every string value (`$${` is a
 /// literal `${`), then the typed model with unknown fields rejected.
 pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
     // Empty, blank or comment-only text is a half-written or emptied file, never a
@@ -38,6 +42,7 @@ pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
     if value.is_null() {
         return Err(ConfigError::Empty);
     }
+    let notices = super::compat::normalize(&mut value)?;
     let mut substituted_paths = Vec::new();
     substitute_env(&mut value, &mut String::new(), &mut substituted_paths)?;
     let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -49,6 +54,7 @@ pub fn parse_str(text: &str) -> Result<LoadedConfig, ConfigError> {
     Ok(LoadedConfig {
         config,
         substituted_paths,
+        notices,
     })
 }
 

@@ -1,0 +1,206 @@
+//! agentgateway's config keys where tollgate has the same concept under its own key:
+//! the file is rewritten (as a JSON value, before the typed model reads it) into
+//! tollgate's shape, so one model and one set of checks serve both. What moves:
+//!
+//! | agentgateway | tollgate |
+//! |---|---|
+//! | `config.adminAddr` | `admin.address` |
+//! | `config.logging.level`, `config.logging.format` | `logging.level`, `logging.format` |
+//! | `config.workerThreads` | `runtime.workers` |
+//! | a route's `backends: [{mcp: {targets: [{name, mcp: {host}}]}}]` | the route's `mcp: {targets: [{name, url}]}` |
+//!
+//! Keys agentgateway has that only change what is observed (`config.logging.fields`,
+//! `config.tracing`, `config.metrics`) are taken out with a notice naming them, which
+//! tollgate logs at every load: they are known and not implemented, never silently
+//! dropped. Any other key tollgate does not know stays where it is, and the typed model
+//! refuses it with its field path.
+
+use serde_json::{Map, Value};
+
+use super::ConfigError;
+
+/// Keys under `config:` that only change what is observed, and what tollgate does
+/// instead.
+const OBSERVABILITY_ONLY: [(&str, &str); 3] = [
+    (
+        "logging.fields",
+        "CEL access-log fields are not implemented: the access line has tollgate's own fields",
+    ),
+    (
+        "tracing",
+        "OTLP tracing is not implemented: no spans are sent",
+    ),
+    (
+        "metrics",
+        "metric field changes are not implemented: /metrics has tollgate's own labels",
+    ),
+];
+
+/// Rewrites agentgateway's keys in `value` into tollgate's; the notices to log.
+pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
+    let mut notices = Vec::new();
+    let Some(root) = value.as_object_mut() else {
+        return Ok(notices);
+    };
+    if let Some(Value::Object(mut gateway)) = root.remove("config") {
+        move_gateway_keys(root, &mut gateway, &mut notices)?;
+        if let Some((key, _)) = gateway.into_iter().next() {
+            return Err(ConfigError::field(
+                format!("config.{key}"),
+                "an agentgateway key tollgate does not implement",
+            ));
+        }
+    }
+    if let Some(Value::Array(binds)) = root.get_mut("binds") {
+        for (b, bind) in binds.iter_mut().enumerate() {
+            let listeners = bind.get_mut("listeners").and_then(Value::as_array_mut);
+            for (l, listener) in listeners.into_iter().flatten().enumerate() {
+                let routes = listener.get_mut("routes").and_then(Value::as_array_mut);
+                for (r, route) in routes.into_iter().flatten().enumerate() {
+                    let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
+                    mcp_backend(route, &path)?;
+                }
+            }
+        }
+    }
+    Ok(notices)
+}
+
+/// `config.*` keys with a tollgate home, moved there; observability-only ones taken
+/// out with a notice.
+fn move_gateway_keys(
+    root: &mut Map<String, Value>,
+    gateway: &mut Map<String, Value>,
+    notices: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    if let Some(addr) = gateway.remove("adminAddr") {
+        place(root, &["admin", "address"], addr, "config.adminAddr")?;
+    }
+    if let Some(threads) = gateway.remove("workerThreads") {
+        place(
+            root,
+            &["runtime", "workers"],
+            threads,
+            "config.workerThreads",
+        )?;
+    }
+    let mut logging = match gateway.remove("logging") {
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ConfigError::field("config.logging", "must be a map")),
+        None => Map::new(),
+    };
+    for key in ["level", "format"] {
+        if let Some(v) = logging.remove(key) {
+            place(root, &["logging", key], v, &format!("config.logging.{key}"))?;
+        }
+    }
+    for (key, instead) in OBSERVABILITY_ONLY {
+        let found = match key.split_once('.') {
+            Some((_, sub)) => logging.remove(sub),
+            None => gateway.remove(key),
+        };
+        if found.is_some() {
+            notices.push(format!("config.{key}: known agentgateway key; {instead}"));
+        }
+    }
+    if let Some((key, _)) = logging.into_iter().next() {
+        return Err(ConfigError::field(
+            format!("config.logging.{key}"),
+            "an agentgateway key tollgate does not implement",
+        ));
+    }
+    Ok(())
+}
+
+/// Puts `value` at `at` (creating maps on the way), unless tollgate's own key already
+/// holds another value there.
+fn place(
+    root: &mut Map<String, Value>,
+    at: &[&str],
+    value: Value,
+    from: &str,
+) -> Result<(), ConfigError> {
+    let (last, parents) = at.split_last().expect("a path");
+    let mut map = root;
+    for key in parents {
+        let entry = map
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        map = entry
+            .as_object_mut()
+            .ok_or_else(|| ConfigError::field(key.to_string(), "must be a map"))?;
+    }
+    match map.get(*last) {
+        Some(existing) if *existing != value => Err(ConfigError::field(
+            from,
+            format!("conflicts with {} set to {existing}", at.join(".")),
+        )),
+        _ => {
+            map.insert(last.to_string(), value);
+            Ok(())
+        }
+    }
+}
+
+/// A route whose one backend is agentgateway's `mcp: {targets: [{name, mcp: {host}}]}`
+/// becomes an `mcp` route with `targets: [{name, url}]`.
+fn mcp_backend(route: &mut Value, path: &str) -> Result<(), ConfigError> {
+    let Some(route) = route.as_object_mut() else {
+        return Ok(());
+    };
+    let backends = route.get("backends").and_then(Value::as_array);
+    let Some(Value::Object(mcp)) = backends
+        .and_then(|b| b.iter().find_map(|b| b.get("mcp")))
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let count = backends.map_or(0, Vec::len);
+    if count != 1 || route.contains_key("mcp") {
+        return Err(ConfigError::field(
+            format!("{path}.backends"),
+            "an mcp backend must be the route's only backend",
+        ));
+    }
+    let mut mcp = mcp;
+    if let Some(Value::Array(targets)) = mcp.get_mut("targets") {
+        for (t, target) in targets.iter_mut().enumerate() {
+            let at = format!("{path}.backends[0].mcp.targets[{t}]");
+            mcp_target(target, &at)?;
+        }
+    }
+    route.remove("backends");
+    route.insert("mcp".into(), Value::Object(mcp));
+    Ok(())
+}
+
+/// `{name, mcp: {host: url}}` → `{name, url}`; other transports are named as such.
+fn mcp_target(target: &mut Value, at: &str) -> Result<(), ConfigError> {
+    let Some(t) = target.as_object_mut() else {
+        return Ok(());
+    };
+    for kind in ["sse", "stdio", "openapi"] {
+        if t.contains_key(kind) {
+            return Err(ConfigError::field(
+                format!("{at}.{kind}"),
+                "an agentgateway target kind tollgate does not implement (Streamable HTTP, `mcp`, only)",
+            ));
+        }
+    }
+    if let Some(Value::Object(mut http)) = t.remove("mcp") {
+        let host = http.remove("host").ok_or_else(|| {
+            ConfigError::field(format!("{at}.mcp.host"), "the target's URL is missing")
+        })?;
+        if let Some((key, _)) = http.into_iter().next() {
+            return Err(ConfigError::field(
+                format!("{at}.mcp.{key}"),
+                "an agentgateway key tollgate does not implement",
+            ));
+        }
+        t.insert("url".into(), host);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
