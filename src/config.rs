@@ -3,6 +3,7 @@
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
 mod compat;
+mod compat_ai;
 mod cors;
 mod duration;
 mod epp;
@@ -13,6 +14,7 @@ mod guard;
 mod http_policies;
 mod limits;
 mod llm;
+mod llm_provider;
 mod load;
 mod mcp;
 mod mcp_auth;
@@ -36,6 +38,7 @@ pub use http_policies::{
 };
 pub use limits::*;
 pub use llm::*;
+pub use llm_provider::{LlmProvider, ProviderKind, RouteKind};
 pub use load::{load_file, parse_str, LoadedConfig};
 pub use mcp::{McpBackend, McpChecked, McpPrefix, McpSession, McpTarget};
 pub use mcp_auth::{

@@ -17,6 +17,9 @@
 //!    (guards, accounting, endpoint picking) sees the headers the operator meant the
 //!    upstream to get; the operator's explicit headers have the last word over the
 //!    rewritten authority.
+//!    `llm_provider` — after them and before anything reads the body: it rewrites
+//!    the body's `model` to the one the provider is asked for, so accounting, limits
+//!    and guards see the model that is billed.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
@@ -51,6 +54,7 @@ mod cors;
 mod direct_response;
 pub(crate) mod endpoint_picker;
 mod headers;
+mod llm_provider;
 mod mcp_auth;
 mod mcp_router;
 pub(crate) mod prompt_guard;
@@ -73,6 +77,7 @@ pub use cors::CorsFactory;
 pub use direct_response::DirectResponseFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
+pub use llm_provider::LlmProviderFactory;
 pub use mcp_auth::McpAuthFactory;
 pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
@@ -127,6 +132,11 @@ pub fn for_route(
         )
         .map(|f| Arc::new(f) as _));
     }
+    if let Some(p) = &policies.llm_provider {
+        let limit = bcx.config.limits.buffers.json_body_bytes;
+        let field = format!("{path}.llmProvider");
+        add(LlmProviderFactory::new(p, limit, &field).map(|f| Arc::new(f) as _));
+    }
     if let Some(p) = &policies.token_accounting {
         add(
             TokenAccountingFactory::new(p, bcx, &format!("{path}.tokenAccounting"))
@@ -168,7 +178,8 @@ pub fn for_route(
     }
     if let Some(p) = &policies.backend_auth {
         let field = format!("{path}.backendAuth");
-        add(BackendAuthFactory::new(p, &field).map(|f| Arc::new(f) as _));
+        let provider = policies.llm_provider.as_ref().map(|l| l.provider);
+        add(BackendAuthFactory::new(p, provider, &field).map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.a2a {
         add(A2aFactory::new(p, bcx, &format!("{path}.a2a")).map(|f| Arc::new(f) as _));

@@ -53,6 +53,8 @@ mod support;
 
 #[path = "e2e/a2a.rs"]
 mod a2a;
+#[path = "e2e/agentgateway.rs"]
+mod agentgateway;
 #[path = "e2e/buffers.rs"]
 mod buffers;
 #[path = "e2e/cli.rs"]

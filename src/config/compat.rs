@@ -8,6 +8,7 @@
 //! | `config.logging.level`, `config.logging.format` | `logging.level`, `logging.format` |
 //! | `config.workerThreads` | `runtime.workers` |
 //! | a route's `backends: [{mcp: {targets: [{name, mcp: {host}}]}}]` | the route's `mcp: {targets: [{name, url}]}` |
+//! | a route's `backends: [{ai: {…}}]`, `policies.backendTLS` | see `compat_ai` |
 //!
 //! Keys agentgateway has that only change what is observed (`config.logging.fields`,
 //! `config.tracing`, `config.metrics`) are taken out with a notice naming them, which
@@ -59,6 +60,8 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
                 for (r, route) in routes.into_iter().flatten().enumerate() {
                     let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
                     mcp_backend(route, &path)?;
+                    super::compat_ai::ai_backend(route, &path)?;
+                    super::compat_ai::backend_tls(route, &path)?;
                 }
             }
         }

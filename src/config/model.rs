@@ -392,6 +392,10 @@ pub struct Policies {
     /// Answer every request with this status and body; nothing is forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<super::DirectResponse>,
+    /// The LLM provider behind the route's backend: upstream path, model override,
+    /// and how a `backendAuth` key is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<super::LlmProvider>,
 }
 
 /// The `a2a` policy.
@@ -461,6 +465,10 @@ impl Policies {
                 .direct_response
                 .clone()
                 .or_else(|| gateway.direct_response.clone()),
+            llm_provider: self
+                .llm_provider
+                .clone()
+                .or_else(|| gateway.llm_provider.clone()),
         }
     }
 }

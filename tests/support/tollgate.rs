@@ -43,6 +43,16 @@ impl Tollgate {
         Self::launch(yaml, &[], args, wrapper).await
     }
 
+    /// Starts tollgate with `yaml` exactly as written; it must put the admin server on
+    /// `admin_port` (however it says so).
+    pub async fn start_exact(yaml: &str, admin_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("tollgate.yaml");
+        write_atomically(&config_path, yaml);
+        let config = config_path.to_str().expect("a UTF-8 temp path").to_string();
+        Self::spawn(dir, admin_port, &["-c", config.as_str()], &[], &[]).await
+    }
+
     async fn launch(yaml: &str, env: &[(&str, &str)], args: &[&str], wrapper: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let admin_port = free_port();

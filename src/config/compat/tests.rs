@@ -59,3 +59,83 @@ fn unimplemented_and_conflicting_keys_are_errors_at_their_path() {
         assert!(err.starts_with(path), "{path}: {err}");
     }
 }
+
+fn ai_route(backend: &str, policies: &str) -> String {
+    format!("binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies: {policies}\n      backends:\n      - ai: {backend}\n")
+}
+
+#[test]
+fn ai_backends_become_a_host_and_the_routes_provider() {
+    let loaded = parse_str(&ai_route(
+        "{ name: claude, provider: { anthropic: { model: claude-sonnet-4-5 } } }",
+        "{ backendAuth: { key: sk-ant } }",
+    ))
+    .unwrap();
+    let route = &loaded.config.binds[0].listeners[0].routes[0];
+    assert_eq!(route.backends[0].host, "api.anthropic.com:443");
+    assert!(
+        route.backends[0].tls.is_some(),
+        "the provider's own host: TLS"
+    );
+    let llm = route.policies.llm_provider.as_ref().unwrap();
+    assert_eq!(llm.provider, crate::config::ProviderKind::Anthropic);
+    assert_eq!(llm.model.as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(llm.path.as_deref(), Some("/v1/messages"));
+
+    let text = ai_route(
+        "{ hostOverride: \"127.0.0.1:8000\", provider: { openAI: {} }, policies: { ai: { routes: { /v1/models: passthrough } }, backendTLS: { hostname: vllm.local } } }",
+        "{}",
+    );
+    let loaded = parse_str(&text).unwrap();
+    let route = &loaded.config.binds[0].listeners[0].routes[0];
+    assert_eq!(route.backends[0].host, "127.0.0.1:8000");
+    let tls = route.backends[0]
+        .tls
+        .as_ref()
+        .expect("the backend's backendTLS");
+    assert_eq!(tls.sni.as_deref(), Some("vllm.local"));
+    let llm = route.policies.llm_provider.as_ref().unwrap();
+    assert_eq!(llm.path, None, "an overridden host keeps the client's path");
+    assert_eq!(
+        llm.kind_of("/v1/models"),
+        crate::config::RouteKind::Passthrough
+    );
+}
+
+#[test]
+fn ai_keys_tollgate_does_not_implement_are_errors_at_their_path() {
+    let at = "binds[0].listeners[0].routes[0]";
+    for (backend, policies, path) in [
+        (
+            "{ provider: { bedrock: {} } }",
+            "{}",
+            "backends[0].ai.provider.bedrock",
+        ),
+        (
+            "{ provider: { openAI: { region: x } } }",
+            "{}",
+            "backends[0].ai.provider.openAI.region",
+        ),
+        ("{ provider: {} }", "{}", "backends[0].ai.provider"),
+        (
+            "{ provider: { openAI: {} }, routing: x }",
+            "{}",
+            "backends[0].ai.routing",
+        ),
+        (
+            "{ provider: { openAI: {} } }",
+            "{ backendTLS: { insecure: true } }",
+            "policies.backendTLS.insecure",
+        ),
+        (
+            "{ provider: { openAI: {} } }",
+            "{ llmProvider: { provider: openAI } }",
+            "policies.llmProvider",
+        ),
+    ] {
+        let err = parse_str(&ai_route(backend, policies))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("{at}.{path}")), "{path}: {err}");
+    }
+}
