@@ -34,7 +34,8 @@ pub use epp_source::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use guard::*;
 pub use http_policies::{
-    AuthorityRewrite, BackendAuth, DirectResponse, KeySource, PathRewrite, UrlRewrite,
+    AuthorityRewrite, BackendAuth, DirectResponse, KeySource, PathRewrite, RequestRedirect,
+    UrlRewrite,
 };
 pub use limits::*;
 pub use llm::*;

@@ -11,8 +11,9 @@
 //!    route with `mcp.direct`, where `mcp_router` removes it from every call it sends
 //!    to a target and the rest goes on to tollgate's own MCP listener, which checks it
 //!    again.
-//!    `direct_response` — next: a route that answers itself needs nothing else, but
-//!    its answer still passes authentication and carries CORS headers.
+//!    `direct_response`, `request_redirect` — next: a route that answers itself needs
+//!    nothing else, but its answer still passes authentication and carries CORS
+//!    headers.
 //! 1. `url_rewrite`, then `request_header_modifier` — first, so every later processor
 //!    (guards, accounting, endpoint picking) sees the headers the operator meant the
 //!    upstream to get; the operator's explicit headers have the last word over the
@@ -58,6 +59,7 @@ mod llm_provider;
 mod mcp_auth;
 mod mcp_router;
 pub(crate) mod prompt_guard;
+mod request_redirect;
 mod token_accounting;
 mod token_limit;
 mod url_rewrite;
@@ -81,6 +83,7 @@ pub use llm_provider::LlmProviderFactory;
 pub use mcp_auth::McpAuthFactory;
 pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
+pub use request_redirect::RequestRedirectFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 pub use url_rewrite::UrlRewriteFactory;
@@ -119,6 +122,10 @@ pub fn for_route(
     if let Some(p) = &policies.direct_response {
         let field = format!("{path}.directResponse");
         add(DirectResponseFactory::new(p, &field).map(|f| Arc::new(f) as _));
+    }
+    if let Some(p) = &policies.request_redirect {
+        let field = format!("{path}.requestRedirect");
+        add(RequestRedirectFactory::new(p, bcx.config, route, &field).map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.url_rewrite {
         let field = format!("{path}.urlRewrite");

@@ -9,6 +9,8 @@
 //! | `config.workerThreads` | `runtime.workers` |
 //! | a route's `backends: [{mcp: {targets: [{name, mcp: {host}}]}}]` | the route's `mcp: {targets: [{name, url}]}` |
 //! | a route's `backends: [{ai: {…}}]`, `policies.backendTLS` | see `compat_ai` |
+//! | `gatewayPolicies: [{target: {gateway}, policy}]` | `policies` |
+//! | `timeout: {requestTimeout, backendRequestTimeout}` | `timeout` (the shorter) |
 //!
 //! Keys agentgateway has that only change what is observed (`config.logging.fields`,
 //! `config.tracing`, `config.metrics`) are taken out with a notice naming them, which
@@ -52,6 +54,12 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
+    if let Some(list) = root.remove("gatewayPolicies") {
+        gateway_policies(root, list)?;
+    }
+    if let Some(policies) = root.get_mut("policies") {
+        timeout(policies, "policies")?;
+    }
     if let Some(Value::Array(binds)) = root.get_mut("binds") {
         for (b, bind) in binds.iter_mut().enumerate() {
             let listeners = bind.get_mut("listeners").and_then(Value::as_array_mut);
@@ -60,6 +68,9 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
                 for (r, route) in routes.into_iter().flatten().enumerate() {
                     let path = format!("binds[{b}].listeners[{l}].routes[{r}]");
                     mcp_backend(route, &path)?;
+                    if let Some(policies) = route.get_mut("policies") {
+                        timeout(policies, &format!("{path}.policies"))?;
+                    }
                     super::compat_ai::ai_backend(route, &path)?;
                     super::compat_ai::backend_tls(route, &path)?;
                 }
@@ -143,6 +154,79 @@ fn place(
             Ok(())
         }
     }
+}
+
+/// `gatewayPolicies: [{name, target: {gateway: …}, policy: {…}}]`: each policy joins
+/// the gateway-wide `policies` (tollgate serves one gateway, so any gateway name is
+/// this one); a key set twice is an error.
+fn gateway_policies(root: &mut Map<String, Value>, list: Value) -> Result<(), ConfigError> {
+    let Value::Array(items) = list else {
+        return Err(ConfigError::field("gatewayPolicies", "must be a list"));
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("gatewayPolicies[{i}]");
+        let Value::Object(mut item) = item else {
+            return Err(ConfigError::field(at, "must be a map"));
+        };
+        item.remove("name");
+        match item.remove("target") {
+            Some(Value::Object(t)) if t.len() == 1 && t.contains_key("gateway") => {}
+            _ => {
+                return Err(ConfigError::field(
+                    format!("{at}.target"),
+                    "only `target: {gateway: …}` is implemented",
+                ))
+            }
+        }
+        let Some(Value::Object(policy)) = item.remove("policy") else {
+            return Err(ConfigError::field(format!("{at}.policy"), "must be a map"));
+        };
+        if let Some((key, _)) = item.into_iter().next() {
+            return Err(ConfigError::field(
+                format!("{at}.{key}"),
+                "an agentgateway key tollgate does not implement",
+            ));
+        }
+        for (key, value) in policy {
+            place(
+                root,
+                &["policies", &key],
+                value,
+                &format!("{at}.policy.{key}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// agentgateway's `timeout: {requestTimeout, backendRequestTimeout}` → tollgate's
+/// `timeout` (the time allowed until the upstream's response headers; a stream that
+/// has begun is not cut): the shorter of the two.
+fn timeout(policies: &mut Value, path: &str) -> Result<(), ConfigError> {
+    let Some(Value::Object(t)) = policies.get_mut("timeout") else {
+        return Ok(());
+    };
+    let mut t = std::mem::take(t);
+    let mut shortest: Option<(std::time::Duration, Value)> = None;
+    for key in ["requestTimeout", "backendRequestTimeout"] {
+        let Some(v) = t.remove(key) else { continue };
+        let d: super::Duration = serde_json::from_value(v.clone())
+            .map_err(|e| ConfigError::field(format!("{path}.timeout.{key}"), e.to_string()))?;
+        if shortest.as_ref().is_none_or(|(s, _)| d.get() < *s) {
+            shortest = Some((d.get(), v));
+        }
+    }
+    if let Some((key, _)) = t.into_iter().next() {
+        return Err(ConfigError::field(
+            format!("{path}.timeout.{key}"),
+            "an agentgateway key tollgate does not implement",
+        ));
+    }
+    let value = shortest
+        .map(|(_, v)| v)
+        .ok_or_else(|| ConfigError::field(format!("{path}.timeout"), "names no timeout"))?;
+    policies["timeout"] = value;
+    Ok(())
 }
 
 /// A route whose one backend is agentgateway's `mcp: {targets: [{name, mcp: {host}}]}`

@@ -137,6 +137,52 @@ impl BackendAuth {
     }
 }
 
+/// `requestRedirect`: the client is sent elsewhere (`Location`), nothing forwarded.
+/// Each part not given stays the request's.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestRedirect {
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<AuthorityRewrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathRewrite>,
+    /// 301, 302 (default), 303, 307 or 308.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+impl RequestRedirect {
+    /// The status, the parts checked at `path` (`….policies.requestRedirect`).
+    pub fn check(&self, path: &str) -> Result<http::StatusCode, ConfigError> {
+        if let Some(s) = self
+            .scheme
+            .as_deref()
+            .filter(|s| !matches!(*s, "http" | "https"))
+        {
+            return Err(ConfigError::field(
+                format!("{path}.scheme"),
+                format!("{s:?} is not http or https"),
+            ));
+        }
+        let parts = UrlRewrite {
+            authority: self.authority.clone(),
+            path: self.path.clone(),
+        };
+        parts.check(path)?;
+        let status = self.status.unwrap_or(302);
+        match status {
+            301 | 302 | 303 | 307 | 308 => Ok(http::StatusCode::from_u16(status).expect("valid")),
+            other => Err(ConfigError::field(
+                format!("{path}.status"),
+                format!("{other} is not a redirect status (301, 302, 303, 307, 308)"),
+            )),
+        }
+    }
+}
+
 /// `directResponse`: a fixed answer, nothing forwarded.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

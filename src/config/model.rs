@@ -392,6 +392,9 @@ pub struct Policies {
     /// Answer every request with this status and body; nothing is forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<super::DirectResponse>,
+    /// Send the client elsewhere with a redirect; nothing is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<super::RequestRedirect>,
     /// The LLM provider behind the route's backend: upstream path, model override,
     /// and how a `backendAuth` key is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -465,6 +468,10 @@ impl Policies {
                 .direct_response
                 .clone()
                 .or_else(|| gateway.direct_response.clone()),
+            request_redirect: self
+                .request_redirect
+                .clone()
+                .or_else(|| gateway.request_redirect.clone()),
             llm_provider: self
                 .llm_provider
                 .clone()

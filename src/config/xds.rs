@@ -170,12 +170,7 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
                     || config.policies.endpoint_picker.is_some()
                 {
                     // Envoy forwards to the pick: no backend needed.
-                } else if route
-                    .policies
-                    .over(&config.policies)
-                    .direct_response
-                    .is_some()
-                {
+                } else if answered(route, config) {
                     // Answered at the gateway: no backend needed.
                 } else if route.backends.is_empty() {
                     errs.push(ConfigError::field(
@@ -187,4 +182,10 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
         }
     }
     errs.finish(())
+}
+
+/// Whether a route is answered at the gateway (`directResponse`, `requestRedirect`).
+fn answered(route: &super::Route, config: &Config) -> bool {
+    let policies = route.policies.over(&config.policies);
+    policies.direct_response.is_some() || policies.request_redirect.is_some()
 }

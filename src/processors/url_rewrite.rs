@@ -23,7 +23,7 @@ pub struct UrlRewriteFactory {
 }
 
 #[derive(Debug)]
-struct Rewrite {
+pub(super) struct Rewrite {
     authority: Option<AuthorityRewrite>,
     path: Option<PathRewrite>,
     /// The route's `pathPrefix` matches, longest first (what a `prefix` replaces).
@@ -39,14 +39,9 @@ impl UrlRewriteFactory {
         path: &str,
     ) -> Result<Self, ConfigError> {
         p.check(path)?;
-        let mut prefixes: Vec<String> = route_prefixes(config, route);
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        let rewrite = Rewrite::new(p.authority.clone(), p.path.clone(), config, route);
         Ok(UrlRewriteFactory {
-            rewrite: Arc::new(Rewrite {
-                authority: p.authority.clone(),
-                path: p.path.clone(),
-                prefixes,
-            }),
+            rewrite: Arc::new(rewrite),
         })
     }
 }
@@ -92,8 +87,24 @@ impl ProcessorFactory for UrlRewriteFactory {
 struct UrlRewriter(Arc<Rewrite>);
 
 impl Rewrite {
+    /// `authority` and `path` to apply on a route named `route` of `config`.
+    pub(super) fn new(
+        authority: Option<AuthorityRewrite>,
+        path: Option<PathRewrite>,
+        config: &Config,
+        route: &str,
+    ) -> Self {
+        let mut prefixes: Vec<String> = route_prefixes(config, route);
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        Rewrite {
+            authority,
+            path,
+            prefixes,
+        }
+    }
+
     /// The authority for a request to `current`.
-    fn authority(&self, current: &str) -> Option<String> {
+    pub(super) fn authority(&self, current: &str) -> Option<String> {
         let (host, port) = split_authority(current);
         match self.authority.as_ref()? {
             AuthorityRewrite::Full(a) => Some(a.clone()),
@@ -106,7 +117,7 @@ impl Rewrite {
     }
 
     /// The path and query for a request to `current` (path and query).
-    fn path(&self, current: &str) -> Option<String> {
+    pub(super) fn path(&self, current: &str) -> Option<String> {
         let (path, query) = match current.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (current, None),

@@ -242,7 +242,9 @@ fn named_route<'a>(
         });
         named.cluster = clusters::PICKED_CLUSTER.to_string();
     } else if let Some(answer) = policies.direct_response {
-        named.answer = Some(answer);
+        named.answer = Some(routes::Answer::Direct(answer));
+    } else if let Some(redirect) = policies.request_redirect {
+        named.answer = Some(routes::Answer::Redirect(redirect));
     } else if let Some(backend) = route.backends.first() {
         named.cluster = out.backend(config, backend, &format!("{path}.backends[0].host"))?;
     } else {

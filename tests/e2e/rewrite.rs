@@ -1,7 +1,9 @@
-//! agentgateway's `urlRewrite`, `backendAuth` and `directResponse` policies, the same
+//! agentgateway's `urlRewrite`, `backendAuth`, `requestRedirect` and `directResponse`
+//! policies, the same
 //! config through tollgate's own proxy and through an Envoy that tollgate configures
 //! over ADS: the upstream gets the rewritten host and path (query kept) and the
-//! provider key instead of the client's token; a `directResponse` route answers alone.
+//! provider key instead of the client's token; a redirect carries the rewritten URL;
+//! a `directResponse` route answers alone.
 
 use crate::support::client::{self, Req};
 use crate::support::envoy::Envoy;
@@ -22,6 +24,10 @@ fn config(listen: u16, upstream: u16, ext_proc: Option<u16>) -> String {
     - name: fixed
       matches: [ {{ path: {{ exact: /fixed }} }} ]
       policies: {{ directResponse: {{ status: 418, body: "short and stout" }} }}
+    - name: moved
+      matches: [ {{ path: {{ pathPrefix: /old }} }} ]
+      policies:
+        requestRedirect: {{ scheme: https, authority: {{ host: new.example }}, path: {{ prefix: /v2 }}, status: 301 }}
     - name: provider
       matches: [ {{ path: {{ pathPrefix: /api }} }} ]
       policies:
@@ -54,6 +60,13 @@ async fn check(listen: u16, upstream: &MockUpstream, surface: &str) {
     assert_eq!(
         seen.header("authorization").as_deref(),
         Some("Bearer sk-provider-key"),
+        "{surface}"
+    );
+    let moved = client::must(listen, Req::get("/old/page?q=1").header("host", "gw.local")).await;
+    assert_eq!(moved.status, 301, "{surface}: {}", moved.text());
+    assert_eq!(
+        moved.header("location"),
+        Some("https://new.example/v2/page?q=1"),
         "{surface}"
     );
     let fixed = client::must(listen, Req::get("/fixed")).await;

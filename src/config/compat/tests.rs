@@ -139,3 +139,43 @@ fn ai_keys_tollgate_does_not_implement_are_errors_at_their_path() {
         assert!(err.starts_with(&format!("{at}.{path}")), "{path}: {err}");
     }
 }
+
+#[test]
+fn gateway_policies_and_timeouts_take_tollgates_shape() {
+    let text = r#"
+gatewayPolicies:
+- name: cors
+  target: { gateway: my-gateway }
+  policy: { cors: { allowOrigins: ["*"] }, timeout: { requestTimeout: 30s, backendRequestTimeout: 10s } }
+binds:
+- port: 1
+  listeners:
+  - routes:
+    - policies: { timeout: { requestTimeout: 5s } }
+      backends: [ { host: "127.0.0.1:2" } ]
+"#;
+    let loaded = parse_str(text).expect("parses");
+    let c = &loaded.config;
+    assert!(c.policies.cors.is_some());
+    assert_eq!(
+        c.policies.timeout.unwrap().get().as_secs(),
+        10,
+        "the shorter"
+    );
+    let route = &c.binds[0].listeners[0].routes[0];
+    assert_eq!(route.policies.timeout.unwrap().get().as_secs(), 5);
+    for (text, path) in [
+        (
+            "gatewayPolicies: [ { target: { listener: x }, policy: {} } ]\n",
+            "gatewayPolicies[0].target",
+        ),
+        (
+            "policies: { cors: {} }\ngatewayPolicies: [ { target: { gateway: g }, policy: { cors: { maxAge: 1 } } } ]\n",
+            "gatewayPolicies[0].policy.cors",
+        ),
+        ("policies: { timeout: { idleTimeout: 1s } }\n", "policies.timeout.idleTimeout"),
+    ] {
+        let err = parse_str(text).unwrap_err().to_string();
+        assert!(err.starts_with(path), "{path}: {err}");
+    }
+}

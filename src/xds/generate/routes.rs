@@ -30,7 +30,8 @@ use super::address::Target;
 use super::listener::{self, EXT_PROC_FILTER};
 use super::mcp::{DirectTarget, McpWiring, ENVOY_ROUTE_HEADER};
 use crate::config::{
-    Bind, Config, DirectResponse, HeaderMatch, PathMatch, Route, RouteMatch, ValueMatch, WELL_KNOWN,
+    AuthorityRewrite, Bind, Config, DirectResponse, HeaderMatch, PathMatch, PathRewrite,
+    RequestRedirect, Route, RouteMatch, ValueMatch, WELL_KNOWN,
 };
 
 /// A route with the name tollgate knows it by and the cluster of its backend.
@@ -40,8 +41,15 @@ pub struct NamedRoute<'a> {
     pub route: &'a Route,
     /// For an `mcp` route: how Envoy reaches tollgate's MCP listener and the targets.
     pub mcp: Option<McpWiring>,
-    /// For a `directResponse` route: Envoy answers (tollgate's ext_proc does too, first).
-    pub answer: Option<DirectResponse>,
+    /// For a `directResponse` or `requestRedirect` route: Envoy answers (tollgate's
+    /// ext_proc does too, first).
+    pub answer: Option<Answer>,
+}
+
+/// What Envoy answers a route with itself.
+pub enum Answer {
+    Direct(DirectResponse),
+    Redirect(RequestRedirect),
 }
 
 /// The route configuration of `bind`; `routes[l]` are the named routes of listener `l`.
@@ -119,14 +127,7 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
     if let Some(answer) = &named.answer {
         return EnvoyRoute {
             name: named.name.clone(),
-            action: Some(route::Action::DirectResponse(DirectResponseAction {
-                status: u32::from(answer.status),
-                body: Some(DataSource {
-                    specifier: Some(data_source::Specifier::InlineString(answer.body.clone())),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })),
+            action: Some(answer_action(answer)),
             ..Default::default()
         };
     }
@@ -171,6 +172,56 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
         ),
         action: Some(route::Action::Route(action)),
         ..Default::default()
+    }
+}
+
+/// Envoy's own answer: a direct response, or a redirect built as tollgate builds it.
+fn answer_action(answer: &Answer) -> route::Action {
+    use envoy_types::pb::envoy::config::route::v3::{redirect_action, RedirectAction};
+    use redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
+    match answer {
+        Answer::Direct(d) => route::Action::DirectResponse(DirectResponseAction {
+            status: u32::from(d.status),
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(d.body.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        Answer::Redirect(r) => {
+            let code = match r.status.unwrap_or(302) {
+                301 => RedirectResponseCode::MovedPermanently,
+                303 => RedirectResponseCode::SeeOther,
+                307 => RedirectResponseCode::TemporaryRedirect,
+                308 => RedirectResponseCode::PermanentRedirect,
+                _ => RedirectResponseCode::Found,
+            };
+            let (host, port) = match &r.authority {
+                Some(AuthorityRewrite::Full(a)) => match a.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u32>().is_ok() => {
+                        (h.to_string(), p.parse().unwrap_or(0))
+                    }
+                    _ => (a.clone(), 0),
+                },
+                Some(AuthorityRewrite::Host(h)) => (h.clone(), 0),
+                Some(AuthorityRewrite::Port(p)) => (String::new(), u32::from(*p)),
+                None => (String::new(), 0),
+            };
+            route::Action::Redirect(RedirectAction {
+                host_redirect: host,
+                port_redirect: port,
+                response_code: code as i32,
+                scheme_rewrite_specifier: r
+                    .scheme
+                    .clone()
+                    .map(SchemeRewriteSpecifier::SchemeRedirect),
+                path_rewrite_specifier: r.path.as_ref().map(|p| match p {
+                    PathRewrite::Full(p) => PathRewriteSpecifier::PathRedirect(p.clone()),
+                    PathRewrite::Prefix(p) => PathRewriteSpecifier::PrefixRewrite(p.clone()),
+                }),
+                ..Default::default()
+            })
+        }
     }
 }
 
