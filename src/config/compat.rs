@@ -59,6 +59,7 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
     }
     if let Some(policies) = root.get_mut("policies") {
         timeout(policies, "policies")?;
+        unimplemented_policies(policies, "policies")?;
     }
     if let Some(Value::Array(binds)) = root.get_mut("binds") {
         for (b, bind) in binds.iter_mut().enumerate() {
@@ -70,6 +71,7 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
                     mcp_backend(route, &path)?;
                     if let Some(policies) = route.get_mut("policies") {
                         timeout(policies, &format!("{path}.policies"))?;
+                        unimplemented_policies(policies, &format!("{path}.policies"))?;
                     }
                     super::compat_ai::ai_backend(route, &path)?;
                     super::compat_ai::backend_tls(route, &path)?;
@@ -197,6 +199,37 @@ fn gateway_policies(root: &mut Map<String, Value>, list: Value) -> Result<(), Co
         }
     }
     Ok(())
+}
+
+/// agentgateway policies tollgate does not implement: named as such, not as unknown.
+const UNIMPLEMENTED_POLICIES: [&str; 11] = [
+    "extProc",
+    "retry",
+    "ai",
+    "transformations",
+    "requestMirror",
+    "authorization",
+    "localRateLimit",
+    "remoteRateLimit",
+    "jwtAuth",
+    "extAuthz",
+    "csrf",
+];
+
+fn unimplemented_policies(policies: &Value, path: &str) -> Result<(), ConfigError> {
+    let Some(map) = policies.as_object() else {
+        return Ok(());
+    };
+    match UNIMPLEMENTED_POLICIES
+        .iter()
+        .find(|k| map.contains_key(**k))
+    {
+        Some(key) => Err(ConfigError::field(
+            format!("{path}.{key}"),
+            "an agentgateway policy tollgate does not implement yet",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// agentgateway's `timeout: {requestTimeout, backendRequestTimeout}` → tollgate's
