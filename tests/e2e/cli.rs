@@ -22,6 +22,8 @@ fn validate(path: &std::path::Path) -> std::process::Output {
         .arg(path)
         // Examples take credentials from the environment.
         .env("UPSTREAM_API_KEY", "sk-example")
+        .env("OPENAI_API_KEY", "sk-example")
+        .env("ANTHROPIC_API_KEY", "sk-ant-example")
         // 32 bytes, base64url: examples/mcp-gateway.yaml's session key.
         .env(
             "MCP_SESSION_KEY",
