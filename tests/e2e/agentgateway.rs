@@ -6,6 +6,7 @@
 //! MCP route answers CORS preflights; the provider key is in no log line.
 
 use crate::support::client::{self, Req};
+use crate::support::tls::{localhost_cert, tls_front};
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
 use crate::support::{free_port, repo_root};
@@ -26,18 +27,9 @@ async fn the_reference_file_sends_what_agentgateway_sends() {
     let upstream = MockUpstream::start().await;
     // The "provider": a TLS bind of a second tollgate in front of the mock upstream.
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = localhost_cert(dir.path());
     let provider = free_port();
-    let _provider = Tollgate::start(&format!(
-        "binds:\n- port: {provider}\n  tls: {{ certFile: {c}, keyFile: {k} }}\n  listeners:\n  - routes:\n    - backends: [ {{ host: \"127.0.0.1:{up}\" }} ]\n",
-        c = cert.display(),
-        k = key.display(),
-        up = upstream.port
-    ))
-    .await;
+    let _provider = tls_front(provider, &cert, &key, upstream.port).await;
 
     let (ai, mcp, admin) = (free_port(), free_port(), free_port());
     let yaml = reference(&[

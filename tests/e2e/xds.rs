@@ -737,18 +737,9 @@ async fn picker_routes_land_on_the_pick() {
 async fn tls_listeners_and_tls_backends_by_name() {
     let upstream = MockUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = crate::support::tls::localhost_cert(dir.path());
     let tls_backend = free_port();
-    let _backend = Tollgate::start(&format!(
-        "binds:\n- port: {tls_backend}\n  tls: {{ certFile: {c}, keyFile: {k} }}\n  listeners:\n  - routes:\n    - backends: [ {{ host: \"127.0.0.1:{up}\" }} ]\n",
-        c = cert.display(),
-        k = key.display(),
-        up = upstream.port
-    ))
-    .await;
+    let _backend = crate::support::tls::tls_front(tls_backend, &cert, &key, upstream.port).await;
     let (ext_proc, listen) = (free_port(), free_port());
     let tollgate = Tollgate::start(&format!(
         r#"extProc: {{ address: "127.0.0.1:{ext_proc}" }}

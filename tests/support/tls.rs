@@ -78,3 +78,29 @@ pub async fn peer_certificate(addr: (&str, u16), sni: &str) -> Vec<u8> {
         .map(|c| c.to_vec())
         .expect("a certificate")
 }
+
+/// A self-signed certificate for `localhost` written into `dir`: (cert, key) PEM paths.
+/// The certificate is its own CA: give its path as `caFile` to trust it.
+pub fn localhost_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// A tollgate serving TLS (`cert`, `key`) on `port` in front of the plaintext
+/// `upstream`: a TLS upstream for tests.
+pub async fn tls_front(
+    port: u16,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    upstream: u16,
+) -> super::tollgate::Tollgate {
+    super::tollgate::Tollgate::start(&format!(
+        "binds:\n- port: {port}\n  tls: {{ certFile: {c}, keyFile: {k} }}\n  listeners:\n  - routes:\n    - backends: [ {{ host: \"127.0.0.1:{upstream}\" }} ]\n",
+        c = cert.display(),
+        k = key.display(),
+    ))
+    .await
+}
