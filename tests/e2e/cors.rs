@@ -8,6 +8,27 @@ use crate::support::free_port;
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
 
+const APP: &str = "https://app.example.com";
+const EVIL: &str = "https://evil.example.com";
+
+/// A browser's preflight for a POST to the chat path from `origin`.
+fn preflight(origin: &str, id: &str) -> Req {
+    Req {
+        method: "OPTIONS".into(),
+        ..Req::get("/v1/chat/completions")
+    }
+    .header("origin", origin)
+    .header("access-control-request-method", "POST")
+    .header("x-test-id", id)
+}
+
+/// A GET of the models list from `origin`.
+fn models_from(origin: &str, id: &str) -> Req {
+    Req::get("/v1/models")
+        .header("origin", origin)
+        .header("x-test-id", id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_are_answered_and_allowed_origins_get_cors_headers() {
     let upstream = MockUpstream::start().await;
@@ -35,18 +56,8 @@ binds:
 
     for (surface, port) in [("proxy", proxy), ("envoy", envoy.port(0))] {
         let id = format!("preflight-{surface}");
-        let reply = client::must(
-            port,
-            Req {
-                method: "OPTIONS".into(),
-                ..Req::get("/v1/chat/completions")
-            }
-            .header("origin", "https://app.example.com")
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
-            .header("x-test-id", &id),
-        )
-        .await;
+        let ask = preflight(APP, &id).header("access-control-request-headers", "content-type");
+        let reply = client::must(port, ask).await;
         assert_eq!(reply.status, 200, "{surface}: {}", reply.text());
         assert_eq!(
             reply.header("access-control-allow-origin"),
@@ -75,17 +86,7 @@ binds:
         );
 
         let refused = format!("refused-{surface}");
-        let reply = client::must(
-            port,
-            Req {
-                method: "OPTIONS".into(),
-                ..Req::get("/v1/chat/completions")
-            }
-            .header("origin", "https://evil.example.com")
-            .header("access-control-request-method", "POST")
-            .header("x-test-id", &refused),
-        )
-        .await;
+        let reply = client::must(port, preflight(EVIL, &refused)).await;
         assert_eq!(reply.status, 200, "{surface}");
         assert_eq!(
             reply.header("access-control-allow-origin"),
@@ -94,13 +95,7 @@ binds:
         );
 
         let get = format!("get-{surface}");
-        let reply = client::must(
-            port,
-            Req::get("/v1/models")
-                .header("origin", "https://app.example.com")
-                .header("x-test-id", &get),
-        )
-        .await;
+        let reply = client::must(port, models_from(APP, &get)).await;
         assert_eq!(reply.status, 200, "{surface}");
         assert_eq!(
             reply.header("access-control-allow-origin"),
@@ -118,13 +113,7 @@ binds:
         );
 
         let other = format!("other-{surface}");
-        let reply = client::must(
-            port,
-            Req::get("/v1/models")
-                .header("origin", "https://evil.example.com")
-                .header("x-test-id", &other),
-        )
-        .await;
+        let reply = client::must(port, models_from(EVIL, &other)).await;
         assert_eq!(reply.status, 200, "{surface}");
         assert_eq!(
             reply.header("access-control-allow-origin"),
