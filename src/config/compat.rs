@@ -45,14 +45,18 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
     let Some(root) = value.as_object_mut() else {
         return Ok(notices);
     };
-    if let Some(Value::Object(mut gateway)) = root.remove("config") {
-        move_gateway_keys(root, &mut gateway, &mut notices)?;
-        if let Some((key, _)) = gateway.into_iter().next() {
-            return Err(ConfigError::field(
-                format!("config.{key}"),
-                "an agentgateway key tollgate does not implement",
-            ));
+    match root.remove("config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(mut gateway)) => {
+            move_gateway_keys(root, &mut gateway, &mut notices)?;
+            if let Some((key, _)) = gateway.into_iter().next() {
+                return Err(ConfigError::field(
+                    format!("config.{key}"),
+                    "an agentgateway key tollgate does not implement",
+                ));
+            }
         }
+        Some(_) => return Err(ConfigError::field("config", "must be a map")),
     }
     if let Some(list) = root.remove("gatewayPolicies") {
         gateway_policies(root, list)?;

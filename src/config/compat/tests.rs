@@ -41,6 +41,7 @@ binds:
 fn unimplemented_and_conflicting_keys_are_errors_at_their_path() {
     for (text, path) in [
         ("config: { enableIpv6: true }\n", "config.enableIpv6"),
+        ("config: 5\n", "config"),
         ("config: { logging: { filter: x } }\n", "config.logging.filter"),
         (
             "config: { adminAddr: \"127.0.0.1:1\" }\nadmin: { address: \"127.0.0.1:2\" }\n",
