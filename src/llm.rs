@@ -22,6 +22,7 @@ pub mod request;
 pub mod skim;
 pub mod sse;
 pub mod tokens;
+pub mod translate;
 pub mod usage;
 
 #[cfg(test)]
@@ -33,4 +34,5 @@ pub use error::LlmError;
 pub use request::{set_include_usage, LlmRequest, PartKind, PromptPart, Role};
 pub use sse::{SseEvent, SseLimit, SseLimits, SseParser};
 pub use tokens::{estimate_prompt_tokens, prewarm, Encoding};
+pub use translate::{EventTranslator, TranslateError, TranslatedRequest, Translation};
 pub use usage::{EventInfo, ResponseTracker, Usage, UsageInvalid};

@@ -21,6 +21,9 @@
 //!    `llm_provider` — after them and before anything reads the body: it rewrites
 //!    the body's `model` to the one the provider is asked for, so accounting, limits
 //!    and guards see the model that is billed.
+//!    `llm_translate_response` — right after it: responses pass the processors in this
+//!    same order, so a provider's answer in another API (an Anthropic model behind an
+//!    OpenAI client) is made into the client's API before anything reads it.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
@@ -40,6 +43,8 @@
 //! 5. `endpoint_picker` — last on the request path: a request a guard or a limit
 //!    rejected never enters the prefix index, and the prompt it hashes is the body that
 //!    actually goes upstream (after `prompt_guard`'s masking).
+//!    `llm_translate_request` — after everything that reads the request body, which
+//!    all read the client's own API; it rewrites body and path into the provider's.
 //!    `backend_auth` — after everything that reads the client's credential (a limit
 //!    keyed on the client's API key, the endpoint picker's tenant): it replaces
 //!    `Authorization` with the provider key just before the request goes upstream.
@@ -56,6 +61,7 @@ mod direct_response;
 pub(crate) mod endpoint_picker;
 mod headers;
 mod llm_provider;
+mod llm_translate;
 mod mcp_auth;
 mod mcp_router;
 pub(crate) mod prompt_guard;
@@ -80,6 +86,7 @@ pub use direct_response::DirectResponseFactory;
 pub use endpoint_picker::EndpointPickerFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use llm_provider::LlmProviderFactory;
+pub use llm_translate::{Half, LlmTranslateFactory};
 pub use mcp_auth::McpAuthFactory;
 pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
@@ -143,6 +150,12 @@ pub fn for_route(
         let limit = bcx.config.limits.buffers.json_body_bytes;
         let field = format!("{path}.llmProvider");
         add(LlmProviderFactory::new(p, limit, &field).map(|f| Arc::new(f) as _));
+        let buffers = &bcx.config.limits.buffers;
+        add(Ok(Arc::new(LlmTranslateFactory::new(
+            Half::Response,
+            p,
+            buffers,
+        ))));
     }
     if let Some(p) = &policies.token_accounting {
         add(
@@ -182,6 +195,14 @@ pub fn for_route(
             EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
                 .map(|f| Arc::new(f) as _),
         );
+    }
+    if let Some(p) = &policies.llm_provider {
+        let buffers = &bcx.config.limits.buffers;
+        add(Ok(Arc::new(LlmTranslateFactory::new(
+            Half::Request,
+            p,
+            buffers,
+        ))));
     }
     if let Some(p) = &policies.backend_auth {
         let field = format!("{path}.backendAuth");

@@ -43,6 +43,10 @@
 //!   no failed request (both variants); a NACK keeps the last good version; ECDS
 //!   changes with no listener drain; per-node binds and a restart; picker routes land
 //!   on the pick; malformed requests; a tollgate sidecar following a control plane.
+//! - `translate`: `llmProvider` translation with the official SDKs: an OpenAI client on
+//!   an Anthropic provider and the reverse, streamed and not, with tools, through the
+//!   proxy and Envoy; usage carried over exactly and counted once; provider errors in
+//!   the client's shape.
 //! - `sim`: the model-server simulator with the official `openai` SDK: streamed usage,
 //!   prefix-cache hits (cached tokens, lower TTFT), `/metrics` read by the picker's parser.
 //!
@@ -111,6 +115,8 @@ mod rewrite;
 mod secrets;
 #[path = "e2e/sim.rs"]
 mod sim;
+#[path = "e2e/translate.rs"]
+mod translate;
 #[path = "e2e/xds.rs"]
 mod xds;
 #[path = "e2e/xds_mcp.rs"]

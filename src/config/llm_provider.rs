@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::llm::{Api, Translation};
 
 /// The provider a route's backend is.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -108,6 +109,35 @@ impl LlmProvider {
             ));
         }
         Ok(())
+    }
+
+    /// The API the client speaks on `path` (without the query), for the LLM calls a
+    /// route can translate: with `routes`, what the path's kind says (`completions` is
+    /// Chat Completions, `messages` is Messages); without, the API the path itself
+    /// names. `None` for every other request.
+    pub fn client_api(&self, path: &str) -> Option<Api> {
+        if self.routes.is_empty() {
+            return Api::from_path(path)
+                .filter(|api| matches!(api, Api::ChatCompletions | Api::Messages));
+        }
+        match self.kind_of(path) {
+            RouteKind::Completions => Some(Api::ChatCompletions),
+            RouteKind::Messages => Some(Api::Messages),
+            _ => None,
+        }
+    }
+
+    /// The API the provider is called with for chat.
+    pub fn upstream_api(&self) -> Api {
+        match self.provider {
+            ProviderKind::Anthropic => Api::Messages,
+            ProviderKind::OpenAi | ProviderKind::Gemini => Api::ChatCompletions,
+        }
+    }
+
+    /// How a request to `path` is translated for the provider, if it is.
+    pub fn translation(&self, path: &str) -> Option<Translation> {
+        Translation::between(self.client_api(path)?, self.upstream_api())
     }
 
     /// The kind of a request to `path` (without the query): the longest `routes` key it

@@ -127,6 +127,9 @@ pub struct Ctx {
     pub keep_route: bool,
     /// Ask Envoy to recompute the route after this phase's header changes.
     pub clear_route_cache: bool,
+    /// The request went upstream translated into the provider's API (`llmProvider`);
+    /// the response is translated back. The request's body is not kept here.
+    pub translation: Option<(crate::llm::Translation, crate::llm::TranslatedRequest)>,
     pub started: Instant,
 }
 
@@ -152,8 +155,17 @@ impl Ctx {
             upstream_path: None,
             keep_route: false,
             clear_route_cache: false,
+            translation: None,
             started: Instant::now(),
         }
+    }
+
+    /// The provider a request of `api` went to (`gen_ai.provider.name`): the client's
+    /// API's own, unless the request was translated for another.
+    pub fn provider_of(&self, api: crate::llm::Api) -> crate::llm::Provider {
+        self.translation
+            .as_ref()
+            .map_or(api.provider(), |(t, _)| t.upstream_api().provider())
     }
 
     /// Records a dynamic metadata entry for Envoy (ignored by the proxy adapter).

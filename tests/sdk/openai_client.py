@@ -6,7 +6,8 @@ body, headers), or an exception the SDK raised (e.g. a stream it could not parse
 One request from the command line prints one object; `--jobs FILE` (`-` for stdin) runs
 a JSON list of requests in this one process — each an object with `base_url` and
 optionally `model`, `prompt`, `stream`, `include_usage` (true / false; absent = not
-sent), `headers` — and prints a list of results in the same order. The e2e tests use
+sent), `headers`, `tools` (true: a conversation with one tool round already done,
+offering the `weather` tool; the result then has `tool_calls` and `finish_reason`) — and prints a list of results in the same order. The e2e tests use
 `--jobs`: the SDK import costs a second or more per process.
 """
 import argparse
@@ -16,33 +17,75 @@ import sys
 import openai
 
 
+WEATHER = {"type": "function", "function": {
+    "name": "weather", "description": "The weather in a city now.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+
+
+def tool_conversation(prompt):
+    """A conversation that already had one tool round, offering the tool again."""
+    return [
+        {"role": "system", "content": "You answer with tools."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_paris", "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_paris", "content": "12 C, cloudy"},
+        {"role": "user", "content": prompt},
+    ]
+
+
 def run(base_url, model="gpt-4o-mini", prompt="Say hello.", stream=False,
-        include_usage=None, headers=None):
+        include_usage=None, headers=None, tools=False):
     client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0,
                            default_headers=headers or {}, timeout=20)
     kwargs = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    if tools:
+        kwargs["messages"] = tool_conversation(prompt)
+        kwargs["tools"] = [WEATHER]
     try:
         if stream:
-            if include_usage is not None:
-                kwargs["stream_options"] = {"include_usage": include_usage}
-            text, chunks, usage_chunks, usage = [], 0, 0, None
-            for chunk in client.chat.completions.create(stream=True, **kwargs):
-                chunks += 1
-                if chunk.usage is not None:
-                    usage_chunks += 1
-                    usage = chunk.usage.model_dump()
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        text.append(choice.delta.content)
-            return {"text": "".join(text), "chunks": chunks, "usage_chunks": usage_chunks,
-                    "usage": usage}
+            return run_stream(client, kwargs, include_usage)
         resp = client.chat.completions.create(**kwargs)
-        return {"text": resp.choices[0].message.content, "usage": resp.usage.model_dump()}
+        choice = resp.choices[0]
+        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+                 for c in choice.message.tool_calls or []]
+        return {"text": choice.message.content, "usage": resp.usage.model_dump(),
+                "tool_calls": calls, "finish_reason": choice.finish_reason}
     except openai.APIStatusError as e:
         return {"error": {"status": e.status_code, "body": e.body,
                           "headers": dict(e.response.headers)}}
     except Exception as e:  # noqa: BLE001 — the test reports whatever the SDK raised
         return {"exception": f"{type(e).__name__}: {e}"}
+
+
+def run_stream(client, kwargs, include_usage):
+    if include_usage is not None:
+        kwargs["stream_options"] = {"include_usage": include_usage}
+    text, chunks, usage_chunks, usage, finish = [], 0, 0, None, None
+    calls = {}
+    for chunk in client.chat.completions.create(stream=True, **kwargs):
+        chunks += 1
+        if chunk.usage is not None:
+            usage_chunks += 1
+            usage = chunk.usage.model_dump()
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                finish = choice.finish_reason
+            if not choice.delta:
+                continue
+            if choice.delta.content:
+                text.append(choice.delta.content)
+            for d in choice.delta.tool_calls or []:
+                call = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+                call["id"] = d.id or call["id"]
+                if d.function:
+                    call["name"] = d.function.name or call["name"]
+                    call["arguments"] += d.function.arguments or ""
+    return {"text": "".join(text), "chunks": chunks, "usage_chunks": usage_chunks,
+            "usage": usage, "tool_calls": [calls[i] for i in sorted(calls)],
+            "finish_reason": finish}
 
 
 def main():

@@ -13,7 +13,10 @@
 //!   cache counts, text deltas, `message_delta` with the final `output_tokens`,
 //!   `message_stop`), spaced the same way.
 //!   Either stream ends `x-mock-linger-ms` (default 0) after its last event.
-//! - Either with a body that is not JSON: `400`.
+//! - Either with a body that is not JSON: `400`; with `x-mock-status: N`, status `N`
+//!   with an error body in the provider's shape.
+//! - Either with `tools` in the body: the answer also calls the first tool
+//!   ([`TOOL_CALL_ID`], [`TOOL_ARGUMENTS`]; streamed in pieces) and stops for it.
 //! - `POST /v1/chat/completions` with `x-mock-hostile`: a hostile answer (a gzip bomb, a
 //!   huge SSE line; see `hostile.rs`).
 //!
@@ -195,7 +198,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                 ));
             };
             let anthropic = path == "/v1/messages";
+            if let Some(status) = recorded.header("x-mock-status") {
+                return Ok(provider_error(anthropic, status.parse()?));
+            }
             let stream = request["stream"] == serde_json::Value::Bool(true);
+            let tool = requested_tool(&request, anthropic);
             let events = number("x-mock-events", 5);
             let usage =
                 MockUsage::from_headers(&number, anthropic, if stream { events } else { 3 });
@@ -206,16 +213,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
             match (anthropic, stream) {
                 (false, false) => json(
                     StatusCode::OK,
-                    completion(&model, recorded.body.len(), &usage),
+                    completion(&model, recorded.body.len(), &usage, tool.as_deref()),
                 ),
-                (true, false) => json(StatusCode::OK, message(&model, recorded.body.len(), &usage)),
+                (true, false) => json(
+                    StatusCode::OK,
+                    message(&model, recorded.body.len(), &usage, tool.as_deref()),
+                ),
                 (false, true) => {
                     let include_usage =
                         request["stream_options"]["include_usage"] == serde_json::Value::Bool(true);
                     sse(
                         state,
                         recorded.header("x-test-id").unwrap_or_default(),
-                        chat_events(&model, events, include_usage.then_some(&usage)),
+                        chat_events(
+                            &model,
+                            events,
+                            include_usage.then_some(&usage),
+                            tool.as_deref(),
+                        ),
                         Duration::from_millis(number("x-mock-interval-ms", 100)),
                         Duration::from_millis(number("x-mock-linger-ms", 0)),
                     )
@@ -223,7 +238,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
                 (true, true) => sse(
                     state,
                     recorded.header("x-test-id").unwrap_or_default(),
-                    message_events(&model, events, &usage),
+                    message_events(&model, events, &usage, tool.as_deref()),
                     Duration::from_millis(number("x-mock-interval-ms", 100)),
                     Duration::from_millis(number("x-mock-linger-ms", 0)),
                 ),
@@ -312,11 +327,49 @@ impl MockUsage {
     }
 }
 
+/// The call the mock makes to the first tool a request offers, and its arguments.
+pub const TOOL_CALL_ID: &str = "call_e2e_1";
+pub const TOOL_ARGUMENTS: &str = r#"{"city":"Oslo"}"#;
+
+/// The name of the first tool the request offers (`tools[0].name`, or OpenAI's
+/// `tools[0].function.name`), which the mock then calls.
+fn requested_tool(request: &serde_json::Value, anthropic: bool) -> Option<String> {
+    let tool = &request["tools"][0];
+    let name = if anthropic {
+        &tool["name"]
+    } else {
+        &tool["function"]["name"]
+    };
+    name.as_str().map(str::to_owned)
+}
+
+/// The error a provider answers with `status`, in its own shape (`x-mock-status`).
+fn provider_error(anthropic: bool, status: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("mock provider error {}", status.as_u16());
+    let body = if anthropic {
+        serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": message}})
+    } else {
+        serde_json::json!({"error": {"message": message, "type": "requests", "param": null, "code": "mock"}})
+    };
+    json(status, body)
+}
+
 /// What every stream chunk of a chat completion shares.
 const CREATED: u64 = 1_700_000_000;
 
 /// An OpenAI-style chat completion.
-fn completion(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_json::Value {
+fn completion(
+    model: &str,
+    request_bytes: usize,
+    usage: &MockUsage,
+    tool: Option<&str>,
+) -> serde_json::Value {
+    let mut message = serde_json::json!({"role": "assistant", "content": format!("received {request_bytes} bytes")});
+    if let Some(name) = tool {
+        message["tool_calls"] = serde_json::json!([{"id": TOOL_CALL_ID, "type": "function",
+            "function": {"name": name, "arguments": TOOL_ARGUMENTS}}]);
+    }
     serde_json::json!({
         "id": "chatcmpl-e2e",
         "object": "chat.completion",
@@ -324,22 +377,36 @@ fn completion(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_jso
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": format!("received {request_bytes} bytes")},
-            "finish_reason": "stop"
+            "message": message,
+            "finish_reason": if tool.is_some() { "tool_calls" } else { "stop" }
         }],
         "usage": usage.openai()
     })
 }
 
 /// An Anthropic-style message.
-fn message(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_json::Value {
+fn message(
+    model: &str,
+    request_bytes: usize,
+    usage: &MockUsage,
+    tool: Option<&str>,
+) -> serde_json::Value {
+    let mut content = vec![
+        serde_json::json!({"type": "text", "text": format!("received {request_bytes} bytes")}),
+    ];
+    if let Some(name) = tool {
+        let input: serde_json::Value = serde_json::from_str(TOOL_ARGUMENTS).unwrap();
+        content.push(
+            serde_json::json!({"type": "tool_use", "id": TOOL_CALL_ID, "name": name, "input": input}),
+        );
+    }
     serde_json::json!({
         "id": "msg_e2e",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": format!("received {request_bytes} bytes")}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" },
         "stop_sequence": null,
         "usage": usage.anthropic()
     })
@@ -348,7 +415,12 @@ fn message(model: &str, request_bytes: usize, usage: &MockUsage) -> serde_json::
 /// A chat completion stream: `events` content chunks (`token0 `, `token1 `, …), then —
 /// only when the request asked for it — the usage chunk with empty `choices`, then
 /// `[DONE]`.
-fn chat_events(model: &str, events: u64, usage: Option<&MockUsage>) -> Vec<String> {
+fn chat_events(
+    model: &str,
+    events: u64,
+    usage: Option<&MockUsage>,
+    tool: Option<&str>,
+) -> Vec<String> {
     let chunk = |choices: serde_json::Value| {
         serde_json::json!({
             "id": "chatcmpl-e2e",
@@ -368,6 +440,26 @@ fn chat_events(model: &str, events: u64, usage: Option<&MockUsage>) -> Vec<Strin
             format!("data: {c}\n\n")
         })
         .collect();
+    if let Some(name) = tool {
+        // The call split over three chunks, as OpenAI streams it, then its finish.
+        let (head, tail) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
+        let deltas = [
+            serde_json::json!({"index": 0, "id": TOOL_CALL_ID, "type": "function",
+                "function": {"name": name, "arguments": ""}}),
+            serde_json::json!({"index": 0, "function": {"arguments": head}}),
+            serde_json::json!({"index": 0, "function": {"arguments": tail}}),
+        ];
+        for d in deltas {
+            let c = chunk(
+                serde_json::json!([{"index": 0, "delta": {"tool_calls": [d]},
+                "finish_reason": null}]),
+            );
+            out.push(format!("data: {c}\n\n"));
+        }
+    }
+    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
+    let c = chunk(serde_json::json!([{"index": 0, "delta": {}, "finish_reason": finish}]));
+    out.push(format!("data: {c}\n\n"));
     if let Some(usage) = usage {
         let mut c = chunk(serde_json::json!([]));
         c["usage"] = usage.openai();
@@ -380,7 +472,7 @@ fn chat_events(model: &str, events: u64, usage: Option<&MockUsage>) -> Vec<Strin
 /// An Anthropic Messages stream: `message_start` (input and cache counts),
 /// `content_block_start`, `ping`, `events` text deltas, `content_block_stop`,
 /// `message_delta` (the final `output_tokens`), `message_stop`.
-fn message_events(model: &str, events: u64, usage: &MockUsage) -> Vec<String> {
+fn message_events(model: &str, events: u64, usage: &MockUsage, tool: Option<&str>) -> Vec<String> {
     let event = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
     let mut start_usage = usage.anthropic();
     start_usage["output_tokens"] = 1.into();
@@ -411,10 +503,34 @@ fn message_events(model: &str, events: u64, usage: &MockUsage) -> Vec<String> {
         "content_block_stop",
         serde_json::json!({"type": "content_block_stop", "index": 0}),
     ));
+    if let Some(name) = tool {
+        let (head, tail) = TOOL_ARGUMENTS.split_at(TOOL_ARGUMENTS.len() / 2);
+        out.push(event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 1, "content_block":
+                {"type": "tool_use", "id": TOOL_CALL_ID, "name": name, "input": {}}}),
+        ));
+        for part in [head, tail] {
+            out.push(event(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": part}}),
+            ));
+        }
+        out.push(event(
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
+    let stop = if tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     out.push(event(
         "message_delta",
         serde_json::json!({"type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "delta": {"stop_reason": stop, "stop_sequence": null},
             "usage": {"output_tokens": usage.output}}),
     ));
     out.push(event(

@@ -54,7 +54,7 @@ impl Exchange {
                     target: "tollgate::access",
                     adapter, route = %route, method = %method, path = %path, status,
                     outcome = outcome_label, duration_ms, request_id = %request_id,
-                    llm.provider = llm.api.provider().as_str(),
+                    llm.provider = self.cx.provider_of(llm.api).as_str(),
                     llm.request_model = metrics.labels.field(llm.request.model.as_deref().unwrap_or("")),
                     llm.response_model = metrics.labels.field(llm.response_model.as_deref().unwrap_or("")),
                     llm.stream = llm.request.stream,

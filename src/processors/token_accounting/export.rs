@@ -93,6 +93,7 @@ impl Exporter {
     ) {
         let route = cx.route.clone().unwrap_or_default();
         let status = cx.response_status;
+        let provider = cx.provider_of(api);
         let Some(facts) = cx.llm.as_mut() else {
             return; // the request was never parsed (answered before its body)
         };
@@ -126,7 +127,7 @@ impl Exporter {
         let g = &self.metrics.gen_ai;
         let labels = GenAiLabels {
             gen_ai_operation_name: api.operation(),
-            gen_ai_provider_name: api.provider().as_str(),
+            gen_ai_provider_name: provider.as_str(),
             gen_ai_request_model: g.model(&request_model),
             gen_ai_response_model: g.model(&response_model),
             route: route.clone(),

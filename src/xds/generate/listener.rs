@@ -181,8 +181,8 @@ pub fn ext_proc_config(config: &Config, xds: &XdsConfig) -> TypedExtensionConfig
 
 /// Envoy drops a mutation of `host`, `:authority`, `:path`, `:method`, `:scheme` or an
 /// `x-envoy-*` header unless the filter's rules allow it. They allow exactly what the
-/// config's header modifiers, `urlRewrite`s and `llmProvider` paths (any route's, or
-/// the gateway's) touch,
+/// config's header modifiers, `urlRewrite`s and `llmProvider`s (a provider path, or a
+/// translated request's path; any route's, or the gateway's) touch,
 /// so a policy that rewrites the host or path works behind Envoy as it does in the
 /// proxy, and nothing else can.
 fn mutation_rules(config: &Config) -> HeaderMutationRules {
@@ -195,9 +195,8 @@ fn mutation_rules(config: &Config) -> HeaderMutationRules {
         .flat_map(|m| m.set.keys().chain(m.add.keys()).chain(m.remove.iter()))
         .map(|n| n.to_ascii_lowercase())
         .collect();
-    let rewrites = all_policies(config).any(|p| {
-        p.url_rewrite.is_some() || p.llm_provider.as_ref().is_some_and(|l| l.path.is_some())
-    });
+    let rewrites =
+        all_policies(config).any(|p| p.url_rewrite.is_some() || p.llm_provider.is_some());
     let routing = rewrites
         || names.iter().any(|n| {
             matches!(
