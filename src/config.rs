@@ -2,6 +2,7 @@
 //! are the reference), loading with `${ENV}` substitution and field-path errors, semantic
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
+mod balance;
 mod compat;
 mod compat_ai;
 mod cors;
@@ -26,6 +27,7 @@ mod serving;
 mod watch;
 mod xds;
 
+pub use balance::{OutlierDetection, RetryPolicy, MAX_ATTEMPTS, MAX_WEIGHT};
 pub use cors::CorsPolicy;
 pub use duration::Duration;
 pub use epp::*;

@@ -14,6 +14,9 @@
 //! - `listeners`: connection bounds on every listener: first-byte, header-read, idle
 //!   and body-progress timeouts, the connection limit, accept backoff at EMFILE,
 //!   `--workers`.
+//! - `balance`: several weighted backends on one proxy route: the weights, a backend
+//!   killed mid-run (retried, ejected, back in use), a 429 retried elsewhere, no retry
+//!   once a response is under way.
 //! - `buffers`: bounded buffers against a hostile upstream (gzip bombs, huge SSE lines).
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
@@ -59,6 +62,8 @@ mod support;
 mod a2a;
 #[path = "e2e/agentgateway.rs"]
 mod agentgateway;
+#[path = "e2e/balance.rs"]
+mod balance;
 #[path = "e2e/buffers.rs"]
 mod buffers;
 #[path = "e2e/cli.rs"]

@@ -206,9 +206,8 @@ fn gateway_policies(root: &mut Map<String, Value>, list: Value) -> Result<(), Co
 }
 
 /// agentgateway policies tollgate does not implement: named as such, not as unknown.
-const UNIMPLEMENTED_POLICIES: [&str; 11] = [
+const UNIMPLEMENTED_POLICIES: [&str; 10] = [
     "extProc",
-    "retry",
     "ai",
     "transformations",
     "requestMirror",

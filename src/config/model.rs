@@ -190,6 +190,9 @@ pub struct UpstreamConfig {
     /// Most idle connections kept per upstream. Default 64.
     #[serde(default = "default_max_idle")]
     pub max_idle_per_host: usize,
+    /// Passive health of routes with several backends.
+    #[serde(default)]
+    pub outlier_detection: super::OutlierDetection,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -212,6 +215,7 @@ impl Default for UpstreamConfig {
             request_timeout: default_request_timeout(),
             idle_timeout: default_idle_timeout(),
             max_idle_per_host: default_max_idle(),
+            outlier_detection: Default::default(),
         }
     }
 }
@@ -399,6 +403,9 @@ pub struct Policies {
     /// and how a `backendAuth` key is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_provider: Option<super::LlmProvider>,
+    /// Retries of a failed upstream call, on another backend when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<super::RetryPolicy>,
 }
 
 /// The `a2a` policy.
@@ -476,6 +483,7 @@ impl Policies {
                 .llm_provider
                 .clone()
                 .or_else(|| gateway.llm_provider.clone()),
+            retry: self.retry.clone().or_else(|| gateway.retry.clone()),
         }
     }
 }
@@ -523,6 +531,12 @@ pub struct Backend {
     /// HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
+    /// This backend's share of the route's requests, relative to the others'. Default 1.
+    #[serde(
+        default = "super::balance::default_weight",
+        skip_serializing_if = "super::balance::is_default_weight"
+    )]
+    pub weight: u32,
 }
 
 /// TLS towards a backend.

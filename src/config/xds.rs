@@ -177,11 +177,41 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
                         format!("{path}.backends"),
                         "Envoy needs a backend to send this route's requests to",
                     ));
+                } else if let Some(e) = unshared_settings(&route.backends, &path) {
+                    errs.push(e);
                 }
             }
         }
     }
     errs.finish(())
+}
+
+/// Several backends on one route are one Envoy cluster, so they must share its TLS and
+/// protocol settings — and its SNI: with TLS, one host name or an explicit `tls.sni`.
+fn unshared_settings(backends: &[super::Backend], path: &str) -> Option<ConfigError> {
+    let first = backends.first()?;
+    let tls_of = |b: &super::Backend| b.tls.as_ref().map(|t| (t.sni.clone(), t.ca_file.clone()));
+    let host_of = |b: &super::Backend| {
+        b.host
+            .rsplit_once(':')
+            .map_or(b.host.clone(), |h| h.0.to_string())
+    };
+    for (i, b) in backends.iter().enumerate().skip(1) {
+        if b.http2 != first.http2 || tls_of(b) != tls_of(first) {
+            return Some(ConfigError::field(
+                format!("{path}.backends[{i}]"),
+                "a route's backends are one Envoy cluster: they must have the `tls` and `http2` settings of backends[0]",
+            ));
+        }
+        let sni = first.tls.as_ref().map(|t| t.sni.is_none());
+        if sni == Some(true) && host_of(b) != host_of(first) {
+            return Some(ConfigError::field(
+                format!("{path}.backends[{i}].tls.sni"),
+                "TLS backends of one route share one SNI: give every one the same `tls.sni`, or use one host name",
+            ));
+        }
+    }
+    None
 }
 
 /// Whether a route is answered at the gateway (`directResponse`, `requestRedirect`).

@@ -18,6 +18,7 @@ use super::router::{CompiledListener, Matcher, PathMatcher, ValueMatcher};
 use super::{CompiledRoute, ProcessorFactory, RouteSelector};
 use crate::config::{
     Config, ConfigError, ConfigErrors, LoadedConfig, McpBackend, Policies, Route, ServerTls,
+    MAX_WEIGHT,
 };
 use crate::mcp::{Multiplexer, MuxConfig, Renewals, Rules, SessionKeys, ToolLimits};
 use crate::metrics::Metrics;
@@ -226,6 +227,15 @@ fn compile_route(
         if let Some(ca) = backend.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             errs.check(readable(ca, &format!("{at}.tls.caFile")));
         }
+        if !(1..=MAX_WEIGHT).contains(&backend.weight) {
+            errs.push(ConfigError::field(
+                format!("{at}.weight"),
+                format!("must be 1 to {MAX_WEIGHT}"),
+            ));
+        }
+    }
+    if let Some(retry) = &policies.retry {
+        errs.check(retry.check(&format!("{path}.policies.retry")));
     }
     let mcp = match &route.mcp {
         Some(mcp) => errs.check(compile_mcp(route, &policies, mcp, &name, path, bcx)),
@@ -258,7 +268,8 @@ fn compile_route(
         name,
         matches,
         factories: factories.unwrap_or_default(),
-        backend: route.backends.first().cloned(),
+        backends: route.backends.clone(),
+        retry: policies.retry.clone(),
         timeout: policies.timeout.map(|d| d.get()),
         mcp,
         tallies: Default::default(),
@@ -589,7 +600,7 @@ mod tests {
             .as_ref()
             .expect("a multiplexer");
         assert!(format!("{mux:?}").contains("[\"a\"]"), "{mux:?}");
-        assert!(p.ext_proc_routes.by_name["tools"].backend.is_none());
+        assert!(p.ext_proc_routes.by_name["tools"].backends.is_empty());
         let err = build(&format!(
             "{route}      backends: [{{host: \"127.0.0.1:1\"}}]\n{targets}"
         ))

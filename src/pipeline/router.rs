@@ -18,8 +18,10 @@ pub struct CompiledRoute {
     pub(super) matches: Vec<Matcher>,
     /// Processor factories in run order.
     pub factories: Vec<Arc<dyn ProcessorFactory>>,
-    /// Standalone mode: where to forward.
-    pub backend: Option<Backend>,
+    /// Standalone mode: where to forward (spread by weight, see `adapters::proxy`).
+    pub backends: Vec<Backend>,
+    /// Standalone mode: retries of a failed upstream call.
+    pub retry: Option<crate::config::RetryPolicy>,
     /// Standalone mode: time allowed for the upstream's response headers.
     pub timeout: Option<std::time::Duration>,
     /// Standalone mode: the route is an MCP gateway; this answers its requests instead

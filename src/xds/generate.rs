@@ -9,6 +9,7 @@ mod address;
 mod clusters;
 mod listener;
 mod mcp;
+mod pool;
 mod routes;
 mod tls;
 
@@ -204,11 +205,33 @@ impl Resources {
         });
         Ok(name)
     }
+
+    /// The cluster of route `route`'s several `backends` (at `path`); its name.
+    fn pool(
+        &mut self,
+        config: &Config,
+        backends: &[Backend],
+        route: &str,
+        path: &str,
+    ) -> Result<String, GenerateError> {
+        let targets = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| parse(&format!("{path}.backends[{i}].host"), &b.host))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = pool::pool_name(route);
+        let source = self.source.clone();
+        self.cluster(&name, || {
+            pool::pool(config, &name, backends, &targets, &source)
+        });
+        Ok(name)
+    }
 }
 
 /// How Envoy carries one tollgate route, and the clusters it needs made: the MCP
 /// listener (and each target with `mcp.direct`), the picked endpoint, Envoy's own
-/// answer for a `directResponse`, or the first backend. A route with none of these is left out (`check_xds` refuses it).
+/// answer for a `directResponse`, the route's own cluster of several backends, or its
+/// one backend's. A route with none of these is left out (`check_xds` refuses it).
 fn named_route<'a>(
     config: &Config,
     xds: &XdsConfig,
@@ -245,6 +268,8 @@ fn named_route<'a>(
         named.answer = Some(routes::Answer::Direct(answer));
     } else if let Some(redirect) = policies.request_redirect {
         named.answer = Some(routes::Answer::Redirect(redirect));
+    } else if route.backends.len() > 1 {
+        named.cluster = out.pool(config, &route.backends, &named.name, path)?;
     } else if let Some(backend) = route.backends.first() {
         named.cluster = out.backend(config, backend, &format!("{path}.backends[0].host"))?;
     } else {
@@ -272,5 +297,7 @@ fn parse(path: &str, text: &str) -> Result<Target, GenerateError> {
 
 #[cfg(test)]
 mod mcp_tests;
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod tests;

@@ -457,9 +457,11 @@ fn chat_events(
             out.push(format!("data: {c}\n\n"));
         }
     }
-    let finish = if tool.is_some() { "tool_calls" } else { "stop" };
-    let c = chunk(serde_json::json!([{"index": 0, "delta": {}, "finish_reason": finish}]));
-    out.push(format!("data: {c}\n\n"));
+    if tool.is_some() {
+        let c =
+            chunk(serde_json::json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]));
+        out.push(format!("data: {c}\n\n"));
+    }
     if let Some(usage) = usage {
         let mut c = chunk(serde_json::json!([]));
         c["usage"] = usage.openai();

@@ -38,6 +38,7 @@ pub fn upstream_for<'a>(
             host: pick.to_string(),
             tls: None,
             http2: backend.is_some_and(|b| b.http2),
+            weight: 1,
         })),
         _ => backend.map(Cow::Borrowed),
     }
@@ -187,6 +188,7 @@ mod tests {
             host: "127.0.0.1:1".into(),
             tls: None,
             http2: true,
+            weight: 1,
         };
         let b = upstream_for(Some(&backend), Some(" 127.0.0.2:2 ,127.0.0.3:3")).unwrap();
         assert_eq!((b.host.as_str(), b.http2), ("127.0.0.2:2", true));

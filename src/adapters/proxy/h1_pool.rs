@@ -168,6 +168,7 @@ impl Inner {
         response.map(|inner| UpstreamBody {
             inner,
             back: Some(back),
+            in_flight: None,
         })
     }
 }
@@ -199,15 +200,26 @@ struct Back {
 pub struct UpstreamBody {
     inner: Incoming,
     back: Option<Back>,
+    /// The request counts as in flight on its backend until this body is dropped.
+    in_flight: Option<super::balance::InFlight>,
 }
 
 impl From<Incoming> for UpstreamBody {
     fn from(inner: Incoming) -> Self {
-        UpstreamBody { inner, back: None }
+        UpstreamBody {
+            inner,
+            back: None,
+            in_flight: None,
+        }
     }
 }
 
 impl UpstreamBody {
+    /// Keeps the request in flight on its backend while this body lives.
+    pub fn hold(&mut self, in_flight: super::balance::InFlight) {
+        self.in_flight = Some(in_flight);
+    }
+
     fn give_back(&mut self) {
         if let Some(back) = self.back.take() {
             back.pool.put(&back.host, back.sender);

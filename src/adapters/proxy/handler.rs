@@ -6,6 +6,7 @@
 //! an upstream failure) finishes the exchange with that status; a client that went
 //! away finishes it as `client_gone`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{oneshot, Mutex};
 
+use super::balance::{self, Payload};
 use super::body::{self, ProxyBody, SharedExchange, Side, Stopped};
 use super::client_body::ClientBody;
 use super::forward::{
@@ -67,7 +69,8 @@ enum RequestBody {
         body: ProxyBody,
         rejected: Option<oneshot::Receiver<LocalReply>>,
     },
-    /// To an MCP route's multiplexer: read whole, within the JSON body limit.
+    /// Read whole: an MCP route's message (within the JSON body limit), or a body the
+    /// processors buffered. A backend can be sent it again (retries).
     Collected(Bytes),
 }
 
@@ -156,9 +159,7 @@ impl Handler {
             Some(limit) => collect_limited(incoming, limit, &ex, &mut parts.headers)
                 .await
                 .map(RequestBody::Collected),
-            None => request_body(mode, incoming, &ex, &mut parts.headers)
-                .await
-                .map(|(body, rejected)| RequestBody::Proxied { body, rejected }),
+            None => request_body(mode, incoming, &ex, &mut parts.headers).await,
         };
         match body {
             Ok(body) => Ok(Outbound {
@@ -225,21 +226,47 @@ impl Handler {
                     .await;
                 return Ok(Upstream::Mcp(answer));
             }
-            (RequestBody::Collected(bytes), None) => (body::full(bytes), None),
-            (RequestBody::Proxied { body, rejected }, _) => (body, rejected),
+            (RequestBody::Collected(bytes), None) => (Payload::Held(bytes), None),
+            (RequestBody::Proxied { body, rejected }, _) => (Payload::Once(body), rejected),
         };
-        let destination = ex.lock().await.cx.destination.clone();
-        let Some(backend) = upstream_for(route.backend.as_ref(), destination.as_deref()) else {
+        let (destination, body_empty) = {
+            let guard = ex.lock().await;
+            (guard.cx.destination.clone(), guard.cx.request_body_empty)
+        };
+        // A picker's endpoint comes back owned; the route's own backends are borrowed.
+        let picked = match upstream_for(route.backends.first(), destination.as_deref()) {
+            Some(Cow::Owned(endpoint)) => Some(endpoint),
+            _ => None,
+        };
+        let backends = picked.as_slice();
+        let backends = if backends.is_empty() {
+            &route.backends[..]
+        } else {
+            backends
+        };
+        if backends.is_empty() {
             let message = format!("route {} has no backend", route.name);
             let status = http::StatusCode::SERVICE_UNAVAILABLE;
             return Err(local_shared(&ex, LocalReply::error(status, "no_backend", &message)).await);
-        };
-        if destination.is_some() {
-            ex.lock().await.cx.served_endpoint = Some(backend.host.clone());
         }
-        let request = Request::from_parts(parts, body);
+        if let Some(endpoint) = &picked {
+            ex.lock().await.cx.served_endpoint = Some(endpoint.host.clone());
+        }
+        // An empty body can be sent again as it is.
+        let body = match body {
+            Payload::Once(_) if body_empty && rejected.is_none() => Payload::Held(Bytes::new()),
+            body => body,
+        };
+        let retry = route.retry.as_ref();
         // Boxed: the call's future is large, and the handler's own stays small to move.
-        let sent = Box::pin(self.upstreams.send(&backend, request, route.timeout));
+        let sent = Box::pin(balance::send(
+            &self.upstreams,
+            backends,
+            retry,
+            route.timeout,
+            parts,
+            body,
+        ));
         let result = match rejected {
             None => sent.await,
             Some(reply) => {
@@ -257,25 +284,32 @@ impl Handler {
 }
 
 /// The request body for the upstream, as the processors asked for it: untouched,
-/// streamed through them (their mid-body reply on the receiver), or collected.
+/// streamed through them (their mid-body reply on the receiver), or collected (and
+/// so can be sent again).
 async fn request_body(
     mode: BodyMode,
     incoming: ClientBody,
     ex: &SharedExchange,
     headers: &mut HeaderMap,
-) -> Result<(ProxyBody, Option<oneshot::Receiver<LocalReply>>), Stopped> {
+) -> Result<RequestBody, Stopped> {
     match mode {
-        BodyMode::Skip => Ok((body::passthrough(incoming), None)),
+        BodyMode::Skip => Ok(RequestBody::Proxied {
+            body: body::passthrough(incoming),
+            rejected: None,
+        }),
         BodyMode::Stream => {
             headers.remove(header::CONTENT_LENGTH);
-            let (b, reply) = body::pump(incoming, ex.clone(), Side::Request);
-            Ok((b, Some(reply)))
+            let (body, reply) = body::pump(incoming, ex.clone(), Side::Request);
+            Ok(RequestBody::Proxied {
+                body,
+                rejected: Some(reply),
+            })
         }
         BodyMode::Buffer { .. } => {
             let bytes = body::collect(incoming, ex, Side::Request).await?;
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             apply_late_headers(ex, headers).await;
-            Ok((body::full(bytes), None))
+            Ok(RequestBody::Collected(bytes))
         }
     }
 }

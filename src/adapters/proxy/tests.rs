@@ -55,6 +55,7 @@ fn handler(script: Script, upstream: Option<SocketAddr>) -> (Arc<Handler>, Journ
         host: a.to_string(),
         tls: None,
         http2: false,
+        weight: 1,
     });
     let pipeline = proxy_pipeline(PORT, "scripted", vec![factory], backend);
     let store = Arc::new(PipelineStore::new(pipeline));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 
+use super::balance::Health;
 use super::client_body::ClientBodyError;
 use super::h1_pool::{H1Pool, PoolError, UpstreamBody};
 use super::ProxyBody;
@@ -126,6 +127,8 @@ pub struct Upstreams {
     /// The client of HTTP/2 backends without TLS settings.
     plain_h2: OnceLock<HttpClient>,
     clients: Mutex<HashMap<ClientOptions, HttpClient>>,
+    /// The backends' health, for picking among a route's backends.
+    health: Health,
 }
 
 impl Upstreams {
@@ -139,7 +142,12 @@ impl Upstreams {
             ),
             plain_h2: OnceLock::new(),
             clients: Mutex::new(HashMap::new()),
+            health: Health::new(&config.outlier_detection),
         }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Sends `req` (whose URI path is set) to `backend`, waiting up to `timeout` for the

@@ -71,6 +71,7 @@ fn direct_target(name: &str, url: &http::Uri) -> DirectTarget {
             host: host_port,
             tls: tls.then(BackendTls::default),
             http2: false,
+            weight: 1,
         },
         authority,
         path: url.path().to_string(),

@@ -39,20 +39,20 @@ binds:
     )
 }
 
-fn routes(text: &str) -> Vec<EnvoyRoute> {
+pub(super) fn routes(text: &str) -> Vec<EnvoyRoute> {
     let fleet = fleet(&config(text)).unwrap();
     let rc: RouteConfiguration = decode(&fleet.default, ROUTE, "bind_10000");
     rc.virtual_hosts[0].routes.clone()
 }
 
-fn action(r: &EnvoyRoute) -> &RouteAction {
+pub(super) fn action(r: &EnvoyRoute) -> &RouteAction {
     match &r.action {
         Some(route::Action::Route(a)) => a,
         other => panic!("not a route action: {other:?}"),
     }
 }
 
-fn cluster_of(r: &EnvoyRoute) -> &str {
+pub(super) fn cluster_of(r: &EnvoyRoute) -> &str {
     match &action(r).cluster_specifier {
         Some(route_action::ClusterSpecifier::Cluster(c)) => c,
         other => panic!("no cluster: {other:?}"),

@@ -131,9 +131,8 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
             ..Default::default()
         };
     }
-    let timeout = named
-        .route
-        .policies
+    let policies = named.route.policies.over(&config.policies);
+    let timeout = policies
         .timeout
         .unwrap_or(config.upstream.request_timeout)
         .get();
@@ -159,6 +158,10 @@ fn route(config: &Config, named: &NamedRoute<'_>) -> EnvoyRoute {
                 envoy_types::pb::google::protobuf::BoolValue { value: true },
             ),
         ),
+        retry_policy: policies
+            .retry
+            .as_ref()
+            .and_then(|r| super::pool::retry(r, named.route.backends.len() > 1)),
         ..Default::default()
     };
     EnvoyRoute {
