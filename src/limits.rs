@@ -47,6 +47,9 @@
 //!
 //! Several limits on one request (a rate and a budget): reserve each; if one is denied,
 //! drop the reservations already granted — their drop refunds them.
+//!
+//! A limit enforced mid-stream also draws a streamed completion's output from the
+//! store as it streams ([`StreamBudget`]).
 
 mod bucket;
 mod budget;
@@ -58,6 +61,7 @@ mod local_store;
 mod redis_store;
 mod reservation;
 mod store;
+mod stream_budget;
 
 pub use decision::{Decision, Reserved};
 pub use error::{LimitError, StoreFailure};
@@ -68,6 +72,7 @@ pub use redis_store::{
 };
 pub use reservation::{Admission, Limiter, Reservation};
 pub use store::LimitStore;
+pub use stream_budget::{StreamBudget, CHUNK_TOKENS};
 
 /// A counter key's subject (an API key, a user id) as a short SHA-256 hex digest, so
 /// such values never sit in a store (Redis) in the clear.

@@ -24,6 +24,9 @@
 //!    `llm_translate_response` — right after it: responses pass the processors in this
 //!    same order, so a provider's answer in another API (an Anthropic model behind an
 //!    OpenAI client) is made into the client's API before anything reads it.
+//!    `stream_budget` — after them too, for the same reason: a streamed completion cut
+//!    short for a limit enforced mid-stream (`tokenLimit`, `enforce: midStream`) ends
+//!    before accounting and the guards read it, so they see what the client got.
 //! 2. `token_accounting` — parses the LLM request once (for every later processor),
 //!    estimates the prompt, and follows the response; before `token_limit`, which needs
 //!    the estimate to charge and the usage to true up.
@@ -66,13 +69,16 @@ mod mcp_auth;
 mod mcp_router;
 pub(crate) mod prompt_guard;
 mod request_redirect;
+mod stream_budget;
 mod token_accounting;
 mod token_limit;
 mod url_rewrite;
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ConfigErrors, LoadedConfig, Policies};
+use crate::config::{
+    ConfigError, ConfigErrors, FailureMode, LimitStoreKind, LoadedConfig, Policies,
+};
 use crate::mcp::Multiplexer;
 use crate::pipeline::{Pipeline, ProcessorFactory};
 use crate::services::Services;
@@ -91,6 +97,7 @@ pub use mcp_auth::McpAuthFactory;
 pub use mcp_router::McpRouterFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
 pub use request_redirect::RequestRedirectFactory;
+pub use stream_budget::StreamBudgetFactory;
 pub use token_accounting::TokenAccountingFactory;
 pub use token_limit::TokenLimitFactory;
 pub use url_rewrite::UrlRewriteFactory;
@@ -155,6 +162,22 @@ pub fn for_route(
             Half::Response,
             p,
             buffers,
+        ))));
+    }
+    if let Some(p) = policies.token_limit.as_ref().filter(|p| p.has_mid_stream()) {
+        let store_failure = match p.store {
+            LimitStoreKind::Local => FailureMode::FailOpen,
+            LimitStoreKind::Redis => bcx
+                .config
+                .llm
+                .redis
+                .as_ref()
+                .map_or(FailureMode::FailOpen, |r| r.failure_mode),
+        };
+        let buffers = &bcx.config.limits.buffers;
+        add(Ok(Arc::new(StreamBudgetFactory::new(
+            buffers,
+            store_failure,
         ))));
     }
     if let Some(p) = &policies.token_accounting {

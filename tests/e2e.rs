@@ -23,6 +23,9 @@
 //!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
 //!   reported equals the metrics, the access log and Envoy's dynamic metadata; usage
 //!   chunks only for clients that asked; SSE timing; malformed JSON.
+//! - `hard_budget`: budgets enforced mid-stream with the official SDKs, through the
+//!   proxy and Envoy: a stream crossing its budget ends with `finish_reason: "length"`,
+//!   charged exactly the output delivered; the next request gets 429.
 //! - `lifecycle`: admin endpoints, hot reload, graceful shutdown.
 //! - `reload`: hot reload against saves in place, emptied files and port edits.
 //! - `secrets`: no credential reaches a log line or `/config`.
@@ -82,6 +85,8 @@ mod epp_protocol;
 mod epp_standalone;
 #[path = "e2e/guard.rs"]
 mod guard;
+#[path = "e2e/hard_budget.rs"]
+mod hard_budget;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/limits.rs"]

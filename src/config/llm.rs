@@ -134,6 +134,15 @@ pub struct TokenLimitPolicy {
     pub limits: Vec<LimitRule>,
 }
 
+impl TokenLimitPolicy {
+    /// Some limit is enforced mid-stream.
+    pub fn has_mid_stream(&self) -> bool {
+        self.limits
+            .iter()
+            .any(|l| l.enforce == Enforcement::MidStream)
+    }
+}
+
 /// Where a limit's counters live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -171,6 +180,28 @@ pub struct LimitRule {
     /// one budget): the counter is per name, period and key. `A-Z a-z 0-9 _ -`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter: Option<String>,
+    /// When the limit is enforced: `admission` (default: a request is let in if its
+    /// prompt estimate fits, and charged its real usage afterwards), or `midStream`
+    /// (also while a streamed completion runs: its output is drawn from the limit as it
+    /// streams, and the stream ends cleanly with `finish_reason: "length"` when the
+    /// limit has nothing left).
+    #[serde(default, skip_serializing_if = "Enforcement::is_admission")]
+    pub enforce: Enforcement,
+}
+
+/// When a limit is enforced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Enforcement {
+    #[default]
+    Admission,
+    MidStream,
+}
+
+impl Enforcement {
+    fn is_admission(&self) -> bool {
+        *self == Enforcement::Admission
+    }
 }
 
 /// A rate or a budget.

@@ -130,6 +130,9 @@ pub struct Ctx {
     /// The request went upstream translated into the provider's API (`llmProvider`);
     /// the response is translated back. The request's body is not kept here.
     pub translation: Option<(crate::llm::Translation, crate::llm::TranslatedRequest)>,
+    /// The output a streamed completion may still produce under limits enforced
+    /// mid-stream (`tokenLimit` sets it; `streamBudget` spends it on the response).
+    pub stream_budget: Option<Box<crate::limits::StreamBudget>>,
     pub started: Instant,
 }
 
@@ -156,6 +159,7 @@ impl Ctx {
             keep_route: false,
             clear_route_cache: false,
             translation: None,
+            stream_budget: None,
             started: Instant::now(),
         }
     }

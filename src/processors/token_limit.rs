@@ -7,6 +7,9 @@
 //!   key; the first rule over its limit answers 429 in the API's own error format, with
 //!   `retry-after` and OpenAI's `x-ratelimit-*-tokens` headers (the reservations already
 //!   made are refunded).
+//! - request body, for a streamed completion: the limits enforced mid-stream
+//!   (`enforce: midStream`) hand `streamBudget` (`cx.stream_budget`) their keys, so it
+//!   can draw the output from them as it streams and end the stream when one runs out.
 //! - on_complete: true up each reservation with the real usage (refunding an
 //!   over-estimate); an exchange that ended early is charged for what was delivered.
 
@@ -20,7 +23,7 @@ use async_trait::async_trait;
 
 use crate::config::{ConfigError, FailureMode, LimitStoreKind, TokenLimitPolicy};
 use crate::expr::RequestVars;
-use crate::limits::{Admission, Reservation};
+use crate::limits::{Admission, Reservation, StreamBudget};
 use crate::pipeline::{
     Body, Ctx, Flow, Headers, Outcome, Processor, ProcessorError, ProcessorFactory,
 };
@@ -156,6 +159,7 @@ impl Processor for TokenLimit {
             .map_err(|e| ProcessorError::unavailable(format!("token limit store: {e}")))?;
         let route = cx.route.clone().unwrap_or_default();
         let now = SystemTime::now();
+        let mut stream_budget: Option<Box<StreamBudget>> = None;
         for (i, rule) in self.shared.rules.iter().enumerate() {
             let Some(key) = rule.key(&route, &self.request, cx.jwt.as_ref(), facts) else {
                 continue;
@@ -164,14 +168,27 @@ impl Processor for TokenLimit {
                 continue;
             };
             let admission = limiter
-                .reserve(key, &rule.limit, estimate, now)
+                .reserve(key.clone(), &rule.limit, estimate, now)
                 .await
                 .map_err(|e| {
                     ProcessorError::unavailable(format!("token limit {}: {e}", rule.name))
                 })?;
             rule.count_decision(&self.shared.services.metrics, &route, &admission);
             match admission {
-                Admission::Allowed(r) => self.held.push((i, r)),
+                Admission::Allowed(r) => {
+                    self.held.push((i, r));
+                    if rule.mid_stream && facts.request.stream {
+                        match rule.output_unit_cost(facts) {
+                            Some(cost) => {
+                                let budget = stream_budget.get_or_insert_with(Default::default);
+                                budget.add(limiter.clone(), key, rule.limit.clone(), cost);
+                            }
+                            None => {
+                                tracing::warn!(limit = %rule.name, "no price for the model: not enforced mid-stream")
+                            }
+                        }
+                    }
+                }
                 Admission::Denied(decision) => {
                     // Dropping the reservations made so far refunds them (nothing was
                     // recorded as delivered).
@@ -187,6 +204,7 @@ impl Processor for TokenLimit {
             let reserved = r.reserved();
             r.set_delivered(reserved);
         }
+        cx.stream_budget = stream_budget;
         Ok(Flow::Continue)
     }
 

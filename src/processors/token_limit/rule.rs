@@ -1,7 +1,7 @@
 //! One compiled limit rule: which requests it applies to, the counter key, the limit,
 //! and how a request is measured against it (tokens of a kind, or dollars).
 
-use crate::config::{ConfigError, LimitAmount, LimitRule, TokenCount};
+use crate::config::{ConfigError, Enforcement, LimitAmount, LimitRule, TokenCount};
 use crate::expr::{Expression, RequestVars, Vars};
 use crate::limits::{hash_key, micro_dollars, shared_counter_key, Admission, Limit, Period};
 use crate::llm::Usage;
@@ -22,6 +22,8 @@ pub struct Rule {
     pub unit: &'static str,
     /// A shared counter (`counter:`) and its budget's period.
     counter: Option<(String, Period)>,
+    /// Also enforced while a streamed completion runs (`enforce: midStream`).
+    pub mid_stream: bool,
 }
 
 impl Rule {
@@ -82,7 +84,15 @@ impl Rule {
                 ))
             }
         };
+        let mid_stream = r.enforce == Enforcement::MidStream;
+        if mid_stream && r.count == TokenCount::Input && !money {
+            return Err(ConfigError::field(
+                format!("{path}.enforce"),
+                "midStream limits a completion's output: it needs `count: output` or `total`",
+            ));
+        }
         Ok(Rule {
+            mid_stream,
             counter,
             name: r.name.clone(),
             key,
@@ -171,6 +181,26 @@ impl Rule {
             (None, TokenCount::Input) => usage.input_tokens,
             (None, TokenCount::Output) => usage.output_tokens,
         }
+    }
+
+    /// Units of this limit one output token of the request's model costs (1 for
+    /// token limits; micro-dollars, rounded up, for money); `None` when the model has
+    /// no price.
+    pub fn output_unit_cost(&self, facts: &LlmFacts) -> Option<u64> {
+        let Some(prices) = &self.prices else {
+            return Some(1);
+        };
+        let model = facts.request.model.as_deref().unwrap_or("");
+        let thousand = Usage {
+            output_tokens: 1000,
+            total_tokens: 1000,
+            ..Usage::default()
+        };
+        Some(
+            micro_dollars(prices.cost(model, &thousand)?)
+                .div_ceil(1000)
+                .max(1),
+        )
     }
 
     pub fn is_money(&self) -> bool {

@@ -242,6 +242,14 @@ fn limits_need_accounting_and_redis_config() {
         ),
         "{err}"
     );
+    let yaml = "binds:\n- port: 1\n  listeners:\n  - routes:\n    - policies:\n        tokenAccounting: {}\n        tokenLimit:\n          limits: [ { name: a, tokensPerMinute: 5, count: input, enforce: midStream } ]\n";
+    let err = build_error(yaml);
+    assert!(
+        err.starts_with(
+            "binds[0].listeners[0].routes[0].policies.tokenLimit.limits[0].enforce: midStream limits a completion's output"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
