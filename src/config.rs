@@ -11,6 +11,7 @@ mod epp;
 mod epp_scheduling;
 mod epp_source;
 mod error;
+mod ext_proc_policy;
 mod guard;
 mod http_policies;
 mod limits;
@@ -34,6 +35,7 @@ pub use epp::*;
 pub use epp_scheduling::*;
 pub use epp_source::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use ext_proc_policy::{BodySendMode, ExtProcPolicy, HeaderSendMode, ProcessingMode};
 pub use guard::*;
 pub use http_policies::{
     AuthorityRewrite, BackendAuth, DirectResponse, KeySource, PathRewrite, RequestRedirect,

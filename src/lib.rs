@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod epp;
 pub mod expr;
+pub mod ext_proc_client;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -18,6 +18,11 @@
 //!    (guards, accounting, endpoint picking) sees the headers the operator meant the
 //!    upstream to get; the operator's explicit headers have the last word over the
 //!    rewritten authority.
+//!    `ext_proc` (an external ext_proc server) — after them too, as Envoy's ext_proc
+//!    filter would sit after the header policies: the server sees the request the
+//!    operator's policies made, and every later processor sees its changes (its body
+//!    mutations included). On the response it runs early, on the provider's answer
+//!    before translation and accounting.
 //!    `llm_provider` — after them and before anything reads the body: it rewrites
 //!    the body's `model` to the one the provider is asked for, so accounting, limits
 //!    and guards see the model that is billed.
@@ -62,6 +67,7 @@ mod backend_auth;
 mod cors;
 mod direct_response;
 pub(crate) mod endpoint_picker;
+mod external_processor;
 mod headers;
 mod llm_provider;
 mod llm_translate;
@@ -90,6 +96,7 @@ pub use backend_auth::BackendAuthFactory;
 pub use cors::CorsFactory;
 pub use direct_response::DirectResponseFactory;
 pub use endpoint_picker::EndpointPickerFactory;
+pub use external_processor::ExternalProcessorFactory;
 pub use headers::{HeaderModifierFactory, HeaderSide};
 pub use llm_provider::LlmProviderFactory;
 pub use llm_translate::{Half, LlmTranslateFactory};
@@ -152,6 +159,14 @@ pub fn for_route(
             &format!("{path}.requestHeaderModifier"),
         )
         .map(|f| Arc::new(f) as _));
+    }
+    if let Some(p) = &policies.ext_proc {
+        let field = format!("{path}.extProc");
+        let (connect, limit) = (
+            bcx.config.upstream.connect_timeout.get(),
+            bcx.config.limits.buffers.json_body_bytes,
+        );
+        add(ExternalProcessorFactory::new(p, connect, limit, &field).map(|f| Arc::new(f) as _));
     }
     if let Some(p) = &policies.llm_provider {
         let limit = bcx.config.limits.buffers.json_body_bytes;

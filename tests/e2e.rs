@@ -39,6 +39,9 @@
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
+//! - `ext_proc_client`: the `extProc` policy against an independent Python ext_proc
+//!   server and tollgate's own, through the proxy and Envoy: mutations both ways,
+//!   immediate responses, a closed stream, a timeout, fail open and fail closed.
 //! - `guard`: the prompt guard with the official SDKs through Envoy and the proxy:
 //!   entities split across SSE events arrive masked, rejected prompts never go upstream.
 //! - `mcp`: the MCP gateway in the proxy, multiplexing MCP servers of the official Python
@@ -83,6 +86,8 @@ mod epp_envoy;
 mod epp_protocol;
 #[path = "e2e/epp_standalone.rs"]
 mod epp_standalone;
+#[path = "e2e/ext_proc_client.rs"]
+mod ext_proc_client;
 #[path = "e2e/guard.rs"]
 mod guard;
 #[path = "e2e/hard_budget.rs"]

@@ -206,8 +206,7 @@ fn gateway_policies(root: &mut Map<String, Value>, list: Value) -> Result<(), Co
 }
 
 /// agentgateway policies tollgate does not implement: named as such, not as unknown.
-const UNIMPLEMENTED_POLICIES: [&str; 10] = [
-    "extProc",
+const UNIMPLEMENTED_POLICIES: [&str; 9] = [
     "ai",
     "transformations",
     "requestMirror",

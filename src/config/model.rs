@@ -406,6 +406,10 @@ pub struct Policies {
     /// Retries of a failed upstream call, on another backend when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<super::RetryPolicy>,
+    /// An external processing server (Envoy's ext_proc protocol) called for each
+    /// request, as Envoy's ext_proc filter would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_proc: Option<super::ExtProcPolicy>,
 }
 
 /// The `a2a` policy.
@@ -484,6 +488,7 @@ impl Policies {
                 .clone()
                 .or_else(|| gateway.llm_provider.clone()),
             retry: self.retry.clone().or_else(|| gateway.retry.clone()),
+            ext_proc: self.ext_proc.clone().or_else(|| gateway.ext_proc.clone()),
         }
     }
 }

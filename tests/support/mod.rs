@@ -9,6 +9,7 @@ pub mod client;
 pub mod envoy;
 pub mod epp;
 pub mod epp_envoy;
+pub mod ext_proc;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
 /// Hostile answers of the mock upstream (bombs, huge lines).

@@ -175,7 +175,7 @@ binds:
             "gatewayPolicies[0].policy.cors",
         ),
         ("policies: { timeout: { idleTimeout: 1s } }\n", "policies.timeout.idleTimeout"),
-        ("policies: { extProc: { host: \"127.0.0.1:9000\" } }\n", "policies.extProc"),
+        ("policies: { transformations: {} }\n", "policies.transformations"),
     ] {
         let err = parse_str(text).unwrap_err().to_string();
         assert!(err.starts_with(path), "{path}: {err}");
