@@ -2,6 +2,7 @@
 //! are the reference), loading with `${ENV}` substitution and field-path errors, semantic
 //! validation, the redacted dump, and the file watcher that drives hot reload.
 
+mod access_log;
 mod balance;
 mod compat;
 mod compat_ai;
@@ -22,12 +23,14 @@ mod mcp;
 mod mcp_auth;
 mod mcp_limit;
 mod model;
+mod otlp;
 mod redact;
 mod runtime;
 mod serving;
 mod watch;
 mod xds;
 
+pub use access_log::AccessLogFields;
 pub use balance::{OutlierDetection, RetryPolicy, MAX_ATTEMPTS, MAX_WEIGHT};
 pub use cors::CorsPolicy;
 pub use duration::Duration;
@@ -51,6 +54,7 @@ pub use mcp_auth::{
 };
 pub use mcp_limit::{McpToolLimitPolicy, ToolLimitAmount, ToolLimitRule};
 pub use model::*;
+pub use otlp::{OtlpProtocol, Sampling, TracingConfig};
 pub use redact::redacted_json;
 pub use runtime::RuntimeConfig;
 pub use serving::{check_reload, check_serves, start_only_changes, ReloadRefusal};

@@ -5,9 +5,12 @@
 //! integers, as there: write `input_tokens * 2u`, not `* 2`).
 //! Expressions compile once per config snapshot; a compile error names its field path.
 //! Their cost is bounded (`limits.cel`): size and nesting at load (`shape`), and heavy
-//! evaluations run off the async workers (`offload`).
+//! evaluations run off the async workers (`offload`). Access-log fields get agentgateway's
+//! logging functions besides the standard ones (`functions`, with `Vars::logging`).
 
+pub mod functions;
 mod offload;
+mod refs;
 mod shape;
 
 use std::collections::BTreeMap;
@@ -74,9 +77,32 @@ impl RequestVars {
 #[derive(Default)]
 pub struct Vars {
     values: Vec<(&'static str, cel::Value)>,
+    /// Also offer the logging functions (`flattenRecursive`, …).
+    logging: bool,
 }
 
 impl Vars {
+    /// Variables for access-log fields: the logging functions are offered too.
+    pub fn logging() -> Self {
+        Vars {
+            values: Vec::new(),
+            logging: true,
+        }
+    }
+
+    /// A CEL context holding these variables, for evaluating several expressions
+    /// (`Expression::eval_in`).
+    pub fn context(&self) -> cel::Context<'static, 'static> {
+        let mut context = cel::Context::default();
+        if self.logging {
+            functions::register(&mut context);
+        }
+        for (name, value) in &self.values {
+            context.add_variable_from_value(*name, value.clone());
+        }
+        context
+    }
+
     /// Adds a variable; values that cannot be represented are skipped with a warning.
     pub fn with(mut self, name: &'static str, value: impl Serialize) -> Self {
         match cel::to_value(value) {
@@ -110,13 +136,30 @@ impl Expression {
         &self.source
     }
 
+    /// Whether the expression reads `path` or something under it (`request.body` for
+    /// `json(request.body).model`), or all of it from above (a bare `request`, when
+    /// `whole` says that counts).
+    pub fn reads(&self, path: &str, whole: bool) -> bool {
+        self.shape.paths.iter().any(|p| {
+            let under = p
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+            let above = whole
+                && path
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'));
+            under || above
+        })
+    }
+
     /// Evaluates the expression with `vars` in scope.
     pub fn eval(&self, vars: &Vars) -> Result<cel::Value, ExprError> {
-        let mut context = cel::Context::default();
-        for (name, value) in &vars.values {
-            context.add_variable_from_value(*name, value.clone());
-        }
-        self.program.execute(&context).map_err(|e| ExprError {
+        self.eval_in(&vars.context())
+    }
+
+    /// Evaluates the expression in a context made by `Vars::context`.
+    pub fn eval_in(&self, context: &cel::Context<'_, '_>) -> Result<cel::Value, ExprError> {
+        self.program.execute(context).map_err(|e| ExprError {
             source_text: self.source.clone(),
             message: e.to_string(),
         })

@@ -1,6 +1,7 @@
 //! tollgate: AI-traffic processors for Envoy. One pipeline of processors, driven by two
 //! transports — an Envoy ext_proc gRPC server and a standalone reverse proxy.
 
+pub mod access_log;
 pub mod adapters;
 pub mod admin;
 pub mod app;
@@ -18,6 +19,7 @@ pub mod listen;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;
+pub mod otlp;
 pub mod outbound;
 pub mod pipeline;
 pub mod pricing;

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => {
+        Command::Validate { config } => offline(|| {
             match tollgate::app::load(Some(&config), tollgate::services::Services::new()) {
                 Ok(pipeline) => {
                     for notice in &pipeline.loaded.notices {
@@ -112,7 +112,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
+        }),
         Command::Xds {
             command:
                 XdsCommand::Dump {
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
                     node,
                     format,
                 },
-        } => match xds_dump(&config, node.as_deref(), format) {
+        } => match offline(|| xds_dump(&config, node.as_deref(), format)) {
             Ok(text) => {
                 let _ = writeln!(std::io::stdout(), "{text}");
                 ExitCode::SUCCESS
@@ -208,6 +208,19 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "tollgate".to_string())
+}
+
+/// Runs a command that builds a pipeline without serving it (`validate`, `xds dump`)
+/// inside a small Tokio runtime: building starts what `serve` would (the OTLP
+/// exporter's batch task), and dropping it stops that again.
+fn offline<T>(command: impl FnOnce() -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let _entered = runtime.enter();
+    command()
 }
 
 /// `tollgate xds dump`: the config validated as `serve` would, then the node's snapshot.

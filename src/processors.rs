@@ -1,7 +1,10 @@
 //! The processor registry: which policies become processors, and in what order they run.
 //!
 //! Order, and why:
-//! 0. `cors` — before everything: a browser's preflight carries no credentials and must
+//! 0. `otel_trace` (the `tracing` section) — first of all: its span covers the whole
+//!    exchange, refusals included, and the upstream's `traceparent` is set before any
+//!    policy could answer.
+//!    `cors` — before everything else: a browser's preflight carries no credentials and must
 //!    be answered before an authentication could refuse it, and it is never forwarded;
 //!    on the response it runs last, so the CORS headers are the final word.
 //!    `mcp_authentication` — first: it checks the client's bearer token as the client
@@ -73,6 +76,7 @@ mod llm_provider;
 mod llm_translate;
 mod mcp_auth;
 mod mcp_router;
+mod otel_trace;
 pub(crate) mod prompt_guard;
 mod request_redirect;
 mod stream_budget;
@@ -102,6 +106,7 @@ pub use llm_provider::LlmProviderFactory;
 pub use llm_translate::{Half, LlmTranslateFactory};
 pub use mcp_auth::McpAuthFactory;
 pub use mcp_router::McpRouterFactory;
+pub use otel_trace::OtelTraceFactory;
 pub use prompt_guard::{McpGuardFactory, PromptGuardFactory};
 pub use request_redirect::RequestRedirectFactory;
 pub use stream_budget::StreamBudgetFactory;
@@ -133,6 +138,9 @@ pub fn for_route(
     let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
         factories.extend(errs.check(made));
     };
+    if let Some(t) = &bcx.config.tracing {
+        add(OtelTraceFactory::new(t, bcx.services).map(|f| Arc::new(f) as _));
+    }
     if let Some(p) = &policies.cors {
         add(CorsFactory::new(p, &format!("{path}.cors")).map(|f| Arc::new(f) as _));
     }

@@ -1,5 +1,6 @@
 //! Logging setup: `tracing` to stderr as text or JSON lines. `RUST_LOG` overrides the
-//! configured level. Access lines (one per exchange) use the target `tollgate::access`.
+//! configured level. Access lines (one per exchange) use the target `tollgate::access`;
+//! their CEL fields (`logging.fields.add`) become fields of the line (`access_fields`).
 //!
 //! Every line passes through [`crate::redact::redact_text`] on its way out, so a URL
 //! with credentials (userinfo, `?key=…`) is hidden whichever call site printed it; call
@@ -12,6 +13,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
 
+mod access_fields;
+
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &LoggingConfig) {
     let filter = EnvFilter::try_from_default_env()
@@ -22,8 +25,12 @@ pub fn init(config: &LoggingConfig) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(Redacting(io::stderr));
     let result = match config.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.fmt_fields(access_fields::TextFields).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .map_event_format(access_fields::SpliceJson)
+            .try_init(),
     };
     if let Err(e) = result {
         eprintln!("tollgate: logging already initialised: {e}");

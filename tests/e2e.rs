@@ -18,6 +18,8 @@
 //!   killed mid-run (retried, ejected, back in use), a 429 retried elsewhere, no retry
 //!   once a response is under way.
 //! - `buffers`: bounded buffers against a hostile upstream (gzip bombs, huge SSE lines).
+//! - `otlp`: spans with GenAI attributes at an OTLP receiver written with
+//!   OpenTelemetry's stubs, over gRPC and HTTP; W3C trace context both ways.
 //! - `parity`: one scenario through both adapters gives the same exchange.
 //! - `llm`: token accounting driven by the official `openai` and `anthropic` Python SDKs,
 //!   through Envoy (STREAMED, FULL_DUPLEX_STREAMED) and the proxy: the usage the upstream
@@ -118,6 +120,8 @@ mod mcp_modern;
 mod mcp_relay;
 #[path = "e2e/mode_override.rs"]
 mod mode_override;
+#[path = "e2e/otlp.rs"]
+mod otlp;
 #[path = "e2e/parity.rs"]
 mod parity;
 #[path = "e2e/proxy.rs"]

@@ -5,15 +5,16 @@
 //! | agentgateway | tollgate |
 //! |---|---|
 //! | `config.adminAddr` | `admin.address` |
-//! | `config.logging.level`, `config.logging.format` | `logging.level`, `logging.format` |
+//! | `config.logging.level`, `config.logging.format`, `config.logging.fields` | `logging.level`, `logging.format`, `logging.fields` |
 //! | `config.workerThreads` | `runtime.workers` |
+//! | `config.tracing` (`otlpEndpoint`, `otlpProtocol`, `randomSampling`, `clientSampling`) | `tracing` (`fields`: a notice) |
 //! | a route's `backends: [{mcp: {targets: [{name, mcp: {host}}]}}]` | the route's `mcp: {targets: [{name, url}]}` |
-//! | a route's `backends: [{ai: {…}}]`, `policies.backendTLS` | see `compat_ai` |
+//! | a route's `backends: [{ai: {…}}]`, `policies.backendTLS` | see `compat_ai` (`llmProvider`, `tokenAccounting`) |
 //! | `gatewayPolicies: [{target: {gateway}, policy}]` | `policies` |
 //! | `timeout: {requestTimeout, backendRequestTimeout}` | `timeout` (the shorter) |
 //!
-//! Keys agentgateway has that only change what is observed (`config.logging.fields`,
-//! `config.tracing`, `config.metrics`) are taken out with a notice naming them, which
+//! Keys agentgateway has that only change what is observed (`config.metrics`,
+//! `config.tracing.fields`) are taken out with a notice naming them, which
 //! tollgate logs at every load: they are known and not implemented, never silently
 //! dropped. Any other key tollgate does not know stays where it is, and the typed model
 //! refuses it with its field path.
@@ -24,20 +25,10 @@ use super::ConfigError;
 
 /// Keys under `config:` that only change what is observed, and what tollgate does
 /// instead.
-const OBSERVABILITY_ONLY: [(&str, &str); 3] = [
-    (
-        "logging.fields",
-        "CEL access-log fields are not implemented: the access line has tollgate's own fields",
-    ),
-    (
-        "tracing",
-        "OTLP tracing is not implemented: no spans are sent",
-    ),
-    (
-        "metrics",
-        "metric field changes are not implemented: /metrics has tollgate's own labels",
-    ),
-];
+const OBSERVABILITY_ONLY: [(&str, &str); 1] = [(
+    "metrics",
+    "metric field changes are not implemented: /metrics has tollgate's own labels",
+)];
 
 /// Rewrites agentgateway's keys in `value` into tollgate's; the notices to log.
 pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
@@ -65,6 +56,9 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
         timeout(policies, "policies")?;
         unimplemented_policies(policies, "policies")?;
     }
+    let gateway_accounts = root
+        .get("policies")
+        .is_some_and(|p| p.get("tokenAccounting").is_some());
     if let Some(Value::Array(binds)) = root.get_mut("binds") {
         for (b, bind) in binds.iter_mut().enumerate() {
             let listeners = bind.get_mut("listeners").and_then(Value::as_array_mut);
@@ -77,7 +71,7 @@ pub fn normalize(value: &mut Value) -> Result<Vec<String>, ConfigError> {
                         timeout(policies, &format!("{path}.policies"))?;
                         unimplemented_policies(policies, &format!("{path}.policies"))?;
                     }
-                    super::compat_ai::ai_backend(route, &path)?;
+                    super::compat_ai::ai_backend(route, &path, gateway_accounts)?;
                     super::compat_ai::backend_tls(route, &path)?;
                 }
             }
@@ -109,17 +103,24 @@ fn move_gateway_keys(
         Some(_) => return Err(ConfigError::field("config.logging", "must be a map")),
         None => Map::new(),
     };
-    for key in ["level", "format"] {
+    for key in ["level", "format", "fields"] {
         if let Some(v) = logging.remove(key) {
             place(root, &["logging", key], v, &format!("config.logging.{key}"))?;
         }
     }
-    for (key, instead) in OBSERVABILITY_ONLY {
-        let found = match key.split_once('.') {
-            Some((_, sub)) => logging.remove(sub),
-            None => gateway.remove(key),
+    if let Some(tracing) = gateway.remove("tracing") {
+        let Value::Object(mut tracing) = tracing else {
+            return Err(ConfigError::field("config.tracing", "must be a map"));
         };
-        if found.is_some() {
+        if tracing.remove("fields").is_some() {
+            notices.push(
+                "config.tracing.fields: known agentgateway key; CEL span attributes are not implemented: spans carry tollgate's GenAI attributes".into(),
+            );
+        }
+        place(root, &["tracing"], Value::Object(tracing), "config.tracing")?;
+    }
+    for (key, instead) in OBSERVABILITY_ONLY {
+        if gateway.remove(key).is_some() {
             notices.push(format!("config.{key}: known agentgateway key; {instead}"));
         }
     }

@@ -3,14 +3,17 @@
 //!
 //! | agentgateway | tollgate |
 //! |---|---|
-//! | `backends: [{ai: {provider: {openAI: {model}}}}]` (or `anthropic`, `gemini`) | `backends: [{host: <provider's host>:443, tls: {}}]` and `policies.llmProvider: {provider, model, path: <provider's chat path>}` |
+//! | `backends: [{ai: {provider: {openAI: {model}}}}]` (or `anthropic`, `gemini`) | `backends: [{host: <provider's host>:443, tls: {}}]`, `policies.llmProvider: {provider, model, path: <provider's chat path>}` and `policies.tokenAccounting: {}` |
 //! | `ai.hostOverride: host:port` | the backend's `host`, plaintext unless `backendTLS` says otherwise; the client's path is kept |
 //! | `ai.pathOverride` | `llmProvider.path` |
 //! | `ai.policies.ai.routes` | `llmProvider.routes` |
 //! | `ai.policies.backendAuth` / `backendTLS` | the route's `backendAuth` / `backendTLS` |
 //! | `policies.backendTLS: {root, hostname}` | every backend's `tls: {caFile, sni}` |
 //!
-//! `ai.name` names the backend in agentgateway's telemetry and has no effect here.
+//! agentgateway counts an `ai` backend's tokens and gives its logs and metrics the `llm`
+//! facts, so the route gets `tokenAccounting: {}` unless it (or the gateway-wide
+//! `policies`) sets its own. `ai.name` names the backend in agentgateway's telemetry
+//! and has no effect here.
 //! Providers (`vertex`, `bedrock`, `azureOpenAI`), several `ai` backends on one route,
 //! and `backendTLS` keys tollgate does not implement (`insecure`, `insecureHost`,
 //! `cert`, `key`, `alpn`, `subjectAltNames`) are errors at their path.
@@ -23,9 +26,14 @@ fn not_implemented(path: String) -> ConfigError {
     ConfigError::field(path, "an agentgateway key tollgate does not implement")
 }
 
-/// A route whose backend is agentgateway's `ai` backend: that backend as a host and
-/// the route's `llmProvider`.
-pub fn ai_backend(route: &mut Value, path: &str) -> Result<(), ConfigError> {
+/// A route whose backend is agentgateway's `ai` backend: that backend as a host, the
+/// route's `llmProvider`, and `tokenAccounting` unless the route or the gateway
+/// (`gateway_accounts`) has its own.
+pub fn ai_backend(
+    route: &mut Value,
+    path: &str,
+    gateway_accounts: bool,
+) -> Result<(), ConfigError> {
     let Some(route) = route.as_object_mut() else {
         return Ok(());
     };
@@ -118,6 +126,9 @@ pub fn ai_backend(route: &mut Value, path: &str) -> Result<(), ConfigError> {
         ));
     }
     policies.insert("llmProvider".into(), Value::Object(llm));
+    if !gateway_accounts && !policies.contains_key("tokenAccounting") {
+        policies.insert("tokenAccounting".into(), json!({}));
+    }
     route.insert("backends".into(), json!([Value::Object(backend)]));
     Ok(())
 }

@@ -26,6 +26,9 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// OTLP traces: a span per exchange, with OpenTelemetry's GenAI attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::TracingConfig>,
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -125,6 +128,10 @@ pub struct LoggingConfig {
     /// A `tracing` filter such as `info` or `tollgate=debug`. Default `info`.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// Access-line fields computed by CEL (`add`), and built-in ones left out
+    /// (`remove`). Unlike `format` and `level`, they apply on reload.
+    #[serde(default, skip_serializing_if = "super::AccessLogFields::is_empty")]
+    pub fields: super::AccessLogFields,
 }
 
 fn default_log_level() -> String {
@@ -136,6 +143,7 @@ impl Default for LoggingConfig {
         LoggingConfig {
             format: LogFormat::Text,
             level: default_log_level(),
+            fields: super::AccessLogFields::default(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub fn check_serves(config: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
+    if let Some(tracing) = &config.tracing {
+        errs.check(tracing.check());
+    }
     errs.check(super::check_xds(config));
     errs.finish(())
 }
@@ -159,14 +162,17 @@ fn restart_changes(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// Sections read once at start that a reload may change without effect until a
-/// restart (`upstream` pool and timeouts, `logging`, `runtime`, `limits.connections`):
+/// restart (`upstream` pool and timeouts, `logging` format and level, `runtime`,
+/// `limits.connections`):
 /// applied reloads warn about them.
 pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if json(&old.upstream) != json(&new.upstream) {
         changed.push("upstream");
     }
-    if json(&old.logging) != json(&new.logging) {
+    // `logging.fields` is compiled into the pipeline: it applies on reload.
+    let (o, n) = (&old.logging, &new.logging);
+    if o.format != n.format || o.level != n.level {
         changed.push("logging");
     }
     if json(&old.runtime) != json(&new.runtime) {

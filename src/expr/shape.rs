@@ -11,10 +11,12 @@ use crate::config::CelLimits;
 const COMPREHENSIONS: &[&str] = &["all", "exists", "exists_one", "map", "filter"];
 
 /// What the load-time check found worth knowing at evaluation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
     /// Deepest nesting of comprehensions (0: none).
     pub comprehension_depth: usize,
+    /// The variable paths the expression reads (`super::refs`).
+    pub paths: std::collections::BTreeSet<String>,
 }
 
 /// Why an expression is refused; the message is the one for its field.
@@ -64,6 +66,7 @@ pub fn check(source: &str, limits: &CelLimits) -> Result<Shape, ShapeError> {
         })?;
     let shape = Shape {
         comprehension_depth: comprehension_depth(&parsed),
+        paths: super::refs::paths(&parsed),
     };
     if shape.comprehension_depth > limits.max_comprehension_depth {
         return Err(ShapeError::Comprehensions {

@@ -36,11 +36,16 @@ pub struct Pipeline {
     pub clear_route_cache_on: Vec<HeaderName>,
     pub metrics: Arc<Metrics>,
     pub services: Arc<Services>,
+    /// The access line's CEL fields (`logging.fields`).
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// What building a route's processors needs besides its policies.
 pub struct BuildCx<'a> {
     pub config: &'a Config,
+    /// The access line's CEL fields: what they read decides what processors keep
+    /// (`tokenAccounting` keeps the completion only when a field reads it).
+    pub access_log: &'a crate::access_log::AccessLog,
     pub services: &'a Arc<Services>,
     pub prices: &'a crate::pricing::Prices,
     /// The processor registry the pipeline is built with.
@@ -73,8 +78,16 @@ impl Pipeline {
         errs.check(config.limits.cel.validate("limits.cel"));
         errs.check(config.limits.buffers.validate("limits.buffers"));
         let prices = crate::pricing::Prices::new(&config.llm.prices);
+        let access_log = errs
+            .check(crate::access_log::AccessLog::compile(
+                &config.logging.fields,
+                &config.limits.cel,
+                &loaded.substituted_paths,
+            ))
+            .unwrap_or_default();
         let bcx = BuildCx {
             config,
+            access_log: &access_log,
             services: &services,
             prices: &prices,
             registry,
@@ -132,6 +145,7 @@ impl Pipeline {
             clear_route_cache_on,
             metrics: services.metrics.clone(),
             services,
+            access_log,
         })
     }
 

@@ -201,6 +201,12 @@ pub struct LlmFacts {
     pub time_to_first_token: Option<std::time::Duration>,
     /// Cost in US dollars, when the price table knows the model.
     pub cost_usd: Option<f64>,
+    /// The request's sampling parameters (`temperature`, `top_p`, …), read from its
+    /// body only when an access-log field reads `llm.params`.
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The completion's text (one entry per choice; a stream's as one), kept only when
+    /// an access-log field reads `llm.completion`, and bounded.
+    pub completion: Option<Vec<String>>,
 }
 
 impl LlmFacts {
@@ -214,6 +220,8 @@ impl LlmFacts {
             response_model: None,
             time_to_first_token: None,
             cost_usd: None,
+            params: None,
+            completion: None,
         }
     }
 }

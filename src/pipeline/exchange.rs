@@ -63,6 +63,8 @@ pub struct Exchange {
     pub cx: Ctx,
     request_body: BodyState,
     response_body: BodyState,
+    /// What the access line's CEL fields read (headers, bodies), kept as it passes.
+    capture: Option<Box<crate::access_log::Capture>>,
     finished: bool,
 }
 
@@ -86,6 +88,7 @@ impl Exchange {
                 })
             })
             .collect();
+        let capture = crate::access_log::Capture::new(&pipeline.access_log);
         Exchange {
             pipeline,
             route,
@@ -93,6 +96,7 @@ impl Exchange {
             cx,
             request_body: BodyState::default(),
             response_body: BodyState::default(),
+            capture,
             finished: false,
         }
     }
@@ -113,7 +117,9 @@ impl Exchange {
     /// Runs the request-header phase. Sets `cx.clear_route_cache` when a routing header
     /// changed, unless a processor keeps the route (`cx.keep_route`).
     pub async fn request_headers(&mut self, headers: &mut Headers) -> Verdict {
-        if let Verdict::Respond(reply) = self.header_phase(HeaderPhase::Request, headers).await {
+        let verdict = self.header_phase(HeaderPhase::Request, headers).await;
+        self.capture_headers(Direction::Request, headers);
+        if let Verdict::Respond(reply) = verdict {
             return Verdict::Respond(reply);
         }
         let routing = &self.pipeline.clear_route_cache_on;
@@ -131,7 +137,9 @@ impl Exchange {
 
     /// Runs the response-header phase; `cx.response_status` must be set.
     pub async fn response_headers(&mut self, headers: &mut Headers) -> Verdict {
-        if let Verdict::Respond(reply) = self.header_phase(HeaderPhase::Response, headers).await {
+        let verdict = self.header_phase(HeaderPhase::Response, headers).await;
+        self.capture_headers(Direction::Response, headers);
+        if let Verdict::Respond(reply) = verdict {
             return Verdict::Respond(reply);
         }
         self.negotiate_body(Direction::Response);
@@ -268,9 +276,10 @@ impl Exchange {
         Verdict::Continue(())
     }
 
-    /// Asks the active processors which body they need; the strongest mode wins.
+    /// Asks the active processors (and the access-log capture) which body they need;
+    /// the strongest mode wins.
     fn negotiate_body(&mut self, dir: Direction) {
-        let mut mode = BodyMode::Skip;
+        let mut mode = self.capture_body_mode(dir);
         for slot in self.slots.iter_mut().filter(|s| s.active) {
             let wanted = match dir {
                 Direction::Request => {
@@ -421,7 +430,7 @@ impl Exchange {
             let reply = LocalReply::error(status, kind, &message);
             return Verdict::Respond(self.local_reply(reply));
         }
-        let mut mode = BodyMode::Skip;
+        let mut mode = self.capture_body_mode(dir);
         for slot in self.slots.iter_mut() {
             if over(slot) {
                 tracing::warn!(
@@ -465,6 +474,7 @@ impl Exchange {
             }
         }
         let out = body.into_output();
+        self.capture_body(dir, &out.data);
         if out.ends_stream {
             self.body_state(dir).ended = true;
         }
@@ -478,6 +488,7 @@ impl Exchange {
         for slot in self.slots.iter_mut().rev().filter(|s| s.active) {
             slot.processor.on_local_reply(&self.cx, &mut reply);
         }
+        self.capture_reply(&reply);
         reply
     }
 
@@ -554,6 +565,7 @@ fn error_reply(processor: &str, err: &ProcessorError, cx: &Ctx) -> LocalReply {
     reply
 }
 
+mod capture;
 mod record;
 
 #[cfg(test)]

@@ -17,7 +17,10 @@
 //! - end of the response: export usage — GenAI metrics, Envoy dynamic metadata
 //!   (`io.envoy.ai_gateway`), the access log — and again from `on_complete` for an
 //!   exchange that ended early, with what was delivered.
+//! - for the access line, only when a `logging.fields` expression reads them: the
+//!   request's parameters and the completion's text (`capture`).
 
+mod capture;
 mod export;
 mod response;
 
@@ -42,6 +45,7 @@ pub struct TokenAccountingFactory {
     policy: TokenAccountingPolicy,
     exporter: Arc<Exporter>,
     limits: Arc<BufferLimits>,
+    keep: capture::Keep,
 }
 
 impl TokenAccountingFactory {
@@ -60,6 +64,10 @@ impl TokenAccountingFactory {
                 path,
             )?),
             limits: Arc::new(bcx.config.limits.buffers.clone()),
+            keep: capture::Keep {
+                params: bcx.access_log.wants().params,
+                completion: bcx.access_log.wants().completion,
+            },
         })
     }
 }
@@ -81,6 +89,7 @@ impl ProcessorFactory for TokenAccountingFactory {
             policy: self.policy.clone(),
             exporter: self.exporter.clone(),
             limits: self.limits.clone(),
+            keep: self.keep,
             api,
             started: Instant::now(),
             response: None,
@@ -94,6 +103,7 @@ struct TokenAccounting {
     policy: TokenAccountingPolicy,
     exporter: Arc<Exporter>,
     limits: Arc<BufferLimits>,
+    keep: capture::Keep,
     api: Api,
     started: Instant,
     response: Option<ResponseState>,
@@ -153,6 +163,11 @@ impl Processor for TokenAccounting {
                 ))
             }
         };
+        let params = self
+            .keep
+            .params
+            .then(|| capture::params(body.data(), &request))
+            .flatten();
         let wants_usage_injection = self.policy.include_usage
             && request.stream
             && matches!(self.api, Api::ChatCompletions | Api::Completions)
@@ -166,7 +181,9 @@ impl Processor for TokenAccounting {
                 Err(e) => tracing::warn!(error = %e, "could not ask the upstream for usage"),
             }
         }
-        cx.llm = Some(Box::new(LlmFacts::new(self.api, Arc::new(request))));
+        let mut facts = LlmFacts::new(self.api, Arc::new(request));
+        facts.params = params;
+        cx.llm = Some(Box::new(facts));
         Ok(Flow::Continue)
     }
 
@@ -175,7 +192,9 @@ impl Processor for TokenAccounting {
         cx: &mut Ctx,
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
-        let state = ResponseState::new(self.api, headers, self.strip_usage_chunk, &self.limits, cx);
+        let mut state =
+            ResponseState::new(self.api, headers, self.strip_usage_chunk, &self.limits, cx);
+        state.completion = self.keep.completion.then(capture::Completion::default);
         self.response = Some(state);
         Ok(Flow::Continue)
     }

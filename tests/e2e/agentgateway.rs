@@ -3,7 +3,8 @@
 //! ports, `hostOverride` at a local TLS upstream, and `backendTLS` given that upstream's
 //! CA (the file's `{}` trusts the web roots). The upstream gets what agentgateway sends:
 //! the model overridden, the provider key injected, the host rewritten, over TLS; the
-//! MCP route answers CORS preflights; the provider key is in no log line.
+//! MCP route answers CORS preflights; the access line carries the file's CEL
+//! `logging.fields`; the provider key and the caller's token are in no log line.
 
 use crate::support::client::{self, Req};
 use crate::support::tls::{localhost_cert, tls_front};
@@ -37,6 +38,7 @@ async fn the_reference_file_sends_what_agentgateway_sends() {
         ("port: 3101", format!("port: {mcp}")),
         ("\"0.0.0.0:15000\"", format!("\"127.0.0.1:{admin}\"")),
         ("127.0.0.1:18123", format!("127.0.0.1:{}", free_port())),
+        ("127.0.0.1:4317", format!("127.0.0.1:{}", free_port())),
         (
             "hostOverride: dashscope.aliyuncs.com:443",
             format!("hostOverride: localhost:{provider}"),
@@ -48,7 +50,8 @@ async fn the_reference_file_sends_what_agentgateway_sends() {
     ]);
     let gateway = Tollgate::start_exact(&yaml, admin).await;
 
-    let chat = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hello"}]}"#;
+    let chat =
+        r#"{"model":"gpt-4o","temperature":0.5,"messages":[{"role":"user","content":"hello"}]}"#;
     let reply = client::must(
         ai,
         Req::post("/compatible-mode/v1/chat/completions", chat)
@@ -109,9 +112,29 @@ async fn the_reference_file_sends_what_agentgateway_sends() {
 
     let log = gateway.log();
     assert!(
-        log.contains("config.tracing: known agentgateway key"),
+        log.contains("config.tracing.fields: known agentgateway key"),
         "{log}"
     );
+    // `config.logging.fields`: the CEL fields are on the chat's access line, the
+    // caller's credential is redacted even though a field selects all request headers.
+    let line = log
+        .lines()
+        .find(|l| l.contains("tollgate::access") && l.contains("agw-chat"))
+        .unwrap_or_else(|| panic!("no access line for the chat:\n{log}"));
+    for field in [
+        r#"span.name="openai.chat""#,
+        r#"llm.system="openai""#,
+        "llm.params.temperature=0.5",
+        r#"llm.input_messages.0.message.content="hello""#,
+        r#"gen_ai.prompt.0.role="user""#,
+        r#""authorization":"<redacted>""#,
+        r#"request.body="{\"messages\""#,
+    ] {
+        assert!(
+            line.contains(field),
+            "{field} not in the access line:\n{line}"
+        );
+    }
     for secret in ["sk-abc", "client-token"] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }

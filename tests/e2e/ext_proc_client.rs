@@ -7,8 +7,8 @@
 
 use crate::support::client::{self, Req};
 use crate::support::envoy::{Envoy, ListenerSpec, Mode};
-use crate::support::ext_proc::PyExtProc;
 use crate::support::free_port;
+use crate::support::py_server::PyServer;
 use crate::support::scenario::Ports;
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
@@ -73,11 +73,11 @@ binds:
 
 async fn against_external_servers(envoy_mode: Option<Mode>) {
     let upstream = MockUpstream::start().await;
-    let py = PyExtProc::start().await;
+    let py = PyServer::start("ext_proc_server.py", &[]).await;
     let inner_port = free_port();
     let _inner = Tollgate::start(&inner_config(inner_port)).await;
     let ports = Ports::free();
-    let _outer = Tollgate::start(&outer_config(ports, upstream.port, py.port, inner_port)).await;
+    let _outer = Tollgate::start(&outer_config(ports, upstream.port, py.port(), inner_port)).await;
     let envoy = match envoy_mode {
         Some(m) => Some(Envoy::start(&[ListenerSpec::new(ports.ext_proc, upstream.port, m)]).await),
         None => None,

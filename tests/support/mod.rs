@@ -9,7 +9,6 @@ pub mod client;
 pub mod envoy;
 pub mod epp;
 pub mod epp_envoy;
-pub mod ext_proc;
 /// The prompt guard's scripted LLM upstream and SDK runner.
 pub mod guard;
 /// Hostile answers of the mock upstream (bombs, huge lines).
@@ -17,6 +16,7 @@ pub mod hostile;
 pub mod llm;
 /// MCP servers and clients of the official Python SDK, for the MCP gateway.
 pub mod mcp;
+pub mod py_server;
 pub mod raw;
 pub mod redis;
 pub mod scenario;

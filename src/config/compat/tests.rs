@@ -10,7 +10,7 @@ config:
   adminAddr: "127.0.0.1:15999"
   workerThreads: 2
   logging: { level: debug, format: json, fields: { add: { a: '"b"' } } }
-  tracing: { otlpEndpoint: "http://127.0.0.1:4317" }
+  tracing: { otlpEndpoint: "http://127.0.0.1:4317", randomSampling: true, fields: { add: { a: '"b"' } } }
 binds:
 - port: 3101
   listeners:
@@ -32,9 +32,10 @@ binds:
     let mcp = route.mcp.as_ref().expect("an mcp route");
     assert_eq!(mcp.targets[0].name, "home");
     assert_eq!(mcp.targets[0].url, "http://127.0.0.1:18123/api/mcp");
-    assert_eq!(loaded.notices.len(), 2, "{:?}", loaded.notices);
-    assert!(loaded.notices[0].starts_with("config.logging.fields"));
-    assert!(loaded.notices[1].starts_with("config.tracing"));
+    let tracing = c.tracing.as_ref().expect("config.tracing moved");
+    assert_eq!(tracing.otlp_endpoint, "http://127.0.0.1:4317");
+    assert_eq!(loaded.notices.len(), 1, "{:?}", loaded.notices);
+    assert!(loaded.notices[0].starts_with("config.tracing.fields"));
 }
 
 #[test]

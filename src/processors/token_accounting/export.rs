@@ -186,6 +186,7 @@ impl Exporter {
         facts.usage = Some(usage);
         facts.usage_reported = reported.is_some();
         facts.response_model = Some(response_model.clone());
+        facts.completion = response.and_then(|r| r.completion.as_ref().map(|c| c.texts()));
         let values: Vec<(String, u64)> = self
             .entries
             .iter()

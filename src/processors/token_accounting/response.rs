@@ -35,6 +35,8 @@ pub struct ResponseState {
     pub content_events: u64,
     /// Decoding or parsing failed; accounting stopped for this response.
     pub broken: bool,
+    /// The completion's text, when the access line reads it.
+    pub completion: Option<super::capture::Completion>,
 }
 
 impl ResponseState {
@@ -77,6 +79,7 @@ impl ResponseState {
             last_token: None,
             content_events: 0,
             broken,
+            completion: None,
         }
     }
 
@@ -144,6 +147,9 @@ impl ResponseState {
         let mut rewritten = self.strip_usage_chunk.then(Vec::new);
         for event in &events {
             let info = self.tracker.observe_event(event);
+            if let (Some(c), Some(text)) = (self.completion.as_mut(), &info.output_text) {
+                c.push_delta(text);
+            }
             if info.has_content {
                 let now = Instant::now();
                 self.first_token.get_or_insert(now);
@@ -180,6 +186,9 @@ impl ResponseState {
         if eos && !self.json.is_empty() {
             if let Err(e) = self.tracker.observe_json(&self.json) {
                 tracing::debug!(error = %e, "response JSON carried no readable usage");
+            }
+            if let Some(c) = self.completion.as_mut() {
+                c.read_json(self.tracker.api(), &self.json);
             }
             self.json = Vec::new();
         }

@@ -95,6 +95,9 @@ fn outlier(config: &Config) -> OutlierDetection {
     }
 }
 
+/// How often Envoy draws again for a retry that drew a host already tried.
+pub const HOST_SELECTION_ATTEMPTS: i64 = 20;
+
 /// A route's `retry` policy as Envoy's: connection failures and refused streams always,
 /// the listed statuses, `attempts - 1` retries after the policy's backoff; with several
 /// backends, each retry on a host not tried yet. `None` for a single attempt.
@@ -123,7 +126,10 @@ pub fn retry(policy: &RetryPolicy, several: bool) -> Option<EnvoyRetry> {
             ..Default::default()
         }),
         retry_host_predicate: if several { vec![predicate] } else { Vec::new() },
-        host_selection_retry_max_attempts: if several { 5 } else { 0 },
+        // Each reselection is a fresh draw that may land on the host just tried again
+        // (half the time with two backends): 5 draws left 1 retry in 64 on the same
+        // host; 20 leave about one in two million.
+        host_selection_retry_max_attempts: if several { HOST_SELECTION_ATTEMPTS } else { 0 },
         ..Default::default()
     })
 }

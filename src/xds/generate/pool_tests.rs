@@ -72,6 +72,7 @@ fn retry_becomes_envoys_retry_policy_on_other_hosts() {
         r.retry_host_predicate[0].name,
         "envoy.retry_host_predicates.previous_hosts"
     );
+    assert_eq!(r.host_selection_retry_max_attempts, 20);
     let single = action(&routes[1]).retry_policy.clone().unwrap();
     assert_eq!(single.retry_on, "connect-failure,refused-stream");
     assert!(
