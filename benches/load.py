@@ -21,12 +21,27 @@ In one run, against the same nginx upstream on loopback, it measures:
   13-14. Reverse proxies with one worker each and no policies, keep-alive on both sides:
      nginx (`proxy_pass` to an upstream block with `keepalive`) against a second tollgate
      started with `--workers 1` whose one route forwards to the same upstream.
+  15-16. The standalone proxy with the AI route of agentgateway's reference file
+     (tests/fixtures/agentgateway-reference.yaml, bind 3100): an `ai` backend (provider
+     openAI, model pinned to qwen-plus, `ai.routes` completions/passthrough, so also the
+     implied `tokenAccounting`), `urlRewrite` of the authority, `requestHeaderModifier`
+     setting Host, `backendAuth` key, plus the reference's `cors` (from its MCP route),
+     with `hostOverride` at the nginx upstream over plain HTTP (`backendTLS` dropped),
+     against a route with no policies to the same upstream on a second bind of the same
+     tollgate. Both get the 4 KiB chat request POSTed to
+     /compatible-mode/v1/chat/completions and nginx's JSON completion.
+  17-18. Bare Envoy with `--concurrency N` against the tollgate standalone proxy with no
+     policies and `--workers N` (N = LOAD_WORKERS, default the CPU count, which is also
+     tollgate's default), the plain GET of scenario 1; ratios both ways. 15, 16 and 18
+     are served by one tollgate started with `--workers N` (18 by 16's bind).
 For each: throughput with 16 connections, and p50/p99 latency with 1 connection (wrk),
 then ratios to scenarios 1 and 2. The headers processor's own cost is scenario 3 over 2
 (one round trip each) and 5 over 4 (two each). Envoy runs with --concurrency 1; tollgate with its
-default runtime (13-14: one worker against one nginx worker); wrk with one thread. Access
-logs are off everywhere. LOAD_ONLY="a|b" runs only the scenarios whose names contain one of the substrings
-(the ratio lines then need their baselines in the same selection).
+default runtime (13-14: one worker against one nginx worker; 15-18: N workers, and a second
+Envoy with --concurrency N for 17); wrk with one thread. Access logs are off everywhere.
+LOAD_ONLY="a|b" runs only the scenarios whose names contain one of the substrings (the
+ratio lines then need their baselines in the same selection). TOLLGATE_BIN points at
+another tollgate binary (default target/release/tollgate), ENVOY_BIN at another Envoy.
 
 Run it through scripts/bench-load, which installs wrk, nginx and Envoy when missing.
 """
@@ -45,6 +60,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = os.environ.get("LOAD_DURATION", "5s")
 ROUNDS = int(os.environ.get("LOAD_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("LOAD_CONNECTIONS", "16"))
+WORKERS = int(os.environ.get("LOAD_WORKERS") or os.cpu_count() or 1)
 
 
 def free_port():
@@ -94,6 +110,9 @@ NGINX = """
     location = /v1/chat/completions {{
       default_type application/json; alias {tmp}/chat.json; error_page 405 =200 $uri;
     }}
+    location = /compatible-mode/v1/chat/completions {{
+      default_type application/json; alias {tmp}/chat.json; error_page 405 =200 $uri;
+    }}
     location = /sse/v1/chat/completions {{
       default_type text/event-stream; alias {tmp}/chat.sse; error_page 405 =200 $uri;
     }}
@@ -123,6 +142,54 @@ binds:
   listeners:
   - routes:
     - name: proxy
+      backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
+"""
+
+# The AI route of agentgateway's reference file (bind 3100), as tests/e2e/agentgateway.rs
+# runs it: hostOverride at the local upstream, `backendTLS: {{}}` dropped so it is plain
+# HTTP. `cors` is the reference's (its MCP route's); `config.logging`/`tracing` are left
+# out (debug logging of bodies and OTLP export are not route policies). The second bind
+# is the same proxy with a route that has no policies.
+TOLLGATE_AGW = """
+admin: {{ address: "127.0.0.1:{admin}" }}
+logging: {{ level: warn }}
+binds:
+- port: {ai}
+  listeners:
+  - routes:
+    - policies:
+        urlRewrite:
+          authority:
+            full: dashscope.aliyuncs.com
+        requestHeaderModifier:
+          set:
+            Host: "dashscope.aliyuncs.com"
+        backendAuth:
+          key: "sk-abc"
+        cors:
+          allowOrigins:
+            - "*"
+          allowHeaders:
+            - mcp-protocol-version
+            - content-type
+            - cache-control
+      backends:
+      - ai:
+          name: qwen-plus
+          hostOverride: 127.0.0.1:{upstream}
+          provider:
+            openAI:
+              model: qwen-plus
+          policies:
+            ai:
+              routes:
+                /compatible-mode/v1/chat/completions: completions
+                /compatible-mode/v1/models: passthrough
+                "*": passthrough
+- port: {plain}
+  listeners:
+  - routes:
+    - name: plain
       backends: [ {{ host: "127.0.0.1:{upstream}" }} ]
 """
 
@@ -231,6 +298,20 @@ static_resources:
       endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ext_proc} }} }} }} }} ] }} ]
 """
 
+# Bare Envoy alone, for the run with --concurrency N.
+ENVOY_BARE = """
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:{listeners}
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }} ] }} ]
+"""
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -297,13 +378,13 @@ def write_llm_fixtures(tmp):
 
 def main():
     envoy = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
-    binary = os.path.join(ROOT, "target", "release", "tollgate")
+    binary = os.environ.get("TOLLGATE_BIN") or os.path.join(ROOT, "target", "release", "tollgate")
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"load: {tool} missing; run scripts/bench-load (it installs it)")
     tmp = tempfile.mkdtemp(prefix="tollgate-load-")
     os.chmod(tmp, 0o755)  # nginx workers drop root and must read the canned answers
-    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard", "nginx_proxy", "solo_proxy", "solo_admin")}
+    ports = {k: free_port() for k in ("upstream", "ext_proc", "admin", "proxy", "envoy_admin", "bare", "empty", "reqheaders", "empty2", "headers", "llm_empty", "llm", "llm_guard", "nginx_proxy", "solo_proxy", "solo_admin", "agw_ai", "agw_plain", "agw_admin", "envoy_n_admin", "bare_n")}
     with open(f"{tmp}/nginx.conf", "w") as f:
         f.write(NGINX_HEAD.format(tmp=tmp, name="nginx") + NGINX.format(tmp=tmp, port=ports["upstream"]))
     with open(f"{tmp}/tollgate.yaml", "w") as f:
@@ -314,6 +395,13 @@ def main():
     with open(f"{tmp}/tollgate-proxy.yaml", "w") as f:
         f.write(TOLLGATE_PROXY.format(admin=ports["solo_admin"], proxy=ports["solo_proxy"],
                                       upstream=ports["upstream"]))
+    with open(f"{tmp}/tollgate-agw.yaml", "w") as f:
+        f.write(TOLLGATE_AGW.format(admin=ports["agw_admin"], ai=ports["agw_ai"],
+                                    plain=ports["agw_plain"], upstream=ports["upstream"]))
+    with open(f"{tmp}/envoy-n.yaml", "w") as f:
+        f.write(ENVOY_BARE.format(admin=ports["envoy_n_admin"], upstream=ports["upstream"],
+                                  listeners=ENVOY_LISTENER.format(name="bare_n", port=ports["bare_n"],
+                                                                  route="bare", ext_proc="")))
     listeners = ENVOY_LISTENER.format(name="bare", port=ports["bare"], route="bare", ext_proc="")
     listeners += ENVOY_LISTENER.format(name="empty", port=ports["empty"], route="empty",
                                        ext_proc=EXT_PROC_FILTER.format(response_headers="SKIP", request_body="NONE", response_body="NONE"))
@@ -342,6 +430,9 @@ def main():
                "--use-dynamic-base-id"], log),
         start(["nginx", "-c", f"{tmp}/nginx-proxy.conf", "-p", tmp], log),
         start([binary, "serve", "--workers", "1", "-c", f"{tmp}/tollgate-proxy.yaml"], log),
+        start([binary, "serve", "--workers", str(WORKERS), "-c", f"{tmp}/tollgate-agw.yaml"], log),
+        start([envoy, "-c", f"{tmp}/envoy-n.yaml", "--concurrency", str(WORKERS), "-l", "error",
+               "--use-dynamic-base-id"], log),
     ]
     try:
         wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
@@ -349,6 +440,8 @@ def main():
         wait_http(f"http://127.0.0.1:{ports['upstream']}/")
         wait_http(f"http://127.0.0.1:{ports['solo_admin']}/readyz")
         wait_http(f"http://127.0.0.1:{ports['nginx_proxy']}/")
+        wait_http(f"http://127.0.0.1:{ports['agw_admin']}/readyz")
+        wait_http(f"http://127.0.0.1:{ports['envoy_n_admin']}/ready")
         scenarios = [
             ("bare Envoy", f"http://127.0.0.1:{ports['bare']}/v1/x"),
             ("Envoy + tollgate, empty pipeline", f"http://127.0.0.1:{ports['empty']}/empty"),
@@ -370,13 +463,17 @@ def main():
             ("LLM SSE: Envoy + tollgate, promptGuard", llm.format(ports["llm_guard"], "/sse"), sse_post),
             ("nginx reverse proxy, 1 worker", f"http://127.0.0.1:{ports['nginx_proxy']}/v1/x"),
             ("tollgate standalone, no policies, 1 worker", f"http://127.0.0.1:{ports['solo_proxy']}/v1/x"),
+            (AGW_AI, f"http://127.0.0.1:{ports['agw_ai']}/compatible-mode/v1/chat/completions", json_post),
+            (AGW_PLAIN, f"http://127.0.0.1:{ports['agw_plain']}/compatible-mode/v1/chat/completions", json_post),
+            (ENVOY_N, f"http://127.0.0.1:{ports['bare_n']}/v1/x"),
+            (SOLO_N, f"http://127.0.0.1:{ports['agw_plain']}/v1/x"),
         ]
         only = os.environ.get("LOAD_ONLY")
         chosen = [s for s in scenarios if not only or any(o in s[0] for o in only.split("|"))]
         with open(f"/proc/{procs[3].pid}/task/{procs[3].pid}/children") as f:
             nginx_proxy_worker = int(f.read().split()[0])
         cpu_pids = {"tollgate": procs[1].pid, "Envoy": procs[2].pid, "solo": procs[4].pid,
-                    "nginx proxy": nginx_proxy_worker}
+                    "nginx proxy": nginx_proxy_worker, "agw": procs[5].pid, "Envoy N": procs[6].pid}
         rounds = {name: [] for name, *_ in chosen}
         for r in range(ROUNDS):  # rounds interleave the scenarios; medians are reported
             for name, url, *script in chosen:
@@ -395,15 +492,22 @@ def main():
     report(results)
 
 
+AGW_AI = f"LLM JSON: tollgate standalone, agentgateway reference AI route, {WORKERS} workers"
+AGW_PLAIN = f"LLM JSON: tollgate standalone, route without policies, {WORKERS} workers"
+ENVOY_N = f"bare Envoy, --concurrency {WORKERS}"
+SOLO_N = f"tollgate standalone, no policies, --workers {WORKERS}"
+
+
 def median_of(measurements):
     """Per field, the median over rounds. The proxy's CPU per request is summed over
-    the two tollgate processes and the nginx proxy worker: one of them serves a scenario,
-    the others idle."""
+    the three tollgate processes and the nginx proxy worker, Envoy's over the two Envoys:
+    one of them serves a scenario, the others idle."""
     med = lambda xs: sorted(xs)[len(xs) // 2]
     return (med([m[0] for m in measurements]), med([m[1] for m in measurements]),
             med([m[2] for m in measurements]),
-            med([m[3]["tollgate"] + m[3]["solo"] + m[3]["nginx proxy"] for m in measurements]),
-            med([m[3]["Envoy"] for m in measurements]))
+            med([m[3]["tollgate"] + m[3]["solo"] + m[3]["nginx proxy"] + m[3]["agw"]
+                 for m in measurements]),
+            med([m[3]["Envoy"] + m[3]["Envoy N"] for m in measurements]))
 
 
 def ratio_line(results, label, a, b, fmt):
@@ -452,6 +556,14 @@ def report(results):
                "tollgate standalone, no policies, 1 worker", "nginx reverse proxy, 1 worker",
                lambda a, b: f"{a[0] / b[0]:.2f}x, p50 {a[1]:.3f} vs {b[1]:.3f} ms "
                             f"({met(a[0] / b[0] >= 0.8 and a[1] - b[1] <= 0.05)})")
+    ratio_line(results, "target: agentgateway reference AI route p50 <= 1.15x the same proxy's route without policies: ",
+               AGW_AI, AGW_PLAIN,
+               lambda a, b: f"{a[1] / b[1]:.2f}x, p50 {a[1]:.3f} vs {b[1]:.3f} ms, p99 {a[2]:.3f} vs "
+                            f"{b[2]:.3f} ms, req/s {a[0] / b[0]:.2f}x ({met(a[1] / b[1] <= 1.15)})")
+    ratio_line(results, f"tollgate standalone (--workers {WORKERS}, no policies) vs bare Envoy (--concurrency {WORKERS}): ",
+               SOLO_N, ENVOY_N,
+               lambda a, b: f"req/s tollgate/Envoy {a[0] / b[0]:.2f}x, Envoy/tollgate {b[0] / a[0]:.2f}x; "
+                            f"p50 {a[1]:.3f} vs {b[1]:.3f} ms ({a[1] / b[1]:.2f}x)")
 
 if __name__ == "__main__":
     main()

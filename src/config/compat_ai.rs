@@ -8,7 +8,7 @@
 //! | `ai.pathOverride` | `llmProvider.path` |
 //! | `ai.policies.ai.routes` | `llmProvider.routes` |
 //! | `ai.policies.backendAuth` / `backendTLS` | the route's `backendAuth` / `backendTLS` |
-//! | `policies.backendTLS: {root, hostname}` | every backend's `tls: {caFile, sni}` |
+//! | `policies.backendTLS: {root, hostname, insecure, cert, key}` | every backend's `tls: {caFile, sni, insecure, certFile, keyFile}` |
 //!
 //! agentgateway counts an `ai` backend's tokens and gives its logs and metrics the `llm`
 //! facts, so the route gets `tokenAccounting: {}` unless it (or the gateway-wide
@@ -197,6 +197,15 @@ pub fn backend_tls(route: &mut Value, path: &str) -> Result<(), ConfigError> {
     }
     if let Some(host) = tls.remove("hostname") {
         ours.insert("sni".into(), host);
+    }
+    for (theirs, key) in [
+        ("insecure", "insecure"),
+        ("cert", "certFile"),
+        ("key", "keyFile"),
+    ] {
+        if let Some(v) = tls.remove(theirs) {
+            ours.insert(key.into(), v);
+        }
     }
     if let Some((key, _)) = tls.into_iter().next() {
         return Err(not_implemented(format!("{here}.{key}")));

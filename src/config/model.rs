@@ -553,7 +553,7 @@ pub struct Backend {
 }
 
 /// TLS towards a backend.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackendTls {
     /// Server name to send and verify. Default: the host part of `host`.
@@ -562,6 +562,17 @@ pub struct BackendTls {
     /// PEM file of CA certificates to trust instead of the built-in web roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Accept any certificate for any name: anyone on the path can read and change the
+    /// traffic. For test servers only; every load logs a warning naming the backend.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// PEM client certificate chain presented to the backend (mutual TLS), with
+    /// `keyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of `certFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// A server certificate.

@@ -190,7 +190,7 @@ pub fn check_xds(config: &Config) -> Result<(), ConfigError> {
 /// protocol settings — and its SNI: with TLS, one host name or an explicit `tls.sni`.
 fn unshared_settings(backends: &[super::Backend], path: &str) -> Option<ConfigError> {
     let first = backends.first()?;
-    let tls_of = |b: &super::Backend| b.tls.as_ref().map(|t| (t.sni.clone(), t.ca_file.clone()));
+    let tls_of = |b: &super::Backend| b.tls.clone();
     let host_of = |b: &super::Backend| {
         b.host
             .rsplit_once(':')

@@ -23,6 +23,8 @@ pub enum OutboundError {
     CaCert { path: PathBuf, error: rustls::Error },
     #[error("CA file {}: no PEM certificate in it", path.display())]
     NoCaCert { path: PathBuf },
+    #[error("client certificate {}: {error}", path.display())]
+    ClientKey { path: PathBuf, error: String },
     #[error("invalid SNI name {name:?}: {error}")]
     Sni {
         name: String,

@@ -13,7 +13,7 @@ fn ca_options(path: PathBuf) -> ClientOptions {
     ClientOptions {
         tls: TlsOptions {
             ca_file: Some(path),
-            sni: None,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -47,8 +47,8 @@ fn a_ca_file_without_a_certificate_is_an_error_naming_the_path() {
 fn an_invalid_sni_is_an_error_naming_it() {
     let options = ClientOptions {
         tls: TlsOptions {
-            ca_file: None,
             sni: Some("not a name!".to_string()),
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -183,14 +183,15 @@ async fn a_ca_file_and_sni_are_what_the_handshake_verifies() {
     let ok = get(TlsOptions {
         ca_file: Some(ca.clone()),
         sni: Some("localhost".to_string()),
+        ..Default::default()
     })
     .await
     .unwrap();
     assert_eq!(ok.status(), http::StatusCode::OK);
     // The built-in web roots do not trust the self-signed CA.
     let err = get(TlsOptions {
-        ca_file: None,
         sni: Some("localhost".to_string()),
+        ..Default::default()
     })
     .await
     .unwrap_err();
@@ -202,7 +203,7 @@ async fn a_ca_file_and_sni_are_what_the_handshake_verifies() {
     // Without the SNI the name checked is 127.0.0.1, which the certificate does not hold.
     let err = get(TlsOptions {
         ca_file: Some(ca),
-        sni: None,
+        ..Default::default()
     })
     .await
     .unwrap_err();
@@ -211,4 +212,82 @@ async fn a_ca_file_and_sni_are_what_the_handshake_verifies() {
         "{}",
         error_chain(&err)
     );
+    // `insecure`: neither the unknown CA nor the wrong name stops it.
+    let ok = get(TlsOptions {
+        insecure: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), http::StatusCode::OK);
+}
+
+/// A server that asks for a client certificate signed by `client_ca`.
+async fn mtls_server(client_ca: &rcgen::Certificate) -> String {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der().clone()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                continue;
+            };
+            let service = service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        }
+    });
+    format!("https://{addr}")
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_configured() {
+    let client = rcgen::generate_simple_self_signed(vec!["tollgate".to_string()]).unwrap();
+    let base = mtls_server(&client.cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    std::fs::write(&cert, client.cert.pem()).unwrap();
+    std::fs::write(&key, client.signing_key.serialize_pem()).unwrap();
+    let get = |client_cert: Option<(PathBuf, PathBuf)>| {
+        let base = base.clone();
+        async move {
+            let options = ClientOptions {
+                tls: TlsOptions {
+                    insecure: true,
+                    client_cert,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            build(&options).unwrap().get(base.parse().unwrap()).await
+        }
+    };
+    let ok = get(Some((cert.clone(), key.clone()))).await.unwrap();
+    assert_eq!(ok.status(), http::StatusCode::OK);
+    assert!(get(None).await.is_err(), "no certificate: refused");
+    // A key file without a key is an error when the client is built.
+    let err = client_config(&TlsOptions {
+        client_cert: Some((cert.clone(), cert)),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("no PEM private key"), "{err}");
 }

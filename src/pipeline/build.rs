@@ -71,6 +71,9 @@ impl Pipeline {
         services: Arc<Services>,
         registry: &Registry,
     ) -> Result<Pipeline, ConfigError> {
+        let mut loaded = loaded;
+        let warnings = insecure_backends(&loaded.config);
+        loaded.notices.extend(warnings);
         let config = &loaded.config;
         let mut errs = ConfigErrors::default();
         validate_addresses(config, &mut errs);
@@ -238,8 +241,8 @@ fn compile_route(
     for (i, backend) in route.backends.iter().enumerate() {
         let at = format!("{path}.backends[{i}]");
         errs.check(validate_host_port(&backend.host, &format!("{at}.host")));
-        if let Some(ca) = backend.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-            errs.check(readable(ca, &format!("{at}.tls.caFile")));
+        if let Some(tls) = &backend.tls {
+            check_backend_tls(tls, &format!("{at}.tls"), &mut errs);
         }
         if !(1..=MAX_WEIGHT).contains(&backend.weight) {
             errs.push(ConfigError::field(
@@ -502,6 +505,58 @@ fn server_tls_files(tls: &ServerTls, path: &str, errs: &mut ConfigErrors) {
     errs.check(readable(&tls.key_file, &format!("{path}.keyFile")));
 }
 
+/// A warning for each backend whose certificate is not verified (`tls.insecure`), which
+/// `validate` prints and `serve` logs at every load.
+fn insecure_backends(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (b, bind) in config.binds.iter().enumerate() {
+        for (l, listener) in bind.listeners.iter().enumerate() {
+            for (r, route) in listener.routes.iter().enumerate() {
+                for (i, backend) in route.backends.iter().enumerate() {
+                    if backend.tls.as_ref().is_some_and(|t| t.insecure) {
+                        warnings.push(format!(
+                            "binds[{b}].listeners[{l}].routes[{r}].backends[{i}].tls.insecure: \
+                             the certificate of {} is NOT verified; anyone on the path can \
+                             read and change this traffic",
+                            backend.host
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    warnings
+}
+
+/// A backend's TLS: readable files, a certificate with its key, no CA beside
+/// `insecure` (it would never be used).
+fn check_backend_tls(tls: &crate::config::BackendTls, at: &str, errs: &mut ConfigErrors) {
+    if let Some(ca) = &tls.ca_file {
+        errs.check(readable(ca, &format!("{at}.caFile")));
+        if tls.insecure {
+            errs.push(ConfigError::field(
+                format!("{at}.insecure"),
+                "verifies nothing, so caFile would never be used: set one or the other",
+            ));
+        }
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            errs.check(readable(cert, &format!("{at}.certFile")));
+            errs.check(readable(key, &format!("{at}.keyFile")));
+        }
+        (Some(_), None) => errs.push(ConfigError::field(
+            format!("{at}.keyFile"),
+            "required with certFile",
+        )),
+        (None, Some(_)) => errs.push(ConfigError::field(
+            format!("{at}.certFile"),
+            "required with keyFile",
+        )),
+        (None, None) => {}
+    }
+}
+
 fn readable(file: &str, path: &str) -> Result<(), ConfigError> {
     std::fs::metadata(file)
         .map(|_| ())
@@ -568,6 +623,40 @@ mod tests {
         assert!(
             err.starts_with("policies.requestHeaderModifier.set.bad name"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn backend_tls_errors_name_their_field_and_insecure_is_announced() {
+        let route = |tls: &str| {
+            format!("binds:\n- port: 1\n  listeners:\n  - routes:\n    - backends: [{{ host: \"localhost:2\", tls: {tls} }}]\n")
+        };
+        let at = "binds[0].listeners[0].routes[0].backends[0].tls";
+        for (tls, field) in [
+            (
+                "{ certFile: Cargo.toml }",
+                "keyFile: required with certFile",
+            ),
+            ("{ keyFile: Cargo.toml }", "certFile: required with keyFile"),
+            (
+                "{ insecure: true, caFile: Cargo.toml }",
+                "insecure: verifies nothing",
+            ),
+            (
+                "{ certFile: /no/such.pem, keyFile: Cargo.toml }",
+                "certFile:",
+            ),
+        ] {
+            let err = build(&route(tls)).err().unwrap().to_string();
+            assert!(err.contains(&format!("{at}.{field}")), "{tls}: {err}");
+        }
+        let p = build(&route("{ insecure: true }")).unwrap();
+        assert!(
+            p.loaded.notices.iter().any(|n| n.starts_with(&format!(
+                "{at}.insecure: the certificate of localhost:2 is NOT verified"
+            ))),
+            "{:?}",
+            p.loaded.notices
         );
     }
 

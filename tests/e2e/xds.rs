@@ -749,6 +749,9 @@ binds:
   tls: {{ certFile: {c}, keyFile: {k} }}
   listeners:
   - routes:
+    - name: loose
+      matches: [ {{ path: {{ pathPrefix: /loose }} }} ]
+      backends: [ {{ host: "127.0.0.1:{tls_backend}", tls: {{ insecure: true }} }} ]
     - name: secure
       backends: [ {{ host: "localhost:{tls_backend}", tls: {{ caFile: {c} }} }} ]
 "#,
@@ -760,28 +763,44 @@ binds:
 
     let config = crate::support::tls::insecure_client_config(vec![b"http/1.1".to_vec()]);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let response = eventually("a TLS exchange through Envoy", Duration::from_secs(15), || {
-        let connector = connector.clone();
-        async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", listen)).await.ok()?;
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let mut tls = connector.connect(name, tcp).await.ok()?;
-            tokio::io::AsyncWriteExt::write_all(
-                &mut tls,
-                b"GET /secure HTTP/1.1\r\nHost: localhost\r\nx-test-id: tls\r\nConnection: close\r\n\r\n",
-            )
-            .await
-            .ok()?;
-            let mut out = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut tls, &mut out).await;
-            out.starts_with("HTTP/1.1 200").then_some(out)
-        }
-    })
-    .await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert_eq!(
-        upstream.request("tls").header("x-test-id").as_deref(),
-        Some("tls")
+    // `/loose` goes to the same server by address, `insecure`: the certificate names
+    // `localhost`, not 127.0.0.1, and Envoy does not check it.
+    for (path, id) in [("/secure", "tls"), ("/loose", "tls-insecure")] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nx-test-id: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let response = eventually(
+            "a TLS exchange through Envoy",
+            Duration::from_secs(15),
+            || {
+                let (connector, request) = (connector.clone(), request.clone());
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", listen))
+                        .await
+                        .ok()?;
+                    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                    let mut tls = connector.connect(name, tcp).await.ok()?;
+                    tokio::io::AsyncWriteExt::write_all(&mut tls, request.as_bytes())
+                        .await
+                        .ok()?;
+                    let mut out = String::new();
+                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut tls, &mut out).await;
+                    out.starts_with("HTTP/1.1 200").then_some(out)
+                }
+            },
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        assert_eq!(
+            upstream.request(id).header("x-test-id").as_deref(),
+            Some(id)
+        );
+    }
+    assert!(
+        tollgate
+            .log()
+            .contains("tls.insecure: the certificate of 127.0.0.1:"),
+        "the insecure backend is announced"
     );
     let status = xds_status(&tollgate).await;
     for kind in ["cluster", "listener", "route"] {

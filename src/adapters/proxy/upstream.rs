@@ -235,6 +235,12 @@ impl Upstreams {
                 .map(|t| TlsOptions {
                     ca_file: t.ca_file.as_ref().map(Into::into),
                     sni: t.sni.clone(),
+                    insecure: t.insecure,
+                    client_cert: t
+                        .cert_file
+                        .as_ref()
+                        .zip(t.key_file.as_ref())
+                        .map(|(c, k)| (c.into(), k.into())),
                 })
                 .unwrap_or_default(),
             protocol: if backend.http2 {

@@ -96,6 +96,19 @@ fn ai_backends_become_a_host_and_the_routes_provider() {
         .as_ref()
         .expect("the backend's backendTLS");
     assert_eq!(tls.sni.as_deref(), Some("vllm.local"));
+
+    let text = ai_route(
+        "{ hostOverride: \"127.0.0.1:8443\", provider: { openAI: {} } }",
+        "{ backendTLS: { insecure: true, cert: /c.pem, key: /k.pem } }",
+    );
+    let loaded = parse_str(&text).unwrap();
+    let tls = loaded.config.binds[0].listeners[0].routes[0].backends[0]
+        .tls
+        .clone()
+        .unwrap();
+    assert!(tls.insecure);
+    assert_eq!(tls.cert_file.as_deref(), Some("/c.pem"));
+    assert_eq!(tls.key_file.as_deref(), Some("/k.pem"));
     let llm = route.policies.llm_provider.as_ref().unwrap();
     assert_eq!(llm.path, None, "an overridden host keeps the client's path");
     assert_eq!(
@@ -126,8 +139,8 @@ fn ai_keys_tollgate_does_not_implement_are_errors_at_their_path() {
         ),
         (
             "{ provider: { openAI: {} } }",
-            "{ backendTLS: { insecure: true } }",
-            "policies.backendTLS.insecure",
+            "{ backendTLS: { insecureHost: true } }",
+            "policies.backendTLS.insecureHost",
         ),
         (
             "{ provider: { openAI: {} } }",

@@ -25,7 +25,7 @@ use envoy_types::util::pack_any;
 use super::address::Target;
 use super::listener::EXT_PROC_CLUSTER;
 use super::tls;
-use crate::config::{Backend, Config, ExtProcConfig};
+use crate::config::{Backend, BackendTls, Config, ExtProcConfig};
 
 const PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -44,8 +44,14 @@ pub fn cluster_name(backend: &Backend) -> String {
     let mut name = format!("backend_{}", backend.host.replace(':', "_"));
     if let Some(tls) = &backend.tls {
         name.push_str("_tls");
-        if tls.sni.is_some() || tls.ca_file.is_some() {
-            let key = format!("{:?}|{:?}", tls.sni, tls.ca_file);
+        if *tls != BackendTls::default() {
+            let mut key = format!("{:?}|{:?}", tls.sni, tls.ca_file);
+            if tls.insecure || tls.cert_file.is_some() {
+                key.push_str(&format!(
+                    "|{}|{:?}|{:?}",
+                    tls.insecure, tls.cert_file, tls.key_file
+                ));
+            }
             let hash = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
             name.push_str(&format!("_{:08x}", hash as u32));
         }

@@ -2,7 +2,7 @@
 //! back from their `Any` to check what Envoy will read.
 
 use envoy_types::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route_match, RouteConfiguration};
@@ -358,4 +358,77 @@ fn mutation_rules_allow_what_the_header_modifiers_touch() {
         "{CONFIG}policies: {{ responseHeaderModifier: {{ remove: [x-envoy-upstream-service-time] }} }}\n"
     );
     assert_eq!(rules(&envoy), (false, true));
+}
+
+#[test]
+fn insecure_and_client_certificates_reach_envoys_tls_context() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let text = r#"
+extProc: { address: "127.0.0.1:50051" }
+xds: {}
+binds:
+- port: 10000
+  listeners:
+  - routes:
+    - { name: a, backends: [{ host: "localhost:8443", tls: { insecure: true } }] }
+    - { name: b, backends: [{ host: "localhost:8443", tls: { certFile: /c.pem, keyFile: /k.pem } }] }
+"#;
+    let fleet = fleet(&config(text)).unwrap();
+    let names: Vec<_> = fleet
+        .default
+        .resources(CLUSTER)
+        .items
+        .keys()
+        .cloned()
+        .collect();
+    let tls_of = |name: &str| {
+        let c: Cluster = decode(&fleet.default, CLUSTER, name);
+        let socket = c.transport_socket.expect("TLS");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("typed config");
+        };
+        UpstreamTlsContext::decode(any.value.as_slice()).unwrap()
+    };
+    let tls: Vec<_> = names.iter().filter(|n| n.contains("_tls_")).collect();
+    assert_eq!(
+        tls.len(),
+        2,
+        "insecure and mTLS are clusters of their own: {names:?}"
+    );
+    let contexts: Vec<_> = tls.iter().map(|n| tls_of(n)).collect();
+    let insecure = contexts
+        .iter()
+        .find(|c| {
+            c.common_tls_context
+                .as_ref()
+                .unwrap()
+                .tls_certificates
+                .is_empty()
+        })
+        .unwrap();
+    assert!(
+        insecure
+            .common_tls_context
+            .as_ref()
+            .unwrap()
+            .validation_context_type
+            .is_none(),
+        "insecure: no validation context, so Envoy verifies nothing"
+    );
+    let mtls = contexts
+        .iter()
+        .find(|c| {
+            !c.common_tls_context
+                .as_ref()
+                .unwrap()
+                .tls_certificates
+                .is_empty()
+        })
+        .unwrap();
+    let common = mtls.common_tls_context.as_ref().unwrap();
+    assert!(
+        common.validation_context_type.is_some(),
+        "mTLS still verifies the server"
+    );
+    assert!(format!("{:?}", common.tls_certificates[0]).contains("/k.pem"));
 }

@@ -50,34 +50,48 @@ pub fn downstream(tls: &ServerTls) -> TransportSocket {
 }
 
 /// TLS to a backend: the server's certificate verified against `caFile` or the system
-/// roots, and its name (`sni`, default the host) matched against the certificate.
+/// roots, and its name (`sni`, default the host) matched against the certificate —
+/// or, `insecure`, nothing verified (Envoy without a validation context); the client
+/// certificate (`certFile`, `keyFile`) presented when there is one.
 pub fn upstream(tls: &BackendTls, host: &str, http2: bool) -> TransportSocket {
     let sni = tls.sni.clone().unwrap_or_else(|| host.to_string());
-    let validation = CertificateValidationContext {
-        trusted_ca: tls.ca_file.as_deref().and_then(file),
-        system_root_certs: tls.ca_file.is_none().then(SystemRootCerts::default),
-        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
-            san_type: subject_alt_name_matcher::SanType::Dns as i32,
-            matcher: Some(StringMatcher {
-                match_pattern: Some(string_matcher::MatchPattern::Exact(sni.clone())),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let validation = (!tls.insecure).then(|| verify_server(tls, &sni));
     let context = UpstreamTlsContext {
         sni,
         common_tls_context: Some(CommonTlsContext {
-            validation_context_type: Some(
-                common_tls_context::ValidationContextType::ValidationContext(validation),
-            ),
+            validation_context_type: validation
+                .map(common_tls_context::ValidationContextType::ValidationContext),
+            tls_certificates: match (&tls.cert_file, &tls.key_file) {
+                (Some(cert), Some(key)) => vec![TlsCertificate {
+                    certificate_chain: file(cert),
+                    private_key: file(key),
+                    ..Default::default()
+                }],
+                _ => Vec::new(),
+            },
             alpn_protocols: if http2 { vec!["h2".into()] } else { vec![] },
             ..Default::default()
         }),
         ..Default::default()
     };
     socket(pack_any(context))
+}
+
+/// The backend's certificate checked against `caFile` or the system roots, for `sni`.
+fn verify_server(tls: &BackendTls, sni: &str) -> CertificateValidationContext {
+    CertificateValidationContext {
+        trusted_ca: tls.ca_file.as_deref().and_then(file),
+        system_root_certs: tls.ca_file.is_none().then(SystemRootCerts::default),
+        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+            san_type: subject_alt_name_matcher::SanType::Dns as i32,
+            matcher: Some(StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(sni.to_string())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// TLS to tollgate's ext_proc server when it serves its self-signed certificate:
