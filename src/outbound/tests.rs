@@ -143,23 +143,7 @@ async fn tls_server() -> (String, String) {
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let Ok(tls) = acceptor.accept(stream).await else {
-                continue;
-            };
-            let service = service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-        }
-    });
-    (format!("https://{addr}"), certified.cert.pem())
+    (serve_tls(config).await, certified.cert.pem())
 }
 
 #[tokio::test]
@@ -222,23 +206,8 @@ async fn a_ca_file_and_sni_are_what_the_handshake_verifies() {
     assert_eq!(ok.status(), http::StatusCode::OK);
 }
 
-/// A server that asks for a client certificate signed by `client_ca`.
-async fn mtls_server(client_ca: &rcgen::Certificate) -> String {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(client_ca.der().clone()).unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
-            .build()
-            .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .unwrap();
+/// Serves `ok` over TLS with `config` on loopback; the `https://127.0.0.1:…` base URL.
+async fn serve_tls(config: rustls::ServerConfig) -> String {
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -256,6 +225,26 @@ async fn mtls_server(client_ca: &rcgen::Certificate) -> String {
         }
     });
     format!("https://{addr}")
+}
+
+/// A server that asks for a client certificate signed by `client_ca`.
+async fn mtls_server(client_ca: &rcgen::Certificate) -> String {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca.der().clone()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    serve_tls(config).await
 }
 
 #[tokio::test]
