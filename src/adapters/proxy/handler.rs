@@ -368,6 +368,18 @@ where
     drop(guard);
     let client_body = match mode {
         BodyMode::Skip => body::completing(rbody, ex, status),
+        BodyMode::Stream if whole_at_once(&parts.headers, &rbody) => {
+            match body::collect(rbody, &ex, Side::Response).await {
+                Ok(bytes) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    body::finish(&ex, Outcome::Completed { status });
+                    body::full(bytes)
+                }
+                Err(stop) => return stopped(&ex, stop).await,
+            }
+        }
         BodyMode::Stream => {
             parts.headers.remove(header::CONTENT_LENGTH);
             body::pump(rbody, ex, Side::Response).0
@@ -388,6 +400,23 @@ where
         },
     };
     Response::from_parts(parts, client_body)
+}
+
+/// Bytes of a response body that a `Stream` processor sees collected when they all
+/// arrive at once (`whole_at_once`).
+const SMALL_BODY: u64 = 64 * 1024;
+
+/// Whether a response body a processor wants streamed is better read whole first: a
+/// small one of known length (a JSON completion) that is not an event stream. Its
+/// chunks go through the processors as they arrive all the same, without the task and
+/// channel a stream needs, and the client gets a `content-length`. Event streams are
+/// always streamed, whatever their length.
+fn whole_at_once<B: http_body::Body>(headers: &HeaderMap, body: &B) -> bool {
+    let event_stream = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    !event_stream && body.size_hint().exact().is_some_and(|n| n <= SMALL_BODY)
 }
 
 /// An upstream call that failed: logged with the upstream's address, answered

@@ -24,7 +24,7 @@ type Journal = Arc<Mutex<Vec<String>>>;
 const PORT: u16 = 18080;
 
 /// A loopback upstream answering every request with its body, and the length it read
-/// in `x-echo-length`.
+/// in `x-echo-length` (with the request's `x-echo-type` as its content type).
 async fn echo_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -32,10 +32,14 @@ async fn echo_upstream() -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let service = hyper::service::service_fn(
                 |req: http::Request<hyper::body::Incoming>| async move {
+                    let kind = req.headers().get("x-echo-type").cloned();
                     let body = req.into_body().collect().await?.to_bytes();
                     let mut resp = http::Response::new(Full::new(body.clone()));
                     resp.headers_mut()
                         .insert("x-echo-length", body.len().to_string().parse().unwrap());
+                    if let Some(kind) = kind {
+                        resp.headers_mut().insert("content-type", kind);
+                    }
                     Ok::<_, hyper::Error>(resp)
                 },
             );
@@ -149,6 +153,33 @@ async fn streamed_bodies_go_through_the_processor_both_ways() {
         "{seen:?}"
     );
     assert!(seen.contains(&"response_headers".to_string()), "{seen:?}");
+    assert_eq!(completion(&journal).await, ["complete:completed"]);
+    // A small response of known length is read whole, then sent with its length.
+    assert!(response.contains("content-length: 5\r\n"), "{response}");
+}
+
+#[tokio::test]
+async fn an_event_stream_is_streamed_whatever_its_length() {
+    let upstream = echo_upstream().await;
+    let script = Script {
+        response_body: Some(BodyMode::Stream),
+        uppercase: true,
+        ..Script::default()
+    };
+    let (h, journal) = handler(script, Some(upstream));
+    let event = "data: {}\n\n";
+    let request = post(event).replacen(
+        "host: t\r\n",
+        "host: t\r\nx-echo-type: text/event-stream\r\n",
+        1,
+    );
+    let response = exchange(h, &request).await;
+    assert_eq!(status(&response), 200, "{response}");
+    assert!(
+        response.contains("transfer-encoding: chunked"),
+        "{response}"
+    );
+    assert!(response.contains("DATA: {}"), "{response}");
     assert_eq!(completion(&journal).await, ["complete:completed"]);
 }
 
