@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use cel::common::ast::{operators, EntryExpr, Expr, LiteralValue};
+use cel::common::ast::{operators, Expr, LiteralValue};
 use cel::IdedExpr;
 
 /// Every path `e` reads.
@@ -23,28 +23,8 @@ fn collect(e: &IdedExpr, out: &mut BTreeSet<String>) {
         out.insert(path);
         return;
     }
-    let mut each = |items: &mut dyn Iterator<Item = &IdedExpr>| {
-        for item in items {
-            collect(item, out);
-        }
-    };
-    match &e.expr {
-        Expr::Call(call) => each(&mut call.target.iter().map(|t| &**t).chain(&call.args)),
-        Expr::Comprehension(c) => each(
-            &mut [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ]
-            .into_iter(),
-        ),
-        Expr::List(l) => each(&mut l.elements.iter()),
-        Expr::Map(m) => each(&mut m.entries.iter().flat_map(|en| entry(&en.expr))),
-        Expr::Struct(s) => each(&mut s.entries.iter().flat_map(|en| entry(&en.expr))),
-        Expr::Select(s) => collect(&s.operand, out),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    for child in super::shape::children(e) {
+        collect(child, out);
     }
 }
 
@@ -63,13 +43,6 @@ fn path_of(e: &IdedExpr) -> Option<String> {
             }
         }
         _ => None,
-    }
-}
-
-fn entry(e: &EntryExpr) -> Vec<&IdedExpr> {
-    match e {
-        EntryExpr::StructField(f) => vec![&f.value],
-        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
     }
 }
 

@@ -143,39 +143,41 @@ fn skip_string(bytes: &[u8], i: usize) -> usize {
 /// The deepest nesting of comprehensions in `e`, whether the parser expanded the macros
 /// or left them as calls.
 fn comprehension_depth(e: &IdedExpr) -> usize {
-    let deepest = |items: &mut dyn Iterator<Item = &IdedExpr>| {
-        items.map(comprehension_depth).max().unwrap_or(0)
+    let inner = children(e)
+        .into_iter()
+        .map(comprehension_depth)
+        .max()
+        .unwrap_or(0);
+    let looping = match &e.expr {
+        Expr::Call(call) => call.target.is_some() && COMPREHENSIONS.contains(&&*call.func_name),
+        Expr::Comprehension(_) => true,
+        _ => false,
     };
-    match &e.expr {
-        Expr::Call(call) => {
-            let inner = deepest(&mut call.target.iter().map(|t| &**t).chain(&call.args));
-            let looping = call.target.is_some() && COMPREHENSIONS.contains(&&*call.func_name);
-            inner + usize::from(looping)
-        }
-        Expr::Comprehension(c) => {
-            1 + deepest(
-                &mut [
-                    &c.iter_range,
-                    &c.accu_init,
-                    &c.loop_cond,
-                    &c.loop_step,
-                    &c.result,
-                ]
-                .into_iter(),
-            )
-        }
-        Expr::List(l) => deepest(&mut l.elements.iter()),
-        Expr::Map(m) => deepest(&mut m.entries.iter().flat_map(|en| entry(&en.expr))),
-        Expr::Struct(s) => deepest(&mut s.entries.iter().flat_map(|en| entry(&en.expr))),
-        Expr::Select(s) => comprehension_depth(&s.operand),
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
-    }
+    inner + usize::from(looping)
 }
 
-fn entry(e: &EntryExpr) -> Vec<&IdedExpr> {
-    match e {
-        EntryExpr::StructField(f) => vec![&f.value],
-        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+/// The direct subexpressions of `e`, for walks over the syntax tree.
+pub(super) fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    fn entry(en: &EntryExpr) -> Vec<&IdedExpr> {
+        match en {
+            EntryExpr::StructField(f) => vec![&f.value],
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        }
+    }
+    match &e.expr {
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::List(l) => l.elements.iter().collect(),
+        Expr::Map(m) => m.entries.iter().flat_map(|en| entry(&en.expr)).collect(),
+        Expr::Struct(s) => s.entries.iter().flat_map(|en| entry(&en.expr)).collect(),
+        Expr::Select(s) => vec![&s.operand],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
     }
 }
 
