@@ -5,6 +5,7 @@
 mod a2a;
 mod buffers;
 mod connections;
+mod flow_control;
 mod gen_ai;
 mod inference;
 mod labels;
@@ -15,6 +16,9 @@ mod xds;
 pub use a2a::{A2aLabels, A2aMetrics};
 pub use buffers::{BufferLimitLabels, BufferMetrics, UsageInvalidLabels};
 pub use connections::{ConnectionMetrics, ListenerLabels, TimeoutLabels};
+pub use flow_control::{
+    FlowControlMetrics, InferencePoolLabels, OutcomeLabels, QueueDurationLabels, QueueLabels,
+};
 pub use gen_ai::{DurationLabels, GenAiLabels, GenAiMetrics, TokenLabels};
 pub use inference::{
     DropLabels, InferenceMetrics, ModelLabels, ObjectiveErrorLabels, ObjectiveLabels, PickLabels,
@@ -106,6 +110,7 @@ pub struct Metrics {
     pub a2a: A2aMetrics,
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
+    pub flow_control: FlowControlMetrics,
     pub buffers: BufferMetrics,
     /// Bounds on client- or upstream-chosen label values and log fields
     /// (`limits.labels`), applied by every pipeline build.
@@ -200,6 +205,7 @@ impl Metrics {
             guard_duration.clone(),
         );
         let inference = InferenceMetrics::register(&mut registry, labels.clone());
+        let flow_control = FlowControlMetrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
         let buffers = BufferMetrics::register(&mut registry);
         let xds = XdsMetrics::register(&mut registry);
@@ -209,6 +215,7 @@ impl Metrics {
             labels,
             connections,
             inference,
+            flow_control,
             gen_ai,
             guard_findings,
             mcp,

@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, KubernetesSource,
-    MetricsMapping, SaturationConfig, SchedulingConfig,
+    ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, FlowControlConfig,
+    KubernetesSource, MetricsMapping, SaturationConfig, SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -56,9 +56,14 @@ pub struct EndpointPickerPolicy {
     /// the `default` preset.
     #[serde(default)]
     pub scheduling: SchedulingConfig,
-    /// When requests with a negative priority are refused.
+    /// When the pool is saturated: requests with a negative priority are refused (or,
+    /// with `flowControl`, every request waits).
     #[serde(default)]
     pub saturation: SaturationConfig,
+    /// Queues in front of a saturated pool: priority bands, a queue per fairness id,
+    /// sharing by tokens consumed. Off unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_control: Option<FlowControlConfig>,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -156,6 +161,9 @@ impl EndpointPickerPolicy {
             ));
         }
         self.check_objectives_and_rewrites(path)?;
+        if let Some(f) = &self.flow_control {
+            f.validate(&format!("{path}.flowControl"))?;
+        }
         Ok(())
     }
 

@@ -118,18 +118,49 @@ pub enum PickerKind {
     RoundRobin,
 }
 
-/// When the pool is saturated: the mean over the candidates of
-/// `max(queue / queueThreshold, kvCache / kvCacheThreshold)` is at least 1 (stale metrics
-/// count as 1). Requests with a negative priority are then refused.
+/// When the pool is saturated (at 1 or more; requests with a negative priority are then
+/// refused, and with `flowControl` every request waits in its queue). `utilization`: the
+/// mean over the candidates of `max(queue / queueThreshold, kvCache / kvCacheThreshold)`
+/// (stale metrics count as 1). `concurrency`: the mean over the candidates of
+/// `max(requests / maxConcurrency, tokens / maxTokenConcurrency)` in flight from this
+/// picker (no scrape lag: a dispatch counts at once).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SaturationConfig {
+    /// `utilization` (default) or `concurrency`.
+    #[serde(default)]
+    pub detector: DetectorKind,
     /// Queue length that counts as full. Default 5.
     #[serde(default = "default_queue_threshold")]
     pub queue_threshold: f64,
     /// KV-cache utilisation that counts as full. Default 0.8.
     #[serde(default = "default_kv_threshold")]
     pub kv_cache_threshold: f64,
+    /// `concurrency`: requests in flight per endpoint that count as full. Default 100.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u64,
+    /// `concurrency`: prompt and output tokens in flight per endpoint that count as
+    /// full. Default 1,000,000.
+    #[serde(default = "default_max_token_concurrency")]
+    pub max_token_concurrency: u64,
+}
+
+/// How saturation is measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DetectorKind {
+    /// From the scraped queue lengths and KV-cache utilisation.
+    #[default]
+    Utilization,
+    /// From this picker's requests and tokens in flight.
+    Concurrency,
+}
+
+fn default_max_concurrency() -> u64 {
+    100
+}
+fn default_max_token_concurrency() -> u64 {
+    1_000_000
 }
 
 /// Prometheus family names read for each quantity; the first byte and the whole name of
@@ -220,8 +251,11 @@ impl Default for PrefixAffinityConfig {
 impl Default for SaturationConfig {
     fn default() -> Self {
         SaturationConfig {
+            detector: DetectorKind::default(),
             queue_threshold: default_queue_threshold(),
             kv_cache_threshold: default_kv_threshold(),
+            max_concurrency: default_max_concurrency(),
+            max_token_concurrency: default_max_token_concurrency(),
         }
     }
 }
@@ -306,7 +340,12 @@ impl SaturationConfig {
     /// Checks the thresholds; `at` is the path of this node.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         positive(format!("{at}.queueThreshold"), self.queue_threshold)?;
-        positive(format!("{at}.kvCacheThreshold"), self.kv_cache_threshold)
+        positive(format!("{at}.kvCacheThreshold"), self.kv_cache_threshold)?;
+        positive(format!("{at}.maxConcurrency"), self.max_concurrency as f64)?;
+        positive(
+            format!("{at}.maxTokenConcurrency"),
+            self.max_token_concurrency as f64,
+        )
     }
 }
 
@@ -447,6 +486,14 @@ mod tests {
         let s: SaturationConfig = serde_yaml::from_str("{kvCacheThreshold: 0}").unwrap();
         let e = s.validate("p.saturation").unwrap_err().to_string();
         assert!(e.contains("p.saturation.kvCacheThreshold"), "{e}");
+        let s: SaturationConfig =
+            serde_yaml::from_str("{detector: concurrency, maxConcurrency: 4}").unwrap();
+        assert_eq!(s.detector, DetectorKind::Concurrency);
+        assert_eq!((s.max_concurrency, s.max_token_concurrency), (4, 1_000_000));
+        let s: SaturationConfig = serde_yaml::from_str("{maxTokenConcurrency: 0}").unwrap();
+        let e = s.validate("p.saturation").unwrap_err().to_string();
+        assert!(e.contains("p.saturation.maxTokenConcurrency:"), "{e}");
+        assert!(serde_yaml::from_str::<SaturationConfig>("{detector: vibes}").is_err());
     }
 
     #[test]

@@ -11,16 +11,23 @@
 //! - request body (buffered): reads the model and the prompt (from `cx.llm` when
 //!   `tokenAccounting` parsed it, else itself; 400 on a bad body or no model), applies a
 //!   model rewrite (the body's `"model"` replaced in place), keeps the endpoints of the
-//!   gateway's subset hint, schedules, and announces the pick — ranked fallbacks after
+//!   gateway's subset hint, schedules — with `flowControl`, after waiting its turn in
+//!   the pool's queues while the pool is saturated (`crate::epp::flow`; 429
+//!   `rejected-saturated` when its band is full, 429 `rejected-ttl-expired` past its
+//!   TTL) — and announces the pick — ranked fallbacks after
 //!   it — as the `x-gateway-destination-endpoint` request header (a late header: the
 //!   transport puts it on the header reply), as `envoy.lb/x-gateway-destination-endpoint`
 //!   dynamic metadata with the same value, with a route-cache clear. Nothing eligible:
 //!   503 `rejected-no-endpoints`; a sheddable request while the pool is saturated: 429
 //!   `rejected-saturated`; a bad body: 400 `rejected-invalid-request` (every reason in
 //!   `x-llm-d-request-dropped-reason`).
+//!   The latency objectives `x-llm-d-slo-ttft-ms` / `x-llm-d-slo-tpot-ms` must be whole
+//!   milliseconds (else 400).
 //! - response: notes the endpoint the gateway reports as served, writes the client's
-//!   model name back over a rewritten one (JSON or SSE), and observes the first token.
-//! - completion: the `inference_objective_*` metrics.
+//!   model name back over a rewritten one (JSON or SSE), observes the first token, and
+//!   tells a queued request's wait in `x-llm-d-flow-queue-duration-ms`.
+//! - completion: the `inference_objective_*` metrics; the request's flow is charged
+//!   its real tokens and the flow dispatcher woken.
 
 mod control;
 pub(crate) mod model_rewrite;
@@ -36,6 +43,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use self::control::{target_model, Control};
 use self::model_rewrite::{set_model, ModelWriteBack};
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
+use crate::epp::flow::{Charge, FlowDrop, FlowRequest, PickSpec};
 use crate::epp::{InFlight, PickRejection, PickRequest, Pool, Rng};
 use crate::llm::{Api, LlmRequest};
 use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels, ServedLabels};
@@ -51,6 +59,8 @@ pub const DESTINATION: &str = "x-gateway-destination-endpoint";
 pub const DROPPED_REASON: &str = "x-llm-d-request-dropped-reason";
 /// The drop reason of a request whose body the picker cannot read (400).
 pub const INVALID_REQUEST: &str = "rejected-invalid-request";
+/// Milliseconds a request waited in flow control's queue (on the response).
+pub const QUEUE_DURATION: &str = "x-llm-d-flow-queue-duration-ms";
 
 /// What every request of one route's picker shares.
 struct Shared {
@@ -113,6 +123,8 @@ impl ProcessorFactory for EndpointPickerFactory {
             delivered: 0,
             hashes: Vec::new(),
             labels: None,
+            queued: None,
+            charge: None,
         }))
     }
 }
@@ -138,51 +150,76 @@ struct EndpointPicker {
     hashes: Vec<u64>,
     /// The objective metrics' labels, set with the pick.
     labels: Option<ObjectiveLabels>,
+    /// Time the request waited in flow control's queue.
+    queued: Option<std::time::Duration>,
+    /// Its flow's charge, settled with the usage at the end.
+    charge: Option<Charge>,
 }
 
 // === impl EndpointPicker ===
 
 impl EndpointPicker {
-    /// Schedules a prompt to `model` over the eligible endpoints (sheddable requests are
-    /// refused while the pool is saturated); the destination list. The request's share
-    /// of the picked endpoint's load is kept until the response ends.
-    fn pick(&mut self, cx: &Ctx, model: &str, prompt: &[u8]) -> Result<String, Box<LocalReply>> {
-        let pool = &self.shared.handle.pool;
-        let metrics = &self.shared.services.metrics.inference;
-        let started = Instant::now();
+    /// Schedules a prompt to `model` over the eligible endpoints — through flow control's
+    /// queues when the pool has them, else at once (sheddable requests refused while the
+    /// pool is saturated); the destination list. The request's share of the picked
+    /// endpoint's load is kept until the response ends.
+    async fn pick(
+        &mut self,
+        cx: &Ctx,
+        model: String,
+        prompt: Vec<u8>,
+    ) -> Result<String, Box<LocalReply>> {
+        let mut started = Instant::now();
         let subset: Option<Vec<SocketAddr>> = cx
             .endpoint_subset
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
-        let mut req = PickRequest::new(model, prompt);
-        req.subset = subset.as_deref();
-        req.priority = i64::from(self.control.priority);
-        req.expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
-        let picked = match pool.pick(&req) {
+        let expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
+        let result = match self.shared.handle.flow.clone() {
+            Some(flow) => {
+                let request = FlowRequest {
+                    bytes: prompt.len() as u64,
+                    pick: PickSpec {
+                        model,
+                        prompt,
+                        expected_output_tokens,
+                        subset,
+                    },
+                    priority: self.control.priority,
+                    fairness_id: self.control.flow().to_string(),
+                    ttft_slo: self.control.slo_ttft,
+                };
+                match flow.admit(request).await {
+                    Ok(admitted) => {
+                        self.queued = admitted.queued;
+                        started += admitted.queued.unwrap_or_default();
+                        self.charge = Some(admitted.charge);
+                        Ok(admitted.picked)
+                    }
+                    Err(dropped) => Err(self.flow_dropped(cx, dropped)),
+                }
+            }
+            None => {
+                let mut req = PickRequest::new(&model, &prompt);
+                req.subset = subset.as_deref();
+                req.priority = i64::from(self.control.priority);
+                req.expected_output_tokens = expected_output_tokens;
+                self.shared
+                    .handle
+                    .pool
+                    .pick(&req)
+                    .map_err(|r| self.pick_rejected(cx, r))
+            }
+        };
+        let picked = match result {
             Ok(p) => p,
-            Err(rejection) => {
+            Err(reply) => {
                 self.count_attempt(false, started);
-                return Err(Box::new(match rejection {
-                    PickRejection::Saturated { saturation } => self.dropped(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rejected-saturated",
-                        &format!(
-                            "the pool is saturated ({saturation:.2}) and the request's objective is sheddable"
-                        ),
-                    ),
-                    PickRejection::NoEndpoints => self.dropped(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "rejected-no-endpoints",
-                        if cx.endpoint_subset.is_some() {
-                            "no endpoint of the pool is in the gateway's subset"
-                        } else {
-                            "no endpoint to pick"
-                        },
-                    ),
-                }));
+                return Err(Box::new(reply));
             }
         };
         self.count_attempt(true, started);
+        let metrics = &self.shared.services.metrics.inference;
         if picked.blocks > 0 {
             metrics
                 .prefix_hit_ratio
@@ -195,6 +232,51 @@ impl EndpointPicker {
         self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
         Ok(destination)
+    }
+
+    /// The reply to a request the pool refused.
+    fn pick_rejected(&self, cx: &Ctx, rejection: PickRejection) -> LocalReply {
+        match rejection {
+            PickRejection::Saturated { saturation } => self.dropped(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rejected-saturated",
+                &format!(
+                    "the pool is saturated ({saturation:.2}) and the request's objective is sheddable"
+                ),
+            ),
+            PickRejection::NoEndpoints => self.dropped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rejected-no-endpoints",
+                if cx.endpoint_subset.is_some() {
+                    "no endpoint of the pool is in the gateway's subset"
+                } else {
+                    "no endpoint to pick"
+                },
+            ),
+        }
+    }
+
+    /// The reply to a request flow control refused (llm-d's reasons and statuses).
+    fn flow_dropped(&self, cx: &Ctx, dropped: FlowDrop) -> LocalReply {
+        let message = dropped.to_string();
+        match dropped {
+            FlowDrop::QueueFull(_) => self.dropped(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rejected-saturated",
+                &message,
+            ),
+            FlowDrop::TtlExpired(_) => self.dropped(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rejected-ttl-expired",
+                &message,
+            ),
+            FlowDrop::Pick(rejection) => self.pick_rejected(cx, rejection),
+            FlowDrop::ShuttingDown => self.dropped(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rejected-shutting-down",
+                &message,
+            ),
+        }
     }
 
     fn count_attempt(&self, ok: bool, started: Instant) {
@@ -343,7 +425,10 @@ impl Processor for EndpointPicker {
         headers: &mut Headers,
     ) -> Result<Flow, ProcessorError> {
         self.shared.handle.pool.start_scraper();
-        self.control = Control::take(headers, &self.shared.policy);
+        self.control = match Control::take(headers, &self.shared.policy) {
+            Ok(c) => c,
+            Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
+        };
         if headers.map().get("x-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
                 headers.set(HeaderName::from_static("x-request-id"), v);
@@ -355,7 +440,7 @@ impl Processor for EndpointPicker {
             "GET" | "HEAD" | "DELETE" | "OPTIONS"
         );
         if bodiless || cx.request_body_empty {
-            let destination = match self.pick(cx, "", b"") {
+            let destination = match self.pick(cx, String::new(), Vec::new()).await {
                 Ok(d) => d,
                 Err(reply) => return Ok(Flow::Respond(*reply)),
             };
@@ -406,7 +491,7 @@ impl Processor for EndpointPicker {
         }
         self.target = target;
         let scheduled_model = self.target.clone().unwrap_or(model);
-        let destination = match self.pick(cx, &scheduled_model, &prompt) {
+        let destination = match self.pick(cx, scheduled_model, prompt).await {
             Ok(d) => d,
             Err(reply) => return Ok(Flow::Respond(*reply)),
         };
@@ -422,6 +507,12 @@ impl Processor for EndpointPicker {
         self.streaming_response = headers
             .get_str("content-type")
             .is_some_and(|c| c.starts_with("text/event-stream"));
+        if let Some(waited) = self.queued {
+            headers.set(
+                HeaderName::from_static(QUEUE_DURATION),
+                HeaderValue::from(waited.as_millis() as u64),
+            );
+        }
         if let (Some(served), Some(picked)) = (&cx.served_endpoint, &self.picked) {
             // The gateway may report `ip:port` or a list (retries): the last served.
             let served = served.rsplit(',').next().unwrap_or_default().trim();
@@ -488,8 +579,8 @@ impl Processor for EndpointPicker {
         if self.picked.is_none() {
             return;
         }
+        let usage = cx.llm.as_ref().and_then(|l| l.usage.as_ref());
         if let Some(f) = self.in_flight.take() {
-            let usage = cx.llm.as_ref().and_then(|l| l.usage.as_ref());
             match outcome {
                 Outcome::Completed { status } if *status < 400 => f.finish(
                     Instant::now(),
@@ -498,6 +589,16 @@ impl Processor for EndpointPicker {
                 // Failed or abandoned: the share is released on drop, nothing learnt.
                 _ => drop(f),
             }
+        }
+        if let Some(charge) = self.charge.take() {
+            // What the request really cost its flow: the usage, else what streamed.
+            charge.settle(
+                usage.map(|u| u.input_tokens),
+                usage.map_or(self.delivered, |u| u.output_tokens),
+            );
+        }
+        if let Some(flow) = &self.shared.handle.flow {
+            flow.released();
         }
         let m = &self.shared.services.metrics.inference;
         let Some(labels) = self.labels.take() else {

@@ -1,16 +1,22 @@
-//! The reference saturation detector: the mean over the candidates of
-//! `max(queue / queueThreshold, kvCache / kvCacheThreshold)`, an endpoint with stale (or no)
-//! metrics counting as 1. At 1 or more the pool is saturated and requests with a negative
-//! priority (sheddable) are refused.
+//! The saturation detectors. `utilization` (the reference's default): the mean over the
+//! candidates of `max(queue / queueThreshold, kvCache / kvCacheThreshold)`, an endpoint
+//! with stale (or no) metrics counting as 1. `concurrency`: the mean over the candidates
+//! of `max(requests / maxConcurrency, tokens / maxTokenConcurrency)` in flight from this
+//! picker, which sees a dispatch at once (scraped queues lag by a scrape interval). At 1
+//! or more the pool is saturated: requests with a negative priority (sheddable) are
+//! refused, and flow control holds every request in its queue.
 
 use super::Candidate;
-use crate::config::SaturationConfig;
+use crate::config::{DetectorKind, SaturationConfig};
 
 /// Thresholds of the detector.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detector {
+    pub kind: DetectorKind,
     pub queue_threshold: f64,
     pub kv_cache_threshold: f64,
+    pub max_concurrency: f64,
+    pub max_token_concurrency: f64,
 }
 
 impl Default for Detector {
@@ -22,17 +28,26 @@ impl Default for Detector {
 impl Detector {
     pub fn from_config(c: &SaturationConfig) -> Self {
         Detector {
+            kind: c.detector,
             queue_threshold: c.queue_threshold,
             kv_cache_threshold: c.kv_cache_threshold,
+            max_concurrency: c.max_concurrency as f64,
+            max_token_concurrency: c.max_token_concurrency as f64,
         }
     }
 
     /// How full one endpoint is (1 = at a threshold).
     pub fn fullness(&self, c: &Candidate) -> f64 {
-        if c.stale {
-            return 1.0;
+        match self.kind {
+            DetectorKind::Utilization => {
+                if c.stale {
+                    return 1.0;
+                }
+                (c.waiting / self.queue_threshold).max(c.kv_cache / self.kv_cache_threshold)
+            }
+            DetectorKind::Concurrency => (c.load.requests.max(0) as f64 / self.max_concurrency)
+                .max(c.load.tokens().max(0) as f64 / self.max_token_concurrency),
         }
-        (c.waiting / self.queue_threshold).max(c.kv_cache / self.kv_cache_threshold)
     }
 
     /// The mean fullness; 1 when there is no candidate.
@@ -88,8 +103,31 @@ mod tests {
         let d = Detector::from_config(&SaturationConfig {
             queue_threshold: 10.0,
             kv_cache_threshold: 0.5,
+            ..Default::default()
         });
         assert_eq!(d.fullness(&cand(5.0, 0.1, false)), 0.5);
         assert_eq!(d.fullness(&cand(0.0, 0.5, false)), 1.0);
+    }
+
+    #[test]
+    fn concurrency_counts_requests_and_tokens_in_flight() {
+        let d = Detector::from_config(&SaturationConfig {
+            detector: DetectorKind::Concurrency,
+            max_concurrency: 4,
+            max_token_concurrency: 1000,
+            ..Default::default()
+        });
+        let mut busy = cand(0.0, 0.0, true);
+        busy.load.requests = 4;
+        let mut idle = cand(99.0, 1.0, true);
+        idle.load.requests = 0;
+        // Stale metrics and scraped queues do not count: only this picker's load.
+        assert_eq!(d.fullness(&busy), 1.0);
+        assert_eq!(d.fullness(&idle), 0.0);
+        assert_eq!(d.saturation(&[busy.clone(), idle.clone()]), 0.5);
+        let mut heavy = idle;
+        heavy.load.requests = 1;
+        heavy.load.prompt_tokens = 1500;
+        assert_eq!(d.fullness(&heavy), 1.5, "tokens over the bound");
     }
 }

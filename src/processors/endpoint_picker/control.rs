@@ -5,9 +5,12 @@
 //! header is removed so none reaches the model server, and a client-sent
 //! `x-gateway-destination-endpoint` can never steer the pick.
 
+use std::time::Duration;
+
 use http::HeaderName;
 
 use crate::config::{EndpointPickerPolicy, ModelRewrite};
+use crate::epp::flow::DEFAULT_FLOW;
 use crate::epp::Rng;
 use crate::pipeline::Headers;
 
@@ -20,6 +23,19 @@ const FAIRNESS: [&str; 2] = [
     "x-gateway-inference-fairness-id",
 ];
 const REWRITE: [&str; 2] = ["x-llm-d-model-name-rewrite", "x-gateway-model-name-rewrite"];
+const SLO_TTFT: [&str; 2] = ["x-llm-d-slo-ttft-ms", "x-slo-ttft-ms"];
+const SLO_TPOT: [&str; 2] = ["x-llm-d-slo-tpot-ms", "x-slo-tpot-ms"];
+
+/// The largest latency objective accepted: an hour.
+const MAX_SLO_MS: u64 = 3_600_000;
+
+/// A control header the picker cannot read (the request is answered 400).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{header} must be a whole number of milliseconds from 1 to {MAX_SLO_MS}, not {value:?}")]
+pub struct BadControl {
+    pub header: &'static str,
+    pub value: String,
+}
 
 /// What the control headers said.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -31,11 +47,44 @@ pub struct Control {
     pub fairness_id: Option<String>,
     /// The model the gateway wants the request sent as.
     pub rewrite: Option<String>,
+    /// The request's time-to-first-token objective (`x-llm-d-slo-ttft-ms`).
+    pub slo_ttft: Option<Duration>,
+    /// Its time-per-output-token objective (`x-llm-d-slo-tpot-ms`).
+    pub slo_tpot: Option<Duration>,
 }
 
 impl Control {
-    /// Reads the control headers, then strips every `x-llm-d-*` / `x-gateway-*` header.
-    pub fn take(headers: &mut Headers, policy: &EndpointPickerPolicy) -> Control {
+    /// The fairness id, [`DEFAULT_FLOW`] when none was named.
+    pub fn flow(&self) -> &str {
+        self.fairness_id.as_deref().unwrap_or(DEFAULT_FLOW)
+    }
+}
+
+/// The first of `names` present as whole milliseconds; `Err` when present and not.
+fn slo(headers: &Headers, names: [&'static str; 2]) -> Result<Option<Duration>, BadControl> {
+    for name in names {
+        let Some(v) = headers.map().get(name) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+        return match text.parse::<u64>() {
+            Ok(ms) if (1..=MAX_SLO_MS).contains(&ms) => Ok(Some(Duration::from_millis(ms))),
+            _ => Err(BadControl {
+                header: name,
+                value: crate::metrics::truncate(&text, 64).to_string(),
+            }),
+        };
+    }
+    Ok(None)
+}
+
+impl Control {
+    /// Reads the control headers, then strips every `x-llm-d-*` / `x-gateway-*` header
+    /// (and the `x-slo-*` aliases). A malformed latency objective is an error.
+    pub fn take(
+        headers: &mut Headers,
+        policy: &EndpointPickerPolicy,
+    ) -> Result<Control, BadControl> {
         let first = |names: [&str; 2]| -> Option<String> {
             names.iter().find_map(|n| {
                 headers
@@ -52,16 +101,22 @@ impl Control {
             .as_deref()
             .and_then(|name| policy.objectives.iter().find(|o| o.name == name))
             .map_or(0, |o| o.priority);
-        let control = Control {
+        let slos = slo(headers, SLO_TTFT).and_then(|t| Ok((t, slo(headers, SLO_TPOT)?)));
+        let control = slos.map(|(slo_ttft, slo_tpot)| Control {
             priority,
             objective,
             fairness_id: first(FAIRNESS),
             rewrite: first(REWRITE),
-        };
+            slo_ttft,
+            slo_tpot,
+        });
         let names: Vec<HeaderName> = headers
             .map()
             .keys()
-            .filter(|n| n.as_str().starts_with("x-llm-d-") || n.as_str().starts_with("x-gateway-"))
+            .filter(|n| {
+                let n = n.as_str();
+                n.starts_with("x-llm-d-") || n.starts_with("x-gateway-") || n.starts_with("x-slo-")
+            })
             .cloned()
             .collect();
         for name in &names {
@@ -128,7 +183,7 @@ mod tests {
             ("x-llm-d-anything", "1"),
             ("authorization", "Bearer k"),
         ]);
-        let c = Control::take(&mut h, &p);
+        let c = Control::take(&mut h, &p).unwrap();
         assert_eq!(c.objective.as_deref(), Some("batch"));
         assert_eq!(c.priority, -1);
         assert_eq!(c.fairness_id.as_deref(), Some("tenant-a"));
@@ -141,12 +196,39 @@ mod tests {
             ("x-gateway-inference-objective", "batch"),
         ]);
         assert_eq!(
-            Control::take(&mut h, &p).priority,
+            Control::take(&mut h, &p).unwrap().priority,
             5,
             "x-llm-d- wins over x-gateway-"
         );
         let mut h = headers(&[("x-gateway-inference-objective", "unknown")]);
-        assert_eq!(Control::take(&mut h, &p).priority, 0);
+        assert_eq!(Control::take(&mut h, &p).unwrap().priority, 0);
+    }
+
+    #[test]
+    fn latency_objectives_are_whole_milliseconds() {
+        let p = policy("{endpoints: ['127.0.0.1:1']}");
+        let mut h = headers(&[("x-llm-d-slo-ttft-ms", "250"), ("x-slo-tpot-ms", " 40 ")]);
+        let c = Control::take(&mut h, &p).unwrap();
+        assert_eq!(c.slo_ttft, Some(Duration::from_millis(250)));
+        assert_eq!(c.slo_tpot, Some(Duration::from_millis(40)));
+        assert_eq!(c.flow(), "default-flow");
+        assert!(h.map().is_empty(), "both stripped");
+        for (name, value) in [
+            ("x-llm-d-slo-ttft-ms", "fast"),
+            ("x-llm-d-slo-ttft-ms", "-5"),
+            ("x-llm-d-slo-tpot-ms", "0"),
+            ("x-slo-ttft-ms", "1.5"),
+            ("x-llm-d-slo-ttft-ms", "99999999999999999999999"),
+        ] {
+            let mut h = headers(&[(name, value)]);
+            let e = Control::take(&mut h, &p).unwrap_err();
+            assert_eq!(e.header, name);
+            assert!(
+                e.to_string().contains("whole number of milliseconds"),
+                "{e}"
+            );
+            assert!(h.map().is_empty(), "stripped even when bad");
+        }
     }
 
     #[test]

@@ -9,13 +9,16 @@ use std::sync::{Arc, Weak};
 
 use crate::config::{ConfigError, EndpointPickerPolicy};
 use crate::epp::discovery::{self, EndpointSource};
+use crate::epp::flow::FlowController;
 use crate::epp::Pool;
 use crate::metrics::PoolStatsSource;
 use crate::services::Services;
 
-/// A pool and the watch of its endpoint source.
+/// A pool, its flow control and the watch of its endpoint source.
 pub struct PoolHandle {
     pub pool: Arc<Pool>,
+    /// The queues in front of the pool, when `flowControl` is set.
+    pub flow: Option<Arc<FlowController>>,
     discovery: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -45,7 +48,19 @@ pub fn pool_for(
             .metrics
             .inference
             .watch_pool(route, Arc::downgrade(&stats));
-        Ok(Arc::new(PoolHandle { pool, discovery }))
+        let flow = policy.flow_control.as_ref().map(|settings| {
+            FlowController::new(
+                pool.clone(),
+                settings.clone(),
+                route,
+                services.metrics.flow_control.clone(),
+            )
+        });
+        Ok(Arc::new(PoolHandle {
+            pool,
+            flow,
+            discovery,
+        }))
     })
 }
 
