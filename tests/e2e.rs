@@ -38,6 +38,9 @@
 //!   configs in their ConfigMaps validate, the sidecar's Envoy config too.
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
+//! - `epp_flow`: flow control behind Envoy: a flooding tenant waits in the queues while a
+//!   light one keeps its idle latency; full bands and expired waits are dropped with
+//!   llm-d's reasons.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
@@ -84,6 +87,8 @@ mod deploy_k8s;
 mod envoy;
 #[path = "e2e/epp_envoy.rs"]
 mod epp_envoy;
+#[path = "e2e/epp_flow.rs"]
+mod epp_flow;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
 #[path = "e2e/epp_standalone.rs"]
