@@ -11,6 +11,7 @@ mod inference;
 mod labels;
 mod mcp;
 mod route;
+mod slo;
 mod xds;
 
 pub use a2a::{A2aLabels, A2aMetrics};
@@ -30,6 +31,7 @@ pub use mcp::{
     McpToolLabels,
 };
 pub use route::RouteTallies;
+pub use slo::{SloMetrics, SloType};
 pub use xds::{XdsMetrics, XdsTypeLabels, XdsVariantLabels};
 
 use std::sync::atomic::AtomicI64;
@@ -111,6 +113,7 @@ pub struct Metrics {
     pub guard_duration: Family<SideLabels, Histogram>,
     pub inference: InferenceMetrics,
     pub flow_control: FlowControlMetrics,
+    pub slo: SloMetrics,
     pub buffers: BufferMetrics,
     /// Bounds on client- or upstream-chosen label values and log fields
     /// (`limits.labels`), applied by every pipeline build.
@@ -206,6 +209,7 @@ impl Metrics {
         );
         let inference = InferenceMetrics::register(&mut registry, labels.clone());
         let flow_control = FlowControlMetrics::register(&mut registry);
+        let slo = SloMetrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
         let buffers = BufferMetrics::register(&mut registry);
         let xds = XdsMetrics::register(&mut registry);
@@ -216,6 +220,7 @@ impl Metrics {
             connections,
             inference,
             flow_control,
+            slo,
             gen_ai,
             guard_findings,
             mcp,

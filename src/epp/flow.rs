@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, Notify};
 use self::queues::{Entry, Full, Limits, Queues};
 use super::load::CHARS_PER_TOKEN;
 use super::pool::{PickRejection, PickRequest, Picked, Pool};
+use super::scheduling::slo::Slo;
 use crate::config::{FairnessPolicy, FlowControlConfig};
 use crate::metrics::{
     FlowControlMetrics, InferencePoolLabels, OutcomeLabels, QueueDurationLabels, QueueLabels,
@@ -47,15 +48,29 @@ pub struct PickSpec {
     pub prompt: Vec<u8>,
     pub expected_output_tokens: Option<u64>,
     pub subset: Option<Vec<SocketAddr>>,
+    /// The request's latency objectives, as it sent them.
+    pub slo: Option<Slo>,
+    /// Its priority: negative is sheddable.
+    pub priority: i32,
 }
 
 impl PickSpec {
-    /// The borrowed request. Priority is flow control's business once queued: the pick
-    /// itself sheds nothing (the request waited for room).
-    pub fn request(&self) -> PickRequest<'_> {
+    /// The borrowed request, `waited` after its arrival. Saturation is flow control's
+    /// business once queued: the pick sheds nothing for it (the request waited for room).
+    /// A time-to-first-token objective is what is left of it; while some is left the
+    /// request may wait for an endpoint that can meet it.
+    pub fn request(&self, waited: Duration) -> PickRequest<'_> {
         let mut r = PickRequest::new(&self.model, &self.prompt);
         r.expected_output_tokens = self.expected_output_tokens;
         r.subset = self.subset.as_deref();
+        if let Some(slo) = self.slo {
+            let left = slo.ttft.map(|t| t.saturating_sub(waited));
+            r.may_wait = left.is_some_and(|l| !l.is_zero());
+            r.slo = Some(Slo { ttft: left, ..slo });
+            // Sheddable only as far as objectives go: a request that cannot make its
+            // objective is refused rather than queued.
+            r.priority = i64::from(self.priority.min(0));
+        }
         r
     }
 
@@ -286,18 +301,17 @@ impl FlowController {
     ) -> Result<Entered, FlowDrop> {
         let mut q = self.queues();
         if q.is_empty() && !self.saturated() {
-            q.charge(req.priority, flow, estimate);
-            drop(q);
-            let picked = self.pool.pick(&req.pick.request());
-            let outcome = if picked.is_ok() {
-                "Dispatched"
-            } else {
-                "RejectedNoEndpoints"
-            };
-            self.count(labels, outcome, Duration::ZERO);
-            return picked
-                .map(|p| Entered::Dispatched(Box::new(p)))
-                .map_err(FlowDrop::Pick);
+            match self.pool.pick(&req.pick.request(Duration::ZERO)) {
+                // No endpoint can meet its objectives yet: it waits like the others.
+                Err(PickRejection::SloNotYet { .. }) => {}
+                picked => {
+                    q.charge(req.priority, flow, estimate);
+                    drop(q);
+                    self.count(labels, outcome_of(&picked), Duration::ZERO);
+                    let picked = picked.map_err(FlowDrop::Pick)?;
+                    return Ok(Entered::Dispatched(Box::new(picked)));
+                }
+            }
         }
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -379,30 +393,41 @@ impl FlowController {
             if !no_endpoints && self.saturated() {
                 return;
             }
-            let Some((_, entry)) = q.pop() else {
+            let Some((priority, entry)) = q.pop() else {
                 return;
             };
+            if entry.payload.reply.is_closed() {
+                drop(q);
+                self.gauge(&entry.payload.labels, entry.bytes, -1);
+                let waited = entry.arrived.elapsed();
+                self.count(&entry.payload.labels, "EvictedContextCancelled", waited);
+                continue;
+            }
+            let picked = self
+                .pool
+                .pick(&entry.payload.pick.request(entry.arrived.elapsed()));
+            if let Err(PickRejection::SloNotYet { .. }) = picked {
+                // Its objectives are out of reach for now: it keeps its place, and the
+                // next tick looks again.
+                q.restore(priority, entry);
+                return;
+            }
             drop(q);
             let w = entry.payload;
             self.gauge(&w.labels, entry.bytes, -1);
-            if w.reply.is_closed() {
-                self.count(
-                    &w.labels,
-                    "EvictedContextCancelled",
-                    entry.arrived.elapsed(),
-                );
-                continue;
-            }
-            let picked = self.pool.pick(&w.pick.request());
-            let outcome = if picked.is_ok() {
-                "Dispatched"
-            } else {
-                "RejectedNoEndpoints"
-            };
-            self.count(&w.labels, outcome, entry.arrived.elapsed());
+            self.count(&w.labels, outcome_of(&picked), entry.arrived.elapsed());
             // A receiver gone meanwhile drops the pick, and its in-flight share with it.
             let _ = w.reply.send(picked);
         }
+    }
+}
+
+/// The `requests_total` outcome of a pick.
+fn outcome_of(picked: &Result<Picked, PickRejection>) -> &'static str {
+    match picked {
+        Ok(_) => "Dispatched",
+        Err(PickRejection::NoEndpoints) => "RejectedNoEndpoints",
+        Err(_) => "RejectedOther",
     }
 }
 

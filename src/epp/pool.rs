@@ -22,6 +22,7 @@ use super::load::{Directory, Dispatch, InFlight, Load, CHARS_PER_TOKEN};
 use super::metrics::{EndpointMetrics, Mapping, Scrape};
 use super::prefix::{block_hashes, TOKENS_PER_BLOCK};
 use super::scheduling::saturation::Detector;
+use super::scheduling::slo::{self, Slo, SloVerdict};
 use super::scheduling::{latency, Candidate, Profile, RequestView, Rng};
 use crate::config::{ConfigError, EndpointPickerPolicy};
 
@@ -149,6 +150,11 @@ pub struct PickRequest<'a> {
     pub priority: i64,
     /// The gateway's subset hint: pick only among these.
     pub subset: Option<&'a [SocketAddr]>,
+    /// Latency objectives the pick must be predicted to meet (see `scheduling::slo`).
+    pub slo: Option<Slo>,
+    /// Whether a request no endpoint can serve within its objectives yet may wait
+    /// ([`PickRejection::SloNotYet`]) rather than go best effort.
+    pub may_wait: bool,
 }
 
 impl<'a> PickRequest<'a> {
@@ -161,6 +167,8 @@ impl<'a> PickRequest<'a> {
             expected_output_tokens: None,
             priority: 0,
             subset: None,
+            slo: None,
+            may_wait: false,
         }
     }
 }
@@ -172,6 +180,10 @@ pub enum PickRejection {
     NoEndpoints,
     #[error("the pool is saturated ({saturation:.2}) and the request is sheddable")]
     Saturated { saturation: f64 },
+    #[error("no endpoint is predicted to meet the request's latency objectives (best time to first token {:.0} ms) and the request is sheddable", best_ttft * 1e3)]
+    SloUnattainable { best_ttft: f64 },
+    #[error("no endpoint is predicted to meet the request's latency objectives yet (best time to first token {:.0} ms)", best_ttft * 1e3)]
+    SloNotYet { best_ttft: f64 },
 }
 
 /// One candidate's result, for the debug log.
@@ -198,6 +210,8 @@ pub struct Picked {
     pub prefix_matched: usize,
     /// The prompt's block hashes (to record where the request was really served).
     pub hashes: Vec<u64>,
+    /// The pick's predicted seconds to the first token.
+    pub predicted_ttft: f64,
     /// The request's share of the picked endpoint's load; keep it until the response ends.
     pub in_flight: InFlight,
     members: Arc<Members>,
@@ -471,12 +485,26 @@ impl Pool {
             total_blocks: hashes.len(),
             prompt_tokens: prompt_tokens as f64,
         };
-        let predicts = self.policy.profile.needs_latency();
+        let predicts = self.policy.profile.needs_latency() || req.slo.is_some();
+        let mut tpot = Vec::new();
         if predicts {
             for c in &mut cands {
                 let e = latency::estimate(c, &view);
                 c.ttft = e.ttft;
                 c.wait = e.wait;
+                tpot.push(e.base);
+            }
+        }
+        if let Some(objectives) = &req.slo {
+            let sheddable = req.priority < 0;
+            match slo::admit(&mut cands, &tpot, objectives, sheddable, req.may_wait) {
+                SloVerdict::Met | SloVerdict::BestEffort => {}
+                SloVerdict::Unattainable { best_ttft } => {
+                    return Err(PickRejection::SloUnattainable { best_ttft })
+                }
+                SloVerdict::NotYet { best_ttft } => {
+                    return Err(PickRejection::SloNotYet { best_ttft })
+                }
             }
         }
         let decision = Rng::with_thread(|rng| self.policy.profile.run(&mut cands, &view, rng));
@@ -521,6 +549,7 @@ impl Pool {
             blocks: hashes.len(),
             prefix_matched: chosen.prefix_matched,
             hashes: owned,
+            predicted_ttft: estimate.ttft,
             in_flight,
             members,
         })

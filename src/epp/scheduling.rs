@@ -17,6 +17,7 @@ pub mod pickers;
 pub mod profiles;
 pub mod saturation;
 pub mod scorers;
+pub mod slo;
 
 use std::cell::Cell;
 

@@ -125,6 +125,8 @@ impl ProcessorFactory for EndpointPickerFactory {
             labels: None,
             queued: None,
             charge: None,
+            predicted_ttft: None,
+            first_token_at: None,
         }))
     }
 }
@@ -154,6 +156,10 @@ struct EndpointPicker {
     queued: Option<std::time::Duration>,
     /// Its flow's charge, settled with the usage at the end.
     charge: Option<Charge>,
+    /// The pick's predicted seconds to the first token, and when it was made.
+    predicted_ttft: Option<(f64, Instant)>,
+    /// When the first token came (streamed responses).
+    first_token_at: Option<Instant>,
 }
 
 // === impl EndpointPicker ===
@@ -175,6 +181,7 @@ impl EndpointPicker {
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
         let expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
+        let slo = self.control.slo();
         let result = match self.shared.handle.flow.clone() {
             Some(flow) => {
                 let request = FlowRequest {
@@ -184,6 +191,8 @@ impl EndpointPicker {
                         prompt,
                         expected_output_tokens,
                         subset,
+                        slo,
+                        priority: self.control.priority,
                     },
                     priority: self.control.priority,
                     fairness_id: self.control.flow().to_string(),
@@ -204,6 +213,7 @@ impl EndpointPicker {
                 req.subset = subset.as_deref();
                 req.priority = i64::from(self.control.priority);
                 req.expected_output_tokens = expected_output_tokens;
+                req.slo = slo;
                 self.shared
                     .handle
                     .pool
@@ -219,6 +229,13 @@ impl EndpointPicker {
             }
         };
         self.count_attempt(true, started);
+        self.shared
+            .services
+            .metrics
+            .slo
+            .predicted_ttft
+            .observe(picked.predicted_ttft);
+        self.predicted_ttft = Some((picked.predicted_ttft, Instant::now()));
         let metrics = &self.shared.services.metrics.inference;
         if picked.blocks > 0 {
             metrics
@@ -244,6 +261,12 @@ impl EndpointPicker {
                     "the pool is saturated ({saturation:.2}) and the request's objective is sheddable"
                 ),
             ),
+            PickRejection::SloUnattainable { .. } | PickRejection::SloNotYet { .. } => self
+                .dropped(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rejected-slo-unattainable",
+                    &rejection.to_string(),
+                ),
             PickRejection::NoEndpoints => self.dropped(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "rejected-no-endpoints",
@@ -365,6 +388,40 @@ impl EndpointPicker {
         self.picked = Some(first);
         cx.destination = Some(destination);
         Ok(())
+    }
+
+    /// The first token came: the prediction's error, and the TTFT objective (counted
+    /// from the request's arrival, queueing included).
+    fn first_token(&mut self, cx: &Ctx) {
+        let now = Instant::now();
+        self.first_token_at = Some(now);
+        if let Some(f) = self.in_flight.as_mut() {
+            f.first_token(now);
+        }
+        let m = &self.shared.services.metrics.slo;
+        if let Some((predicted, at)) = self.predicted_ttft {
+            m.observe_ttft(predicted, now.duration_since(at).as_secs_f64());
+        }
+        if self
+            .control
+            .slo_ttft
+            .is_some_and(|slo| now.duration_since(cx.started) > slo)
+        {
+            m.violated("ttft");
+        }
+    }
+
+    /// At the end of a stream: the time per output token against its objective.
+    fn check_tpot(&self) {
+        let (Some(slo), Some(first)) = (self.control.slo_tpot, self.first_token_at) else {
+            return;
+        };
+        if self.delivered >= 2 {
+            let per_token = first.elapsed() / (self.delivered - 1) as u32;
+            if per_token > slo {
+                self.shared.services.metrics.slo.violated("tpot");
+            }
+        }
     }
 
     /// The `inference_objective_*` labels, bounded (made once, at the pick).
@@ -552,17 +609,17 @@ impl Processor for EndpointPicker {
 
     async fn on_response_body(
         &mut self,
-        _cx: &mut Ctx,
+        cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
-        if let Some(f) = self.in_flight.as_mut() {
-            if self.streaming_response && !body.data().is_empty() {
-                if self.delivered == 0 {
-                    f.first_token(Instant::now());
-                }
-                // One SSE data event per generated token, near enough for load.
-                let events = memchr::memmem::find_iter(body.data(), b"data:").count() as u64;
-                self.delivered += events;
+        if self.in_flight.is_some() && self.streaming_response && !body.data().is_empty() {
+            if self.first_token_at.is_none() {
+                self.first_token(cx);
+            }
+            // One SSE data event per generated token, near enough for load.
+            let events = memchr::memmem::find_iter(body.data(), b"data:").count() as u64;
+            self.delivered += events;
+            if let Some(f) = self.in_flight.as_mut() {
                 f.output_tokens(self.delivered);
             }
         }
@@ -600,6 +657,7 @@ impl Processor for EndpointPicker {
         if let Some(flow) = &self.shared.handle.flow {
             flow.released();
         }
+        self.check_tpot();
         let m = &self.shared.services.metrics.inference;
         let Some(labels) = self.labels.take() else {
             return;

@@ -238,6 +238,23 @@ impl<T> Queues<T> {
         Some((priority, entry))
     }
 
+    /// Puts back at the head of its flow a request [`Queues::pop`] took, refunding its
+    /// charge (it could not be served after all).
+    pub fn restore(&mut self, priority: i32, entry: Entry<T>) {
+        let band = self.bands.entry(Reverse(priority)).or_default();
+        band.activate(&entry.flow);
+        if let Some(c) = band.counters.get_mut(&entry.flow) {
+            *c = (*c - entry.cost).max(0.0);
+        }
+        band.requests += 1;
+        band.bytes += entry.bytes;
+        band.flows
+            .get_mut(&entry.flow)
+            .expect("activated above")
+            .push_front(entry);
+        self.len += 1;
+    }
+
     /// Removes request `id` of `flow` in band `priority` (it gave up); `None` when it is
     /// no longer queued.
     pub fn remove(&mut self, priority: i32, flow: &Arc<str>, id: u64) -> Option<Entry<T>> {

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::{DetectorKind, OrderingPolicy, SaturationConfig};
 use crate::epp::pool::{PickPolicy, PoolSpec};
 use crate::epp::scheduling::saturation::Detector;
+use crate::epp::scheduling::slo::Slo;
 
 /// A pool of `n` endpoints that is saturated with `per_endpoint` requests in flight on
 /// each (the concurrency detector: no scrapes needed).
@@ -42,6 +43,8 @@ fn request(tenant: &str, priority: i32, prompt_chars: usize) -> FlowRequest {
             prompt: vec![b'x'; prompt_chars],
             expected_output_tokens: Some(10),
             subset: None,
+            slo: None,
+            priority,
         },
         priority,
         fairness_id: tenant.into(),
@@ -241,5 +244,44 @@ async fn an_empty_pool_answers_no_endpoints() {
     let fc = controller(pool(0, 1), FlowControlConfig::default());
     let e = fc.admit(request("t", 0, 4)).await.unwrap_err();
     assert_eq!(e, FlowDrop::Pick(PickRejection::NoEndpoints));
+    assert_eq!(fc.queued(), 0);
+}
+
+/// A request of `chars` prompt characters with a time-to-first-token objective.
+fn with_ttft(priority: i32, chars: usize, slo_ms: u64) -> FlowRequest {
+    let mut r = request("t", priority, chars);
+    r.pick.slo = Some(Slo {
+        ttft: Some(Duration::from_millis(slo_ms)),
+        tpot: None,
+    });
+    r.ttft_slo = r.pick.slo.and_then(|s| s.ttft);
+    r
+}
+
+#[tokio::test]
+async fn latency_objectives_admit_wait_or_shed() {
+    // Not saturated (100 per endpoint): only the objectives hold requests back.
+    let fc = controller(pool(1, 100), FlowControlConfig::default());
+    // 400 characters: ~100 tokens, predicted well within 300 ms on an idle endpoint.
+    let quick = fc.admit(with_ttft(0, 400, 300)).await.unwrap();
+    assert!(quick.queued.is_none());
+    assert!(
+        quick.picked.predicted_ttft < 0.3,
+        "{}",
+        quick.picked.predicted_ttft
+    );
+    // 40,000 characters: ~10,000 prefill tokens at the default 100 µs each, about 1 s:
+    // a sheddable request is refused at once...
+    let e = fc.admit(with_ttft(-1, 40_000, 300)).await.unwrap_err();
+    assert!(
+        matches!(e, FlowDrop::Pick(PickRejection::SloUnattainable { best_ttft }) if best_ttft > 0.9),
+        "{e:?}"
+    );
+    // ...and another waits for an endpoint that can make it, then goes best effort once
+    // its objective has passed.
+    let late = fc.admit(with_ttft(0, 40_000, 150)).await.unwrap();
+    let waited = late.queued.expect("it waited");
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert_eq!(fc.queued(), 0);
 }

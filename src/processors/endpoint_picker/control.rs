@@ -11,6 +11,7 @@ use http::HeaderName;
 
 use crate::config::{EndpointPickerPolicy, ModelRewrite};
 use crate::epp::flow::DEFAULT_FLOW;
+use crate::epp::scheduling::slo::Slo;
 use crate::epp::Rng;
 use crate::pipeline::Headers;
 
@@ -57,6 +58,14 @@ impl Control {
     /// The fairness id, [`DEFAULT_FLOW`] when none was named.
     pub fn flow(&self) -> &str {
         self.fairness_id.as_deref().unwrap_or(DEFAULT_FLOW)
+    }
+
+    /// The latency objectives, when the request carries any.
+    pub fn slo(&self) -> Option<Slo> {
+        (self.slo_ttft.is_some() || self.slo_tpot.is_some()).then_some(Slo {
+            ttft: self.slo_ttft,
+            tpot: self.slo_tpot,
+        })
     }
 }
 
