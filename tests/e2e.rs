@@ -39,6 +39,8 @@
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
+//! - `epp_session`: session affinity (token and session id) with the `openai` SDK
+//!   through Envoy over simulated model servers; a dead instance's session re-binds.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `ext_proc_client`: the `extProc` policy against an independent Python ext_proc
@@ -86,6 +88,8 @@ mod envoy;
 mod epp_envoy;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
+#[path = "e2e/epp_session.rs"]
+mod epp_session;
 #[path = "e2e/epp_standalone.rs"]
 mod epp_standalone;
 #[path = "e2e/ext_proc_client.rs"]

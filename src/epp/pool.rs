@@ -22,7 +22,7 @@ use super::load::{Directory, Dispatch, InFlight, Load, CHARS_PER_TOKEN};
 use super::metrics::{EndpointMetrics, Mapping, Scrape};
 use super::prefix::{block_hashes, TOKENS_PER_BLOCK};
 use super::scheduling::saturation::Detector;
-use super::scheduling::{latency, Candidate, Profile, RequestView, Rng};
+use super::scheduling::{latency, session, Candidate, Profile, RequestView, Rng};
 use crate::config::{ConfigError, EndpointPickerPolicy};
 
 pub use endpoint::Endpoint;
@@ -149,6 +149,8 @@ pub struct PickRequest<'a> {
     pub priority: i64,
     /// The gateway's subset hint: pick only among these.
     pub subset: Option<&'a [SocketAddr]>,
+    /// The endpoint of the request's session (session affinity), if it has one.
+    pub session: Option<SocketAddr>,
 }
 
 impl<'a> PickRequest<'a> {
@@ -161,6 +163,7 @@ impl<'a> PickRequest<'a> {
             expected_output_tokens: None,
             priority: 0,
             subset: None,
+            session: None,
         }
     }
 }
@@ -461,6 +464,8 @@ impl Pool {
         if cands.iter().any(|c| !c.failing) {
             cands.retain(|c| !c.failing);
         }
+        let session_slot = req.session.and_then(|a| members.position(&a));
+        session::mark(&mut cands, session_slot, &self.policy.saturation);
         if req.priority < 0 {
             let saturation = self.policy.saturation.saturation(&cands);
             if saturation >= 1.0 {

@@ -18,13 +18,15 @@
 //!   503 `rejected-no-endpoints`; a sheddable request while the pool is saturated: 429
 //!   `rejected-saturated`; a bad body: 400 `rejected-invalid-request` (every reason in
 //!   `x-llm-d-request-dropped-reason`).
-//! - response: notes the endpoint the gateway reports as served, writes the client's
+//! - response: notes the endpoint the gateway reports as served (a session binds to
+//!   it; a `token` session gets it in its header, see `session`), writes the client's
 //!   model name back over a rewritten one (JSON or SSE), and observes the first token.
 //! - completion: the `inference_objective_*` metrics.
 
 mod control;
 pub(crate) mod model_rewrite;
 mod pools;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +115,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             delivered: 0,
             hashes: Vec::new(),
             labels: None,
+            session: session::Session::default(),
         }))
     }
 }
@@ -138,6 +141,8 @@ struct EndpointPicker {
     hashes: Vec<u64>,
     /// The objective metrics' labels, set with the pick.
     labels: Option<ObjectiveLabels>,
+    /// The request's session (session affinity).
+    session: session::Session,
 }
 
 // === impl EndpointPicker ===
@@ -158,6 +163,7 @@ impl EndpointPicker {
         req.subset = subset.as_deref();
         req.priority = i64::from(self.control.priority);
         req.expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
+        req.session = self.session.target;
         let picked = match pool.pick(&req) {
             Ok(p) => p,
             Err(rejection) => {
@@ -183,6 +189,9 @@ impl EndpointPicker {
             }
         };
         self.count_attempt(true, started);
+        if let Some(a) = &self.shared.handle.affinity {
+            a.served(&self.session, picked.endpoint(), started);
+        }
         if picked.blocks > 0 {
             metrics
                 .prefix_hit_ratio
@@ -285,6 +294,23 @@ impl EndpointPicker {
         Ok(())
     }
 
+    /// Binds the request's session to the endpoint that served it (the gateway's word,
+    /// else the pick) and, for a `token` session, names it in the response header.
+    fn note_session(&self, cx: &Ctx, headers: &mut Headers) {
+        let (Some(a), Some(picked)) = (&self.shared.handle.affinity, &self.picked) else {
+            return;
+        };
+        let served = cx
+            .served_endpoint
+            .as_deref()
+            .and_then(|s| s.rsplit(',').next())
+            .map_or(picked.as_str(), str::trim);
+        a.served(&self.session, served, Instant::now());
+        if let Some((name, value)) = a.response_header(served) {
+            headers.set(name, value);
+        }
+    }
+
     /// The `inference_objective_*` labels, bounded (made once, at the pick).
     fn objective_labels(&self) -> ObjectiveLabels {
         let metrics = &self.shared.services.metrics.inference;
@@ -344,6 +370,9 @@ impl Processor for EndpointPicker {
     ) -> Result<Flow, ProcessorError> {
         self.shared.handle.pool.start_scraper();
         self.control = Control::take(headers, &self.shared.policy);
+        if let Some(a) = &self.shared.handle.affinity {
+            self.session = a.read(headers, Instant::now());
+        }
         if headers.map().get("x-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
                 headers.set(HeaderName::from_static("x-request-id"), v);
@@ -446,6 +475,7 @@ impl Processor for EndpointPicker {
                 })
                 .inc();
         }
+        self.note_session(cx, headers);
         Ok(Flow::Continue)
     }
 

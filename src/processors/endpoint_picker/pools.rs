@@ -4,6 +4,7 @@
 //! starts when it is made inside the runtime (`tollgate validate` has none, so it starts
 //! nothing): scraping its members, and for a file, DNS or Kubernetes source, the watch
 //! that feeds membership changes in. Both stop when the last pipeline drops the pool.
+//! The session bindings of the picker's session affinity live (and are kept) with it.
 
 use std::sync::{Arc, Weak};
 
@@ -16,6 +17,8 @@ use crate::services::Services;
 /// A pool and the watch of its endpoint source.
 pub struct PoolHandle {
     pub pool: Arc<Pool>,
+    /// The session affinity, when the profile has one.
+    pub affinity: Option<super::session::Affinity>,
     discovery: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -45,7 +48,11 @@ pub fn pool_for(
             .metrics
             .inference
             .watch_pool(route, Arc::downgrade(&stats));
-        Ok(Arc::new(PoolHandle { pool, discovery }))
+        Ok(Arc::new(PoolHandle {
+            pool,
+            affinity: super::session::Affinity::from_policy(policy),
+            discovery,
+        }))
     })
 }
 
