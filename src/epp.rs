@@ -3,9 +3,11 @@
 //! `prefix`), this picker's in-flight load and observed latencies (`load`), scheduling
 //! profiles — filters, scorers, pickers, the latency model and the saturation detector
 //! (`scheduling`) — and the pool of endpoints with its membership, scraper and the pick
-//! itself (`pool`). Everything but `pool`'s scraper and `discovery`'s watchers is
+//! itself (`pool`), and prefill/decode disaggregation's roles and decider (`disagg`).
+//! Everything but `pool`'s scraper and `discovery`'s watchers is
 //! synchronous.
 
+pub mod disagg;
 pub mod discovery;
 pub mod hash;
 pub mod load;

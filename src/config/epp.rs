@@ -1,12 +1,14 @@
 //! `endpointPicker`: pick the model-server endpoint of each inference request, the way a
 //! Gateway API Inference Extension endpoint picker (EPP) does.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, KubernetesSource,
-    MetricsMapping, SaturationConfig, SchedulingConfig,
+    ConfigError, DisaggregationConfig, DnsSource, Duration, EndpointRole, EndpointsFileSource,
+    FailureMode, KubernetesSource, MetricsMapping, SaturationConfig, SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -59,6 +61,15 @@ pub struct EndpointPickerPolicy {
     /// When requests with a negative priority are refused.
     #[serde(default)]
     pub saturation: SaturationConfig,
+    /// Each endpoint's role for prefill/decode disaggregation, by `ip:port`: `prefill`,
+    /// `decode` or `prefill-decode` (`both`). An endpoint not listed is
+    /// `prefill-decode`. A `prefill` endpoint is never the destination.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, EndpointRole>,
+    /// Prefill/decode disaggregation: when a request's prefill runs on a `prefill`
+    /// endpoint (named to the destination in `x-prefiller-host-port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaggregation: Option<DisaggregationConfig>,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -156,6 +167,7 @@ impl EndpointPickerPolicy {
             ));
         }
         self.check_objectives_and_rewrites(path)?;
+        super::check_roles(&self.roles, &format!("{path}.roles"))?;
         Ok(())
     }
 

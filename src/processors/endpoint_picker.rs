@@ -21,9 +21,12 @@
 //! - response: notes the endpoint the gateway reports as served (a session binds to
 //!   it; a `token` session gets it in its header, see `session`), writes the client's
 //!   model name back over a rewritten one (JSON or SSE), and observes the first token.
+//!   With prefill/decode roles the destination is one that decodes, and a long uncached
+//!   prompt also gets a prefill endpoint, in `x-prefiller-host-port` (see `disagg`).
 //! - completion: the `inference_objective_*` metrics.
 
 mod control;
+mod disagg;
 pub(crate) mod model_rewrite;
 mod pools;
 mod session;
@@ -116,6 +119,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             hashes: Vec::new(),
             labels: None,
             session: session::Session::default(),
+            prefill: None,
         }))
     }
 }
@@ -143,6 +147,8 @@ struct EndpointPicker {
     labels: Option<ObjectiveLabels>,
     /// The request's session (session affinity).
     session: session::Session,
+    /// The prefill side, when the request was disaggregated.
+    prefill: Option<disagg::Prefill>,
 }
 
 // === impl EndpointPicker ===
@@ -159,6 +165,7 @@ impl EndpointPicker {
             .endpoint_subset
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
+        let subset = self.destination_subset(subset);
         let mut req = PickRequest::new(model, prompt);
         req.subset = subset.as_deref();
         req.priority = i64::from(self.control.priority);
@@ -200,6 +207,7 @@ impl EndpointPicker {
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(request_id = %cx.request_id, pick = %picked.endpoint(), blocks = picked.blocks, scores = %picked.scores_line(), "endpoint picked");
         }
+        self.prefill = self.pick_prefill(cx, &req, &picked, prompt.len());
         let destination = picked.destination();
         self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
@@ -370,6 +378,7 @@ impl Processor for EndpointPicker {
     ) -> Result<Flow, ProcessorError> {
         self.shared.handle.pool.start_scraper();
         self.control = Control::take(headers, &self.shared.policy);
+        disagg::strip_client_header(headers);
         if let Some(a) = &self.shared.handle.affinity {
             self.session = a.read(headers, Instant::now());
         }
@@ -440,6 +449,7 @@ impl Processor for EndpointPicker {
             Err(reply) => return Ok(Flow::Respond(*reply)),
         };
         self.announce(cx, destination, None)?;
+        self.announce_prefill(cx);
         Ok(Flow::Continue)
     }
 
@@ -476,6 +486,7 @@ impl Processor for EndpointPicker {
                 .inc();
         }
         self.note_session(cx, headers);
+        self.prefill = None; // the prefill is over once the decode side answers
         Ok(Flow::Continue)
     }
 

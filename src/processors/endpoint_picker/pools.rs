@@ -19,6 +19,8 @@ pub struct PoolHandle {
     pub pool: Arc<Pool>,
     /// The session affinity, when the profile has one.
     pub affinity: Option<super::session::Affinity>,
+    /// Prefill/decode roles and the decider, when configured.
+    pub disaggregation: Option<crate::epp::disagg::Disaggregation>,
     discovery: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -51,6 +53,7 @@ pub fn pool_for(
         Ok(Arc::new(PoolHandle {
             pool,
             affinity: super::session::Affinity::from_policy(policy),
+            disaggregation: crate::epp::disagg::Disaggregation::from_policy(policy),
             discovery,
         }))
     })

@@ -397,3 +397,61 @@ async fn a_session_id_binds_and_rebinds_when_its_endpoint_leaves() {
         assert_eq!(again, moved, "re-bound to the fallback");
     }
 }
+
+/// Runs the request path of a disaggregating picker: the late request headers.
+async fn run_pd(f: &Arc<EndpointPickerFactory>, prompt: &str) -> Vec<(String, String)> {
+    let mut ex = exchange(f, "POST");
+    let mut h = Headers::new(header_map(&[("x-prefiller-host-port", "6.6.6.6:1")]));
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    assert!(
+        h.get_str("x-prefiller-host-port").is_none(),
+        "a client's is stripped"
+    );
+    assert!(matches!(
+        ex.request_body(chat(prompt), true, false).await,
+        Verdict::Continue(_)
+    ));
+    ex.cx
+        .late_request_headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn long_uncached_prompts_get_a_prefill_endpoint_and_short_ones_do_not() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.11:8000', '127.0.0.12:8000', '127.0.0.13:8000'], roles: {'127.0.0.11:8000': prefill, '127.0.0.12:8000': decode}, disaggregation: {nonCachedTokens: 200}}",
+    );
+    let long = "Summarise this long report about the quarterly numbers. ".repeat(20);
+    let late = run_pd(&f, &long).await;
+    assert_eq!(late.len(), 2, "{late:?}");
+    assert_eq!(late[0].0, DESTINATION);
+    assert_ne!(
+        late[0].1, "127.0.0.11:8000",
+        "a prefill endpoint never decodes"
+    );
+    assert_eq!(
+        late[1],
+        ("x-prefiller-host-port".into(), "127.0.0.11:8000".into())
+    );
+    // The same prompt again: cached on its decode endpoint, so it stays aggregated.
+    let again = run_pd(&f, &long).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].1, late[0].1, "prefix affinity on the decode side");
+    let short = run_pd(&f, "hi").await;
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert_ne!(short[0].1, "127.0.0.11:8000");
+}
+
+#[tokio::test]
+async fn without_a_prefill_endpoint_the_request_runs_aggregated() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.12:8000', '127.0.0.13:8000'], disaggregation: {nonCachedTokens: 1}}",
+    );
+    let late = run_pd(&f, &"x".repeat(4000)).await;
+    assert_eq!(late.len(), 1, "{late:?}");
+}
