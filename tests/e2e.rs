@@ -39,6 +39,8 @@
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
+//! - `epp_pd`: prefill/decode disaggregation over simulated prefill and decode
+//!   instances, through the proxy and Envoy: long prompts split, short or cached ones not.
 //! - `epp_session`: session affinity (token and session id) with the `openai` SDK
 //!   through Envoy over simulated model servers; a dead instance's session re-binds.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
@@ -86,6 +88,8 @@ mod deploy_k8s;
 mod envoy;
 #[path = "e2e/epp_envoy.rs"]
 mod epp_envoy;
+#[path = "e2e/epp_pd.rs"]
+mod epp_pd;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
 #[path = "e2e/epp_session.rs"]
