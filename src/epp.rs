@@ -3,10 +3,12 @@
 //! `prefix`), this picker's in-flight load and observed latencies (`load`), scheduling
 //! profiles — filters, scorers, pickers, the latency model and the saturation detector
 //! (`scheduling`) — and the pool of endpoints with its membership, scraper and the pick
-//! itself (`pool`), and flow control's queues in front of a saturated pool (`flow`).
-//! Everything but `pool`'s scraper, `discovery`'s watchers and `flow`'s waiting is
+//! itself (`pool`), flow control's queues in front of a saturated pool (`flow`), and
+//! prefill/decode disaggregation's roles and decider (`disagg`). Everything but
+//! `pool`'s scraper, `discovery`'s watchers and `flow`'s waiting is
 //! synchronous.
 
+pub mod disagg;
 pub mod discovery;
 pub mod flow;
 pub mod hash;

@@ -30,12 +30,22 @@
 //!   with the batch.
 //! - Output: `max_completion_tokens` / `max_tokens` when given (finish reason `length`),
 //!   else `--default-max-tokens` [32] (finish reason `stop`); the text is `tok1 tok2 …`.
+//! - Prefill/decode disaggregation (`--role` [both], `--prefill-instances` [0]): a
+//!   decoding instance (`decode` or `both`) given `x-prefiller-host-port` sends the
+//!   request, with `max_tokens` 1 and not streamed, to that instance over HTTP (which
+//!   queues and prefills it as any request, recording the prompt in its prefix cache),
+//!   then admits it itself and, instead of a prefill, pulls the KV cache of the prompt
+//!   tokens it does not cache: `--kv-transfer-us-per-token` [5] × those tokens, taking
+//!   no prefill turn; the prompt is then in its prefix cache, and the first token is
+//!   the prefill instance's. The response names both (`x-sim-endpoint`,
+//!   `x-sim-prefill-endpoint`). A failed prefill call falls back to a local prefill.
 //!
 //! Each instance prints `listening http://ADDR` on stdout once it listens; the process
 //! serves until SIGTERM or SIGINT.
 
 pub mod engine;
 pub mod metrics;
+pub mod pd;
 pub mod server;
 
 use std::io::Write as _;
@@ -46,6 +56,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use engine::{CostModel, Instance};
+pub use pd::Role;
 pub use server::Server;
 
 /// Flags of `tollgate sim`.
@@ -97,6 +108,17 @@ pub struct SimArgs {
     /// `vllm:kv_cache_usage_perc`.
     #[arg(long)]
     pub legacy_kv_metric: bool,
+    /// The instances' role for prefill/decode disaggregation.
+    #[arg(long, value_enum, default_value_t = Role::Both)]
+    pub role: Role,
+    /// The first N instances are `prefill` whatever `--role` says (one process serving
+    /// both sides of a disaggregated pool).
+    #[arg(long, default_value_t = 0)]
+    pub prefill_instances: usize,
+    /// Time to pull one prompt token's KV cache from a prefill instance, in
+    /// microseconds.
+    #[arg(long, default_value_t = 5)]
+    pub kv_transfer_us_per_token: u64,
 }
 
 impl SimArgs {
@@ -109,6 +131,16 @@ impl SimArgs {
             decode_step_per_seq: Duration::from_micros(self.decode_step_per_seq_us),
             max_running: self.max_running,
             kv_blocks: self.kv_blocks,
+            kv_transfer_per_token: Duration::from_micros(self.kv_transfer_us_per_token),
+        }
+    }
+
+    /// The role of instance `i`.
+    pub fn role_of(&self, i: usize) -> Role {
+        if i < self.prefill_instances {
+            Role::Prefill
+        } else {
+            self.role
         }
     }
 
@@ -170,7 +202,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             addr,
             source,
         })?;
-        let server = Arc::new(server_for(&args, addr));
+        let server = Arc::new(server_for(&args, addr, args.role_of(index)));
         tasks.push(tokio::spawn(server.serve(listener)));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening http://{addr}");
@@ -183,8 +215,8 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     Ok(())
 }
 
-/// The server of one instance at `addr`.
-pub fn server_for(args: &SimArgs, addr: SocketAddr) -> Server {
+/// The server of one instance at `addr`, in `role`.
+pub fn server_for(args: &SimArgs, addr: SocketAddr, role: Role) -> Server {
     Server {
         instance: Instance::new(args.cost_model(), args.lora.clone()),
         addr,
@@ -194,6 +226,8 @@ pub fn server_for(args: &SimArgs, addr: SocketAddr) -> Server {
             max_lora: args.max_lora.unwrap_or(args.lora.len().max(1)),
         },
         default_max_tokens: args.default_max_tokens,
+        role,
+        client: pd::client(),
     }
 }
 

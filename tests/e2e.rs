@@ -42,6 +42,10 @@
 //!   light one keeps its idle latency; full bands and expired waits are dropped with
 //!   llm-d's reasons.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
+//! - `epp_pd`: prefill/decode disaggregation over simulated prefill and decode
+//!   instances, through the proxy and Envoy: long prompts split, short or cached ones not.
+//! - `epp_session`: session affinity (token and session id) with the `openai` SDK
+//!   through Envoy over simulated model servers; a dead instance's session re-binds.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `ext_proc_client`: the `extProc` policy against an independent Python ext_proc
@@ -89,8 +93,12 @@ mod envoy;
 mod epp_envoy;
 #[path = "e2e/epp_flow.rs"]
 mod epp_flow;
+#[path = "e2e/epp_pd.rs"]
+mod epp_pd;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
+#[path = "e2e/epp_session.rs"]
+mod epp_session;
 #[path = "e2e/epp_standalone.rs"]
 mod epp_standalone;
 #[path = "e2e/ext_proc_client.rs"]

@@ -1,12 +1,15 @@
 //! `endpointPicker`: pick the model-server endpoint of each inference request, the way a
 //! Gateway API Inference Extension endpoint picker (EPP) does.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, FlowControlConfig,
-    KubernetesSource, MetricsMapping, SaturationConfig, SchedulingConfig,
+    ConfigError, DisaggregationConfig, DnsSource, Duration, EndpointRole, EndpointsFileSource,
+    FailureMode, FlowControlConfig, KubernetesSource, MetricsMapping, SaturationConfig,
+    SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -64,6 +67,15 @@ pub struct EndpointPickerPolicy {
     /// sharing by tokens consumed. Off unless given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_control: Option<FlowControlConfig>,
+    /// Each endpoint's role for prefill/decode disaggregation, by `ip:port`: `prefill`,
+    /// `decode` or `prefill-decode` (`both`). An endpoint not listed is
+    /// `prefill-decode`. A `prefill` endpoint is never the destination.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, EndpointRole>,
+    /// Prefill/decode disaggregation: when a request's prefill runs on a `prefill`
+    /// endpoint (named to the destination in `x-prefiller-host-port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaggregation: Option<DisaggregationConfig>,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -164,6 +176,7 @@ impl EndpointPickerPolicy {
         if let Some(f) = &self.flow_control {
             f.validate(&format!("{path}.flowControl"))?;
         }
+        super::check_roles(&self.roles, &format!("{path}.roles"))?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Duration};
+use super::{ConfigError, Duration, SessionAffinityConfig, SessionSpec, SessionStrategy};
 
 /// The scheduling profile: either a preset (`{profile: latencyAware}`) or a custom chain
 /// (`{filters: [...], scorers: [{type, weight}], picker}`). Nothing given means the
@@ -60,6 +60,9 @@ pub enum FilterConfig {
     /// Keeps the endpoints holding the longest cached prefix of the prompt, unless their
     /// predicted time to first token exceeds the best other's × `ttftRatio` + `ttftMargin`.
     PrefixAffinity(PrefixAffinityConfig),
+    /// Keeps only the endpoint of the request's session, when it is a candidate and not
+    /// saturated; else every candidate (never none).
+    SessionAffinity(SessionAffinityConfig),
 }
 
 /// Parameters of the `prefixAffinity` filter.
@@ -84,6 +87,18 @@ pub struct ScorerConfig {
     /// Multiplies the score. Default 1; must be more than 0.
     #[serde(default = "default_weight")]
     pub weight: f64,
+    /// `sessionAffinity` only: `token` (default) or `sessionId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<SessionStrategy>,
+    /// `sessionAffinity` only: the session header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// `sessionAffinity` with `sessionId` only: an unused binding's life. Default `600s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// `sessionAffinity` with `sessionId` only: sessions remembered. Default 100,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<usize>,
 }
 
 /// What a scorer looks at.
@@ -103,6 +118,8 @@ pub enum ScorerKind {
     InFlightLoad,
     /// Lowest predicted time to first token / this endpoint's.
     Latency,
+    /// 1 for the endpoint of the request's session (unless saturated), else 0.
+    SessionAffinity,
 }
 
 /// How the pick is made.
@@ -314,6 +331,7 @@ impl SchedulingConfig {
             }
         }
         let scorers = self.scorers.as_deref().unwrap_or_default();
+        self.validate_sessions(at)?;
         for (i, s) in scorers.iter().enumerate() {
             positive(format!("{at}.scorers[{i}].weight"), s.weight)?;
             if scorers[..i].iter().any(|o| o.kind == s.kind) {
@@ -331,6 +349,84 @@ impl SchedulingConfig {
                 format!("{at}.scorers"),
                 "the maxScore picker needs at least one scorer",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// The TTL of an unused session binding of the `sessionAffinity` filter (reference).
+const FILTER_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// The same for the scorer (reference).
+const SCORER_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ScorerConfig {
+    /// The session parameters of a `sessionAffinity` scorer.
+    pub fn session(&self) -> SessionAffinityConfig {
+        SessionAffinityConfig {
+            strategy: self.strategy.unwrap_or_default(),
+            header: self.header.clone(),
+            ttl: self.ttl,
+            max_sessions: self.max_sessions,
+        }
+    }
+}
+
+impl SchedulingConfig {
+    /// The profile's session affinity (its `sessionAffinity` filter or scorer), with
+    /// defaults filled in.
+    pub fn session_affinity(&self) -> Option<SessionSpec> {
+        let filter = self.filters.iter().flatten().find_map(|f| match f {
+            FilterConfig::SessionAffinity(c) => Some(c.spec(FILTER_SESSION_TTL)),
+            _ => None,
+        });
+        filter.or_else(|| {
+            self.scorers
+                .iter()
+                .flatten()
+                .find(|s| s.kind == ScorerKind::SessionAffinity)
+                .map(|s| s.session().spec(SCORER_SESSION_TTL))
+        })
+    }
+
+    /// At most one `sessionAffinity` (filter or scorer), valid; session parameters only
+    /// on a `sessionAffinity` scorer.
+    fn validate_sessions(&self, at: &str) -> Result<(), ConfigError> {
+        let mut seen: Option<String> = None;
+        let mut once = |here: String| match &seen {
+            Some(first) => Err(ConfigError::field(
+                here,
+                format!("a profile has one session affinity, already at {first}"),
+            )),
+            None => {
+                seen = Some(here);
+                Ok(())
+            }
+        };
+        for (i, f) in self.filters.iter().flatten().enumerate() {
+            if let FilterConfig::SessionAffinity(c) = f {
+                c.validate(&format!("{at}.filters[{i}]"))?;
+                once(format!("{at}.filters[{i}].type"))?;
+            }
+        }
+        for (i, s) in self.scorers.iter().flatten().enumerate() {
+            let here = format!("{at}.scorers[{i}]");
+            if s.kind == ScorerKind::SessionAffinity {
+                s.session().validate(&here)?;
+                once(format!("{here}.type"))?;
+                continue;
+            }
+            let given = [
+                ("strategy", s.strategy.is_some()),
+                ("header", s.header.is_some()),
+                ("ttl", s.ttl.is_some()),
+                ("maxSessions", s.max_sessions.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::field(
+                    format!("{here}.{field}"),
+                    "only the sessionAffinity scorer takes session parameters",
+                ));
+            }
         }
         Ok(())
     }
@@ -476,6 +572,52 @@ mod tests {
         }
         // A random picker needs no scorer.
         sched("{picker: random}").validate("s").unwrap();
+    }
+
+    #[test]
+    fn session_affinity_parses_and_errors_name_the_field() {
+        let s = sched(
+            "{filters: [{type: sessionAffinity, strategy: sessionId}], scorers: [{type: queue}]}",
+        );
+        s.validate("s").unwrap();
+        let spec = s.session_affinity().unwrap();
+        assert_eq!(spec.header, "x-session-id");
+        assert_eq!(
+            spec.ttl,
+            std::time::Duration::from_secs(300),
+            "the filter's TTL"
+        );
+        let s = sched("{scorers: [{type: sessionAffinity, weight: 5, strategy: sessionId}]}");
+        s.validate("s").unwrap();
+        assert_eq!(
+            s.session_affinity().unwrap().ttl,
+            std::time::Duration::from_secs(600),
+            "the scorer's TTL"
+        );
+        let s = sched("{scorers: [{type: sessionAffinity}]}");
+        assert_eq!(s.session_affinity().unwrap().header, "x-session-token");
+        assert_eq!(sched("{profile: default}").session_affinity(), None);
+        for (yaml, field) in [
+            (
+                "{filters: [{type: sessionAffinity}], scorers: [{type: sessionAffinity}]}",
+                "s.scorers[0].type",
+            ),
+            (
+                "{scorers: [{type: queue, header: x-session-token}]}",
+                "s.scorers[0].header",
+            ),
+            (
+                "{scorers: [{type: kvCache}, {type: sessionAffinity, ttl: 1s}]}",
+                "s.scorers[1].ttl",
+            ),
+            (
+                "{filters: [{type: leastQueue}, {type: sessionAffinity, header: 'a b'}], scorers: [{type: queue}]}",
+                "s.filters[1].header",
+            ),
+        ] {
+            let e = sched(yaml).validate("s").unwrap_err().to_string();
+            assert!(e.contains(&format!("{field}:")), "{yaml}: {e}");
+        }
     }
 
     #[test]

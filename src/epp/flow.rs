@@ -52,6 +52,8 @@ pub struct PickSpec {
     pub slo: Option<Slo>,
     /// Its priority: negative is sheddable.
     pub priority: i32,
+    /// The endpoint of its session (session affinity), if it has one.
+    pub session: Option<SocketAddr>,
 }
 
 impl PickSpec {
@@ -63,6 +65,7 @@ impl PickSpec {
         let mut r = PickRequest::new(&self.model, &self.prompt);
         r.expected_output_tokens = self.expected_output_tokens;
         r.subset = self.subset.as_deref();
+        r.session = self.session;
         if let Some(slo) = self.slo {
             let left = slo.ttft.map(|t| t.saturating_sub(waited));
             r.may_wait = left.is_some_and(|l| !l.is_zero());

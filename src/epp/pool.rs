@@ -23,7 +23,7 @@ use super::metrics::{EndpointMetrics, Mapping, Scrape};
 use super::prefix::{block_hashes, TOKENS_PER_BLOCK};
 use super::scheduling::saturation::Detector;
 use super::scheduling::slo::{self, Slo, SloVerdict};
-use super::scheduling::{latency, Candidate, Profile, RequestView, Rng};
+use super::scheduling::{latency, session, Candidate, Profile, RequestView, Rng};
 use crate::config::{ConfigError, EndpointPickerPolicy};
 
 pub use endpoint::Endpoint;
@@ -155,6 +155,8 @@ pub struct PickRequest<'a> {
     /// Whether a request no endpoint can serve within its objectives yet may wait
     /// ([`PickRejection::SloNotYet`]) rather than go best effort.
     pub may_wait: bool,
+    /// The endpoint of the request's session (session affinity), if it has one.
+    pub session: Option<SocketAddr>,
 }
 
 impl<'a> PickRequest<'a> {
@@ -169,6 +171,7 @@ impl<'a> PickRequest<'a> {
             subset: None,
             slo: None,
             may_wait: false,
+            session: None,
         }
     }
 }
@@ -475,6 +478,8 @@ impl Pool {
         if cands.iter().any(|c| !c.failing) {
             cands.retain(|c| !c.failing);
         }
+        let session_slot = req.session.and_then(|a| members.position(&a));
+        session::mark(&mut cands, session_slot, &self.policy.saturation);
         if req.priority < 0 {
             let saturation = self.policy.saturation.saturation(&cands);
             if saturation >= 1.0 {

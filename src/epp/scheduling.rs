@@ -2,12 +2,15 @@
 //! [0, 1]) → a picker over the [`Candidate`]s of one request and ranks them; the first is
 //! the pick, the next ones (up to `maxNumOfEndpoints`) the gateway's fallbacks.
 //!
-//! - `filters`: `leastQueue`, `leastKvCache`, `loraAffinity`, `prefixAffinity`;
-//! - `scorers`: `queue`, `kvCache`, `prefixCache`, `lora`, `inFlightLoad`, `latency`;
+//! - `filters`: `leastQueue`, `leastKvCache`, `loraAffinity`, `prefixAffinity`,
+//!   `sessionAffinity`;
+//! - `scorers`: `queue`, `kvCache`, `prefixCache`, `lora`, `inFlightLoad`, `latency`,
+//!   `sessionAffinity`;
 //! - `pickers`: `maxScore`, `random`, `roundRobin`;
 //! - `latency`: the time-to-first-token model behind `latency` and `prefixAffinity`;
 //! - `profiles`: the presets and the build from config;
-//! - `saturation`: the reference saturation detector.
+//! - `saturation`: the reference saturation detector;
+//! - `session`: session tokens, the session-id bindings, the session's candidate.
 //!
 //! Everything here is pure and synchronous; the pool gathers the candidates.
 
@@ -17,6 +20,7 @@ pub mod pickers;
 pub mod profiles;
 pub mod saturation;
 pub mod scorers;
+pub mod session;
 pub mod slo;
 
 use std::cell::Cell;
@@ -52,6 +56,8 @@ pub struct Candidate {
     pub ttft: f64,
     /// Of `ttft`, the seconds spent waiting behind other work (filled with it).
     pub wait: f64,
+    /// The endpoint of the request's session, not saturated (see `session::mark`).
+    pub session: bool,
 }
 
 impl Candidate {
@@ -69,6 +75,7 @@ impl Candidate {
             load: LoadSnapshot::default(),
             ttft: 0.0,
             wait: 0.0,
+            session: false,
         }
     }
 }

@@ -23,15 +23,20 @@
 //!   `x-llm-d-request-dropped-reason`).
 //!   The latency objectives `x-llm-d-slo-ttft-ms` / `x-llm-d-slo-tpot-ms` must be whole
 //!   milliseconds (else 400).
-//! - response: notes the endpoint the gateway reports as served, writes the client's
+//! - response: notes the endpoint the gateway reports as served (a session binds to
+//!   it; a `token` session gets it in its header, see `session`), writes the client's
 //!   model name back over a rewritten one (JSON or SSE), observes the first token, and
 //!   tells a queued request's wait in `x-llm-d-flow-queue-duration-ms`.
+//!   With prefill/decode roles the destination is one that decodes, and a long uncached
+//!   prompt also gets a prefill endpoint, in `x-prefiller-host-port` (see `disagg`).
 //! - completion: the `inference_objective_*` metrics; the request's flow is charged
 //!   its real tokens and the flow dispatcher woken.
 
 mod control;
+mod disagg;
 pub(crate) mod model_rewrite;
 mod pools;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,6 +132,8 @@ impl ProcessorFactory for EndpointPickerFactory {
             charge: None,
             predicted_ttft: None,
             first_token_at: None,
+            session: session::Session::default(),
+            prefill: None,
         }))
     }
 }
@@ -160,6 +167,10 @@ struct EndpointPicker {
     predicted_ttft: Option<(f64, Instant)>,
     /// When the first token came (streamed responses).
     first_token_at: Option<Instant>,
+    /// The request's session (session affinity).
+    session: session::Session,
+    /// The prefill side, when the request was disaggregated.
+    prefill: Option<disagg::Prefill>,
 }
 
 // === impl EndpointPicker ===
@@ -180,8 +191,11 @@ impl EndpointPicker {
             .endpoint_subset
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
+        let subset = self.destination_subset(subset);
         let expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
         let slo = self.control.slo();
+        let session = self.session.target;
+        let (model_name, prompt_chars) = (model.clone(), prompt.len());
         let result = match self.shared.handle.flow.clone() {
             Some(flow) => {
                 let request = FlowRequest {
@@ -193,6 +207,7 @@ impl EndpointPicker {
                         subset,
                         slo,
                         priority: self.control.priority,
+                        session,
                     },
                     priority: self.control.priority,
                     fairness_id: self.control.flow().to_string(),
@@ -214,6 +229,7 @@ impl EndpointPicker {
                 req.priority = i64::from(self.control.priority);
                 req.expected_output_tokens = expected_output_tokens;
                 req.slo = slo;
+                req.session = session;
                 self.shared
                     .handle
                     .pool
@@ -236,6 +252,9 @@ impl EndpointPicker {
             .predicted_ttft
             .observe(picked.predicted_ttft);
         self.predicted_ttft = Some((picked.predicted_ttft, Instant::now()));
+        if let Some(a) = &self.shared.handle.affinity {
+            a.served(&self.session, picked.endpoint(), started);
+        }
         let metrics = &self.shared.services.metrics.inference;
         if picked.blocks > 0 {
             metrics
@@ -245,6 +264,7 @@ impl EndpointPicker {
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(request_id = %cx.request_id, pick = %picked.endpoint(), blocks = picked.blocks, scores = %picked.scores_line(), "endpoint picked");
         }
+        self.prefill = self.pick_prefill(cx, &model_name, &picked, prompt_chars);
         let destination = picked.destination();
         self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
@@ -424,6 +444,23 @@ impl EndpointPicker {
         }
     }
 
+    /// Binds the request's session to the endpoint that served it (the gateway's word,
+    /// else the pick) and, for a `token` session, names it in the response header.
+    fn note_session(&self, cx: &Ctx, headers: &mut Headers) {
+        let (Some(a), Some(picked)) = (&self.shared.handle.affinity, &self.picked) else {
+            return;
+        };
+        let served = cx
+            .served_endpoint
+            .as_deref()
+            .and_then(|s| s.rsplit(',').next())
+            .map_or(picked.as_str(), str::trim);
+        a.served(&self.session, served, Instant::now());
+        if let Some((name, value)) = a.response_header(served) {
+            headers.set(name, value);
+        }
+    }
+
     /// The `inference_objective_*` labels, bounded (made once, at the pick).
     fn objective_labels(&self) -> ObjectiveLabels {
         let metrics = &self.shared.services.metrics.inference;
@@ -486,6 +523,10 @@ impl Processor for EndpointPicker {
             Ok(c) => c,
             Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
         };
+        disagg::strip_client_header(headers);
+        if let Some(a) = &self.shared.handle.affinity {
+            self.session = a.read(headers, Instant::now());
+        }
         if headers.map().get("x-request-id").is_none() {
             if let Ok(v) = HeaderValue::from_str(&cx.request_id) {
                 headers.set(HeaderName::from_static("x-request-id"), v);
@@ -553,6 +594,7 @@ impl Processor for EndpointPicker {
             Err(reply) => return Ok(Flow::Respond(*reply)),
         };
         self.announce(cx, destination, None)?;
+        self.announce_prefill(cx);
         Ok(Flow::Continue)
     }
 
@@ -594,6 +636,8 @@ impl Processor for EndpointPicker {
                 })
                 .inc();
         }
+        self.note_session(cx, headers);
+        self.prefill = None; // the prefill is over once the decode side answers
         Ok(Flow::Continue)
     }
 

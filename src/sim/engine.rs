@@ -33,6 +33,8 @@ pub struct CostModel {
     pub max_running: usize,
     /// KV-cache capacity in blocks of 16 tokens (also the prefix cache's capacity).
     pub kv_blocks: usize,
+    /// Time to pull one prompt token's KV cache from a prefill instance.
+    pub kv_transfer_per_token: Duration,
 }
 
 impl Default for CostModel {
@@ -44,6 +46,7 @@ impl Default for CostModel {
             decode_step_per_seq: Duration::from_micros(100),
             max_running: 64,
             kv_blocks: 8192,
+            kv_transfer_per_token: Duration::from_micros(5),
         }
     }
 }
@@ -369,6 +372,27 @@ impl Running {
         cached
     }
 
+    /// Instead of a prefill: pulls the KV cache of the prompt tokens not in the prefix
+    /// cache from the instance that prefilled them (a transfer, not compute: no prefill
+    /// turn is taken), records the prompt, and has the first token (made by the prefill
+    /// instance). Returns the cached prompt tokens.
+    pub async fn transfer(&mut self) -> u64 {
+        let instance = self.slot.instance.clone();
+        let matched = instance.lock().cache.matched(&self.job.hashes);
+        let cached = ((matched * BLOCK_TOKENS) as u64).min(self.job.prompt_tokens);
+        let pulled = (self.job.prompt_tokens - cached) as u32;
+        tokio::time::sleep(instance.cost.kv_transfer_per_token * pulled).await;
+        {
+            let mut st = instance.lock();
+            st.cache.record(&self.job.hashes);
+            st.prefix_queries += self.job.prompt_tokens;
+            st.prefix_hits += cached;
+        }
+        self.cached_tokens = cached;
+        self.grow();
+        cached
+    }
+
     /// Waits one decode step (longer the more sequences run) and produces a token.
     pub async fn decode(&mut self) {
         let cost = &self.slot.instance.cost;
@@ -413,6 +437,7 @@ mod tests {
             decode_step_per_seq: Duration::from_millis(1),
             max_running: 2,
             kv_blocks: 100,
+            kv_transfer_per_token: Duration::from_micros(100),
         }
     }
 
@@ -460,6 +485,30 @@ mod tests {
             (s.requests, s.prompt_tokens, s.generation_tokens),
             (2, 336, 2)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transfer_costs_per_uncached_token_and_skips_the_prefill_turn() {
+        let inst = Instance::new(cost(), vec![]);
+        let prompt = "t".repeat(64 * 10); // 160 tokens
+                                          // A long prefill holds the compute; the transfer does not wait for it.
+        let mut busy = inst.admit(job(&"u".repeat(4000), 1)).await.unwrap();
+        let prefill = tokio::spawn(async move { busy.prefill().await });
+        tokio::task::yield_now().await;
+        let t = Instant::now();
+        let mut r = inst.admit(job(&prompt, 2)).await.unwrap();
+        assert_eq!(r.transfer().await, 0);
+        assert_eq!(
+            t.elapsed(),
+            Duration::from_millis(16),
+            "160 tokens × 100 µs"
+        );
+        assert_eq!(r.generated(), 1, "the first token came with the KV cache");
+        drop(r);
+        let mut r = inst.admit(job(&prompt, 2)).await.unwrap();
+        assert_eq!(r.transfer().await, 160, "recorded: nothing left to pull");
+        drop(r);
+        prefill.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,9 @@
 //! The HTTP face of one simulated instance: OpenAI-compatible `POST /v1/chat/completions`
 //! and `POST /v1/completions` (JSON or SSE), `GET /v1/models`, `GET /metrics`,
 //! `GET /health`. Every response names the instance (`x-sim-endpoint`) and the cached
-//! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run).
+//! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run); a completion whose
+//! prefill ran on another instance names that one too (`x-sim-prefill-endpoint`, see
+//! `pd`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
 use super::metrics::{render, MetricsStyle};
+use super::pd;
 use crate::llm::{Api, LlmRequest};
 
 /// Largest request body read.
@@ -34,6 +37,10 @@ pub struct Server {
     pub style: MetricsStyle,
     /// Output tokens when the request gives no `max_tokens` / `max_completion_tokens`.
     pub default_max_tokens: u64,
+    /// Whether it prefills for others, decodes for others, or both.
+    pub role: pd::Role,
+    /// The client of prefill calls to other instances.
+    pub client: pd::PrefillClient,
 }
 
 impl Server {
@@ -67,9 +74,18 @@ impl Server {
         let (parts, body) = req.into_parts();
         let mut resp = match (&parts.method, parts.uri.path()) {
             (&Method::POST, "/v1/chat/completions") => {
-                self.complete(Api::ChatCompletions, body).await
+                self.complete(
+                    Api::ChatCompletions,
+                    "/v1/chat/completions",
+                    &parts.headers,
+                    body,
+                )
+                .await
             }
-            (&Method::POST, "/v1/completions") => self.complete(Api::Completions, body).await,
+            (&Method::POST, "/v1/completions") => {
+                self.complete(Api::Completions, "/v1/completions", &parts.headers, body)
+                    .await
+            }
             (&Method::GET, "/v1/models") => self.models(),
             (&Method::GET, "/metrics") => {
                 let now = SystemTime::now()
@@ -110,7 +126,13 @@ impl Server {
         json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
     }
 
-    async fn complete(&self, api: Api, body: Incoming) -> Response<Body> {
+    async fn complete(
+        &self,
+        api: Api,
+        path: &str,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Response<Body> {
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
@@ -137,7 +159,6 @@ impl Server {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| self.style.model.clone());
         let prompt = request.prompt_text();
-        let capped = request.max_output_tokens.is_some();
         let job = Job {
             prompt_tokens: prompt_tokens(&prompt),
             max_tokens: request
@@ -147,6 +168,7 @@ impl Server {
             hashes: block_hashes(&model, prompt.as_bytes()),
             model,
         };
+        let prefilled_by = self.prefill_elsewhere(headers, path, &bytes).await;
         let mut running = match self.instance.admit(job).await {
             Ok(r) => r,
             Err(e) => {
@@ -157,40 +179,73 @@ impl Server {
                 )
             }
         };
-        let cached = running.prefill().await;
+        let cached = match prefilled_by {
+            Some(_) => running.transfer().await,
+            None => running.prefill().await,
+        };
         let out = Output {
             api,
             id: format!("sim-{:016x}", rand_id()),
             created: unix_now(),
-            finish: if capped { "length" } else { "stop" },
+            finish: if request.max_output_tokens.is_some() {
+                "length"
+            } else {
+                "stop"
+            },
             include_usage: request.include_usage == Some(true),
         };
-        let mut resp = if request.stream {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
-            tokio::spawn(stream(running, out, tx));
-            let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-            let mut r = Response::new(BodyExt::boxed(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            r
-        } else {
-            let mut text = token_text(1);
-            while running.generated() < running.job().max_tokens {
-                running.decode().await;
-                text.push_str(&token_text(running.generated()));
-            }
-            let body = out.whole(&running, &text);
-            drop(running);
-            json_response(StatusCode::OK, &body)
-        };
+        let mut resp = respond(running, out, request.stream).await;
         resp.headers_mut()
             .insert("x-sim-cached-tokens", HeaderValue::from(cached));
+        if let Some(v) = prefilled_by.and_then(|p| HeaderValue::from_str(&p).ok()) {
+            resp.headers_mut().insert(pd::PREFILL_ENDPOINT_HEADER, v);
+        }
         resp
     }
+
+    /// Runs the prefill on the instance the request names, when this instance decodes
+    /// for others; the instance that did, or `None` to prefill here.
+    async fn prefill_elsewhere(
+        &self,
+        headers: &http::HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Option<String> {
+        let target = pd::prefiller(self.role, headers)?;
+        let result = match target {
+            Ok(t) => pd::remote_prefill(&self.client, t, path, body).await,
+            Err(e) => Err(e),
+        };
+        result
+            .map_err(|e| tracing::warn!(error = %e, "remote prefill failed: prefilling here"))
+            .ok()
+    }
+}
+
+/// The response to a request whose first token exists: SSE events as tokens come, or
+/// one JSON body once all are made.
+async fn respond(mut running: Running, out: Output, streamed: bool) -> Response<Body> {
+    if streamed {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(16);
+        tokio::spawn(stream(running, out, tx));
+        let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut r = Response::new(BodyExt::boxed(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return r;
+    }
+    let mut text = token_text(1);
+    while running.generated() < running.job().max_tokens {
+        running.decode().await;
+        text.push_str(&token_text(running.generated()));
+    }
+    let body = out.whole(&running, &text);
+    drop(running);
+    json_response(StatusCode::OK, &body)
 }
 
 /// The shape of a completion's output.

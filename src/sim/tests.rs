@@ -26,7 +26,8 @@ fn args(extra: &[&str]) -> SimArgs {
 async fn start(extra: &[&str]) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Arc::new(server_for(&args(extra), addr));
+    let args = args(extra);
+    let server = Arc::new(server_for(&args, addr, args.role_of(0)));
     tokio::spawn(server.serve(listener));
     addr
 }
@@ -50,19 +51,31 @@ impl Reply {
 }
 
 async fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+    send_with(addr, method, path, body, &[]).await
+}
+
+async fn send_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let start = Instant::now();
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -256,4 +269,62 @@ async fn errors_models_and_a_running_adapter() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(slow.await.unwrap().json()["usage"]["completion_tokens"], 20);
+}
+
+#[tokio::test]
+async fn a_decode_instance_pulls_the_prefill_from_the_named_instance() {
+    let prefill = start(&["--role", "prefill", "--prefill-overhead-us", "0"]).await;
+    let decode = start(&["--role", "decode", "--kv-transfer-us-per-token", "1"]).await;
+    let body = json!({
+        "model": "m",
+        "stream": true,
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": "p".repeat(4000)}],
+    })
+    .to_string();
+    let target = prefill.to_string();
+    let split = [("x-prefiller-host-port", target.as_str())];
+    let r = send_with(decode, "POST", "/v1/chat/completions", &body, &split).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.header("x-sim-endpoint"), decode.to_string());
+    assert_eq!(r.header("x-sim-prefill-endpoint"), target);
+    assert_eq!(
+        r.body.matches("tok").count(),
+        3,
+        "streamed as asked: {}",
+        r.body
+    );
+    let prefilled = send(prefill, "GET", "/metrics", "").await.body;
+    assert!(
+        prefilled.contains("vllm:prompt_tokens_total{model_name=\"sim-model\"} 1000"),
+        "{prefilled}"
+    );
+    assert!(
+        prefilled.contains("vllm:generation_tokens_total{model_name=\"sim-model\"} 1"),
+        "{prefilled}"
+    );
+    // The decode instance now caches the prompt: asked again aggregated, it hits.
+    let again = send(decode, "POST", "/v1/chat/completions", &body).await;
+    assert_eq!(again.header("x-sim-cached-tokens"), "992");
+    assert!(again.headers.get("x-sim-prefill-endpoint").is_none());
+    // A prefill instance ignores the header; a dead prefiller falls back to a local prefill.
+    let r = send_with(
+        prefill,
+        "POST",
+        "/v1/chat/completions",
+        &body,
+        &[("x-prefiller-host-port", "127.0.0.1:1")],
+    )
+    .await;
+    assert!(r.headers.get("x-sim-prefill-endpoint").is_none());
+    let r = send_with(
+        decode,
+        "POST",
+        "/v1/chat/completions",
+        &body.replace('p', "q"),
+        &[("x-prefiller-host-port", "127.0.0.1:1")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.get("x-sim-prefill-endpoint").is_none());
 }

@@ -7,8 +7,13 @@ One request from the command line prints one object; `--jobs FILE` (`-` for stdi
 a JSON list of requests in this one process — each an object with `base_url` and
 optionally `model`, `prompt`, `stream`, `include_usage` (true / false; absent = not
 sent), `headers`, `tools` (true: a conversation with one tool round already done,
-offering the `weather` tool; the result then has `tool_calls` and `finish_reason`) — and prints a list of results in the same order. The e2e tests use
-`--jobs`: the SDK import costs a second or more per process.
+offering the `weather` tool; the result then has `tool_calls` and `finish_reason`),
+`turns` (a list of user prompts: one conversation, each reply appended to the history
+before the next turn; the result is `{"turns": [{"text", "headers"}]}`), with
+`response_headers` (names whose values each turn reports) and `echo_headers` (names
+copied from each response onto the next request, as a client echoes a session token)
+— and prints a list of results in the same order. The e2e tests use `--jobs`: the SDK
+import costs a second or more per process.
 """
 import argparse
 import json
@@ -36,8 +41,33 @@ def tool_conversation(prompt):
     ]
 
 
+def conversation(base_url, model, turns, headers, response_headers, echo_headers):
+    """One multi-turn conversation; each turn's text and the response headers asked for."""
+    client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0, timeout=20)
+    headers, messages, out = dict(headers or {}), [], []
+    for prompt in turns:
+        messages.append({"role": "user", "content": prompt})
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, extra_headers=headers)
+        except openai.APIStatusError as e:
+            out.append({"error": {"status": e.status_code, "body": e.body}})
+            return {"turns": out}
+        text = raw.parse().choices[0].message.content
+        messages.append({"role": "assistant", "content": text})
+        out.append({"text": text,
+                    "headers": {h: raw.headers.get(h) for h in response_headers or []}})
+        for h in echo_headers or []:
+            if raw.headers.get(h):
+                headers[h] = raw.headers.get(h)
+    return {"turns": out}
+
+
 def run(base_url, model="gpt-4o-mini", prompt="Say hello.", stream=False,
-        include_usage=None, headers=None, tools=False):
+        include_usage=None, headers=None, tools=False, turns=None,
+        response_headers=None, echo_headers=None):
+    if turns is not None:
+        return conversation(base_url, model, turns, headers, response_headers, echo_headers)
     client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0,
                            default_headers=headers or {}, timeout=20)
     kwargs = {"model": model, "messages": [{"role": "user", "content": prompt}]}

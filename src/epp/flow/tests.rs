@@ -45,6 +45,7 @@ fn request(tenant: &str, priority: i32, prompt_chars: usize) -> FlowRequest {
             subset: None,
             slo: None,
             priority,
+            session: None,
         },
         priority,
         fairness_id: tenant.into(),

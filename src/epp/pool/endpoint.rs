@@ -162,6 +162,7 @@ impl Endpoint {
             load: self.load.snapshot(),
             ttft: 0.0,
             wait: 0.0,
+            session: false,
         }
     }
 }

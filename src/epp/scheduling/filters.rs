@@ -13,6 +13,8 @@
 //!   saturated" does). The wait compared is queueing, not the whole time to first token:
 //!   the holder always wins on the prefill it saves, so comparing whole predictions would
 //!   never spill a hot prompt before its queue outgrew a full uncached prefill.
+//! - `sessionAffinity`: only the endpoint of the request's session when it is a
+//!   candidate and not saturated (see `session::mark`), else all.
 
 use super::Candidate;
 use crate::epp::metrics::LoraMatch;
@@ -28,6 +30,7 @@ pub enum Filter {
         /// Seconds.
         ttft_margin: f64,
     },
+    SessionAffinity,
 }
 
 fn keep_if(c: &mut Vec<Candidate>, keep: impl Fn(&Candidate) -> bool) {
@@ -56,6 +59,7 @@ impl Filter {
             Filter::LeastQueue => lowest_band(c, |c| c.waiting),
             Filter::LeastKvCache => lowest_band(c, |c| c.kv_cache),
             Filter::LoraAffinity => keep_if(c, |c| c.lora != LoraMatch::None),
+            Filter::SessionAffinity => keep_if(c, |c| c.session),
             Filter::PrefixAffinity {
                 ttft_ratio,
                 ttft_margin,
@@ -135,6 +139,16 @@ mod tests {
         let mut full = cands(2, |_, c| c.lora = LoraMatch::None);
         Filter::LoraAffinity.apply(&mut full);
         assert_eq!(full.len(), 2);
+    }
+
+    #[test]
+    fn session_affinity_keeps_the_session_endpoint_or_all() {
+        let mut c = cands(3, |i, c| c.session = i == 2);
+        Filter::SessionAffinity.apply(&mut c);
+        assert_eq!(slots(&c), vec![2]);
+        let mut c = cands(3, |_, _| {});
+        Filter::SessionAffinity.apply(&mut c);
+        assert_eq!(slots(&c), vec![0, 1, 2], "never empty");
     }
 
     const STICKY: Filter = Filter::PrefixAffinity {

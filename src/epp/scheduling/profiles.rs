@@ -96,6 +96,7 @@ impl Profile {
                 FilterConfig::LeastKvCache {} => Filter::LeastKvCache,
                 FilterConfig::LoraAffinity {} => Filter::LoraAffinity,
                 FilterConfig::PrefixAffinity(p) => prefix_affinity(p),
+                FilterConfig::SessionAffinity(_) => Filter::SessionAffinity,
             })
             .collect();
         let scorers = c
@@ -110,6 +111,7 @@ impl Profile {
                     ScorerKind::Lora => Scorer::Lora,
                     ScorerKind::InFlightLoad => Scorer::InFlightLoad,
                     ScorerKind::Latency => Scorer::Latency,
+                    ScorerKind::SessionAffinity => Scorer::SessionAffinity,
                 };
                 (scorer, s.weight)
             })

@@ -9,6 +9,7 @@
 //! - `inFlightLoad`: `(maxT − t) / (maxT − minT)` over the prompt + decode tokens this
 //!   picker has in flight; 1 when all are equal.
 //! - `latency`: lowest predicted time to first token / this one's.
+//! - `sessionAffinity`: 1 for the endpoint of the request's session, else 0.
 
 use super::{Candidate, RequestView};
 use crate::epp::metrics::LoraMatch;
@@ -22,6 +23,7 @@ pub enum Scorer {
     Lora,
     InFlightLoad,
     Latency,
+    SessionAffinity,
 }
 
 /// Facts over all candidates that scores are relative to.
@@ -86,6 +88,7 @@ impl Scorer {
                 LoraMatch::None => 0.0,
             },
             Scorer::InFlightLoad => spread(c.load.tokens() as f64, s.min_tokens, s.max_tokens),
+            Scorer::SessionAffinity => f64::from(u8::from(c.session)),
             Scorer::Latency => {
                 if c.ttft <= 0.0 {
                     1.0 // not predicted
@@ -182,6 +185,12 @@ mod tests {
         assert_eq!(scores(Scorer::InFlightLoad, &c, 1), vec![0.0, 0.5, 1.0]);
         let same = [Candidate::idle(0), Candidate::idle(1)];
         assert_eq!(scores(Scorer::InFlightLoad, &same, 1), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn session_affinity_is_one_for_the_session_endpoint() {
+        let c = [Candidate::idle(0), with(|c| c.session = true)];
+        assert_eq!(scores(Scorer::SessionAffinity, &c, 1), vec![0.0, 1.0]);
     }
 
     #[test]

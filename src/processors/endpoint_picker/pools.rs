@@ -4,6 +4,7 @@
 //! starts when it is made inside the runtime (`tollgate validate` has none, so it starts
 //! nothing): scraping its members, and for a file, DNS or Kubernetes source, the watch
 //! that feeds membership changes in. Both stop when the last pipeline drops the pool.
+//! The session bindings of the picker's session affinity live (and are kept) with it.
 
 use std::sync::{Arc, Weak};
 
@@ -19,6 +20,10 @@ pub struct PoolHandle {
     pub pool: Arc<Pool>,
     /// The queues in front of the pool, when `flowControl` is set.
     pub flow: Option<Arc<FlowController>>,
+    /// The session affinity, when the profile has one.
+    pub affinity: Option<super::session::Affinity>,
+    /// Prefill/decode roles and the decider, when configured.
+    pub disaggregation: Option<crate::epp::disagg::Disaggregation>,
     discovery: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -59,6 +64,8 @@ pub fn pool_for(
         Ok(Arc::new(PoolHandle {
             pool,
             flow,
+            affinity: super::session::Affinity::from_policy(policy),
+            disaggregation: crate::epp::disagg::Disaggregation::from_policy(policy),
             discovery,
         }))
     })

@@ -322,3 +322,136 @@ async fn the_served_endpoint_learns_the_prefix_and_takes_the_load() {
         "{text}"
     );
 }
+
+/// The response headers the picker sets on a 200 served where it picked.
+async fn response_headers_set(ex: &mut Exchange) -> Headers {
+    ex.cx.response_status = Some(200);
+    let mut h = Headers::new(header_map(&[("content-type", "application/json")]));
+    let _ = ex.response_headers(&mut h).await;
+    h
+}
+
+#[tokio::test]
+async fn a_session_token_sticks_until_its_endpoint_is_saturated() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.11:8000', '127.0.0.12:8000'], scheduling: {scorers: [{type: queue}, {type: sessionAffinity, weight: 10}]}}",
+    );
+    set(&f, 0, 3.0, 0.1);
+    set(&f, 1, 0.0, 0.1);
+    // No token: the idle endpoint; the response names it in the token.
+    let mut ex = exchange(&f, "POST");
+    assert_eq!(
+        run(&mut ex, &[], chat("a")).await.unwrap(),
+        "127.0.0.12:8000"
+    );
+    let h = response_headers_set(&mut ex).await;
+    let token = h.get_str("x-session-token").unwrap().to_string();
+    assert_eq!(
+        crate::epp::scheduling::session::decode_token(&token),
+        Some("127.0.0.12:8000".parse().unwrap())
+    );
+    // A token naming the busier endpoint wins over the queue scorer.
+    let busy = crate::epp::scheduling::session::encode_token("127.0.0.11:8000");
+    let mut ex = exchange(&f, "POST");
+    let pick = run(&mut ex, &[("x-session-token", &busy)], chat("b")).await;
+    assert_eq!(pick.unwrap(), "127.0.0.11:8000");
+    // Saturated (queue 5 of 5): the session falls back, and its token moves.
+    set(&f, 0, 5.0, 0.1);
+    let mut ex = exchange(&f, "POST");
+    let pick = run(&mut ex, &[("x-session-token", &busy)], chat("c")).await;
+    assert_eq!(pick.unwrap(), "127.0.0.12:8000");
+    let h = response_headers_set(&mut ex).await;
+    assert_eq!(h.get_str("x-session-token"), Some(token.as_str()));
+}
+
+#[tokio::test]
+async fn a_session_id_binds_and_rebinds_when_its_endpoint_leaves() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.11:8000', '127.0.0.12:8000', '127.0.0.13:8000'], scheduling: {filters: [{type: sessionAffinity, strategy: sessionId}], scorers: [{type: queue}]}}",
+    );
+    let sid = [("x-session-id", "conv-1")];
+    let first = run(&mut exchange(&f, "POST"), &sid, chat("x"))
+        .await
+        .unwrap();
+    for i in 0..8 {
+        let again = run(&mut exchange(&f, "POST"), &sid, chat(&format!("turn {i}")))
+            .await
+            .unwrap();
+        assert_eq!(again, first, "the session stays");
+    }
+    let others: Vec<std::net::SocketAddr> =
+        ["127.0.0.11:8000", "127.0.0.12:8000", "127.0.0.13:8000"]
+            .iter()
+            .filter(|a| **a != first)
+            .map(|a| a.parse().unwrap())
+            .collect();
+    f.pool().set_endpoints(others);
+    let moved = run(&mut exchange(&f, "POST"), &sid, chat("y"))
+        .await
+        .unwrap();
+    assert_ne!(moved, first, "the bound endpoint is gone: a fallback");
+    for i in 0..4 {
+        let again = run(&mut exchange(&f, "POST"), &sid, chat(&format!("later {i}")))
+            .await
+            .unwrap();
+        assert_eq!(again, moved, "re-bound to the fallback");
+    }
+}
+
+/// Runs the request path of a disaggregating picker: the late request headers.
+async fn run_pd(f: &Arc<EndpointPickerFactory>, prompt: &str) -> Vec<(String, String)> {
+    let mut ex = exchange(f, "POST");
+    let mut h = Headers::new(header_map(&[("x-prefiller-host-port", "6.6.6.6:1")]));
+    assert!(matches!(
+        ex.request_headers(&mut h).await,
+        Verdict::Continue(())
+    ));
+    assert!(
+        h.get_str("x-prefiller-host-port").is_none(),
+        "a client's is stripped"
+    );
+    assert!(matches!(
+        ex.request_body(chat(prompt), true, false).await,
+        Verdict::Continue(_)
+    ));
+    ex.cx
+        .late_request_headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn long_uncached_prompts_get_a_prefill_endpoint_and_short_ones_do_not() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.11:8000', '127.0.0.12:8000', '127.0.0.13:8000'], roles: {'127.0.0.11:8000': prefill, '127.0.0.12:8000': decode}, disaggregation: {nonCachedTokens: 200}}",
+    );
+    let long = "Summarise this long report about the quarterly numbers. ".repeat(20);
+    let late = run_pd(&f, &long).await;
+    assert_eq!(late.len(), 2, "{late:?}");
+    assert_eq!(late[0].0, DESTINATION);
+    assert_ne!(
+        late[0].1, "127.0.0.11:8000",
+        "a prefill endpoint never decodes"
+    );
+    assert_eq!(
+        late[1],
+        ("x-prefiller-host-port".into(), "127.0.0.11:8000".into())
+    );
+    // The same prompt again: cached on its decode endpoint, so it stays aggregated.
+    let again = run_pd(&f, &long).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].1, late[0].1, "prefix affinity on the decode side");
+    let short = run_pd(&f, "hi").await;
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert_ne!(short[0].1, "127.0.0.11:8000");
+}
+
+#[tokio::test]
+async fn without_a_prefill_endpoint_the_request_runs_aggregated() {
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.12:8000', '127.0.0.13:8000'], disaggregation: {nonCachedTokens: 1}}",
+    );
+    let late = run_pd(&f, &"x".repeat(4000)).await;
+    assert_eq!(late.len(), 1, "{late:?}");
+}
