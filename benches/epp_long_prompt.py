@@ -57,7 +57,6 @@ def prompt(chars, rng):
 
 
 async def drive(url, concurrency, duration, chars):
-    import httpx  # noqa: F401 (q imported it or its fallback)
     client = q.httpx.AsyncClient(timeout=60.0, limits=q.httpx.Limits(
         max_connections=concurrency, max_keepalive_connections=concurrency))
     rng = random.Random(7)
@@ -90,12 +89,25 @@ async def drive(url, concurrency, duration, chars):
     return latencies, errors, elapsed
 
 
-def run(url, concurrency, duration, warmup, chars):
+def cpu_seconds(pid):
+    """User + system CPU seconds a process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(url, concurrency, duration, warmup, chars, procs):
+    """Latency and throughput at `concurrency`, and the CPU each of `procs` (name →
+    process) spent per request."""
     asyncio.run(drive(url, concurrency, warmup, chars))
+    before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
     lat, errors, elapsed = asyncio.run(drive(url, concurrency, duration, chars))
+    n = max(len(lat), 1)
+    cpu = {name: (cpu_seconds(p.pid) - before[name]) / n * 1e3 for name, p in procs.items()}
     return {
         "requests": len(lat), "errors": errors, "rps": len(lat) / elapsed,
         "p50_ms": q.pct(lat, 0.50) * 1e3, "p99_ms": q.pct(lat, 0.99) * 1e3,
+        "cpu_ms_per_request": cpu,
     }
 
 
@@ -141,8 +153,10 @@ def main():
         tollgate, envoy, picker_url = start_gateway(tmp, addrs, ports, log)
         procs += [tollgate, envoy]
         for c in [int(x) for x in args.concurrency.split(",")]:
-            base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes)
-            pick = run(picker_url, c, args.duration, args.warmup, args.prompt_bytes)
+            base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes,
+                       {"envoy": direct, "sim": sim})
+            pick = run(picker_url, c, args.duration, args.warmup, args.prompt_bytes,
+                       {"envoy": envoy, "tollgate": tollgate, "sim": sim})
             row = {"concurrency": c, "envoy": base, "envoy_tollgate": pick,
                    "added_p50_ms": pick["p50_ms"] - base["p50_ms"],
                    "added_p99_ms": pick["p99_ms"] - base["p99_ms"],
@@ -154,6 +168,9 @@ def main():
                   f"p99 {pick['p99_ms']:.1f} ms {pick['rps']:.0f} req/s ({pick['errors']} errors); "
                   f"added p50 {row['added_p50_ms']:+.1f} ms, p99 {row['added_p99_ms']:+.1f} ms, "
                   f"req/s ratio {row['rps_ratio']:.2f}×", flush=True)
+            cpu = lambda r: ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_request"].items())
+            print(f"epp-long-prompt:   CPU ms per request: Envoy alone: {cpu(base)}; "
+                  f"with the picker: {cpu(pick)}", flush=True)
     finally:
         for proc in procs + [sim]:
             q.stop(proc)

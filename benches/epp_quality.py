@@ -294,14 +294,14 @@ class Stats:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-async def one(client, url, system, user, max_tokens, stats):
+async def one(client, url, system, user, max_tokens, stats, headers=None):
     body = {"model": MODEL, "stream": True, "max_tokens": max_tokens,
             "messages": [{"role": "system", "content": system},
                          {"role": "user", "content": user}]}
     start = time.perf_counter()
     ttft = None
     try:
-        async with client.stream("POST", url, json=body) as r:
+        async with client.stream("POST", url, json=body, headers=headers) as r:
             if r.status_code != 200:
                 await r.aread()
                 stats.error(f"http {r.status_code}")

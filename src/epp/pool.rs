@@ -478,6 +478,7 @@ impl Pool {
         if cands.iter().any(|c| !c.failing) {
             cands.retain(|c| !c.failing);
         }
+        self.policy.saturation.keep_room(&mut cands);
         let session_slot = req.session.and_then(|a| members.position(&a));
         session::mark(&mut cands, session_slot, &self.policy.saturation);
         if req.priority < 0 {

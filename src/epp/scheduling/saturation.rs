@@ -61,6 +61,16 @@ impl Detector {
     pub fn is_saturated(&self, c: &[Candidate]) -> bool {
         self.saturation(c) >= 1.0
     }
+
+    /// With the `concurrency` detector, an endpoint at its bound takes no more while
+    /// another has room: the bound is per endpoint, not only the pool's mean (else a
+    /// scorer's favourite — the prefix holder — would queue inside the server while
+    /// others idle). The utilization detector leaves this to the queue scorers.
+    pub fn keep_room(&self, c: &mut Vec<Candidate>) {
+        if self.kind == DetectorKind::Concurrency && c.iter().any(|c| self.fullness(c) < 1.0) {
+            c.retain(|c| self.fullness(c) < 1.0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,5 +139,14 @@ mod tests {
         heavy.load.requests = 1;
         heavy.load.prompt_tokens = 1500;
         assert_eq!(d.fullness(&heavy), 1.5, "tokens over the bound");
+        let mut c = vec![busy.clone(), heavy.clone(), cand(0.0, 0.0, false)];
+        d.keep_room(&mut c);
+        assert_eq!(c.len(), 1, "only the endpoint with room");
+        let mut full = vec![busy.clone(), heavy];
+        d.keep_room(&mut full);
+        assert_eq!(full.len(), 2, "all full: nothing filtered");
+        let mut c = vec![busy, cand(0.0, 0.0, false)];
+        Detector::default().keep_room(&mut c);
+        assert_eq!(c.len(), 2, "utilization: left to the scorers");
     }
 }

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Flow control's fairness: a tenant flooding a shared pool against a light tenant.
+
+Two simulated model servers (`tollgate sim`, 4 batch slots each: the pool runs 8
+requests at once), Envoy 1.40 with ext_proc FULL_DUPLEX_STREAMED to tollgate running
+`endpointPicker`, the pool cluster ORIGINAL_DST on the picker's header. Two tenants send
+streamed chat requests, open loop (Poisson), each naming itself in
+`x-llm-d-inference-fairness-id`: the heavy one at 3× what the pool completes, the light
+one at 10% of it. Three runs, each on fresh simulators:
+- idle: the light tenant alone (its TTFT on an idle pool);
+- without flow control: both tenants, the picker as it is without `flowControl` (every
+  request goes to a server at once and queues there);
+- with flow control: `flowControl: {}` (token fairness) with the concurrency saturation
+  detector at the servers' 4 slots.
+Printed: the light tenant's TTFT p50/p99 in each run and as a ratio to idle (target with
+flow control: p99 ≤ 2× idle), and the pool's throughput (requests completed per second,
+both tenants) with flow control vs without (target ≥ 0.95×). The table also goes to
+target/epp-fairness.json.
+
+Run through scripts/bench-epp, or directly once built: .venv/bin/python benches/epp_fairness.py.
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import epp_quality as q  # noqa: E402  (the shared process helpers and the streamed request)
+
+# 2,000-character prompts: 500 tokens at 100 µs = 50 ms of prefill (each tenant's system
+# prompt is cached after its first request); 24 output tokens at 40 ms: about 1 s a
+# request; 4 slots per server, so the pool completes about 8 a second. Slow steps keep
+# the client's and Envoy's CPU small next to the servers' time on a small machine.
+SIM_ARGS = ("--prefill-us-per-token 100 --prefill-overhead-us 2000 --decode-step-us 40000 "
+            "--decode-step-per-seq-us 200 --max-running 4 --kv-blocks 20000")
+
+TOLLGATE = """admin: {{ address: "127.0.0.1:{admin}" }}
+extProc: {{ address: "127.0.0.1:{ext_proc}" }}
+logging: {{ level: warn }}
+policies:
+  endpointPicker:
+    endpoints: [{endpoints}]
+    metrics: {{ path: /metrics, interval: 50ms, staleAfter: 200ms }}
+{flow}"""
+
+FLOW = """    saturation: { detector: concurrency, maxConcurrency: 4 }
+    flowControl: {}
+"""
+
+
+async def tenant(client, url, name, rate, duration, max_tokens, chars, seed, stats):
+    rng = random.Random(seed)
+    system = q.system_prompt(name, chars)
+    headers = {"x-llm-d-inference-fairness-id": name}
+    tasks, t0 = [], time.perf_counter()
+    next_at = t0
+    n = 0
+    while True:
+        next_at += rng.expovariate(rate)
+        if next_at - t0 >= duration:
+            break
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        n += 1
+        stats.sent += 1
+        user = f"{name} request {n}: {rng.randrange(10**9)}"
+        tasks.append(asyncio.create_task(
+            q.one(client, url, system, user, max_tokens, stats, headers)))
+    return tasks
+
+
+async def drive(url, loads, duration, max_tokens, chars, drain):
+    """`loads`: tenant → rate. Returns tenant → Stats, and the window."""
+    stats = {name: q.Stats() for name in loads}
+    limits = q.httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+    async with q.httpx.AsyncClient(limits=limits, timeout=q.httpx.Timeout(300.0)) as client:
+        t0 = time.perf_counter()
+        spawned = await asyncio.gather(*(
+            tenant(client, url, name, rate, duration, max_tokens, chars, i, stats[name])
+            for i, (name, rate) in enumerate(loads.items())))
+        tasks = [t for ts in spawned for t in ts]
+        _, pending = await asyncio.wait(tasks, timeout=drain)
+        for t in pending:
+            t.cancel()
+    return stats, t0, t0 + duration
+
+
+def start(tmp, ports, with_flow, log):
+    sim, addrs = q.start_sim(2, SIM_ARGS, log)
+    cfg = os.path.join(tmp, f"tollgate-{with_flow}.yaml")
+    with open(cfg, "w") as f:
+        f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
+                                endpoints=", ".join(f'"{a}"' for a in addrs),
+                                flow=FLOW if with_flow else ""))
+    tollgate = subprocess.Popen([q.TOLLGATE, "serve", "-c", cfg], stdout=log,
+                                stderr=subprocess.STDOUT)
+    q.wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
+    time.sleep(0.5)
+    return sim, tollgate
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--capacity", type=float, default=8.0,
+                   help="requests per second the pool completes (8 slots / ~1 s)")
+    p.add_argument("--duration", type=float, default=40.0)
+    p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--prompt-chars", type=int, default=2000)
+    p.add_argument("--out", default=os.path.join(q.TARGET, "epp-fairness.json"))
+    args = p.parse_args()
+    for binary in (q.TOLLGATE, q.ENVOY):
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"epp-fairness: {binary} not found (run scripts/bench-epp)")
+    tmp = tempfile.mkdtemp(prefix="epp-fairness-")
+    log = open(os.path.join(tmp, "processes.log"), "w")
+    ports = {k: q.free_port() for k in ("admin", "ext_proc", "envoy", "envoy_admin")}
+    envoy_yaml = os.path.join(tmp, "envoy.yaml")
+    with open(envoy_yaml, "w") as f:
+        f.write(q.ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
+                                      ext_proc=ports["ext_proc"]))
+    envoy = subprocess.Popen([q.ENVOY, "-c", envoy_yaml, "--concurrency", "1",
+                              "--log-level", "warn", "--base-id", str(ports["envoy"])],
+                             stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{ports['envoy']}/v1/chat/completions"
+    heavy, light = 3.0 * args.capacity, 0.1 * args.capacity
+    runs = [("idle", False, {"light": light}),
+            ("without flow control", False, {"heavy": heavy, "light": light}),
+            ("with flow control", True, {"heavy": heavy, "light": light})]
+    rows = {}
+    try:
+        q.wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
+        for name, with_flow, loads in runs:
+            sim, tollgate = start(tmp, ports, with_flow, log)
+            try:
+                stats, t0, t_end = asyncio.run(drive(url, loads, args.duration,
+                                                     args.max_tokens, args.prompt_chars,
+                                                     drain=120.0))
+            finally:
+                q.stop(tollgate)
+                q.stop(sim)
+            done = sum(1 for s in stats.values() for t in s.done_at if t <= t_end)
+            lt = stats["light"]
+            rows[name] = {
+                "light_ttft_p50_ms": q.pct(lt.ttft, 0.50) * 1e3,
+                "light_ttft_p99_ms": q.pct(lt.ttft, 0.99) * 1e3,
+                "light_completed": len(lt.ttft), "light_errors": lt.errors,
+                "heavy_completed": len(stats["heavy"].ttft) if "heavy" in stats else 0,
+                "errors": sum(s.errors for s in stats.values()),
+                "throughput_rps": done / (t_end - t0),
+            }
+            r = rows[name]
+            print(f"epp-fairness: {name}: light TTFT p50 {r['light_ttft_p50_ms']:.0f} ms, "
+                  f"p99 {r['light_ttft_p99_ms']:.0f} ms ({r['light_completed']} ok, "
+                  f"{r['light_errors']} errors); pool throughput {r['throughput_rps']:.1f}/s; "
+                  f"errors {r['errors']}", flush=True)
+    finally:
+        q.stop(envoy)
+    idle, off, on = (rows[n] for n, _, _ in runs)
+    summary = {
+        "light_ttft_p99_vs_idle_with_flow_control":
+            on["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
+        "light_ttft_p99_vs_idle_without":
+            off["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
+        "throughput_with_vs_without": on["throughput_rps"] / off["throughput_rps"],
+    }
+    print(f"epp-fairness: light tenant TTFT p99 ÷ idle: with flow control "
+          f"{summary['light_ttft_p99_vs_idle_with_flow_control']:.2f}× (target ≤ 2×), without "
+          f"{summary['light_ttft_p99_vs_idle_without']:.2f}×; pool throughput with ÷ without "
+          f"{summary['throughput_with_vs_without']:.2f}× (target ≥ 0.95×)")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"runs": rows, "summary": summary}, f, indent=2)
+    print(f"epp-fairness: written {args.out}; logs in {tmp}")
+
+
+if __name__ == "__main__":
+    main()
