@@ -7,6 +7,7 @@ mod buffers;
 mod connections;
 mod gen_ai;
 mod inference;
+mod kv_events;
 mod labels;
 mod mcp;
 mod route;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConfigError, DnsSource, Duration, EndpointsFileSource, FailureMode, KubernetesSource,
-    MetricsMapping, SaturationConfig, SchedulingConfig,
+    MetricsMapping, PrefixCacheConfig, SaturationConfig, SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -59,6 +59,10 @@ pub struct EndpointPickerPolicy {
     /// When requests with a negative priority are refused.
     #[serde(default)]
     pub saturation: SaturationConfig,
+    /// Where prefix-cache scores come from: the picker's own record (default) or the
+    /// model servers' KV-cache events.
+    #[serde(default)]
+    pub prefix_cache: PrefixCacheConfig,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -156,6 +160,7 @@ impl EndpointPickerPolicy {
             ));
         }
         self.check_objectives_and_rewrites(path)?;
+        self.prefix_cache.validate(&format!("{path}.prefixCache"))?;
         Ok(())
     }
 

@@ -112,6 +112,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             streaming_response: false,
             delivered: 0,
             hashes: Vec::new(),
+            block_keys: None,
             labels: None,
         }))
     }
@@ -136,6 +137,8 @@ struct EndpointPicker {
     delivered: u64,
     /// The prompt's block hashes, recorded again where the gateway really served it.
     hashes: Vec<u64>,
+    /// The prompt's exact block keys, when the pool reads KV events and it was tokenized.
+    block_keys: Option<Vec<u64>>,
     /// The objective metrics' labels, set with the pick.
     labels: Option<ObjectiveLabels>,
 }
@@ -158,6 +161,7 @@ impl EndpointPicker {
         req.subset = subset.as_deref();
         req.priority = i64::from(self.control.priority);
         req.expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
+        req.block_keys = self.block_keys.as_deref();
         let picked = match pool.pick(&req) {
             Ok(p) => p,
             Err(rejection) => {
@@ -406,6 +410,8 @@ impl Processor for EndpointPicker {
         }
         self.target = target;
         let scheduled_model = self.target.clone().unwrap_or(model);
+        let pool = &self.shared.handle.pool;
+        self.block_keys = pool.prompt_block_keys(&scheduled_model, &prompt).await;
         let destination = match self.pick(cx, &scheduled_model, &prompt) {
             Ok(d) => d,
             Err(reply) => return Ok(Flow::Respond(*reply)),
