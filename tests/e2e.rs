@@ -39,6 +39,9 @@
 //! - `epp_envoy`: the endpoint picker behind a real Envoy forwarding to the pick
 //!   (ORIGINAL_DST on metadata or header, override_host), spoofing, fail-open/closed.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
+//! - `epp_kv_events`: the precise prefix cache fed by a Python (pyzmq, msgpack) vLLM
+//!   KV-event publisher: the pick follows the events, garbage is counted, silence falls
+//!   back to the approximate index; the simulator's own publisher.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `ext_proc_client`: the `extProc` policy against an independent Python ext_proc
@@ -84,6 +87,8 @@ mod deploy_k8s;
 mod envoy;
 #[path = "e2e/epp_envoy.rs"]
 mod epp_envoy;
+#[path = "e2e/epp_kv_events.rs"]
+mod epp_kv_events;
 #[path = "e2e/epp_protocol.rs"]
 mod epp_protocol;
 #[path = "e2e/epp_standalone.rs"]
