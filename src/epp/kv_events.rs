@@ -182,11 +182,13 @@ impl KvEvents {
         }
     }
 
-    /// The block keys of `prompt` for `model`, or `None` — no endpoint is fresh (the
-    /// keys would not be used), or tokenizing failed (counted, logged at debug).
+    /// The block keys of `prompt` for `model`, or `None` — the prompt is too short for
+    /// a block, no endpoint is fresh (the keys would not be used), or tokenizing failed
+    /// (counted, logged at debug).
     /// `endpoint` mode asks the fresh members in turn.
     pub async fn block_keys(&self, model: &str, prompt: &[u8], now: Instant) -> Option<Vec<u64>> {
-        if prompt.is_empty() {
+        // A token is at least a byte: fewer bytes than a block's tokens make no block.
+        if prompt.len() < self.block_size {
             return None;
         }
         let fresh: Vec<SocketAddr> = {

@@ -121,6 +121,10 @@ async fn a_failing_tokenizer_is_counted_and_gives_no_keys() {
         .unwrap()
         .receive(&frames(0, json!([1.0, []])), now)
         .unwrap();
+    let prompt = "a prompt of a few blocks ".repeat(10);
+    assert_eq!(kv.block_keys("m", prompt.as_bytes(), now).await, None);
+    assert_eq!(kv.stats(now).tokenize_failures, 1);
+    // Too short for a block: not even asked.
     assert_eq!(kv.block_keys("m", b"hello", now).await, None);
     assert_eq!(kv.stats(now).tokenize_failures, 1);
 }
