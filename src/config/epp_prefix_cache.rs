@@ -47,6 +47,11 @@ pub struct KvEventsConfig {
     /// Default 5557 (vLLM's `tcp://*:5557`).
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The publisher's port relative to each endpoint's own (`tcp://<endpoint
+    /// ip>:<endpoint port + portOffset>`), for several model servers on one host, each
+    /// publishing next to its HTTP port. Replaces `port` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_offset: Option<i32>,
     /// The topic subscribed to (a prefix; empty is every topic). Default empty.
     #[serde(default)]
     pub topic: String,
@@ -130,6 +135,7 @@ impl Default for KvEventsConfig {
     fn default() -> Self {
         KvEventsConfig {
             port: default_port(),
+            port_offset: None,
             topic: String::new(),
             stale_after: default_stale_after(),
             max_blocks_per_endpoint: default_max_blocks(),
@@ -175,6 +181,11 @@ impl PrefixCacheConfig {
         let k = &self.kv_events;
         if k.port == 0 {
             return field("kvEvents.port", "must be a port number above 0");
+        }
+        if k.port_offset
+            .is_some_and(|o| o == 0 || o.unsigned_abs() > 65_535)
+        {
+            return field("kvEvents.portOffset", "must be -65535 to 65535, not 0");
         }
         if k.stale_after.get().is_zero() {
             return field("kvEvents.staleAfter", "must be more than 0");
@@ -251,6 +262,9 @@ mod tests {
         assert_eq!((c.kv_events.port, c.kv_events.topic.as_str()), (6000, "kv"));
         assert_eq!(c.block_size, 32);
         c.validate(AT).unwrap();
+        let c = parse("{kvEvents: {portOffset: -2443}}");
+        assert_eq!(c.kv_events.port_offset, Some(-2443));
+        c.validate(AT).unwrap();
         let c = parse("{mode: kvEvents, tokenizer: {tiktoken: cl100k_base}}");
         assert_eq!(
             c.tokenizer.kind(),
@@ -279,6 +293,8 @@ mod tests {
     fn errors_name_the_field_path() {
         for (yaml, field) in [
             ("{kvEvents: {port: 0}}", "kvEvents.port"),
+            ("{kvEvents: {portOffset: 0}}", "kvEvents.portOffset"),
+            ("{kvEvents: {portOffset: 70000}}", "kvEvents.portOffset"),
             ("{kvEvents: {staleAfter: 0s}}", "kvEvents.staleAfter"),
             (
                 "{kvEvents: {maxBlocksPerEndpoint: 0}}",

@@ -86,7 +86,7 @@ pub struct KvEventsStats {
 /// The KV-event subscriptions of one pool and its tokenizer.
 #[derive(Debug)]
 pub struct KvEvents {
-    port: u16,
+    port: subscriber::Port,
     topic: String,
     stale_after: Duration,
     block_size: usize,
@@ -108,7 +108,10 @@ impl KvEvents {
             return None;
         }
         Some(Arc::new(KvEvents {
-            port: c.kv_events.port,
+            port: match c.kv_events.port_offset {
+                Some(o) => subscriber::Port::Offset(o),
+                None => subscriber::Port::Fixed(c.kv_events.port),
+            },
             topic: c.kv_events.topic.clone(),
             stale_after: c.kv_events.stale_after.get(),
             block_size: c.block_size as usize,
@@ -143,9 +146,12 @@ impl KvEvents {
             if let Some(rt) = &runtime {
                 let mut task = sub.task.lock().unwrap_or_else(|e| e.into_inner());
                 if task.is_none() {
-                    let target =
-                        subscriber::Target::new(addr, self.port, &self.topic, self.stale_after);
-                    *task = Some(rt.spawn(subscriber::run(target, sub.events.clone())));
+                    match subscriber::Target::new(addr, self.port, &self.topic, self.stale_after) {
+                        Some(t) => *task = Some(rt.spawn(subscriber::run(t, sub.events.clone()))),
+                        None => {
+                            tracing::warn!(endpoint = %addr, "kv events: the port offset leaves the port range; not subscribed")
+                        }
+                    }
                 }
             }
             next.insert(addr, sub);

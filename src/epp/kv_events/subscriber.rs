@@ -33,15 +33,44 @@ pub struct Target {
     pub stale_after: Duration,
 }
 
+/// Where an endpoint's publisher listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The same port on every endpoint's IP.
+    Fixed(u16),
+    /// The endpoint's own port plus this.
+    Offset(i32),
+}
+
+impl Port {
+    /// The publisher's address for `endpoint`; `None` when an offset leaves the port
+    /// range.
+    pub fn of(self, endpoint: SocketAddr) -> Option<SocketAddr> {
+        let port = match self {
+            Port::Fixed(p) => p,
+            Port::Offset(o) => u16::try_from(i64::from(endpoint.port()) + i64::from(o))
+                .ok()
+                .filter(|p| *p != 0)?,
+        };
+        Some(SocketAddr::new(endpoint.ip(), port))
+    }
+}
+
 impl Target {
-    pub fn new(endpoint: SocketAddr, port: u16, topic: &str, stale_after: Duration) -> Self {
-        let url = format!("tcp://{}", SocketAddr::new(endpoint.ip(), port));
-        Target {
+    /// The subscription of `endpoint`; `None` when `port` gives it no publisher port.
+    pub fn new(
+        endpoint: SocketAddr,
+        port: Port,
+        topic: &str,
+        stale_after: Duration,
+    ) -> Option<Self> {
+        let url = format!("tcp://{}", port.of(endpoint)?);
+        Some(Target {
             endpoint,
             url,
             topic: topic.to_string(),
             stale_after,
-        }
+        })
     }
 }
 
@@ -104,5 +133,24 @@ async fn receive(socket: &mut SubSocket, target: &Target, events: &EndpointEvent
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publisher_port_is_fixed_or_follows_the_endpoint() {
+        let e: SocketAddr = "[::1]:8001".parse().unwrap();
+        assert_eq!(Port::Fixed(5557).of(e), Some("[::1]:5557".parse().unwrap()));
+        assert_eq!(
+            Port::Offset(1000).of(e),
+            Some("[::1]:9001".parse().unwrap())
+        );
+        assert_eq!(Port::Offset(-8001).of(e), None);
+        assert_eq!(Port::Offset(60_000).of(e), None);
+        let t = Target::new(e, Port::Offset(-2444), "", Duration::from_secs(1)).unwrap();
+        assert_eq!(t.url, "tcp://[::1]:5557");
     }
 }
