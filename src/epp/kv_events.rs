@@ -190,29 +190,31 @@ impl KvEvents {
 
     /// The block keys of `prompt` for `model`, or `None` — the prompt is too short for
     /// a block, no endpoint is fresh (the keys would not be used), or tokenizing failed
-    /// (counted, logged at debug).
-    /// `endpoint` mode asks the fresh members in turn.
-    pub async fn block_keys(&self, model: &str, prompt: &[u8], now: Instant) -> Option<Vec<u64>> {
+    /// (counted, logged at debug). `chat_body` is a chat completion's body: its
+    /// `messages` go to `/tokenize` for the server's chat template. `endpoint` mode asks
+    /// the fresh members in turn.
+    pub async fn block_keys(
+        &self,
+        model: &str,
+        prompt: &[u8],
+        chat_body: Option<&[u8]>,
+        now: Instant,
+    ) -> Option<Vec<u64>> {
         // A token is at least a byte: fewer bytes than a block's tokens make no block.
         if prompt.len() < self.block_size {
             return None;
         }
-        let fresh: Vec<SocketAddr> = {
-            let subs = self.subs.load();
-            let mut f: Vec<SocketAddr> = subs
-                .iter()
-                .filter(|(_, s)| s.events.is_fresh(self.stale_after, now))
-                .map(|(a, _)| *a)
-                .collect();
-            f.sort_unstable();
-            f
-        };
-        if fresh.is_empty() {
-            return None;
-        }
-        let server = fresh[self.next.fetch_add(1, Ordering::Relaxed) % fresh.len()];
+        let server = self.tokenizing_server(now)?;
         let text = String::from_utf8_lossy(prompt);
-        match self.tokenizer.tokens(model, &text, server).await {
+        let messages = chat_body.and_then(chat_messages);
+        let input = match &messages {
+            Some(m) => tokenize::Prompt::Chat {
+                messages: m,
+                text: &text,
+            },
+            None => tokenize::Prompt::Text(&text),
+        };
+        match self.tokenizer.tokens(model, input, server).await {
             Ok(tokens) => Some(index::prompt_keys(
                 &tokens,
                 self.block_size,
@@ -225,6 +227,22 @@ impl KvEvents {
                 None
             }
         }
+    }
+
+    /// The next fresh member in turn (the one `endpoint` mode asks), or `None` when no
+    /// member is fresh.
+    fn tokenizing_server(&self, now: Instant) -> Option<SocketAddr> {
+        let subs = self.subs.load();
+        let mut fresh: Vec<SocketAddr> = subs
+            .iter()
+            .filter(|(_, s)| s.events.is_fresh(self.stale_after, now))
+            .map(|(a, _)| *a)
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        fresh.sort_unstable();
+        Some(fresh[self.next.fetch_add(1, Ordering::Relaxed) % fresh.len()])
     }
 
     /// The pool's figures at `now`.
@@ -243,6 +261,16 @@ impl KvEvents {
         }
         s
     }
+}
+
+/// The `messages` of a chat completion body, when it has a list of them.
+fn chat_messages(body: &[u8]) -> Option<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct Chat {
+        messages: serde_json::Value,
+    }
+    let chat: Chat = serde_json::from_slice(body).ok()?;
+    chat.messages.is_array().then_some(chat.messages)
 }
 
 #[cfg(test)]

@@ -411,7 +411,10 @@ impl Processor for EndpointPicker {
         self.target = target;
         let scheduled_model = self.target.clone().unwrap_or(model);
         let pool = &self.shared.handle.pool;
-        self.block_keys = pool.prompt_block_keys(&scheduled_model, &prompt).await;
+        let chat = (self.api == Some(Api::ChatCompletions)).then(|| body.data().as_ref());
+        self.block_keys = pool
+            .prompt_block_keys(&scheduled_model, &prompt, chat)
+            .await;
         let destination = match self.pick(cx, &scheduled_model, &prompt) {
             Ok(d) => d,
             Err(reply) => return Ok(Flow::Respond(*reply)),

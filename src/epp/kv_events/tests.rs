@@ -86,7 +86,7 @@ async fn block_keys_need_a_fresh_endpoint_and_a_tokenizer() {
     let prompt = "word ".repeat(100);
     let now = Instant::now();
     assert_eq!(
-        kv.block_keys("m", prompt.as_bytes(), now).await,
+        kv.block_keys("m", prompt.as_bytes(), None, now).await,
         None,
         "nobody publishes"
     );
@@ -94,14 +94,17 @@ async fn block_keys_need_a_fresh_endpoint_and_a_tokenizer() {
         .unwrap()
         .receive(&frames(0, json!([1.0, []])), now)
         .unwrap();
-    let keys = kv.block_keys("m", prompt.as_bytes(), now).await.unwrap();
+    let keys = kv
+        .block_keys("m", prompt.as_bytes(), None, now)
+        .await
+        .unwrap();
     let tokens = tiktoken_rs::cl100k_base_singleton().encode_ordinary(&prompt);
     assert_eq!(
         keys,
         index::prompt_keys(&tokens, 16, None, MAX_PROMPT_BLOCKS)
     );
     assert_eq!(keys.len(), tokens.len() / 16);
-    assert_eq!(kv.block_keys("m", b"", now).await, None);
+    assert_eq!(kv.block_keys("m", b"", None, now).await, None);
 }
 
 #[tokio::test]
@@ -122,10 +125,10 @@ async fn a_failing_tokenizer_is_counted_and_gives_no_keys() {
         .receive(&frames(0, json!([1.0, []])), now)
         .unwrap();
     let prompt = "a prompt of a few blocks ".repeat(10);
-    assert_eq!(kv.block_keys("m", prompt.as_bytes(), now).await, None);
+    assert_eq!(kv.block_keys("m", prompt.as_bytes(), None, now).await, None);
     assert_eq!(kv.stats(now).tokenize_failures, 1);
     // Too short for a block: not even asked.
-    assert_eq!(kv.block_keys("m", b"hello", now).await, None);
+    assert_eq!(kv.block_keys("m", b"hello", None, now).await, None);
     assert_eq!(kv.stats(now).tokenize_failures, 1);
 }
 

@@ -16,9 +16,16 @@ impl Pool {
 
     /// The exact block keys of `prompt` for `model`, for [`super::PickRequest::block_keys`]:
     /// `None` in `approximate` mode, when no member publishes, or when tokenizing failed
-    /// (the pick then uses the approximate index).
-    pub async fn prompt_block_keys(&self, model: &str, prompt: &[u8]) -> Option<Vec<u64>> {
+    /// (the pick then uses the approximate index). `chat_body` is the body of a chat
+    /// completion (its messages are tokenized with the server's chat template).
+    pub async fn prompt_block_keys(
+        &self,
+        model: &str,
+        prompt: &[u8],
+        chat_body: Option<&[u8]>,
+    ) -> Option<Vec<u64>> {
         let kv = self.policy.prefix_cache.as_ref()?;
-        kv.block_keys(model, prompt, Instant::now()).await
+        kv.block_keys(model, prompt, chat_body, Instant::now())
+            .await
     }
 }
