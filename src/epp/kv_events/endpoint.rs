@@ -114,19 +114,23 @@ fn fresh(s: &State, stale_after: Duration, now: Instant) -> bool {
         .is_some_and(|at| now.saturating_duration_since(at) <= stale_after)
 }
 
+/// The frames of a message with sequence number `seq` and `batch` (JSON, packed as
+/// msgpack), for tests.
+#[cfg(test)]
+pub(crate) fn test_frames(seq: u64, batch: serde_json::Value) -> Vec<Vec<u8>> {
+    vec![
+        Vec::new(),
+        seq.to_be_bytes().to_vec(),
+        rmp_serde::to_vec(&batch).expect("JSON packs as msgpack"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_frames as frames;
     use super::*;
     use crate::epp::kv_events::index::prompt_keys;
     use serde_json::json;
-
-    fn frames(seq: u64, batch: serde_json::Value) -> Vec<Vec<u8>> {
-        vec![
-            Vec::new(),
-            seq.to_be_bytes().to_vec(),
-            rmp_serde::to_vec(&batch).unwrap(),
-        ]
-    }
 
     fn store(hash: u64, tokens: [u32; 2]) -> serde_json::Value {
         json!([1.0, [["BlockStored", [hash], null, tokens, 2, null, "GPU"]]])

@@ -3,18 +3,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use zeromq::{Socket, SocketSend, ZmqMessage};
 
+use super::endpoint::test_frames as frames;
 use super::*;
 
 fn config(yaml: &str) -> PrefixCacheConfig {
     serde_yaml::from_str(yaml).unwrap()
-}
-
-fn frames(seq: u64, batch: serde_json::Value) -> Vec<Vec<u8>> {
-    vec![
-        Vec::new(),
-        seq.to_be_bytes().to_vec(),
-        rmp_serde::to_vec(&batch).unwrap(),
-    ]
 }
 
 #[test]
