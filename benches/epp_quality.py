@@ -27,8 +27,13 @@ target/epp-quality.json.
 Run through scripts/bench-epp (installs Envoy and the client library into .venv, builds
 release). Knobs: --profiles, --rate, --duration, --warmup, --tenants, --hot-share (one
 tenant sends that share of the traffic: the case where the endpoint caching its prompt
-becomes the bottleneck), and the simulator's
-cost model (--sim-args).
+becomes the bottleneck), the simulator's cost model (--sim-args), and --prefix-cache
+(a comma list of `approximate` and `kvEvents`: each of tollgate's profiles runs once per
+mode, `kvEvents` rows named `PROFILE+kvEvents`; there the simulator publishes its cache
+changes as vLLM's KV events next to each instance's port and the picker reads them with
+`prefixCache: {mode: kvEvents, kvEvents: {portOffset: 1000}}`, tokenizing prompts with
+the instances' `/tokenize`). A small --sim-args `--kv-blocks` makes the instances evict,
+where the approximate index believes blocks are still cached and the events know.
 """
 import argparse
 import asyncio
@@ -90,9 +95,17 @@ def stop(proc):
             proc.wait()
 
 
-def start_sim(instances, sim_args, log):
+# Instance i of a KV-event run listens on BASE + i and publishes on BASE + KV_OFFSET + i.
+KV_OFFSET = 1000
+
+
+def start_sim(instances, sim_args, log, kv_events=False):
+    listen = ["--listen", "127.0.0.1:0"]
+    if kv_events:
+        base = free_port()
+        listen = ["--listen", f"127.0.0.1:{base}", "--kv-events-port", str(base + KV_OFFSET)]
     proc = subprocess.Popen(
-        [TOLLGATE, "sim", "--instances", str(instances), "--listen", "127.0.0.1:0",
+        [TOLLGATE, "sim", "--instances", str(instances), *listen,
          "--model", MODEL, *shlex.split(sim_args)],
         stdout=subprocess.PIPE, stderr=log, text=True)
     addrs = []
@@ -118,16 +131,20 @@ binds:
         endpointPicker:
           endpoints: [{endpoints}]
           metrics: {{ path: /metrics, interval: 50ms, staleAfter: 200ms }}
-{scheduling}      backends: [ {{ host: "{first}" }} ]
+{scheduling}{prefix_cache}      backends: [ {{ host: "{first}" }} ]
 """
 
 
-def tollgate_config(tmp, ports, addrs, profile, with_key):
+def tollgate_config(tmp, ports, addrs, profile, with_key, kv_events=False):
     scheduling = f"          scheduling: {{ profile: {profile} }}\n" if with_key else ""
+    prefix_cache = (f"          prefixCache: {{ mode: kvEvents, kvEvents: {{ portOffset: {KV_OFFSET} }} }}\n"
+                    if kv_events else "")
     text = TOLLGATE_CONFIG.format(
         admin=ports["admin"], ext_proc=ports["ext_proc"], proxy=ports["proxy"],
-        endpoints=", ".join(f'"{a}"' for a in addrs), scheduling=scheduling, first=addrs[0])
-    path = os.path.join(tmp, f"tollgate-{profile}.yaml")
+        endpoints=", ".join(f'"{a}"' for a in addrs), scheduling=scheduling,
+        prefix_cache=prefix_cache, first=addrs[0])
+    suffix = "+kvEvents" if kv_events else ""
+    path = os.path.join(tmp, f"tollgate-{profile}{suffix}.yaml")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -408,6 +425,22 @@ def scrape_prefix_hits(addrs):
     return h, q
 
 
+def runs(profiles, prefix_caches):
+    """(profile, reads KV events) for each run: Envoy's own balancers once, tollgate's
+    profiles once per prefix-cache mode."""
+    modes = [m.strip() for m in prefix_caches.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in ("approximate", "kvEvents")]
+    if unknown or not modes:
+        sys.exit(f"epp-quality: --prefix-cache takes approximate and/or kvEvents, not {unknown}")
+    out = []
+    for profile in [s.strip() for s in profiles.split(",") if s.strip()]:
+        if profile.startswith("envoy:"):
+            out.append((profile, False))
+        else:
+            out.extend((profile, m == "kvEvents") for m in modes)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profiles",
@@ -429,6 +462,8 @@ def main():
                    help="characters of each tenant's system prompt")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--sim-args", default=SIM_ARGS, help="cost-model flags of tollgate sim")
+    p.add_argument("--prefix-cache", default="approximate",
+                   help="comma list of approximate, kvEvents: the picker's prefix index(es)")
     p.add_argument("--out", default=os.path.join(TARGET, "epp-quality.json"))
     args = p.parse_args()
     for binary in (TOLLGATE, ENVOY):
@@ -452,9 +487,10 @@ def main():
           f"logs in {tmp}", flush=True)
     try:
         wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
-        for profile in [s.strip() for s in args.profiles.split(",") if s.strip()]:
-            sim_log = open(os.path.join(tmp, f"sim-{profile}.log"), "w")
-            sim, addrs = start_sim(args.instances, args.sim_args, sim_log)
+        for profile, kv in runs(args.profiles, args.prefix_cache):
+            run_name = f"{profile}+kvEvents" if kv else profile
+            sim_log = open(os.path.join(tmp, f"sim-{run_name}.log"), "w")
+            sim, addrs = start_sim(args.instances, args.sim_args, sim_log, kv)
             tollgate = direct = None
             target = url
             try:
@@ -467,15 +503,15 @@ def main():
                     direct_log = open(os.path.join(tmp, f"envoy-{name}.log"), "w")
                     direct, target = start_direct_envoy(tmp, name, addrs, direct_log)
                 else:
-                    path = tollgate_config(tmp, ports, addrs, profile, True)
+                    path = tollgate_config(tmp, ports, addrs, profile, True, kv)
                     ok, why = valid(path)
                     if not ok and profile == "default":
-                        path = tollgate_config(tmp, ports, addrs, profile, False)
+                        path = tollgate_config(tmp, ports, addrs, profile, False, kv)
                         ok, why = valid(path)
                     if not ok:
-                        print(f"epp-quality: skipping profile {profile}: {why}", flush=True)
+                        print(f"epp-quality: skipping profile {run_name}: {why}", flush=True)
                         continue
-                    tg_log = open(os.path.join(tmp, f"tollgate-{profile}.log"), "w")
+                    tg_log = open(os.path.join(tmp, f"tollgate-{run_name}.log"), "w")
                     tollgate = subprocess.Popen([TOLLGATE, "serve", "-c", path], stdout=tg_log,
                                                 stderr=subprocess.STDOUT)
                     wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
@@ -489,11 +525,11 @@ def main():
                                                      args.max_tokens, 2, args.drain,
                                                      args.hot_share))
                 h1, q1 = scrape_prefix_hits(addrs)
-                row = summarise(profile, stats, t0, t_end)
+                row = summarise(run_name, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
                 row["prefix_hit_ratio"] = (h1 - h0) / (q1 - q0) if q1 > q0 else 0.0
                 results.append(row)
-                print(f"epp-quality: {profile}: {row['completed']}/{row['requests']} ok, "
+                print(f"epp-quality: {run_name}: {row['completed']}/{row['requests']} ok, "
                       f"{row['errors']} errors, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
                       f"prefix hits {row['prefix_hit_ratio']:.0%}, per endpoint "
                       f"{list(row['per_endpoint'].values())}", flush=True)
@@ -514,13 +550,13 @@ def main():
             r[f"{k}_ratio"] = r[k] / base[k] if base[k] else float("nan")
     print()
     print(f"ratios (×) are to {base['profile']}")
-    head = (f"{'profile':<18}{'requests':>9}{'errors':>7}{'thru r/s':>9}{'×':>6}"
+    head = (f"{'profile':<24}{'requests':>9}{'errors':>7}{'thru r/s':>9}{'×':>6}"
             f"{'TTFT p50':>10}{'×':>6}{'TTFT p99':>10}{'×':>6}{'e2e p99':>10}{'×':>6}"
             f"{'hits':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r['profile']:<18}{r['requests']:>9}{r['errors']:>7}"
+        print(f"{r['profile']:<24}{r['requests']:>9}{r['errors']:>7}"
               f"{r['throughput_rps']:>9.2f}{r['throughput_rps_ratio']:>6.2f}"
               f"{r['ttft_p50_ms']:>8.0f}ms{r['ttft_p50_ms_ratio']:>6.2f}"
               f"{r['ttft_p99_ms']:>8.0f}ms{r['ttft_p99_ms_ratio']:>6.2f}"

@@ -1,6 +1,7 @@
 //! The endpoint picker's domain: where the pool's endpoints come from (`discovery`),
 //! what is scraped from model servers (`metrics`), the prefix-cache index (`hash`,
-//! `prefix`), this picker's in-flight load and observed latencies (`load`), scheduling
+//! `prefix`; `kv_events`, the exact one fed by the model servers' KV-cache events),
+//! this picker's in-flight load and observed latencies (`load`), scheduling
 //! profiles — filters, scorers, pickers, the latency model and the saturation detector
 //! (`scheduling`) — and the pool of endpoints with its membership, scraper and the pick
 //! itself (`pool`), flow control's queues in front of a saturated pool (`flow`), and
@@ -12,6 +13,7 @@ pub mod disagg;
 pub mod discovery;
 pub mod flow;
 pub mod hash;
+pub mod kv_events;
 pub mod load;
 pub mod metrics;
 pub mod pool;

@@ -8,6 +8,7 @@ mod connections;
 mod flow_control;
 mod gen_ai;
 mod inference;
+mod kv_events;
 mod labels;
 mod mcp;
 mod route;

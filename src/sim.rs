@@ -44,6 +44,7 @@
 //! serves until SIGTERM or SIGINT.
 
 pub mod engine;
+pub mod kv_publish;
 pub mod metrics;
 pub mod pd;
 pub mod server;
@@ -119,6 +120,11 @@ pub struct SimArgs {
     /// microseconds.
     #[arg(long, default_value_t = 5)]
     pub kv_transfer_us_per_token: u64,
+    /// Publish KV-cache events as vLLM does (ZeroMQ PUB, msgpack) on the instance's IP:
+    /// port 0 gives each instance an ephemeral port, another port P gives instance i
+    /// port P + i. Each prints `kv-events tcp://ADDR` after its `listening` line.
+    #[arg(long)]
+    pub kv_events_port: Option<u16>,
 }
 
 impl SimArgs {
@@ -171,6 +177,12 @@ pub enum SimError {
     NoCapacity,
     #[error("{instances} instances from {base} run past port 65535")]
     PortRange { base: SocketAddr, instances: usize },
+    #[error("binding instance {index}'s KV-event publisher to {endpoint}: {source}")]
+    KvEvents {
+        index: usize,
+        endpoint: String,
+        source: zeromq::ZmqError,
+    },
     #[error("binding instance {index} to {addr}: {source}")]
     Bind {
         index: usize,
@@ -203,9 +215,16 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
             source,
         })?;
         let server = Arc::new(server_for(&args, addr, args.role_of(index)));
+        let published = match args.kv_events_port {
+            Some(port) => Some(publish_events(&server, index, port).await?),
+            None => None,
+        };
         tasks.push(tokio::spawn(server.serve(listener)));
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening http://{addr}");
+        if let Some(endpoint) = published {
+            let _ = writeln!(out, "kv-events {endpoint}");
+        }
         let _ = out.flush();
     }
     wait_for_signal().await;
@@ -213,6 +232,26 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         t.abort();
     }
     Ok(())
+}
+
+/// Starts instance `index`'s KV-event publisher on its IP, port `port` (+ `index`
+/// unless 0); the bound `tcp://` endpoint.
+async fn publish_events(server: &Server, index: usize, port: u16) -> Result<String, SimError> {
+    let port = match port {
+        0 => 0,
+        p => u16::try_from(usize::from(p) + index).unwrap_or(0),
+    };
+    let endpoint = format!("tcp://{}", SocketAddr::new(server.addr.ip(), port));
+    let (sink, bound) =
+        kv_publish::start(&endpoint)
+            .await
+            .map_err(|source| SimError::KvEvents {
+                index,
+                endpoint,
+                source,
+            })?;
+    server.instance.publish_to(sink);
+    Ok(bound)
 }
 
 /// The server of one instance at `addr`, in `role`.

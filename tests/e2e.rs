@@ -46,6 +46,9 @@
 //!   instances, through the proxy and Envoy: long prompts split, short or cached ones not.
 //! - `epp_session`: session affinity (token and session id) with the `openai` SDK
 //!   through Envoy over simulated model servers; a dead instance's session re-binds.
+//! - `epp_kv_events`: the precise prefix cache fed by a Python (pyzmq, msgpack) vLLM
+//!   KV-event publisher: the pick follows the events, garbage is counted, silence falls
+//!   back to the approximate index; the simulator's own publisher.
 //! - `epp_protocol`: a black-box suite of the endpoint-picker protocol over gRPC, as a
 //!   gateway drives it; points at any picker with `TOLLGATE_EPP_TARGET`.
 //! - `ext_proc_client`: the `extProc` policy against an independent Python ext_proc
@@ -93,6 +96,8 @@ mod envoy;
 mod epp_envoy;
 #[path = "e2e/epp_flow.rs"]
 mod epp_flow;
+#[path = "e2e/epp_kv_events.rs"]
+mod epp_kv_events;
 #[path = "e2e/epp_pd.rs"]
 mod epp_pd;
 #[path = "e2e/epp_protocol.rs"]

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConfigError, DisaggregationConfig, DnsSource, Duration, EndpointRole, EndpointsFileSource,
-    FailureMode, FlowControlConfig, KubernetesSource, MetricsMapping, SaturationConfig,
-    SchedulingConfig,
+    FailureMode, FlowControlConfig, KubernetesSource, MetricsMapping, PrefixCacheConfig,
+    SaturationConfig, SchedulingConfig,
 };
 
 /// The endpoint picker of a route: a pool of model-server endpoints, their scraped
@@ -76,6 +76,10 @@ pub struct EndpointPickerPolicy {
     /// endpoint (named to the destination in `x-prefiller-host-port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disaggregation: Option<DisaggregationConfig>,
+    /// Where prefix-cache scores come from: the picker's own record (default) or the
+    /// model servers' KV-cache events.
+    #[serde(default)]
+    pub prefix_cache: PrefixCacheConfig,
 }
 
 /// An inference objective: a name requests refer to and its priority.
@@ -177,6 +181,7 @@ impl EndpointPickerPolicy {
             f.validate(&format!("{path}.flowControl"))?;
         }
         super::check_roles(&self.roles, &format!("{path}.roles"))?;
+        self.prefix_cache.validate(&format!("{path}.prefixCache"))?;
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub struct PickSpec {
     pub priority: i32,
     /// The endpoint of its session (session affinity), if it has one.
     pub session: Option<SocketAddr>,
+    /// The prompt's exact block keys (precise prefix cache), when it was tokenized.
+    pub block_keys: Option<Vec<u64>>,
 }
 
 impl PickSpec {
@@ -66,6 +68,7 @@ impl PickSpec {
         r.expected_output_tokens = self.expected_output_tokens;
         r.subset = self.subset.as_deref();
         r.session = self.session;
+        r.block_keys = self.block_keys.as_deref();
         if let Some(slo) = self.slo {
             let left = slo.ttft.map(|t| t.saturating_sub(waited));
             r.may_wait = left.is_some_and(|l| !l.is_zero());

@@ -8,6 +8,7 @@
 //! is dropped (a reload that replaced the route's policy).
 
 mod endpoint;
+mod kv;
 mod scrape;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::kv_events::KvEvents;
 use super::load::{Directory, Dispatch, InFlight, Load, CHARS_PER_TOKEN};
 use super::metrics::{EndpointMetrics, Mapping, Scrape};
 use super::prefix::{block_hashes, TOKENS_PER_BLOCK};
@@ -49,6 +51,8 @@ pub struct PickPolicy {
     pub profile: Profile,
     pub saturation: Detector,
     pub mapping: Arc<Mapping>,
+    /// The exact prefix index from KV events (`prefixCache.mode: kvEvents`).
+    pub prefix_cache: Option<Arc<KvEvents>>,
 }
 
 impl Default for PickPolicy {
@@ -59,6 +63,7 @@ impl Default for PickPolicy {
             profile: Profile::from_config(&Default::default()),
             saturation: Detector::default(),
             mapping: Arc::new(Mapping::shared_default().clone()),
+            prefix_cache: None,
         }
     }
 }
@@ -72,10 +77,14 @@ impl PickPolicy {
             .metrics
             .mapping
             .validate(&format!("{path}.metrics.mapping"))?;
+        policy
+            .prefix_cache
+            .validate(&format!("{path}.prefixCache"))?;
         Ok(PickPolicy {
             profile: Profile::from_config(&policy.scheduling),
             saturation: Detector::from_config(&policy.saturation),
             mapping: Arc::new(Mapping::new(&policy.metrics.mapping)),
+            prefix_cache: KvEvents::from_config(&policy.prefix_cache),
         })
     }
 }
@@ -157,6 +166,8 @@ pub struct PickRequest<'a> {
     pub may_wait: bool,
     /// The endpoint of the request's session (session affinity), if it has one.
     pub session: Option<SocketAddr>,
+    /// The prompt's exact block keys (`kv_events`), when it was tokenized.
+    pub block_keys: Option<&'a [u64]>,
 }
 
 impl<'a> PickRequest<'a> {
@@ -172,6 +183,7 @@ impl<'a> PickRequest<'a> {
             slo: None,
             may_wait: false,
             session: None,
+            block_keys: None,
         }
     }
 }
@@ -395,6 +407,7 @@ impl Pool {
             for e in &added {
                 s.spawn(e);
             }
+            self.sync_kv_events();
         }
         change
     }
@@ -429,6 +442,7 @@ impl Pool {
             s.spawn(e);
         }
         *guard = Some(s);
+        self.sync_kv_events();
     }
 
     /// The saturation of all current members at `now` (see `scheduling::saturation`).
@@ -470,6 +484,15 @@ impl Pool {
                 slots.into_iter().map(candidate).collect()
             }
         };
+        if let (Some(kv), Some(keys)) = (&self.policy.prefix_cache, req.block_keys) {
+            kv.refine(
+                &mut cands,
+                |i| members.list[i].addr,
+                keys,
+                hashes.len(),
+                now,
+            );
+        }
         if cands.is_empty() {
             return Err(PickRejection::NoEndpoints);
         }

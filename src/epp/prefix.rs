@@ -148,14 +148,38 @@ impl Lru {
         self.head = i;
     }
 
-    fn evict(&mut self) {
+    /// Drops the least recently used; its hash.
+    fn evict(&mut self) -> Option<u64> {
         let t = self.tail;
         if t == NIL {
-            return;
+            return None;
         }
         self.unlink(t);
-        self.map.remove(&self.nodes[t as usize].hash);
+        let hash = self.nodes[t as usize].hash;
+        self.map.remove(&hash);
         self.free.push(t);
+        Some(hash)
+    }
+
+    /// Removes `hash`; whether it was there.
+    pub fn remove(&mut self, hash: u64) -> bool {
+        let Some(i) = self.map.remove(&hash) else {
+            return false;
+        };
+        self.unlink(i);
+        self.free.push(i);
+        true
+    }
+
+    /// [`Lru::insert`], returning the hash evicted to make room, if any.
+    pub fn insert_evicting(&mut self, hash: u64) -> Option<u64> {
+        let evicted = if !self.map.contains_key(&hash) && self.map.len() >= self.capacity {
+            self.evict()
+        } else {
+            None
+        };
+        self.insert(hash);
+        evicted
     }
 
     /// Rebuilds the slab after a large shrink, keeping the order.
@@ -273,6 +297,21 @@ mod tests {
         assert!((990..1000).all(|h| big.contains(h)));
         big.insert(5000);
         assert!(!big.contains(990) && big.contains(991));
+    }
+
+    #[test]
+    fn remove_and_insert_evicting_keep_the_order() {
+        let mut l = Lru::new(3);
+        assert_eq!(l.insert_evicting(1), None);
+        l.record(&[2, 3]);
+        assert!(l.remove(2));
+        assert!(!l.remove(2));
+        assert_eq!(l.insert_evicting(4), None, "room was made by the remove");
+        assert_eq!(l.insert_evicting(3), None, "a refresh evicts nothing");
+        assert_eq!(l.insert_evicting(5), Some(1));
+        assert_eq!(l.insert_evicting(6), Some(4));
+        assert_eq!(l.len(), 3);
+        assert!(l.contains(3) && l.contains(5) && l.contains(6));
     }
 
     #[test]

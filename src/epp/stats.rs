@@ -1,5 +1,6 @@
 //! What a pool shows on `/metrics` (`inference_pool_*`): the endpoints with fresh
-//! metrics, their mean KV-cache use and queue, and the size of the prefix index.
+//! metrics, their mean KV-cache use and queue, the size of the prefix index, and the
+//! KV-event figures of a pool in `kvEvents` mode.
 
 use std::time::Instant;
 
@@ -10,7 +11,10 @@ impl PoolStatsSource for Pool {
     fn pool_stats(&self) -> PoolStats {
         let now = Instant::now();
         let stale_after = self.spec().stale_after;
-        let mut stats = PoolStats::default();
+        let mut stats = PoolStats {
+            kv_events: self.policy().prefix_cache.as_ref().map(|kv| kv.stats(now)),
+            ..Default::default()
+        };
         let (mut kv, mut queue) = (0.0, 0.0);
         for e in self.endpoints().iter() {
             stats.prefix_index_size += e.prefix_usage().0;

@@ -76,6 +76,8 @@ pub struct DropLabels {
 /// What a pool reports for the `inference_pool_*` gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PoolStats {
+    /// The precise prefix cache's figures, for a pool in `kvEvents` mode.
+    pub kv_events: Option<crate::epp::kv_events::KvEventsStats>,
     /// Endpoints with fresh metrics.
     pub ready: usize,
     /// Mean KV-cache utilisation over the ready endpoints, 0..=1.
@@ -297,6 +299,7 @@ impl Collector for PoolCollector {
                 ConstGauge::new(value(stats)).encode(metric_encoder)?;
             }
         }
+        super::kv_events::encode(&mut encoder, &live)?;
         Ok(())
     }
 }
@@ -322,6 +325,11 @@ mod tests {
             average_kv_cache: 0.25,
             average_queue: 1.5,
             prefix_index_size: 42,
+            kv_events: Some(crate::epp::kv_events::KvEventsStats {
+                fresh: 1,
+                malformed: 2,
+                ..Default::default()
+            }),
         }));
         m.watch_pool("chat", Arc::downgrade(&pool));
         let mut text = String::new();
@@ -333,6 +341,8 @@ mod tests {
         assert!(text.contains("inference_pool_average_kv_cache_utilization{name=\"chat\"} 0.25"));
         assert!(text.contains("inference_pool_average_queue_size{name=\"chat\"} 1.5"));
         assert!(text.contains("inference_extension_prefix_indexer_size{name=\"chat\"} 42"));
+        assert!(text.contains("tollgate_epp_kv_events_fresh_endpoints{name=\"chat\"} 1"));
+        assert!(text.contains("tollgate_epp_kv_events_malformed_total{name=\"chat\"} 2"));
         drop(pool);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

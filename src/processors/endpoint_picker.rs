@@ -127,6 +127,7 @@ impl ProcessorFactory for EndpointPickerFactory {
             streaming_response: false,
             delivered: 0,
             hashes: Vec::new(),
+            block_keys: None,
             labels: None,
             queued: None,
             charge: None,
@@ -157,6 +158,8 @@ struct EndpointPicker {
     delivered: u64,
     /// The prompt's block hashes, recorded again where the gateway really served it.
     hashes: Vec<u64>,
+    /// The prompt's exact block keys, when the pool reads KV events and it was tokenized.
+    block_keys: Option<Vec<u64>>,
     /// The objective metrics' labels, set with the pick.
     labels: Option<ObjectiveLabels>,
     /// Time the request waited in flow control's queue.
@@ -208,6 +211,7 @@ impl EndpointPicker {
                         slo,
                         priority: self.control.priority,
                         session,
+                        block_keys: self.block_keys.take(),
                     },
                     priority: self.control.priority,
                     fairness_id: self.control.flow().to_string(),
@@ -230,6 +234,7 @@ impl EndpointPicker {
                 req.expected_output_tokens = expected_output_tokens;
                 req.slo = slo;
                 req.session = session;
+                req.block_keys = self.block_keys.as_deref();
                 self.shared
                     .handle
                     .pool
@@ -589,6 +594,11 @@ impl Processor for EndpointPicker {
         }
         self.target = target;
         let scheduled_model = self.target.clone().unwrap_or(model);
+        let pool = &self.shared.handle.pool;
+        let chat = (self.api == Some(Api::ChatCompletions)).then(|| body.data().as_ref());
+        self.block_keys = pool
+            .prompt_block_keys(&scheduled_model, &prompt, chat)
+            .await;
         let destination = match self.pick(cx, scheduled_model, prompt).await {
             Ok(d) => d,
             Err(reply) => return Ok(Flow::Respond(*reply)),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::kv_publish::Sink;
 use crate::epp::hash::xxh64;
 use crate::epp::prefix::Lru;
 
@@ -100,6 +101,9 @@ pub struct Job {
     pub max_tokens: u64,
     /// The prompt's chained block hashes ([`block_hashes`]).
     pub hashes: Vec<u64>,
+    /// The prompt's token ids (`kv_publish::token_ids`) when the instance publishes KV
+    /// events, else empty.
+    pub token_ids: Vec<u32>,
 }
 
 /// A snapshot of an instance's gauges and counters.
@@ -153,6 +157,8 @@ pub struct Instance {
     /// Prefills are compute-bound: one at a time, in arrival order (tokio's mutex is
     /// fair).
     prefill: tokio::sync::Mutex<()>,
+    /// Where the prefix cache's changes are published (`--kv-events-port`).
+    events: std::sync::OnceLock<Arc<Sink>>,
 }
 
 impl Instance {
@@ -175,7 +181,18 @@ impl Instance {
             adapters,
             state: Mutex::new(state),
             prefill: tokio::sync::Mutex::new(()),
+            events: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Publishes the prefix cache's changes to `sink` from now on (once).
+    pub fn publish_to(&self, sink: Arc<Sink>) {
+        let _ = self.events.set(sink);
+    }
+
+    /// Whether the instance publishes KV events (its jobs need token ids).
+    pub fn publishes(&self) -> bool {
+        self.events.get().is_some()
     }
 
     pub fn cost(&self) -> &CostModel {
@@ -363,7 +380,13 @@ impl Running {
         tokio::time::sleep(cost.prefill_overhead + cost.prefill_per_token * uncached as u32).await;
         {
             let mut st = instance.lock();
-            st.cache.record(&self.job.hashes);
+            match instance.events.get() {
+                Some(sink) => {
+                    let lora = instance.adapters.iter().find(|a| **a == self.job.model);
+                    sink.record(&mut st.cache, &self.job, lora.map(String::as_str));
+                }
+                None => st.cache.record(&self.job.hashes),
+            }
             st.prefix_queries += self.job.prompt_tokens;
             st.prefix_hits += cached;
         }
@@ -447,6 +470,7 @@ mod tests {
             prompt_tokens: prompt_tokens(prompt),
             max_tokens,
             hashes: block_hashes("m", prompt.as_bytes()),
+            token_ids: Vec::new(),
         }
     }
 

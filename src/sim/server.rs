@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
+use super::kv_publish::token_ids;
 use super::metrics::{render, MetricsStyle};
 use super::pd;
 use crate::llm::{Api, LlmRequest};
@@ -86,6 +87,7 @@ impl Server {
                 self.complete(Api::Completions, "/v1/completions", &parts.headers, body)
                     .await
             }
+            (&Method::POST, "/tokenize") => self.tokenize(body).await,
             (&Method::GET, "/v1/models") => self.models(),
             (&Method::GET, "/metrics") => {
                 let now = SystemTime::now()
@@ -124,6 +126,48 @@ impl Server {
             .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "tollgate-sim"}))
             .collect();
         json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    }
+
+    /// vLLM's `/tokenize`: `{"model", "prompt"}` or `{"model", "messages"}` (joined
+    /// as the completions are) → `{"tokens", "count", "max_model_len"}`.
+    async fn tokenize(&self, body: Incoming) -> Response<Body> {
+        let bytes = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &format!("reading the request body: {e}"),
+                )
+            }
+        };
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let prompt = match (v.get("prompt").and_then(Value::as_str), v.get("messages")) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(_)) => match LlmRequest::parse(Api::ChatCompletions, &bytes) {
+                Ok(r) => r.prompt_text(),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        &e.to_string(),
+                    )
+                }
+            },
+            (None, None) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "a tokenize request needs a prompt or messages",
+                )
+            }
+        };
+        let tokens = token_ids(&prompt);
+        let max_model_len = self.instance.cost().kv_blocks * super::engine::BLOCK_TOKENS;
+        json_response(
+            StatusCode::OK,
+            &json!({"tokens": tokens, "count": tokens.len(), "max_model_len": max_model_len}),
+        )
     }
 
     async fn complete(
@@ -166,6 +210,11 @@ impl Server {
                 .unwrap_or(self.default_max_tokens)
                 .max(1),
             hashes: block_hashes(&model, prompt.as_bytes()),
+            token_ids: if self.instance.publishes() {
+                token_ids(&prompt)
+            } else {
+                Vec::new()
+            },
             model,
         };
         let prefilled_by = self.prefill_elsewhere(headers, path, &bytes).await;

@@ -13,6 +13,8 @@ pub mod epp_envoy;
 pub mod guard;
 /// Hostile answers of the mock upstream (bombs, huge lines).
 pub mod hostile;
+/// A vLLM KV-event publisher in Python (pyzmq, msgpack).
+pub mod kv_events;
 pub mod llm;
 /// MCP servers and clients of the official Python SDK, for the MCP gateway.
 pub mod mcp;

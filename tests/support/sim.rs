@@ -1,6 +1,8 @@
 //! Runs the real `tollgate sim` binary: N simulated model servers in one process, their
-//! addresses read from the `listening http://ADDR` lines it prints; stderr goes to a log
-//! file in a temp dir; killed on drop (its log printed if the test is failing).
+//! addresses read from the `listening http://ADDR` lines it prints (and with
+//! `--kv-events-port`, their publishers from the `kv-events tcp://ADDR` lines); stderr
+//! goes to a log file in a temp dir; killed on drop (its log printed if the test is
+//! failing).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ pub struct Sim {
     _dir: tempfile::TempDir,
     /// The instances' addresses, in instance order.
     pub addrs: Vec<SocketAddr>,
+    /// Their KV-event publishers (`tcp://ip:port`), with `--kv-events-port`.
+    pub kv_events: Vec<String>,
     pub log_path: PathBuf,
 }
 
@@ -26,13 +30,19 @@ impl Sim {
     /// Starts `instances` instances on ephemeral loopback ports with `extra_args` (cost
     /// model flags, `--lora`, …) and waits until every one listens.
     pub fn start(instances: usize, extra_args: &[&str]) -> Self {
+        Sim::start_at("127.0.0.1:0", instances, extra_args)
+    }
+
+    /// [`Sim::start`] with the first instance at `listen` (`[::1]:0` for IPv6).
+    pub fn start_at(listen: &str, instances: usize, extra_args: &[&str]) -> Self {
+        let publishes = extra_args.contains(&"--kv-events-port");
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("sim.log");
         let log = std::fs::File::create(&log_path).expect("creating the log file");
         let mut child = Command::new(binary())
             .arg("sim")
             .args(["--instances", &instances.to_string()])
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra_args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -52,8 +62,13 @@ impl Sim {
             }
         });
         let mut addrs = Vec::with_capacity(instances);
-        while addrs.len() < instances {
+        let mut kv_events = Vec::new();
+        let kv_wanted = if publishes { instances } else { 0 };
+        while addrs.len() < instances || kv_events.len() < kv_wanted {
             match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.starts_with("kv-events ") => {
+                    kv_events.push(line["kv-events ".len()..].to_string());
+                }
                 Ok(line) => {
                     let addr = line
                         .strip_prefix("listening http://")
@@ -75,6 +90,7 @@ impl Sim {
             child,
             _dir: dir,
             addrs,
+            kv_events,
             log_path,
         }
     }

@@ -46,6 +46,7 @@ fn request(tenant: &str, priority: i32, prompt_chars: usize) -> FlowRequest {
             slo: None,
             priority,
             session: None,
+            block_keys: None,
         },
         priority,
         fairness_id: tenant.into(),

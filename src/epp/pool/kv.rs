@@ -1,0 +1,98 @@
+//! The pool's side of the precise prefix cache (`crate::epp::kv_events`): keeping the
+//! subscriptions in step with the members, and tokenizing a prompt before the pick.
+
+use std::time::Instant;
+
+use super::Pool;
+
+impl Pool {
+    /// Subscribes to the current members' KV events and drops those of endpoints that
+    /// left; a no-op in `approximate` mode.
+    pub(super) fn sync_kv_events(&self) {
+        if let Some(kv) = &self.policy.prefix_cache {
+            kv.sync(self.membership.current.load().iter().map(|e| e.addr));
+        }
+    }
+
+    /// The exact block keys of `prompt` for `model`, for [`super::PickRequest::block_keys`]:
+    /// `None` in `approximate` mode, when no member publishes, or when tokenizing failed
+    /// (the pick then uses the approximate index). `chat_body` is the body of a chat
+    /// completion (its messages are tokenized with the server's chat template).
+    pub async fn prompt_block_keys(
+        &self,
+        model: &str,
+        prompt: &[u8],
+        chat_body: Option<&[u8]>,
+    ) -> Option<Vec<u64>> {
+        let kv = self.policy.prefix_cache.as_ref()?;
+        kv.block_keys(model, prompt, chat_body, Instant::now())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use serde_json::json;
+
+    use crate::config::EndpointPickerPolicy;
+    use crate::epp::kv_events::endpoint::test_frames;
+    use crate::epp::kv_events::index::prompt_keys;
+    use crate::epp::{PickRequest, Pool};
+
+    #[test]
+    fn a_pick_scores_fresh_publishers_from_their_events() {
+        let policy: EndpointPickerPolicy = serde_yaml::from_str(
+            "{endpoints: ['127.0.0.1:1', '127.0.0.1:2'],
+              scheduling: {scorers: [{type: prefixCache, weight: 1}]},
+              prefixCache: {mode: kvEvents, blockSize: 2}}",
+        )
+        .unwrap();
+        let pool = Pool::from_policy(&policy, "p").unwrap();
+        pool.sync_kv_events(); // outside a runtime: the state, no subscriber task
+        let kv = pool.policy().prefix_cache.clone().unwrap();
+        let holder = "127.0.0.1:2".parse().unwrap();
+        let stored = json!([
+            1.0,
+            [["BlockStored", [1, 2, 3], null, [1, 2, 3, 4, 5, 6], 2]]
+        ]);
+        kv.events(&holder)
+            .unwrap()
+            .receive(&test_frames(0, stored), Instant::now())
+            .unwrap();
+        // 4 approximate blocks of text; the keys of 4 token blocks, 3 of them held.
+        let prompt = "x".repeat(256);
+        let keys = prompt_keys(&[1, 2, 3, 4, 5, 6, 7, 8], 2, None, 100);
+        for _ in 0..5 {
+            let mut req = PickRequest::new("m", prompt.as_bytes());
+            req.block_keys = Some(&keys);
+            let picked = pool.pick(&req).unwrap();
+            assert_eq!(picked.endpoint(), "127.0.0.1:2");
+            assert_eq!((picked.prefix_matched, picked.blocks), (3, 4));
+        }
+        // The approximate index recorded those picks; without keys it decides alone.
+        let picked = pool
+            .pick(&PickRequest::new("m", prompt.as_bytes()))
+            .unwrap();
+        assert_eq!(
+            (picked.endpoint(), picked.prefix_matched),
+            ("127.0.0.1:2", 4)
+        );
+    }
+
+    #[test]
+    fn approximate_mode_has_no_keys() {
+        let policy: EndpointPickerPolicy =
+            serde_yaml::from_str("{endpoints: ['127.0.0.1:1']}").unwrap();
+        let pool = Pool::from_policy(&policy, "p").unwrap();
+        assert!(pool.policy().prefix_cache.is_none());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(pool.prompt_block_keys("m", &[b'x'; 256], None)),
+            None
+        );
+    }
+}
