@@ -3,7 +3,8 @@
 
 Two simulated model servers (`tollgate sim`, 4 batch slots each: the pool runs 8
 requests at once), Envoy 1.40 with ext_proc FULL_DUPLEX_STREAMED to tollgate running
-`endpointPicker`, the pool cluster ORIGINAL_DST on the picker's header. Two tenants send
+`endpointPicker` (load-only scoring: queue and KV cache, so both tenants share both
+servers), the pool cluster ORIGINAL_DST on the picker's header. Two tenants send
 streamed chat requests, open loop (Poisson), each naming itself in
 `x-llm-d-inference-fairness-id`: the heavy one at 3× what the pool completes, the light
 one at 10% of it. Three runs, each on fresh simulators:
@@ -47,6 +48,11 @@ policies:
     endpoints: [{endpoints}]
     metrics: {{ path: /metrics, interval: 50ms, staleAfter: 200ms }}
 {flow}"""
+
+# Load-only scoring in every run: with the prefix-cache scorer each tenant's cached
+# system prompt would pin it to its own server, and the tenants would not share one.
+SCHEDULING = """    scheduling: { scorers: [{ type: queue, weight: 1 }, { type: kvCache, weight: 1 }] }
+"""
 
 FLOW = """    saturation: { detector: concurrency, maxConcurrency: 4 }
     flowControl: {}
@@ -97,7 +103,7 @@ def start(tmp, ports, with_flow, log):
     with open(cfg, "w") as f:
         f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
                                 endpoints=", ".join(f'"{a}"' for a in addrs),
-                                flow=FLOW if with_flow else ""))
+                                flow=SCHEDULING + (FLOW if with_flow else "")))
     tollgate = subprocess.Popen([q.TOLLGATE, "serve", "-c", cfg], stdout=log,
                                 stderr=subprocess.STDOUT)
     q.wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")

@@ -144,10 +144,11 @@ impl<T> Band<T> {
                 .min_by_key(|(_, k)| *k)
                 .map(|(f, _)| f.clone()),
             FairnessPolicy::Tokens | FairnessPolicy::Requests => flows
-                .map(|(f, q)| (f, self.counter(f), q.front().map(|e| e.arrived)))
-                // Lowest counter; equal counters go by the older head.
-                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)))
-                .map(|(f, _, _)| f.clone()),
+                .map(|(f, q)| (f, self.counter(f), q.len(), q.front().map(|e| e.arrived)))
+                // Lowest counter; on a tie (a flow just lifted to the floor) the shorter
+                // queue, then the older head.
+                .min_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)))
+                .map(|(f, ..)| f.clone()),
         }
     }
 

@@ -69,11 +69,12 @@ fn token_fairness_serves_the_flow_that_consumed_least() {
         q.push(0, m.entry("light", 10 + i, 100.0, 0)).unwrap();
     }
     let order: Vec<String> = drain(&mut q).into_iter().map(|(_, f)| f).collect();
-    // heavy's first request (older head at equal counters) charges it 1,000: every
-    // light request (100 each) goes before heavy's second.
+    // Equal counters: the shorter queue (light) first; then heavy's first request
+    // charges it 1,000, and every other light request (100 each) goes before heavy's
+    // second.
     assert_eq!(
         order,
-        vec!["heavy", "light", "light", "light", "heavy", "heavy", "heavy", "heavy", "heavy"]
+        vec!["light", "heavy", "light", "light", "heavy", "heavy", "heavy", "heavy", "heavy"]
     );
     assert_eq!(q.counter(0, "heavy"), 6000.0);
     assert_eq!(q.counter(0, "light"), 300.0);
