@@ -471,71 +471,12 @@ impl Pool {
             Prompt::Text(text) => text.len() as u64 / CHARS_PER_TOKEN,
             Prompt::Hashes(h) => h.len() as u64 * TOKENS_PER_BLOCK,
         });
-        let stale_after = self.spec.stale_after;
-        let candidate =
-            |slot: usize| members.list[slot].candidate(slot, hashes, req.model, stale_after, now);
-        let mut cands: Vec<Candidate> = match req.subset {
-            None => (0..members.list.len()).map(candidate).collect(),
-            Some(subset) => {
-                let mut slots: Vec<usize> =
-                    subset.iter().filter_map(|a| members.position(a)).collect();
-                slots.sort_unstable();
-                slots.dedup();
-                slots.into_iter().map(candidate).collect()
-            }
-        };
-        if let (Some(kv), Some(keys)) = (&self.policy.prefix_cache, req.block_keys) {
-            kv.refine(
-                &mut cands,
-                |i| members.list[i].addr,
-                keys,
-                hashes.len(),
-                now,
-            );
-        }
-        if cands.is_empty() {
-            return Err(PickRejection::NoEndpoints);
-        }
-        // An endpoint whose scrapes fail is likely down: never picked while another is
-        // up (with every one failing, all stay: the metrics may be what is broken).
-        if cands.iter().any(|c| !c.failing) {
-            cands.retain(|c| !c.failing);
-        }
-        self.policy.saturation.keep_room(&mut cands);
-        let session_slot = req.session.and_then(|a| members.position(&a));
-        session::mark(&mut cands, session_slot, &self.policy.saturation);
-        if req.priority < 0 {
-            let saturation = self.policy.saturation.saturation(&cands);
-            if saturation >= 1.0 {
-                return Err(PickRejection::Saturated { saturation });
-            }
-        }
+        let mut cands = self.candidates(&members, req, hashes, now)?;
         let view = RequestView {
             total_blocks: hashes.len(),
             prompt_tokens: prompt_tokens as f64,
         };
-        let predicts = self.policy.profile.needs_latency() || req.slo.is_some();
-        let mut tpot = Vec::new();
-        if predicts {
-            for c in &mut cands {
-                let e = latency::estimate(c, &view);
-                c.ttft = e.ttft;
-                c.wait = e.wait;
-                tpot.push(e.base);
-            }
-        }
-        if let Some(objectives) = &req.slo {
-            let sheddable = req.priority < 0;
-            match slo::admit(&mut cands, &tpot, objectives, sheddable, req.may_wait) {
-                SloVerdict::Met | SloVerdict::BestEffort => {}
-                SloVerdict::Unattainable { best_ttft } => {
-                    return Err(PickRejection::SloUnattainable { best_ttft })
-                }
-                SloVerdict::NotYet { best_ttft } => {
-                    return Err(PickRejection::SloNotYet { best_ttft })
-                }
-            }
-        }
+        let predicts = self.predict(&mut cands, &view, req)?;
         let decision = Rng::with_thread(|rng| self.policy.profile.run(&mut cands, &view, rng));
         let Some(&first) = decision.order.first() else {
             return Err(PickRejection::NoEndpoints);
@@ -582,6 +523,90 @@ impl Pool {
             in_flight,
             members,
         })
+    }
+
+    /// The candidates of `req`: the members (or the gateway's subset of them), exact
+    /// prefix matches where KV events say, endpoints failing their scrapes and (with the
+    /// concurrency detector) those at their bound left out while others remain, the
+    /// session's endpoint marked; a sheddable request refused while the pool is
+    /// saturated.
+    fn candidates(
+        &self,
+        members: &Members,
+        req: &PickRequest<'_>,
+        hashes: &[u64],
+        now: Instant,
+    ) -> Result<Vec<Candidate>, PickRejection> {
+        let stale_after = self.spec.stale_after;
+        let candidate =
+            |slot: usize| members.list[slot].candidate(slot, hashes, req.model, stale_after, now);
+        let mut cands: Vec<Candidate> = match req.subset {
+            None => (0..members.list.len()).map(candidate).collect(),
+            Some(subset) => {
+                let mut slots: Vec<usize> =
+                    subset.iter().filter_map(|a| members.position(a)).collect();
+                slots.sort_unstable();
+                slots.dedup();
+                slots.into_iter().map(candidate).collect()
+            }
+        };
+        if let (Some(kv), Some(keys)) = (&self.policy.prefix_cache, req.block_keys) {
+            kv.refine(
+                &mut cands,
+                |i| members.list[i].addr,
+                keys,
+                hashes.len(),
+                now,
+            );
+        }
+        if cands.is_empty() {
+            return Err(PickRejection::NoEndpoints);
+        }
+        // An endpoint whose scrapes fail is likely down: never picked while another is
+        // up (with every one failing, all stay: the metrics may be what is broken).
+        if cands.iter().any(|c| !c.failing) {
+            cands.retain(|c| !c.failing);
+        }
+        self.policy.saturation.keep_room(&mut cands);
+        let session_slot = req.session.and_then(|a| members.position(&a));
+        session::mark(&mut cands, session_slot, &self.policy.saturation);
+        if req.priority < 0 {
+            let saturation = self.policy.saturation.saturation(&cands);
+            if saturation >= 1.0 {
+                return Err(PickRejection::Saturated { saturation });
+            }
+        }
+        Ok(cands)
+    }
+
+    /// Predicts each candidate's latency when the profile or the request's objectives
+    /// need it (`true` then), and keeps those meeting the objectives (`scheduling::slo`).
+    fn predict(
+        &self,
+        cands: &mut Vec<Candidate>,
+        view: &RequestView,
+        req: &PickRequest<'_>,
+    ) -> Result<bool, PickRejection> {
+        let predicts = self.policy.profile.needs_latency() || req.slo.is_some();
+        let mut tpot = Vec::new();
+        if predicts {
+            for c in cands.iter_mut() {
+                let e = latency::estimate(c, view);
+                c.ttft = e.ttft;
+                c.wait = e.wait;
+                tpot.push(e.base);
+            }
+        }
+        let Some(objectives) = &req.slo else {
+            return Ok(predicts);
+        };
+        match slo::admit(cands, &tpot, objectives, req.priority < 0, req.may_wait) {
+            SloVerdict::Met | SloVerdict::BestEffort => Ok(predicts),
+            SloVerdict::Unattainable { best_ttft } => {
+                Err(PickRejection::SloUnattainable { best_ttft })
+            }
+            SloVerdict::NotYet { best_ttft } => Err(PickRejection::SloNotYet { best_ttft }),
+        }
     }
 }
 

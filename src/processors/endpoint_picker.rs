@@ -49,7 +49,8 @@ use self::control::{target_model, Control};
 use self::model_rewrite::{set_model, ModelWriteBack};
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
 use crate::epp::flow::{Charge, FlowDrop, FlowRequest, PickSpec};
-use crate::epp::{InFlight, PickRejection, PickRequest, Pool, Rng};
+use crate::epp::Picked;
+use crate::epp::{InFlight, PickRejection, Pool, Rng};
 use crate::llm::{Api, LlmRequest};
 use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels, ServedLabels};
 use crate::pipeline::{
@@ -195,53 +196,21 @@ impl EndpointPicker {
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
         let subset = self.destination_subset(subset);
-        let expected_output_tokens = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
-        let slo = self.control.slo();
-        let session = self.session.target;
         let (model_name, prompt_chars) = (model.clone(), prompt.len());
-        let result = match self.shared.handle.flow.clone() {
-            Some(flow) => {
-                let request = FlowRequest {
-                    bytes: prompt.len() as u64,
-                    pick: PickSpec {
-                        model,
-                        prompt,
-                        expected_output_tokens,
-                        subset,
-                        slo,
-                        priority: self.control.priority,
-                        session,
-                        block_keys: self.block_keys.take(),
-                    },
-                    priority: self.control.priority,
-                    fairness_id: self.control.flow().to_string(),
-                    ttft_slo: self.control.slo_ttft,
-                };
-                match flow.admit(request).await {
-                    Ok(admitted) => {
-                        self.queued = admitted.queued;
-                        started += admitted.queued.unwrap_or_default();
-                        self.charge = Some(admitted.charge);
-                        Ok(admitted.picked)
-                    }
-                    Err(dropped) => Err(self.flow_dropped(cx, dropped)),
-                }
-            }
-            None => {
-                let mut req = PickRequest::new(&model, &prompt);
-                req.subset = subset.as_deref();
-                req.priority = i64::from(self.control.priority);
-                req.expected_output_tokens = expected_output_tokens;
-                req.slo = slo;
-                req.session = session;
-                req.block_keys = self.block_keys.as_deref();
-                self.shared
-                    .handle
-                    .pool
-                    .pick(&req)
-                    .map_err(|r| self.pick_rejected(cx, r))
-            }
+        let spec = PickSpec {
+            model,
+            prompt,
+            expected_output_tokens: cx.llm.as_ref().and_then(|l| l.request.max_output_tokens),
+            subset,
+            slo: self.control.slo(),
+            priority: self.control.priority,
+            session: self.session.target,
+            block_keys: self.block_keys.take(),
         };
+        let result = self.schedule(cx, spec).await;
+        if let Some(waited) = self.queued {
+            started += waited;
+        }
         let picked = match result {
             Ok(p) => p,
             Err(reply) => {
@@ -274,6 +243,38 @@ impl EndpointPicker {
         self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
         Ok(destination)
+    }
+
+    /// Picks for `spec`: through flow control's queues when the pool has them, else at
+    /// once.
+    async fn schedule(&mut self, cx: &Ctx, spec: PickSpec) -> Result<Picked, LocalReply> {
+        let Some(flow) = self.shared.handle.flow.clone() else {
+            let mut req = spec.request(std::time::Duration::ZERO);
+            // Without queues, a sheddable request is refused while the pool is saturated.
+            req.priority = i64::from(spec.priority);
+            req.may_wait = false;
+            return self
+                .shared
+                .handle
+                .pool
+                .pick(&req)
+                .map_err(|r| self.pick_rejected(cx, r));
+        };
+        let request = FlowRequest {
+            bytes: spec.prompt.len() as u64,
+            priority: spec.priority,
+            pick: spec,
+            fairness_id: self.control.flow().to_string(),
+            ttft_slo: self.control.slo_ttft,
+        };
+        match flow.admit(request).await {
+            Ok(admitted) => {
+                self.queued = admitted.queued;
+                self.charge = Some(admitted.charge);
+                Ok(admitted.picked)
+            }
+            Err(dropped) => Err(self.flow_dropped(cx, dropped)),
+        }
     }
 
     /// The reply to a request the pool refused.
