@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::client::{self, Req};
 use crate::support::envoy::Envoy;
-use crate::support::epp_envoy::{render, Forwarding};
+use crate::support::epp_envoy::{start_gateway, Forwarding};
 use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
 use crate::support::upstream::MockUpstream;
@@ -31,17 +31,12 @@ async fn picker_down(failure_mode_allow: bool) -> Gateway {
         .map(|u| format!("127.0.0.1:{}", u.port))
         .collect();
     let ext_proc = free_port();
-    let envoy = Envoy::start_with(1, |admin, ports, log| {
-        render(
-            admin,
-            ports,
-            log,
-            ext_proc,
-            &endpoints,
-            Forwarding::OverrideHost,
-            failure_mode_allow,
-        )
-    })
+    let envoy = start_gateway(
+        ext_proc,
+        &endpoints,
+        Forwarding::OverrideHost,
+        failure_mode_allow,
+    )
     .await;
     Gateway { envoy, pool }
 }
@@ -66,10 +61,7 @@ async fn simulated(forwarding: Forwarding) -> (Envoy, Sim, MockUpstream, Tollgat
         "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
     ))
     .await;
-    let envoy = Envoy::start_with(1, |admin, ports, log| {
-        render(admin, ports, log, ext_proc, &endpoints, forwarding, false)
-    })
-    .await;
+    let envoy = start_gateway(ext_proc, &endpoints, forwarding, false).await;
     (envoy, sim, outsider, tollgate)
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::client::{self, Req};
 use crate::support::envoy::Envoy;
-use crate::support::epp_envoy::{render, Forwarding};
+use crate::support::epp_envoy::{start_gateway, Forwarding};
 use crate::support::free_port;
 use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
@@ -42,18 +42,7 @@ policies:
 "
     ))
     .await;
-    let envoy = Envoy::start_with(1, |admin, ports, log| {
-        render(
-            admin,
-            ports,
-            log,
-            ext_proc,
-            &endpoints,
-            Forwarding::OriginalDstMetadata,
-            false,
-        )
-    })
-    .await;
+    let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstMetadata, false).await;
     (envoy, sim, tollgate)
 }
 

@@ -7,8 +7,7 @@
 use serde_json::json;
 
 use crate::support::client::{self, Req};
-use crate::support::envoy::Envoy;
-use crate::support::epp_envoy::{render, Forwarding};
+use crate::support::epp_envoy::{start_gateway, Forwarding};
 use crate::support::free_port;
 use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
@@ -93,17 +92,6 @@ async fn envoy_disaggregates_long_prompts() {
         "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    {indented}\n"
     ))
     .await;
-    let envoy = Envoy::start_with(1, |admin, ports, log| {
-        render(
-            admin,
-            ports,
-            log,
-            ext_proc,
-            &endpoints,
-            Forwarding::OverrideHost,
-            false,
-        )
-    })
-    .await;
+    let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OverrideHost, false).await;
     long_prompts_split_and_short_ones_do_not(envoy.port(0), &endpoints).await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::envoy::Envoy;
-use crate::support::epp_envoy::{render, Forwarding};
+use crate::support::epp_envoy::{start_gateway, Forwarding};
 use crate::support::llm::run_sdk;
 use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
@@ -39,18 +39,7 @@ async fn setup(scheduling: &str) -> Setup {
         "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n    scheduling: {scheduling}\n"
     ))
     .await;
-    let envoy = Envoy::start_with(1, |admin, ports, log| {
-        render(
-            admin,
-            ports,
-            log,
-            ext_proc,
-            &endpoints,
-            Forwarding::OriginalDstMetadata,
-            false,
-        )
-    })
-    .await;
+    let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstMetadata, false).await;
     Setup {
         envoy,
         tollgate,

@@ -5,6 +5,29 @@
 
 use std::path::Path;
 
+use super::envoy::Envoy;
+
+/// Envoy (one worker) as the gateway over `pool`, its picker on `ext_proc_port`.
+pub async fn start_gateway(
+    ext_proc_port: u16,
+    pool: &[String],
+    forwarding: Forwarding,
+    failure_mode_allow: bool,
+) -> Envoy {
+    Envoy::start_with(1, |admin, ports, log| {
+        render(
+            admin,
+            ports,
+            log,
+            ext_proc_port,
+            pool,
+            forwarding,
+            failure_mode_allow,
+        )
+    })
+    .await
+}
+
 /// How Envoy forwards to the picked endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Forwarding {
