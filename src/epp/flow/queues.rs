@@ -152,6 +152,19 @@ impl<T> Band<T> {
         }
     }
 
+    /// Adds `entry` to its flow's queue (backlogging the flow), at the head when `front`.
+    fn put(&mut self, entry: Entry<T>, front: bool) {
+        self.activate(&entry.flow);
+        self.requests += 1;
+        self.bytes += entry.bytes;
+        let q = self.flows.get_mut(&entry.flow).expect("activated above");
+        if front {
+            q.push_front(entry);
+        } else {
+            q.push_back(entry);
+        }
+    }
+
     /// Removes the entry at `index` of `flow`'s queue, dropping the queue when empty.
     fn take(&mut self, flow: &Arc<str>, index: usize) -> Option<Entry<T>> {
         let q = self.flows.get_mut(flow)?;
@@ -214,13 +227,7 @@ impl<T> Queues<T> {
         if band.bytes.saturating_add(entry.bytes) > self.limits.max_bytes {
             return Err(Full::Bytes(band.bytes));
         }
-        band.activate(&entry.flow);
-        band.requests += 1;
-        band.bytes += entry.bytes;
-        band.flows
-            .get_mut(&entry.flow)
-            .expect("activated above")
-            .push_back(entry);
+        band.put(entry, false);
         self.len += 1;
         Ok(())
     }
@@ -243,16 +250,11 @@ impl<T> Queues<T> {
     /// charge (it could not be served after all).
     pub fn restore(&mut self, priority: i32, entry: Entry<T>) {
         let band = self.bands.entry(Reverse(priority)).or_default();
-        band.activate(&entry.flow);
-        if let Some(c) = band.counters.get_mut(&entry.flow) {
-            *c = (*c - entry.cost).max(0.0);
+        let (flow, cost) = (entry.flow.clone(), entry.cost);
+        band.put(entry, true);
+        if let Some(c) = band.counters.get_mut(&flow) {
+            *c = (*c - cost).max(0.0);
         }
-        band.requests += 1;
-        band.bytes += entry.bytes;
-        band.flows
-            .get_mut(&entry.flow)
-            .expect("activated above")
-            .push_front(entry);
         self.len += 1;
     }
 
