@@ -11,6 +11,10 @@ Both setups run in the same process tree one after the other with the same clien
 what differs is the picker's path: Envoy streaming the body to tollgate over gRPC,
 tollgate reading the model and prompt and picking, the body streamed back.
 
+`--pieces N --gap-ms G` uploads each body in N chunks G ms apart (a body arriving over a
+network: the picker picks on its first blocks while the rest streams); `--model-last`
+writes the model after the messages, as the OpenAI and Anthropic SDKs do.
+
 Printed per concurrency: p50 / p99 latency of each setup and the difference (the added
 latency), requests per second, and the ratio. The table also goes to
 target/epp-long-prompt.json. Reference: the Gateway API Inference Extension's issue #2928
@@ -56,12 +60,32 @@ def prompt(chars, rng):
     return " ".join(out)[:chars]
 
 
-async def drive(url, concurrency, duration, chars):
+def chat_body(chars, rng, model_last):
+    messages = [{"role": "user", "content": prompt(chars, rng)}]
+    if model_last:  # the OpenAI and Anthropic SDKs' order
+        return json.dumps({"messages": messages, "max_tokens": 1, "model": q.MODEL}).encode()
+    return json.dumps({"model": q.MODEL, "max_tokens": 1, "messages": messages}).encode()
+
+
+def paced(body, pieces, gap):
+    """`body` as `pieces` chunks `gap` seconds apart (chunked upload), or whole."""
+    if pieces <= 1:
+        return body
+    size = -(-len(body) // pieces)
+
+    async def chunks():
+        for i in range(0, len(body), size):
+            if i:
+                await asyncio.sleep(gap)
+            yield body[i:i + size]
+    return chunks()
+
+
+async def drive(url, concurrency, duration, chars, shape):
     client = q.httpx.AsyncClient(timeout=60.0, limits=q.httpx.Limits(
         max_connections=concurrency, max_keepalive_connections=concurrency))
     rng = random.Random(7)
-    bodies = [json.dumps({"model": q.MODEL, "max_tokens": 1, "messages": [
-        {"role": "user", "content": prompt(chars, rng)}]}).encode() for _ in range(16)]
+    bodies = [chat_body(chars, rng, shape["model_last"]) for _ in range(16)]
     latencies, errors = [], 0
     stop_at = time.perf_counter() + duration
 
@@ -73,7 +97,7 @@ async def drive(url, concurrency, duration, chars):
             n += concurrency
             t = time.perf_counter()
             try:
-                r = await client.post(url, content=body,
+                r = await client.post(url, content=paced(body, shape["pieces"], shape["gap"]),
                                       headers={"content-type": "application/json"})
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t)
@@ -96,12 +120,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(url, concurrency, duration, warmup, chars, procs):
+def run(url, concurrency, duration, warmup, chars, shape, procs):
     """Latency and throughput at `concurrency`, and the CPU each of `procs` (name →
     process) spent per request."""
-    asyncio.run(drive(url, concurrency, warmup, chars))
+    asyncio.run(drive(url, concurrency, warmup, chars, shape))
     before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
-    lat, errors, elapsed = asyncio.run(drive(url, concurrency, duration, chars))
+    lat, errors, elapsed = asyncio.run(drive(url, concurrency, duration, chars, shape))
     n = max(len(lat), 1)
     cpu = {name: (cpu_seconds(p.pid) - before[name]) / n * 1e3 for name, p in procs.items()}
     return {
@@ -136,8 +160,14 @@ def main():
     p.add_argument("--prompt-bytes", type=int, default=220_000)
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--pieces", type=int, default=1,
+                   help="send each body in this many chunks (1: whole, as fast as it goes)")
+    p.add_argument("--gap-ms", type=float, default=2.0, help="pause between the chunks")
+    p.add_argument("--model-last", action="store_true",
+                   help="write the model after the messages, as the SDKs do")
     p.add_argument("--out", default=os.path.join(q.TARGET, "epp-long-prompt.json"))
     args = p.parse_args()
+    shape = {"pieces": args.pieces, "gap": args.gap_ms / 1e3, "model_last": args.model_last}
     for binary in (q.TOLLGATE, q.ENVOY):
         if not os.access(binary, os.X_OK):
             sys.exit(f"epp-long-prompt: {binary} not found (run scripts/bench-epp)")
@@ -153,16 +183,18 @@ def main():
         tollgate, envoy, picker_url = start_gateway(tmp, addrs, ports, log)
         procs += [tollgate, envoy]
         for c in [int(x) for x in args.concurrency.split(",")]:
-            base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes,
+            base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes, shape,
                        {"envoy": direct, "sim": sim})
-            pick = run(picker_url, c, args.duration, args.warmup, args.prompt_bytes,
+            pick = run(picker_url, c, args.duration, args.warmup, args.prompt_bytes, shape,
                        {"envoy": envoy, "tollgate": tollgate, "sim": sim})
-            row = {"concurrency": c, "envoy": base, "envoy_tollgate": pick,
+            row = {"concurrency": c, "shape": shape, "envoy": base, "envoy_tollgate": pick,
                    "added_p50_ms": pick["p50_ms"] - base["p50_ms"],
                    "added_p99_ms": pick["p99_ms"] - base["p99_ms"],
                    "rps_ratio": pick["rps"] / base["rps"] if base["rps"] else 0.0}
             rows.append(row)
-            print(f"epp-long-prompt: {args.prompt_bytes} B prompts, c={c}: Envoy alone p50 "
+            how = (f"{args.pieces} pieces {args.gap_ms:g} ms apart" if args.pieces > 1
+                   else "whole") + (", model last" if args.model_last else ", model first")
+            print(f"epp-long-prompt: {args.prompt_bytes} B prompts ({how}), c={c}: Envoy alone p50 "
                   f"{base['p50_ms']:.1f} ms p99 {base['p99_ms']:.1f} ms {base['rps']:.0f} req/s "
                   f"({base['errors']} errors); Envoy + tollgate picker p50 {pick['p50_ms']:.1f} ms "
                   f"p99 {pick['p99_ms']:.1f} ms {pick['rps']:.0f} req/s ({pick['errors']} errors); "

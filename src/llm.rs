@@ -18,6 +18,7 @@
 pub mod api;
 pub mod decode;
 pub mod error;
+pub mod partial;
 pub mod request;
 pub mod skim;
 pub mod sse;

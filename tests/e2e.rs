@@ -42,6 +42,8 @@
 //!   light one keeps its idle latency; full bands and expired waits are dropped with
 //!   llm-d's reasons.
 //! - `epp_standalone`: the picker in tollgate's own proxy over simulated model servers.
+//! - `epp_long_prompt`: 220 KB prompts picked on the start of their body, behind Envoy
+//!   and in the proxy; a model named last waits unless `x-gateway-model-name` names it.
 //! - `epp_pd`: prefill/decode disaggregation over simulated prefill and decode
 //!   instances, through the proxy and Envoy: long prompts split, short or cached ones not.
 //! - `epp_session`: session affinity (token and session id) with the `openai` SDK
@@ -98,6 +100,8 @@ mod epp_envoy;
 mod epp_flow;
 #[path = "e2e/epp_kv_events.rs"]
 mod epp_kv_events;
+#[path = "e2e/epp_long_prompt.rs"]
+mod epp_long_prompt;
 #[path = "e2e/epp_pd.rs"]
 mod epp_pd;
 #[path = "e2e/epp_protocol.rs"]

@@ -45,7 +45,11 @@ pub const DEFAULT_FLOW: &str = "default-flow";
 #[derive(Clone, Debug, Default)]
 pub struct PickSpec {
     pub model: String,
+    /// The prompt text the prefix index hashes (its start is enough).
     pub prompt: Vec<u8>,
+    /// The whole prompt's length in characters (more than `prompt` holds when only its
+    /// start was read): its token estimate.
+    pub prompt_chars: usize,
     pub expected_output_tokens: Option<u64>,
     pub subset: Option<Vec<SocketAddr>>,
     /// The request's latency objectives, as it sent them.
@@ -65,6 +69,9 @@ impl PickSpec {
     /// request may wait for an endpoint that can meet it.
     pub fn request(&self, waited: Duration) -> PickRequest<'_> {
         let mut r = PickRequest::new(&self.model, &self.prompt);
+        if self.prompt_chars > self.prompt.len() {
+            r.prompt_tokens = Some(self.prompt_tokens());
+        }
         r.expected_output_tokens = self.expected_output_tokens;
         r.subset = self.subset.as_deref();
         r.session = self.session;
@@ -81,7 +88,7 @@ impl PickSpec {
     }
 
     fn prompt_tokens(&self) -> u64 {
-        self.prompt.len() as u64 / CHARS_PER_TOKEN
+        self.prompt_chars.max(self.prompt.len()) as u64 / CHARS_PER_TOKEN
     }
 }
 

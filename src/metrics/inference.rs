@@ -106,6 +106,9 @@ pub struct InferenceMetrics {
     pub scheduler_duration: Histogram,
     pub scheduler_attempts: Family<StatusLabels, Counter>,
     pub prefix_hit_ratio: Histogram,
+    /// Request body bytes read when the pick was made (a long prompt is picked on its
+    /// start).
+    pub body_read_at_pick: Histogram,
     pub picks: Family<PickLabels, Counter>,
     pub served: Family<ServedLabels, Counter>,
     pub dropped: Family<DropLabels, Counter>,
@@ -186,6 +189,14 @@ impl InferenceMetrics {
             "Share of a prompt's blocks the picked endpoint already held",
             prefix_hit_ratio.clone(),
         );
+        let body_read_at_pick = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1024.0, 4.0, 10),
+        );
+        registry.register(
+            "tollgate_epp_body_read_at_pick_bytes",
+            "Request body bytes read when the endpoint was picked (the rest streams on)",
+            body_read_at_pick.clone(),
+        );
         let picks = Family::<PickLabels, Counter>::default();
         registry.register(
             "tollgate_epp_picks",
@@ -220,6 +231,7 @@ impl InferenceMetrics {
             scheduler_duration,
             scheduler_attempts,
             prefix_hit_ratio,
+            body_read_at_pick,
             picks,
             served,
             dropped,

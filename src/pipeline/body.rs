@@ -1,5 +1,6 @@
 //! Body modes and the body a processor sees. The exchange takes the strongest mode over
-//! its processors: `Skip` < `Stream` < `Buffer`; with `Buffer`, the smallest limit wins.
+//! its processors: `Skip` < `Stream` < `Scan` < `Buffer`; with `Scan` or `Buffer`, the
+//! smallest limit wins.
 
 use bytes::Bytes;
 
@@ -10,6 +11,14 @@ pub enum BodyMode {
     Skip,
     /// Each chunk as it passes (SSE keeps its timing).
     Stream,
+    /// Each chunk as it comes, while the exchange holds the body (and, in front of
+    /// Envoy, the header reply) until the processor has read what it needs — up to
+    /// `limit` bytes held. The processor stops by answering `Skip` (or `Stream`) from its
+    /// body-mode method after a chunk; what was held then goes on at once and the rest of
+    /// the body streams through. For a decision that needs the start of a large body
+    /// (the endpoint picker: the model and the prompt's first blocks) without waiting for
+    /// all of it. A `Buffer` processor on the same exchange wins: all get the whole body.
+    Scan { limit: usize },
     /// The whole body at once, up to `limit` bytes.
     Buffer { limit: usize },
 }
@@ -19,7 +28,22 @@ impl BodyMode {
         match self {
             BodyMode::Skip => 0,
             BodyMode::Stream => 1,
-            BodyMode::Buffer { .. } => 2,
+            BodyMode::Scan { .. } => 2,
+            BodyMode::Buffer { .. } => 3,
+        }
+    }
+
+    /// The body is held until processors have seen (enough of) it: the transport
+    /// holds the header reply with it.
+    pub fn holds(self) -> bool {
+        matches!(self, BodyMode::Scan { .. } | BodyMode::Buffer { .. })
+    }
+
+    /// The bound on what the exchange holds, for the modes that hold.
+    pub fn limit(self) -> Option<usize> {
+        match self {
+            BodyMode::Scan { limit } | BodyMode::Buffer { limit } => Some(limit),
+            _ => None,
         }
     }
 
@@ -28,6 +52,9 @@ impl BodyMode {
         match (self, other) {
             (BodyMode::Buffer { limit: a }, BodyMode::Buffer { limit: b }) => {
                 BodyMode::Buffer { limit: a.min(b) }
+            }
+            (BodyMode::Scan { limit: a }, BodyMode::Scan { limit: b }) => {
+                BodyMode::Scan { limit: a.min(b) }
             }
             _ if other.rank() > self.rank() => other,
             _ => self,
@@ -139,5 +166,14 @@ mod tests {
             Buffer { limit: 5 }
         );
         assert_eq!(Buffer { limit: 5 }.strongest(Stream), Buffer { limit: 5 });
+        assert_eq!(Stream.strongest(Scan { limit: 9 }), Scan { limit: 9 });
+        assert_eq!(
+            Scan { limit: 5 }.strongest(Scan { limit: 9 }),
+            Scan { limit: 5 }
+        );
+        assert_eq!(
+            Scan { limit: 5 }.strongest(Buffer { limit: 9 }),
+            Buffer { limit: 9 }
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `Exchange`, the only driver of processors. It runs the route's processors in order for
 //! each phase, stops at the first local reply, applies each processor's failure mode to
-//! its errors, buffers bodies when a processor asks for the whole body, and calls
+//! its errors, buffers bodies when a processor asks for the whole body (or holds them
+//! while one scans their start), and calls
 //! `on_complete` exactly once on every processor — from `finish`, or from `Drop` when the
 //! client or Envoy went away. Adapters translate its verdicts and nothing else.
 
@@ -313,23 +314,23 @@ impl Exchange {
                 ends_stream: false,
             });
         }
-        let mode = state.mode.unwrap_or(BodyMode::Skip);
-        let mode = match mode {
-            BodyMode::Buffer { limit } => {
-                let total = self.body_state(dir).held.len() + data.len();
-                if total <= limit {
-                    return self.buffer(dir, data, end_of_stream, truncated).await;
-                }
+        let mut mode = state.mode.unwrap_or(BodyMode::Skip);
+        if let Some(limit) = mode.limit() {
+            let total = self.body_state(dir).held.len() + data.len();
+            if total > limit {
                 match self.shed_buffering(dir, total) {
                     Verdict::Respond(reply) => return Verdict::Respond(reply),
-                    Verdict::Continue(BodyMode::Buffer { .. }) => {
-                        return self.buffer(dir, data, end_of_stream, truncated).await
-                    }
-                    Verdict::Continue(weaker) => weaker,
+                    Verdict::Continue(left) => mode = left,
                 }
             }
-            other => other,
-        };
+        }
+        match mode {
+            BodyMode::Buffer { .. } => {
+                return self.buffer(dir, data, end_of_stream, truncated).await
+            }
+            BodyMode::Scan { .. } => return self.scan(dir, data, end_of_stream, truncated).await,
+            _ => {}
+        }
         // Skip or Stream; anything held from an earlier Buffer goes out with this chunk.
         let state = self.body_state(dir);
         let released = !state.held.is_empty();
@@ -399,21 +400,84 @@ impl Exchange {
         }
     }
 
+    /// Scan mode: the chunk goes to the processors as it comes, and is held (with what
+    /// came before) while one of them still scans; once none does — or the body ended —
+    /// everything held goes out with it.
+    async fn scan(
+        &mut self,
+        dir: Direction,
+        data: Bytes,
+        end_of_stream: bool,
+        truncated: bool,
+    ) -> Verdict<BodyOutput> {
+        let body = Body::new(data, end_of_stream, false, truncated);
+        let out = match self.run_body(dir, body).await {
+            Verdict::Continue(out) => out,
+            respond => return respond,
+        };
+        let scanning = self.renegotiate_scan(dir);
+        let state = self.body_state(dir);
+        if scanning && !end_of_stream && !truncated && !out.ends_stream {
+            state.held.extend_from_slice(&out.data);
+            return Verdict::Continue(BodyOutput {
+                data: Bytes::new(),
+                end_of_stream: false,
+                changed: true,
+                ends_stream: false,
+            });
+        }
+        let held_before = !state.held.is_empty();
+        let data = if held_before {
+            state.held.extend_from_slice(&out.data);
+            state.held.split().freeze()
+        } else {
+            out.data
+        };
+        Verdict::Continue(BodyOutput {
+            data,
+            changed: out.changed || held_before,
+            ..out
+        })
+    }
+
+    /// After a scanned chunk: asks the scanning processors again which body they need
+    /// (a scan only ever gets weaker) and settles the exchange's mode; true while some
+    /// processor still scans.
+    fn renegotiate_scan(&mut self, dir: Direction) -> bool {
+        let mut mode = self.capture_body_mode(dir);
+        for slot in self.slots.iter_mut().filter(|s| s.active) {
+            if matches!(slot_mode(slot, dir), BodyMode::Scan { .. }) {
+                let now = match dir {
+                    Direction::Request => slot.processor.request_body_mode(),
+                    Direction::Response => slot.processor.response_body_mode(),
+                };
+                if !now.holds() {
+                    match dir {
+                        Direction::Request => slot.request_body = now,
+                        Direction::Response => slot.response_body = now,
+                    }
+                }
+            }
+            mode = mode.strongest(slot_mode(slot, dir));
+        }
+        self.body_state(dir).mode = Some(mode);
+        matches!(mode, BodyMode::Scan { .. })
+    }
+
     /// The body reached `total` bytes, over some buffering processor's limit. A
     /// fail-closed processor whose own limit is exceeded answers 413 (request) or 502
     /// (response); fail-open ones whose limit is exceeded stop seeing this body. Returns
     /// the body mode the remaining processors need.
     fn shed_buffering(&mut self, dir: Direction, total: usize) -> Verdict<BodyMode> {
-        let over = |s: &Slot| {
-            s.active && matches!(slot_mode(s, dir), BodyMode::Buffer { limit } if limit < total)
-        };
+        let over =
+            |s: &Slot| s.active && slot_mode(s, dir).limit().is_some_and(|limit| limit < total);
         if let Some(slot) = self
             .slots
             .iter()
             .find(|s| over(s) && s.failure_mode == FailureMode::FailClosed)
         {
-            let BodyMode::Buffer { limit } = slot_mode(slot, dir) else {
-                unreachable!("filtered on Buffer above")
+            let Some(limit) = slot_mode(slot, dir).limit() else {
+                unreachable!("filtered on a limit above")
             };
             let (status, kind, what) = match dir {
                 Direction::Request => (

@@ -241,6 +241,9 @@ pub struct Script {
     /// Prefix of this processor's journal entries (`tag:phase`), so that several
     /// processors can share one journal; empty: no prefix.
     pub tag: &'static str,
+    /// With a `Scan` body mode: stop scanning (answer `Skip`) after a chunk holding this
+    /// text.
+    pub scan_until: Option<&'static str>,
 }
 
 /// A processor that follows a `Script` and logs every call into a shared journal.
@@ -260,6 +263,7 @@ impl ProcessorFactory for Scripted {
         Some(Box::new(ScriptedProcessor {
             script: self.script.clone(),
             journal: self.journal.clone(),
+            scanned: false,
         }))
     }
 }
@@ -267,6 +271,8 @@ impl ProcessorFactory for Scripted {
 struct ScriptedProcessor {
     script: Script,
     journal: Arc<Mutex<Vec<String>>>,
+    /// Its scan found `scan_until`.
+    scanned: bool,
 }
 
 impl ScriptedProcessor {
@@ -306,7 +312,7 @@ impl ScriptedProcessor {
     }
 
     fn body(
-        &self,
+        &mut self,
         cx: &mut Ctx,
         phase: &'static str,
         body: &mut Body,
@@ -322,6 +328,10 @@ impl ScriptedProcessor {
                 ""
             }
         );
+        if let Some(marker) = self.script.scan_until {
+            let found = memchr::memmem::find(body.data(), marker.as_bytes()).is_some();
+            self.scanned |= found;
+        }
         if self.script.uppercase {
             let up = body.data().to_ascii_uppercase();
             body.replace(up.into());
@@ -343,7 +353,10 @@ impl Processor for ScriptedProcessor {
         self.step(cx, "request_headers", String::new())
     }
     fn request_body_mode(&self) -> BodyMode {
-        self.script.request_body.unwrap_or(BodyMode::Skip)
+        match self.script.request_body {
+            Some(BodyMode::Scan { .. }) if self.scanned => BodyMode::Skip,
+            mode => mode.unwrap_or(BodyMode::Skip),
+        }
     }
     async fn on_request_body(
         &mut self,

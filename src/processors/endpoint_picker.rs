@@ -8,8 +8,13 @@
 //!   `x-gateway-destination-endpoint` is dropped, so it can never steer the pick), sets
 //!   `x-request-id` when the request has none. A request without a body (a bodiless
 //!   method, or `end_of_stream` on its headers) is picked at once.
-//! - request body (buffered): reads the model and the prompt (from `cx.llm` when
-//!   `tokenAccounting` parsed it, else itself; 400 on a bad body or no model), applies a
+//! - request body: for Chat Completions and Completions, scanned as it arrives
+//!   (`BodyMode::Scan`, see `scan`): the pick is made once the model and the prompt's
+//!   first blocks are in, and the rest of the body streams on behind it (the header
+//!   reply with the pick goes first). Otherwise — another API, a model rewrite, the
+//!   KV-events prefix cache, or a short body — buffered: reads the model and the prompt
+//!   (from `cx.llm` when `tokenAccounting` parsed it, else itself; 400 on a bad body or
+//!   no model), applies a
 //!   model rewrite (the body's `"model"` replaced in place), keeps the endpoints of the
 //!   gateway's subset hint, schedules — with `flowControl`, after waiting its turn in
 //!   the pool's queues while the pool is saturated (`crate::epp::flow`; 429
@@ -37,6 +42,7 @@ mod control;
 mod disagg;
 pub(crate) mod model_rewrite;
 mod pools;
+mod scan;
 mod session;
 
 use std::net::SocketAddr;
@@ -48,6 +54,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use self::control::{target_model, Control};
 use self::model_rewrite::{set_model, ModelWriteBack};
+use self::scan::{PromptScan, Read};
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
 use crate::epp::flow::{Charge, PickSpec};
 use crate::epp::{InFlight, Pool, Rng};
@@ -136,6 +143,9 @@ impl ProcessorFactory for EndpointPickerFactory {
             first_token_at: None,
             session: session::Session::default(),
             prefill: None,
+            scan: None,
+            declared_len: None,
+            max_output_tokens: None,
         }))
     }
 }
@@ -175,6 +185,12 @@ struct EndpointPicker {
     session: session::Session,
     /// The prefill side, when the request was disaggregated.
     prefill: Option<disagg::Prefill>,
+    /// The body's reading as it arrives, when the pick can start before its end.
+    scan: Option<PromptScan>,
+    /// The request's `content-length`.
+    declared_len: Option<u64>,
+    /// The output cap the body asked for (from its start, when read early).
+    max_output_tokens: Option<u64>,
 }
 
 // === impl EndpointPicker ===
@@ -189,6 +205,7 @@ impl EndpointPicker {
         cx: &Ctx,
         model: String,
         prompt: Vec<u8>,
+        prompt_chars: usize,
     ) -> Result<String, Box<LocalReply>> {
         let mut started = Instant::now();
         let subset: Option<Vec<SocketAddr>> = cx
@@ -196,11 +213,13 @@ impl EndpointPicker {
             .as_ref()
             .map(|s| s.iter().filter_map(|a| a.trim().parse().ok()).collect());
         let subset = self.destination_subset(subset);
-        let (model_name, prompt_chars) = (model.clone(), prompt.len());
+        let model_name = model.clone();
+        let expected = cx.llm.as_ref().and_then(|l| l.request.max_output_tokens);
         let spec = PickSpec {
             model,
             prompt,
-            expected_output_tokens: cx.llm.as_ref().and_then(|l| l.request.max_output_tokens),
+            prompt_chars,
+            expected_output_tokens: expected.or(self.max_output_tokens),
             subset,
             slo: self.control.slo(),
             priority: self.control.priority,
@@ -243,6 +262,77 @@ impl EndpointPicker {
         self.hashes = picked.hashes;
         self.in_flight = Some(picked.in_flight);
         Ok(destination)
+    }
+
+    /// The pick can start before the body's end: the API lists its prompt in body
+    /// order, and nothing needs the whole body (a model rewrite edits it, the KV-events
+    /// prefix cache tokenizes all of it).
+    fn may_pick_early(&self) -> bool {
+        PromptScan::applies_to(self.api)
+            && self.control.rewrite.is_none()
+            && self.shared.policy.model_rewrites.is_empty()
+            && !self.shared.handle.pool.reads_kv_events()
+    }
+
+    /// Picks for a body read whole: its model (rewritten in the body when a rewrite
+    /// applies — `body` is then the whole body) and its prompt.
+    async fn pick_whole(
+        &mut self,
+        cx: &mut Ctx,
+        body: &mut Body,
+        whole: bytes::Bytes,
+    ) -> Result<Flow, ProcessorError> {
+        let (model, prompt) = match model_and_prompt(cx, self.api, &whole) {
+            Ok(v) => v,
+            Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
+        };
+        self.model = Some(model.clone());
+        let target = Rng::with_thread(|rng| {
+            target_model(
+                &model,
+                self.control.rewrite.as_deref(),
+                &self.shared.policy.model_rewrites,
+                rng,
+            )
+        });
+        if let Some(t) = &target {
+            let rewritten = set_model(&whole, t).filter(|_| body.is_whole());
+            let Some(rewritten) = rewritten else {
+                return Ok(Flow::Respond(self.bad_request(
+                    "request body has no top-level string model to rewrite",
+                )));
+            };
+            body.replace(rewritten.into());
+            self.write_back = Some(ModelWriteBack::new(t, &model));
+        }
+        self.target = target;
+        let scheduled_model = self.target.clone().unwrap_or(model);
+        let pool = &self.shared.handle.pool;
+        let chat = (self.api == Some(Api::ChatCompletions)).then_some(whole.as_ref());
+        self.block_keys = pool
+            .prompt_block_keys(&scheduled_model, &prompt, chat)
+            .await;
+        let chars = prompt.len();
+        self.pick_and_announce(cx, scheduled_model, prompt, chars)
+            .await
+    }
+
+    /// Schedules, then announces the pick (and a prefill endpoint) or answers the
+    /// drop.
+    async fn pick_and_announce(
+        &mut self,
+        cx: &mut Ctx,
+        model: String,
+        prompt: Vec<u8>,
+        prompt_chars: usize,
+    ) -> Result<Flow, ProcessorError> {
+        let destination = match self.pick(cx, model, prompt, prompt_chars).await {
+            Ok(d) => d,
+            Err(reply) => return Ok(Flow::Respond(*reply)),
+        };
+        self.announce(cx, destination, None)?;
+        self.announce_prefill(cx);
+        Ok(Flow::Continue)
     }
 
     fn count_attempt(&self, ok: bool, started: Instant) {
@@ -422,12 +512,18 @@ impl Processor for EndpointPicker {
             }
         }
         self.api = Api::from_path(cx.request.path_only());
+        self.declared_len = headers
+            .get_str("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(api) = self.api.filter(|_| self.may_pick_early()) {
+            self.scan = Some(PromptScan::new(api, self.control.model.clone()));
+        }
         let bodiless = matches!(
             cx.request.method.as_str(),
             "GET" | "HEAD" | "DELETE" | "OPTIONS"
         );
         if bodiless || cx.request_body_empty {
-            let destination = match self.pick(cx, String::new(), Vec::new()).await {
+            let destination = match self.pick(cx, String::new(), Vec::new(), 0).await {
                 Ok(d) => d,
                 Err(reply) => return Ok(Flow::Respond(*reply)),
             };
@@ -437,12 +533,11 @@ impl Processor for EndpointPicker {
     }
 
     fn request_body_mode(&self) -> BodyMode {
-        if self.picked.is_some() {
-            BodyMode::Skip
-        } else {
-            BodyMode::Buffer {
-                limit: self.shared.policy.max_request_bytes,
-            }
+        let limit = self.shared.policy.max_request_bytes;
+        match (&self.picked, &self.scan) {
+            (Some(_), _) => BodyMode::Skip,
+            (None, Some(_)) => BodyMode::Scan { limit },
+            (None, None) => BodyMode::Buffer { limit },
         }
     }
 
@@ -451,45 +546,38 @@ impl Processor for EndpointPicker {
         cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
-        if self.picked.is_some() || !body.end_of_stream() {
+        if self.picked.is_some() {
             return Ok(Flow::Continue);
         }
-        let (model, prompt) = match model_and_prompt(cx, self.api, body.data()) {
-            Ok(v) => v,
-            Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
+        let read = match self.scan.as_mut() {
+            Some(scan) => scan.push(body.data(), body.end_of_stream()),
+            None if body.end_of_stream() => Read::Whole(body.data().clone()),
+            None => return Ok(Flow::Continue),
         };
-        self.model = Some(model.clone());
-        let target = Rng::with_thread(|rng| {
-            target_model(
-                &model,
-                self.control.rewrite.as_deref(),
-                &self.shared.policy.model_rewrites,
-                rng,
-            )
-        });
-        if let Some(t) = &target {
-            let Some(rewritten) = set_model(body.data(), t) else {
-                return Ok(Flow::Respond(self.bad_request(
-                    "request body has no top-level string model to rewrite",
-                )));
-            };
-            body.replace(rewritten.into());
-            self.write_back = Some(ModelWriteBack::new(t, &model));
+        let metrics = &self.shared.services.metrics.inference;
+        match &read {
+            Read::Ready(early) => metrics.body_read_at_pick.observe(early.seen as f64),
+            Read::Whole(whole) => metrics.body_read_at_pick.observe(whole.len() as f64),
+            _ => {}
         }
-        self.target = target;
-        let scheduled_model = self.target.clone().unwrap_or(model);
-        let pool = &self.shared.handle.pool;
-        let chat = (self.api == Some(Api::ChatCompletions)).then(|| body.data().as_ref());
-        self.block_keys = pool
-            .prompt_block_keys(&scheduled_model, &prompt, chat)
-            .await;
-        let destination = match self.pick(cx, scheduled_model, prompt).await {
-            Ok(d) => d,
-            Err(reply) => return Ok(Flow::Respond(*reply)),
-        };
-        self.announce(cx, destination, None)?;
-        self.announce_prefill(cx);
-        Ok(Flow::Continue)
+        match read {
+            Read::More => Ok(Flow::Continue),
+            Read::Ready(early) => {
+                self.model = Some(early.model.clone());
+                self.max_output_tokens = early.max_output_tokens;
+                // The whole prompt's length, for its token estimate: the declared body.
+                let declared = self.declared_len.map_or(0, |n| n as usize);
+                let chars = declared.max(early.seen).max(early.prompt.len());
+                self.pick_and_announce(cx, early.model, early.prompt, chars)
+                    .await
+            }
+            Read::Whole(whole) => self.pick_whole(cx, body, whole).await,
+            Read::NoModel { json } => Ok(Flow::Respond(self.bad_request(if json {
+                "request body has no model"
+            } else {
+                "request body is not JSON"
+            }))),
+        }
     }
 
     async fn on_response_headers(

@@ -7,8 +7,9 @@
 //! Body modes: `BUFFERED` / `BUFFERED_PARTIAL` / `STREAMED` answer each body message
 //! with a `BodyResponse` (a replaced body, or a cleared chunk while tollgate buffers);
 //! `FULL_DUPLEX_STREAMED` sends the body back as `streamed_response` chunks of at most
-//! `MAX_STREAMED_CHUNK` bytes and defers the header reply while a processor buffers the
-//! body. When processors need a different body mode than Envoy's static one, the header
+//! `MAX_STREAMED_CHUNK` bytes and defers the header reply while a processor buffers or
+//! scans the body (a scan releases it, and the chunks held, as soon as it has read
+//! enough; later chunks go back as they come). When processors need a different body mode than Envoy's static one, the header
 //! reply carries a `mode_override` (not possible in FULL_DUPLEX_STREAMED); whether Envoy
 //! honoured it is read from the body messages themselves (`side`), and each message is
 //! answered for the mode it really came in.
@@ -173,7 +174,7 @@ impl ExtProcStream {
         }
         if self.request.mode == BodySendMode::FullDuplexStreamed
             && !msg.end_of_stream
-            && matches!(needed, BodyMode::Buffer { .. })
+            && needed.holds()
         {
             self.request.deferred = Some(resp);
             return Ok(Vec::new());
@@ -228,7 +229,7 @@ impl ExtProcStream {
         }
         if self.response.mode == BodySendMode::FullDuplexStreamed
             && !msg.end_of_stream
-            && matches!(needed, BodyMode::Buffer { .. })
+            && needed.holds()
         {
             self.response.deferred = Some(resp);
             return Ok(Vec::new());
@@ -265,8 +266,13 @@ impl ExtProcStream {
         }
         let mut out = Vec::new();
         if mode == BodySendMode::FullDuplexStreamed {
-            if !output.data.is_empty() || output.end_of_stream {
+            let sending = !output.data.is_empty() || output.end_of_stream;
+            // A scan that ended on a chunk with nothing to send still frees the headers.
+            let released = !self.exchange_or_passthrough().body_mode(dir).holds();
+            if sending || released {
                 out.extend(self.flush_deferred(dir, &output));
+            }
+            if sending {
                 out.extend(reply::streamed_chunks(
                     dir,
                     output.data,
@@ -479,8 +485,12 @@ impl ExtProcStream {
         let wanted = match (needed, current) {
             (BodyMode::Skip, _) => BodySendMode::None,
             (BodyMode::Stream, _) => BodySendMode::Streamed,
-            (BodyMode::Buffer { .. }, BodySendMode::BufferedPartial) => current,
-            (BodyMode::Buffer { .. }, _) => BodySendMode::Buffered,
+            // Scanning holds the header reply too: out of FULL_DUPLEX_STREAMED only a
+            // buffered body can still change the request's headers.
+            (BodyMode::Buffer { .. } | BodyMode::Scan { .. }, BodySendMode::BufferedPartial) => {
+                current
+            }
+            (BodyMode::Buffer { .. } | BodyMode::Scan { .. }, _) => BodySendMode::Buffered,
         };
         let overrides = self.overrides;
         self.side(dir).request_override(wanted, overrides)?;

@@ -269,6 +269,48 @@ async fn respond_mid_body(
     ex.finish(Outcome::LocalReply { status });
 }
 
+/// Reads a body through the exchange while its processors scan it: the bytes released
+/// when the scan ended, and whether the body ended there too. Trailers are dropped.
+pub async fn scan<B>(
+    body: &mut B,
+    exchange: &SharedExchange,
+    side: Side,
+) -> Result<(Bytes, bool), Stopped>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut out = BytesMut::new();
+    loop {
+        let (data, eos) = match body.frame().await {
+            None => (Bytes::new(), true),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => (data, body.is_end_stream()),
+                Err(_) => continue,
+            },
+            Some(Err(e)) => return Err(Stopped::broken(side, e.into())),
+        };
+        let mut ex = exchange.lock().await;
+        match ex.body_chunk(side, data, eos, false).await {
+            Verdict::Respond(reply) => return Err(Stopped::Reply(reply)),
+            Verdict::Continue(o) => out.extend_from_slice(&o.data),
+        }
+        if eos || !ex.body_mode(side).holds() {
+            return Ok((out.freeze(), eos));
+        }
+    }
+}
+
+/// `first`, then `rest`.
+pub fn prepend(first: Bytes, rest: ProxyBody) -> ProxyBody {
+    if first.is_empty() {
+        return rest;
+    }
+    let head = futures::stream::once(async move { Ok::<_, BoxError>(Frame::data(first)) });
+    let frames = futures::StreamExt::chain(head, http_body_util::BodyStream::new(rest));
+    BodyExt::boxed(StreamBody::new(frames))
+}
+
 /// Reads a whole body through the exchange (a processor buffers it). Trailers are
 /// dropped.
 pub async fn collect<B>(

@@ -284,8 +284,9 @@ impl Handler {
 }
 
 /// The request body for the upstream, as the processors asked for it: untouched,
-/// streamed through them (their mid-body reply on the receiver), or collected (and
-/// so can be sent again).
+/// streamed through them (their mid-body reply on the receiver), read until their scan
+/// ends (the upstream is chosen then; what was held goes first and the rest streams),
+/// or collected (and so can be sent again).
 async fn request_body(
     mode: BodyMode,
     incoming: ClientBody,
@@ -302,6 +303,22 @@ async fn request_body(
             let (body, reply) = body::pump(incoming, ex.clone(), Side::Request);
             Ok(RequestBody::Proxied {
                 body,
+                rejected: Some(reply),
+            })
+        }
+        BodyMode::Scan { .. } => {
+            let mut incoming = incoming;
+            let (head, ended) = body::scan(&mut incoming, ex, Side::Request).await?;
+            apply_late_headers(ex, headers).await;
+            if ended {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(head.len()));
+                return Ok(RequestBody::Collected(head));
+            }
+            // The rest streams (through any `Stream` processor): its length may change.
+            headers.remove(header::CONTENT_LENGTH);
+            let (rest, reply) = body::pump(incoming, ex.clone(), Side::Request);
+            Ok(RequestBody::Proxied {
+                body: body::prepend(head, rest),
                 rejected: Some(reply),
             })
         }
@@ -384,20 +401,23 @@ where
             parts.headers.remove(header::CONTENT_LENGTH);
             body::pump(rbody, ex, Side::Response).0
         }
-        BodyMode::Buffer { .. } => match body::collect(rbody, &ex, Side::Response).await {
-            Ok(bytes) => {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                let late = std::mem::take(&mut ex.lock().await.cx.late_response_headers);
-                for (name, value) in late {
-                    parts.headers.insert(name, value);
+        // No response processor scans; were one to, the whole body answers it.
+        BodyMode::Buffer { .. } | BodyMode::Scan { .. } => {
+            match body::collect(rbody, &ex, Side::Response).await {
+                Ok(bytes) => {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    let late = std::mem::take(&mut ex.lock().await.cx.late_response_headers);
+                    for (name, value) in late {
+                        parts.headers.insert(name, value);
+                    }
+                    body::finish(&ex, Outcome::Completed { status });
+                    body::full(bytes)
                 }
-                body::finish(&ex, Outcome::Completed { status });
-                body::full(bytes)
+                Err(stop) => return stopped(&ex, stop).await,
             }
-            Err(stop) => return stopped(&ex, stop).await,
-        },
+        }
     };
     Response::from_parts(parts, client_body)
 }

@@ -41,6 +41,7 @@ fn request(tenant: &str, priority: i32, prompt_chars: usize) -> FlowRequest {
         pick: PickSpec {
             model: "m".into(),
             prompt: vec![b'x'; prompt_chars],
+            prompt_chars,
             expected_output_tokens: Some(10),
             subset: None,
             slo: None,

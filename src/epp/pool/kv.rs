@@ -14,6 +14,12 @@ impl Pool {
         }
     }
 
+    /// The pool scores prefixes on its members' KV events (and so tokenizes whole
+    /// prompts).
+    pub fn reads_kv_events(&self) -> bool {
+        self.policy.prefix_cache.is_some()
+    }
+
     /// The exact block keys of `prompt` for `model`, for [`super::PickRequest::block_keys`]:
     /// `None` in `approximate` mode, when no member publishes, or when tokenizing failed
     /// (the pick then uses the approximate index). `chat_body` is the body of a chat

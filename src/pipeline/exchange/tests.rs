@@ -93,3 +93,4 @@ fn completions(j: &Journal) -> Vec<String> {
 mod bodies;
 mod completion;
 mod order;
+mod scan;

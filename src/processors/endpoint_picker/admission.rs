@@ -34,7 +34,7 @@ impl EndpointPicker {
                 .map_err(|r| self.pick_rejected(cx, r));
         };
         let request = FlowRequest {
-            bytes: spec.prompt.len() as u64,
+            bytes: spec.prompt_chars.max(spec.prompt.len()) as u64,
             priority: spec.priority,
             pick: spec,
             fairness_id: self.control.flow().to_string(),

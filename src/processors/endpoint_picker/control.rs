@@ -1,8 +1,9 @@
 //! The request's control headers of the endpoint-picker protocol, read once and then
 //! stripped: the inference objective (its priority decides shedding), the fairness id,
-//! and a model-name rewrite the gateway asked for. Both spellings are read
+//! a model-name rewrite the gateway asked for, and the model a body-based router in
+//! front already read from the body. Both spellings are read
 //! (`x-llm-d-*`, and the older `x-gateway-*`); every `x-llm-d-*` and `x-gateway-*`
-//! header is removed so none reaches the model server, and a client-sent
+//! header but the model name is removed so none reaches the model server, and a client-sent
 //! `x-gateway-destination-endpoint` can never steer the pick.
 
 use std::time::Duration;
@@ -24,6 +25,11 @@ const FAIRNESS: [&str; 2] = [
     "x-gateway-inference-fairness-id",
 ];
 const REWRITE: [&str; 2] = ["x-llm-d-model-name-rewrite", "x-gateway-model-name-rewrite"];
+/// The model a body-based router in front (the inference extension's BBR) read from the
+/// body.
+const MODEL: [&str; 2] = ["x-gateway-model-name", "x-llm-d-model-name"];
+/// Longest model name taken from a header.
+const MAX_MODEL_NAME: usize = 1024;
 const SLO_TTFT: [&str; 2] = ["x-llm-d-slo-ttft-ms", "x-slo-ttft-ms"];
 const SLO_TPOT: [&str; 2] = ["x-llm-d-slo-tpot-ms", "x-slo-tpot-ms"];
 
@@ -48,6 +54,9 @@ pub struct Control {
     pub fairness_id: Option<String>,
     /// The model the gateway wants the request sent as.
     pub rewrite: Option<String>,
+    /// The model the request's body names, as a router in front read it
+    /// (`x-gateway-model-name`): lets the pick start before the body's `"model"` came.
+    pub model: Option<String>,
     /// The request's time-to-first-token objective (`x-llm-d-slo-ttft-ms`).
     pub slo_ttft: Option<Duration>,
     /// Its time-per-output-token objective (`x-llm-d-slo-tpot-ms`).
@@ -116,6 +125,7 @@ impl Control {
             objective,
             fairness_id: first(FAIRNESS),
             rewrite: first(REWRITE),
+            model: first(MODEL).filter(|m| m.len() <= MAX_MODEL_NAME),
             slo_ttft,
             slo_tpot,
         });
@@ -124,7 +134,12 @@ impl Control {
             .keys()
             .filter(|n| {
                 let n = n.as_str();
-                n.starts_with("x-llm-d-") || n.starts_with("x-gateway-") || n.starts_with("x-slo-")
+                // The model header stays: routes in front may match on it, and Envoy
+                // matches again after the pick clears the route cache.
+                let control = n.starts_with("x-llm-d-")
+                    || n.starts_with("x-gateway-")
+                    || n.starts_with("x-slo-");
+                control && !MODEL.contains(&n)
             })
             .cloned()
             .collect();
@@ -188,6 +203,7 @@ mod tests {
             ("x-gateway-inference-objective", "batch"),
             ("x-gateway-inference-fairness-id", "tenant-a"),
             ("x-llm-d-model-name-rewrite", "m-v2"),
+            ("x-gateway-model-name", "m"),
             ("x-gateway-destination-endpoint", "10.0.0.1:80"),
             ("x-llm-d-anything", "1"),
             ("authorization", "Bearer k"),
@@ -197,8 +213,10 @@ mod tests {
         assert_eq!(c.priority, -1);
         assert_eq!(c.fairness_id.as_deref(), Some("tenant-a"));
         assert_eq!(c.rewrite.as_deref(), Some("m-v2"));
-        let left: Vec<&str> = h.map().keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["authorization"]);
+        assert_eq!(c.model.as_deref(), Some("m"));
+        let mut left: Vec<&str> = h.map().keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["authorization", "x-gateway-model-name"]);
 
         let mut h = headers(&[
             ("x-llm-d-inference-objective", "chat"),

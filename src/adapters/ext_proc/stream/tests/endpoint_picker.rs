@@ -317,3 +317,87 @@ async fn the_served_endpoint_is_read_on_the_response_path() {
         Some("127.0.0.12:8000")
     );
 }
+
+/// A chat body with a `chars`-long prompt, the model first or last (as the SDKs send it).
+fn long_chat(chars: usize, model_first: bool) -> Vec<u8> {
+    let text = "lorem ipsum ".repeat(chars / 12);
+    let messages = format!(r#"[{{"role":"user","content":"{text}"}}]"#);
+    let body = if model_first {
+        format!(r#"{{"model":"m","max_tokens":4,"messages":{messages}}}"#)
+    } else {
+        format!(r#"{{"messages":{messages},"max_tokens":4,"model":"m"}}"#)
+    };
+    body.into_bytes()
+}
+
+/// Sends `body` in 16 KiB FULL_DUPLEX_STREAMED chunks after `headers`; the replies to
+/// each chunk, in order.
+async fn duplex_in_chunks(headers: ProcessingRequest, body: &[u8]) -> Vec<Vec<ProcessingResponse>> {
+    let mut s = stream_for(EPP);
+    let m = with_modes(
+        headers,
+        BodySendMode::FullDuplexStreamed,
+        BodySendMode::FullDuplexStreamed,
+    );
+    assert!(send(&mut s, m).await.is_empty(), "header reply deferred");
+    let chunks: Vec<&[u8]> = body.chunks(16 * 1024).collect();
+    let mut replies = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        replies.push(send(&mut s, request_body(chunk, i + 1 == chunks.len())).await);
+    }
+    replies
+}
+
+/// The chunk whose reply carried the (pick on the) header reply, and the body echoed.
+fn pick_point(replies: &[Vec<ProcessingResponse>]) -> (usize, Vec<u8>) {
+    let at = replies
+        .iter()
+        .position(|r| !r.is_empty())
+        .expect("some reply");
+    assert_eq!(kind(&replies[at][0]), "request_headers");
+    assert_pick(&replies[at][0]);
+    let mut echoed = Vec::new();
+    for r in replies
+        .iter()
+        .flatten()
+        .filter(|r| kind(r) == "request_body")
+    {
+        echoed.extend(streamed(r).0);
+    }
+    // Every chunk after the pick is answered at once.
+    assert!(replies[at..].iter().all(|r| !r.is_empty()));
+    (at, echoed)
+}
+
+#[tokio::test]
+async fn a_long_prompt_is_picked_on_its_first_blocks_and_the_rest_streams_through() {
+    let body = long_chat(220_000, true);
+    let replies = duplex_in_chunks(post_spoofed(), &body).await;
+    let (at, echoed) = pick_point(&replies);
+    assert!(at <= 2, "picked at chunk {at} of {}", replies.len());
+    assert_eq!(echoed, body, "the body goes on whole and in order");
+}
+
+#[tokio::test]
+async fn a_model_named_last_waits_for_it_unless_a_router_read_it_into_the_header() {
+    let body = long_chat(100_000, false);
+    let replies = duplex_in_chunks(post_spoofed(), &body).await;
+    let (at, echoed) = pick_point(&replies);
+    assert_eq!(at, replies.len() - 1, "the model ends the body");
+    assert_eq!(echoed, body);
+
+    let mut headers = post_spoofed();
+    if let Some(In::RequestHeaders(h)) = headers.request.as_mut() {
+        let map = h.headers.as_mut().unwrap();
+        map.headers
+            .push(envoy_types::pb::envoy::config::core::v3::HeaderValue {
+                key: "x-gateway-model-name".into(),
+                raw_value: b"m".to_vec(),
+                ..Default::default()
+            });
+    }
+    let replies = duplex_in_chunks(headers, &body).await;
+    let (at, echoed) = pick_point(&replies);
+    assert!(at <= 2, "picked at chunk {at} of {}", replies.len());
+    assert_eq!(echoed, body);
+}

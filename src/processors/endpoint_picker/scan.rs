@@ -1,0 +1,278 @@
+//! The picker's reading of a request body as it arrives (`BodyMode::Scan`): the pick
+//! needs the model and the prompt's first [`PROMPT_NEEDED`] bytes (what the prefix
+//! index hashes: 256 blocks of 64), not the rest of a long prompt. So the body's first
+//! bytes are kept until a parse of them — cut and closed by [`PartialJson`] — yields
+//! that much prompt text; the rest of the body is only followed for a top-level
+//! `"model"`, which the SDKs write after `messages`. Once both are known the pick is
+//! made and the request goes on while the rest of its body streams through.
+//!
+//! When the model comes last, a router in front that read it into
+//! `x-gateway-model-name` (the inference extension's body-based routing) lets the pick
+//! start as soon as the prompt's start is in; else the pick waits for the model.
+//! A long body that comes in one piece is read the same way: its start parsed, the rest
+//! followed. A body that ends before both are known is read whole, as in `Buffer` mode,
+//! with that mode's errors; a prefix that does not parse is never an error by itself (the
+//! whole body decides).
+
+use bytes::{Bytes, BytesMut};
+
+use crate::epp::prefix::{BLOCK_SIZE, MAX_BLOCKS};
+use crate::llm::partial::PartialJson;
+use crate::llm::{Api, LlmRequest};
+
+/// Prompt bytes the pick reads: all the prefix index hashes.
+pub const PROMPT_NEEDED: usize = BLOCK_SIZE * MAX_BLOCKS;
+/// Bytes more that must arrive before the start is parsed again.
+const REPARSE_STEP: usize = 8 * 1024;
+
+/// What a chunk told.
+#[derive(Debug, PartialEq)]
+pub enum Read {
+    /// Not enough yet.
+    More,
+    /// The pick can be made.
+    Ready(Early),
+    /// The body ended first: here it is whole.
+    Whole(Bytes),
+    /// The body ended with the prompt's start read but no model anywhere.
+    NoModel { json: bool },
+}
+
+/// What an early pick needs.
+#[derive(Debug, PartialEq)]
+pub struct Early {
+    pub model: String,
+    /// The prompt's first [`PROMPT_NEEDED`] bytes.
+    pub prompt: Vec<u8>,
+    pub max_output_tokens: Option<u64>,
+    /// Body bytes read so far.
+    pub seen: usize,
+}
+
+/// One request body being scanned.
+#[derive(Debug)]
+pub struct PromptScan {
+    api: Api,
+    json: PartialJson,
+    /// The body's first bytes, kept until the prompt's start is found in them (then
+    /// dropped: the rest is only followed).
+    head: BytesMut,
+    /// The prompt's start and the output cap, once read.
+    prompt: Option<(Vec<u8>, Option<u64>)>,
+    /// The model of the part read, or of a router in front.
+    model: Option<String>,
+    parsed_at: usize,
+}
+
+impl PromptScan {
+    /// A scan of a body of `api`; `header_model` is a router's reading of its model.
+    pub fn new(api: Api, header_model: Option<String>) -> Self {
+        PromptScan {
+            api,
+            json: PartialJson::new(),
+            head: BytesMut::new(),
+            prompt: None,
+            model: header_model,
+            parsed_at: 0,
+        }
+    }
+
+    /// The APIs whose prompt text is in body order (a prefix of the body gives a
+    /// prefix of the prompt): Chat Completions `messages`, Completions `prompt`.
+    pub fn applies_to(api: Option<Api>) -> bool {
+        matches!(api, Some(Api::ChatCompletions | Api::Completions))
+    }
+
+    /// Reads the next chunk (`last`: the body ends with it).
+    pub fn push(&mut self, chunk: &Bytes, last: bool) -> Read {
+        if self.json.is_empty() && last && chunk.len() < PROMPT_NEEDED {
+            // A short body, whole: nothing to gain.
+            return Read::Whole(chunk.clone());
+        }
+        // Until the prompt's start is found the chunk is kept and parsed step by step,
+        // so a large one (a whole body in one piece) is parsed only as far as needed;
+        // the rest is only followed.
+        let mut rest = &chunk[..];
+        while self.prompt.is_none() && !rest.is_empty() {
+            let (piece, more) = rest.split_at(rest.len().min(REPARSE_STEP));
+            self.json.push(piece);
+            self.head.extend_from_slice(piece);
+            self.try_prompt();
+            rest = more;
+        }
+        self.json.push(rest);
+        if self.model.is_none() {
+            self.model = self.json.model().map(str::to_owned);
+        }
+        match (&self.prompt, &self.model, last) {
+            (Some((prompt, max)), Some(model), _) => Read::Ready(Early {
+                model: model.clone(),
+                prompt: prompt.clone(),
+                max_output_tokens: *max,
+                seen: self.json.len(),
+            }),
+            (None, _, true) => Read::Whole(std::mem::take(&mut self.head).freeze()),
+            (Some(_), None, true) => Read::NoModel {
+                json: !self.json.lost(),
+            },
+            _ => Read::More,
+        }
+    }
+
+    /// Parses the kept start, cut and closed, when enough new bytes came: the prompt's
+    /// start once it is long enough (and the model, if it came before it).
+    fn try_prompt(&mut self) {
+        let len = self.head.len();
+        if len < PROMPT_NEEDED || len < self.parsed_at + REPARSE_STEP || self.json.lost() {
+            return;
+        }
+        self.parsed_at = len;
+        let Some(closed) = self.json.close(&self.head) else {
+            return;
+        };
+        let Ok(request) = LlmRequest::parse(self.api, &closed) else {
+            return;
+        };
+        let mut text = request.prompt_text().into_bytes();
+        if text.len() < PROMPT_NEEDED {
+            return;
+        }
+        text.truncate(PROMPT_NEEDED);
+        self.prompt = Some((text, request.max_output_tokens));
+        if self.model.is_none() {
+            self.model = request.model.filter(|m| !m.is_empty());
+        }
+        self.head = BytesMut::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(model_first: bool, prompt_chars: usize) -> String {
+        let text = "abcdefgh".repeat(prompt_chars / 8);
+        let messages = format!(
+            r#"[{{"role":"system","content":"be brief"}},{{"role":"user","content":"{text}"}}]"#
+        );
+        if model_first {
+            format!(r#"{{"model":"m1","max_tokens":7,"messages":{messages}}}"#)
+        } else {
+            format!(r#"{{"messages":{messages},"max_tokens":7,"model":"m1"}}"#)
+        }
+    }
+
+    /// Pushes `body` in `piece`-byte chunks; the first answer that is not `More`, and
+    /// the bytes pushed until then.
+    fn feed(scan: &mut PromptScan, body: &str, piece: usize) -> (Read, usize) {
+        let bytes = Bytes::copy_from_slice(body.as_bytes());
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + piece).min(bytes.len());
+            let read = scan.push(&bytes.slice(at..end), end == bytes.len());
+            if read != Read::More {
+                return (read, end);
+            }
+            at = end;
+        }
+        (Read::More, at)
+    }
+
+    #[test]
+    fn a_model_first_long_prompt_is_ready_after_its_first_blocks() {
+        let body = chat(true, 220_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        assert!(at <= 3 * 16_384, "ready after {at} bytes");
+        assert_eq!(early.model, "m1");
+        assert_eq!(early.max_output_tokens, Some(7));
+        // The same bytes the whole body's prompt starts with.
+        let whole = LlmRequest::parse(Api::ChatCompletions, body.as_bytes()).unwrap();
+        assert_eq!(
+            early.prompt,
+            whole.prompt_text().as_bytes()[..PROMPT_NEEDED]
+        );
+    }
+
+    #[test]
+    fn a_model_last_body_waits_for_its_model_unless_a_router_named_it() {
+        let body = chat(false, 100_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        assert!(
+            matches!(read, Read::Ready(ref e) if e.model == "m1"),
+            "{read:?}"
+        );
+        assert_eq!(at, body.len(), "the model is the last field");
+
+        let mut scan = PromptScan::new(Api::ChatCompletions, Some("m1".into()));
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        assert!(
+            matches!(read, Read::Ready(ref e) if e.model == "m1"),
+            "{read:?}"
+        );
+        assert!(at <= 3 * 16_384, "ready after {at} bytes");
+    }
+
+    #[test]
+    fn short_and_unreadable_bodies_are_read_whole() {
+        // Short: the prompt never reaches the blocks the index hashes.
+        let body = chat(true, 1_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, Some("m1".into()));
+        let (read, _) = feed(&mut scan, &body, 100);
+        assert_eq!(read, Read::Whole(Bytes::copy_from_slice(body.as_bytes())));
+        // One chunk: handed on as it is.
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert!(matches!(feed(&mut scan, &body, 1 << 20).0, Read::Whole(_)));
+        // A long body in one chunk is read early all the same (no whole parse).
+        let long = chat(false, 100_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        let Read::Ready(early) = feed(&mut scan, &long, 1 << 20).0 else {
+            panic!("not ready")
+        };
+        assert_eq!((early.model.as_str(), early.seen), ("m1", long.len()));
+        assert_eq!(early.prompt.len(), PROMPT_NEEDED);
+        // Not JSON.
+        let junk = "x".repeat(40_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, Some("m1".into()));
+        assert!(matches!(feed(&mut scan, &junk, 16_384).0, Read::Whole(b) if b.len() == 40_000));
+        // The wrong shape: `messages` a string — the whole body's parse says why.
+        let bad = format!(r#"{{"model":"m1","messages":"{}"}}"#, "y".repeat(40_000));
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert!(matches!(feed(&mut scan, &bad, 16_384).0, Read::Whole(_)));
+    }
+
+    #[test]
+    fn a_body_without_a_model_is_told_apart_from_broken_json() {
+        let body = chat(true, 60_000).replace(r#""model":"m1","#, "");
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert_eq!(
+            feed(&mut scan, &body, 16_384).0,
+            Read::NoModel { json: true }
+        );
+        let broken = format!("{}]]]", &body[..body.len() - 1]);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert_eq!(
+            feed(&mut scan, &broken, 16_384).0,
+            Read::NoModel { json: false }
+        );
+    }
+
+    #[test]
+    fn completions_prompts_scan_too() {
+        let text = "z".repeat(50_000);
+        let body = format!(r#"{{"model":"m2","prompt":"{text}","max_tokens":3}}"#);
+        let mut scan = PromptScan::new(Api::Completions, None);
+        let Read::Ready(early) = feed(&mut scan, &body, 16_384).0 else {
+            panic!("not ready")
+        };
+        assert_eq!(early.prompt.len(), PROMPT_NEEDED);
+        assert_eq!(early.max_output_tokens, None, "it comes after the prompt");
+        assert!(PromptScan::applies_to(Some(Api::Completions)));
+        assert!(!PromptScan::applies_to(Some(Api::Messages)));
+        assert!(!PromptScan::applies_to(None));
+    }
+}

@@ -1,0 +1,113 @@
+//! Long prompts and the endpoint picker: a 220 KB chat request is picked on the start
+//! of its body — the model and the prompt's first blocks — while the rest streams on to
+//! the model server, behind a real Envoy (FULL_DUPLEX_STREAMED) and in tollgate's own
+//! proxy. A body naming its model last (as the OpenAI and Anthropic SDKs write it) waits
+//! for it, unless a router in front named it in `x-gateway-model-name`. Each body
+//! arrives whole: the simulated server counts the same prompt tokens for all three.
+//! Bodies are sent in pieces (chunked), as they come over a network.
+
+use std::time::Duration;
+
+use crate::support::client::{self, Req};
+use crate::support::epp_envoy::{start_gateway, Forwarding};
+use crate::support::sim::Sim;
+use crate::support::tollgate::Tollgate;
+use crate::support::{free_port, metric};
+
+const PROMPT_CHARS: usize = 220_000;
+
+/// A chat body with a long prompt, its model first or last.
+fn body(model_first: bool) -> String {
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(PROMPT_CHARS / 44);
+    let messages = serde_json::json!([
+        {"role": "system", "content": "Summarize."},
+        {"role": "user", "content": prompt},
+    ]);
+    if model_first {
+        format!(r#"{{"model":"m","max_tokens":2,"messages":{messages}}}"#)
+    } else {
+        format!(r#"{{"messages":{messages},"max_tokens":2,"model":"m"}}"#)
+    }
+}
+
+/// The body bytes the picker had read at its picks so far (sum, count).
+async fn read_at_pick(tollgate: &Tollgate) -> (f64, f64) {
+    let m = tollgate.metrics().await;
+    let sum = metric(&m, "tollgate_epp_body_read_at_pick_bytes_sum").unwrap_or(0.0);
+    let count = metric(&m, "tollgate_epp_body_read_at_pick_bytes_count").unwrap_or(0.0);
+    (sum, count)
+}
+
+/// Sends the three shapes to `port`; asserts each was served whole and picked after the
+/// bytes expected.
+async fn three_shapes(port: u16, tollgate: &Tollgate, endpoints: &[String]) {
+    let mut prompt_tokens = Vec::new();
+    for (name, model_first, header) in [
+        ("model first", true, false),
+        ("model last", false, false),
+        ("model last, named by a router", false, true),
+    ] {
+        let body = body(model_first);
+        let len = body.len() as f64;
+        let before = read_at_pick(tollgate).await;
+        let mut req = Req::post("/v1/chat/completions", body.clone())
+            .header("content-type", "application/json");
+        if header {
+            req = req.header("x-gateway-model-name", "m");
+        }
+        // In 16 KB pieces 10 ms apart, as a body comes over a network (on loopback a
+        // client's whole body reaches Envoy in one read, and there is nothing to start
+        // early on).
+        let reply = client::send_in_pieces(port, req, 14, Duration::from_millis(10))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        let served = reply.header("x-sim-endpoint").expect("a sim answered");
+        assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
+        let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+        prompt_tokens.push(usage["usage"]["prompt_tokens"].as_u64().unwrap());
+        let after = read_at_pick(tollgate).await;
+        assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
+        let read = after.0 - before.0;
+        if model_first || header {
+            assert!(
+                read <= 64.0 * 1024.0,
+                "{name}: picked after {read} of {len} bytes"
+            );
+        } else {
+            assert_eq!(read, len, "{name}: the model came with the last bytes");
+        }
+    }
+    assert!(prompt_tokens[0] > 40_000, "{prompt_tokens:?}");
+    assert!(
+        prompt_tokens.iter().all(|t| *t == prompt_tokens[0]),
+        "every body reached the server whole: {prompt_tokens:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_envoy_a_long_prompt_is_picked_on_its_start() {
+    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let ext_proc = free_port();
+    let tollgate = Tollgate::start(&format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
+    ))
+    .await;
+    let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstHeader, false).await;
+    three_shapes(envoy.port(0), &tollgate, &endpoints).await;
+    drop(sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_proxy_a_long_prompt_is_picked_on_its_start() {
+    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let port = free_port();
+    let tollgate = Tollgate::start(&format!(
+        "binds:\n- port: {port}\n  listeners:\n  - routes:\n    - name: pool\n      policies:\n        endpointPicker:\n          endpoints: {endpoints:?}\n"
+    ))
+    .await;
+    three_shapes(port, &tollgate, &endpoints).await;
+    drop(sim);
+}
