@@ -42,6 +42,7 @@ mod control;
 mod disagg;
 pub(crate) mod model_rewrite;
 mod pools;
+mod request_body;
 mod scan;
 mod session;
 
@@ -52,13 +53,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use self::control::{target_model, Control};
-use self::model_rewrite::{set_model, ModelWriteBack};
-use self::scan::{PromptScan, Read};
+use self::control::Control;
+use self::model_rewrite::ModelWriteBack;
+use self::scan::PromptScan;
 use crate::config::{ConfigError, EndpointPickerPolicy, FailureMode};
 use crate::epp::flow::{Charge, PickSpec};
-use crate::epp::{InFlight, Pool, Rng};
-use crate::llm::{Api, LlmRequest};
+use crate::epp::{InFlight, Pool};
+use crate::llm::Api;
 use crate::metrics::{ObjectiveErrorLabels, ObjectiveLabels, PickLabels, ServedLabels};
 use crate::pipeline::{
     Body, BodyMode, Ctx, Flow, Headers, LocalReply, Outcome, Processor, ProcessorError,
@@ -264,77 +265,6 @@ impl EndpointPicker {
         Ok(destination)
     }
 
-    /// The pick can start before the body's end: the API lists its prompt in body
-    /// order, and nothing needs the whole body (a model rewrite edits it, the KV-events
-    /// prefix cache tokenizes all of it).
-    fn may_pick_early(&self) -> bool {
-        PromptScan::applies_to(self.api)
-            && self.control.rewrite.is_none()
-            && self.shared.policy.model_rewrites.is_empty()
-            && !self.shared.handle.pool.reads_kv_events()
-    }
-
-    /// Picks for a body read whole: its model (rewritten in the body when a rewrite
-    /// applies — `body` is then the whole body) and its prompt.
-    async fn pick_whole(
-        &mut self,
-        cx: &mut Ctx,
-        body: &mut Body,
-        whole: bytes::Bytes,
-    ) -> Result<Flow, ProcessorError> {
-        let (model, prompt) = match model_and_prompt(cx, self.api, &whole) {
-            Ok(v) => v,
-            Err(e) => return Ok(Flow::Respond(self.bad_request(&e.to_string()))),
-        };
-        self.model = Some(model.clone());
-        let target = Rng::with_thread(|rng| {
-            target_model(
-                &model,
-                self.control.rewrite.as_deref(),
-                &self.shared.policy.model_rewrites,
-                rng,
-            )
-        });
-        if let Some(t) = &target {
-            let rewritten = set_model(&whole, t).filter(|_| body.is_whole());
-            let Some(rewritten) = rewritten else {
-                return Ok(Flow::Respond(self.bad_request(
-                    "request body has no top-level string model to rewrite",
-                )));
-            };
-            body.replace(rewritten.into());
-            self.write_back = Some(ModelWriteBack::new(t, &model));
-        }
-        self.target = target;
-        let scheduled_model = self.target.clone().unwrap_or(model);
-        let pool = &self.shared.handle.pool;
-        let chat = (self.api == Some(Api::ChatCompletions)).then_some(whole.as_ref());
-        self.block_keys = pool
-            .prompt_block_keys(&scheduled_model, &prompt, chat)
-            .await;
-        let chars = prompt.len();
-        self.pick_and_announce(cx, scheduled_model, prompt, chars)
-            .await
-    }
-
-    /// Schedules, then announces the pick (and a prefill endpoint) or answers the
-    /// drop.
-    async fn pick_and_announce(
-        &mut self,
-        cx: &mut Ctx,
-        model: String,
-        prompt: Vec<u8>,
-        prompt_chars: usize,
-    ) -> Result<Flow, ProcessorError> {
-        let destination = match self.pick(cx, model, prompt, prompt_chars).await {
-            Ok(d) => d,
-            Err(reply) => return Ok(Flow::Respond(*reply)),
-        };
-        self.announce(cx, destination, None)?;
-        self.announce_prefill(cx);
-        Ok(Flow::Continue)
-    }
-
     fn count_attempt(&self, ok: bool, started: Instant) {
         let m = &self.shared.services.metrics.inference;
         m.scheduler_duration
@@ -455,41 +385,6 @@ impl EndpointPicker {
     }
 }
 
-/// Why a request body gives nothing to pick on: the 400's message.
-#[derive(Debug, thiserror::Error)]
-enum BadBody {
-    #[error(transparent)]
-    Llm(#[from] crate::llm::LlmError),
-    #[error("request body is not JSON: {0}")]
-    NotJson(serde_json::Error),
-    #[error("request body has no model")]
-    NoModel,
-}
-
-/// The model and the prompt bytes to hash: from the parsed request when there is one.
-fn model_and_prompt(cx: &Ctx, api: Option<Api>, body: &[u8]) -> Result<(String, Vec<u8>), BadBody> {
-    let request: Arc<LlmRequest> = match (&cx.llm, api) {
-        (Some(f), _) => f.request.clone(),
-        (None, Some(api)) => Arc::new(LlmRequest::parse(api, body)?),
-        (None, None) => {
-            // Not an API tollgate knows: only `model` is read; the whole body is hashed.
-            let v: serde_json::Value = serde_json::from_slice(body).map_err(BadBody::NotJson)?;
-            let model = v
-                .get("model")
-                .and_then(|m| m.as_str())
-                .filter(|m| !m.is_empty())
-                .ok_or(BadBody::NoModel)?;
-            return Ok((model.to_string(), body.to_vec()));
-        }
-    };
-    let model = request
-        .model
-        .clone()
-        .filter(|m| !m.is_empty())
-        .ok_or(BadBody::NoModel)?;
-    Ok((model, request.prompt_text().into_bytes()))
-}
-
 #[async_trait]
 impl Processor for EndpointPicker {
     async fn on_request_headers(
@@ -546,38 +441,7 @@ impl Processor for EndpointPicker {
         cx: &mut Ctx,
         body: &mut Body,
     ) -> Result<Flow, ProcessorError> {
-        if self.picked.is_some() {
-            return Ok(Flow::Continue);
-        }
-        let read = match self.scan.as_mut() {
-            Some(scan) => scan.push(body.data(), body.end_of_stream()),
-            None if body.end_of_stream() => Read::Whole(body.data().clone()),
-            None => return Ok(Flow::Continue),
-        };
-        let metrics = &self.shared.services.metrics.inference;
-        match &read {
-            Read::Ready(early) => metrics.body_read_at_pick.observe(early.seen as f64),
-            Read::Whole(whole) => metrics.body_read_at_pick.observe(whole.len() as f64),
-            _ => {}
-        }
-        match read {
-            Read::More => Ok(Flow::Continue),
-            Read::Ready(early) => {
-                self.model = Some(early.model.clone());
-                self.max_output_tokens = early.max_output_tokens;
-                // The whole prompt's length, for its token estimate: the declared body.
-                let declared = self.declared_len.map_or(0, |n| n as usize);
-                let chars = declared.max(early.seen).max(early.prompt.len());
-                self.pick_and_announce(cx, early.model, early.prompt, chars)
-                    .await
-            }
-            Read::Whole(whole) => self.pick_whole(cx, body, whole).await,
-            Read::NoModel { json } => Ok(Flow::Respond(self.bad_request(if json {
-                "request body has no model"
-            } else {
-                "request body is not JSON"
-            }))),
-        }
+        self.request_body(cx, body).await
     }
 
     async fn on_response_headers(
