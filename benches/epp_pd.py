@@ -18,12 +18,11 @@ step + 0.5 ms per further running sequence), so with long prompts and ~100 outpu
 the prefill side needs most of the instances: one decode instance carries ~12 sequences
 at once (its KV cache, 16,384 blocks, fits ~20 such requests) while three prefill
 instances run ~4.8 prefills a second. With 2 + 2 the two prefill instances (3.2/s) are
-the bottleneck and the decode ones idle. Note what the simulator does NOT model: a
-prefill does not stall the decode steps of the instance's other requests (no chunked
-prefill interference), so an aggregated instance is a full prefill engine and a full
-decode engine at once; the effects that remain are that an aggregated request holds its
-batch slot and KV reservation while it queues for the prefill (slowing that instance's
-decode steps), and that P/D pays a KV transfer and has fewer prefill engines.
+the bottleneck and the decode ones idle. Both setups run the simulator with `--prefill-stalls-decode`: a decode step waits for
+the prefill running on its instance (one GPU, prefills not chunked), which is what
+disaggregation takes off the decoding instances (`--sim-args` without it: an aggregated
+instance is then a full prefill engine and a full decode engine at once, and P/D only
+pays its KV transfer and its fewer prefill engines).
 
 Workload: closed loop, `--concurrency` (default 16) clients each sending one streamed
 (`stream: true`) chat request at a time, prompts of `--min-tokens`..`--max-tokens`
@@ -57,7 +56,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import epp_quality as q  # noqa: E402  (the shared process helpers, percentiles)
 
-SIM_ARGS = ("--prefill-us-per-token 50 --prefill-overhead-us 2000 --decode-step-us 25000 "
+SIM_ARGS = ("--prefill-stalls-decode --prefill-us-per-token 50 --prefill-overhead-us 2000 --decode-step-us 25000 "
             "--decode-step-per-seq-us 500 --max-running 64 --kv-blocks 16384 "
             "--kv-transfer-us-per-token 5")
 

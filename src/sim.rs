@@ -27,7 +27,9 @@
 //!   prefill produces the first output token.
 //! - Decode: each further token takes one step of `--decode-step-us` [10000] +
 //!   `--decode-step-per-seq-us` [100] × (running requests − 1), as batched decoding slows
-//!   with the batch.
+//!   with the batch. With `--prefill-stalls-decode` a step also waits for the prefill
+//!   running on its instance (one GPU, prefills not chunked), as an aggregated server's
+//!   running requests stall while it prefills a long prompt.
 //! - Output: `max_completion_tokens` / `max_tokens` when given (finish reason `length`),
 //!   else `--default-max-tokens` [32] (finish reason `stop`); the text is `tok1 tok2 …`.
 //! - Prefill/decode disaggregation (`--role` [both], `--prefill-instances` [0]): a
@@ -120,6 +122,10 @@ pub struct SimArgs {
     /// microseconds.
     #[arg(long, default_value_t = 5)]
     pub kv_transfer_us_per_token: u64,
+    /// A decode step waits for the prefill running on its instance (one GPU, prefills
+    /// not chunked): what disaggregation takes off the decoding instances.
+    #[arg(long)]
+    pub prefill_stalls_decode: bool,
     /// Publish KV-cache events as vLLM does (ZeroMQ PUB, msgpack) on the instance's IP:
     /// port 0 gives each instance an ephemeral port, another port P gives instance i
     /// port P + i. Each prints `kv-events tcp://ADDR` after its `listening` line.
@@ -138,6 +144,7 @@ impl SimArgs {
             max_running: self.max_running,
             kv_blocks: self.kv_blocks,
             kv_transfer_per_token: Duration::from_micros(self.kv_transfer_us_per_token),
+            prefill_stalls_decode: self.prefill_stalls_decode,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct CostModel {
     pub kv_blocks: usize,
     /// Time to pull one prompt token's KV cache from a prefill instance.
     pub kv_transfer_per_token: Duration,
+    /// A decode step cannot overlap a prefill on the same instance (one GPU, prefills
+    /// not chunked): running requests stall while a prefill runs.
+    pub prefill_stalls_decode: bool,
 }
 
 impl Default for CostModel {
@@ -48,6 +51,7 @@ impl Default for CostModel {
             max_running: 64,
             kv_blocks: 8192,
             kv_transfer_per_token: Duration::from_micros(5),
+            prefill_stalls_decode: false,
         }
     }
 }
@@ -147,6 +151,8 @@ struct State {
     requests: u64,
     prompt_tokens: u64,
     generation_tokens: u64,
+    /// When the prefill running now ends (`prefill_stalls_decode`).
+    prefill_until: Option<tokio::time::Instant>,
 }
 
 /// One simulated model server.
@@ -175,6 +181,7 @@ impl Instance {
             requests: 0,
             prompt_tokens: 0,
             generation_tokens: 0,
+            prefill_until: None,
         };
         Arc::new(Instance {
             cost,
@@ -377,7 +384,9 @@ impl Running {
         let cached = ((matched * BLOCK_TOKENS) as u64).min(self.job.prompt_tokens);
         let uncached = self.job.prompt_tokens - cached;
         let cost = &instance.cost;
-        tokio::time::sleep(cost.prefill_overhead + cost.prefill_per_token * uncached as u32).await;
+        let took = cost.prefill_overhead + cost.prefill_per_token * uncached as u32;
+        instance.lock().prefill_until = Some(tokio::time::Instant::now() + took);
+        tokio::time::sleep(took).await;
         {
             let mut st = instance.lock();
             match instance.events.get() {
@@ -416,11 +425,22 @@ impl Running {
         cached
     }
 
-    /// Waits one decode step (longer the more sequences run) and produces a token.
+    /// Waits one decode step (longer the more sequences run) and produces a token; with
+    /// `prefill_stalls_decode`, after the prefill running now.
     pub async fn decode(&mut self) {
         let cost = &self.slot.instance.cost;
-        let others = self.slot.instance.lock().running.saturating_sub(1) as u32;
-        tokio::time::sleep(cost.decode_step + cost.decode_step_per_seq * others).await;
+        let (others, stall) = {
+            let st = self.slot.instance.lock();
+            let stall = st
+                .prefill_until
+                .filter(|_| cost.prefill_stalls_decode)
+                .map(|until| until.saturating_duration_since(tokio::time::Instant::now()));
+            (
+                st.running.saturating_sub(1) as u32,
+                stall.unwrap_or_default(),
+            )
+        };
+        tokio::time::sleep(stall + cost.decode_step + cost.decode_step_per_seq * others).await;
         self.grow();
     }
 
@@ -461,6 +481,7 @@ mod tests {
             max_running: 2,
             kv_blocks: 100,
             kv_transfer_per_token: Duration::from_micros(100),
+            prefill_stalls_decode: false,
         }
     }
 
@@ -552,6 +573,29 @@ mod tests {
         });
         // The short prompt's first token waits for the long prefill.
         assert_eq!(tb, Duration::from_millis(410));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prefill_stalls_the_decode_steps_only_when_told_to() {
+        for (stalls, step) in [(false, 11), (true, 400 + 11)] {
+            let inst = Instance::new(
+                CostModel {
+                    prefill_stalls_decode: stalls,
+                    ..cost()
+                },
+                vec![],
+            );
+            let mut decoding = inst.admit(job("d", 3)).await.unwrap();
+            decoding.prefill().await;
+            let mut long = inst.admit(job(&"a".repeat(400 * 4), 1)).await.unwrap();
+            let prefill = tokio::spawn(async move { long.prefill().await });
+            tokio::task::yield_now().await;
+            let t = Instant::now();
+            decoding.decode().await;
+            // One step with two running (10 + 1 ms), after the 400 ms prefill if it stalls.
+            assert_eq!(t.elapsed(), Duration::from_millis(step), "stalls: {stalls}");
+            prefill.await.unwrap();
+        }
     }
 
     #[tokio::test(start_paused = true)]
