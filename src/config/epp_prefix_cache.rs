@@ -64,6 +64,12 @@ pub struct KvEventsConfig {
     /// 1,000,000.
     #[serde(default = "default_max_blocks")]
     pub max_blocks_per_endpoint: usize,
+    /// How long a pick counts its prompt's blocks as held by the endpoint picked,
+    /// before that endpoint's events confirm them (llm-d's speculative indexing): the
+    /// blocks are stored only once the prefill ends, and the prompt's next requests
+    /// would otherwise miss it meanwhile. `0s` turns it off. Default `2s`.
+    #[serde(default = "default_speculative_ttl")]
+    pub speculative_ttl: Duration,
 }
 
 /// How a prompt is tokenized: `{endpoint: {...}}` (the default) or
@@ -139,6 +145,7 @@ impl Default for KvEventsConfig {
             topic: String::new(),
             stale_after: default_stale_after(),
             max_blocks_per_endpoint: default_max_blocks(),
+            speculative_ttl: default_speculative_ttl(),
         }
     }
 }
@@ -158,6 +165,9 @@ fn default_port() -> u16 {
 }
 fn default_stale_after() -> Duration {
     Duration::from_secs(30)
+}
+fn default_speculative_ttl() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_max_blocks() -> usize {
     1_000_000
@@ -192,6 +202,9 @@ impl PrefixCacheConfig {
         }
         if k.max_blocks_per_endpoint == 0 || k.max_blocks_per_endpoint > MAX_BLOCKS_PER_ENDPOINT {
             return field("kvEvents.maxBlocksPerEndpoint", "must be 1 to 16000000");
+        }
+        if k.speculative_ttl.get() > std::time::Duration::from_secs(60) {
+            return field("kvEvents.speculativeTtl", "must be at most 60s");
         }
         if k.topic.len() > 255 {
             return field("kvEvents.topic", "must be at most 255 bytes");
@@ -249,6 +262,10 @@ mod tests {
         );
         assert_eq!(c.block_size, 16);
         assert_eq!(
+            c.kv_events.speculative_ttl.get(),
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
             c.tokenizer.kind(),
             TokenizerKind::Endpoint(EndpointTokenizer::default())
         );
@@ -296,6 +313,10 @@ mod tests {
             ("{kvEvents: {portOffset: 0}}", "kvEvents.portOffset"),
             ("{kvEvents: {portOffset: 70000}}", "kvEvents.portOffset"),
             ("{kvEvents: {staleAfter: 0s}}", "kvEvents.staleAfter"),
+            (
+                "{kvEvents: {speculativeTtl: 61s}}",
+                "kvEvents.speculativeTtl",
+            ),
             (
                 "{kvEvents: {maxBlocksPerEndpoint: 0}}",
                 "kvEvents.maxBlocksPerEndpoint",

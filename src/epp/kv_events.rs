@@ -89,6 +89,7 @@ pub struct KvEvents {
     port: subscriber::Port,
     topic: String,
     stale_after: Duration,
+    speculative_ttl: Duration,
     block_size: usize,
     capacity: usize,
     tokenizer: Tokenizer,
@@ -114,6 +115,7 @@ impl KvEvents {
             },
             topic: c.kv_events.topic.clone(),
             stale_after: c.kv_events.stale_after.get(),
+            speculative_ttl: c.kv_events.speculative_ttl.get(),
             block_size: c.block_size as usize,
             capacity: c.kv_events.max_blocks_per_endpoint,
             tokenizer: Tokenizer::from_config(&c.tokenizer),
@@ -185,6 +187,17 @@ impl KvEvents {
             if let Some(matched) = sub.events.matched(keys, self.stale_after, now) {
                 c.prefix_matched = matched * total_blocks / keys.len();
             }
+        }
+    }
+
+    /// The prompt of `keys` was just sent to `addr`: its blocks count as held there for
+    /// `speculativeTtl`, until the endpoint's events report them.
+    pub fn speculate(&self, addr: &SocketAddr, keys: &[u64], now: Instant) {
+        if self.speculative_ttl.is_zero() || keys.is_empty() {
+            return;
+        }
+        if let Some(sub) = self.subs.load().get(addr) {
+            sub.events.speculate(keys, now, now + self.speculative_ttl);
         }
     }
 

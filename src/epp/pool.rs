@@ -484,6 +484,9 @@ impl Pool {
         let chosen = &cands[first];
         let endpoint = &members.list[chosen.slot];
         endpoint.record_prefix(hashes);
+        if let (Some(kv), Some(keys)) = (&self.policy.prefix_cache, req.block_keys) {
+            kv.speculate(&endpoint.addr, keys, now);
+        }
         let estimate = latency::estimate(chosen, &view);
         let in_flight = InFlight::start(
             self.membership.clone(),

@@ -1,6 +1,7 @@
 //! What one endpoint's KV events told: its exact index, when it last published and the
 //! stream's counters. The subscriber task writes it; picks read it (one short lock).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,11 +24,17 @@ pub struct Counters {
     pub evicted: AtomicU64,
 }
 
+/// Most speculative keys kept per endpoint (one pick adds at most the prompt's blocks).
+pub const MAX_SPECULATIVE: usize = 65_536;
+
 #[derive(Debug)]
 struct State {
     index: BlockIndex,
     last_event: Option<Instant>,
     last_seq: Option<u64>,
+    /// Keys of prompts just sent here, held until the given instant unless the events
+    /// confirm them first (speculative indexing).
+    speculative: HashMap<u64, Instant>,
 }
 
 /// One endpoint's KV-event state.
@@ -45,6 +52,7 @@ impl EndpointEvents {
                 index: BlockIndex::new(capacity),
                 last_event: None,
                 last_seq: None,
+                speculative: HashMap::new(),
             }),
             counters: Counters::default(),
         }
@@ -96,11 +104,35 @@ impl EndpointEvents {
         fresh(&self.state(), stale_after, now)
     }
 
-    /// Leading `keys` held, or `None` when the endpoint is not fresh (never heard
-    /// from, or silent for longer than `stale_after`).
+    /// Leading `keys` held — reported by the events, or sent here by a pick that the
+    /// events have not confirmed yet — or `None` when the endpoint is not fresh (never
+    /// heard from, or silent for longer than `stale_after`).
     pub fn matched(&self, keys: &[u64], stale_after: Duration, now: Instant) -> Option<usize> {
         let s = self.state();
-        fresh(&s, stale_after, now).then(|| s.index.matched(keys))
+        if !fresh(&s, stale_after, now) {
+            return None;
+        }
+        if s.speculative.is_empty() {
+            return Some(s.index.matched(keys));
+        }
+        let held = |k: &u64| {
+            s.index.contains(*k) || s.speculative.get(k).is_some_and(|until| *until > now)
+        };
+        Some(keys.iter().take_while(|k| held(k)).count())
+    }
+
+    /// Counts `keys` as held until `until` (a prompt just sent here, whose blocks the
+    /// events report only once its prefill ends). Expired keys go first; past
+    /// [`MAX_SPECULATIVE`] nothing more is added.
+    pub fn speculate(&self, keys: &[u64], now: Instant, until: Instant) {
+        let mut s = self.state();
+        if s.speculative.len() + keys.len() > MAX_SPECULATIVE {
+            s.speculative.retain(|_, t| *t > now);
+        }
+        let room = MAX_SPECULATIVE.saturating_sub(s.speculative.len());
+        for k in keys.iter().take(room) {
+            s.speculative.insert(*k, until);
+        }
     }
 
     /// Engine blocks indexed.

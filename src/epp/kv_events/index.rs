@@ -101,6 +101,11 @@ impl BlockIndex {
     }
 
     /// Leading `keys` of a prompt this endpoint holds (stops at the first miss).
+    /// Whether the block of `key` is held.
+    pub fn contains(&self, key: u64) -> bool {
+        self.keys.contains_key(&key)
+    }
+
     pub fn matched(&self, keys: &[u64]) -> usize {
         keys.iter()
             .take_while(|k| self.keys.contains_key(k))

@@ -190,3 +190,79 @@ async fn the_subscriber_reads_a_zeromq_publisher_and_survives_garbage() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(Arc::strong_count(&events), 1);
 }
+
+#[test]
+fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends() {
+    let kv = KvEvents::from_config(&config(
+        "{mode: kvEvents, blockSize: 2, kvEvents: {staleAfter: 60s, speculativeTtl: 2s}}",
+    ))
+    .unwrap();
+    let (a, b): (SocketAddr, SocketAddr) = (
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    );
+    kv.sync([a, b]);
+    let now = Instant::now();
+    for addr in [a, b] {
+        let ev = kv.events(&addr).unwrap();
+        ev.receive(&frames(0, json!([1.0, []])), now).unwrap();
+    }
+    let keys = index::prompt_keys(&[1, 2, 3, 4], 2, None, 10);
+    let matched = |at: Instant| -> Vec<usize> {
+        let mut cands: Vec<Candidate> = (0..2).map(Candidate::idle).collect();
+        let addrs = [a, b];
+        kv.refine(&mut cands, |slot| addrs[slot], &keys, 2, at);
+        cands.iter().map(|c| c.prefix_matched).collect()
+    };
+    assert_eq!(matched(now), [0, 0]);
+    kv.speculate(&a, &keys, now);
+    assert_eq!(matched(now), [2, 0], "sent to a: held there at once");
+    assert_eq!(matched(now + Duration::from_millis(1999)), [2, 0]);
+    assert_eq!(
+        matched(now + Duration::from_secs(2)),
+        [0, 0],
+        "never confirmed: gone after the TTL"
+    );
+    // Confirmed by the events: held for good.
+    let store = json!([1.0, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2]]]);
+    kv.events(&a)
+        .unwrap()
+        .receive(&frames(1, store), now)
+        .unwrap();
+    assert_eq!(matched(now + Duration::from_secs(3)), [2, 0]);
+
+    let off = KvEvents::from_config(&config(
+        "{mode: kvEvents, blockSize: 2, kvEvents: {speculativeTtl: 0s}}",
+    ))
+    .unwrap();
+    off.sync([b]);
+    off.events(&b)
+        .unwrap()
+        .receive(&frames(0, json!([1.0, []])), now)
+        .unwrap();
+    off.speculate(&b, &keys, now);
+    assert_eq!(
+        off.events(&b)
+            .unwrap()
+            .matched(&keys, Duration::from_secs(60), now),
+        Some(0)
+    );
+}
+
+#[test]
+fn speculative_keys_are_bounded_per_endpoint() {
+    let ev = endpoint::EndpointEvents::new(10);
+    let now = Instant::now();
+    ev.receive(&frames(0, json!([1.0, []])), now).unwrap();
+    let many: Vec<u64> = (0..endpoint::MAX_SPECULATIVE as u64 + 100).collect();
+    ev.speculate(&many, now, now + Duration::from_secs(2));
+    let stale = Duration::from_secs(60);
+    assert_eq!(
+        ev.matched(&many, stale, now),
+        Some(endpoint::MAX_SPECULATIVE)
+    );
+    // Once they expire, room is made again.
+    let later = now + Duration::from_secs(3);
+    ev.speculate(&[u64::MAX], later, later + Duration::from_secs(2));
+    assert_eq!(ev.matched(&[u64::MAX], stale, later), Some(1));
+}
