@@ -34,6 +34,21 @@ changes as vLLM's KV events next to each instance's port and the picker reads th
 `prefixCache: {mode: kvEvents, kvEvents: {portOffset: 1000}}`, tokenizing prompts with
 the instances' `/tokenize`). A small --sim-args `--kv-blocks` makes the instances evict,
 where the approximate index believes blocks are still cached and the events know.
+
+`--workload evictions` is that case in one command: 40 tenants whose system prompts
+(about 95 blocks each, 3,800 in all) exceed the pool's prefix caches (`--kv-blocks 400`
+× 8 instances = 3,200 blocks), so every instance keeps evicting tenants' prompts; the
+profiles `default` and `latencyAware`, each with `--prefix-cache approximate,kvEvents`.
+Options given explicitly override the preset's. There the simulator publishes KV events
+in every run (the `approximate` picker ignores them), the script subscribes to them and
+prints, per run, the blocks the instances stored and evicted in the window — the
+evicted ones that lay inside a tenant's shared system prompt counted apart — and, in
+`kvEvents` runs, tollgate's `tollgate_epp_kv_events_*` figures; the comparison ends with
+kvEvents ÷ approximate per profile (TTFT p50/p90, throughput, prefix hits).
+(`--count-evictions` does the counting with any other workload.)
+
+TOLLGATE_BIN runs another tollgate binary than target/release/tollgate (e.g. the debug
+build; ENVOY_BIN likewise for Envoy).
 """
 import argparse
 import asyncio
@@ -55,7 +70,7 @@ except ImportError:  # the openai SDK's HTTP client, installed by scripts/instal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
-TOLLGATE = os.path.join(TARGET, "release", "tollgate")
+TOLLGATE = os.environ.get("TOLLGATE_BIN") or os.path.join(TARGET, "release", "tollgate")
 ENVOY = os.environ.get("ENVOY_BIN") or os.path.join(ROOT, ".venv", "bin", "envoy")
 MODEL = "sim-model"
 
@@ -64,6 +79,23 @@ MODEL = "sim-model"
 # six tenants' prompts, and about six requests run at once.
 SIM_ARGS = ("--prefill-us-per-token 400 --prefill-overhead-us 2000 --decode-step-us 10000 "
             "--decode-step-per-seq-us 200 --kv-blocks 600 --max-running 32")
+
+# Workload presets (--workload): the defaults of the options they name; an option given
+# on the command line wins.
+WORKLOADS = {
+    "standard": {
+        "profiles": "envoy:roundRobin,random,roundRobin,default,latencyAware",
+        "tenants": 16, "sim_args": SIM_ARGS, "prefix_cache": "approximate",
+        "count_evictions": False,
+    },
+    # 40 tenants × ~95 blocks of system prompt = ~3,800 blocks against 8 × 400 = 3,200
+    # blocks of prefix cache in the pool: the instances keep evicting tenants' prompts.
+    "evictions": {
+        "profiles": "default,latencyAware",
+        "tenants": 40, "sim_args": SIM_ARGS.replace("--kv-blocks 600", "--kv-blocks 400"),
+        "prefix_cache": "approximate,kvEvents", "count_evictions": True,
+    },
+}
 
 
 def free_port():
@@ -99,10 +131,29 @@ def stop(proc):
 KV_OFFSET = 1000
 
 
+def free_base(instances):
+    """A port BASE with BASE + i and BASE + KV_OFFSET + i free for every instance i,
+    below the ephemeral range (where the other listeners' port 0 lands)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000 - KV_OFFSET - instances)
+        try:
+            for port in [base + i for i in range(instances)] + \
+                        [base + KV_OFFSET + i for i in range(instances)]:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    sys.exit("epp-quality: no free port range for the KV-event publishers")
+
+
 def start_sim(instances, sim_args, log, kv_events=False):
+    """The pool; with `kv_events`, instance i (listening on BASE + i) publishes its KV
+    events on BASE + KV_OFFSET + i."""
     listen = ["--listen", "127.0.0.1:0"]
     if kv_events:
-        base = free_port()
+        base = free_base(instances)
         listen = ["--listen", f"127.0.0.1:{base}", "--kv-events-port", str(base + KV_OFFSET)]
     proc = subprocess.Popen(
         [TOLLGATE, "sim", "--instances", str(instances), *listen,
@@ -116,6 +167,98 @@ def start_sim(instances, sim_args, log, kv_events=False):
         if line.startswith("listening http://"):
             addrs.append(line.strip().removeprefix("listening http://"))
     return proc, addrs
+
+
+class KvEventCounter:
+    """Subscribes to every instance's KV events (ZeroMQ SUB, msgpack EventBatch in array
+    form) and counts, per instance, the blocks stored, the blocks removed (evicted), and
+    the removed blocks that lay within the first `shared_blocks` blocks of a prompt (a
+    tenant's shared system prompt: the position is followed through each BlockStored's
+    parent)."""
+
+    def __init__(self, addrs, shared_blocks):
+        import threading
+        import msgpack
+        import zmq
+        self._msgpack, self._zmq = msgpack, zmq
+        self.shared_blocks = shared_blocks
+        self.counts = [{"stored": 0, "removed": 0, "removed_shared": 0, "batches": 0}
+                       for _ in addrs]
+        self._pos = [{} for _ in addrs]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._socks = []
+        for a in addrs:
+            host, port = a.rsplit(":", 1)
+            sock = self._ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(f"tcp://{host}:{int(port) + KV_OFFSET}")
+            self._socks.append(sock)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        poller = self._zmq.Poller()
+        index = {}
+        for i, sock in enumerate(self._socks):
+            poller.register(sock, self._zmq.POLLIN)
+            index[sock] = i
+        while not self._stop.is_set():
+            for sock, _ in poller.poll(100):
+                while True:
+                    try:
+                        frames = sock.recv_multipart(self._zmq.NOBLOCK)
+                    except self._zmq.Again:
+                        break
+                    self._apply(index[sock], frames[-1])
+
+    def _apply(self, i, payload):
+        try:
+            _, events, *_ = self._msgpack.unpackb(payload, raw=False)
+        except Exception:  # noqa: BLE001 — a count, not a decoder under test
+            return
+        pos, c = self._pos[i], self.counts[i]
+        with self._lock:
+            c["batches"] += 1
+            for ev in events:
+                kind = ev[0]
+                if kind == "BlockStored":
+                    hashes, parent = ev[1], ev[2]
+                    base = 0 if parent is None else (pos[parent] + 1 if parent in pos else None)
+                    for k, h in enumerate(hashes):
+                        pos[h] = None if base is None else base + k
+                    c["stored"] += len(hashes)
+                elif kind == "BlockRemoved":
+                    for h in ev[1]:
+                        p = pos.get(h)
+                        if p is not None and p < self.shared_blocks:
+                            c["removed_shared"] += 1
+                    c["removed"] += len(ev[1])
+                elif kind == "AllBlocksCleared":
+                    pos.clear()
+
+    def snapshot(self):
+        with self._lock:
+            return [dict(c) for c in self.counts]
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for sock in self._socks:
+            sock.close(linger=0)
+        self._ctx.term()
+
+
+def scrape_kv_events_metrics(admin):
+    """tollgate's `tollgate_epp_kv_events_*` samples (summed over pools)."""
+    out = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("tollgate_epp_kv_events_"):
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 TOLLGATE_CONFIG = """admin: {{ address: "127.0.0.1:{admin}" }}
@@ -405,6 +548,7 @@ def summarise(profile, stats, t0, t_end):
         "error_kinds": stats.error_kinds,
         "throughput_rps": in_window / (t_end - t0),
         "ttft_p50_ms": pct(stats.ttft, 0.50) * 1000,
+        "ttft_p90_ms": pct(stats.ttft, 0.90) * 1000,
         "ttft_p99_ms": pct(stats.ttft, 0.99) * 1000,
         "e2e_p50_ms": pct(stats.e2e, 0.50) * 1000,
         "e2e_p99_ms": pct(stats.e2e, 0.99) * 1000,
@@ -443,29 +587,47 @@ def runs(profiles, prefix_caches):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--profiles",
-                   default="envoy:roundRobin,random,roundRobin,default,latencyAware",
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default="standard",
+                   help="preset: standard (16 tenants, --kv-blocks 600, every profile, "
+                        "approximate index) or evictions (40 tenants whose prompts exceed "
+                        "the pool's caches, --kv-blocks 400, profiles default,latencyAware, "
+                        "--prefix-cache approximate,kvEvents, --count-evictions); options "
+                        "given explicitly override the preset")
+    p.add_argument("--profiles", default=None,
                    help="comma-separated scheduling profiles of the picker, in run order; "
                         "envoy:roundRobin, envoy:random, envoy:leastRequest are Envoy "
-                        "balancing the pool alone (no picker), as a reference")
+                        "balancing the pool alone (no picker), as a reference (default: "
+                        "the --workload preset's)")
     p.add_argument("--instances", type=int, default=8)
     p.add_argument("--rate", type=float, default=32.0, help="requests per second")
     p.add_argument("--duration", type=float, default=40.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=8.0, help="warm-up seconds")
     p.add_argument("--drain", type=float, default=30.0,
                    help="seconds to wait for requests in flight at the window's end")
-    p.add_argument("--tenants", type=int, default=16)
+    p.add_argument("--tenants", type=int, default=None,
+                   help="tenants (distinct system prompts); default: the preset's, 16 or 40")
     p.add_argument("--hot-share", type=float, default=0.0,
                    help="share of the requests from tenant 0 (a hot tenant); default 0: "
                         "every tenant alike")
     p.add_argument("--prompt-chars", type=int, default=6000,
                    help="characters of each tenant's system prompt")
     p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--sim-args", default=SIM_ARGS, help="cost-model flags of tollgate sim")
-    p.add_argument("--prefix-cache", default="approximate",
-                   help="comma list of approximate, kvEvents: the picker's prefix index(es)")
+    p.add_argument("--sim-args", default=None,
+                   help=f"cost-model flags of tollgate sim (default: {SIM_ARGS!r}; "
+                        "--workload evictions: the same with --kv-blocks 400)")
+    p.add_argument("--prefix-cache", default=None,
+                   help="comma list of approximate, kvEvents: the picker's prefix index(es) "
+                        "(default: the preset's, approximate or approximate,kvEvents)")
+    p.add_argument("--count-evictions", action=argparse.BooleanOptionalAction, default=None,
+                   help="the simulator publishes KV events in every run and the script "
+                        "counts the blocks each run's instances stored and evicted in the "
+                        "window (default: on with --workload evictions)")
     p.add_argument("--out", default=os.path.join(TARGET, "epp-quality.json"))
     args = p.parse_args()
+    for k, v in WORKLOADS[args.workload].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    shared_blocks = max(0, args.prompt_chars // 64 - 1)  # blocks wholly in a system prompt
     for binary in (TOLLGATE, ENVOY):
         if not os.access(binary, os.X_OK):
             sys.exit(f"epp-quality: {binary} not found (run scripts/bench-epp)")
@@ -484,13 +646,15 @@ def main():
     print(f"epp-quality: {args.instances} sims ({args.sim_args}), {args.tenants} tenants × "
           f"{args.prompt_chars}-char system prompts, {args.max_tokens} output tokens, "
           f"Poisson {args.rate}/s, hot tenant share {args.hot_share:.0%}, warm-up {args.warmup:.0f}s, window {args.duration:.0f}s; "
-          f"logs in {tmp}", flush=True)
+          f"workload {args.workload}; binary {TOLLGATE}; logs in {tmp}", flush=True)
     try:
         wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
         for profile, kv in runs(args.profiles, args.prefix_cache):
             run_name = f"{profile}+kvEvents" if kv else profile
             sim_log = open(os.path.join(tmp, f"sim-{run_name}.log"), "w")
-            sim, addrs = start_sim(args.instances, args.sim_args, sim_log, kv)
+            sim, addrs = start_sim(args.instances, args.sim_args, sim_log,
+                                   kv or args.count_evictions)
+            counter = KvEventCounter(addrs, shared_blocks) if args.count_evictions else None
             tollgate = direct = None
             target = url
             try:
@@ -520,20 +684,52 @@ def main():
                                                args.prompt_chars, args.max_tokens, 1, 5.0,
                                                args.hot_share))
                 h0, q0 = scrape_prefix_hits(addrs)
+                c0 = counter.snapshot() if counter else None
+                m0 = scrape_kv_events_metrics(ports["admin"]) if kv else None
                 stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
                                                      args.tenants, args.prompt_chars,
                                                      args.max_tokens, 2, args.drain,
                                                      args.hot_share))
                 h1, q1 = scrape_prefix_hits(addrs)
+                time.sleep(0.3)  # the last batches of the window reach the subscriber
+                c1 = counter.snapshot() if counter else None
+                m1 = scrape_kv_events_metrics(ports["admin"]) if kv else None
                 row = summarise(run_name, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
                 row["prefix_hit_ratio"] = (h1 - h0) / (q1 - q0) if q1 > q0 else 0.0
+                if counter:
+                    d = [{k: b[k] - a[k] for k in a} for a, b in zip(c0, c1)]
+                    row["kv_events_window"] = {
+                        "stored": sum(x["stored"] for x in d),
+                        "evicted": sum(x["removed"] for x in d),
+                        "evicted_shared_prefix": sum(x["removed_shared"] for x in d),
+                        "evicted_per_instance": [x["removed"] for x in d],
+                        "evicted_since_start": sum(x["removed"] for x in c1),
+                    }
+                if kv:
+                    row["tollgate_kv_events"] = {"window_start": m0, "window_end": m1}
                 results.append(row)
                 print(f"epp-quality: {run_name}: {row['completed']}/{row['requests']} ok, "
                       f"{row['errors']} errors, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
+                      f"p90 {row['ttft_p90_ms']:.0f} ms, "
                       f"prefix hits {row['prefix_hit_ratio']:.0%}, per endpoint "
                       f"{list(row['per_endpoint'].values())}", flush=True)
+                if counter:
+                    e = row["kv_events_window"]
+                    print(f"epp-quality: {run_name}: instances' KV events in the window: "
+                          f"{e['stored']} blocks stored, {e['evicted']} evicted "
+                          f"({e['evicted_shared_prefix']} inside a tenant's system prompt; "
+                          f"per instance {e['evicted_per_instance']}), "
+                          f"{e['evicted_since_start']} evicted since start", flush=True)
+                if kv:
+                    print(f"epp-quality: {run_name}: tollgate at the window's end: "
+                          + ", ".join(f"{k.removeprefix('tollgate_epp_kv_events_')} "
+                                      f"{m1[k]:.0f}" + (f" (+{m1[k] - m0.get(k, 0):.0f})"
+                                                        if k.endswith("_total") else "")
+                                      for k in sorted(m1)), flush=True)
             finally:
+                if counter:
+                    counter.close()
                 stop(tollgate)
                 stop(direct)
                 stop(sim)
@@ -551,17 +747,34 @@ def main():
     print()
     print(f"ratios (×) are to {base['profile']}")
     head = (f"{'profile':<24}{'requests':>9}{'errors':>7}{'thru r/s':>9}{'×':>6}"
-            f"{'TTFT p50':>10}{'×':>6}{'TTFT p99':>10}{'×':>6}{'e2e p99':>10}{'×':>6}"
-            f"{'hits':>6}")
+            f"{'TTFT p50':>10}{'×':>6}{'TTFT p90':>10}{'TTFT p99':>10}{'×':>6}"
+            f"{'e2e p99':>10}{'×':>6}{'hits':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         print(f"{r['profile']:<24}{r['requests']:>9}{r['errors']:>7}"
               f"{r['throughput_rps']:>9.2f}{r['throughput_rps_ratio']:>6.2f}"
               f"{r['ttft_p50_ms']:>8.0f}ms{r['ttft_p50_ms_ratio']:>6.2f}"
+              f"{r['ttft_p90_ms']:>8.0f}ms"
               f"{r['ttft_p99_ms']:>8.0f}ms{r['ttft_p99_ms_ratio']:>6.2f}"
               f"{r['e2e_p99_ms']:>8.0f}ms{r['e2e_p99_ms_ratio']:>6.2f}"
               f"{r['prefix_hit_ratio']:>6.0%}")
+    by_name = {r["profile"]: r for r in results}
+    pairs = [(by_name[n], by_name[n + "+kvEvents"]) for n in by_name
+             if n + "+kvEvents" in by_name]
+    if pairs:
+        print()
+        print("kvEvents ÷ approximate, per profile (< 1 is better for TTFT, > 1 for "
+              "throughput and hits)")
+        for a, k in pairs:
+            ratio = {m: (k[m] / a[m] if a[m] else float("nan"))
+                     for m in ("ttft_p50_ms", "ttft_p90_ms", "throughput_rps",
+                               "prefix_hit_ratio")}
+            k["vs_approximate"] = ratio
+            print(f"  {a['profile']}: TTFT p50 {ratio['ttft_p50_ms']:.2f}×, TTFT p90 "
+                  f"{ratio['ttft_p90_ms']:.2f}×, throughput {ratio['throughput_rps']:.2f}×, "
+                  f"prefix hits {ratio['prefix_hit_ratio']:.2f}× "
+                  f"({a['prefix_hit_ratio']:.1%} → {k['prefix_hit_ratio']:.1%})")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"config": vars(args), "results": results}, f, indent=2)
