@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::decode::{decode_message, DecodeError};
-use super::index::BlockIndex;
+use super::index::{BlockIndex, Gone};
 
 /// The counters of one endpoint's stream (monotonic).
 #[derive(Debug, Default)]
@@ -76,7 +76,10 @@ impl EndpointEvents {
         let c = &self.counters;
         let mut s = self.state();
         match s.last_seq {
-            Some(last) if message.seq <= last => s.index.clear(),
+            Some(last) if message.seq <= last => {
+                s.index.clear();
+                s.speculative.clear();
+            }
             Some(last) if message.seq > last + 1 => {
                 c.gaps.fetch_add(1, Ordering::Relaxed);
             }
@@ -86,6 +89,16 @@ impl EndpointEvents {
         s.last_event = Some(now);
         for e in &message.batch.events {
             let applied = s.index.apply(e);
+            // What the engine says it dropped is not held, whatever a pick guessed.
+            match &applied.gone {
+                Gone::None => {}
+                Gone::All => s.speculative.clear(),
+                Gone::Keys(keys) => {
+                    for k in keys {
+                        s.speculative.remove(k);
+                    }
+                }
+            }
             if applied.orphaned > 0 {
                 c.orphaned
                     .fetch_add(applied.orphaned as u64, Ordering::Relaxed);

@@ -55,13 +55,24 @@ pub fn prompt_keys(
 }
 
 /// What applying an event did that the subscriber counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Stored blocks whose parent the index does not know (their keys cannot be
     /// computed): skipped.
     pub orphaned: usize,
     /// Blocks dropped to stay within the capacity.
     pub evicted: usize,
+    /// Keys the engine no longer holds (removed), or every key (`AllCleared`).
+    pub gone: Gone,
+}
+
+/// Keys an event took away.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Gone {
+    #[default]
+    None,
+    Keys(Vec<u64>),
+    All,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,12 +111,12 @@ impl BlockIndex {
         self.blocks.is_empty()
     }
 
-    /// Leading `keys` of a prompt this endpoint holds (stops at the first miss).
     /// Whether the block of `key` is held.
     pub fn contains(&self, key: u64) -> bool {
         self.keys.contains_key(&key)
     }
 
+    /// Leading `keys` of a prompt this endpoint holds (stops at the first miss).
     pub fn matched(&self, keys: &[u64]) -> usize {
         keys.iter()
             .take_while(|k| self.keys.contains_key(k))
@@ -116,14 +127,21 @@ impl BlockIndex {
         match event {
             Event::Stored(s) => self.store(s),
             Event::Removed { block_hashes, .. } => {
-                for h in block_hashes {
-                    self.remove(*h);
+                let gone = block_hashes
+                    .iter()
+                    .filter_map(|h| self.remove(*h))
+                    .collect();
+                Applied {
+                    gone: Gone::Keys(gone),
+                    ..Applied::default()
                 }
-                Applied::default()
             }
             Event::AllCleared => {
                 self.clear();
-                Applied::default()
+                Applied {
+                    gone: Gone::All,
+                    ..Applied::default()
+                }
             }
         }
     }
@@ -164,11 +182,10 @@ impl BlockIndex {
         applied
     }
 
-    /// One remove of engine block `hash`: its key goes when every store is undone.
-    fn remove(&mut self, hash: u64) {
-        let Some(b) = self.blocks.get_mut(&hash) else {
-            return;
-        };
+    /// One remove of engine block `hash`: its key goes when every store is undone
+    /// (returned then).
+    fn remove(&mut self, hash: u64) -> Option<u64> {
+        let b = self.blocks.get_mut(&hash)?;
         b.stores -= 1;
         let (key, gone) = (b.key, b.stores == 0);
         if gone {
@@ -176,6 +193,7 @@ impl BlockIndex {
             self.order.remove(hash);
         }
         self.release(key, 1);
+        (!self.keys.contains_key(&key)).then_some(key)
     }
 
     /// Drops engine block `hash` whatever its store count.

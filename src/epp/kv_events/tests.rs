@@ -230,6 +230,15 @@ fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends(
         .receive(&frames(1, store), now)
         .unwrap();
     assert_eq!(matched(now + Duration::from_secs(3)), [2, 0]);
+    // The engine's word wins over a guess: removed blocks are not held, even within
+    // the TTL of a pick that sent them there again.
+    kv.speculate(&a, &keys, now);
+    let removed = json!([1.0, [["BlockRemoved", [1, 2], "GPU"]]]);
+    kv.events(&a)
+        .unwrap()
+        .receive(&frames(2, removed), now)
+        .unwrap();
+    assert_eq!(matched(now), [0, 0]);
 
     let off = KvEvents::from_config(&config(
         "{mode: kvEvents, blockSize: 2, kvEvents: {speculativeTtl: 0s}}",
