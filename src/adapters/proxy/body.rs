@@ -280,25 +280,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let mut out = BytesMut::new();
-    loop {
-        let (data, eos) = match body.frame().await {
-            None => (Bytes::new(), true),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => (data, body.is_end_stream()),
-                Err(_) => continue,
-            },
-            Some(Err(e)) => return Err(Stopped::broken(side, e.into())),
-        };
-        let mut ex = exchange.lock().await;
-        match ex.body_chunk(side, data, eos, false).await {
-            Verdict::Respond(reply) => return Err(Stopped::Reply(reply)),
-            Verdict::Continue(o) => out.extend_from_slice(&o.data),
-        }
-        if eos || !ex.body_mode(side).holds() {
-            return Ok((out.freeze(), eos));
-        }
-    }
+    read_through(body, exchange, side, |ex| !ex.body_mode(side).holds()).await
 }
 
 /// `first`, then `rest`.
@@ -322,6 +304,22 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let (bytes, _) = read_through(&mut body, exchange, side, |_| false).await?;
+    Ok(bytes)
+}
+
+/// Reads `body` through the exchange until it ends, or until `done` says so after a
+/// chunk: what the exchange let out, and whether the body ended.
+async fn read_through<B>(
+    body: &mut B,
+    exchange: &SharedExchange,
+    side: Side,
+    done: impl Fn(&Exchange) -> bool,
+) -> Result<(Bytes, bool), Stopped>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     let mut out = BytesMut::new();
     loop {
         let (data, eos) = match body.frame().await {
@@ -337,8 +335,8 @@ where
             Verdict::Respond(reply) => return Err(Stopped::Reply(reply)),
             Verdict::Continue(o) => out.extend_from_slice(&o.data),
         }
-        if eos {
-            return Ok(out.freeze());
+        if eos || done(&ex) {
+            return Ok((out.freeze(), eos));
         }
     }
 }
