@@ -64,10 +64,12 @@ pub struct KvEventsConfig {
     /// 1,000,000.
     #[serde(default = "default_max_blocks")]
     pub max_blocks_per_endpoint: usize,
-    /// How long a pick counts its prompt's blocks as held by the endpoint picked,
-    /// before that endpoint's events confirm them (llm-d's speculative indexing): the
-    /// blocks are stored only once the prefill ends, and the prompt's next requests
-    /// would otherwise miss it meanwhile. `0s` turns it off. Default `2s`.
+    /// A pick counts its prompt's blocks as held by the endpoint picked until that
+    /// endpoint's events confirm them (llm-d's speculative indexing): while the request
+    /// queues and prefills there, and this long after its prefill ends (its first
+    /// token, its end or a move elsewhere) for the events to arrive. The blocks are
+    /// stored only once the prefill ends, and the prompt's next requests would
+    /// otherwise miss it meanwhile. `0s` turns it off. Default `2s`.
     #[serde(default = "default_speculative_ttl")]
     pub speculative_ttl: Duration,
 }

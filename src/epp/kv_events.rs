@@ -69,6 +69,24 @@ impl Drop for Subscription {
     }
 }
 
+/// A pick's guess that its endpoint holds the prompt's blocks, kept while the request
+/// prefills there: dropped (at the first token, the end, a move to another endpoint),
+/// it leaves the guess `speculativeTtl` more for the endpoint's events to confirm it.
+#[derive(Debug)]
+pub struct PrefillGuess {
+    events: Arc<EndpointEvents>,
+    keys: Vec<u64>,
+    ticket: endpoint::Ticket,
+    grace: Duration,
+}
+
+impl Drop for PrefillGuess {
+    fn drop(&mut self) {
+        self.events
+            .settle(&self.keys, self.ticket, Instant::now() + self.grace);
+    }
+}
+
 /// What `/metrics` shows of a pool's KV events (over its current members).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KvEventsStats {
@@ -190,15 +208,22 @@ impl KvEvents {
         }
     }
 
-    /// The prompt of `keys` was just sent to `addr`: its blocks count as held there for
-    /// `speculativeTtl`, until the endpoint's events report them.
-    pub fn speculate(&self, addr: &SocketAddr, keys: &[u64], now: Instant) {
+    /// The prompt of `keys` was just sent to `addr`: its blocks count as held there
+    /// while the request prefills and `speculativeTtl` after (dropping the returned
+    /// guess ends the prefill), until the endpoint's events report them. `None` when
+    /// speculative indexing is off or `addr` is not subscribed.
+    pub fn speculate(&self, addr: &SocketAddr, keys: &[u64], now: Instant) -> Option<PrefillGuess> {
         if self.speculative_ttl.is_zero() || keys.is_empty() {
-            return;
+            return None;
         }
-        if let Some(sub) = self.subs.load().get(addr) {
-            sub.events.speculate(keys, now, now + self.speculative_ttl);
-        }
+        let events = self.subs.load().get(addr)?.events.clone();
+        let ticket = events.speculate(keys, now);
+        Some(PrefillGuess {
+            events,
+            keys: keys.to_vec(),
+            ticket,
+            grace: self.speculative_ttl,
+        })
     }
 
     /// The block keys of `prompt` for `model`, or `None` — the prompt is too short for

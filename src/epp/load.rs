@@ -13,13 +13,16 @@
 //! [`InFlight::output_tokens`] and [`InFlight::finish`] move it along and feed the EWMAs;
 //! [`InFlight::served_by`] moves it to the endpoint that actually served the request;
 //! dropping the guard unfinished releases the share (an abandoned request) and learns
-//! nothing. No lock is taken and nothing is allocated after the guard is made.
+//! nothing. No lock is taken and nothing is allocated after the guard is made, but
+//! for settling the precise prefix cache's guess it may hold (one short lock).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use super::kv_events::PrefillGuess;
 
 /// Output tokens expected of a request that gives no max tokens.
 pub const DEFAULT_EXPECTED_OUTPUT: u64 = 256;
@@ -178,6 +181,9 @@ pub struct InFlight {
     /// Whether the dispatch facts still describe where the request is (not after a move).
     learn_prefill: bool,
     dispatch: Dispatch,
+    /// The precise prefix cache's guess that the endpoint now holds the prompt, kept
+    /// until the prefill ends.
+    prefill_guess: Option<PrefillGuess>,
     done: bool,
 }
 
@@ -220,8 +226,15 @@ impl InFlight {
             streaming: false,
             learn_prefill: true,
             dispatch,
+            prefill_guess: None,
             done: false,
         }
+    }
+
+    /// Keeps `guess` until the request's prefill ends (its first token, its end or a
+    /// move elsewhere).
+    pub fn hold_guess(&mut self, guess: Option<PrefillGuess>) {
+        self.prefill_guess = guess;
     }
 
     /// The endpoint the request is accounted to.
@@ -236,6 +249,7 @@ impl InFlight {
             return;
         }
         self.first_token_at = Some(now);
+        self.prefill_guess = None;
         let Some(load) = &self.load else {
             return;
         };
@@ -286,6 +300,7 @@ impl InFlight {
         }
         self.addr = addr;
         self.learn_prefill = false;
+        self.prefill_guess = None;
         if self.share.prefilling {
             // The fallback did not see this prompt before.
             self.share.uncached_tokens = self.share.prompt_tokens;
@@ -316,6 +331,7 @@ impl InFlight {
             return;
         }
         self.done = true;
+        self.prefill_guess = None;
         if let Some(load) = self.load.take() {
             load.apply(&self.share, -1);
         }

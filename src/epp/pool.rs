@@ -484,11 +484,12 @@ impl Pool {
         let chosen = &cands[first];
         let endpoint = &members.list[chosen.slot];
         endpoint.record_prefix(hashes);
-        if let (Some(kv), Some(keys)) = (&self.policy.prefix_cache, req.block_keys) {
-            kv.speculate(&endpoint.addr, keys, now);
-        }
+        let guess = match (&self.policy.prefix_cache, req.block_keys) {
+            (Some(kv), Some(keys)) => kv.speculate(&endpoint.addr, keys, now),
+            _ => None,
+        };
         let estimate = latency::estimate(chosen, &view);
-        let in_flight = InFlight::start(
+        let mut in_flight = InFlight::start(
             self.membership.clone(),
             endpoint.addr,
             endpoint.load().clone(),
@@ -501,6 +502,7 @@ impl Pool {
                 base_ttft: estimate.base,
             },
         );
+        in_flight.hold_guess(guess);
         let endpoints = decision
             .order
             .iter()

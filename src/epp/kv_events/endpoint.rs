@@ -27,14 +27,30 @@ pub struct Counters {
 /// Most speculative keys kept per endpoint (one pick adds at most the prompt's blocks).
 pub const MAX_SPECULATIVE: usize = 65_536;
 
+/// A guess that the endpoint holds one block (speculative indexing): held while a
+/// request sent here with it is still prefilling (`pending`), then until `until`.
+#[derive(Debug)]
+struct Guess {
+    pending: u32,
+    until: Instant,
+}
+
+impl Guess {
+    fn held(&self, now: Instant) -> bool {
+        self.pending > 0 || self.until > now
+    }
+}
+
 #[derive(Debug)]
 struct State {
     index: BlockIndex,
     last_event: Option<Instant>,
     last_seq: Option<u64>,
-    /// Keys of prompts just sent here, held until the given instant unless the events
-    /// confirm them first (speculative indexing).
-    speculative: HashMap<u64, Instant>,
+    /// Keys of prompts just sent here, held while their requests prefill and a grace
+    /// period after, unless the events confirm them first (speculative indexing).
+    speculative: HashMap<u64, Guess>,
+    /// Bumped whenever the guesses are cleared, so a request settles only its own.
+    epoch: u64,
 }
 
 /// One endpoint's KV-event state.
@@ -53,6 +69,7 @@ impl EndpointEvents {
                 last_event: None,
                 last_seq: None,
                 speculative: HashMap::new(),
+                epoch: 0,
             }),
             counters: Counters::default(),
         }
@@ -78,7 +95,7 @@ impl EndpointEvents {
         match s.last_seq {
             Some(last) if message.seq <= last => {
                 s.index.clear();
-                s.speculative.clear();
+                s.clear_guesses();
             }
             Some(last) if message.seq > last + 1 => {
                 c.gaps.fetch_add(1, Ordering::Relaxed);
@@ -89,13 +106,16 @@ impl EndpointEvents {
         s.last_event = Some(now);
         for e in &message.batch.events {
             let applied = s.index.apply(e);
-            // What the engine says it dropped is not held, whatever a pick guessed.
+            // What the engine says it dropped is not held, whatever a settled pick
+            // guessed; a request still prefilling here stores those blocks again.
             match &applied.gone {
                 Gone::None => {}
-                Gone::All => s.speculative.clear(),
+                Gone::All => s.clear_guesses(),
                 Gone::Keys(keys) => {
                     for k in keys {
-                        s.speculative.remove(k);
+                        if s.speculative.get(k).is_some_and(|g| g.pending == 0) {
+                            s.speculative.remove(k);
+                        }
                     }
                 }
             }
@@ -128,29 +148,78 @@ impl EndpointEvents {
         if s.speculative.is_empty() {
             return Some(s.index.matched(keys));
         }
-        let held = |k: &u64| {
-            s.index.contains(*k) || s.speculative.get(k).is_some_and(|until| *until > now)
-        };
+        let held =
+            |k: &u64| s.index.contains(*k) || s.speculative.get(k).is_some_and(|g| g.held(now));
         Some(keys.iter().take_while(|k| held(k)).count())
     }
 
-    /// Counts `keys` as held until `until` (a prompt just sent here, whose blocks the
-    /// events report only once its prefill ends). Expired keys go first; past
-    /// [`MAX_SPECULATIVE`] nothing more is added.
-    pub fn speculate(&self, keys: &[u64], now: Instant, until: Instant) {
+    /// Counts `keys` as held while the request just sent here with them prefills (the
+    /// events report a prompt's blocks only once its prefill ends). Settled guesses
+    /// past their grace go first; past [`MAX_SPECULATIVE`] nothing more is added. The
+    /// request hands the returned ticket to [`EndpointEvents::settle`].
+    pub fn speculate(&self, keys: &[u64], now: Instant) -> Ticket {
         let mut s = self.state();
         if s.speculative.len() + keys.len() > MAX_SPECULATIVE {
-            s.speculative.retain(|_, t| *t > now);
+            s.speculative.retain(|_, g| g.held(now));
         }
-        let room = MAX_SPECULATIVE.saturating_sub(s.speculative.len());
-        for k in keys.iter().take(room) {
-            s.speculative.insert(*k, until);
+        let mut room = MAX_SPECULATIVE.saturating_sub(s.speculative.len());
+        let mut guessed = 0;
+        for k in keys {
+            if let Some(g) = s.speculative.get_mut(k) {
+                g.pending += 1;
+            } else if room > 0 {
+                s.speculative.insert(
+                    *k,
+                    Guess {
+                        pending: 1,
+                        until: now,
+                    },
+                );
+                room -= 1;
+            } else {
+                break;
+            }
+            guessed += 1;
+        }
+        Ticket {
+            guessed,
+            epoch: s.epoch,
+        }
+    }
+
+    /// The request of `ticket` (sent with `keys`) is past its prefill, ended or moved:
+    /// its guesses are held until `until` at least, for the events to confirm them.
+    pub fn settle(&self, keys: &[u64], ticket: Ticket, until: Instant) {
+        let mut s = self.state();
+        if s.epoch != ticket.epoch {
+            return;
+        }
+        for k in &keys[..ticket.guessed.min(keys.len())] {
+            if let Some(g) = s.speculative.get_mut(k) {
+                g.pending = g.pending.saturating_sub(1);
+                g.until = g.until.max(until);
+            }
         }
     }
 
     /// Engine blocks indexed.
     pub fn blocks(&self) -> usize {
         self.state().index.len()
+    }
+}
+
+/// Which of a request's keys [`EndpointEvents::speculate`] counted (its leading
+/// `guessed`), and under which clearing of the guesses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    guessed: usize,
+    epoch: u64,
+}
+
+impl State {
+    fn clear_guesses(&mut self) {
+        self.speculative.clear();
+        self.epoch += 1;
     }
 }
 

@@ -192,9 +192,9 @@ async fn the_subscriber_reads_a_zeromq_publisher_and_survives_garbage() {
 }
 
 #[test]
-fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends() {
+fn a_pick_counts_its_prompt_as_held_while_it_prefills_and_the_ttl_after() {
     let kv = KvEvents::from_config(&config(
-        "{mode: kvEvents, blockSize: 2, kvEvents: {staleAfter: 60s, speculativeTtl: 2s}}",
+        "{mode: kvEvents, blockSize: 2, kvEvents: {staleAfter: 600s, speculativeTtl: 2s}}",
     ))
     .unwrap();
     let (a, b): (SocketAddr, SocketAddr) = (
@@ -215,13 +215,28 @@ fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends(
         cands.iter().map(|c| c.prefix_matched).collect()
     };
     assert_eq!(matched(now), [0, 0]);
-    kv.speculate(&a, &keys, now);
+    let first = kv.speculate(&a, &keys, now).expect("a guess");
     assert_eq!(matched(now), [2, 0], "sent to a: held there at once");
-    assert_eq!(matched(now + Duration::from_millis(1999)), [2, 0]);
     assert_eq!(
-        matched(now + Duration::from_secs(2)),
+        matched(now + Duration::from_secs(300)),
+        [2, 0],
+        "held for as long as the request prefills, however long it queues"
+    );
+    // A second request with the same prompt; the first one's prefill ends.
+    let second = kv.speculate(&a, &keys, now).expect("a guess");
+    drop(first);
+    assert_eq!(
+        matched(now + Duration::from_secs(300)),
+        [2, 0],
+        "the second still prefills"
+    );
+    drop(second);
+    let settled = Instant::now();
+    assert_eq!(matched(settled + Duration::from_millis(1990)), [2, 0]);
+    assert_eq!(
+        matched(settled + Duration::from_secs(3)),
         [0, 0],
-        "never confirmed: gone after the TTL"
+        "never confirmed: gone the TTL after the prefill"
     );
     // Confirmed by the events: held for good.
     let store = json!([1.0, [["BlockStored", [1, 2], null, [1, 2, 3, 4], 2]]]);
@@ -229,16 +244,37 @@ fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends(
         .unwrap()
         .receive(&frames(1, store), now)
         .unwrap();
-    assert_eq!(matched(now + Duration::from_secs(3)), [2, 0]);
-    // The engine's word wins over a guess: removed blocks are not held, even within
-    // the TTL of a pick that sent them there again.
-    kv.speculate(&a, &keys, now);
+    assert_eq!(matched(now + Duration::from_secs(300)), [2, 0]);
+    // The engine's word wins over a settled guess: removed blocks are not held, even
+    // within the TTL of a pick that sent them there again...
+    drop(kv.speculate(&a, &keys, now));
     let removed = json!([1.0, [["BlockRemoved", [1, 2], "GPU"]]]);
     kv.events(&a)
         .unwrap()
-        .receive(&frames(2, removed), now)
+        .receive(&frames(2, removed.clone()), now)
         .unwrap();
     assert_eq!(matched(now), [0, 0]);
+    // ...but a request still prefilling there stores them again.
+    let pending = kv.speculate(&a, &keys, now).expect("a guess");
+    kv.events(&a)
+        .unwrap()
+        .receive(&frames(3, removed), now)
+        .unwrap();
+    assert_eq!(matched(now), [2, 0]);
+    // A publisher restart clears every guess; the old request's settling is a no-op.
+    kv.events(&a)
+        .unwrap()
+        .receive(&frames(0, json!([1.0, []])), now)
+        .unwrap();
+    assert_eq!(matched(now), [0, 0]);
+    let fresh = kv.speculate(&a, &keys, now).expect("a guess");
+    drop(pending);
+    assert_eq!(
+        matched(Instant::now() + Duration::from_secs(300)),
+        [2, 0],
+        "the stale ticket did not settle the new request's guess"
+    );
+    drop(fresh);
 
     let off = KvEvents::from_config(&config(
         "{mode: kvEvents, blockSize: 2, kvEvents: {speculativeTtl: 0s}}",
@@ -249,7 +285,7 @@ fn a_pick_counts_its_prompt_as_held_until_the_events_confirm_it_or_the_ttl_ends(
         .unwrap()
         .receive(&frames(0, json!([1.0, []])), now)
         .unwrap();
-    off.speculate(&b, &keys, now);
+    assert!(off.speculate(&b, &keys, now).is_none());
     assert_eq!(
         off.events(&b)
             .unwrap()
@@ -264,14 +300,18 @@ fn speculative_keys_are_bounded_per_endpoint() {
     let now = Instant::now();
     ev.receive(&frames(0, json!([1.0, []])), now).unwrap();
     let many: Vec<u64> = (0..endpoint::MAX_SPECULATIVE as u64 + 100).collect();
-    ev.speculate(&many, now, now + Duration::from_secs(2));
+    let ticket = ev.speculate(&many, now);
     let stale = Duration::from_secs(60);
     assert_eq!(
         ev.matched(&many, stale, now),
         Some(endpoint::MAX_SPECULATIVE)
     );
-    // Once they expire, room is made again.
+    // Pending guesses are never dropped for room...
     let later = now + Duration::from_secs(3);
-    ev.speculate(&[u64::MAX], later, later + Duration::from_secs(2));
+    ev.speculate(&[u64::MAX], later);
+    assert_eq!(ev.matched(&[u64::MAX], stale, later), Some(0));
+    // ...settled ones past their grace are.
+    ev.settle(&many, ticket, now + Duration::from_secs(2));
+    ev.speculate(&[u64::MAX], later);
     assert_eq!(ev.matched(&[u64::MAX], stale, later), Some(1));
 }

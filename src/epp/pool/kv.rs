@@ -38,7 +38,7 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use serde_json::json;
 
@@ -76,7 +76,7 @@ mod tests {
             let picked = pool.pick(&req).unwrap();
             assert_eq!(picked.endpoint(), "127.0.0.1:2");
             // From the second pick on, the first one's keys count as held there
-            // (speculative indexing) until the events confirm them or 2 s pass.
+            // (speculative indexing) until the events confirm them or 2 s after its prefill.
             let matched = if i == 0 { 3 } else { 4 };
             assert_eq!((picked.prefix_matched, picked.blocks), (matched, 4));
         }
@@ -87,6 +87,41 @@ mod tests {
         assert_eq!(
             (picked.endpoint(), picked.prefix_matched),
             ("127.0.0.1:2", 4)
+        );
+    }
+
+    #[test]
+    fn a_picks_guess_holds_until_its_first_token_and_the_ttl_after() {
+        let policy: EndpointPickerPolicy = serde_yaml::from_str(
+            "{endpoints: ['127.0.0.1:1'],
+              prefixCache: {mode: kvEvents, blockSize: 2, kvEvents: {staleAfter: 600s}}}",
+        )
+        .unwrap();
+        let pool = Pool::from_policy(&policy, "p").unwrap();
+        pool.sync_kv_events();
+        let kv = pool.policy().prefix_cache.clone().unwrap();
+        let events = kv.events(&"127.0.0.1:1".parse().unwrap()).unwrap();
+        events
+            .receive(&test_frames(0, json!([1.0, []])), Instant::now())
+            .unwrap();
+        let keys = prompt_keys(&[1, 2, 3, 4], 2, None, 100);
+        let prompt = "x".repeat(256);
+        let mut req = PickRequest::new("m", prompt.as_bytes());
+        req.block_keys = Some(&keys);
+        let mut picked = pool.pick(&req).unwrap();
+        let stale = Duration::from_secs(600);
+        let later = Instant::now() + Duration::from_secs(300);
+        assert_eq!(
+            events.matched(&keys, stale, later),
+            Some(2),
+            "still prefilling"
+        );
+        picked.in_flight.first_token(Instant::now());
+        let after = Instant::now() + Duration::from_secs(3);
+        assert_eq!(
+            events.matched(&keys, stale, after),
+            Some(0),
+            "2 s after its first token"
         );
     }
 
