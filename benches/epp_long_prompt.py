@@ -11,8 +11,11 @@ Both setups run in the same process tree one after the other with the same clien
 what differs is the picker's path: Envoy streaming the body to tollgate over gRPC,
 tollgate reading the model and prompt and picking, the body streamed back.
 
-`--pieces N --gap-ms G` uploads each body in N chunks G ms apart (a body arriving over a
-network: the picker picks on its first blocks while the rest streams); `--model-last`
+`--request-body-mode BUFFERED` runs the picker's route with the request body BUFFERED
+instead (Envoy sends the whole body once and tollgate's reply carries the pick as a
+header mutation, with no body: nothing streams back). `--pieces N --gap-ms G` uploads
+each body in N chunks G ms apart (a body arriving over a network: the picker picks on
+its first blocks while the rest streams); `--model-last`
 writes the model after the messages, as the OpenAI and Anthropic SDKs do.
 
 Printed per concurrency: p50 / p99 latency of each setup and the difference (the added
@@ -135,7 +138,7 @@ def run(url, concurrency, duration, warmup, chars, shape, procs):
     }
 
 
-def start_gateway(tmp, addrs, ports, log):
+def start_gateway(tmp, addrs, ports, log, request_body_mode):
     cfg = os.path.join(tmp, "tollgate.yaml")
     with open(cfg, "w") as f:
         f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
@@ -145,8 +148,12 @@ def start_gateway(tmp, addrs, ports, log):
     q.wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
     envoy_yaml = os.path.join(tmp, "envoy.yaml")
     with open(envoy_yaml, "w") as f:
-        f.write(q.ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
-                                      ext_proc=ports["ext_proc"]))
+        config = q.ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
+                                       ext_proc=ports["ext_proc"])
+        duplex = "request_body_mode: FULL_DUPLEX_STREAMED"
+        if duplex not in config:
+            sys.exit("epp-long-prompt: the shared Envoy config names no request body mode")
+        f.write(config.replace(duplex, f"request_body_mode: {request_body_mode}"))
     envoy = subprocess.Popen([q.ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
                              stdout=log, stderr=subprocess.STDOUT)
@@ -165,9 +172,13 @@ def main():
     p.add_argument("--gap-ms", type=float, default=2.0, help="pause between the chunks")
     p.add_argument("--model-last", action="store_true",
                    help="write the model after the messages, as the SDKs do")
+    p.add_argument("--request-body-mode", default="FULL_DUPLEX_STREAMED",
+                   choices=["FULL_DUPLEX_STREAMED", "BUFFERED"],
+                   help="the picker route's ext_proc request body mode")
     p.add_argument("--out", default=os.path.join(q.TARGET, "epp-long-prompt.json"))
     args = p.parse_args()
-    shape = {"pieces": args.pieces, "gap": args.gap_ms / 1e3, "model_last": args.model_last}
+    shape = {"pieces": args.pieces, "gap": args.gap_ms / 1e3, "model_last": args.model_last,
+             "request_body_mode": args.request_body_mode}
     for binary in (q.TOLLGATE, q.ENVOY):
         if not os.access(binary, os.X_OK):
             sys.exit(f"epp-long-prompt: {binary} not found (run scripts/bench-epp)")
@@ -180,7 +191,8 @@ def main():
     try:
         direct, direct_url = q.start_direct_envoy(tmp, "roundRobin", addrs, log)
         procs.append(direct)
-        tollgate, envoy, picker_url = start_gateway(tmp, addrs, ports, log)
+        tollgate, envoy, picker_url = start_gateway(tmp, addrs, ports, log,
+                                                    args.request_body_mode)
         procs += [tollgate, envoy]
         for c in [int(x) for x in args.concurrency.split(",")]:
             base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes, shape,
@@ -193,7 +205,8 @@ def main():
                    "rps_ratio": pick["rps"] / base["rps"] if base["rps"] else 0.0}
             rows.append(row)
             how = (f"{args.pieces} pieces {args.gap_ms:g} ms apart" if args.pieces > 1
-                   else "whole") + (", model last" if args.model_last else ", model first")
+                   else "whole") + (", model last" if args.model_last else ", model first") \
+                + f", request body {args.request_body_mode}"
             print(f"epp-long-prompt: {args.prompt_bytes} B prompts ({how}), c={c}: Envoy alone p50 "
                   f"{base['p50_ms']:.1f} ms p99 {base['p99_ms']:.1f} ms {base['rps']:.0f} req/s "
                   f"({base['errors']} errors); Envoy + tollgate picker p50 {pick['p50_ms']:.1f} ms "
