@@ -29,6 +29,17 @@ pub enum EndpointRole {
 }
 
 impl EndpointRole {
+    /// The role an `llm-d.ai/role` label value names (`both` and `prefill-decode` alike);
+    /// `None` for any other value.
+    pub fn from_label(value: &str) -> Option<EndpointRole> {
+        match value {
+            "prefill" => Some(EndpointRole::Prefill),
+            "decode" => Some(EndpointRole::Decode),
+            "both" | "prefill-decode" => Some(EndpointRole::PrefillDecode),
+            _ => None,
+        }
+    }
+
     /// Whether the endpoint can be the destination (it decodes).
     pub fn decodes(self) -> bool {
         self != EndpointRole::Prefill
@@ -84,6 +95,21 @@ mod tests {
         assert_eq!(by, [Prefill, Decode, PrefillDecode, PrefillDecode]);
         assert!(!Prefill.decodes() && Decode.decodes() && PrefillDecode.decodes());
         assert!(serde_yaml::from_str::<EndpointRole>("encode").is_err());
+        let labels = [
+            "prefill",
+            "decode",
+            "both",
+            "prefill-decode",
+            "encode",
+            "Prefill",
+        ];
+        let from: Vec<Option<EndpointRole>> =
+            labels.iter().map(|v| EndpointRole::from_label(v)).collect();
+        let known = [Some(Prefill), Some(Decode), Some(PrefillDecode)];
+        assert_eq!(
+            from,
+            [&known[..], &[Some(PrefillDecode), None, None]].concat()
+        );
         let d: DisaggregationConfig = serde_yaml::from_str("{}").unwrap();
         assert_eq!(d.non_cached_tokens, 0, "the reference's default: never");
         assert!(serde_yaml::from_str::<DisaggregationConfig>("{threshold: 1}").is_err());

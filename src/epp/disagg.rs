@@ -6,10 +6,15 @@
 //! tokens not cached on that endpoint reach the threshold, a prefill endpoint is picked
 //! among the `prefill` ones by the same profile, and named to the decode side. No
 //! prefill endpoint available: the request runs aggregated.
+//!
+//! An endpoint's role is what its source reports (a Kubernetes pod's `llm-d.ai/role`
+//! label, see `discovery::kubernetes`), else the config's `roles`, else `prefill-decode`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use super::discovery::DiscoveredRoles;
 use super::load::CHARS_PER_TOKEN;
 use super::pool::Members;
 use super::prefix::TOKENS_PER_BLOCK;
@@ -19,33 +24,46 @@ use crate::config::{roles_by_addr, EndpointPickerPolicy, EndpointRole};
 pub const PREFILLER_HEADER: &str = "x-prefiller-host-port";
 
 /// Roles and the split threshold of one picker.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Disaggregation {
     roles: HashMap<SocketAddr, EndpointRole>,
+    /// The roles the endpoint source reports; they come before `roles`.
+    discovered: Arc<DiscoveredRoles>,
     /// Split when at least this many prompt tokens are not cached on the destination; 0
     /// never splits.
     pub non_cached_tokens: u64,
 }
 
 impl Disaggregation {
-    /// The roles and threshold of a (checked) picker config; `None` when it gives neither.
+    /// The roles and threshold of a (checked) picker config; `None` when it gives
+    /// neither and its endpoints come from no source that reports roles (Kubernetes).
     pub fn from_policy(policy: &EndpointPickerPolicy) -> Option<Disaggregation> {
         let non_cached_tokens = policy
             .disaggregation
             .as_ref()
             .map_or(0, |d| d.non_cached_tokens);
-        if policy.roles.is_empty() && non_cached_tokens == 0 {
+        if policy.roles.is_empty() && non_cached_tokens == 0 && policy.kubernetes.is_none() {
             return None;
         }
         Some(Disaggregation {
             roles: roles_by_addr(&policy.roles).into_iter().collect(),
+            discovered: Arc::default(),
             non_cached_tokens,
         })
     }
 
-    /// The role of the endpoint at `addr` (unlisted: `prefill-decode`).
+    /// Where the endpoint source writes the roles it reports.
+    pub fn discovered(&self) -> Arc<DiscoveredRoles> {
+        self.discovered.clone()
+    }
+
+    /// The role of the endpoint at `addr`: reported by its source, else configured, else
+    /// `prefill-decode`.
     pub fn role(&self, addr: &SocketAddr) -> EndpointRole {
-        self.roles.get(addr).copied().unwrap_or_default()
+        self.discovered
+            .get(addr)
+            .or_else(|| self.roles.get(addr).copied())
+            .unwrap_or_default()
     }
 
     /// The endpoints a destination is picked among: those of `hint` (the gateway's
@@ -139,6 +157,29 @@ mod tests {
         assert_eq!(d.non_cached_tokens, 0);
         assert!(!d.splits(100_000, 0), "0 never splits");
         assert!(Disaggregation::from_policy(&policy("{endpoints: ['127.0.0.1:1']}")).is_none());
+    }
+
+    #[test]
+    fn reported_roles_come_before_the_configured_ones() {
+        let d = Disaggregation::from_policy(&policy(
+            "{kubernetes: {inferencePool: p}, roles: {'127.0.0.1:1': decode}}",
+        ))
+        .expect("a Kubernetes pool may report roles");
+        let pool = Pool::new(PoolSpec {
+            endpoints: addrs(&["127.0.0.1:1", "127.0.0.1:2"]),
+            metrics_path: "/metrics".into(),
+            interval: std::time::Duration::from_secs(1),
+            stale_after: std::time::Duration::from_secs(1),
+        });
+        let m = pool.endpoints();
+        assert_eq!(d.decode_subset(&m, None), None, "all decode");
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        d.discovered()
+            .set(HashMap::from([(a, EndpointRole::Prefill)]));
+        assert_eq!(d.role(&a), EndpointRole::Prefill, "the label wins");
+        assert_eq!(d.decode_subset(&m, None), Some(addrs(&["127.0.0.1:2"])));
+        assert_eq!(d.prefill_subset(&m), [a]);
+        assert!(Disaggregation::from_policy(&policy("{dns: {name: x, port: 1}}")).is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `kubernetes`) — published as a `tokio::sync::watch` channel of the current list.
 //!
 //! Every list sent is sorted and deduplicated, and a new value is sent only when the set
-//! changed. A source that fails (unreadable file, failed lookup, unreachable API server)
+//! changed. Kubernetes also reads each pod's prefill/decode role from its `llm-d.ai/role`
+//! label into the pool's [`DiscoveredRoles`], before the list that adds the pod. A source that fails (unreadable file, failed lookup, unreachable API server)
 //! keeps the last good list and logs why. Each source runs as a background task that
 //! stops once every receiver is dropped.
 
@@ -14,11 +15,16 @@ pub mod file;
 pub mod kubernetes;
 mod source;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
+
+use crate::config::EndpointRole;
 
 pub use source::{addresses, source};
 
@@ -58,10 +64,34 @@ impl EndpointSource {
     }
 }
 
+/// The members' roles as their source reports them (the pods' `llm-d.ai/role` labels), by
+/// address: written by the source, read by every pick. An address without one has none
+/// reported (the config's `roles`, else `prefill-decode`, apply).
+#[derive(Debug, Default)]
+pub struct DiscoveredRoles(ArcSwap<HashMap<SocketAddr, EndpointRole>>);
+
+impl DiscoveredRoles {
+    /// The role reported for `addr`.
+    pub fn get(&self, addr: &SocketAddr) -> Option<EndpointRole> {
+        self.0.load().get(addr).copied()
+    }
+
+    /// Replaces every reported role.
+    pub fn set(&self, roles: HashMap<SocketAddr, EndpointRole>) {
+        if **self.0.load() != roles {
+            self.0.store(Arc::new(roles));
+        }
+    }
+}
+
 /// Starts watching `source`; the receiver holds the current endpoint list (see
-/// `EndpointSource::initial` for the first value). Call inside a Tokio runtime. The
-/// background task stops once every receiver is dropped.
-pub fn watch(source: EndpointSource) -> watch::Receiver<Vec<SocketAddr>> {
+/// `EndpointSource::initial` for the first value), and `roles` the roles the source
+/// reports (only Kubernetes does). Call inside a Tokio runtime. The background task stops
+/// once every receiver is dropped.
+pub fn watch(
+    source: EndpointSource,
+    roles: Arc<DiscoveredRoles>,
+) -> watch::Receiver<Vec<SocketAddr>> {
     let (tx, rx) = watch::channel(source.initial());
     match source {
         EndpointSource::Static(_) => {
@@ -87,9 +117,10 @@ pub fn watch(source: EndpointSource) -> watch::Receiver<Vec<SocketAddr>> {
             namespace,
         } => {
             #[cfg(feature = "kubernetes")]
-            tokio::spawn(kubernetes::run(inference_pool, namespace, tx));
+            tokio::spawn(kubernetes::run(inference_pool, namespace, tx, roles));
             #[cfg(not(feature = "kubernetes"))]
             {
+                drop(roles);
                 tracing::error!(
                     inference_pool,
                     namespace,
@@ -177,11 +208,10 @@ mod tests {
 
     #[tokio::test]
     async fn static_source_holds_its_list() {
-        let rx = watch(EndpointSource::Static(addrs(&[
-            "[::1]:8000",
-            "127.0.0.1:8000",
-            "127.0.0.1:8000",
-        ])));
+        let rx = watch(
+            EndpointSource::Static(addrs(&["[::1]:8000", "127.0.0.1:8000", "127.0.0.1:8000"])),
+            Arc::default(),
+        );
         assert_eq!(*rx.borrow(), addrs(&["127.0.0.1:8000", "[::1]:8000"]));
         let mut rx2 = rx.clone();
         // The sender is alive: no change and no error.

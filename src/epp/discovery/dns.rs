@@ -97,11 +97,12 @@ mod tests {
 
     #[tokio::test]
     async fn watch_publishes_localhost() {
-        let mut rx = watch(EndpointSource::Dns {
+        let source = EndpointSource::Dns {
             name: "localhost".into(),
             port: 8000,
             refresh: Duration::from_millis(50),
-        });
+        };
+        let mut rx = watch(source, Default::default());
         assert!(rx.borrow().is_empty(), "DNS starts empty");
         let list = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|l| !l.is_empty()))
             .await

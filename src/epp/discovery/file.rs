@@ -294,10 +294,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("endpoints.txt");
         std::fs::write(&path, "127.0.0.1:8000\n").unwrap();
-        let mut rx = super::super::watch(super::super::EndpointSource::File {
+        let source = super::super::EndpointSource::File {
             path: path.clone(),
             poll_interval: Duration::from_millis(20),
-        });
+        };
+        let mut rx = super::super::watch(source, Default::default());
         // The first value is the file as it is now.
         assert_eq!(*rx.borrow_and_update(), addrs(&["127.0.0.1:8000"]));
 

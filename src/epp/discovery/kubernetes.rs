@@ -3,7 +3,10 @@
 //! gives a pod selector (`spec.selector.matchLabels`) and 1–8 target ports
 //! (`spec.targetPorts[].number`); every pod of the namespace that matches, is Ready
 //! (condition `Ready=True`), has a pod IP and is not terminating gives one endpoint per
-//! target port.
+//! target port. A pod's `llm-d.ai/role` label (`prefill`, `decode`, `both` or
+//! `prefill-decode`, as llm-d labels its pods) is its endpoints' prefill/decode role; a
+//! pod with another value there is left out of the pool (logged), as llm-d's filters
+//! leave it out of both stages.
 //!
 //! Both resources are mirrored by list-then-watch (resuming from the last resource
 //! version; a `410 Gone` or any error relists after a backoff of 0.5 s doubling to 30 s).
@@ -15,9 +18,10 @@
 #[cfg(test)]
 mod mock_api;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -28,7 +32,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{publish, sleep_unless_closed};
+use super::{publish, sleep_unless_closed, DiscoveredRoles};
+use crate::config::EndpointRole;
 
 /// The API group of InferencePool.
 pub const GROUP: &str = "inference.networking.k8s.io";
@@ -39,6 +44,8 @@ const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Seconds a watch request lasts before it is renewed (the API server's limit is longer).
 const WATCH_TIMEOUT_SECS: u32 = 290;
+/// The pod label naming a model server's prefill/decode role (llm-d's).
+pub const ROLE_LABEL: &str = "llm-d.ai/role";
 
 /// The InferencePool resource, for a dynamic `Api`.
 pub fn inference_pool_resource() -> ApiResource {
@@ -141,6 +148,30 @@ impl PoolSpec {
     }
 }
 
+/// A pod that may take traffic: its address and the role its label gives, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadyPod {
+    pub ip: IpAddr,
+    pub role: Option<EndpointRole>,
+}
+
+/// The pod as a member: ready (see [`ready_ip`]), with a role label that is absent or
+/// known (another value is logged and keeps the pod out).
+pub fn ready_pod(pod: &Pod) -> Option<ReadyPod> {
+    let ip = ready_ip(pod)?;
+    let role = match pod.labels().get(ROLE_LABEL) {
+        None => None,
+        Some(value) => match EndpointRole::from_label(value) {
+            Some(role) => Some(role),
+            None => {
+                tracing::warn!(pod = pod.name_any(), label = ROLE_LABEL, value, "unknown role (prefill, decode, both or prefill-decode expected): the pod is not a member");
+                return None;
+            }
+        },
+    };
+    Some(ReadyPod { ip, role })
+}
+
 /// The address of a pod that may take traffic: not terminating, condition `Ready=True`,
 /// and a pod IP.
 pub fn ready_ip(pod: &Pod) -> Option<IpAddr> {
@@ -165,6 +196,7 @@ pub(crate) async fn run(
     inference_pool: String,
     namespace: String,
     tx: watch::Sender<Vec<SocketAddr>>,
+    roles: Arc<DiscoveredRoles>,
 ) {
     let mut backoff = Backoff::new();
     let client = loop {
@@ -182,16 +214,18 @@ pub(crate) async fn run(
             }
         }
     };
-    run_with_client(client, inference_pool, namespace, tx).await;
+    run_with_client(client, inference_pool, namespace, tx, roles).await;
 }
 
 /// Follows the InferencePool `inference_pool` in `namespace` and its pods through
-/// `client`, publishing the endpoint list on `tx` until every receiver is gone.
+/// `client`, publishing the endpoint list on `tx` (and the pods' roles in `roles`, first)
+/// until every receiver is gone.
 pub async fn run_with_client(
     client: Client,
     inference_pool: String,
     namespace: String,
     tx: watch::Sender<Vec<SocketAddr>>,
+    roles: Arc<DiscoveredRoles>,
 ) {
     let pools: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &namespace, &inference_pool_resource());
@@ -226,6 +260,7 @@ pub async fn run_with_client(
                         spec = None;
                         pods = None;
                         publish(&tx, Vec::new());
+                        roles.set(HashMap::new());
                     }
                     Some(Err(e)) => {
                         tracing::warn!(inference_pool, namespace, error = %e, "invalid InferencePool ignored; keeping the last list");
@@ -237,7 +272,7 @@ pub async fn run_with_client(
                             pods = Some(PodWatch::start(&client, &namespace, new));
                         }
                         spec = Some(new.clone());
-                        update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+                        update(&tx, &roles, &inference_pool, spec.as_ref(), pods.as_mut());
                     }
                 }
             }
@@ -245,16 +280,16 @@ pub async fn run_with_client(
                 if changed.is_err() {
                     return;
                 }
-                update(&tx, &inference_pool, spec.as_ref(), pods.as_mut());
+                update(&tx, &roles, &inference_pool, spec.as_ref(), pods.as_mut());
             }
         }
     }
 }
 
-/// The pod watch of one selector: each matching pod's ready address, by name.
+/// The pod watch of one selector: each matching pod as a member, by name.
 struct PodWatch {
     selector: String,
-    rx: watch::Receiver<Option<BTreeMap<String, Option<IpAddr>>>>,
+    rx: watch::Receiver<Option<BTreeMap<String, Option<ReadyPod>>>>,
 }
 
 impl PodWatch {
@@ -271,7 +306,7 @@ impl PodWatch {
                 // The API server filters by label already; this guards against a server
                 // that does not.
                 if members.selects(pod.labels()) {
-                    ready_ip(pod)
+                    ready_pod(pod)
                 } else {
                     None
                 }
@@ -289,9 +324,11 @@ async fn pod_changes(pods: Option<&mut PodWatch>) -> Result<(), watch::error::Re
     }
 }
 
-/// Publishes the endpoints of the current spec and pods, once the pods have been listed.
+/// Publishes the endpoints of the current spec and pods (their roles first), once the
+/// pods have been listed.
 fn update(
     tx: &watch::Sender<Vec<SocketAddr>>,
+    roles: &DiscoveredRoles,
     pool: &str,
     spec: Option<&PoolSpec>,
     pods: Option<&mut PodWatch>,
@@ -299,13 +336,22 @@ fn update(
     let (Some(spec), Some(pods)) = (spec, pods) else {
         return;
     };
-    let ips: Vec<IpAddr> = match &*pods.rx.borrow_and_update() {
+    let members: Vec<ReadyPod> = match &*pods.rx.borrow_and_update() {
         Some(pods) => pods.values().flatten().copied().collect(),
         None => return,
     };
-    let ready = ips.len();
-    let list = spec.endpoints(ips);
+    let ready = members.len();
+    let role_of: HashMap<IpAddr, EndpointRole> = members
+        .iter()
+        .filter_map(|m| Some((m.ip, m.role?)))
+        .collect();
+    let list = spec.endpoints(members.iter().map(|m| m.ip));
     let count = list.len();
+    roles.set(
+        list.iter()
+            .filter_map(|a| Some((*a, *role_of.get(&a.ip())?)))
+            .collect(),
+    );
     if publish(tx, list) {
         tracing::info!(
             inference_pool = pool,

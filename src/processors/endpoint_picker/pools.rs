@@ -9,7 +9,7 @@
 use std::sync::{Arc, Weak};
 
 use crate::config::{ConfigError, EndpointPickerPolicy};
-use crate::epp::discovery::{self, EndpointSource};
+use crate::epp::discovery::{self, DiscoveredRoles, EndpointSource};
 use crate::epp::flow::FlowController;
 use crate::epp::Pool;
 use crate::metrics::PoolStatsSource;
@@ -47,7 +47,11 @@ pub fn pool_for(
     let key = format!("endpoint_picker\n{route}\n{config}");
     services.shared(key, || {
         let pool = Pool::from_policy(policy, path)?;
-        let discovery = start(&pool, source);
+        let disaggregation = crate::epp::disagg::Disaggregation::from_policy(policy);
+        let roles = disaggregation
+            .as_ref()
+            .map_or_else(Default::default, |d| d.discovered());
+        let discovery = start(&pool, source, roles);
         let stats: Arc<dyn PoolStatsSource> = pool.clone();
         services
             .metrics
@@ -65,14 +69,19 @@ pub fn pool_for(
             pool,
             flow,
             affinity: super::session::Affinity::from_policy(policy),
-            disaggregation: crate::epp::disagg::Disaggregation::from_policy(policy),
+            disaggregation,
             discovery,
         }))
     })
 }
 
-/// Starts scraping, and the endpoint source's watch when it is not a fixed list.
-fn start(pool: &Arc<Pool>, source: EndpointSource) -> Option<tokio::task::JoinHandle<()>> {
+/// Starts scraping, and the endpoint source's watch when it is not a fixed list (writing
+/// the roles it reports in `roles`).
+fn start(
+    pool: &Arc<Pool>,
+    source: EndpointSource,
+    roles: Arc<DiscoveredRoles>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     pool.start_scraper();
     if matches!(source, EndpointSource::Static(_)) {
@@ -80,7 +89,7 @@ fn start(pool: &Arc<Pool>, source: EndpointSource) -> Option<tokio::task::JoinHa
     }
     let weak: Weak<Pool> = Arc::downgrade(pool);
     Some(runtime.spawn(async move {
-        let mut rx = discovery::watch(source);
+        let mut rx = discovery::watch(source, roles);
         loop {
             let list = rx.borrow_and_update().clone();
             let Some(pool) = weak.upgrade() else {

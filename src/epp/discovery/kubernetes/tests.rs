@@ -22,14 +22,29 @@ fn follow(
     tokio::task::JoinHandle<()>,
     watch::Receiver<Vec<SocketAddr>>,
 ) {
+    let (task, rx, _) = follow_with_roles(api, pool);
+    (task, rx)
+}
+
+/// [`follow`], with the roles the task reports.
+fn follow_with_roles(
+    api: &MockApi,
+    pool: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    watch::Receiver<Vec<SocketAddr>>,
+    Arc<DiscoveredRoles>,
+) {
     let (tx, rx) = watch::channel(Vec::new());
+    let roles = Arc::new(DiscoveredRoles::default());
     let task = tokio::spawn(run_with_client(
         api.client(),
         pool.to_string(),
         NS.to_string(),
         tx,
+        roles.clone(),
     ));
-    (task, rx)
+    (task, rx, roles)
 }
 
 /// Waits (at most 10 s) until the receiver holds exactly `want`.
@@ -157,6 +172,66 @@ async fn ready_pods_come_and_go() {
 }
 
 #[tokio::test]
+async fn role_labels_give_the_endpoints_roles() {
+    let api = MockApi::start(NS).await;
+    api.apply_pool("pool", VLLM, &[8000, 8001]);
+    let prefill = [("app", "vllm"), (ROLE_LABEL, "prefill")];
+    api.apply_pod("p", &prefill, "127.0.0.2", true);
+    api.apply_pod(
+        "d",
+        &[("app", "vllm"), (ROLE_LABEL, "decode")],
+        "127.0.0.3",
+        true,
+    );
+    api.apply_pod("plain", VLLM, "127.0.0.4", true);
+    // A role llm-d's filters know nothing of: neither stage, so not a member.
+    api.apply_pod(
+        "e",
+        &[("app", "vllm"), (ROLE_LABEL, "encode")],
+        "127.0.0.5",
+        true,
+    );
+    let (task, mut rx, roles) = follow_with_roles(&api, "pool");
+    let all = [
+        "127.0.0.2:8000",
+        "127.0.0.2:8001",
+        "127.0.0.3:8000",
+        "127.0.0.3:8001",
+        "127.0.0.4:8000",
+        "127.0.0.4:8001",
+    ];
+    expect(&mut rx, &all).await;
+    let role = |a: &str| roles.get(&a.parse().unwrap());
+    assert_eq!(role("127.0.0.2:8001"), Some(EndpointRole::Prefill));
+    assert_eq!(role("127.0.0.3:8000"), Some(EndpointRole::Decode));
+    assert_eq!(role("127.0.0.4:8000"), None, "unlabelled: none reported");
+    // Relabelled in place: the role follows, the list stays.
+    api.apply_pod(
+        "p",
+        &[("app", "vllm"), (ROLE_LABEL, "both")],
+        "127.0.0.2",
+        true,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while role("127.0.0.2:8000") != Some(EndpointRole::PrefillDecode) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relabel never came"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*rx.borrow(), addrs(&all));
+    api.delete_pool("pool");
+    expect(&mut rx, &[]).await;
+    assert_eq!(role("127.0.0.3:8000"), None, "gone with the pool");
+    drop(rx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn target_ports_multiply_and_change() {
     let api = MockApi::start(NS).await;
     api.apply_pod("a", VLLM, "127.0.0.2", true);
@@ -243,7 +318,7 @@ async fn without_a_client_configuration_the_list_stays_empty_and_the_task_stops(
     let home = tempfile::tempdir().unwrap();
     // Only the variables `Config::infer` reads are pointed elsewhere.
     std::env::set_var("KUBECONFIG", home.path().join("missing-kubeconfig"));
-    let task = tokio::spawn(run("pool".into(), NS.into(), tx));
+    let task = tokio::spawn(run("pool".into(), NS.into(), tx, Arc::default()));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.borrow().is_empty());
     drop(rx);
