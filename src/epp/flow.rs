@@ -104,6 +104,9 @@ pub struct FlowRequest {
     /// The time-to-first-token objective it carries, if any (its deadline under
     /// `deadline` ordering).
     pub ttft_slo: Option<Duration>,
+    /// The queue TTL it asks for (`x-llm-d-inference-ttl`); the band's `ttl` when that
+    /// is shorter or none is asked for.
+    pub ttl: Option<Duration>,
 }
 
 /// Why flow control refused a request.
@@ -278,7 +281,10 @@ impl FlowController {
         };
         let bytes = req.bytes;
         let priority = req.priority;
-        let (id, rx) = match self.enter(req, &flow, estimate, arrived, &labels)? {
+        let ttl = req
+            .ttl
+            .map_or(self.settings.ttl.get(), |t| t.min(self.settings.ttl.get()));
+        let (id, rx) = match self.enter(req, &flow, estimate, (arrived, ttl), &labels)? {
             Entered::Dispatched(picked) => {
                 return Ok(Admitted {
                     picked: *picked,
@@ -296,6 +302,7 @@ impl FlowController {
             flow,
             id,
             arrived,
+            ttl,
             labels,
             bytes,
             gone: true,
@@ -303,13 +310,14 @@ impl FlowController {
         waiting.wait(rx, charge).await
     }
 
-    /// Picks at once when nothing waits and the pool has room, else queues the request.
+    /// Picks at once when nothing waits and the pool has room, else queues the request
+    /// (`arrived` at the given instant, to wait at most `ttl`).
     fn enter(
         &self,
         req: FlowRequest,
         flow: &Arc<str>,
         estimate: f64,
-        arrived: Instant,
+        (arrived, ttl): (Instant, Duration),
         labels: &QueueLabels,
     ) -> Result<Entered, FlowDrop> {
         let mut q = self.queues();
@@ -335,7 +343,7 @@ impl FlowController {
             bytes,
             cost: estimate,
             arrived,
-            deadline: arrived + req.ttft_slo.unwrap_or(self.settings.ttl.get()),
+            deadline: arrived + req.ttft_slo.unwrap_or(ttl),
             payload: Waiter {
                 pick: req.pick,
                 reply: tx,
@@ -481,6 +489,8 @@ struct Waiting<'a> {
     flow: Arc<str>,
     id: u64,
     arrived: Instant,
+    /// The longest it may wait.
+    ttl: Duration,
     labels: QueueLabels,
     bytes: u64,
     /// Still counted as given up (the future was dropped) unless cleared.
@@ -489,7 +499,7 @@ struct Waiting<'a> {
 
 impl Waiting<'_> {
     async fn wait(mut self, rx: Reply, charge: Charge) -> Result<Admitted, FlowDrop> {
-        let ttl = self.controller.settings.ttl.get();
+        let ttl = self.ttl;
         let result = tokio::time::timeout_at((self.arrived + ttl).into(), rx).await;
         self.gone = false;
         match result {

@@ -27,7 +27,7 @@
 //!   `rejected-saturated`; a bad body: 400 `rejected-invalid-request` (every reason in
 //!   `x-llm-d-request-dropped-reason`).
 //!   The latency objectives `x-llm-d-slo-ttft-ms` / `x-llm-d-slo-tpot-ms` must be whole
-//!   milliseconds (else 400).
+//!   milliseconds, a queue TTL `x-llm-d-inference-ttl` a Go duration (else 400).
 //! - response: notes the endpoint the gateway reports as served (a session binds to
 //!   it; a `token` session gets it in its header, see `session`), writes the client's
 //!   model name back over a rewritten one (JSON or SSE), observes the first token, and

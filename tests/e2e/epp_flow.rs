@@ -195,4 +195,39 @@ async fn full_queues_and_expired_waits_are_dropped_with_their_reason() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = client::must(port, tenant_chat("t", "after", 200)).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    a_requests_own_ttl_shortens_the_wait(port).await;
+}
+
+/// llm-d's `x-llm-d-inference-ttl` (a Go duration) shortens the band's 200 ms for one
+/// request; a malformed one is a 400 before any queue.
+async fn a_requests_own_ttl_shortens_the_wait(port: u16) {
+    let holders: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(client::send(
+                port,
+                tenant_chat("t", &format!("hold-{i}"), 200),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let short = tenant_chat("t", "short-ttl", 200).header("x-llm-d-inference-ttl", "0.02s");
+    let r = client::must(port, short).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(
+        r.header("x-llm-d-request-dropped-reason"),
+        Some("rejected-ttl-expired")
+    );
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("waited 20ms"), "{message}");
+    let bad = tenant_chat("t", "bad-ttl", 200).header("x-llm-d-inference-ttl", "soon");
+    let r = client::must(port, bad).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("x-llm-d-inference-ttl"), "{}", r.text());
+    for h in holders {
+        let r = h.await.unwrap().expect("a reply");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
 }

@@ -53,6 +53,7 @@ fn request(tenant: &str, priority: i32, prompt_chars: usize) -> FlowRequest {
         fairness_id: tenant.into(),
         bytes: prompt_chars as u64,
         ttft_slo: None,
+        ttl: None,
     }
 }
 
@@ -175,6 +176,33 @@ async fn past_its_ttl_a_request_leaves_with_ttl_expired() {
     assert_eq!(e, FlowDrop::TtlExpired(Duration::from_millis(60)));
     assert!(started.elapsed() >= Duration::from_millis(60));
     assert_eq!(fc.queued(), 0, "an expired request leaves the queue");
+}
+
+#[tokio::test]
+async fn a_requests_own_ttl_shortens_the_bands_never_extends_it() {
+    let fc = controller(
+        pool(1, 1),
+        FlowControlConfig {
+            ttl: crate::config::Duration::from_millis(300),
+            ..Default::default()
+        },
+    );
+    let _held = fc.admit(request("t", 0, 4)).await.unwrap();
+    let with_ttl = |ms: u64| FlowRequest {
+        ttl: Some(Duration::from_millis(ms)),
+        ..request("t", 0, 4)
+    };
+    let started = Instant::now();
+    let e = fc.admit(with_ttl(40)).await.unwrap_err();
+    assert_eq!(e, FlowDrop::TtlExpired(Duration::from_millis(40)));
+    assert!(started.elapsed() < Duration::from_millis(300));
+    let e = fc.admit(with_ttl(60_000)).await.unwrap_err();
+    assert_eq!(
+        e,
+        FlowDrop::TtlExpired(Duration::from_millis(300)),
+        "capped"
+    );
+    assert_eq!(fc.queued(), 0);
 }
 
 #[tokio::test]

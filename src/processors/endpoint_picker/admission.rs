@@ -39,6 +39,7 @@ impl EndpointPicker {
             pick: spec,
             fairness_id: self.control.flow().to_string(),
             ttft_slo: self.control.slo_ttft,
+            ttl: self.control.queue_ttl,
         };
         match flow.admit(request).await {
             Ok(admitted) => {

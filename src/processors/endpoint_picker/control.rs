@@ -1,5 +1,6 @@
 //! The request's control headers of the endpoint-picker protocol, read once and then
 //! stripped: the inference objective (its priority decides shedding), the fairness id,
+//! the latency objectives, the queue TTL the client asks for (`x-llm-d-inference-ttl`),
 //! a model-name rewrite the gateway asked for, and the model a body-based router in
 //! front already read from the body. Both spellings are read
 //! (`x-llm-d-*`, and the older `x-gateway-*`); every `x-llm-d-*` and `x-gateway-*`
@@ -33,15 +34,29 @@ const MAX_MODEL_NAME: usize = 1024;
 const SLO_TTFT: [&str; 2] = ["x-llm-d-slo-ttft-ms", "x-slo-ttft-ms"];
 const SLO_TPOT: [&str; 2] = ["x-llm-d-slo-tpot-ms", "x-slo-tpot-ms"];
 
+/// The queue TTL a client asks for, in Go duration syntax (llm-d's router header).
+const TTL: &str = "x-llm-d-inference-ttl";
+
 /// The largest latency objective accepted: an hour.
 const MAX_SLO_MS: u64 = 3_600_000;
 
 /// A control header the picker cannot read (the request is answered 400).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{header} must be a whole number of milliseconds from 1 to {MAX_SLO_MS}, not {value:?}")]
+#[error("{header} must be {expected}, not {value:?}")]
 pub struct BadControl {
     pub header: &'static str,
+    pub expected: &'static str,
     pub value: String,
+}
+
+impl BadControl {
+    fn new(header: &'static str, expected: &'static str, text: &str) -> BadControl {
+        BadControl {
+            header,
+            expected,
+            value: crate::metrics::truncate(text, 64).to_string(),
+        }
+    }
 }
 
 /// What the control headers said.
@@ -61,6 +76,9 @@ pub struct Control {
     pub slo_ttft: Option<Duration>,
     /// Its time-per-output-token objective (`x-llm-d-slo-tpot-ms`).
     pub slo_tpot: Option<Duration>,
+    /// The queue TTL it asks for (`x-llm-d-inference-ttl`): it shortens the band's `ttl`,
+    /// never extends it.
+    pub queue_ttl: Option<Duration>,
 }
 
 impl Control {
@@ -87,13 +105,67 @@ fn slo(headers: &Headers, names: [&'static str; 2]) -> Result<Option<Duration>, 
         let text = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
         return match text.parse::<u64>() {
             Ok(ms) if (1..=MAX_SLO_MS).contains(&ms) => Ok(Some(Duration::from_millis(ms))),
-            _ => Err(BadControl {
-                header: name,
-                value: crate::metrics::truncate(&text, 64).to_string(),
-            }),
+            _ => Err(BadControl::new(
+                name,
+                "a whole number of milliseconds from 1 to 3600000",
+                &text,
+            )),
         };
     }
     Ok(None)
+}
+
+/// The queue TTL header, when present; `Err` when present and not a positive duration.
+fn queue_ttl(headers: &Headers) -> Result<Option<Duration>, BadControl> {
+    let Some(v) = headers.map().get(TTL) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+    match go_duration(&text) {
+        Some(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(BadControl::new(
+            TTL,
+            "a positive Go duration such as 1500ms, 1.5s or 2m30s",
+            &text,
+        )),
+    }
+}
+
+/// A Go duration (`time.ParseDuration`): decimal numbers each with a unit (`ns`, `us`,
+/// `µs`, `ms`, `s`, `m`, `h`), summed, an optional leading `+`; `None` when not one (a
+/// negative one included).
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut seconds = 0f64;
+    while !rest.is_empty() {
+        let number = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (n, after) = rest.split_at(number);
+        if !n.bytes().any(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: f64 = n.parse().ok()?;
+        let unit = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        seconds += n * scale;
+        rest = next;
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 impl Control {
@@ -119,8 +191,11 @@ impl Control {
             .as_deref()
             .and_then(|name| policy.objectives.iter().find(|o| o.name == name))
             .map_or(0, |o| o.priority);
-        let slos = slo(headers, SLO_TTFT).and_then(|t| Ok((t, slo(headers, SLO_TPOT)?)));
-        let control = slos.map(|(slo_ttft, slo_tpot)| Control {
+        let timing = || -> Result<_, BadControl> {
+            let slos = (slo(headers, SLO_TTFT)?, slo(headers, SLO_TPOT)?);
+            Ok((slos, queue_ttl(headers)?))
+        };
+        let control = timing().map(|((slo_ttft, slo_tpot), queue_ttl)| Control {
             priority,
             objective,
             fairness_id: first(FAIRNESS),
@@ -128,6 +203,7 @@ impl Control {
             model: first(MODEL).filter(|m| m.len() <= MAX_MODEL_NAME),
             slo_ttft,
             slo_tpot,
+            queue_ttl,
         });
         let names: Vec<HeaderName> = headers
             .map()
@@ -256,6 +332,33 @@ mod tests {
             );
             assert!(h.map().is_empty(), "stripped even when bad");
         }
+    }
+
+    #[test]
+    fn the_queue_ttl_is_a_go_duration() {
+        let p = policy("{endpoints: ['127.0.0.1:1']}");
+        for (value, want) in [
+            ("1500ms", Duration::from_millis(1500)),
+            (" 1.5s ", Duration::from_millis(1500)),
+            ("2m30s", Duration::from_secs(150)),
+            ("+250us", Duration::from_micros(250)),
+            ("1h0.5m", Duration::from_secs(3630)),
+            (".5s", Duration::from_millis(500)),
+        ] {
+            let mut h = headers(&[(TTL, value)]);
+            let c = Control::take(&mut h, &p).unwrap();
+            assert_eq!(c.queue_ttl, Some(want), "{value:?}");
+            assert!(h.map().is_empty(), "stripped");
+        }
+        for value in ["fast", "0", "0s", "-1s", "10", "1.2.3s", "1x", "s", "1e3ms"] {
+            let mut h = headers(&[(TTL, value)]);
+            let e = Control::take(&mut h, &p).unwrap_err();
+            assert_eq!(e.header, TTL, "{value:?}");
+            assert!(e.to_string().contains("positive Go duration"), "{e}");
+            assert!(h.map().is_empty(), "stripped even when bad");
+        }
+        let mut h = headers(&[]);
+        assert_eq!(Control::take(&mut h, &p).unwrap().queue_ttl, None);
     }
 
     #[test]
