@@ -18,7 +18,7 @@
 #[cfg(test)]
 mod mock_api;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -259,8 +259,7 @@ pub async fn run_with_client(
                         }
                         spec = None;
                         pods = None;
-                        publish(&tx, Vec::new());
-                        roles.set(HashMap::new());
+                        publish_with_roles(&tx, &roles, Vec::new(), HashMap::new());
                     }
                     Some(Err(e)) => {
                         tracing::warn!(inference_pool, namespace, error = %e, "invalid InferencePool ignored; keeping the last list");
@@ -347,12 +346,11 @@ fn update(
         .collect();
     let list = spec.endpoints(members.iter().map(|m| m.ip));
     let count = list.len();
-    roles.set(
-        list.iter()
-            .filter_map(|a| Some((*a, *role_of.get(&a.ip())?)))
-            .collect(),
-    );
-    if publish(tx, list) {
+    let next = list
+        .iter()
+        .filter_map(|a| Some((*a, *role_of.get(&a.ip())?)))
+        .collect();
+    if publish_with_roles(tx, roles, list, next) {
         tracing::info!(
             inference_pool = pool,
             ready_pods = ready,
@@ -360,6 +358,26 @@ fn update(
             "InferencePool endpoints changed"
         );
     }
+}
+
+/// Publishes `list`, the roles `next` of its endpoints first (so a pod never counts
+/// as `prefill-decode` before its role is in). An endpoint leaving keeps its role until
+/// the next change: the pool drops it only once the list arrives. True when the list
+/// changed.
+fn publish_with_roles(
+    tx: &watch::Sender<Vec<SocketAddr>>,
+    roles: &DiscoveredRoles,
+    list: Vec<SocketAddr>,
+    mut next: HashMap<SocketAddr, EndpointRole>,
+) -> bool {
+    let staying: HashSet<&SocketAddr> = list.iter().collect();
+    for leaving in tx.borrow().iter().filter(|a| !staying.contains(a)) {
+        if let Some(role) = roles.get(leaving) {
+            next.insert(*leaving, role);
+        }
+    }
+    roles.set(next);
+    publish(tx, list)
 }
 
 /// Exponential backoff between failed Kubernetes requests.

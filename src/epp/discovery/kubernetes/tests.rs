@@ -223,7 +223,15 @@ async fn role_labels_give_the_endpoints_roles() {
     assert_eq!(*rx.borrow(), addrs(&all));
     api.delete_pool("pool");
     expect(&mut rx, &[]).await;
-    assert_eq!(role("127.0.0.3:8000"), None, "gone with the pool");
+    // Leaving endpoints keep their roles until the next change (the pool drops them
+    // only once the list arrives): a pool selecting nothing is that change.
+    assert_eq!(role("127.0.0.3:8000"), Some(EndpointRole::Decode));
+    api.apply_pool("pool", &[("app", "none")], &[8000]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while role("127.0.0.3:8000").is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the roles stayed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(rx);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
