@@ -45,15 +45,15 @@ const MAX_SLO_MS: u64 = 3_600_000;
 #[error("{header} must be {expected}, not {value:?}")]
 pub struct BadControl {
     pub header: &'static str,
-    pub expected: &'static str,
+    pub expected: String,
     pub value: String,
 }
 
 impl BadControl {
-    fn new(header: &'static str, expected: &'static str, text: &str) -> BadControl {
+    fn new(header: &'static str, expected: impl Into<String>, text: &str) -> BadControl {
         BadControl {
             header,
-            expected,
+            expected: expected.into(),
             value: crate::metrics::truncate(text, 64).to_string(),
         }
     }
@@ -107,7 +107,7 @@ fn slo(headers: &Headers, names: [&'static str; 2]) -> Result<Option<Duration>, 
             Ok(ms) if (1..=MAX_SLO_MS).contains(&ms) => Ok(Some(Duration::from_millis(ms))),
             _ => Err(BadControl::new(
                 name,
-                "a whole number of milliseconds from 1 to 3600000",
+                format!("a whole number of milliseconds from 1 to {MAX_SLO_MS}"),
                 &text,
             )),
         };
