@@ -5,9 +5,10 @@
 //!
 //! Every list sent is sorted and deduplicated, and a new value is sent only when the set
 //! changed. Kubernetes also reads each pod's prefill/decode role from its `llm-d.ai/role`
-//! label into the pool's [`DiscoveredRoles`], before the list that adds the pod. A source that fails (unreadable file, failed lookup, unreachable API server)
-//! keeps the last good list and logs why. Each source runs as a background task that
-//! stops once every receiver is dropped.
+//! label into the pool's [`DiscoveredRoles`], before the list that adds the pod. A source
+//! that fails (unreadable file, failed lookup, unreachable API server) keeps the last good
+//! list and logs why. Each source runs as a background task that stops once every
+//! receiver is dropped.
 
 pub mod dns;
 pub mod file;
