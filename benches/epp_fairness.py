@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Flow control's fairness: a tenant flooding a shared pool against a light tenant.
 
-Two simulated model servers (`tollgate sim`, 4 batch slots each: the pool runs 8
-requests at once), Envoy 1.40 with ext_proc FULL_DUPLEX_STREAMED to tollgate running
+Two simulated model servers (`tollgate sim`, `--max-running` batch slots each, default
+4: the pool runs 8 requests at once), Envoy 1.40 with ext_proc FULL_DUPLEX_STREAMED to tollgate running
 `endpointPicker` (load-only scoring: queue and KV cache, so both tenants share both
 servers), the pool cluster ORIGINAL_DST on the picker's header. Two tenants send
 streamed chat requests, open loop (Poisson), each naming itself in
@@ -12,11 +12,20 @@ one at 10% of it. Three runs, each on fresh simulators:
 - without flow control: both tenants, the picker as it is without `flowControl` (every
   request goes to a server at once and queues there);
 - with flow control: `flowControl: {}` (token fairness) with the concurrency saturation
-  detector at the servers' 4 slots.
+  detector at the servers' slots;
+- with `--headroom H`, a fourth run: `flowControl: {headroom: H}` (the top H of the
+  pool's capacity kept for flows under their equal share of the requests in flight).
 Printed: the light tenant's TTFT p50/p99 in each run and as a ratio to idle (target with
 flow control: p99 ≤ 2× idle), and the pool's throughput (requests completed per second,
 both tenants) with flow control vs without (target ≥ 0.95×). The table also goes to
 target/epp-fairness.json.
+
+Without headroom a work-conserving pool at full use makes a light request wait for a
+slot to free: about the servers' request time over the number of slots, not the TTFT
+(24 decode steps of 40 ms against a 50 ms prefill here), so the light tenant's p99
+stays several times its idle TTFT however the queue is ordered. The headroom buys the
+light tenant a free slot at the price of that fraction of the pool while only the
+flood is queued; the bigger the pool, the smaller the fraction one slot is.
 
 Run through scripts/bench-epp, or directly once built: .venv/bin/python benches/epp_fairness.py.
 """
@@ -38,7 +47,7 @@ import epp_quality as q  # noqa: E402  (the shared process helpers and the strea
 # request; 4 slots per server, so the pool completes about 8 a second. Slow steps keep
 # the client's and Envoy's CPU small next to the servers' time on a small machine.
 SIM_ARGS = ("--prefill-us-per-token 100 --prefill-overhead-us 2000 --decode-step-us 40000 "
-            "--decode-step-per-seq-us 200 --max-running 4 --kv-blocks 20000")
+            "--decode-step-per-seq-us 200 --max-running {slots} --kv-blocks 20000")
 
 TOLLGATE = """admin: {{ address: "127.0.0.1:{admin}" }}
 extProc: {{ address: "127.0.0.1:{ext_proc}" }}
@@ -54,8 +63,8 @@ policies:
 SCHEDULING = """    scheduling: { scorers: [{ type: queue, weight: 1 }, { type: kvCache, weight: 1 }] }
 """
 
-FLOW = """    saturation: { detector: concurrency, maxConcurrency: 4 }
-    flowControl: {}
+FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots} }}
+    flowControl: {{ headroom: {headroom} }}
 """
 
 
@@ -97,13 +106,15 @@ async def drive(url, loads, duration, max_tokens, chars, drain):
     return stats, t0, t0 + duration
 
 
-def start(tmp, ports, with_flow, log):
-    sim, addrs = q.start_sim(2, SIM_ARGS, log)
-    cfg = os.path.join(tmp, f"tollgate-{with_flow}.yaml")
+def start(tmp, ports, slots, headroom, log):
+    """`headroom`: None for no flow control."""
+    sim, addrs = q.start_sim(2, SIM_ARGS.format(slots=slots), log)
+    cfg = os.path.join(tmp, f"tollgate-{headroom}.yaml")
+    flow = "" if headroom is None else FLOW.format(slots=slots, headroom=headroom)
     with open(cfg, "w") as f:
         f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
                                 endpoints=", ".join(f'"{a}"' for a in addrs),
-                                flow=SCHEDULING + (FLOW if with_flow else "")))
+                                flow=SCHEDULING + flow))
     tollgate = subprocess.Popen([q.TOLLGATE, "serve", "-c", cfg], stdout=log,
                                 stderr=subprocess.STDOUT)
     q.wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
@@ -113,8 +124,11 @@ def start(tmp, ports, with_flow, log):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--capacity", type=float, default=8.0,
-                   help="requests per second the pool completes (8 slots / ~1 s)")
+    p.add_argument("--max-running", type=int, default=4, help="batch slots per server")
+    p.add_argument("--capacity", type=float,
+                   help="requests per second the pool completes (default: its slots / ~1 s)")
+    p.add_argument("--headroom", type=float,
+                   help="also run flow control with this headroom")
     p.add_argument("--duration", type=float, default=40.0)
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--prompt-chars", type=int, default=2000)
@@ -134,15 +148,19 @@ def main():
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
                              stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['envoy']}/v1/chat/completions"
-    heavy, light = 3.0 * args.capacity, 0.1 * args.capacity
-    runs = [("idle", False, {"light": light}),
-            ("without flow control", False, {"heavy": heavy, "light": light}),
-            ("with flow control", True, {"heavy": heavy, "light": light})]
+    capacity = args.capacity or 2.0 * args.max_running
+    heavy, light = 3.0 * capacity, 0.1 * capacity
+    runs = [("idle", None, {"light": light}),
+            ("without flow control", None, {"heavy": heavy, "light": light}),
+            ("with flow control", 0, {"heavy": heavy, "light": light})]
+    if args.headroom:
+        runs.append((f"with flow control, headroom {args.headroom}", args.headroom,
+                     {"heavy": heavy, "light": light}))
     rows = {}
     try:
         q.wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
-        for name, with_flow, loads in runs:
-            sim, tollgate = start(tmp, ports, with_flow, log)
+        for name, headroom, loads in runs:
+            sim, tollgate = start(tmp, ports, args.max_running, headroom, log)
             try:
                 stats, t0, t_end = asyncio.run(drive(url, loads, args.duration,
                                                      args.max_tokens, args.prompt_chars,
@@ -167,7 +185,7 @@ def main():
                   f"errors {r['errors']}", flush=True)
     finally:
         q.stop(envoy)
-    idle, off, on = (rows[n] for n, _, _ in runs)
+    idle, off, on = (rows[n] for n, _, _ in runs[:3])
     summary = {
         "light_ttft_p99_vs_idle_with_flow_control":
             on["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
@@ -175,13 +193,25 @@ def main():
             off["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
         "throughput_with_vs_without": on["throughput_rps"] / off["throughput_rps"],
     }
+    if len(runs) > 3:
+        hr = rows[runs[3][0]]
+        summary["light_ttft_p99_vs_idle_with_headroom"] = (
+            hr["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"])
+        summary["throughput_with_headroom_vs_without"] = (
+            hr["throughput_rps"] / off["throughput_rps"])
     print(f"epp-fairness: light tenant TTFT p99 ÷ idle: with flow control "
           f"{summary['light_ttft_p99_vs_idle_with_flow_control']:.2f}× (target ≤ 2×), without "
           f"{summary['light_ttft_p99_vs_idle_without']:.2f}×; pool throughput with ÷ without "
           f"{summary['throughput_with_vs_without']:.2f}× (target ≥ 0.95×)")
+    if len(runs) > 3:
+        print(f"epp-fairness: with headroom {args.headroom}: light TTFT p99 ÷ idle "
+              f"{summary['light_ttft_p99_vs_idle_with_headroom']:.2f}×, throughput ÷ without "
+              f"{summary['throughput_with_headroom_vs_without']:.2f}×")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"runs": rows, "summary": summary}, f, indent=2)
+        json.dump({"config": {"max_running": args.max_running, "capacity": capacity,
+                              "headroom": args.headroom, "duration": args.duration},
+                   "runs": rows, "summary": summary}, f, indent=2)
     print(f"epp-fairness: written {args.out}; logs in {tmp}")
 
 

@@ -42,6 +42,14 @@ pub struct FlowControlConfig {
     /// until the response's usage says how many there were. Default 256.
     #[serde(default = "default_output_estimate")]
     pub default_output_tokens: u64,
+    /// The top fraction of the pool's capacity (by the saturation detector) kept for
+    /// flows holding less than an equal share of the requests in flight: above
+    /// `1 − headroom` a flooding tenant's requests wait while a light tenant's still go
+    /// out, so a light tenant does not wait for a flood's request to finish. The price is
+    /// that fraction of throughput while only the flood is queued. Default 0 (llm-d's
+    /// behaviour: every flow waits at saturation); below 1.
+    #[serde(default)]
+    pub headroom: f64,
 }
 
 /// How a band's next flow is chosen.
@@ -94,6 +102,7 @@ impl Default for FlowControlConfig {
             max_bytes: default_max_bytes(),
             output_token_weight: default_output_weight(),
             default_output_tokens: default_output_estimate(),
+            headroom: 0.0,
         }
     }
 }
@@ -126,6 +135,13 @@ impl FlowControlConfig {
                 format!("{w} must be a number of at least 0"),
             ));
         }
+        let h = self.headroom;
+        if !(h.is_finite() && (0.0..1.0).contains(&h)) {
+            return Err(ConfigError::field(
+                format!("{at}.headroom"),
+                format!("{h} must be a fraction from 0 up to (not including) 1"),
+            ));
+        }
         Ok(())
     }
 }
@@ -141,6 +157,7 @@ mod tests {
         assert_eq!(c.ttl.get(), std::time::Duration::from_secs(60));
         assert_eq!((c.max_requests, c.max_bytes), (5000, 1_000_000_000));
         assert_eq!(c.fairness, FairnessPolicy::Tokens);
+        assert_eq!(c.headroom, 0.0);
         c.validate("p.flowControl").unwrap();
     }
 
@@ -151,6 +168,8 @@ mod tests {
             ("{maxRequests: 0}", "p.flowControl.maxRequests"),
             ("{maxBytes: 0}", "p.flowControl.maxBytes"),
             ("{outputTokenWeight: -1}", "p.flowControl.outputTokenWeight"),
+            ("{headroom: 1}", "p.flowControl.headroom"),
+            ("{headroom: -0.1}", "p.flowControl.headroom"),
         ] {
             let c: FlowControlConfig = serde_yaml::from_str(yaml).unwrap();
             let e = c.validate("p.flowControl").unwrap_err().to_string();

@@ -12,11 +12,16 @@
 //! its [`Waiting`] guard takes it out of the queue at once; past its TTL it leaves with
 //! [`FlowDrop::TtlExpired`].
 //!
+//! With `headroom` the top of the pool's capacity is kept for flows holding less than an
+//! equal share of the requests in flight ([`held`]): past `1 − headroom` only their
+//! requests go out, so a light tenant does not wait for a flood's request to finish.
+//!
 //! The dispatcher wakes when a request is queued, when one completes
 //! ([`FlowController::released`]), and every [`TICK`] while requests wait (scraped
 //! metrics change without telling anyone). It holds only a weak handle: it ends with
 //! the controller.
 
+pub mod held;
 pub mod queues;
 
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 
+use self::held::{Held, Holdings};
 use self::queues::{Entry, Full, Limits, Queues};
 use super::load::CHARS_PER_TOKEN;
 use super::pool::{PickRejection, PickRequest, Picked, Pool};
@@ -141,6 +147,9 @@ pub struct Charge {
     /// The prompt tokens estimated at dispatch.
     prompt_tokens: u64,
     estimate: f64,
+    /// Its place among its flow's requests in flight (the headroom's share), given back
+    /// when the charge is settled or dropped.
+    _held: Option<Held>,
 }
 
 impl Charge {
@@ -159,19 +168,32 @@ impl Charge {
     }
 }
 
-type Reply = oneshot::Receiver<Result<Picked, PickRejection>>;
+/// What the dispatcher sends a queued request: its pick and its place in flight.
+type Dispatched = Result<(Picked, Held), PickRejection>;
+type Reply = oneshot::Receiver<Dispatched>;
 
 /// Where [`FlowController::enter`] left a request.
 enum Entered {
-    Dispatched(Box<Picked>),
+    Dispatched(Box<Picked>, Held),
     Queued(u64, Reply),
+}
+
+/// What the saturation detector leaves room for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Room {
+    /// Below `1 − headroom`: any request.
+    Any,
+    /// In the headroom: requests of flows under their equal share of those in flight.
+    UnderShare,
+    /// Saturated.
+    None,
 }
 
 /// A queued request's waiting state.
 #[derive(Debug)]
 struct Waiter {
     pick: PickSpec,
-    reply: oneshot::Sender<Result<Picked, PickRejection>>,
+    reply: oneshot::Sender<Dispatched>,
     labels: QueueLabels,
 }
 
@@ -183,6 +205,7 @@ pub struct FlowController {
     pool_name: String,
     metrics: FlowControlMetrics,
     queues: Mutex<Queues<Waiter>>,
+    held: Arc<Holdings>,
     wake: Arc<Notify>,
     next_id: AtomicU64,
     dispatcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -209,6 +232,7 @@ impl FlowController {
             pool_name: pool_name.to_string(),
             metrics,
             queues: Mutex::new(Queues::new(limits)),
+            held: Arc::new(Holdings::default()),
             wake: Arc::new(Notify::new()),
             next_id: AtomicU64::new(1),
             dispatcher: Mutex::new(None),
@@ -245,7 +269,8 @@ impl FlowController {
         }
     }
 
-    fn saturated(&self) -> bool {
+    /// Which requests may go out now (the saturation gauge is updated on the way).
+    fn room(&self) -> Room {
         let s = self.pool.saturation(Instant::now());
         self.metrics
             .saturation
@@ -253,7 +278,18 @@ impl FlowController {
                 inference_pool: self.pool_name.clone(),
             })
             .set(s);
-        s >= 1.0
+        if s >= 1.0 {
+            Room::None
+        } else if s >= 1.0 - self.settings.headroom {
+            Room::UnderShare
+        } else {
+            Room::Any
+        }
+    }
+
+    /// Requests of `fairness_id` in flight from this picker (for tests and the debug log).
+    pub fn held(&self, fairness_id: &str) -> usize {
+        self.held.lock().of(fairness_id)
     }
 
     /// Dispatches the request now or once the pool has room, in queue order.
@@ -273,6 +309,7 @@ impl FlowController {
             flow: flow.clone(),
             prompt_tokens,
             estimate,
+            _held: None,
         };
         let labels = QueueLabels {
             fairness_id: self.metrics.fairness_label(&req.fairness_id),
@@ -285,11 +322,14 @@ impl FlowController {
             .ttl
             .map_or(self.settings.ttl.get(), |t| t.min(self.settings.ttl.get()));
         let (id, rx) = match self.enter(req, &flow, estimate, (arrived, ttl), &labels)? {
-            Entered::Dispatched(picked) => {
+            Entered::Dispatched(picked, held) => {
                 return Ok(Admitted {
                     picked: *picked,
                     queued: None,
-                    charge,
+                    charge: Charge {
+                        _held: Some(held),
+                        ..charge
+                    },
                 })
             }
             Entered::Queued(id, rx) => (id, rx),
@@ -313,7 +353,7 @@ impl FlowController {
     /// Picks at once when nothing waits and the pool has room, else queues the request
     /// (`arrived` at the given instant, to wait at most `ttl`).
     fn enter(
-        &self,
+        self: &Arc<Self>,
         req: FlowRequest,
         flow: &Arc<str>,
         estimate: f64,
@@ -321,7 +361,12 @@ impl FlowController {
         labels: &QueueLabels,
     ) -> Result<Entered, FlowDrop> {
         let mut q = self.queues();
-        if q.is_empty() && !self.saturated() {
+        let room = match self.room() {
+            Room::Any => true,
+            Room::UnderShare => self.held.lock().under_share(flow),
+            Room::None => false,
+        };
+        if q.is_empty() && room {
             match self.pool.pick(&req.pick.request(Duration::ZERO)) {
                 // No endpoint can meet its objectives yet: it waits like the others.
                 Err(PickRejection::SloNotYet { .. }) => {}
@@ -330,7 +375,8 @@ impl FlowController {
                     drop(q);
                     self.count(labels, outcome_of(&picked), Duration::ZERO);
                     let picked = picked.map_err(FlowDrop::Pick)?;
-                    return Ok(Entered::Dispatched(Box::new(picked)));
+                    let held = self.held.hold(flow);
+                    return Ok(Entered::Dispatched(Box::new(picked), held));
                 }
             }
         }
@@ -403,18 +449,29 @@ impl FlowController {
         *d = Some(runtime.spawn(dispatch_loop(weak, wake)));
     }
 
-    /// Dispatches queued requests while the pool is below saturation.
+    /// Dispatches queued requests while the pool is below saturation (in the headroom,
+    /// only those of flows under their equal share).
     fn dispatch_ready(&self) {
         loop {
             let mut q = self.queues();
             if q.is_empty() {
                 return;
             }
-            let no_endpoints = self.pool.endpoints().is_empty();
-            if !no_endpoints && self.saturated() {
-                return;
-            }
-            let Some((priority, entry)) = q.pop() else {
+            // With no endpoint every request goes out, to be answered so.
+            let room = if self.pool.endpoints().is_empty() {
+                Room::Any
+            } else {
+                self.room()
+            };
+            let popped = match room {
+                Room::Any => q.pop(),
+                Room::UnderShare => {
+                    let held = self.held.lock();
+                    q.pop_if(|flow| held.under_share(flow))
+                }
+                Room::None => None,
+            };
+            let Some((priority, entry)) = popped else {
                 return;
             };
             if entry.payload.reply.is_closed() {
@@ -433,18 +490,20 @@ impl FlowController {
                 q.restore(priority, entry);
                 return;
             }
+            // Counted before the lock goes, so the next turn sees its share.
+            let dispatched = picked.map(|p| (p, self.held.hold(&entry.flow)));
             drop(q);
             let w = entry.payload;
             self.gauge(&w.labels, entry.bytes, -1);
-            self.count(&w.labels, outcome_of(&picked), entry.arrived.elapsed());
-            // A receiver gone meanwhile drops the pick, and its in-flight share with it.
-            let _ = w.reply.send(picked);
+            self.count(&w.labels, outcome_of(&dispatched), entry.arrived.elapsed());
+            // A receiver gone meanwhile drops the pick, and its in-flight shares with it.
+            let _ = w.reply.send(dispatched);
         }
     }
 }
 
 /// The `requests_total` outcome of a pick.
-fn outcome_of(picked: &Result<Picked, PickRejection>) -> &'static str {
+fn outcome_of<T>(picked: &Result<T, PickRejection>) -> &'static str {
     match picked {
         Ok(_) => "Dispatched",
         Err(PickRejection::NoEndpoints) => "RejectedNoEndpoints",
@@ -503,10 +562,13 @@ impl Waiting<'_> {
         let result = tokio::time::timeout_at((self.arrived + ttl).into(), rx).await;
         self.gone = false;
         match result {
-            Ok(Ok(Ok(picked))) => Ok(Admitted {
+            Ok(Ok(Ok((picked, held)))) => Ok(Admitted {
                 picked,
                 queued: Some(self.arrived.elapsed()),
-                charge,
+                charge: Charge {
+                    _held: Some(held),
+                    ..charge
+                },
             }),
             Ok(Ok(Err(rejection))) => Err(FlowDrop::Pick(rejection)),
             Ok(Err(_)) => Err(FlowDrop::ShuttingDown),

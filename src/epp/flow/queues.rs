@@ -135,9 +135,17 @@ impl<T> Band<T> {
         }
     }
 
-    /// The flow to serve next under `fairness`.
-    fn next_flow(&self, fairness: FairnessPolicy, ordering: OrderingPolicy) -> Option<Arc<str>> {
-        let flows = self.flows.iter().filter(|(_, q)| !q.is_empty());
+    /// The flow to serve next under `fairness`, among the `eligible` ones.
+    fn next_flow(
+        &self,
+        fairness: FairnessPolicy,
+        ordering: OrderingPolicy,
+        eligible: impl Fn(&str) -> bool,
+    ) -> Option<Arc<str>> {
+        let flows = self
+            .flows
+            .iter()
+            .filter(|(f, q)| !q.is_empty() && eligible(f));
         match fairness {
             FairnessPolicy::Fcfs => flows
                 .filter_map(|(f, q)| Some((f, key(q.get(next_index(q, ordering)?)?, ordering))))
@@ -234,9 +242,15 @@ impl<T> Queues<T> {
 
     /// Takes the request to dispatch next and charges its flow.
     pub fn pop(&mut self) -> Option<(i32, Entry<T>)> {
+        self.pop_if(|_| true)
+    }
+
+    /// Like [`Queues::pop`], among the flows of the highest non-empty band that are
+    /// `eligible` (none: nothing is taken, lower bands still wait).
+    pub fn pop_if(&mut self, eligible: impl Fn(&str) -> bool) -> Option<(i32, Entry<T>)> {
         let (limits, len) = (self.limits, &mut self.len);
         let (&Reverse(priority), band) = self.bands.iter_mut().find(|(_, b)| b.requests > 0)?;
-        let flow = band.next_flow(limits.fairness, limits.ordering)?;
+        let flow = band.next_flow(limits.fairness, limits.ordering, eligible)?;
         let index = next_index(&band.flows[&flow], limits.ordering)?;
         // Charged before it leaves, so a flow emptied by it leaves with its charge.
         let cost = band.flows[&flow][index].cost;

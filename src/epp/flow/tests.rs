@@ -316,3 +316,51 @@ async fn latency_objectives_admit_wait_or_shed() {
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     assert_eq!(fc.queued(), 0);
 }
+
+#[tokio::test]
+async fn the_headroom_goes_to_a_flow_under_its_share_only() {
+    // 4 slots, a quarter kept: a flood stops at 3 in flight, a light tenant gets the 4th.
+    let settings = FlowControlConfig {
+        headroom: 0.25,
+        ..Default::default()
+    };
+    let fc = controller(pool(1, 4), settings);
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        let a = fc.admit(request("flood", 0, 40)).await.unwrap();
+        assert!(a.queued.is_none(), "below the headroom: at once");
+        flood.push(a);
+    }
+    assert_eq!(fc.held("flood"), 3);
+    let fc2 = fc.clone();
+    let fourth = tokio::spawn(async move { fc2.admit(request("flood", 0, 40)).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(fc.queued(), 1, "the flood's 4th waits in the headroom");
+
+    let light = tokio::time::timeout(Duration::from_secs(2), fc.admit(request("light", 0, 40)))
+        .await
+        .expect("the light tenant is not held behind the flood")
+        .unwrap();
+    assert_eq!(fc.held("light"), 1);
+    assert_eq!(fc.queued(), 1, "the flood's 4th still waits");
+
+    // The light request ends: the headroom is free again, but not for the flood.
+    drop(light);
+    fc.released();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!((fc.held("light"), fc.queued()), (0, 1));
+    assert!(!fourth.is_finished());
+
+    // A flood request ends: below the headroom, the flood's 4th goes.
+    drop(flood.pop());
+    fc.released();
+    let fourth = tokio::time::timeout(Duration::from_secs(2), fourth)
+        .await
+        .expect("dispatched below the headroom")
+        .unwrap()
+        .unwrap();
+    assert!(fourth.queued.is_some());
+    assert_eq!(fc.held("flood"), 3);
+    drop((fourth, flood));
+    assert_eq!(fc.held("flood"), 0, "every place given back");
+}
