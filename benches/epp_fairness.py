@@ -21,9 +21,10 @@ both tenants) with flow control vs without (target ≥ 0.95×). The table also g
 target/epp-fairness.json.
 
 Without headroom a work-conserving pool at full use makes a light request wait for a
-slot to free: about the servers' request time over the number of slots, not the TTFT
-(24 decode steps of 40 ms against a 50 ms prefill here), so the light tenant's p99
-stays several times its idle TTFT however the queue is ordered. The headroom buys the
+slot to free, that is for one of the flood's requests to end: up to a request's time
+(24 decode steps of 40 ms against a 50 ms prefill here) when the flood's requests
+started together, so the light tenant's p99 stays several times its idle TTFT however
+the queue is ordered. The headroom buys the
 light tenant a free slot at the price of that fraction of the pool while only the
 flood is queued; the bigger the pool, the smaller the fraction one slot is.
 
@@ -93,16 +94,24 @@ async def tenant(client, url, name, rate, duration, max_tokens, chars, seed, sta
 async def drive(url, loads, duration, max_tokens, chars, drain):
     """`loads`: tenant → rate. Returns tenant → Stats, and the window."""
     stats = {name: q.Stats() for name in loads}
-    limits = q.httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
-    async with q.httpx.AsyncClient(limits=limits, timeout=q.httpx.Timeout(300.0)) as client:
+    # A client (connection pool) per tenant, as separate tenants have: the flood's
+    # thousands of queued requests must not hold the light tenant's connections.
+    limits = q.httpx.Limits(max_connections=8192, max_keepalive_connections=8192)
+    clients = {name: q.httpx.AsyncClient(limits=limits, timeout=q.httpx.Timeout(300.0))
+               for name in loads}
+    try:
         t0 = time.perf_counter()
         spawned = await asyncio.gather(*(
-            tenant(client, url, name, rate, duration, max_tokens, chars, i, stats[name])
+            tenant(clients[name], url, name, rate, duration, max_tokens, chars, i,
+                   stats[name])
             for i, (name, rate) in enumerate(loads.items())))
         tasks = [t for ts in spawned for t in ts]
         _, pending = await asyncio.wait(tasks, timeout=drain)
         for t in pending:
             t.cancel()
+    finally:
+        for c in clients.values():
+            await c.aclose()
     return stats, t0, t0 + duration
 
 
@@ -172,7 +181,10 @@ def main():
             lt = stats["light"]
             rows[name] = {
                 "light_ttft_p50_ms": q.pct(lt.ttft, 0.50) * 1e3,
+                "light_ttft_p90_ms": q.pct(lt.ttft, 0.90) * 1e3,
                 "light_ttft_p99_ms": q.pct(lt.ttft, 0.99) * 1e3,
+                "light_queued_p50_ms": q.pct(lt.queued_ms, 0.50) if lt.queued_ms else 0.0,
+                "light_queued_p99_ms": q.pct(lt.queued_ms, 0.99) if lt.queued_ms else 0.0,
                 "light_completed": len(lt.ttft), "light_errors": lt.errors,
                 "heavy_completed": len(stats["heavy"].ttft) if "heavy" in stats else 0,
                 "errors": sum(s.errors for s in stats.values()),
@@ -180,8 +192,11 @@ def main():
             }
             r = rows[name]
             print(f"epp-fairness: {name}: light TTFT p50 {r['light_ttft_p50_ms']:.0f} ms, "
-                  f"p99 {r['light_ttft_p99_ms']:.0f} ms ({r['light_completed']} ok, "
-                  f"{r['light_errors']} errors); pool throughput {r['throughput_rps']:.1f}/s; "
+                  f"p90 {r['light_ttft_p90_ms']:.0f} ms, p99 {r['light_ttft_p99_ms']:.0f} ms "
+                  f"({r['light_completed']} ok, "
+                  f"{r['light_errors']} errors; queued in tollgate p50 "
+                  f"{r['light_queued_p50_ms']:.0f} ms, p99 {r['light_queued_p99_ms']:.0f} ms); "
+                  f"pool throughput {r['throughput_rps']:.1f}/s; "
                   f"errors {r['errors']}", flush=True)
     finally:
         q.stop(envoy)

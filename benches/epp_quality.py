@@ -445,6 +445,8 @@ def system_prompt(tenant, chars):
 class Stats:
     def __init__(self):
         self.ttft, self.e2e, self.done_at = [], [], []
+        # Flow control's queue time of each dispatched request (its response header).
+        self.queued_ms = []
         self.sent = self.errors = 0
         self.error_kinds = {}
         self.endpoints = {}
@@ -466,6 +468,9 @@ async def one(client, url, system, user, max_tokens, stats, headers=None):
                 await r.aread()
                 stats.error(f"http {r.status_code}")
                 return
+            queued = r.headers.get("x-llm-d-flow-queue-duration-ms")
+            if queued is not None:
+                stats.queued_ms.append(float(queued))
             ep = r.headers.get("x-sim-endpoint", "?")
             stats.endpoints[ep] = stats.endpoints.get(ep, 0) + 1
             done = False

@@ -45,9 +45,10 @@ pub struct FlowControlConfig {
     /// The top fraction of the pool's capacity (by the saturation detector) kept for
     /// flows holding less than an equal share of the requests in flight: above
     /// `1 − headroom` a flooding tenant's requests wait while a light tenant's still go
-    /// out, so a light tenant does not wait for a flood's request to finish. The price is
-    /// that fraction of throughput while only the flood is queued. Default 0 (llm-d's
-    /// behaviour: every flow waits at saturation); below 1.
+    /// out, so a light tenant does not wait for a flood's request to finish; below it,
+    /// such flows' requests go first. The price is that fraction of throughput while
+    /// only the flood is queued. Default 0 (llm-d's behaviour: every flow waits at
+    /// saturation, in fairness order); below 1.
     #[serde(default)]
     pub headroom: f64,
 }

@@ -14,7 +14,9 @@
 //!
 //! With `headroom` the top of the pool's capacity is kept for flows holding less than an
 //! equal share of the requests in flight ([`held`]): past `1 − headroom` only their
-//! requests go out, so a light tenant does not wait for a flood's request to finish.
+//! requests go out, so a light tenant does not wait for a flood's request to finish;
+//! below it their requests go before the others' (the fairness order then ranks each
+//! group), so a light tenant that needs more than the headroom takes the next slot.
 //!
 //! The dispatcher wakes when a request is queued, when one completes
 //! ([`FlowController::released`]), and every [`TICK`] while requests wait (scraped
@@ -464,12 +466,16 @@ impl FlowController {
                 self.room()
             };
             let popped = match room {
-                Room::Any => q.pop(),
-                Room::UnderShare => {
-                    let held = self.held.lock();
-                    q.pop_if(|flow| held.under_share(flow))
-                }
                 Room::None => None,
+                Room::Any if self.settings.headroom == 0.0 => q.pop(),
+                // With a headroom, flows under their share go first everywhere.
+                room => {
+                    let held = self.held.lock();
+                    match q.pop_if(|flow| held.under_share(flow)) {
+                        None if room == Room::Any => q.pop(),
+                        popped => popped,
+                    }
+                }
             };
             let Some((priority, entry)) = popped else {
                 return;

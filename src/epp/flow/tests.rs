@@ -364,3 +364,49 @@ async fn the_headroom_goes_to_a_flow_under_its_share_only() {
     drop((fourth, flood));
     assert_eq!(fc.held("flood"), 0, "every place given back");
 }
+
+#[tokio::test]
+async fn with_a_headroom_a_flow_under_its_share_goes_before_a_lower_counter() {
+    // 8 slots, one kept. The light tenant's big prompt gives it the higher counter, so
+    // token fairness alone would serve the flood first; under its share, it goes first.
+    let settings = FlowControlConfig {
+        headroom: 0.125,
+        ..Default::default()
+    };
+    let fc = controller(pool(1, 8), settings);
+    let mut flood = Vec::new();
+    for _ in 0..7 {
+        flood.push(fc.admit(request("flood", 0, 40)).await.unwrap());
+    }
+    let light = fc.admit(request("light", 0, 40_000)).await.unwrap();
+    assert!(fc.counter(0, "light") > fc.counter(0, "flood"));
+    let mut queued = Vec::new();
+    for tenant in ["flood", "flood", "light"] {
+        let fc = fc.clone();
+        let chars = if tenant == "light" { 40_000 } else { 40 };
+        queued.push(tokio::spawn(async move {
+            (tenant, fc.admit(request(tenant, 0, chars)).await)
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fc.queued(), 3, "the pool is full");
+    // Two flood requests end: 6 of 8 in flight, below the headroom.
+    flood.truncate(5);
+    fc.released();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        fc.held("light"),
+        2,
+        "the light tenant's second request went"
+    );
+    assert_eq!(
+        fc.queued(),
+        2,
+        "the flood's wait: 7 of 8 is the headroom again"
+    );
+    assert!(queued[2].is_finished() && !queued[0].is_finished());
+    drop((light, flood));
+    for q in queued {
+        q.abort();
+    }
+}
