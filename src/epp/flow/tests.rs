@@ -317,20 +317,27 @@ async fn latency_objectives_admit_wait_or_shed() {
     assert_eq!(fc.queued(), 0);
 }
 
-#[tokio::test]
-async fn the_headroom_goes_to_a_flow_under_its_share_only() {
-    // 4 slots, a quarter kept: a flood stops at 3 in flight, a light tenant gets the 4th.
+/// A controller over one endpoint of `slots` with `headroom`, and a flood holding every
+/// slot below the headroom (each dispatched at once).
+async fn flooded(slots: u64, headroom: f64) -> (Arc<FlowController>, Vec<Admitted>) {
     let settings = FlowControlConfig {
-        headroom: 0.25,
+        headroom,
         ..Default::default()
     };
-    let fc = controller(pool(1, 4), settings);
+    let fc = controller(pool(1, slots), settings);
     let mut flood = Vec::new();
-    for _ in 0..3 {
+    for _ in 1..slots {
         let a = fc.admit(request("flood", 0, 40)).await.unwrap();
         assert!(a.queued.is_none(), "below the headroom: at once");
         flood.push(a);
     }
+    (fc, flood)
+}
+
+#[tokio::test]
+async fn the_headroom_goes_to_a_flow_under_its_share_only() {
+    // 4 slots, a quarter kept: a flood stops at 3 in flight, a light tenant gets the 4th.
+    let (fc, mut flood) = flooded(4, 0.25).await;
     assert_eq!(fc.held("flood"), 3);
     let fc2 = fc.clone();
     let fourth = tokio::spawn(async move { fc2.admit(request("flood", 0, 40)).await });
@@ -369,15 +376,7 @@ async fn the_headroom_goes_to_a_flow_under_its_share_only() {
 async fn with_a_headroom_a_flow_under_its_share_goes_before_a_lower_counter() {
     // 8 slots, one kept. The light tenant's big prompt gives it the higher counter, so
     // token fairness alone would serve the flood first; under its share, it goes first.
-    let settings = FlowControlConfig {
-        headroom: 0.125,
-        ..Default::default()
-    };
-    let fc = controller(pool(1, 8), settings);
-    let mut flood = Vec::new();
-    for _ in 0..7 {
-        flood.push(fc.admit(request("flood", 0, 40)).await.unwrap());
-    }
+    let (fc, mut flood) = flooded(8, 0.125).await;
     let light = fc.admit(request("light", 0, 40_000)).await.unwrap();
     assert!(fc.counter(0, "light") > fc.counter(0, "flood"));
     let mut queued = Vec::new();
