@@ -363,12 +363,14 @@ impl FlowController {
         labels: &QueueLabels,
     ) -> Result<Entered, FlowDrop> {
         let mut q = self.queues();
-        let room = match self.room() {
-            Room::Any => true,
-            Room::UnderShare => self.held.lock().under_share(flow),
-            Room::None => false,
-        };
-        if q.is_empty() && room {
+        // Saturation is read only when nothing waits (else the request queues anyway).
+        let room = q.is_empty()
+            && match self.room() {
+                Room::Any => true,
+                Room::UnderShare => self.held.lock().under_share(flow),
+                Room::None => false,
+            };
+        if room {
             match self.pool.pick(&req.pick.request(Duration::ZERO)) {
                 // No endpoint can meet its objectives yet: it waits like the others.
                 Err(PickRejection::SloNotYet { .. }) => {}
