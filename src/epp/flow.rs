@@ -171,12 +171,12 @@ impl Charge {
 }
 
 /// What the dispatcher sends a queued request: its pick and its place in flight.
-type Dispatched = Result<(Picked, Held), PickRejection>;
+type Dispatched = Result<(Picked, Option<Held>), PickRejection>;
 type Reply = oneshot::Receiver<Dispatched>;
 
 /// Where [`FlowController::enter`] left a request.
 enum Entered {
-    Dispatched(Box<Picked>, Held),
+    Dispatched(Box<Picked>, Option<Held>),
     Queued(u64, Reply),
 }
 
@@ -289,9 +289,16 @@ impl FlowController {
         }
     }
 
-    /// Requests of `fairness_id` in flight from this picker (for tests and the debug log).
+    /// Requests of `fairness_id` in flight from this picker (for tests and the debug log);
+    /// counted only with a headroom, the one thing that reads them.
     pub fn held(&self, fairness_id: &str) -> usize {
         self.held.lock().of(fairness_id)
+    }
+
+    /// A dispatched request's place among its flow's requests in flight; none without a
+    /// headroom (nothing would read it, and every dispatch would take the lock).
+    fn hold(&self, flow: &Arc<str>) -> Option<Held> {
+        (self.settings.headroom > 0.0).then(|| self.held.hold(flow))
     }
 
     /// Dispatches the request now or once the pool has room, in queue order.
@@ -329,7 +336,7 @@ impl FlowController {
                     picked: *picked,
                     queued: None,
                     charge: Charge {
-                        _held: Some(held),
+                        _held: held,
                         ..charge
                     },
                 })
@@ -379,7 +386,7 @@ impl FlowController {
                     drop(q);
                     self.count(labels, outcome_of(&picked), Duration::ZERO);
                     let picked = picked.map_err(FlowDrop::Pick)?;
-                    let held = self.held.hold(flow);
+                    let held = self.hold(flow);
                     return Ok(Entered::Dispatched(Box::new(picked), held));
                 }
             }
@@ -499,7 +506,7 @@ impl FlowController {
                 return;
             }
             // Counted before the lock goes, so the next turn sees its share.
-            let dispatched = picked.map(|p| (p, self.held.hold(&entry.flow)));
+            let dispatched = picked.map(|p| (p, self.hold(&entry.flow)));
             drop(q);
             let w = entry.payload;
             self.gauge(&w.labels, entry.bytes, -1);
@@ -574,7 +581,7 @@ impl Waiting<'_> {
                 picked,
                 queued: Some(self.arrived.elapsed()),
                 charge: Charge {
-                    _held: Some(held),
+                    _held: held,
                     ..charge
                 },
             }),

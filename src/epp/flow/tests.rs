@@ -409,3 +409,13 @@ async fn with_a_headroom_a_flow_under_its_share_goes_before_a_lower_counter() {
         q.abort();
     }
 }
+
+#[tokio::test]
+async fn without_a_headroom_no_place_is_counted() {
+    // Headroom 0 (the default): the pool fills to its last slot, and nothing reads the
+    // flows' shares, so none is taken.
+    let (fc, flood) = flooded(4, 0.0).await;
+    let last = fc.admit(request("flood", 0, 40)).await.unwrap();
+    assert!(last.queued.is_none(), "the 4th slot is the flood's too");
+    assert_eq!((fc.held("flood"), flood.len()), (0, 3));
+}
