@@ -47,6 +47,11 @@ evicted ones that lay inside a tenant's shared system prompt counted apart — a
 kvEvents ÷ approximate per profile (TTFT p50/p90, throughput, prefix hits).
 (`--count-evictions` does the counting with any other workload.)
 
+`--replicas N` runs N picker processes behind the one Envoy, which spreads the ext_proc
+streams over them as over the replicas of a Deployment: each approximate index then
+knows only its own picks (about 1/N of a tenant's requests), while every replica reads
+the same KV events — the case the precise cache is for.
+
 TOLLGATE_BIN runs another tollgate binary than target/release/tollgate (e.g. the debug
 build; ENVOY_BIN likewise for Envoy).
 """
@@ -278,7 +283,16 @@ binds:
 """
 
 
-def tollgate_config(tmp, ports, addrs, profile, with_key, kv_events=False):
+def kv_events_metrics(replicas):
+    """The `tollgate_epp_kv_events_*` samples summed over the picker replicas."""
+    out = {}
+    for r in replicas:
+        for k, v in scrape_kv_events_metrics(r["admin"]).items():
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def tollgate_config(tmp, ports, addrs, profile, with_key, kv_events=False, replica=0):
     scheduling = f"          scheduling: {{ profile: {profile} }}\n" if with_key else ""
     prefix_cache = (f"          prefixCache: {{ mode: kvEvents, kvEvents: {{ portOffset: {KV_OFFSET} }} }}\n"
                     if kv_events else "")
@@ -287,7 +301,7 @@ def tollgate_config(tmp, ports, addrs, profile, with_key, kv_events=False):
         endpoints=", ".join(f'"{a}"' for a in addrs), scheduling=scheduling,
         prefix_cache=prefix_cache, first=addrs[0])
     suffix = "+kvEvents" if kv_events else ""
-    path = os.path.join(tmp, f"tollgate-{profile}{suffix}.yaml")
+    path = os.path.join(tmp, f"tollgate-{profile}{suffix}-{replica}.yaml")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -356,7 +370,7 @@ static_resources:
       cluster_name: tollgate
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ext_proc} }} }} }}
+{ext_proc_endpoints}
   # The pool: Envoy connects to whatever ip:port the picker put in the header.
   - name: pool
     type: ORIGINAL_DST
@@ -604,6 +618,10 @@ def main():
                         "balancing the pool alone (no picker), as a reference (default: "
                         "the --workload preset's)")
     p.add_argument("--instances", type=int, default=8)
+    p.add_argument("--replicas", type=int, default=1,
+                   help="picker replicas (tollgate processes, each with its own prefix "
+                        "index) Envoy spreads the requests over, as in a Deployment of "
+                        "several; each knows only the picks it made itself")
     p.add_argument("--rate", type=float, default=32.0, help="requests per second")
     p.add_argument("--duration", type=float, default=40.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=8.0, help="warm-up seconds")
@@ -638,11 +656,18 @@ def main():
             sys.exit(f"epp-quality: {binary} not found (run scripts/bench-epp)")
 
     tmp = tempfile.mkdtemp(prefix="epp-quality-")
-    ports = {k: free_port() for k in ("admin", "ext_proc", "proxy", "envoy", "envoy_admin")}
+    ports = {k: free_port() for k in ("envoy", "envoy_admin")}
+    # Each picker replica's own ports; Envoy spreads the ext_proc streams over them.
+    replicas = [{k: free_port() for k in ("admin", "ext_proc", "proxy")}
+                for _ in range(args.replicas)]
     envoy_yaml = os.path.join(tmp, "envoy.yaml")
     with open(envoy_yaml, "w") as f:
-        f.write(ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
-                                    ext_proc=ports["ext_proc"]))
+        f.write(ENVOY_CONFIG.format(
+            admin=ports["envoy_admin"], listen=ports["envoy"],
+            ext_proc_endpoints="\n".join(
+                "        - endpoint: { address: { socket_address: "
+                f"{{ address: 127.0.0.1, port_value: {r['ext_proc']} }} }} }}"
+                for r in replicas)))
     envoy_log = open(os.path.join(tmp, "envoy.log"), "w")
     envoy = subprocess.Popen([ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn"], stdout=envoy_log, stderr=subprocess.STDOUT)
@@ -651,7 +676,8 @@ def main():
     print(f"epp-quality: {args.instances} sims ({args.sim_args}), {args.tenants} tenants × "
           f"{args.prompt_chars}-char system prompts, {args.max_tokens} output tokens, "
           f"Poisson {args.rate}/s, hot tenant share {args.hot_share:.0%}, warm-up {args.warmup:.0f}s, window {args.duration:.0f}s; "
-          f"workload {args.workload}; binary {TOLLGATE}; logs in {tmp}", flush=True)
+          f"workload {args.workload}; {args.replicas} picker replica(s); binary {TOLLGATE}; "
+          f"logs in {tmp}", flush=True)
     try:
         wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
         for profile, kv in runs(args.profiles, args.prefix_cache):
@@ -660,7 +686,8 @@ def main():
             sim, addrs = start_sim(args.instances, args.sim_args, sim_log,
                                    kv or args.count_evictions)
             counter = KvEventCounter(addrs, shared_blocks) if args.count_evictions else None
-            tollgate = direct = None
+            tollgates = []
+            direct = None
             target = url
             try:
                 if profile.startswith("envoy:"):
@@ -672,25 +699,32 @@ def main():
                     direct_log = open(os.path.join(tmp, f"envoy-{name}.log"), "w")
                     direct, target = start_direct_envoy(tmp, name, addrs, direct_log)
                 else:
-                    path = tollgate_config(tmp, ports, addrs, profile, True, kv)
+                    with_key = True
+                    path = tollgate_config(tmp, replicas[0], addrs, profile, True, kv)
                     ok, why = valid(path)
                     if not ok and profile == "default":
-                        path = tollgate_config(tmp, ports, addrs, profile, False, kv)
+                        with_key = False
+                        path = tollgate_config(tmp, replicas[0], addrs, profile, False, kv)
                         ok, why = valid(path)
                     if not ok:
                         print(f"epp-quality: skipping profile {run_name}: {why}", flush=True)
                         continue
-                    tg_log = open(os.path.join(tmp, f"tollgate-{run_name}.log"), "w")
-                    tollgate = subprocess.Popen([TOLLGATE, "serve", "-c", path], stdout=tg_log,
-                                                stderr=subprocess.STDOUT)
-                    wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
+                    tollgates = []
+                    for i, r in enumerate(replicas):
+                        path = tollgate_config(tmp, r, addrs, profile, with_key, kv, i)
+                        tg_log = open(os.path.join(tmp, f"tollgate-{run_name}-{i}.log"), "w")
+                        tollgates.append(subprocess.Popen([TOLLGATE, "serve", "-c", path],
+                                                          stdout=tg_log,
+                                                          stderr=subprocess.STDOUT))
+                    for r in replicas:
+                        wait_http(f"http://127.0.0.1:{r['admin']}/readyz")
                 time.sleep(0.5)  # first scrapes of every endpoint
                 warm, _, _ = asyncio.run(drive(target, args.rate, args.warmup, args.tenants,
                                                args.prompt_chars, args.max_tokens, 1, 5.0,
                                                args.hot_share))
                 h0, q0 = scrape_prefix_hits(addrs)
                 c0 = counter.snapshot() if counter else None
-                m0 = scrape_kv_events_metrics(ports["admin"]) if kv else None
+                m0 = kv_events_metrics(replicas) if kv else None
                 stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
                                                      args.tenants, args.prompt_chars,
                                                      args.max_tokens, 2, args.drain,
@@ -698,9 +732,10 @@ def main():
                 h1, q1 = scrape_prefix_hits(addrs)
                 time.sleep(0.3)  # the last batches of the window reach the subscriber
                 c1 = counter.snapshot() if counter else None
-                m1 = scrape_kv_events_metrics(ports["admin"]) if kv else None
+                m1 = kv_events_metrics(replicas) if kv else None
                 row = summarise(run_name, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
+                row["replicas"] = 0 if profile.startswith("envoy:") else args.replicas
                 row["prefix_hit_ratio"] = (h1 - h0) / (q1 - q0) if q1 > q0 else 0.0
                 if counter:
                     d = [{k: b[k] - a[k] for k in a} for a, b in zip(c0, c1)]
@@ -735,7 +770,8 @@ def main():
             finally:
                 if counter:
                     counter.close()
-                stop(tollgate)
+                for t in tollgates:
+                    stop(t)
                 stop(direct)
                 stop(sim)
     finally:

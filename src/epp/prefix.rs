@@ -232,10 +232,24 @@ impl Lru {
         hashes.iter().take_while(|h| self.contains(**h)).count()
     }
 
-    /// Records a prompt sent to this endpoint.
+    /// Records a prompt sent to this endpoint, its blocks last to first: the first ends
+    /// up the most recent and the last the first to go. vLLM frees a finished request's
+    /// blocks in reverse order for the same reason: a cache short of room then loses a
+    /// prompt's end and keeps its start, which still matches (a lost first block would
+    /// leave every later one unmatchable).
     pub fn record(&mut self, hashes: &[u64]) {
-        for h in hashes {
+        for h in hashes.iter().rev() {
             self.insert(*h);
+        }
+    }
+
+    /// Makes the blocks of `hashes` held here the most recent, the first of them most of
+    /// all (the order [`Lru::record`] leaves); inserts nothing.
+    pub fn refresh(&mut self, hashes: &[u64]) {
+        for &h in hashes.iter().rev() {
+            if self.contains(h) {
+                self.insert(h);
+            }
         }
     }
 }
@@ -278,25 +292,25 @@ mod tests {
     #[test]
     fn lru_order_survives_refreshes_shrinks_and_reuse() {
         let mut l = Lru::new(4);
-        l.record(&[1, 2, 3, 4]);
-        l.insert(2); // order now (new→old) 2 4 3 1
-        l.insert(5); // evicts 1
-        assert!(!l.contains(1));
-        l.set_capacity(2); // keeps 5 2
+        l.record(&[1, 2, 3, 4]); // order now (new→old) 1 2 3 4
+        l.insert(3); // 3 1 2 4
+        l.insert(5); // evicts 4
+        assert!(!l.contains(4));
+        l.set_capacity(2); // keeps 5 3
         assert_eq!(l.len(), 2);
-        assert!(l.contains(5) && l.contains(2) && !l.contains(4) && !l.contains(3));
+        assert!(l.contains(5) && l.contains(3) && !l.contains(1) && !l.contains(2));
         l.set_capacity(3);
-        l.record(&[6, 7]); // evicts 2, the oldest
-        assert!(l.contains(5) && l.contains(6) && l.contains(7) && !l.contains(2));
+        l.record(&[6, 7]); // evicts 3, the oldest
+        assert!(l.contains(5) && l.contains(6) && l.contains(7) && !l.contains(3));
         // A big shrink compacts the slab without losing order.
         let mut big = Lru::new(1000);
         big.record(&(0..1000).collect::<Vec<u64>>());
         big.set_capacity(10);
         assert_eq!(big.len(), 10);
         assert!(big.nodes.len() <= 20);
-        assert!((990..1000).all(|h| big.contains(h)));
+        assert!((0..10).all(|h| big.contains(h)));
         big.insert(5000);
-        assert!(!big.contains(990) && big.contains(991));
+        assert!(!big.contains(9) && big.contains(8));
     }
 
     #[test]
@@ -331,6 +345,26 @@ mod tests {
             num_gpu_blocks: u64::MAX,
         };
         assert_eq!(capacity_for(&huge), MAX_LRU_CAPACITY);
+    }
+
+    #[test]
+    fn a_cache_short_of_room_loses_a_prompts_end_first() {
+        // Room for 6 blocks: a 4-block prompt, then another that needs 3 of its own.
+        let (a, b) = ([1, 2, 3, 4], [10, 11, 12]);
+        let mut l = Lru::new(6);
+        l.record(&a);
+        l.record(&b);
+        assert_eq!(
+            l.matched(&a),
+            3,
+            "a keeps its first 3 blocks, not its last 3"
+        );
+        // A hit refreshes the start first as well.
+        l.refresh(&a);
+        l.insert(13); // evicts b's last block, the oldest now
+        assert_eq!((l.matched(&a), l.matched(&b)), (3, 2));
+        l.refresh(&[99]);
+        assert!(!l.contains(99), "refresh inserts nothing");
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl Sink {
             r.token_ids.extend_from_slice(tokens);
         }
         events.extend(run.map(Event::Stored));
+        // Stored first to last (the events' chain order), then ordered as vLLM frees a
+        // request's blocks: its first blocks are evicted last.
+        cache.refresh(&job.hashes);
         if !events.is_empty() && self.tx.try_send(events).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
