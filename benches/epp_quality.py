@@ -47,6 +47,11 @@ evicted ones that lay inside a tenant's shared system prompt counted apart — a
 kvEvents ÷ approximate per profile (TTFT p50/p90, throughput, prefix hits).
 (`--count-evictions` does the counting with any other workload.)
 
+Each picker run also prints what the picker expected, from its `/metrics` over the
+window: the mean predicted TTFT, the latency model's mean |observed − predicted| /
+observed, and the mean share of each prompt the picked endpoint held by the picker's
+index (approximate or KV events), to set against the hits the instances report.
+
 `--replicas N` runs N picker processes behind the one Envoy, which spreads the ext_proc
 streams over them as over the replicas of a Deployment: each approximate index then
 knows only its own picks (about 1/N of a tenant's requests), while every replica reads
@@ -255,15 +260,38 @@ class KvEventCounter:
         self._ctx.term()
 
 
+# What the picker expected: predicted TTFT per pick, |observed − predicted| / observed,
+# and the share of each prompt the picked endpoint held by the picker's index (to set
+# against the hits the instances report).
+PREDICTION_SAMPLES = ("llm_d_epp_request_predicted_ttft_seconds_sum",
+                      "llm_d_epp_request_predicted_ttft_seconds_count",
+                      "tollgate_epp_ttft_prediction_error_ratio_sum",
+                      "tollgate_epp_ttft_prediction_error_ratio_count",
+                      "inference_extension_prefix_indexer_hit_ratio_sum",
+                      "inference_extension_prefix_indexer_hit_ratio_count")
+
+
 def scrape_kv_events_metrics(admin):
-    """tollgate's `tollgate_epp_kv_events_*` samples (summed over pools)."""
+    """tollgate's `tollgate_epp_kv_events_*` samples and the latency model's sums and
+    counts (`PREDICTION_SAMPLES`), each summed over pools."""
     out = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("tollgate_epp_kv_events_"):
-                name = line.split("{", 1)[0].split(" ", 1)[0]
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name.startswith("tollgate_epp_kv_events_") or name in PREDICTION_SAMPLES:
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+def prediction_in_window(m0, m1):
+    """The window's mean predicted TTFT (ms) and mean prediction error, or None."""
+    d = {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in PREDICTION_SAMPLES}
+    n_pred, n_err, n_hit = (d[PREDICTION_SAMPLES[i]] for i in (1, 3, 5))
+    if n_pred <= 0 or n_err <= 0 or n_hit <= 0:
+        return None
+    return {"predicted_ttft_mean_ms": 1000 * d[PREDICTION_SAMPLES[0]] / n_pred,
+            "prediction_error_mean": d[PREDICTION_SAMPLES[2]] / n_err,
+            "index_hit_at_pick_mean": d[PREDICTION_SAMPLES[4]] / n_hit}
 
 
 TOLLGATE_CONFIG = """admin: {{ address: "127.0.0.1:{admin}" }}
@@ -724,7 +752,7 @@ def main():
                                                args.hot_share))
                 h0, q0 = scrape_prefix_hits(addrs)
                 c0 = counter.snapshot() if counter else None
-                m0 = kv_events_metrics(replicas) if kv else None
+                m0 = kv_events_metrics(replicas) if tollgates else None
                 stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
                                                      args.tenants, args.prompt_chars,
                                                      args.max_tokens, 2, args.drain,
@@ -732,7 +760,7 @@ def main():
                 h1, q1 = scrape_prefix_hits(addrs)
                 time.sleep(0.3)  # the last batches of the window reach the subscriber
                 c1 = counter.snapshot() if counter else None
-                m1 = kv_events_metrics(replicas) if kv else None
+                m1 = kv_events_metrics(replicas) if tollgates else None
                 row = summarise(run_name, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
                 row["replicas"] = 0 if profile.startswith("envoy:") else args.replicas
@@ -748,6 +776,9 @@ def main():
                     }
                 if kv:
                     row["tollgate_kv_events"] = {"window_start": m0, "window_end": m1}
+                prediction = prediction_in_window(m0, m1) if tollgates else None
+                if prediction:
+                    row.update(prediction)
                 results.append(row)
                 print(f"epp-quality: {run_name}: {row['completed']}/{row['requests']} ok, "
                       f"{row['errors']} errors, TTFT p50 {row['ttft_p50_ms']:.0f} ms, "
@@ -766,7 +797,15 @@ def main():
                           + ", ".join(f"{k.removeprefix('tollgate_epp_kv_events_')} "
                                       f"{m1[k]:.0f}" + (f" (+{m1[k] - m0.get(k, 0):.0f})"
                                                         if k.endswith("_total") else "")
-                                      for k in sorted(m1)), flush=True)
+                                      for k in sorted(m1)
+                                      if k.startswith("tollgate_epp_kv_events_")), flush=True)
+                if prediction:
+                    print(f"epp-quality: {run_name}: latency model in the window: predicted "
+                          f"TTFT mean {prediction['predicted_ttft_mean_ms']:.0f} ms, "
+                          f"|observed − predicted| / observed mean "
+                          f"{prediction['prediction_error_mean']:.2f}; prompt share held at "
+                          f"the pick by the picker's index {prediction['index_hit_at_pick_mean']:.0%} "
+                          f"(the instances' hits: {row['prefix_hit_ratio']:.0%})", flush=True)
             finally:
                 if counter:
                     counter.close()
