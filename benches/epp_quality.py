@@ -271,7 +271,7 @@ PREDICTION_SAMPLES = ("llm_d_epp_request_predicted_ttft_seconds_sum",
                       "inference_extension_prefix_indexer_hit_ratio_count")
 
 
-def scrape_kv_events_metrics(admin):
+def scrape_picker_metrics(admin):
     """tollgate's `tollgate_epp_kv_events_*` samples and the latency model's sums and
     counts (`PREDICTION_SAMPLES`), each summed over pools."""
     out = {}
@@ -311,11 +311,11 @@ binds:
 """
 
 
-def kv_events_metrics(replicas):
-    """The `tollgate_epp_kv_events_*` samples summed over the picker replicas."""
+def picker_metrics(replicas):
+    """`scrape_picker_metrics` summed over the picker replicas."""
     out = {}
     for r in replicas:
-        for k, v in scrape_kv_events_metrics(r["admin"]).items():
+        for k, v in scrape_picker_metrics(r["admin"]).items():
             out[k] = out.get(k, 0.0) + v
     return out
 
@@ -752,7 +752,7 @@ def main():
                                                args.hot_share))
                 h0, q0 = scrape_prefix_hits(addrs)
                 c0 = counter.snapshot() if counter else None
-                m0 = kv_events_metrics(replicas) if tollgates else None
+                m0 = picker_metrics(replicas) if tollgates else None
                 stats, t0, t_end = asyncio.run(drive(target, args.rate, args.duration,
                                                      args.tenants, args.prompt_chars,
                                                      args.max_tokens, 2, args.drain,
@@ -760,7 +760,7 @@ def main():
                 h1, q1 = scrape_prefix_hits(addrs)
                 time.sleep(0.3)  # the last batches of the window reach the subscriber
                 c1 = counter.snapshot() if counter else None
-                m1 = kv_events_metrics(replicas) if tollgates else None
+                m1 = picker_metrics(replicas) if tollgates else None
                 row = summarise(run_name, stats, t0, t_end)
                 row["warmup_errors"] = warm.errors
                 row["replicas"] = 0 if profile.startswith("envoy:") else args.replicas
