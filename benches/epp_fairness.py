@@ -151,8 +151,7 @@ def main():
     ports = {k: q.free_port() for k in ("admin", "ext_proc", "envoy", "envoy_admin")}
     envoy_yaml = os.path.join(tmp, "envoy.yaml")
     with open(envoy_yaml, "w") as f:
-        f.write(q.ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
-                                      ext_proc=ports["ext_proc"]))
+        f.write(q.envoy_config(ports["envoy_admin"], ports["envoy"], [ports["ext_proc"]]))
     envoy = subprocess.Popen([q.ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
                              stdout=log, stderr=subprocess.STDOUT)

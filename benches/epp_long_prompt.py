@@ -148,8 +148,7 @@ def start_gateway(tmp, addrs, ports, log, request_body_mode):
     q.wait_http(f"http://127.0.0.1:{ports['admin']}/readyz")
     envoy_yaml = os.path.join(tmp, "envoy.yaml")
     with open(envoy_yaml, "w") as f:
-        config = q.ENVOY_CONFIG.format(admin=ports["envoy_admin"], listen=ports["envoy"],
-                                       ext_proc=ports["ext_proc"])
+        config = q.envoy_config(ports["envoy_admin"], ports["envoy"], [ports["ext_proc"]])
         duplex = "request_body_mode: FULL_DUPLEX_STREAMED"
         if duplex not in config:
             sys.exit("epp-long-prompt: the shared Envoy config names no request body mode")

@@ -412,6 +412,17 @@ static_resources:
 """
 
 
+def envoy_config(admin, listen, ext_proc_ports):
+    """ENVOY_CONFIG for Envoy's admin and listener ports, the ext_proc cluster holding one
+    host per picker replica (Envoy spreads the ext_proc streams over them)."""
+    return ENVOY_CONFIG.format(
+        admin=admin, listen=listen,
+        ext_proc_endpoints="\n".join(
+            "        - endpoint: { address: { socket_address: "
+            f"{{ address: 127.0.0.1, port_value: {port} }} }} }}"
+            for port in ext_proc_ports))
+
+
 # Baselines without the picker: Envoy balancing over the same pool by itself.
 ENVOY_DIRECT = """admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
@@ -690,12 +701,8 @@ def main():
                 for _ in range(args.replicas)]
     envoy_yaml = os.path.join(tmp, "envoy.yaml")
     with open(envoy_yaml, "w") as f:
-        f.write(ENVOY_CONFIG.format(
-            admin=ports["envoy_admin"], listen=ports["envoy"],
-            ext_proc_endpoints="\n".join(
-                "        - endpoint: { address: { socket_address: "
-                f"{{ address: 127.0.0.1, port_value: {r['ext_proc']} }} }} }}"
-                for r in replicas)))
+        f.write(envoy_config(ports["envoy_admin"], ports["envoy"],
+                             [r["ext_proc"] for r in replicas]))
     envoy_log = open(os.path.join(tmp, "envoy.log"), "w")
     envoy = subprocess.Popen([ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn"], stdout=envoy_log, stderr=subprocess.STDOUT)
