@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import epp_quality as q  # noqa: E402  (the shared process helpers)
@@ -138,6 +139,23 @@ def run(url, concurrency, duration, warmup, chars, shape, procs):
     }
 
 
+PARTIAL_BYTES = 32768
+
+
+def body_read_at_pick(admin):
+    """(sum, count) of `tollgate_epp_body_read_at_pick_bytes`: the request body bytes the
+    picker had seen when it picked."""
+    total = count = 0.0
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
+        for line in r.read().decode().splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name == "tollgate_epp_body_read_at_pick_bytes_sum":
+                total += float(line.rsplit(" ", 1)[1])
+            elif name == "tollgate_epp_body_read_at_pick_bytes_count":
+                count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 def start_gateway(tmp, addrs, ports, log, request_body_mode):
     cfg = os.path.join(tmp, "tollgate.yaml")
     with open(cfg, "w") as f:
@@ -152,7 +170,14 @@ def start_gateway(tmp, addrs, ports, log, request_body_mode):
         duplex = "request_body_mode: FULL_DUPLEX_STREAMED"
         if duplex not in config:
             sys.exit("epp-long-prompt: the shared Envoy config names no request body mode")
-        f.write(config.replace(duplex, f"request_body_mode: {request_body_mode}"))
+        config = config.replace(duplex, f"request_body_mode: {request_body_mode}")
+        if request_body_mode == "BUFFERED_PARTIAL":
+            # Envoy sends the picker only the body's first bytes, up to the route's limit.
+            route = "route: {{ cluster: pool, timeout: 0s }}".format()
+            if route not in config:
+                sys.exit("epp-long-prompt: the shared Envoy config's route changed")
+            config = config.replace("per_connection_buffer_limit_bytes: 8388608", f"per_connection_buffer_limit_bytes: {PARTIAL_BYTES}")
+        f.write(config)
     envoy = subprocess.Popen([q.ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
                              stdout=log, stderr=subprocess.STDOUT)
@@ -172,7 +197,7 @@ def main():
     p.add_argument("--model-last", action="store_true",
                    help="write the model after the messages, as the SDKs do")
     p.add_argument("--request-body-mode", default="FULL_DUPLEX_STREAMED",
-                   choices=["FULL_DUPLEX_STREAMED", "BUFFERED"],
+                   choices=["FULL_DUPLEX_STREAMED", "BUFFERED", "BUFFERED_PARTIAL"],
                    help="the picker route's ext_proc request body mode")
     p.add_argument("--out", default=os.path.join(q.TARGET, "epp-long-prompt.json"))
     args = p.parse_args()
@@ -196,8 +221,12 @@ def main():
         for c in [int(x) for x in args.concurrency.split(",")]:
             base = run(direct_url, c, args.duration, args.warmup, args.prompt_bytes, shape,
                        {"envoy": direct, "sim": sim})
+            read0 = body_read_at_pick(ports["admin"])
             pick = run(picker_url, c, args.duration, args.warmup, args.prompt_bytes, shape,
                        {"envoy": envoy, "tollgate": tollgate, "sim": sim})
+            read1 = body_read_at_pick(ports["admin"])
+            picks = read1[1] - read0[1]
+            pick["body_read_at_pick_mean_bytes"] = (read1[0] - read0[0]) / picks if picks else 0
             row = {"concurrency": c, "shape": shape, "envoy": base, "envoy_tollgate": pick,
                    "added_p50_ms": pick["p50_ms"] - base["p50_ms"],
                    "added_p99_ms": pick["p99_ms"] - base["p99_ms"],
@@ -214,7 +243,8 @@ def main():
                   f"req/s ratio {row['rps_ratio']:.2f}×", flush=True)
             cpu = lambda r: ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_request"].items())
             print(f"epp-long-prompt:   CPU ms per request: Envoy alone: {cpu(base)}; "
-                  f"with the picker: {cpu(pick)}", flush=True)
+                  f"with the picker: {cpu(pick)}; body bytes the picker had read at its pick: "
+                  f"{pick['body_read_at_pick_mean_bytes']:,.0f} (mean)", flush=True)
     finally:
         for proc in procs + [sim]:
             q.stop(proc)

@@ -4,12 +4,15 @@
 //! proxy. A body naming its model last (as the OpenAI and Anthropic SDKs write it) waits
 //! for it, unless a router in front named it in `x-gateway-model-name`. Each body
 //! arrives whole: the simulated server counts the same prompt tokens for all three.
-//! Bodies are sent in pieces (chunked), as they come over a network.
+//! Bodies are sent in pieces (chunked), as they come over a network. With the body
+//! BUFFERED_PARTIAL and a 32 KB listener buffer (Envoy's edge default), Envoy sends the
+//! picker only a body's first bytes and streams the rest itself: a body whose model is
+//! not in them gets a 413 that says so, unless a router named it.
 
 use std::time::Duration;
 
 use crate::support::client::{self, Req};
-use crate::support::epp_envoy::{start_gateway, Forwarding};
+use crate::support::epp_envoy::{start_gateway, start_partial_gateway, Forwarding};
 use crate::support::sim::Sim;
 use crate::support::tollgate::Tollgate;
 use crate::support::{free_port, metric};
@@ -96,6 +99,68 @@ async fn behind_envoy_a_long_prompt_is_picked_on_its_start() {
     .await;
     let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstHeader, false).await;
     three_shapes(envoy.port(0), &tollgate, &endpoints).await;
+    drop(sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_envoy_buffering_partially_the_picker_reads_a_long_bodys_start_only() {
+    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let ext_proc = free_port();
+    let tollgate = Tollgate::start(&format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
+    ))
+    .await;
+    let envoy = start_partial_gateway(ext_proc, &endpoints, 32 * 1024).await;
+    let port = envoy.port(0);
+    let mut prompt_tokens = Vec::new();
+    for (name, model_first, header) in [
+        ("model first", true, false),
+        ("model last, named by a router", false, true),
+    ] {
+        let body = body(model_first);
+        let before = read_at_pick(&tollgate).await;
+        let mut req = Req::post("/v1/chat/completions", body.clone())
+            .header("content-type", "application/json");
+        if header {
+            req = req.header("x-gateway-model-name", "m");
+        }
+        let reply = client::send(port, req)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        let served = reply.header("x-sim-endpoint").expect("a sim answered");
+        assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
+        let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+        prompt_tokens.push(usage["usage"]["prompt_tokens"].as_u64().unwrap());
+        let after = read_at_pick(&tollgate).await;
+        assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
+        // Envoy reads past its limit by up to one read (64 KB), then stops.
+        let read = after.0 - before.0;
+        assert!(
+            read <= 2.0 * 64.0 * 1024.0 && read < body.len() as f64 / 2.0,
+            "{name}: {read} bytes"
+        );
+    }
+    assert!(
+        prompt_tokens[0] > 40_000 && prompt_tokens[0] == prompt_tokens[1],
+        "whole: {prompt_tokens:?}"
+    );
+    // The SDKs' order with nothing naming the model: told, not sent on unpicked.
+    let req =
+        Req::post("/v1/chat/completions", body(false)).header("content-type", "application/json");
+    let reply = client::send(port, req).await.unwrap();
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    assert_eq!(
+        reply.header("x-llm-d-request-dropped-reason"),
+        Some("rejected-invalid-request")
+    );
+    let json: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("BUFFERED_PARTIAL") && message.contains("x-gateway-model-name"),
+        "{message}"
+    );
     drop(sim);
 }
 

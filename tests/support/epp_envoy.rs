@@ -1,7 +1,7 @@
 //! Envoy set up as a Gateway API Inference Extension gateway in front of a pool: the
 //! ext_proc filter in FULL_DUPLEX_STREAMED (trailers SEND) towards the picker, receiving
 //! `envoy.lb` metadata, and the pool cluster in one of the ways gateways forward to the
-//! pick. The access log records which upstream host served each request.
+//! pick (or, [`start_partial_gateway`], the request body BUFFERED_PARTIAL). The access log records which upstream host served each request.
 
 use std::path::Path;
 
@@ -24,6 +24,41 @@ pub async fn start_gateway(
             forwarding,
             failure_mode_allow,
         )
+    })
+    .await
+}
+
+/// [`start_gateway`] (ORIGINAL_DST on the header) with the request body in
+/// BUFFERED_PARTIAL and the listener's buffer limit at `buffer_limit` bytes: Envoy sends
+/// the picker a long body's first bytes only, and streams the rest to the pool itself.
+pub async fn start_partial_gateway(
+    ext_proc_port: u16,
+    pool: &[String],
+    buffer_limit: u32,
+) -> Envoy {
+    Envoy::start_with(1, |admin, ports, log| {
+        let yaml = render(
+            admin,
+            ports,
+            log,
+            ext_proc_port,
+            pool,
+            Forwarding::OriginalDstHeader,
+            false,
+        );
+        let (duplex, listener) = (
+            "request_body_mode: FULL_DUPLEX_STREAMED",
+            "  - name: gateway\n",
+        );
+        assert!(
+            yaml.contains(duplex) && yaml.contains(listener),
+            "the gateway config changed"
+        );
+        yaml.replace(duplex, "request_body_mode: BUFFERED_PARTIAL")
+            .replace(
+                listener,
+                &format!("{listener}    per_connection_buffer_limit_bytes: {buffer_limit}\n"),
+            )
     })
     .await
 }

@@ -10,7 +10,7 @@ use super::scan::{PromptScan, Read};
 use super::EndpointPicker;
 use crate::epp::Rng;
 use crate::llm::{Api, LlmRequest};
-use crate::pipeline::{Body, Ctx, Flow, ProcessorError};
+use crate::pipeline::{Body, Ctx, Flow, LocalReply, ProcessorError};
 
 // === impl EndpointPicker ===
 
@@ -25,9 +25,22 @@ impl EndpointPicker {
         if self.picked.is_some() {
             return Ok(Flow::Continue);
         }
+        // Cut: the transport sends no more of this body (Envoy's BUFFERED_PARTIAL).
+        let cut = body.is_truncated() && !body.end_of_stream();
+        let rewrites = self.rewrites_model();
         let read = match self.scan.as_mut() {
-            Some(scan) => scan.push(body.data(), body.end_of_stream()),
+            Some(scan) => match scan.push(body.data(), body.end_of_stream()) {
+                Read::More if cut => scan.cut(),
+                read => read,
+            },
             None if body.end_of_stream() => Read::Whole(body.data().clone()),
+            None if cut && rewrites => {
+                return Ok(Flow::Respond(self.cut_too_soon(
+                    body.data().len(),
+                    "the route rewrites the model, which edits the whole body",
+                )))
+            }
+            None if cut => self.read_cut(body.data()),
             None => return Ok(Flow::Continue),
         };
         let metrics = &self.shared.services.metrics.inference;
@@ -53,7 +66,46 @@ impl EndpointPicker {
             } else {
                 "request body is not JSON"
             }))),
+            Read::Cut { json: false } => {
+                Ok(Flow::Respond(self.bad_request("request body is not JSON")))
+            }
+            Read::Cut { json: true } => Ok(Flow::Respond(self.cut_too_soon(
+                body.data().len(),
+                "its model is not in them: name it in x-gateway-model-name, or write it \
+                 before the messages",
+            ))),
         }
+    }
+
+    /// The start of a body the picker reads whole (the KV-events prefix cache, an API
+    /// whose prompt is not in body order) when no more of it will come: the pick is made
+    /// on the start, scored by the approximate index.
+    fn read_cut(&self, start: &bytes::Bytes) -> Read {
+        let mut scan = PromptScan::of(self.api, self.control.model.clone());
+        match scan.push(start, false) {
+            Read::More => scan.cut(),
+            read => read,
+        }
+    }
+
+    /// Whether the request's model is rewritten (in the body).
+    fn rewrites_model(&self) -> bool {
+        self.control.rewrite.is_some() || !self.shared.policy.model_rewrites.is_empty()
+    }
+
+    /// A 413 for a body the gateway sent only the first `seen` bytes of, too few for
+    /// the pick (`why`).
+    fn cut_too_soon(&self, seen: usize, why: &str) -> LocalReply {
+        let message = format!(
+            "the gateway reads only the first {seen} bytes of this request body (Envoy's \
+             BUFFERED_PARTIAL body mode, up to its buffer limit) and {why}"
+        );
+        let reply = LocalReply::error(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            &message,
+        );
+        self.reject(reply, super::INVALID_REQUEST)
     }
 
     /// The pick can start before the body's end: the API lists its prompt in body
@@ -61,8 +113,7 @@ impl EndpointPicker {
     /// prefix cache tokenizes all of it).
     pub(super) fn may_pick_early(&self) -> bool {
         PromptScan::applies_to(self.api)
-            && self.control.rewrite.is_none()
-            && self.shared.policy.model_rewrites.is_empty()
+            && !self.rewrites_model()
             && !self.shared.handle.pool.reads_kv_events()
     }
 

@@ -36,6 +36,9 @@ pub enum Read {
     Whole(Bytes),
     /// The body ended with the prompt's start read but no model anywhere.
     NoModel { json: bool },
+    /// The transport sent only the body's start, and it named no model (`json`: that
+    /// start reads as JSON).
+    Cut { json: bool },
 }
 
 /// What an early pick needs.
@@ -52,7 +55,8 @@ pub struct Early {
 /// One request body being scanned.
 #[derive(Debug)]
 pub struct PromptScan {
-    api: Api,
+    /// `None`: not an API tollgate knows; its prompt is the body's bytes.
+    api: Option<Api>,
     json: PartialJson,
     /// The body's first bytes, kept until the prompt's start is found in them (then
     /// dropped: the rest is only followed).
@@ -67,6 +71,12 @@ pub struct PromptScan {
 impl PromptScan {
     /// A scan of a body of `api`; `header_model` is a router's reading of its model.
     pub fn new(api: Api, header_model: Option<String>) -> Self {
+        Self::of(Some(api), header_model)
+    }
+
+    /// A scan of a body of `api`, or of an API tollgate does not know (`None`: only its
+    /// model is read, its bytes are the prompt, as when read whole).
+    pub fn of(api: Option<Api>, header_model: Option<String>) -> Self {
         PromptScan {
             api,
             json: PartialJson::new(),
@@ -119,9 +129,53 @@ impl PromptScan {
         }
     }
 
+    /// No more of the body will come: the transport sent only its start (Envoy's
+    /// `BUFFERED_PARTIAL`, up to its buffer limit). The pick is made on what was read —
+    /// the prompt's start however short, none when the cut came before it — once the
+    /// model is known.
+    pub fn cut(&mut self) -> Read {
+        if let (None, None) = (&self.prompt, self.api) {
+            let mut head = self.head.to_vec();
+            head.truncate(PROMPT_NEEDED);
+            self.prompt = Some((head, None));
+        }
+        if self.prompt.is_none() && !self.json.lost() {
+            let request = self.api.and_then(|api| {
+                let closed = self.json.close(&self.head)?;
+                LlmRequest::parse(api, &closed).ok()
+            });
+            if let Some(request) = request {
+                let mut text = request.prompt_text().into_bytes();
+                text.truncate(PROMPT_NEEDED);
+                self.prompt = Some((text, request.max_output_tokens));
+                if self.model.is_none() {
+                    self.model = request.model.filter(|m| !m.is_empty());
+                }
+            }
+        }
+        if self.model.is_none() {
+            self.model = self.json.model().map(str::to_owned);
+        }
+        match (self.model.take(), self.json.lost()) {
+            (Some(model), false) => {
+                let (prompt, max_output_tokens) = self.prompt.take().unwrap_or_default();
+                Read::Ready(Early {
+                    model,
+                    prompt,
+                    max_output_tokens,
+                    seen: self.json.len(),
+                })
+            }
+            (_, lost) => Read::Cut { json: !lost },
+        }
+    }
+
     /// Parses the kept start, cut and closed, when enough new bytes came: the prompt's
     /// start once it is long enough (and the model, if it came before it).
     fn try_prompt(&mut self) {
+        let Some(api) = self.api else {
+            return;
+        };
         let len = self.head.len();
         if len < PROMPT_NEEDED || len < self.parsed_at + REPARSE_STEP || self.json.lost() {
             return;
@@ -130,7 +184,7 @@ impl PromptScan {
         let Some(closed) = self.json.close(&self.head) else {
             return;
         };
-        let Ok(request) = LlmRequest::parse(self.api, &closed) else {
+        let Ok(request) = LlmRequest::parse(api, &closed) else {
             return;
         };
         let mut text = request.prompt_text().into_bytes();
@@ -259,6 +313,53 @@ mod tests {
             feed(&mut scan, &broken, 16_384).0,
             Read::NoModel { json: false }
         );
+    }
+
+    #[test]
+    fn a_cut_body_is_picked_on_what_came() {
+        // Model first: the prompt's start as far as it came, even short of the blocks.
+        let body = chat(true, 100_000);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert_eq!(
+            scan.push(&Bytes::copy_from_slice(&body.as_bytes()[..9_000]), false),
+            Read::More
+        );
+        let Read::Ready(early) = scan.cut() else {
+            panic!("not ready")
+        };
+        assert_eq!((early.model.as_str(), early.seen), ("m1", 9_000));
+        assert_eq!(early.max_output_tokens, Some(7));
+        let whole = LlmRequest::parse(Api::ChatCompletions, body.as_bytes()).unwrap();
+        assert!(!early.prompt.is_empty() && early.prompt.len() < 9_000);
+        assert!(whole.prompt_text().as_bytes().starts_with(&early.prompt));
+        // Model last: only a router's header names it.
+        let body = chat(false, 100_000);
+        let start = Bytes::copy_from_slice(&body.as_bytes()[..40_000]);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert_eq!(scan.push(&start, false), Read::More);
+        assert_eq!(scan.cut(), Read::Cut { json: true });
+        let mut scan = PromptScan::new(Api::ChatCompletions, Some("m1".into()));
+        let Read::Ready(early) = scan.push(&start, false) else {
+            panic!("the prompt's blocks came")
+        };
+        assert_eq!(early.prompt.len(), PROMPT_NEEDED);
+        // Cut before the prompt: picked without one.
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert_eq!(
+            scan.push(&Bytes::from_static(br#"{"model":"m3","tools":[{"#), false),
+            Read::More
+        );
+        let Read::Ready(early) = scan.cut() else {
+            panic!("not ready")
+        };
+        assert_eq!((early.model.as_str(), early.prompt.len()), ("m3", 0));
+        // Not JSON.
+        let mut scan = PromptScan::new(Api::ChatCompletions, Some("m1".into()));
+        assert_eq!(
+            scan.push(&Bytes::from("x".repeat(40_000)), false),
+            Read::More
+        );
+        assert_eq!(scan.cut(), Read::Cut { json: false });
     }
 
     #[test]

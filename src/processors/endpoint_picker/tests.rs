@@ -54,6 +54,17 @@ async fn run(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<String, LocalReply> {
+    run_as(ex, headers, body, false).await
+}
+
+/// [`run`] with the body whole, or `cut`: only its start, all the transport sends
+/// (Envoy's BUFFERED_PARTIAL past its buffer limit).
+async fn run_as(
+    ex: &mut Exchange,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    cut: bool,
+) -> Result<String, LocalReply> {
     let mut h = Headers::new(header_map(headers));
     if let Verdict::Respond(r) = ex.request_headers(&mut h).await {
         return Err(r);
@@ -64,7 +75,7 @@ async fn run(
     ] {
         assert!(h.map().get(k).is_none(), "{k} stripped");
     }
-    if let Verdict::Respond(r) = ex.request_body(body, true, false).await {
+    if let Verdict::Respond(r) = ex.request_body(body, !cut, cut).await {
         return Err(r);
     }
     let late = std::mem::take(&mut ex.cx.late_request_headers);
@@ -161,6 +172,60 @@ async fn bad_bodies_get_400() {
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
         assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
     }
+}
+
+#[tokio::test]
+async fn a_cut_body_is_picked_on_its_start_unless_that_cannot_do() {
+    let prompt = "y".repeat(100_000);
+    let first = |body: &Bytes| body.slice(..32_768);
+    let model_first = Bytes::from(format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+    ));
+    // `chat` writes the model after the messages, as the SDKs do.
+    let model_last = chat(&prompt);
+    let f = factory(&["127.0.0.11:8000"]);
+    for (path, headers) in [
+        ("/v1/chat/completions", &[][..]),
+        // Model last, named by a router in front.
+        ("/v1/chat/completions", &[("x-gateway-model-name", "m")][..]),
+        // Not an API tollgate knows: read as bytes.
+        ("/v1/custom", &[][..]),
+    ] {
+        let body = if headers.is_empty() {
+            &model_first
+        } else {
+            &model_last
+        };
+        let p = pipeline_with("", "epp", vec![f.clone()]);
+        let mut ex = exchange_on(&p, "epp", Adapter::Proxy, "POST", path);
+        let pick = run_as(&mut ex, headers, first(body), true).await;
+        match pick {
+            Ok(pick) => assert_eq!(pick, "127.0.0.11:8000"),
+            Err(r) => panic!("{path} {headers:?}: {} {:?}", r.status, r.body),
+        }
+    }
+    // Model last and nothing names it: a 413 that says what to do.
+    let reply = run_as(&mut exchange(&f, "POST"), &[], first(&model_last), true)
+        .await
+        .unwrap_err();
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.headers[DROPPED_REASON], "rejected-invalid-request");
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("first 32768 bytes") && message.contains("x-gateway-model-name"),
+        "{message}"
+    );
+    // A model rewrite edits the whole body: a 413 too.
+    let f = factory_yaml(
+        "{endpoints: ['127.0.0.11:8000'], modelRewrites: [{model: m, targets: [{model: m-v2}]}]}",
+    );
+    let reply = run_as(&mut exchange(&f, "POST"), &[], first(&model_first), true)
+        .await
+        .unwrap_err();
+    assert_eq!(reply.status, 413);
+    assert!(String::from_utf8_lossy(&reply.body).contains("rewrites the model"));
 }
 
 #[tokio::test]
