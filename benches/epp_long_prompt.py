@@ -13,13 +13,18 @@ tollgate reading the model and prompt and picking, the body streamed back.
 
 `--request-body-mode BUFFERED` runs the picker's route with the request body BUFFERED
 instead (Envoy sends the whole body once and tollgate's reply carries the pick as a
-header mutation, with no body: nothing streams back). `--pieces N --gap-ms G` uploads
+header mutation, with no body: nothing streams back). `--request-body-mode
+BUFFERED_PARTIAL` sets the picker listener's `per_connection_buffer_limit_bytes` to 32 KB
+(Envoy's advice for edge proxies): Envoy sends tollgate only each body's first bytes and
+streams the rest upstream itself. `--pieces N --gap-ms G` uploads
 each body in N chunks G ms apart (a body arriving over a network: the picker picks on
 its first blocks while the rest streams); `--model-last`
-writes the model after the messages, as the OpenAI and Anthropic SDKs do.
+writes the model after the messages, as the OpenAI and Anthropic SDKs do, and
+`--model-header` names it in `x-gateway-model-name` too, as a router in front does.
 
 Printed per concurrency: p50 / p99 latency of each setup and the difference (the added
-latency), requests per second, and the ratio. The table also goes to
+latency), requests per second, the ratio, the CPU per request of each process and the
+body bytes the picker had read when it picked. The table also goes to
 target/epp-long-prompt.json. Reference: the Gateway API Inference Extension's issue #2928
 measured about 286 ms of picker time for 220 KB prompts, 261 ms of it waiting for the
 body's chunks.
@@ -92,6 +97,9 @@ async def drive(url, concurrency, duration, chars, shape):
     bodies = [chat_body(chars, rng, shape["model_last"]) for _ in range(16)]
     latencies, errors = [], 0
     stop_at = time.perf_counter() + duration
+    headers = {"content-type": "application/json"}
+    if shape["model_header"]:  # a router in front read the model (body-based routing)
+        headers["x-gateway-model-name"] = q.MODEL
 
     async def worker(i):
         nonlocal errors
@@ -102,7 +110,7 @@ async def drive(url, concurrency, duration, chars, shape):
             t = time.perf_counter()
             try:
                 r = await client.post(url, content=paced(body, shape["pieces"], shape["gap"]),
-                                      headers={"content-type": "application/json"})
+                                      headers=headers)
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t)
                 else:
@@ -139,6 +147,7 @@ def run(url, concurrency, duration, warmup, chars, shape, procs):
     }
 
 
+# The picker listener's buffer limit with BUFFERED_PARTIAL.
 PARTIAL_BYTES = 32768
 
 
@@ -172,11 +181,12 @@ def start_gateway(tmp, addrs, ports, log, request_body_mode):
             sys.exit("epp-long-prompt: the shared Envoy config names no request body mode")
         config = config.replace(duplex, f"request_body_mode: {request_body_mode}")
         if request_body_mode == "BUFFERED_PARTIAL":
-            # Envoy sends the picker only the body's first bytes, up to the route's limit.
-            route = "route: {{ cluster: pool, timeout: 0s }}".format()
-            if route not in config:
-                sys.exit("epp-long-prompt: the shared Envoy config's route changed")
-            config = config.replace("per_connection_buffer_limit_bytes: 8388608", f"per_connection_buffer_limit_bytes: {PARTIAL_BYTES}")
+            # Envoy sends the picker only a body's first bytes, up to the listener's
+            # buffer limit (a route's request_body_buffer_limit does not lower it).
+            limit = "per_connection_buffer_limit_bytes: 8388608"
+            if limit not in config:
+                sys.exit("epp-long-prompt: the shared Envoy config names no buffer limit")
+            config = config.replace(limit, f"per_connection_buffer_limit_bytes: {PARTIAL_BYTES}")
         f.write(config)
     envoy = subprocess.Popen([q.ENVOY, "-c", envoy_yaml, "--concurrency", "1",
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
@@ -196,12 +206,15 @@ def main():
     p.add_argument("--gap-ms", type=float, default=2.0, help="pause between the chunks")
     p.add_argument("--model-last", action="store_true",
                    help="write the model after the messages, as the SDKs do")
+    p.add_argument("--model-header", action="store_true",
+                   help="name the model in x-gateway-model-name too, as a router in front does")
     p.add_argument("--request-body-mode", default="FULL_DUPLEX_STREAMED",
                    choices=["FULL_DUPLEX_STREAMED", "BUFFERED", "BUFFERED_PARTIAL"],
                    help="the picker route's ext_proc request body mode")
     p.add_argument("--out", default=os.path.join(q.TARGET, "epp-long-prompt.json"))
     args = p.parse_args()
     shape = {"pieces": args.pieces, "gap": args.gap_ms / 1e3, "model_last": args.model_last,
+             "model_header": args.model_header,
              "request_body_mode": args.request_body_mode}
     for binary in (q.TOLLGATE, q.ENVOY):
         if not os.access(binary, os.X_OK):
@@ -234,6 +247,7 @@ def main():
             rows.append(row)
             how = (f"{args.pieces} pieces {args.gap_ms:g} ms apart" if args.pieces > 1
                    else "whole") + (", model last" if args.model_last else ", model first") \
+                + (" and in x-gateway-model-name" if args.model_header else "") \
                 + f", request body {args.request_body_mode}"
             print(f"epp-long-prompt: {args.prompt_bytes} B prompts ({how}), c={c}: Envoy alone p50 "
                   f"{base['p50_ms']:.1f} ms p99 {base['p99_ms']:.1f} ms {base['rps']:.0f} req/s "
