@@ -41,37 +41,65 @@ async fn read_at_pick(tollgate: &Tollgate) -> (f64, f64) {
     (sum, count)
 }
 
-/// Sends the three shapes to `port`; asserts each was served whole and picked after the
-/// bytes expected.
+/// Sends one long body to `port` — its model first or last, named in
+/// `x-gateway-model-name` when `header`, uploaded in pieces when `pieces` — and asserts a
+/// simulated server answered it after one pick; its prompt tokens and the body bytes
+/// the picker had read when it picked.
+async fn one(
+    port: u16,
+    tollgate: &Tollgate,
+    endpoints: &[String],
+    (name, model_first, header): (&str, bool, bool),
+    pieces: bool,
+) -> (u64, f64) {
+    let before = read_at_pick(tollgate).await;
+    let mut req = Req::post("/v1/chat/completions", body(model_first))
+        .header("content-type", "application/json");
+    if header {
+        req = req.header("x-gateway-model-name", "m");
+    }
+    // In 16 KB pieces 10 ms apart, as a body comes over a network (on loopback a client's
+    // whole body reaches Envoy in one read, and there is nothing to start early on).
+    let reply = if pieces {
+        client::send_in_pieces(port, req, 14, Duration::from_millis(10)).await
+    } else {
+        client::send(port, req).await
+    };
+    let reply = reply.unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+    let served = reply.header("x-sim-endpoint").expect("a sim answered");
+    assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
+    let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    let after = read_at_pick(tollgate).await;
+    assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
+    (
+        usage["usage"]["prompt_tokens"].as_u64().unwrap(),
+        after.0 - before.0,
+    )
+}
+
+/// Asserts every body reached the server whole: the same prompt tokens for each.
+fn all_whole(prompt_tokens: &[u64]) {
+    assert!(prompt_tokens[0] > 40_000, "{prompt_tokens:?}");
+    assert!(
+        prompt_tokens.iter().all(|t| *t == prompt_tokens[0]),
+        "every body reached the server whole: {prompt_tokens:?}"
+    );
+}
+
+/// Sends the three shapes to `port`, in pieces; asserts each was served whole and
+/// picked after the bytes expected.
 async fn three_shapes(port: u16, tollgate: &Tollgate, endpoints: &[String]) {
     let mut prompt_tokens = Vec::new();
-    for (name, model_first, header) in [
+    for shape in [
         ("model first", true, false),
         ("model last", false, false),
         ("model last, named by a router", false, true),
     ] {
-        let body = body(model_first);
-        let len = body.len() as f64;
-        let before = read_at_pick(tollgate).await;
-        let mut req = Req::post("/v1/chat/completions", body.clone())
-            .header("content-type", "application/json");
-        if header {
-            req = req.header("x-gateway-model-name", "m");
-        }
-        // In 16 KB pieces 10 ms apart, as a body comes over a network (on loopback a
-        // client's whole body reaches Envoy in one read, and there is nothing to start
-        // early on).
-        let reply = client::send_in_pieces(port, req, 14, Duration::from_millis(10))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
-        let served = reply.header("x-sim-endpoint").expect("a sim answered");
-        assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
-        let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
-        prompt_tokens.push(usage["usage"]["prompt_tokens"].as_u64().unwrap());
-        let after = read_at_pick(tollgate).await;
-        assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
-        let read = after.0 - before.0;
+        let (name, model_first, header) = shape;
+        let len = body(model_first).len() as f64;
+        let (tokens, read) = one(port, tollgate, endpoints, shape, true).await;
+        prompt_tokens.push(tokens);
         if model_first || header {
             assert!(
                 read <= 64.0 * 1024.0,
@@ -81,71 +109,51 @@ async fn three_shapes(port: u16, tollgate: &Tollgate, endpoints: &[String]) {
             assert_eq!(read, len, "{name}: the model came with the last bytes");
         }
     }
-    assert!(prompt_tokens[0] > 40_000, "{prompt_tokens:?}");
-    assert!(
-        prompt_tokens.iter().all(|t| *t == prompt_tokens[0]),
-        "every body reached the server whole: {prompt_tokens:?}"
-    );
+    all_whole(&prompt_tokens);
+}
+
+/// Two simulated servers (two output tokens each answer) and tollgate picking over
+/// them, its ext_proc on `ext_proc`.
+async fn picker_over_sims(ext_proc: u16) -> (Sim, Vec<String>, Tollgate) {
+    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
+    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
+    let tollgate = Tollgate::start(&format!(
+        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
+    ))
+    .await;
+    (sim, endpoints, tollgate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_envoy_a_long_prompt_is_picked_on_its_start() {
-    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
-    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
     let ext_proc = free_port();
-    let tollgate = Tollgate::start(&format!(
-        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
-    ))
-    .await;
+    let (_sim, endpoints, tollgate) = picker_over_sims(ext_proc).await;
     let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstHeader, false).await;
     three_shapes(envoy.port(0), &tollgate, &endpoints).await;
-    drop(sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_envoy_buffering_partially_the_picker_reads_a_long_bodys_start_only() {
-    let sim = Sim::start(2, &["--default-max-tokens", "2"]);
-    let endpoints: Vec<String> = sim.addrs.iter().map(|a| a.to_string()).collect();
     let ext_proc = free_port();
-    let tollgate = Tollgate::start(&format!(
-        "extProc: {{ address: \"127.0.0.1:{ext_proc}\" }}\npolicies:\n  endpointPicker:\n    endpoints: {endpoints:?}\n"
-    ))
-    .await;
+    let (_sim, endpoints, tollgate) = picker_over_sims(ext_proc).await;
     let envoy = start_partial_gateway(ext_proc, &endpoints, 32 * 1024).await;
     let port = envoy.port(0);
     let mut prompt_tokens = Vec::new();
-    for (name, model_first, header) in [
+    for shape in [
         ("model first", true, false),
         ("model last, named by a router", false, true),
     ] {
-        let body = body(model_first);
-        let before = read_at_pick(&tollgate).await;
-        let mut req = Req::post("/v1/chat/completions", body.clone())
-            .header("content-type", "application/json");
-        if header {
-            req = req.header("x-gateway-model-name", "m");
-        }
-        let reply = client::send(port, req)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
-        let served = reply.header("x-sim-endpoint").expect("a sim answered");
-        assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
-        let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
-        prompt_tokens.push(usage["usage"]["prompt_tokens"].as_u64().unwrap());
-        let after = read_at_pick(&tollgate).await;
-        assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
+        let (tokens, read) = one(port, &tollgate, &endpoints, shape, false).await;
+        prompt_tokens.push(tokens);
         // Envoy reads past its limit by up to one read (64 KB), then stops.
-        let read = after.0 - before.0;
+        let len = body(shape.1).len() as f64;
         assert!(
-            read <= 2.0 * 64.0 * 1024.0 && read < body.len() as f64 / 2.0,
-            "{name}: {read} bytes"
+            read <= 2.0 * 64.0 * 1024.0 && read < len / 2.0,
+            "{}: {read} bytes",
+            shape.0
         );
     }
-    assert!(
-        prompt_tokens[0] > 40_000 && prompt_tokens[0] == prompt_tokens[1],
-        "whole: {prompt_tokens:?}"
-    );
+    all_whole(&prompt_tokens);
     // The SDKs' order with nothing naming the model: told, not sent on unpicked.
     let req =
         Req::post("/v1/chat/completions", body(false)).header("content-type", "application/json");
@@ -161,7 +169,6 @@ async fn behind_envoy_buffering_partially_the_picker_reads_a_long_bodys_start_on
         message.contains("BUFFERED_PARTIAL") && message.contains("x-gateway-model-name"),
         "{message}"
     );
-    drop(sim);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
