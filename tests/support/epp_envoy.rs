@@ -28,7 +28,7 @@ pub async fn start_gateway(
     .await
 }
 
-/// [`start_gateway`] (ORIGINAL_DST on the header) with the request body in
+/// [`start_gateway`] (ORIGINAL_DST on the `envoy.lb` metadata) with the request body in
 /// BUFFERED_PARTIAL and the listener's buffer limit at `buffer_limit` bytes: Envoy sends
 /// the picker a long body's first bytes only, and streams the rest to the pool itself.
 pub async fn start_partial_gateway(
@@ -43,7 +43,7 @@ pub async fn start_partial_gateway(
             log,
             ext_proc_port,
             pool,
-            Forwarding::OriginalDstHeader,
+            Forwarding::OriginalDstMetadata,
             false,
         );
         let (duplex, listener) = (
