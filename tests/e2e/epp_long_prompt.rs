@@ -164,6 +164,7 @@ async fn behind_envoy_buffering_partially_the_picker_reads_a_long_bodys_start_on
         Some("rejected-invalid-request")
     );
     let json: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    assert_eq!(json["error"]["type"], "request_too_large", "{json}");
     let message = json["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("BUFFERED_PARTIAL") && message.contains("x-gateway-model-name"),

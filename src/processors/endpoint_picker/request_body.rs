@@ -100,9 +100,10 @@ impl EndpointPicker {
             "the gateway reads only the first {seen} bytes of this request body (Envoy's \
              BUFFERED_PARTIAL body mode, up to its buffer limit) and {why}"
         );
+        // The type of the pipeline's own 413 for a body past a buffer limit.
         let reply = LocalReply::error(
             http::StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
+            "request_too_large",
             &message,
         );
         self.reject(reply, super::INVALID_REQUEST)

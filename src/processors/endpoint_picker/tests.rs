@@ -211,7 +211,7 @@ async fn a_cut_body_is_picked_on_its_start_unless_that_cannot_do() {
     assert_eq!(reply.status, 413);
     assert_eq!(reply.headers[DROPPED_REASON], "rejected-invalid-request");
     let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    assert_eq!(json["error"]["type"], "invalid_request_error", "{json}");
+    assert_eq!(json["error"]["type"], "request_too_large", "{json}");
     let message = json["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("first 32768 bytes") && message.contains("x-gateway-model-name"),
