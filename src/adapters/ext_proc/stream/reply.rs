@@ -176,7 +176,9 @@ pub(super) fn streamed_chunks(
             let common = CommonResponse {
                 body_mutation: Some(BodyMutation {
                     mutation: Some(Mutation::StreamedResponse(StreamedBodyResponse {
-                        body: data.to_vec(),
+                        // Envoy's own chunk, passed through whole, goes back without a
+                        // copy (a `Bytes` made from a `Vec` and not shared gives it back).
+                        body: Vec::from(data),
                         end_of_stream: end_of_stream && i == last,
                         ..Default::default()
                     })),
@@ -202,5 +204,44 @@ pub(super) fn attach_metadata(out: &mut [ProcessingResponse], md: Option<Struct>
             Some(existing) => existing.fields.extend(md.fields),
             None => last.dynamic_metadata = Some(md),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response;
+
+    use super::*;
+
+    /// The bodies of `replies`, in order.
+    fn bodies(replies: &[ProcessingResponse]) -> Vec<&Vec<u8>> {
+        replies
+            .iter()
+            .map(|r| match &r.response {
+                Some(Response::RequestBody(b)) => match b
+                    .response
+                    .as_ref()
+                    .and_then(|c| c.body_mutation.as_ref())
+                    .and_then(|m| m.mutation.as_ref())
+                {
+                    Some(Mutation::StreamedResponse(s)) => &s.body,
+                    other => panic!("not a streamed body: {other:?}"),
+                },
+                other => panic!("not a request body reply: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_passed_through_goes_back_without_a_copy_and_a_long_one_in_pieces() {
+        let chunk = vec![7u8; 16 * 1024];
+        let at = chunk.as_ptr();
+        let replies = streamed_chunks(Direction::Request, Bytes::from(chunk), false);
+        assert_eq!(bodies(&replies)[0].as_ptr(), at, "the same allocation");
+
+        let long = Bytes::from(vec![1u8; 2 * MAX_STREAMED_CHUNK + 5]);
+        let replies = streamed_chunks(Direction::Request, long, true);
+        let sizes: Vec<usize> = bodies(&replies).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [MAX_STREAMED_CHUNK, MAX_STREAMED_CHUNK, 5]);
     }
 }
