@@ -135,9 +135,8 @@ impl PromptScan {
     /// model is known.
     pub fn cut(&mut self) -> Read {
         if let (None, None) = (&self.prompt, self.api) {
-            let mut head = self.head.to_vec();
-            head.truncate(PROMPT_NEEDED);
-            self.prompt = Some((head, None));
+            let head = &self.head[..self.head.len().min(PROMPT_NEEDED)];
+            self.prompt = Some((head.to_vec(), None));
         }
         if self.prompt.is_none() && !self.json.lost() {
             let request = self.api.and_then(|api| {
