@@ -173,46 +173,20 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = config.shutdown.grace_period.get();
-
-    let admin_listener = tokio::net::TcpListener::bind(&config.admin.address)
-        .await
-        .with_context(|| format!("binding admin address {}", config.admin.address))?;
-    tracing::info!(address = %admin_listener.local_addr()?, "admin listening");
-    // The admin server outlives the drain, so probes see readiness go false.
-    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
+    let admin = Admin::start(
+        &config.admin.address,
         AdminState {
             store: store.clone(),
             ready: ready.clone(),
             xds: services.xds.clone(),
         },
-        async move {
-            let _ = admin_stop_rx.await;
-        },
-    ));
+    )
+    .await?;
 
     let mut servers = Vec::new();
     if let Some(ext) = &config.ext_proc {
-        let tls = match (&ext.tls, ext.self_signed_tls) {
-            (Some(t), _) => Some(tonic_tls(t)?),
-            (None, true) => Some(self_signed_tls()?),
-            (None, false) => None,
-        };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let xds = config.xds.is_some().then(|| services.xds.clone());
-        servers.push(tokio::spawn(ext_proc::serve(
-            ext_proc::GrpcServer {
-                store: store.clone(),
-                address: ext.address.clone(),
-                tls,
-                health_address: ext.health_address.clone(),
-                grace,
-                xds,
-            },
-            stopped(stop_rx.clone()),
-            ready_tx,
-        )));
+        let (server, ready_rx) = start_ext_proc(ext, &config, &store, &services, &stop_rx)?;
+        servers.push(server);
         match ready_rx.await {
             Ok(addr) => tracing::info!(address = %addr, "ext_proc listening"),
             Err(_) => return finish_early(servers).await,
@@ -228,27 +202,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             "binds are served by Envoy over xDS; the proxy opens no listener of its own"
         );
     }
-    let mut listeners = Vec::new();
-    if let Some(address) = crate::config::mcp_listener(&config) {
-        let listener = proxy::bind_mcp(address).await?;
-        tracing::info!(address = %listener.local_addr(), "MCP listener (for Envoy's mcp routes) listening");
-        listeners.push(listener);
-    }
-    for bind in config.binds.iter().filter(|_| config.xds.is_none()) {
-        let listener = proxy::bind(bind).await?;
-        tracing::info!(address = %listener.local_addr(), "proxy listening");
-        listeners.push(listener);
-    }
-    for listener in listeners {
-        servers.push(tokio::spawn(proxy::serve(
-            listener,
-            store.clone(),
-            config.upstream.clone(),
-            stopped(stop_rx.clone()),
-            grace,
-        )));
-    }
-
+    servers.extend(start_proxies(&config, &store, &stop_rx).await?);
     follow_source(source, follower, &store, &services, stop_rx.clone());
 
     ready.store(true, Ordering::Release);
@@ -258,6 +212,103 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     tracing::info!(grace_period = ?grace, "shutting down: readiness off, draining");
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
+    drain(servers, &services).await;
+    admin.stop().await;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+type Server = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// The admin server; it outlives the drain, so probes see readiness go false.
+struct Admin {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Admin {
+    async fn start(address: &str, state: AdminState) -> anyhow::Result<Admin> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding admin address {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "admin listening");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(admin::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Admin { stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the ext_proc gRPC server (with xDS when configured); the receiver gets its
+/// bound address once it listens.
+fn start_ext_proc(
+    ext: &config::ExtProcConfig,
+    config: &config::Config,
+    store: &Arc<PipelineStore>,
+    services: &Services,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<(Server, tokio::sync::oneshot::Receiver<String>)> {
+    let tls = match (&ext.tls, ext.self_signed_tls) {
+        (Some(t), _) => Some(tonic_tls(t)?),
+        (None, true) => Some(self_signed_tls()?),
+        (None, false) => None,
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(ext_proc::serve(
+        ext_proc::GrpcServer {
+            store: store.clone(),
+            address: ext.address.clone(),
+            tls,
+            health_address: ext.health_address.clone(),
+            grace: config.shutdown.grace_period.get(),
+            xds: config.xds.is_some().then(|| services.xds.clone()),
+        },
+        stopped(stop.clone()),
+        ready_tx,
+    ));
+    Ok((server, ready_rx))
+}
+
+/// Binds and serves the proxy's listeners: the MCP listener for Envoy's mcp routes, and
+/// every bind unless Envoy serves them over xDS.
+async fn start_proxies(
+    config: &config::Config,
+    store: &Arc<PipelineStore>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Server>> {
+    let mut listeners = Vec::new();
+    if let Some(address) = crate::config::mcp_listener(config) {
+        let listener = proxy::bind_mcp(address).await?;
+        tracing::info!(address = %listener.local_addr(), "MCP listener (for Envoy's mcp routes) listening");
+        listeners.push(listener);
+    }
+    for bind in config.binds.iter().filter(|_| config.xds.is_none()) {
+        let listener = proxy::bind(bind).await?;
+        tracing::info!(address = %listener.local_addr(), "proxy listening");
+        listeners.push(listener);
+    }
+    Ok(listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(proxy::serve(
+                listener,
+                store.clone(),
+                config.upstream.clone(),
+                stopped(stop.clone()),
+                config.shutdown.grace_period.get(),
+            ))
+        })
+        .collect())
+}
+
+/// Waits for the servers to drain, then up to 5 s for limit settlements in flight.
+async fn drain(servers: Vec<Server>, services: &Services) {
     for server in servers {
         match server.await {
             Ok(Err(e)) => {
@@ -273,15 +324,9 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     {
         tracing::warn!("limit settlements still in flight after 5s; some true-ups are lost");
     }
-    let _ = admin_stop_tx.send(());
-    let _ = admin_task.await;
-    tracing::info!("tollgate stopped");
-    Ok(())
 }
 
-async fn finish_early(
-    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-) -> anyhow::Result<()> {
+async fn finish_early(servers: Vec<Server>) -> anyhow::Result<()> {
     for s in servers {
         s.await??;
     }

@@ -13,6 +13,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ExtProcStream, StreamError};
+use crate::config::ConnectionLimits;
 use crate::listen::{Acceptor, Refusal};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::pipeline::PipelineStore;
@@ -171,6 +172,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<String>,
 ) -> anyhow::Result<()> {
+    use anyhow::Context;
     let GrpcServer {
         store,
         address,
@@ -179,18 +181,7 @@ pub async fn serve(
         grace,
         xds,
     } = server;
-    use anyhow::Context;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<ExternalProcessorServer<ExtProcService>>()
-        .await;
-    // "" and the processor service: serving until the drain; "liveness": the process is
-    // up; "readiness": it takes new streams (the names endpoint-picker deployments probe).
-    for name in ["", "liveness", "readiness"] {
-        reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
+    let (reporter, health) = health_service().await;
     let (metrics, limits) = {
         let pipeline = store.load();
         let limits = pipeline.config().limits.connections.clone();
@@ -207,31 +198,7 @@ pub async fn serve(
         builder = builder.tls_config(tls).context("ext_proc TLS config")?;
     }
     if let Some(addr) = health_address {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding extProc.healthAddress {addr}"))?;
-        tracing::info!(address = %listener.local_addr()?, "gRPC health listening");
-        // Probes get the admin server's small limit, held in the backlog beyond it.
-        let acceptor = Acceptor::new(
-            listener,
-            "ext_proc_health",
-            limits.admin_max_connections,
-            Refusal::Hold,
-            &metrics,
-        );
-        let incoming = crate::listen::incoming(acceptor);
-        let health = health.clone();
-        // Lives as long as the process: probes keep answering through the drain
-        // (readiness NOT_SERVING, liveness SERVING).
-        tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(health)
-                .serve_with_incoming(incoming)
-                .await
-            {
-                tracing::error!(error = %e, "gRPC health server failed");
-            }
-        });
+        spawn_health_listener(&addr, health.clone(), &limits, &metrics).await?;
     }
     let mut router = builder.add_service(health).add_service(service);
     if let Some(xds) = xds {
@@ -246,43 +213,8 @@ pub async fn serve(
         tracing::info!("xDS (ADS, CDS, EDS, LDS, RDS, ECDS) served on the ext_proc server");
     }
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let reporter_for_shutdown = reporter.clone();
-    let signal = async move {
-        shutdown.await;
-        reporter_for_shutdown
-            .set_not_serving::<ExternalProcessorServer<ExtProcService>>()
-            .await;
-        for name in ["", "readiness"] {
-            reporter_for_shutdown
-                .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                .await;
-        }
-        let _ = drain_tx.send(());
-    };
-    let serving = async move {
-        if let Some(path) = address.strip_prefix("unix:") {
-            let _ = std::fs::remove_file(path);
-            let listener = tokio::net::UnixListener::bind(path)
-                .with_context(|| format!("binding ext_proc socket {path}"))?;
-            let _ = ready.send(address.clone());
-            let acceptor = stream_acceptor(listener, limits.max_connections, &metrics);
-            router
-                .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
-                .await
-                .context("ext_proc server")
-        } else {
-            let listener = tokio::net::TcpListener::bind(&address)
-                .await
-                .with_context(|| format!("binding ext_proc address {address}"))?;
-            let local = listener.local_addr()?.to_string();
-            let _ = ready.send(local);
-            let acceptor = stream_acceptor(listener, limits.max_connections, &metrics);
-            router
-                .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
-                .await
-                .context("ext_proc server")
-        }
-    };
+    let signal = drain_signal(shutdown, reporter, drain_tx);
+    let serving = serve_on(router, address, &limits, &metrics, signal, ready);
     tokio::pin!(serving);
     tokio::select! {
         res = &mut serving => res,
@@ -290,5 +222,113 @@ pub async fn serve(
             tracing::warn!("ext_proc streams still open after the grace period; closing them");
             Ok(())
         }
+    }
+}
+
+/// The gRPC health service, every name serving: `""` and the processor service until
+/// the drain, `liveness` while the process is up, `readiness` while it takes new
+/// streams (the names endpoint-picker deployments probe).
+async fn health_service() -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<ExternalProcessorServer<ExtProcService>>()
+        .await;
+    for name in ["", "liveness", "readiness"] {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    (reporter, health)
+}
+
+/// Serves `health` alone on `extProc.healthAddress`, for as long as the process lives:
+/// probes keep answering through the drain (readiness NOT_SERVING, liveness SERVING).
+async fn spawn_health_listener(
+    addr: &str,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    limits: &ConnectionLimits,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding extProc.healthAddress {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, "gRPC health listening");
+    // Probes get the admin server's small limit, held in the backlog beyond it.
+    let acceptor = Acceptor::new(
+        listener,
+        "ext_proc_health",
+        limits.admin_max_connections,
+        Refusal::Hold,
+        metrics,
+    );
+    let incoming = crate::listen::incoming(acceptor);
+    tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await
+        {
+            tracing::error!(error = %e, "gRPC health server failed");
+        }
+    });
+    Ok(())
+}
+
+/// Resolves when `shutdown` does, after turning the processor service, `""` and
+/// `readiness` NOT_SERVING; tells `drain` the drain began.
+async fn drain_signal(
+    shutdown: impl std::future::Future<Output = ()>,
+    reporter: tonic_health::server::HealthReporter,
+    drain: tokio::sync::oneshot::Sender<()>,
+) {
+    shutdown.await;
+    reporter
+        .set_not_serving::<ExternalProcessorServer<ExtProcService>>()
+        .await;
+    for name in ["", "readiness"] {
+        reporter
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    let _ = drain.send(());
+}
+
+/// Binds `address` (`host:port` or `unix:/path`), sends the bound address on `ready` and
+/// serves `router` until `signal` resolves and the streams end.
+async fn serve_on(
+    router: tonic::transport::server::Router,
+    address: String,
+    limits: &ConnectionLimits,
+    metrics: &Metrics,
+    signal: impl std::future::Future<Output = ()>,
+    ready: tokio::sync::oneshot::Sender<String>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(path) = address.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("binding ext_proc socket {path}"))?;
+        let _ = ready.send(address.clone());
+        let acceptor = stream_acceptor(listener, limits.max_connections, metrics);
+        router
+            .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
+            .await
+            .context("ext_proc server")
+    } else {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding ext_proc address {address}"))?;
+        let _ = ready.send(listener.local_addr()?.to_string());
+        let acceptor = stream_acceptor(listener, limits.max_connections, metrics);
+        router
+            .serve_with_incoming_shutdown(crate::listen::incoming(acceptor), signal)
+            .await
+            .context("ext_proc server")
     }
 }

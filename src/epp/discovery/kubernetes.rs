@@ -15,24 +15,22 @@
 //! configured in-cluster (service account) or from the kubeconfig (`kube::Config::infer`).
 //! RBAC: get, list and watch on `pods` and `inferencepools.inference.networking.k8s.io`.
 
+mod mirror;
 #[cfg(test)]
 mod mock_api;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Debug;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, WatchEvent, WatchParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{publish, sleep_unless_closed, DiscoveredRoles};
+use self::mirror::{mirror, Backoff};
+use super::{publish, DiscoveredRoles};
 use crate::config::EndpointRole;
 
 /// The API group of InferencePool.
@@ -40,10 +38,6 @@ pub const GROUP: &str = "inference.networking.k8s.io";
 /// The served version read.
 pub const VERSION: &str = "v1";
 
-const BACKOFF_START: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Seconds a watch request lasts before it is renewed (the API server's limit is longer).
-const WATCH_TIMEOUT_SECS: u32 = 290;
 /// The pod label naming a model server's prefill/decode role (llm-d's).
 pub const ROLE_LABEL: &str = "llm-d.ai/role";
 
@@ -378,169 +372,6 @@ fn publish_with_roles(
     }
     roles.set(next);
     publish(tx, list)
-}
-
-/// Exponential backoff between failed Kubernetes requests.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(BACKOFF_START)
-    }
-    fn reset(&mut self) {
-        self.0 = BACKOFF_START;
-    }
-    /// Waits the current delay, then doubles it; false when every receiver of `tx` is
-    /// gone.
-    async fn wait<T>(&mut self, tx: &watch::Sender<T>) -> bool {
-        let go_on = sleep_unless_closed(tx, self.0).await;
-        self.0 = (self.0 * 2).min(BACKOFF_MAX);
-        go_on
-    }
-}
-
-/// A watch that ends sooner than this after it started counts as a failure (backoff).
-const SHORTEST_WATCH: Duration = Duration::from_secs(1);
-
-/// Keeps `tx` at `project` of every object `api` lists with the selectors, by name
-/// (`None` until the first list), until every receiver is gone.
-async fn mirror<K, T, F>(
-    api: Api<K>,
-    what: &'static str,
-    label_selector: Option<String>,
-    field_selector: Option<String>,
-    project: F,
-    tx: watch::Sender<Option<BTreeMap<String, T>>>,
-) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    T: Clone + PartialEq + Send + Sync + 'static,
-    F: Fn(&K) -> T + Send + 'static,
-{
-    let set = |objects: &BTreeMap<String, T>| {
-        tx.send_if_modified(|current| {
-            if current.as_ref() == Some(objects) {
-                false
-            } else {
-                *current = Some(objects.clone());
-                true
-            }
-        });
-    };
-    let list_params = ListParams {
-        label_selector: label_selector.clone(),
-        field_selector: field_selector.clone(),
-        ..ListParams::default()
-    };
-    let watch_params = WatchParams {
-        label_selector: label_selector.clone(),
-        field_selector,
-        ..WatchParams::default().timeout(WATCH_TIMEOUT_SECS)
-    };
-    let selector = label_selector.unwrap_or_default();
-    let mut backoff = Backoff::new();
-    'relist: loop {
-        let listed = tokio::select! {
-            _ = tx.closed() => return,
-            r = api.list(&list_params) => r,
-        };
-        let list = match listed {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(resource = what, selector, error = %e, "Kubernetes list failed; retrying");
-                if !backoff.wait(&tx).await {
-                    return;
-                }
-                continue 'relist;
-            }
-        };
-        let mut version = list.metadata.resource_version.unwrap_or_default();
-        let mut objects: BTreeMap<String, T> = list
-            .items
-            .iter()
-            .map(|o| (o.name_any(), project(o)))
-            .collect();
-        set(&objects);
-        loop {
-            let started_at = tokio::time::Instant::now();
-            let started = tokio::select! {
-                _ = tx.closed() => return,
-                r = api.watch(&watch_params, &version) => r,
-            };
-            let events = match started {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch failed; relisting");
-                    if !backoff.wait(&tx).await {
-                        return;
-                    }
-                    continue 'relist;
-                }
-            };
-            let mut events = std::pin::pin!(events);
-            loop {
-                let next = tokio::select! {
-                    _ = tx.closed() => return,
-                    e = events.try_next() => e,
-                };
-                match next {
-                    // The watch ended (its timeout): renew it from the last version seen,
-                    // after a backoff if it ended at once.
-                    Ok(None) => {
-                        if started_at.elapsed() < SHORTEST_WATCH {
-                            if !backoff.wait(&tx).await {
-                                return;
-                            }
-                        } else {
-                            backoff.reset();
-                        }
-                        break;
-                    }
-                    Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                        version = o.resource_version().unwrap_or(version);
-                        objects.insert(o.name_any(), project(&o));
-                        set(&objects);
-                        backoff.reset();
-                    }
-                    Ok(Some(WatchEvent::Deleted(o))) => {
-                        version = o.resource_version().unwrap_or(version);
-                        objects.remove(&o.name_any());
-                        set(&objects);
-                        backoff.reset();
-                    }
-                    Ok(Some(WatchEvent::Bookmark(b))) => version = b.metadata.resource_version,
-                    // 410 Gone: the version is too old to resume from; relist at once.
-                    Ok(Some(WatchEvent::Error(status))) if status.code == 410 => {
-                        tracing::debug!(
-                            resource = what,
-                            selector,
-                            "Kubernetes watch expired; relisting"
-                        );
-                        continue 'relist;
-                    }
-                    Ok(Some(WatchEvent::Error(status))) => {
-                        tracing::warn!(
-                            resource = what,
-                            selector,
-                            code = status.code,
-                            message = status.message,
-                            "Kubernetes watch error; relisting"
-                        );
-                        if !backoff.wait(&tx).await {
-                            return;
-                        }
-                        continue 'relist;
-                    }
-                    Err(e) => {
-                        tracing::warn!(resource = what, selector, error = %e, "Kubernetes watch stream failed; relisting");
-                        if !backoff.wait(&tx).await {
-                            return;
-                        }
-                        continue 'relist;
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

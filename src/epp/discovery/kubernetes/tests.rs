@@ -4,6 +4,7 @@
 
 use super::mock_api::MockApi;
 use super::*;
+use std::time::Duration;
 
 const NS: &str = "models";
 const VLLM: &[(&str, &str)] = &[("app", "vllm")];
