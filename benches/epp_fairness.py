@@ -69,7 +69,14 @@ FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots} }}
 """
 
 
-async def tenant(client, url, name, rate, duration, max_tokens, chars, seed, stats):
+def output_lengths(max_tokens, spread):
+    """The range of a request's `max_tokens`: `max_tokens` ± `spread` of it (the
+    simulator produces exactly that many tokens)."""
+    lo = max(1, round(max_tokens * (1.0 - spread)))
+    return lo, max(lo, round(max_tokens * (1.0 + spread)))
+
+
+async def tenant(client, url, name, rate, duration, lengths, chars, seed, stats):
     rng = random.Random(seed)
     system = q.system_prompt(name, chars)
     headers = {"x-llm-d-inference-fairness-id": name}
@@ -87,11 +94,11 @@ async def tenant(client, url, name, rate, duration, max_tokens, chars, seed, sta
         stats.sent += 1
         user = f"{name} request {n}: {rng.randrange(10**9)}"
         tasks.append(asyncio.create_task(
-            q.one(client, url, system, user, max_tokens, stats, headers)))
+            q.one(client, url, system, user, rng.randint(*lengths), stats, headers)))
     return tasks
 
 
-async def drive(url, loads, duration, max_tokens, chars, drain):
+async def drive(url, loads, duration, lengths, chars, drain):
     """`loads`: tenant → rate. Returns tenant → Stats, and the window."""
     stats = {name: q.Stats() for name in loads}
     # A client (connection pool) per tenant, as separate tenants have: the flood's
@@ -102,7 +109,7 @@ async def drive(url, loads, duration, max_tokens, chars, drain):
     try:
         t0 = time.perf_counter()
         spawned = await asyncio.gather(*(
-            tenant(clients[name], url, name, rate, duration, max_tokens, chars, i,
+            tenant(clients[name], url, name, rate, duration, lengths, chars, i,
                    stats[name])
             for i, (name, rate) in enumerate(loads.items())))
         tasks = [t for ts in spawned for t in ts]
@@ -136,10 +143,15 @@ def main():
     p.add_argument("--max-running", type=int, default=4, help="batch slots per server")
     p.add_argument("--capacity", type=float,
                    help="requests per second the pool completes (default: its slots / ~1 s)")
-    p.add_argument("--headroom", type=float,
-                   help="also run flow control with this headroom")
+    p.add_argument("--headroom", type=lambda v: [float(h) for h in v.split(",")], default=[],
+                   help="also run flow control with this headroom (a comma list: one run "
+                        "each)")
     p.add_argument("--duration", type=float, default=40.0)
     p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--output-spread", type=float, default=0.0,
+                   help="each request's max_tokens drawn uniformly from --max-tokens ± this "
+                        "fraction of it (default 0: every request the same length, so "
+                        "requests started together end together)")
     p.add_argument("--prompt-chars", type=int, default=2000)
     p.add_argument("--out", default=os.path.join(q.TARGET, "epp-fairness.json"))
     args = p.parse_args()
@@ -156,14 +168,14 @@ def main():
                               "--log-level", "warn", "--base-id", str(ports["envoy"])],
                              stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['envoy']}/v1/chat/completions"
+    lengths = output_lengths(args.max_tokens, args.output_spread)
     capacity = args.capacity or 2.0 * args.max_running
     heavy, light = 3.0 * capacity, 0.1 * capacity
     runs = [("idle", None, {"light": light}),
             ("without flow control", None, {"heavy": heavy, "light": light}),
             ("with flow control", 0, {"heavy": heavy, "light": light})]
-    if args.headroom:
-        runs.append((f"with flow control, headroom {args.headroom}", args.headroom,
-                     {"heavy": heavy, "light": light}))
+    for h in args.headroom:
+        runs.append((f"with flow control, headroom {h}", h, {"heavy": heavy, "light": light}))
     rows = {}
     try:
         q.wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
@@ -171,7 +183,7 @@ def main():
             sim, tollgate = start(tmp, ports, args.max_running, headroom, log)
             try:
                 stats, t0, t_end = asyncio.run(drive(url, loads, args.duration,
-                                                     args.max_tokens, args.prompt_chars,
+                                                     lengths, args.prompt_chars,
                                                      drain=120.0))
             finally:
                 q.stop(tollgate)
@@ -207,24 +219,24 @@ def main():
             off["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
         "throughput_with_vs_without": on["throughput_rps"] / off["throughput_rps"],
     }
-    if len(runs) > 3:
-        hr = rows[runs[3][0]]
-        summary["light_ttft_p99_vs_idle_with_headroom"] = (
-            hr["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"])
-        summary["throughput_with_headroom_vs_without"] = (
-            hr["throughput_rps"] / off["throughput_rps"])
+    for h, (name, _, _) in zip(args.headroom, runs[3:]):
+        summary[f"light_ttft_p99_vs_idle_with_headroom_{h}"] = (
+            rows[name]["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"])
+        summary[f"throughput_with_headroom_{h}_vs_without"] = (
+            rows[name]["throughput_rps"] / off["throughput_rps"])
     print(f"epp-fairness: light tenant TTFT p99 ÷ idle: with flow control "
           f"{summary['light_ttft_p99_vs_idle_with_flow_control']:.2f}× (target ≤ 2×), without "
           f"{summary['light_ttft_p99_vs_idle_without']:.2f}×; pool throughput with ÷ without "
           f"{summary['throughput_with_vs_without']:.2f}× (target ≥ 0.95×)")
-    if len(runs) > 3:
-        print(f"epp-fairness: with headroom {args.headroom}: light TTFT p99 ÷ idle "
-              f"{summary['light_ttft_p99_vs_idle_with_headroom']:.2f}×, throughput ÷ without "
-              f"{summary['throughput_with_headroom_vs_without']:.2f}×")
+    for h in args.headroom:
+        print(f"epp-fairness: with headroom {h}: light TTFT p99 ÷ idle "
+              f"{summary[f'light_ttft_p99_vs_idle_with_headroom_{h}']:.2f}×, throughput ÷ "
+              f"without {summary[f'throughput_with_headroom_{h}_vs_without']:.2f}×")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"config": {"max_running": args.max_running, "capacity": capacity,
-                              "headroom": args.headroom, "duration": args.duration},
+                              "headroom": args.headroom, "duration": args.duration,
+                              "output_tokens": list(lengths)},
                    "runs": rows, "summary": summary}, f, indent=2)
     print(f"epp-fairness: written {args.out}; logs in {tmp}")
 

@@ -132,139 +132,184 @@ pub fn for_route(
     mcp: Option<&Arc<Multiplexer>>,
     bcx: &BuildCx<'_>,
 ) -> Result<Vec<Arc<dyn ProcessorFactory>>, ConfigError> {
-    let direct = mcp.filter(|m| m.directs());
-    let mut errs = ConfigErrors::default();
-    let mut factories: Vec<Arc<dyn ProcessorFactory>> = Vec::new();
-    let mut add = |made: Result<Arc<dyn ProcessorFactory>, ConfigError>| {
-        factories.extend(errs.check(made));
+    let r = Route {
+        policies,
+        path,
+        name: route,
+        direct: mcp.filter(|m| m.directs()),
+        bcx,
     };
-    if let Some(t) = &bcx.config.tracing {
-        add(OtelTraceFactory::new(t, bcx.services).map(|f| Arc::new(f) as _));
+    let mut chain = Chain::default();
+    r.edge(&mut chain); // 0
+    r.shaping(&mut chain); // 1
+    r.accounting_and_guards(&mut chain); // 2–4
+    r.upstream_side(&mut chain); // 5–7
+    chain.errs.finish(chain.factories)
+}
+
+/// The factories made so far, in run order, and every error met.
+#[derive(Default)]
+struct Chain {
+    factories: Vec<Arc<dyn ProcessorFactory>>,
+    errs: ConfigErrors,
+}
+
+impl Chain {
+    fn add<F: ProcessorFactory + 'static>(&mut self, made: Result<F, ConfigError>) {
+        if let Some(f) = self.errs.check(made) {
+            self.factories.push(Arc::new(f));
+        }
     }
-    if let Some(p) = &policies.cors {
-        add(CorsFactory::new(p, &format!("{path}.cors")).map(|f| Arc::new(f) as _));
+}
+
+/// One route being compiled.
+struct Route<'a> {
+    policies: &'a Policies,
+    path: &'a str,
+    name: &'a str,
+    /// The route's multiplexer when it sends MCP calls straight to their targets.
+    direct: Option<&'a Arc<Multiplexer>>,
+    bcx: &'a BuildCx<'a>,
+}
+
+impl Route<'_> {
+    fn field(&self, name: &str) -> String {
+        format!("{}.{name}", self.path)
     }
-    if let Some(p) = &policies.mcp_authentication {
-        let field = format!("{path}.mcpAuthentication");
-        add(McpAuthFactory::new(p, bcx, &field, direct.is_some()).map(|f| Arc::new(f) as _));
+
+    /// 0: tracing, CORS, MCP authentication and the routes that answer themselves.
+    fn edge(&self, chain: &mut Chain) {
+        let (p, bcx) = (self.policies, self.bcx);
+        if let Some(t) = &bcx.config.tracing {
+            chain.add(OtelTraceFactory::new(t, bcx.services));
+        }
+        if let Some(c) = &p.cors {
+            chain.add(CorsFactory::new(c, &self.field("cors")));
+        }
+        if let Some(a) = &p.mcp_authentication {
+            let field = self.field("mcpAuthentication");
+            chain.add(McpAuthFactory::new(a, bcx, &field, self.direct.is_some()));
+        }
+        if let Some(d) = &p.direct_response {
+            chain.add(DirectResponseFactory::new(d, &self.field("directResponse")));
+        }
+        if let Some(r) = &p.request_redirect {
+            let field = self.field("requestRedirect");
+            chain.add(RequestRedirectFactory::new(
+                r, bcx.config, self.name, &field,
+            ));
+        }
     }
-    if let Some(p) = &policies.direct_response {
-        let field = format!("{path}.directResponse");
-        add(DirectResponseFactory::new(p, &field).map(|f| Arc::new(f) as _));
+
+    /// 1: the operator's rewrites and headers, an external processor, the provider's
+    /// model, the response made into the client's API, and mid-stream budgets.
+    fn shaping(&self, chain: &mut Chain) {
+        let (p, config) = (self.policies, self.bcx.config);
+        let buffers = &config.limits.buffers;
+        if let Some(u) = &p.url_rewrite {
+            let field = self.field("urlRewrite");
+            chain.add(UrlRewriteFactory::new(u, config, self.name, &field));
+        }
+        if let Some(m) = &p.request_header_modifier {
+            let field = self.field("requestHeaderModifier");
+            chain.add(HeaderModifierFactory::new(HeaderSide::Request, m, &field));
+        }
+        if let Some(e) = &p.ext_proc {
+            let connect = config.upstream.connect_timeout.get();
+            let field = self.field("extProc");
+            chain.add(ExternalProcessorFactory::new(
+                e,
+                connect,
+                buffers.json_body_bytes,
+                &field,
+            ));
+        }
+        if let Some(l) = &p.llm_provider {
+            let field = self.field("llmProvider");
+            chain.add(LlmProviderFactory::new(l, buffers.json_body_bytes, &field));
+            chain.add(Ok(LlmTranslateFactory::new(Half::Response, l, buffers)));
+        }
+        if p.token_limit.as_ref().is_some_and(|l| l.has_mid_stream()) {
+            chain.add(Ok(StreamBudgetFactory::new(buffers, self.store_failure())));
+        }
     }
-    if let Some(p) = &policies.request_redirect {
-        let field = format!("{path}.requestRedirect");
-        add(RequestRedirectFactory::new(p, bcx.config, route, &field).map(|f| Arc::new(f) as _));
-    }
-    if let Some(p) = &policies.url_rewrite {
-        let field = format!("{path}.urlRewrite");
-        add(UrlRewriteFactory::new(p, bcx.config, route, &field).map(|f| Arc::new(f) as _));
-    }
-    if let Some(m) = &policies.request_header_modifier {
-        add(HeaderModifierFactory::new(
-            HeaderSide::Request,
-            m,
-            &format!("{path}.requestHeaderModifier"),
-        )
-        .map(|f| Arc::new(f) as _));
-    }
-    if let Some(p) = &policies.ext_proc {
-        let field = format!("{path}.extProc");
-        let (connect, limit) = (
-            bcx.config.upstream.connect_timeout.get(),
-            bcx.config.limits.buffers.json_body_bytes,
-        );
-        add(ExternalProcessorFactory::new(p, connect, limit, &field).map(|f| Arc::new(f) as _));
-    }
-    if let Some(p) = &policies.llm_provider {
-        let limit = bcx.config.limits.buffers.json_body_bytes;
-        let field = format!("{path}.llmProvider");
-        add(LlmProviderFactory::new(p, limit, &field).map(|f| Arc::new(f) as _));
-        let buffers = &bcx.config.limits.buffers;
-        add(Ok(Arc::new(LlmTranslateFactory::new(
-            Half::Response,
-            p,
-            buffers,
-        ))));
-    }
-    if let Some(p) = policies.token_limit.as_ref().filter(|p| p.has_mid_stream()) {
-        let store_failure = match p.store {
-            LimitStoreKind::Local => FailureMode::FailOpen,
-            LimitStoreKind::Redis => bcx
+
+    /// What a mid-stream budget does when its store fails: a local store cannot; a
+    /// Redis store follows `llm.redis.failureMode`.
+    fn store_failure(&self) -> FailureMode {
+        match self.policies.token_limit.as_ref().map(|l| l.store) {
+            Some(LimitStoreKind::Redis) => self
+                .bcx
                 .config
                 .llm
                 .redis
                 .as_ref()
                 .map_or(FailureMode::FailOpen, |r| r.failure_mode),
-        };
-        let buffers = &bcx.config.limits.buffers;
-        add(Ok(Arc::new(StreamBudgetFactory::new(
-            buffers,
-            store_failure,
-        ))));
-    }
-    if let Some(p) = &policies.token_accounting {
-        add(
-            TokenAccountingFactory::new(p, bcx, &format!("{path}.tokenAccounting"))
-                .map(|f| Arc::new(f) as _),
-        );
-    }
-    if let Some(p) = &policies.prompt_guard {
-        add(
-            PromptGuardFactory::new(p, bcx, &format!("{path}.promptGuard"))
-                .map(|f| Arc::new(f) as _),
-        );
-    }
-    if let Some(p) = &policies.mcp_guard {
-        add(McpGuardFactory::new(p, bcx, &format!("{path}.mcpGuard")).map(|f| Arc::new(f) as _));
-    }
-    if let Some(mux) = direct {
-        let limit = bcx.config.limits.buffers.json_body_bytes;
-        add(Ok(Arc::new(McpRouterFactory::new(mux.clone(), limit))));
-    }
-    if let Some(p) = &policies.token_limit {
-        let field = format!("{path}.tokenLimit");
-        if policies.token_accounting.is_none() {
-            add(Err(ConfigError::field(
-                field,
-                "tokenLimit needs tokenAccounting on the same route (it supplies the counts)",
-            )));
-        } else {
-            add(
-                TokenLimitFactory::new(p, bcx.config, bcx.services, bcx.prices, &field)
-                    .map(|f| Arc::new(f) as _),
-            );
+            _ => FailureMode::FailOpen,
         }
     }
-    if let Some(p) = &policies.endpoint_picker {
-        add(
-            EndpointPickerFactory::new(p, bcx.services, route, &format!("{path}.endpointPicker"))
-                .map(|f| Arc::new(f) as _),
-        );
+
+    /// 2–4: accounting, the guards, the MCP router and the token limits.
+    fn accounting_and_guards(&self, chain: &mut Chain) {
+        let (p, bcx) = (self.policies, self.bcx);
+        if let Some(a) = &p.token_accounting {
+            let field = self.field("tokenAccounting");
+            chain.add(TokenAccountingFactory::new(a, bcx, &field));
+        }
+        if let Some(g) = &p.prompt_guard {
+            chain.add(PromptGuardFactory::new(g, bcx, &self.field("promptGuard")));
+        }
+        if let Some(g) = &p.mcp_guard {
+            chain.add(McpGuardFactory::new(g, bcx, &self.field("mcpGuard")));
+        }
+        if let Some(mux) = self.direct {
+            let limit = bcx.config.limits.buffers.json_body_bytes;
+            chain.add(Ok(McpRouterFactory::new(mux.clone(), limit)));
+        }
+        if let Some(l) = &p.token_limit {
+            let field = self.field("tokenLimit");
+            chain.add(if p.token_accounting.is_none() {
+                Err(ConfigError::field(
+                    field,
+                    "tokenLimit needs tokenAccounting on the same route (it supplies the counts)",
+                ))
+            } else {
+                TokenLimitFactory::new(l, bcx.config, bcx.services, bcx.prices, &field)
+            });
+        }
     }
-    if let Some(p) = &policies.llm_provider {
-        let buffers = &bcx.config.limits.buffers;
-        add(Ok(Arc::new(LlmTranslateFactory::new(
-            Half::Request,
-            p,
-            buffers,
-        ))));
+
+    /// 5–7: the endpoint picker, the request made into the provider's API, the
+    /// provider's credential, A2A and the operator's response headers.
+    fn upstream_side(&self, chain: &mut Chain) {
+        let (p, bcx) = (self.policies, self.bcx);
+        if let Some(e) = &p.endpoint_picker {
+            let field = self.field("endpointPicker");
+            chain.add(EndpointPickerFactory::new(
+                e,
+                bcx.services,
+                self.name,
+                &field,
+            ));
+        }
+        if let Some(l) = &p.llm_provider {
+            let buffers = &bcx.config.limits.buffers;
+            chain.add(Ok(LlmTranslateFactory::new(Half::Request, l, buffers)));
+        }
+        if let Some(b) = &p.backend_auth {
+            let provider = p.llm_provider.as_ref().map(|l| l.provider);
+            chain.add(BackendAuthFactory::new(
+                b,
+                provider,
+                &self.field("backendAuth"),
+            ));
+        }
+        if let Some(a) = &p.a2a {
+            chain.add(A2aFactory::new(a, bcx, &self.field("a2a")));
+        }
+        if let Some(m) = &p.response_header_modifier {
+            let field = self.field("responseHeaderModifier");
+            chain.add(HeaderModifierFactory::new(HeaderSide::Response, m, &field));
+        }
     }
-    if let Some(p) = &policies.backend_auth {
-        let field = format!("{path}.backendAuth");
-        let provider = policies.llm_provider.as_ref().map(|l| l.provider);
-        add(BackendAuthFactory::new(p, provider, &field).map(|f| Arc::new(f) as _));
-    }
-    if let Some(p) = &policies.a2a {
-        add(A2aFactory::new(p, bcx, &format!("{path}.a2a")).map(|f| Arc::new(f) as _));
-    }
-    if let Some(m) = &policies.response_header_modifier {
-        add(HeaderModifierFactory::new(
-            HeaderSide::Response,
-            m,
-            &format!("{path}.responseHeaderModifier"),
-        )
-        .map(|f| Arc::new(f) as _));
-    }
-    errs.finish(factories)
 }

@@ -26,6 +26,9 @@ fn not_implemented(path: String) -> ConfigError {
     ConfigError::field(path, "an agentgateway key tollgate does not implement")
 }
 
+/// A YAML map, as JSON.
+type Object = Map<String, Value>;
+
 /// A route whose backend is agentgateway's `ai` backend: that backend as a host, the
 /// route's `llmProvider`, and `tokenAccounting` unless the route or the gateway
 /// (`gateway_accounts`) has its own.
@@ -37,11 +40,48 @@ pub fn ai_backend(
     let Some(route) = route.as_object_mut() else {
         return Ok(());
     };
-    let Some(backends) = route.get("backends").and_then(Value::as_array) else {
+    let Some(mut ai) = the_ai_backend(route, path)? else {
         return Ok(());
     };
+    let here = format!("{path}.backends[0].ai");
+    ai.remove("name");
+    let (backend, mut llm) = backend_and_provider(&mut ai, &here)?;
+    let policies = route
+        .entry("policies")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .ok_or_else(|| ConfigError::field(format!("{path}.policies"), "must be a map"))?;
+    if let Some(Value::Object(own)) = ai.remove("policies") {
+        backend_policies(own, &mut llm, policies, &here)?;
+    }
+    if let Some((key, _)) = ai.into_iter().next() {
+        return Err(not_implemented(format!("{here}.{key}")));
+    }
+    if policies.contains_key("llmProvider") {
+        return Err(ConfigError::field(
+            format!("{path}.policies.llmProvider"),
+            "the route's ai backend sets the provider already",
+        ));
+    }
+    policies.insert("llmProvider".into(), Value::Object(llm));
+    if !gateway_accounts && !policies.contains_key("tokenAccounting") {
+        policies.insert("tokenAccounting".into(), json!({}));
+    }
+    route.insert("backends".into(), json!([Value::Object(backend)]));
+    Ok(())
+}
+
+/// The route's `ai` backend (a copy), when it has one; an error when it is not the only
+/// backend or not a map.
+fn the_ai_backend(
+    route: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<Map<String, Value>>, ConfigError> {
+    let Some(backends) = route.get("backends").and_then(Value::as_array) else {
+        return Ok(None);
+    };
     let Some(at) = backends.iter().position(|b| b.get("ai").is_some()) else {
-        return Ok(());
+        return Ok(None);
     };
     if backends.len() != 1 {
         return Err(ConfigError::field(
@@ -49,15 +89,22 @@ pub fn ai_backend(
             "an ai backend must be the route's only backend (several are not implemented)",
         ));
     }
-    let Some(Value::Object(mut ai)) = backends[at].get("ai").cloned() else {
-        return Err(ConfigError::field(
+    match backends[at].get("ai") {
+        Some(Value::Object(ai)) => Ok(Some(ai.clone())),
+        _ => Err(ConfigError::field(
             format!("{path}.backends[0].ai"),
             "must be a map",
-        ));
-    };
-    let here = format!("{path}.backends[0].ai");
-    ai.remove("name");
-    let (kind, model) = provider(ai.remove("provider"), &here)?;
+        )),
+    }
+}
+
+/// Takes `provider`, `hostOverride` and `pathOverride` out of `ai`: the backend (the
+/// override host, else the provider's own over TLS) and the `llmProvider` policy.
+fn backend_and_provider(
+    ai: &mut Map<String, Value>,
+    here: &str,
+) -> Result<(Object, Object), ConfigError> {
+    let (kind, model) = provider(ai.remove("provider"), here)?;
     let host_override = ai.remove("hostOverride");
     let path_override = ai.remove("pathOverride");
     let mut backend = Map::new();
@@ -87,50 +134,40 @@ pub fn ai_backend(
         }
         (None, Some(_)) => {}
     }
-    let policies = route
-        .entry("policies")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .ok_or_else(|| ConfigError::field(format!("{path}.policies"), "must be a map"))?;
-    if let Some(Value::Object(mut own)) = ai.remove("policies") {
-        if let Some(Value::Object(mut llm_policy)) = own.remove("ai") {
-            if let Some(routes) = llm_policy.remove("routes") {
-                llm.insert("routes".into(), routes);
-            }
-            if let Some((key, _)) = llm_policy.into_iter().next() {
-                return Err(not_implemented(format!("{here}.policies.ai.{key}")));
-            }
+    Ok((backend, llm))
+}
+
+/// The `ai` backend's own `policies`: `ai.routes` goes to `llm`, `backendAuth` and
+/// `backendTLS` to the route's `policies` (which must not have them already).
+fn backend_policies(
+    mut own: Map<String, Value>,
+    llm: &mut Map<String, Value>,
+    policies: &mut Map<String, Value>,
+    here: &str,
+) -> Result<(), ConfigError> {
+    if let Some(Value::Object(mut llm_policy)) = own.remove("ai") {
+        if let Some(routes) = llm_policy.remove("routes") {
+            llm.insert("routes".into(), routes);
         }
-        for key in ["backendAuth", "backendTLS"] {
-            if let Some(v) = own.remove(key) {
-                if policies.contains_key(key) {
-                    return Err(ConfigError::field(
-                        format!("{here}.policies.{key}"),
-                        format!("the route has its own {key} too"),
-                    ));
-                }
-                policies.insert(key.into(), v);
-            }
-        }
-        if let Some((key, _)) = own.into_iter().next() {
-            return Err(not_implemented(format!("{here}.policies.{key}")));
+        if let Some((key, _)) = llm_policy.into_iter().next() {
+            return Err(not_implemented(format!("{here}.policies.ai.{key}")));
         }
     }
-    if let Some((key, _)) = ai.into_iter().next() {
-        return Err(not_implemented(format!("{here}.{key}")));
+    for key in ["backendAuth", "backendTLS"] {
+        if let Some(v) = own.remove(key) {
+            if policies.contains_key(key) {
+                return Err(ConfigError::field(
+                    format!("{here}.policies.{key}"),
+                    format!("the route has its own {key} too"),
+                ));
+            }
+            policies.insert(key.into(), v);
+        }
     }
-    if policies.contains_key("llmProvider") {
-        return Err(ConfigError::field(
-            format!("{path}.policies.llmProvider"),
-            "the route's ai backend sets the provider already",
-        ));
+    match own.into_iter().next() {
+        Some((key, _)) => Err(not_implemented(format!("{here}.policies.{key}"))),
+        None => Ok(()),
     }
-    policies.insert("llmProvider".into(), Value::Object(llm));
-    if !gateway_accounts && !policies.contains_key("tokenAccounting") {
-        policies.insert("tokenAccounting".into(), json!({}));
-    }
-    route.insert("backends".into(), json!([Value::Object(backend)]));
-    Ok(())
 }
 
 /// `provider: {openAI: {model}}` → the kind and the model.

@@ -90,119 +90,158 @@ fn rewrite<F>(json: &[u8], text: Option<&str>, mut replace: F) -> Result<Option<
 where
     F: FnMut(&[Seg<'_>], StrToken<'_>) -> Result<Option<String>, Malformed>,
 {
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0;
-    let mut path: Vec<Seg<'_>> = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
+    let mut w = Walk {
+        json,
+        text,
+        out: None,
+        copied: 0,
+        path: Vec::new(),
+        stack: Vec::new(),
+        pos: 0,
+    };
     let mut state = State::Value;
-    let mut pos = 0;
     loop {
-        pos = skip_ws(json, pos);
-        if state == State::After && stack.is_empty() {
-            return if pos == json.len() {
-                Ok(out.map(|mut o| {
-                    o.extend_from_slice(&json[copied..]);
-                    o
-                }))
-            } else {
-                Err(Malformed(pos))
-            };
+        w.pos = skip_ws(json, w.pos);
+        if state == State::After && w.stack.is_empty() {
+            return w.finish();
         }
-        let &c = json.get(pos).ok_or(Malformed(pos))?;
-        match state {
-            State::Value => match c {
-                b'{' => {
-                    pos += 1;
-                    stack.push(Frame::Object);
-                    state = State::ObjectStart;
-                }
-                b'[' => {
-                    pos += 1;
-                    stack.push(Frame::Array(0));
-                    path.push(Seg::Index(0));
-                    state = State::ArrayStart;
-                }
-                b'"' => {
-                    let end = string_end(json, pos)?;
-                    let token = StrToken {
-                        json,
-                        text,
-                        start: pos,
-                        end,
-                    };
-                    if let Some(new) = replace(&path, token)? {
-                        let o = out.get_or_insert_with(|| Vec::with_capacity(json.len()));
-                        o.extend_from_slice(&json[copied..pos]);
-                        serde_json::to_writer(&mut *o, &new).expect("writing to a Vec");
-                        copied = end;
-                    }
-                    pos = end;
-                    state = State::After;
-                }
-                _ => {
-                    let start = pos;
-                    while pos < json.len()
-                        && !matches!(json[pos], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                    {
-                        pos += 1;
-                    }
-                    if pos == start {
-                        return Err(Malformed(pos));
-                    }
-                    state = State::After;
-                }
-            },
+        let &c = json.get(w.pos).ok_or(Malformed(w.pos))?;
+        state = match state {
+            State::Value => w.value(c, &mut replace)?,
             State::ObjectStart if c == b'}' => {
-                pos += 1;
-                stack.pop();
-                state = State::After;
+                w.pos += 1;
+                w.stack.pop();
+                State::After
             }
-            State::ObjectStart | State::Key => {
-                if c != b'"' {
-                    return Err(Malformed(pos));
-                }
-                let end = string_end(json, pos)?;
-                let key = unescape(json, text, pos, end)?;
-                pos = skip_ws(json, end);
-                if json.get(pos) != Some(&b':') {
-                    return Err(Malformed(pos));
-                }
-                pos += 1;
-                path.push(Seg::Key(key));
-                state = State::Value;
-            }
+            State::ObjectStart | State::Key => w.key(c)?,
             State::ArrayStart if c == b']' => {
-                pos += 1;
-                stack.pop();
-                path.pop();
-                state = State::After;
+                w.pos += 1;
+                w.stack.pop();
+                w.path.pop();
+                State::After
             }
-            State::ArrayStart => state = State::Value,
-            State::After => match (stack.last_mut(), c) {
-                (Some(Frame::Object), b',') => {
-                    pos += 1;
-                    path.pop();
-                    state = State::Key;
-                }
-                (Some(Frame::Object), b'}') => {
-                    pos += 1;
-                    path.pop();
-                    stack.pop();
-                }
-                (Some(Frame::Array(i)), b',') => {
-                    pos += 1;
-                    *i += 1;
-                    *path.last_mut().expect("an array pushed its index") = Seg::Index(*i);
-                    state = State::Value;
-                }
-                (Some(Frame::Array(_)), b']') => {
-                    pos += 1;
-                    path.pop();
-                    stack.pop();
-                }
-                _ => return Err(Malformed(pos)),
-            },
+            State::ArrayStart => State::Value,
+            State::After => w.after(c)?,
+        };
+    }
+}
+
+/// Where the tokenizer is: the document, the rewritten copy (once a string was
+/// replaced) and how much of the document it holds, the path and the open containers.
+struct Walk<'a> {
+    json: &'a [u8],
+    text: Option<&'a str>,
+    out: Option<Vec<u8>>,
+    copied: usize,
+    path: Vec<Seg<'a>>,
+    stack: Vec<Frame>,
+    pos: usize,
+}
+
+impl<'a> Walk<'a> {
+    /// The whole document was read: the rewritten copy, if any string was replaced.
+    fn finish(self) -> Result<Option<Vec<u8>>, Malformed> {
+        if self.pos != self.json.len() {
+            return Err(Malformed(self.pos));
         }
+        Ok(self.out.map(|mut o| {
+            o.extend_from_slice(&self.json[self.copied..]);
+            o
+        }))
+    }
+
+    /// A value starting with `c`: a container opens, a string is offered to `replace`,
+    /// anything else (number, literal) is skipped.
+    fn value<F>(&mut self, c: u8, replace: &mut F) -> Result<State, Malformed>
+    where
+        F: FnMut(&[Seg<'_>], StrToken<'_>) -> Result<Option<String>, Malformed>,
+    {
+        let (json, pos) = (self.json, self.pos);
+        match c {
+            b'{' => {
+                self.pos += 1;
+                self.stack.push(Frame::Object);
+                Ok(State::ObjectStart)
+            }
+            b'[' => {
+                self.pos += 1;
+                self.stack.push(Frame::Array(0));
+                self.path.push(Seg::Index(0));
+                Ok(State::ArrayStart)
+            }
+            b'"' => {
+                let end = string_end(json, pos)?;
+                let token = StrToken {
+                    json,
+                    text: self.text,
+                    start: pos,
+                    end,
+                };
+                if let Some(new) = replace(&self.path, token)? {
+                    let o = self
+                        .out
+                        .get_or_insert_with(|| Vec::with_capacity(json.len()));
+                    o.extend_from_slice(&json[self.copied..pos]);
+                    serde_json::to_writer(&mut *o, &new).expect("writing to a Vec");
+                    self.copied = end;
+                }
+                self.pos = end;
+                Ok(State::After)
+            }
+            _ => {
+                while self.pos < json.len()
+                    && !matches!(
+                        json[self.pos],
+                        b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+                    )
+                {
+                    self.pos += 1;
+                }
+                if self.pos == pos {
+                    return Err(Malformed(pos));
+                }
+                Ok(State::After)
+            }
+        }
+    }
+
+    /// An object's key (starting with `c`) and its colon.
+    fn key(&mut self, c: u8) -> Result<State, Malformed> {
+        if c != b'"' {
+            return Err(Malformed(self.pos));
+        }
+        let end = string_end(self.json, self.pos)?;
+        let key = unescape(self.json, self.text, self.pos, end)?;
+        self.pos = skip_ws(self.json, end);
+        if self.json.get(self.pos) != Some(&b':') {
+            return Err(Malformed(self.pos));
+        }
+        self.pos += 1;
+        self.path.push(Seg::Key(key));
+        Ok(State::Value)
+    }
+
+    /// After a value: a comma or the end of the container holding it.
+    fn after(&mut self, c: u8) -> Result<State, Malformed> {
+        let state = match (self.stack.last_mut(), c) {
+            (Some(Frame::Object), b',') => {
+                self.path.pop();
+                State::Key
+            }
+            (Some(Frame::Array(i)), b',') => {
+                *i += 1;
+                *self.path.last_mut().expect("an array pushed its index") = Seg::Index(*i);
+                State::Value
+            }
+            (Some(Frame::Object), b'}') | (Some(Frame::Array(_)), b']') => {
+                self.path.pop();
+                self.stack.pop();
+                State::After
+            }
+            _ => return Err(Malformed(self.pos)),
+        };
+        self.pos += 1;
+        Ok(state)
     }
 }
 

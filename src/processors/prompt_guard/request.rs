@@ -73,32 +73,8 @@ pub fn check(
     body: &[u8],
     tally: &mut Tally,
 ) -> Decision {
-    if !side.cel.is_empty() {
-        let prompt = request.prompt_text();
-        let cel_vars = Vars::default()
-            .with(
-                "llm",
-                serde_json::json!({
-                    "model": request.model.as_deref().unwrap_or(""),
-                    "prompt": prompt,
-                }),
-            )
-            .with("request", vars.cloned().unwrap_or_default())
-            .with("jwt", jwt.cloned().unwrap_or(serde_json::Value::Null));
-        for (rule, expr) in &side.cel {
-            match expr.eval_bool(&cel_vars) {
-                Ok(true) => {
-                    tally.add(*rule, 1);
-                    if side.rule(*rule).action == GuardAction::Reject {
-                        return Decision::Reject(*rule);
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(rule = %side.rule(*rule).name, error = %e, "guard condition did not evaluate; rule not applied")
-                }
-            }
-        }
+    if let Some(rule) = check_cel(side, request, vars, jwt, tally) {
+        return Decision::Reject(rule);
     }
     let definitions = match definitions::texts(body) {
         Ok(texts) => texts,
@@ -134,12 +110,54 @@ pub fn check(
             }
         }
     }
-    if let Some(rule) = rejected {
-        return Decision::Reject(rule);
+    match (rejected, masked) {
+        (Some(rule), _) => Decision::Reject(rule),
+        (None, false) => Decision::Pass,
+        (None, true) => mask(side, body),
     }
-    if !masked {
-        return Decision::Pass;
+}
+
+/// Evaluates the side's CEL rules (`llm`, `request`, `jwt`), counting each that holds;
+/// the first rejecting rule that holds, if any.
+fn check_cel(
+    side: &CompiledSide,
+    request: &LlmRequest,
+    vars: Option<&RequestVars>,
+    jwt: Option<&serde_json::Value>,
+    tally: &mut Tally,
+) -> Option<usize> {
+    if side.cel.is_empty() {
+        return None;
     }
+    let cel_vars = Vars::default()
+        .with(
+            "llm",
+            serde_json::json!({
+                "model": request.model.as_deref().unwrap_or(""),
+                "prompt": request.prompt_text(),
+            }),
+        )
+        .with("request", vars.cloned().unwrap_or_default())
+        .with("jwt", jwt.cloned().unwrap_or(serde_json::Value::Null));
+    for (rule, expr) in &side.cel {
+        match expr.eval_bool(&cel_vars) {
+            Ok(true) => {
+                tally.add(*rule, 1);
+                if side.rule(*rule).action == GuardAction::Reject {
+                    return Some(*rule);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(rule = %side.rule(*rule).name, error = %e, "guard condition did not evaluate; rule not applied")
+            }
+        }
+    }
+    None
+}
+
+/// The body with the enforcing rules' findings masked in the strings a guard reads.
+fn mask(side: &CompiledSide, body: &[u8]) -> Decision {
     let m = side
         .enforce
         .as_ref()

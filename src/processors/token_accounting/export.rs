@@ -94,21 +94,13 @@ impl Exporter {
         let route = cx.route.clone().unwrap_or_default();
         let status = cx.response_status;
         let provider = cx.provider_of(api);
-        let Some(facts) = cx.llm.as_mut() else {
+        if cx.llm.is_none() {
             return; // the request was never parsed (answered before its body)
-        };
-        if let Some(why) = response.and_then(|r| r.tracker.usage_invalid()) {
-            tracing::warn!(request_id = %cx.request_id, reason = why.as_str(), "upstream usage failed validation; usage estimated");
-            self.metrics
-                .buffers
-                .usage_invalid
-                .get_or_create(&UsageInvalidLabels {
-                    route: route.clone(),
-                    reason: why.as_str(),
-                })
-                .inc();
         }
-        let reported = response.and_then(|r| r.tracker.usage());
+        let reported = self.reported_usage(response, &route, &cx.request_id);
+        let Some(facts) = cx.llm.as_mut() else {
+            return;
+        };
         let usage = reported.unwrap_or_else(|| {
             // No (believable) usage from the upstream: what was estimated and delivered.
             let output = response.map_or(0, |r| r.content_events);
@@ -132,26 +124,7 @@ impl Exporter {
             gen_ai_response_model: g.model(&response_model),
             route: route.clone(),
         };
-        for (kind, n, always) in [
-            ("input", usage.input_tokens, true),
-            ("output", usage.output_tokens, true),
-            ("cached_input", usage.cached_input_tokens, false),
-            (
-                "cache_creation_input",
-                usage.cache_creation_input_tokens,
-                false,
-            ),
-            ("reasoning", usage.reasoning_tokens, false),
-        ] {
-            if always || n > 0 {
-                g.token_usage
-                    .get_or_create(&TokenLabels {
-                        common: labels.clone(),
-                        gen_ai_token_type: kind,
-                    })
-                    .observe(n as f64);
-            }
-        }
+        self.observe_tokens(&labels, &usage);
         let error_type = match (complete, status) {
             (true, Some(s)) if (200..300).contains(&s) => String::new(),
             (_, Some(s)) if !(200..300).contains(&s) => s.to_string(),
@@ -163,21 +136,10 @@ impl Exporter {
                 error_type,
             })
             .observe(started.elapsed().as_secs_f64());
-        if let Some(r) = response {
-            if let Some(first) = r.first_token {
-                let ttft = first.duration_since(started);
-                facts.time_to_first_token = Some(ttft);
-                g.time_to_first_token
-                    .get_or_create(&labels)
-                    .observe(ttft.as_secs_f64());
-                if let (Some(last), true) = (r.last_token, usage.output_tokens > 1) {
-                    let per_token =
-                        last.duration_since(first).as_secs_f64() / (usage.output_tokens - 1) as f64;
-                    g.time_per_output_token
-                        .get_or_create(&labels)
-                        .observe(per_token);
-                }
-            }
+        if let Some(ttft) =
+            response.and_then(|r| self.observe_token_times(&labels, started, r, &usage))
+        {
+            facts.time_to_first_token = Some(ttft);
         }
         if let Some(cost) = self.prices.cost(&response_model, &usage) {
             g.cost_usd.get_or_create(&labels).inc_by(cost);
@@ -200,6 +162,82 @@ impl Exporter {
         for (key, value) in values {
             cx.set_metadata(NAMESPACE, &key, serde_json::json!(value));
         }
+    }
+
+    /// The usage the upstream reported, when it passed validation (a failure is logged
+    /// and counted).
+    fn reported_usage(
+        &self,
+        response: Option<&ResponseState>,
+        route: &str,
+        request_id: &str,
+    ) -> Option<Usage> {
+        if let Some(why) = response.and_then(|r| r.tracker.usage_invalid()) {
+            tracing::warn!(
+                request_id,
+                reason = why.as_str(),
+                "upstream usage failed validation; usage estimated"
+            );
+            self.metrics
+                .buffers
+                .usage_invalid
+                .get_or_create(&UsageInvalidLabels {
+                    route: route.to_string(),
+                    reason: why.as_str(),
+                })
+                .inc();
+        }
+        response.and_then(|r| r.tracker.usage())
+    }
+
+    /// Token usage by type: input and output always, the others when there were any.
+    fn observe_tokens(&self, labels: &GenAiLabels, usage: &Usage) {
+        for (kind, n, always) in [
+            ("input", usage.input_tokens, true),
+            ("output", usage.output_tokens, true),
+            ("cached_input", usage.cached_input_tokens, false),
+            (
+                "cache_creation_input",
+                usage.cache_creation_input_tokens,
+                false,
+            ),
+            ("reasoning", usage.reasoning_tokens, false),
+        ] {
+            if always || n > 0 {
+                self.metrics
+                    .gen_ai
+                    .token_usage
+                    .get_or_create(&TokenLabels {
+                        common: labels.clone(),
+                        gen_ai_token_type: kind,
+                    })
+                    .observe(n as f64);
+            }
+        }
+    }
+
+    /// The time to first token and per output token, when tokens came; the first.
+    fn observe_token_times(
+        &self,
+        labels: &GenAiLabels,
+        started: Instant,
+        r: &ResponseState,
+        usage: &Usage,
+    ) -> Option<std::time::Duration> {
+        let g = &self.metrics.gen_ai;
+        let first = r.first_token?;
+        let ttft = first.duration_since(started);
+        g.time_to_first_token
+            .get_or_create(labels)
+            .observe(ttft.as_secs_f64());
+        if let (Some(last), true) = (r.last_token, usage.output_tokens > 1) {
+            let per_token =
+                last.duration_since(first).as_secs_f64() / (usage.output_tokens - 1) as f64;
+            g.time_per_output_token
+                .get_or_create(labels)
+                .observe(per_token);
+        }
+        Some(ttft)
     }
 
     fn value(&self, e: &Entry, u: &Usage, model: &str, route: &str, cx: &Ctx) -> Option<u64> {
