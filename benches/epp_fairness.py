@@ -13,8 +13,12 @@ one at 10% of it. Three runs, each on fresh simulators:
   request goes to a server at once and queues there);
 - with flow control: `flowControl: {}` (token fairness) with the concurrency saturation
   detector at the servers' slots;
-- with `--headroom H`, a fourth run: `flowControl: {headroom: H}` (the top H of the
-  pool's capacity kept for flows under their equal share of the requests in flight).
+- with `--headroom H[,H2…]`, one more run per value: `flowControl: {headroom: H}` (the
+  top H of the pool's capacity kept for flows under their equal share of the requests
+  in flight).
+Every request asks for `--max-tokens` output tokens (the simulator produces exactly
+that many), or, with `--output-spread S`, a number drawn uniformly from `--max-tokens`
+± S of it, as real completions vary in length.
 Printed: the light tenant's TTFT p50/p99 in each run and as a ratio to idle (target with
 flow control: p99 ≤ 2× idle), and the pool's throughput (requests completed per second,
 both tenants) with flow control vs without (target ≥ 0.95×). The table also goes to
@@ -24,7 +28,8 @@ Without headroom a work-conserving pool at full use makes a light request wait f
 slot to free, that is for one of the flood's requests to end: up to a request's time
 (24 decode steps of 40 ms against a 50 ms prefill here) when the flood's requests
 started together, so the light tenant's p99 stays several times its idle TTFT however
-the queue is ordered. The headroom buys the
+the queue is ordered. With lengths that vary, the flood's requests end at different
+steps and a slot frees every few steps instead. The headroom buys the
 light tenant a free slot at the price of that fraction of the pool while only the
 flood is queued; the bigger the pool, the smaller the fraction one slot is.
 
@@ -78,6 +83,8 @@ def output_lengths(max_tokens, spread):
 
 async def tenant(client, url, name, rate, duration, lengths, chars, seed, stats):
     rng = random.Random(seed)
+    # Lengths from their own generator: the arrivals are the same whatever the spread.
+    length_rng = random.Random(seed + 1000)
     system = q.system_prompt(name, chars)
     headers = {"x-llm-d-inference-fairness-id": name}
     tasks, t0 = [], time.perf_counter()
@@ -94,7 +101,7 @@ async def tenant(client, url, name, rate, duration, lengths, chars, seed, stats)
         stats.sent += 1
         user = f"{name} request {n}: {rng.randrange(10**9)}"
         tasks.append(asyncio.create_task(
-            q.one(client, url, system, user, rng.randint(*lengths), stats, headers)))
+            q.one(client, url, system, user, length_rng.randint(*lengths), stats, headers)))
     return tasks
 
 
@@ -197,6 +204,11 @@ def main():
                 "light_queued_p50_ms": q.pct(lt.queued_ms, 0.50) if lt.queued_ms else 0.0,
                 "light_queued_p99_ms": q.pct(lt.queued_ms, 0.99) if lt.queued_ms else 0.0,
                 "light_completed": len(lt.ttft), "light_errors": lt.errors,
+                # The slowest first tokens: (TTFT ms, queued in tollgate ms, queued in
+                # the simulator for a slot ms); the rest of a TTFT is the prefill, Envoy
+                # and the client.
+                "light_slowest": [[round(t * 1e3), round(tq), sq]
+                                  for t, tq, sq in sorted(lt.waits, reverse=True)[:3]],
                 "heavy_completed": len(stats["heavy"].ttft) if "heavy" in stats else 0,
                 "errors": sum(s.errors for s in stats.values()),
                 "throughput_rps": done / (t_end - t0),
@@ -206,7 +218,9 @@ def main():
                   f"p90 {r['light_ttft_p90_ms']:.0f} ms, p99 {r['light_ttft_p99_ms']:.0f} ms "
                   f"({r['light_completed']} ok, "
                   f"{r['light_errors']} errors; queued in tollgate p50 "
-                  f"{r['light_queued_p50_ms']:.0f} ms, p99 {r['light_queued_p99_ms']:.0f} ms); "
+                  f"{r['light_queued_p50_ms']:.0f} ms, p99 {r['light_queued_p99_ms']:.0f} ms; "
+                  f"slowest three TTFT / queued in tollgate / in the server: "
+                  f"{', '.join('/'.join(f'{v:.0f}' for v in w) + ' ms' for w in r['light_slowest'])}); "
                   f"pool throughput {r['throughput_rps']:.1f}/s; "
                   f"errors {r['errors']}", flush=True)
     finally:

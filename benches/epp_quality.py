@@ -500,6 +500,9 @@ class Stats:
         self.ttft, self.e2e, self.done_at = [], [], []
         # Flow control's queue time of each dispatched request (its response header).
         self.queued_ms = []
+        # Each completed request's (TTFT s, ms queued in tollgate, ms queued in the
+        # simulator for a batch slot): where a slow first token waited.
+        self.waits = []
         self.sent = self.errors = 0
         self.error_kinds = {}
         self.endpoints = {}
@@ -524,6 +527,7 @@ async def one(client, url, system, user, max_tokens, stats, headers=None):
             queued = r.headers.get("x-llm-d-flow-queue-duration-ms")
             if queued is not None:
                 stats.queued_ms.append(float(queued))
+            in_server = float(r.headers.get("x-sim-queued-ms", "nan"))
             ep = r.headers.get("x-sim-endpoint", "?")
             stats.endpoints[ep] = stats.endpoints.get(ep, 0) + 1
             done = False
@@ -546,6 +550,7 @@ async def one(client, url, system, user, max_tokens, stats, headers=None):
         return
     end = time.perf_counter()
     stats.ttft.append(ttft)
+    stats.waits.append((ttft, float(queued or 0.0), in_server))
     stats.e2e.append(end - start)
     stats.done_at.append(end)
 

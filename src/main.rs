@@ -98,21 +98,7 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => offline(|| {
-            match tollgate::app::load(Some(&config), tollgate::services::Services::new()) {
-                Ok(pipeline) => {
-                    for notice in &pipeline.loaded.notices {
-                        println!("notice: {notice}");
-                    }
-                    println!("{}: ok", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }),
+        Command::Validate { config } => offline(|| validate(&config)),
         Command::Xds {
             command:
                 XdsCommand::Dump {
@@ -125,10 +111,7 @@ fn main() -> ExitCode {
                 let _ = writeln!(std::io::stdout(), "{text}");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e:#}");
-                ExitCode::FAILURE
-            }
+            Err(e) => failure("", e),
         },
         Command::Sim(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,20 +143,44 @@ fn main() -> ExitCode {
                 }
                 None => tollgate::app::ConfigSource::File(config.clone()),
             };
-            let workers = workers.or_else(|| configured_workers(config.as_deref()));
-            let runtime = runtime(workers)
-                .enable_all()
-                .build()
-                .expect("starting the tokio runtime");
-            match runtime.block_on(tollgate::app::run(source)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tollgate: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            serve(
+                source,
+                workers.or_else(|| configured_workers(config.as_deref())),
+            )
         }
     }
+}
+
+/// `tollgate validate`: loads the config and prints its notices, or every problem.
+fn validate(config: &std::path::Path) -> ExitCode {
+    match tollgate::app::load(Some(config), tollgate::services::Services::new()) {
+        Ok(pipeline) => {
+            for notice in &pipeline.loaded.notices {
+                println!("notice: {notice}");
+            }
+            println!("{}: ok", config.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => failure("", e),
+    }
+}
+
+/// `tollgate serve`: runs until SIGTERM or SIGINT on `workers` worker threads.
+fn serve(source: tollgate::app::ConfigSource, workers: Option<std::num::NonZeroUsize>) -> ExitCode {
+    let runtime = runtime(workers)
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    match runtime.block_on(tollgate::app::run(source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure("tollgate: ", e),
+    }
+}
+
+/// Prints `e` with its causes after `prefix`: a failed run.
+fn failure(prefix: &str, e: anyhow::Error) -> ExitCode {
+    eprintln!("{prefix}{e:#}");
+    ExitCode::FAILURE
 }
 
 /// The runtime for `workers` worker threads (all cores when unset). One worker is a

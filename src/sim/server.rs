@@ -1,9 +1,10 @@
 //! The HTTP face of one simulated instance: OpenAI-compatible `POST /v1/chat/completions`
 //! and `POST /v1/completions` (JSON or SSE), `GET /v1/models`, `GET /metrics`,
-//! `GET /health`. Every response names the instance (`x-sim-endpoint`) and the cached
-//! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run); a completion whose
-//! prefill ran on another instance names that one too (`x-sim-prefill-endpoint`, see
-//! `pd`).
+//! `GET /health`. Every response names the instance (`x-sim-endpoint`), the cached
+//! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run) and the milliseconds
+//! the request waited in the instance's queue for a batch slot and cache room
+//! (`x-sim-queued-ms`, 0 when it did not); a completion whose prefill ran on another
+//! instance names that one too (`x-sim-prefill-endpoint`, see `pd`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +19,9 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+
+/// The response header with the milliseconds a request waited for a batch slot.
+pub const QUEUED_HEADER: &str = "x-sim-queued-ms";
 use tokio::sync::mpsc;
 
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
@@ -115,6 +119,9 @@ impl Server {
         }
         headers
             .entry("x-sim-cached-tokens")
+            .or_insert(HeaderValue::from_static("0"));
+        headers
+            .entry(QUEUED_HEADER)
             .or_insert(HeaderValue::from_static("0"));
         resp
     }
@@ -218,7 +225,10 @@ impl Server {
             model,
         };
         let prefilled_by = self.prefill_elsewhere(headers, path, &bytes).await;
-        let mut running = match self.instance.admit(job).await {
+        let arrived = tokio::time::Instant::now();
+        let admitted = self.instance.admit(job).await;
+        let queued_ms = arrived.elapsed().as_millis() as u64;
+        let mut running = match admitted {
             Ok(r) => r,
             Err(e) => {
                 return error(
@@ -246,6 +256,8 @@ impl Server {
         let mut resp = respond(running, out, request.stream).await;
         resp.headers_mut()
             .insert("x-sim-cached-tokens", HeaderValue::from(cached));
+        resp.headers_mut()
+            .insert(QUEUED_HEADER, HeaderValue::from(queued_ms));
         if let Some(v) = prefilled_by.and_then(|p| HeaderValue::from_str(&p).ok()) {
             resp.headers_mut().insert(pd::PREFILL_ENDPOINT_HEADER, v);
         }

@@ -137,6 +137,7 @@ async fn chat_json_and_the_prefix_cache() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.header("x-sim-endpoint"), addr.to_string());
     assert_eq!(first.header("x-sim-cached-tokens"), "0");
+    assert_eq!(first.header("x-sim-queued-ms"), "0", "an idle instance");
     let v = first.json();
     assert_eq!(v["model"], "m-1");
     assert_eq!(v["object"], "chat.completion");
@@ -177,6 +178,31 @@ async fn chat_json_and_the_prefix_cache() {
         .body
         .contains("vllm:request_success_total{model_name=\"sim-model\"} 2\n"));
     assert!(metrics.body.contains("max_lora=\"2\""));
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_a_slot_says_how_long() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--max-running", "1"]);
+    let addr = start(&flags).await;
+    // 1000 tokens: 200 ms of prefill, which the second request waits out for the slot.
+    let body = json!({
+        "model": "m-1",
+        "messages": [{"role": "user", "content": "q".repeat(4000)}],
+        "max_tokens": 2,
+    })
+    .to_string();
+    let (a, b) = tokio::join!(
+        send(addr, "POST", "/v1/chat/completions", &body),
+        send(addr, "POST", "/v1/chat/completions", &body)
+    );
+    let mut queued: Vec<u64> = [&a, &b]
+        .iter()
+        .map(|r| r.header("x-sim-queued-ms").parse().unwrap())
+        .collect();
+    queued.sort_unstable();
+    assert_eq!(queued[0], 0, "the first took the free slot");
+    assert!(queued[1] >= 150, "the second waited: {queued:?}");
 }
 
 #[tokio::test]
