@@ -6,18 +6,28 @@
 //!
 //! ```text
 //! own     = max(P − 16·m, 0)                         this request's uncached prefill
+//! others  = max(scraped running + waiting − this picker's requests there, 0)
+//!                                                     (sent by other replicas, clients)
+//! queued  = min(max(scraped waiting − this picker's requests without a first token, 0),
+//!               others)
 //! ahead   = prefill tokens this picker has in flight there without a first token yet
-//!         + max(scraped waiting − those requests, 0) × uncached tokens per request
-//!                                                     (queued work sent by others)
+//!         + queued × U                                (others' queued requests)
+//!         + (others − queued) × U × f / 2             (others' running ones: a share f
+//!                                                     still prefilling, half done)
 //! base    = tpot × (1 + decoding / 32)               one engine step, longer with every
 //!                                                     32 sequences decoding alongside
 //! decoding = max(scraped running, in flight past their first token)
 //! ttft    = (ahead + own) × prefill_per_token + base
 //! ```
 //!
-//! `prefill_per_token`, `tpot` and uncached tokens per request are the endpoint's observed
-//! EWMAs (see `epp::load`); before anything is observed they are 100 µs per token
-//! (≈10k prefill tokens a second), 20 ms per output token and 512 tokens. Each first
+//! `prefill_per_token`, `tpot` and uncached tokens per request (`U`) are the endpoint's
+//! observed EWMAs (see `epp::load`); before anything is observed they are 100 µs per token
+//! (≈10k prefill tokens a second), 20 ms per output token and 512 tokens. `f`, the share
+//! of a request's time spent before its first token, is the observed time to first token
+//! over that plus `tpot` × the output tokens this picker expects per request there
+//! (0 before a first token was observed). With one picker replica in front of the
+//! servers `others` is only the scrape's lag; with several it is what the other replicas
+//! sent, which their picks would otherwise hide from this one. Each first
 //! token teaches `prefill_per_token` the other way round:
 //! `(observed ttft − base) / (ahead + own)` with the `ahead` and `base` predicted at
 //! dispatch, so the model corrects its own bias.
@@ -60,11 +70,13 @@ pub fn estimate(c: &Candidate, req: &RequestView) -> Estimate {
     let l = &c.load;
     let cached = (c.prefix_matched as u64 * TOKENS_PER_BLOCK) as f64;
     let own_tokens = (req.prompt_tokens - cached).max(0.0);
-    let others_queued = (c.waiting - l.prefill_requests as f64).max(0.0);
-    let ahead_tokens = l.prefill_tokens as f64
-        + others_queued
-            * l.uncached_per_request
-                .unwrap_or(DEFAULT_QUEUED_PROMPT_TOKENS);
+    let per_request = l
+        .uncached_per_request
+        .unwrap_or(DEFAULT_QUEUED_PROMPT_TOKENS);
+    let others = (c.running + c.waiting - l.requests as f64).max(0.0);
+    let others_queued = (c.waiting - l.prefill_requests as f64).clamp(0.0, others);
+    let others_prefilling = (others - others_queued) * prefilling_share(l) / 2.0;
+    let ahead_tokens = l.prefill_tokens as f64 + (others_queued + others_prefilling) * per_request;
     let decoding = c
         .running
         .max((l.requests - l.prefill_requests).max(0) as f64);
@@ -76,6 +88,25 @@ pub fn estimate(c: &Candidate, req: &RequestView) -> Estimate {
         base,
         ttft: (ahead_tokens + own_tokens) * per_token + base,
         wait: ahead_tokens * per_token + base,
+    }
+}
+
+/// The share of a request's time on the endpoint spent before its first token, from
+/// what was observed there; 0 before any first token.
+fn prefilling_share(l: &crate::epp::load::LoadSnapshot) -> f64 {
+    let Some(ttft) = l.ttft else {
+        return 0.0;
+    };
+    let outputs = if l.requests > 0 {
+        l.decode_tokens as f64 / l.requests as f64
+    } else {
+        crate::epp::load::DEFAULT_EXPECTED_OUTPUT as f64
+    };
+    let decode = l.tpot.unwrap_or(DEFAULT_TPOT) * outputs;
+    if ttft + decode > 0.0 {
+        ttft / (ttft + decode)
+    } else {
+        0.0
     }
 }
 
@@ -107,6 +138,34 @@ mod tests {
         assert_eq!(e.own_tokens, 200.0);
         c.prefix_matched = 100;
         assert_eq!(estimate(&c, &req(1000.0)).own_tokens, 0.0);
+    }
+
+    #[test]
+    fn requests_other_pickers_run_there_count_as_prefill_in_the_share_observed() {
+        let mut c = Candidate::idle(0);
+        c.load = LoadSnapshot {
+            requests: 2,
+            decode_tokens: 32,
+            ttft: Some(0.48),
+            tpot: Some(0.010),
+            uncached_per_request: Some(1000.0),
+            ..Default::default()
+        };
+        // Ours: 2 running. The scrape: 6 running, none waiting; 4 are someone else's.
+        c.running = 6.0;
+        // 16 output tokens a request: 0.16 s decoding against 0.48 s to the first token.
+        let e = estimate(&c, &req(100.0));
+        assert!(
+            (e.ahead_tokens - 4.0 * 1000.0 * 0.75 / 2.0).abs() < 1e-9,
+            "{e:?}"
+        );
+        // Before a first token was observed nothing says they prefill.
+        c.load.ttft = None;
+        assert_eq!(estimate(&c, &req(100.0)).ahead_tokens, 0.0);
+        // Alone in front of the server the scrape shows only this picker's requests.
+        c.load.ttft = Some(0.48);
+        c.running = 2.0;
+        assert_eq!(estimate(&c, &req(100.0)).ahead_tokens, 0.0);
     }
 
     #[test]
