@@ -48,6 +48,7 @@
 pub mod engine;
 pub mod kv_publish;
 pub mod metrics;
+pub mod output;
 pub mod pd;
 pub mod server;
 

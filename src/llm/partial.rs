@@ -9,6 +9,9 @@
 //!   The prompt text of the closed prefix is a prefix of the whole body's prompt text
 //!   whenever the body lists its prompt in order (Chat Completions `messages`,
 //!   Completions `prompt`).
+//! - tell which top-level members have been read whole ([`has_value`](PartialJson::has_value)):
+//!   an API whose prompt starts with a member that may come anywhere (Anthropic's
+//!   `system`, Responses' `instructions`) has a final prompt start only once it passed.
 //!
 //! The scan costs one pass over each byte, and inside strings it jumps from quote to
 //! backslash with `memchr`. It never fails a body: bytes that are not JSON it can follow
@@ -19,6 +22,10 @@
 pub const MAX_DEPTH: usize = 128;
 /// Longest `model` value captured (longer ones are not taken).
 pub const MAX_MODEL_BYTES: usize = 1024;
+/// Longest top-level key remembered (longer ones are followed, not remembered).
+pub const MAX_KEY_BYTES: usize = 32;
+/// Most top-level members remembered as read whole.
+pub const MAX_KEYS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -81,6 +88,9 @@ pub struct PartialJson {
     /// The raw bytes of the top-level `"model"` string value being read.
     model_raw: Option<Vec<u8>>,
     model: Option<String>,
+    /// The top-level keys whose values have been read whole (raw bytes, at most
+    /// [`MAX_KEYS`] of at most [`MAX_KEY_BYTES`]).
+    read_keys: Vec<Vec<u8>>,
 }
 
 impl Default for PartialJson {
@@ -102,6 +112,7 @@ impl PartialJson {
             key_overflow: false,
             model_raw: None,
             model: None,
+            read_keys: Vec::new(),
         }
     }
 
@@ -117,6 +128,11 @@ impl PartialJson {
     /// The top-level `"model"` string, once its value has been read whole.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+
+    /// Whether the top-level member `key` (written without escapes) has been read whole.
+    pub fn has_value(&self, key: &str) -> bool {
+        self.read_keys.iter().any(|k| k == key.as_bytes())
     }
 
     /// The bytes are not JSON this scan can follow: only the whole body tells more.
@@ -347,7 +363,7 @@ impl PartialJson {
             return;
         }
         if key {
-            if self.key.len() + raw.len() > "model".len() {
+            if self.key.len() + raw.len() > MAX_KEY_BYTES {
                 self.key_overflow = true;
             } else {
                 self.key.extend_from_slice(raw);
@@ -393,6 +409,13 @@ impl PartialJson {
 
     /// A value ended at offset `end`.
     fn value_complete(&mut self, end: usize) {
+        if self.stack.len() == 1
+            && !self.key.is_empty()
+            && self.read_keys.len() < MAX_KEYS
+            && !self.read_keys.contains(&self.key)
+        {
+            self.read_keys.push(self.key.clone());
+        }
         match self.stack.last_mut() {
             None => self.lex = Lex::Done,
             Some(frame) => {

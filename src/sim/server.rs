@@ -1,5 +1,6 @@
 //! The HTTP face of one simulated instance: OpenAI-compatible `POST /v1/chat/completions`
-//! and `POST /v1/completions` (JSON or SSE), `GET /v1/models`, `GET /metrics`,
+//! and `POST /v1/completions`, Anthropic-compatible `POST /v1/messages` (each JSON or
+//! SSE, see `output`), `GET /v1/models`, `GET /metrics`,
 //! `GET /health`. Every response names the instance (`x-sim-endpoint`), the cached
 //! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run) and the milliseconds
 //! the request waited in the instance's queue for a batch slot and cache room
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
 use super::kv_publish::token_ids;
 use super::metrics::{render, MetricsStyle};
+use super::output::Output;
 use super::pd;
 use crate::llm::{Api, LlmRequest};
 
@@ -89,6 +91,10 @@ impl Server {
             }
             (&Method::POST, "/v1/completions") => {
                 self.complete(Api::Completions, "/v1/completions", &parts.headers, body)
+                    .await
+            }
+            (&Method::POST, "/v1/messages") => {
+                self.complete(Api::Messages, "/v1/messages", &parts.headers, body)
                     .await
             }
             (&Method::POST, "/tokenize") => self.tokenize(body).await,
@@ -187,7 +193,8 @@ impl Server {
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                return error(
+                return api_error(
+                    api,
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
                     &format!("reading the request body: {e}"),
@@ -197,7 +204,8 @@ impl Server {
         let request = match LlmRequest::parse(api, &bytes) {
             Ok(r) => r,
             Err(e) => {
-                return error(
+                return api_error(
+                    api,
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
                     &e.to_string(),
@@ -231,7 +239,8 @@ impl Server {
         let mut running = match admitted {
             Ok(r) => r,
             Err(e) => {
-                return error(
+                return api_error(
+                    api,
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
                     &e.to_string(),
@@ -246,11 +255,7 @@ impl Server {
             api,
             id: format!("sim-{:016x}", rand_id()),
             created: unix_now(),
-            finish: if request.max_output_tokens.is_some() {
-                "length"
-            } else {
-                "stop"
-            },
+            capped: request.max_output_tokens.is_some(),
             include_usage: request.include_usage == Some(true),
         };
         let mut resp = respond(running, out, request.stream).await;
@@ -309,100 +314,6 @@ async fn respond(mut running: Running, out: Output, streamed: bool) -> Response<
     json_response(StatusCode::OK, &body)
 }
 
-/// The shape of a completion's output.
-struct Output {
-    api: Api,
-    id: String,
-    created: u64,
-    finish: &'static str,
-    include_usage: bool,
-}
-
-impl Output {
-    fn object(&self, chunk: bool) -> &'static str {
-        match (self.api, chunk) {
-            (Api::ChatCompletions, false) => "chat.completion",
-            (Api::ChatCompletions, true) => "chat.completion.chunk",
-            _ => "text_completion",
-        }
-    }
-
-    fn usage(running: &Running) -> Value {
-        let prompt = running.job().prompt_tokens;
-        let completion = running.generated();
-        json!({
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": running.cached_tokens()},
-        })
-    }
-
-    fn whole(&self, running: &Running, text: &str) -> Value {
-        let choice = match self.api {
-            Api::ChatCompletions => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": self.finish,
-            }),
-            _ => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": self.finish}),
-        };
-        json!({
-            "id": self.id,
-            "object": self.object(false),
-            "created": self.created,
-            "model": running.job().model,
-            "choices": [choice],
-            "usage": Self::usage(running),
-        })
-    }
-
-    /// A content chunk; `finish` on the last one.
-    fn chunk(&self, running: &Running, text: &str, first: bool, finish: bool) -> Value {
-        let finish_reason = if finish {
-            Value::from(self.finish)
-        } else {
-            Value::Null
-        };
-        let choice = match self.api {
-            Api::ChatCompletions => {
-                let delta = if first {
-                    json!({"role": "assistant", "content": text})
-                } else {
-                    json!({"content": text})
-                };
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason})
-            }
-            _ => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish_reason})
-            }
-        };
-        let mut v = json!({
-            "id": self.id,
-            "object": self.object(true),
-            "created": self.created,
-            "model": running.job().model,
-            "choices": [choice],
-        });
-        if self.include_usage {
-            v["usage"] = Value::Null;
-        }
-        v
-    }
-
-    fn usage_chunk(&self, running: &Running) -> Value {
-        json!({
-            "id": self.id,
-            "object": self.object(true),
-            "created": self.created,
-            "model": running.job().model,
-            "choices": [],
-            "usage": Self::usage(running),
-        })
-    }
-}
-
 /// Streams the tokens of `running` (the first one exists: the prefill made it) as SSE
 /// events; stops early, releasing the slot, when the client goes away.
 async fn stream(
@@ -410,28 +321,24 @@ async fn stream(
     out: Output,
     tx: mpsc::Sender<Result<Frame<Bytes>, Infallible>>,
 ) {
-    let send = |v: &Value| {
-        let line = format!("data: {v}\n\n");
-        tx.send(Ok(Frame::data(Bytes::from(line))))
-    };
     let max = running.job().max_tokens;
     loop {
         let n = running.generated();
-        let chunk = out.chunk(&running, &token_text(n), n == 1, n >= max);
-        if send(&chunk).await.is_err() {
-            return;
+        for event in out.token_events(&running, &token_text(n), n == 1, n >= max) {
+            if tx.send(Ok(Frame::data(event.encode()))).await.is_err() {
+                return;
+            }
         }
         if n >= max {
             break;
         }
         running.decode().await;
     }
-    if out.include_usage && send(&out.usage_chunk(&running)).await.is_err() {
-        return;
+    for event in out.end_events(&running) {
+        if tx.send(Ok(Frame::data(event.encode()))).await.is_err() {
+            return;
+        }
     }
-    let _ = tx
-        .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
-        .await;
 }
 
 /// The text of output token `n` (1-based): `tok1`, ` tok2`, …
@@ -477,7 +384,12 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 
 /// An OpenAI-style error.
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    let body = Api::ChatCompletions.error_body(status.as_u16(), kind, message);
+    api_error(Api::ChatCompletions, status, kind, message)
+}
+
+/// An error in the shape of `api`'s.
+fn api_error(api: Api, status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let body = api.error_body(status.as_u16(), kind, message);
     let mut r = full(status, body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,

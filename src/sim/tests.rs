@@ -205,6 +205,73 @@ async fn a_request_waiting_for_a_slot_says_how_long() {
     assert!(queued[1] >= 150, "the second waited: {queued:?}");
 }
 
+/// Anthropic Messages as vLLM's `/v1/messages` answers: read back by tollgate's own
+/// usage tracker, JSON and streamed, and errors in Anthropic's shape.
+#[tokio::test]
+async fn anthropic_messages_json_and_streamed() {
+    use crate::llm::sse::SseParser;
+    use crate::llm::usage::ResponseTracker;
+    use crate::llm::Api;
+
+    let addr = start(FAST).await;
+    let body = json!({
+        "model": "m",
+        "max_tokens": 3,
+        "system": "be brief",
+        "messages": [{"role": "user", "content": "hello there"}],
+    });
+    let r = send(addr, "POST", "/v1/messages", &body.to_string()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["role"].as_str()),
+        (Some("message"), Some("assistant"))
+    );
+    assert_eq!(v["content"][0]["text"], "tok1 tok2 tok3");
+    assert_eq!(v["stop_reason"], "max_tokens");
+    let mut tracker = ResponseTracker::new(Api::Messages);
+    tracker.observe_json(r.body.as_bytes()).unwrap();
+    let usage = tracker.usage().expect("usage");
+    assert_eq!(usage.output_tokens, 3);
+    assert!(usage.input_tokens > 0, "{usage:?}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = send(addr, "POST", "/v1/messages", &streamed.to_string()).await;
+    assert_eq!(r.header("content-type"), "text/event-stream");
+    let mut parser = SseParser::new();
+    let events: Vec<_> = parser.push(r.body.as_bytes()).collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e.event.as_deref()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let mut tracker = ResponseTracker::new(Api::Messages);
+    let with_content = events
+        .iter()
+        .filter(|e| tracker.observe_event(e).has_content)
+        .count();
+    assert_eq!(with_content, 3);
+    assert!(tracker.is_done());
+    let usage = tracker.usage().expect("usage");
+    assert_eq!(usage.output_tokens, 3);
+    assert!(usage.input_tokens > 0, "{usage:?}");
+
+    let r = send(addr, "POST", "/v1/messages", r#"{"messages": 5}"#).await;
+    assert_eq!(r.status, 400);
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+}
+
 #[tokio::test]
 async fn streams_with_usage() {
     let addr = start(FAST).await;

@@ -4,7 +4,10 @@
 //! proxy. A body naming its model last (as the OpenAI and Anthropic SDKs write it) waits
 //! for it, unless a router in front named it in `x-gateway-model-name`. Each body
 //! arrives whole: the simulated server counts the same prompt tokens for all three.
-//! Bodies are sent in pieces (chunked), as they come over a network. With the body
+//! Bodies are sent in pieces (chunked), as they come over a network. An Anthropic
+//! Messages prompt starts with its `system`, so it is picked once that has come: on the
+//! body's start when it comes first, before the tools when it comes after the messages
+//! (the Python SDK's order). With the body
 //! BUFFERED_PARTIAL and a 32 KB listener buffer (Envoy's edge default), Envoy sends the
 //! picker only a body's first bytes and streams the rest itself: a body whose model is
 //! not in them gets a 413 that says so, unless a router named it.
@@ -52,12 +55,26 @@ async fn one(
     (name, model_first, header): (&str, bool, bool),
     pieces: bool,
 ) -> (u64, f64) {
-    let before = read_at_pick(tollgate).await;
     let mut req = Req::post("/v1/chat/completions", body(model_first))
         .header("content-type", "application/json");
     if header {
         req = req.header("x-gateway-model-name", "m");
     }
+    let (reply, read) = picked(port, tollgate, endpoints, (name, req), pieces).await;
+    (reply["usage"]["prompt_tokens"].as_u64().unwrap(), read)
+}
+
+/// Sends `req` to `port`, uploaded in pieces when `pieces`, and asserts a simulated
+/// server answered it after one pick; its JSON answer and the body bytes the picker had
+/// read when it picked.
+async fn picked(
+    port: u16,
+    tollgate: &Tollgate,
+    endpoints: &[String],
+    (name, req): (&str, Req),
+    pieces: bool,
+) -> (serde_json::Value, f64) {
+    let before = read_at_pick(tollgate).await;
     // In 16 KB pieces 10 ms apart, as a body comes over a network (on loopback a client's
     // whole body reaches Envoy in one read, and there is nothing to start early on).
     let reply = if pieces {
@@ -69,13 +86,10 @@ async fn one(
     assert_eq!(reply.status, 200, "{name}: {}", reply.text());
     let served = reply.header("x-sim-endpoint").expect("a sim answered");
     assert!(endpoints.iter().any(|e| e == served), "{name}: {served}");
-    let usage: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
     let after = read_at_pick(tollgate).await;
     assert_eq!(after.1 - before.1, 1.0, "{name}: one pick");
-    (
-        usage["usage"]["prompt_tokens"].as_u64().unwrap(),
-        after.0 - before.0,
-    )
+    (json, after.0 - before.0)
 }
 
 /// Asserts every body reached the server whole: the same prompt tokens for each.
@@ -130,6 +144,58 @@ async fn behind_envoy_a_long_prompt_is_picked_on_its_start() {
     let (_sim, endpoints, tollgate) = picker_over_sims(ext_proc).await;
     let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstHeader, false).await;
     three_shapes(envoy.port(0), &tollgate, &endpoints).await;
+}
+
+/// An Anthropic Messages body with a long prompt: `system` before the messages, or
+/// after them with the model between and long `tools` last (the Python SDK's order).
+fn messages_body(system_first: bool) -> String {
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(PROMPT_CHARS / 44);
+    let messages = serde_json::json!([{"role": "user", "content": prompt}]);
+    let tools = serde_json::json!([{
+        "name": "lookup",
+        "description": "look it up ".repeat(6_000),
+        "input_schema": {"type": "object"},
+    }]);
+    if system_first {
+        format!(r#"{{"model":"m","max_tokens":2,"system":"Summarize.","messages":{messages}}}"#)
+    } else {
+        format!(
+            r#"{{"max_tokens":2,"messages":{messages},"model":"m","system":"Summarize.","tools":{tools}}}"#
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_envoy_an_anthropic_prompt_is_picked_once_its_system_has_come() {
+    let ext_proc = free_port();
+    let (_sim, endpoints, tollgate) = picker_over_sims(ext_proc).await;
+    let envoy = start_gateway(ext_proc, &endpoints, Forwarding::OriginalDstHeader, false).await;
+    let mut input_tokens = Vec::new();
+    for (name, system_first) in [("system first", true), ("system after the messages", false)] {
+        let body = messages_body(system_first);
+        let len = body.len() as f64;
+        let tools_at = body.find(r#","tools""#).unwrap_or(body.len()) as f64;
+        let req = Req::post("/v1/messages", body).header("content-type", "application/json");
+        let (reply, read) = picked(envoy.port(0), &tollgate, &endpoints, (name, req), true).await;
+        assert_eq!(reply["type"], "message", "{name}: {reply}");
+        let usage = &reply["usage"];
+        let uncached = usage["input_tokens"].as_u64().unwrap();
+        input_tokens.push(uncached + usage["cache_read_input_tokens"].as_u64().unwrap());
+        if system_first {
+            assert!(
+                read <= 64.0 * 1024.0,
+                "{name}: picked after {read} of {len} bytes"
+            );
+        } else {
+            // Once the system has come, before the tools have.
+            assert!(
+                read >= tools_at && read < len,
+                "{name}: picked after {read} of {len} bytes, the tools at {tools_at}"
+            );
+        }
+    }
+    // The tools are not prompt text the simulator counts: both prompts the same.
+    all_whole(&input_tokens);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

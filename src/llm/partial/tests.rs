@@ -171,6 +171,36 @@ fn only_the_top_level_model_string_is_taken() {
 }
 
 #[test]
+fn top_level_members_are_known_once_read_whole() {
+    let body = r#"{"messages":[{"system":"inner"}],"system":[{"type":"text","text":"s"}],"x":1}"#;
+    let at = |needle: &str| body.find(needle).unwrap();
+    // Cut anywhere before the top-level `system` value ends, in pieces of any size.
+    for piece in [1, 3, 100] {
+        let before = scan(body.as_bytes(), at(r#","x""#) - 1, piece);
+        assert!(before.has_value("messages") && !before.has_value("system"));
+        let after = scan(body.as_bytes(), at(r#","x""#), piece);
+        assert!(after.has_value("system"), "piece {piece}");
+        assert!(!after.has_value("x"), "its value is still being read");
+        assert!(scan(body.as_bytes(), body.len(), piece).has_value("x"));
+    }
+    // A nested key of the same name is not a top-level member.
+    let nested = scan(body.as_bytes(), at(r#""system":["#), 1);
+    assert!(!nested.has_value("system"));
+    // Keys past the longest remembered, and members past the most, are followed only.
+    let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+    let mut many = format!(r#"{{"{long_key}":1"#);
+    for i in 0..MAX_KEYS + 5 {
+        many.push_str(&format!(r#","k{i}":{i}"#));
+    }
+    many.push('}');
+    let p = scan(many.as_bytes(), many.len(), 7);
+    assert!(!p.has_value(&long_key) && p.has_value("k0"));
+    assert!(p.has_value(&format!("k{}", MAX_KEYS - 1)));
+    assert!(!p.has_value(&format!("k{MAX_KEYS}")), "bounded");
+    assert!(p.done() && !p.lost());
+}
+
+#[test]
 fn bytes_that_are_not_json_lose_the_scan_and_nothing_panics() {
     for body in [
         "{\"a\" 1}",

@@ -6,6 +6,12 @@
 //! `"model"`, which the SDKs write after `messages`. Once both are known the pick is
 //! made and the request goes on while the rest of its body streams through.
 //!
+//! Anthropic Messages and Responses start their prompt with a member that may come
+//! anywhere in the body (`system`, `instructions`): there the prompt's start is final
+//! only once that member has been read whole — at once when it comes before the
+//! messages (or input), when it passes when it comes after them (the Anthropic Python
+//! SDK's order), at the body's end when there is none.
+//!
 //! When the model comes last, a router in front that read it into
 //! `x-gateway-model-name` (the inference extension's body-based routing) lets the pick
 //! start as soon as the prompt's start is in; else the pick waits for the model.
@@ -66,6 +72,9 @@ pub struct PromptScan {
     /// The model of the part read, or of a router in front.
     model: Option<String>,
     parsed_at: usize,
+    /// The kept start holds the prompt's blocks, but the member that leads the prompt
+    /// (see [`leading_member`]) has not been read yet: parsed again once it has.
+    awaiting_lead: bool,
 }
 
 impl PromptScan {
@@ -84,13 +93,27 @@ impl PromptScan {
             prompt: None,
             model: header_model,
             parsed_at: 0,
+            awaiting_lead: false,
         }
     }
 
-    /// The APIs whose prompt text is in body order (a prefix of the body gives a
-    /// prefix of the prompt): Chat Completions `messages`, Completions `prompt`.
+    /// The APIs a model server answers whose prompt a body's start tells: Chat
+    /// Completions `messages`, Completions `prompt` (in body order), Messages and
+    /// Responses (once their leading member has passed).
     pub fn applies_to(api: Option<Api>) -> bool {
-        matches!(api, Some(Api::ChatCompletions | Api::Completions))
+        matches!(
+            api,
+            Some(Api::ChatCompletions | Api::Completions | Api::Messages | Api::Responses)
+        )
+    }
+
+    /// Whether the prompt's start read from the body's start is final: true unless the
+    /// API's prompt starts with a member not yet read.
+    fn lead_read(&self) -> bool {
+        match self.api.and_then(leading_member) {
+            Some(member) => self.json.has_value(member),
+            None => true,
+        }
     }
 
     /// Reads the next chunk (`last`: the body ends with it).
@@ -176,7 +199,11 @@ impl PromptScan {
             return;
         };
         let len = self.head.len();
-        if len < PROMPT_NEEDED || len < self.parsed_at + REPARSE_STEP || self.json.lost() {
+        let due = match self.awaiting_lead {
+            true => self.lead_read(),
+            false => len >= PROMPT_NEEDED && len >= self.parsed_at + REPARSE_STEP,
+        };
+        if !due || self.json.lost() {
             return;
         }
         self.parsed_at = len;
@@ -190,12 +217,27 @@ impl PromptScan {
         if text.len() < PROMPT_NEEDED {
             return;
         }
+        if !self.lead_read() {
+            // The prompt's first member may still come: kept, and parsed once it has.
+            self.awaiting_lead = true;
+            return;
+        }
         text.truncate(PROMPT_NEEDED);
         self.prompt = Some((text, request.max_output_tokens));
         if self.model.is_none() {
             self.model = request.model.filter(|m| !m.is_empty());
         }
         self.head = BytesMut::new();
+    }
+}
+
+/// The top-level member an API's prompt text starts with that the body may carry
+/// after the rest of the prompt.
+fn leading_member(api: Api) -> Option<&'static str> {
+    match api {
+        Api::Messages | Api::CountTokens => Some("system"),
+        Api::Responses => Some("instructions"),
+        _ => None,
     }
 }
 
@@ -372,7 +414,95 @@ mod tests {
         assert_eq!(early.prompt.len(), PROMPT_NEEDED);
         assert_eq!(early.max_output_tokens, None, "it comes after the prompt");
         assert!(PromptScan::applies_to(Some(Api::Completions)));
-        assert!(!PromptScan::applies_to(Some(Api::Messages)));
+        assert!(PromptScan::applies_to(Some(Api::Messages)));
+        assert!(!PromptScan::applies_to(Some(Api::Embeddings)));
         assert!(!PromptScan::applies_to(None));
+    }
+
+    /// An Anthropic Messages body of a long prompt: `system` before or after
+    /// `messages` (the Python SDK writes it after, with `model` between, and `tools`
+    /// last), or none.
+    fn messages_body(system: Option<bool>) -> String {
+        let text = "abcdefgh".repeat(100_000 / 8);
+        let messages = format!(r#"[{{"role":"user","content":"{text}"}}]"#);
+        let tools = format!(
+            r#"[{{"name":"t","description":"{}","input_schema":{{"type":"object"}}}}]"#,
+            "d".repeat(60_000)
+        );
+        match system {
+            Some(true) => format!(
+                r#"{{"model":"m1","max_tokens":7,"system":"be brief","messages":{messages}}}"#
+            ),
+            Some(false) => format!(
+                r#"{{"max_tokens":7,"messages":{messages},"model":"m1","system":[{{"type":"text","text":"be brief"}}],"tools":{tools}}}"#
+            ),
+            None => format!(r#"{{"model":"m1","max_tokens":7,"messages":{messages}}}"#),
+        }
+    }
+
+    /// The first [`PROMPT_NEEDED`] bytes of the whole body's prompt.
+    fn whole_prompt_start(api: Api, body: &str) -> Vec<u8> {
+        let whole = LlmRequest::parse(api, body.as_bytes()).unwrap();
+        whole.prompt_text().as_bytes()[..PROMPT_NEEDED].to_vec()
+    }
+
+    #[test]
+    fn a_messages_prompt_is_ready_once_its_system_has_passed() {
+        // `system` first: ready after the prompt's first blocks, as a chat body.
+        let body = messages_body(Some(true));
+        let mut scan = PromptScan::new(Api::Messages, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        assert!(at <= 3 * 16_384, "ready after {at} bytes");
+        assert!(early.prompt.starts_with(b"be brief\nabcdefgh"));
+        assert_eq!(early.prompt, whole_prompt_start(Api::Messages, &body));
+        // `system` after the messages: ready when it has passed, before the tools; the
+        // prompt still starts with it.
+        let body = messages_body(Some(false));
+        let mut scan = PromptScan::new(Api::Messages, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        let system_end = body.find(r#","tools""#).unwrap();
+        assert!(
+            at >= system_end && at < system_end + 16_384,
+            "ready after {at} bytes, the system ends at {system_end}"
+        );
+        assert_eq!(early.prompt, whole_prompt_start(Api::Messages, &body));
+        assert_eq!(
+            (early.model.as_str(), early.max_output_tokens),
+            ("m1", Some(7))
+        );
+        // No `system`: one may still come, so the body is read whole.
+        let body = messages_body(None);
+        let mut scan = PromptScan::new(Api::Messages, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        assert_eq!(read, Read::Whole(Bytes::copy_from_slice(body.as_bytes())));
+        assert_eq!(at, body.len());
+    }
+
+    #[test]
+    fn a_responses_prompt_is_ready_once_its_instructions_have_passed() {
+        let text = "q".repeat(50_000);
+        let body = format!(r#"{{"model":"m2","instructions":"answer","input":"{text}"}}"#);
+        let mut scan = PromptScan::new(Api::Responses, None);
+        let (read, at) = feed(&mut scan, &body, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        assert!(at < body.len(), "ready after {at} bytes");
+        assert_eq!(early.prompt, whole_prompt_start(Api::Responses, &body));
+        // Instructions last: known only at the end.
+        let body = format!(r#"{{"model":"m2","input":"{text}","instructions":"answer"}}"#);
+        let mut scan = PromptScan::new(Api::Responses, None);
+        let (read, _) = feed(&mut scan, &body, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(early.seen, body.len());
+        assert_eq!(early.prompt, whole_prompt_start(Api::Responses, &body));
     }
 }
