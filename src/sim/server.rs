@@ -183,6 +183,8 @@ impl Server {
         )
     }
 
+    /// A completion of `api`: read, queued for a batch slot, prefilled (here, or on the
+    /// prefill instance the request names), then answered as its tokens come.
     async fn complete(
         &self,
         api: Api,
@@ -190,62 +192,29 @@ impl Server {
         headers: &http::HeaderMap,
         body: Incoming,
     ) -> Response<Body> {
+        let bad = |message: String| {
+            api_error(
+                api,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &message,
+            )
+        };
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return api_error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &format!("reading the request body: {e}"),
-                )
-            }
+            Err(e) => return bad(format!("reading the request body: {e}")),
         };
         let request = match LlmRequest::parse(api, &bytes) {
             Ok(r) => r,
-            Err(e) => {
-                return api_error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &e.to_string(),
-                )
-            }
-        };
-        let model = request
-            .model
-            .clone()
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| self.style.model.clone());
-        let prompt = request.prompt_text();
-        let job = Job {
-            prompt_tokens: prompt_tokens(&prompt),
-            max_tokens: request
-                .max_output_tokens
-                .unwrap_or(self.default_max_tokens)
-                .max(1),
-            hashes: block_hashes(&model, prompt.as_bytes()),
-            token_ids: if self.instance.publishes() {
-                token_ids(&prompt)
-            } else {
-                Vec::new()
-            },
-            model,
+            Err(e) => return bad(e.to_string()),
         };
         let prefilled_by = self.prefill_elsewhere(headers, path, &bytes).await;
         let arrived = tokio::time::Instant::now();
-        let admitted = self.instance.admit(job).await;
+        let admitted = self.instance.admit(self.job(&request)).await;
         let queued_ms = arrived.elapsed().as_millis() as u64;
         let mut running = match admitted {
             Ok(r) => r,
-            Err(e) => {
-                return api_error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &e.to_string(),
-                )
-            }
+            Err(e) => return bad(e.to_string()),
         };
         let cached = match prefilled_by {
             Some(_) => running.transfer().await,
@@ -267,6 +236,30 @@ impl Server {
             resp.headers_mut().insert(pd::PREFILL_ENDPOINT_HEADER, v);
         }
         resp
+    }
+
+    /// The engine's work for `request`: its prompt's tokens and blocks, its output cap.
+    fn job(&self, request: &LlmRequest) -> Job {
+        let model = request
+            .model
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| self.style.model.clone());
+        let prompt = request.prompt_text();
+        Job {
+            prompt_tokens: prompt_tokens(&prompt),
+            max_tokens: request
+                .max_output_tokens
+                .unwrap_or(self.default_max_tokens)
+                .max(1),
+            hashes: block_hashes(&model, prompt.as_bytes()),
+            token_ids: if self.instance.publishes() {
+                token_ids(&prompt)
+            } else {
+                Vec::new()
+            },
+            model,
+        }
     }
 
     /// Runs the prefill on the instance the request names, when this instance decodes

@@ -28,7 +28,10 @@ use crate::llm::{Api, LlmRequest};
 
 /// Prompt bytes the pick reads: all the prefix index hashes.
 pub const PROMPT_NEEDED: usize = BLOCK_SIZE * MAX_BLOCKS;
-/// Bytes more that must arrive before the start is parsed again.
+/// Bytes more that must arrive before the start is parsed again: at least this many,
+/// and at least half of what was parsed last time, so that a body whose start never
+/// yields the prompt (a long field before it, the wrong shape) costs a bounded number of
+/// parses (their bytes add up to at most about three times the body's).
 const REPARSE_STEP: usize = 8 * 1024;
 
 /// What a chunk told.
@@ -71,7 +74,10 @@ pub struct PromptScan {
     prompt: Option<(Vec<u8>, Option<u64>)>,
     /// The model of the part read, or of a router in front.
     model: Option<String>,
+    /// The length of the kept start when it was last parsed.
     parsed_at: usize,
+    /// Bytes handed to the parser so far.
+    parsed_bytes: usize,
     /// The kept start holds the prompt's blocks, but the member that leads the prompt
     /// (see [`leading_member`]) has not been read yet: parsed again once it has.
     awaiting_lead: bool,
@@ -93,6 +99,7 @@ impl PromptScan {
             prompt: None,
             model: header_model,
             parsed_at: 0,
+            parsed_bytes: 0,
             awaiting_lead: false,
         }
     }
@@ -199,17 +206,22 @@ impl PromptScan {
             return;
         };
         let len = self.head.len();
+        let step = REPARSE_STEP.max(self.parsed_at / 2);
         let due = match self.awaiting_lead {
             true => self.lead_read(),
-            false => len >= PROMPT_NEEDED && len >= self.parsed_at + REPARSE_STEP,
+            false => len >= PROMPT_NEEDED && len >= self.parsed_at + step,
         };
         if !due || self.json.lost() {
             return;
         }
+        // Once the leading member has passed, this is its one parse; a start that still
+        // yields no prompt waits for the next step like any other.
+        self.awaiting_lead = false;
         self.parsed_at = len;
         let Some(closed) = self.json.close(&self.head) else {
             return;
         };
+        self.parsed_bytes += closed.len();
         let Ok(request) = LlmRequest::parse(api, &closed) else {
             return;
         };
@@ -338,6 +350,39 @@ mod tests {
         let bad = format!(r#"{{"model":"m1","messages":"{}"}}"#, "y".repeat(40_000));
         let mut scan = PromptScan::new(Api::ChatCompletions, None);
         assert!(matches!(feed(&mut scan, &bad, 16_384).0, Read::Whole(_)));
+    }
+
+    #[test]
+    fn a_start_that_never_yields_the_prompt_costs_a_bounded_number_of_parses() {
+        let big = "x".repeat(2 << 20);
+        // The wrong shape all along: read whole at the end.
+        let wrong = format!(r#"{{"model":"m1","messages":"{big}"}}"#);
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        assert!(matches!(feed(&mut scan, &wrong, 16_384).0, Read::Whole(_)));
+        assert!(
+            scan.parsed_bytes <= 3 * wrong.len(),
+            "{} bytes parsed for a body of {}",
+            scan.parsed_bytes,
+            wrong.len()
+        );
+        // A long field before the prompt: the prompt is found after it all the same.
+        let late = chat(true, 1_500_000).replacen(
+            r#""messages""#,
+            &format!(r#""metadata":{{"note":"{big}"}},"messages""#),
+            1,
+        );
+        let mut scan = PromptScan::new(Api::ChatCompletions, None);
+        let (read, at) = feed(&mut scan, &late, 16_384);
+        let Read::Ready(early) = read else {
+            panic!("{read:?}")
+        };
+        assert_eq!(early.prompt.len(), PROMPT_NEEDED);
+        assert!(at < late.len(), "ready after {at} of {} bytes", late.len());
+        assert!(
+            scan.parsed_bytes <= 3 * at,
+            "{} bytes parsed",
+            scan.parsed_bytes
+        );
     }
 
     #[test]
