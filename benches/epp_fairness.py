@@ -15,7 +15,11 @@ one at 10% of it. Three runs, each on fresh simulators:
   detector at the servers' slots;
 - with `--headroom H[,H2…]`, one more run per value: `flowControl: {headroom: H}` (the
   top H of the pool's capacity kept for flows under their equal share of the requests
-  in flight).
+  in flight);
+- with `--max-prefill-tokens P[,P2…]`, one more run per headroom (0 included) and value:
+  `saturation.maxPrefillTokens: P` (a server is full while the prompt tokens the picker
+  sent it without a first token yet reach P: a burst of the flood's prompts then waits
+  in the picker's queues, not in the server's prefill queue ahead of a light request).
 Every request asks for `--max-tokens` output tokens (the simulator produces exactly
 that many), or, with `--output-spread S`, a number drawn uniformly from `--max-tokens`
 ± S of it, as real completions vary in length.
@@ -69,7 +73,7 @@ policies:
 SCHEDULING = """    scheduling: { scorers: [{ type: queue, weight: 1 }, { type: kvCache, weight: 1 }] }
 """
 
-FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots} }}
+FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots}{prefill} }}
     flowControl: {{ headroom: {headroom} }}
 """
 
@@ -129,11 +133,15 @@ async def drive(url, loads, duration, lengths, chars, drain):
     return stats, t0, t0 + duration
 
 
-def start(tmp, ports, slots, headroom, log):
-    """`headroom`: None for no flow control."""
+def start(tmp, ports, slots, flow_control, log):
+    """`flow_control`: None for none, else (headroom, maxPrefillTokens or None)."""
     sim, addrs = q.start_sim(2, SIM_ARGS.format(slots=slots), log)
-    cfg = os.path.join(tmp, f"tollgate-{headroom}.yaml")
-    flow = "" if headroom is None else FLOW.format(slots=slots, headroom=headroom)
+    cfg = os.path.join(tmp, "tollgate.yaml")
+    flow = ""
+    if flow_control is not None:
+        headroom, prefill = flow_control
+        prefill = "" if prefill is None else f", maxPrefillTokens: {prefill}"
+        flow = FLOW.format(slots=slots, headroom=headroom, prefill=prefill)
     with open(cfg, "w") as f:
         f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
                                 endpoints=", ".join(f'"{a}"' for a in addrs),
@@ -153,6 +161,10 @@ def main():
     p.add_argument("--headroom", type=lambda v: [float(h) for h in v.split(",")], default=[],
                    help="also run flow control with this headroom (a comma list: one run "
                         "each)")
+    p.add_argument("--max-prefill-tokens", type=lambda v: [int(n) for n in v.split(",")],
+                   default=[],
+                   help="also run flow control with this saturation.maxPrefillTokens, once "
+                        "per headroom (0 included; a comma list: one run each)")
     p.add_argument("--duration", type=float, default=40.0)
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--output-spread", type=float, default=0.0,
@@ -178,16 +190,25 @@ def main():
     lengths = output_lengths(args.max_tokens, args.output_spread)
     capacity = args.capacity or 2.0 * args.max_running
     heavy, light = 3.0 * capacity, 0.1 * capacity
+    both = {"heavy": heavy, "light": light}
     runs = [("idle", None, {"light": light}),
-            ("without flow control", None, {"heavy": heavy, "light": light}),
-            ("with flow control", 0, {"heavy": heavy, "light": light})]
-    for h in args.headroom:
-        runs.append((f"with flow control, headroom {h}", h, {"heavy": heavy, "light": light}))
+            ("without flow control", None, both),
+            ("with flow control", (0, None), both)]
+    extra = []  # (summary key, run name)
+    for h in [0.0] + [h for h in args.headroom if h != 0]:
+        for prefill in [None] + args.max_prefill_tokens:
+            if h == 0 and prefill is None:
+                continue  # the "with flow control" run
+            tag = f"headroom_{h}" + ("" if prefill is None else f"_prefill_{prefill}")
+            name = f"with flow control, headroom {h}" + (
+                "" if prefill is None else f", maxPrefillTokens {prefill}")
+            runs.append((name, (h, prefill), both))
+            extra.append((tag, name))
     rows = {}
     try:
         q.wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
-        for name, headroom, loads in runs:
-            sim, tollgate = start(tmp, ports, args.max_running, headroom, log)
+        for name, flow_control, loads in runs:
+            sim, tollgate = start(tmp, ports, args.max_running, flow_control, log)
             try:
                 stats, t0, t_end = asyncio.run(drive(url, loads, args.duration,
                                                      lengths, args.prompt_chars,
@@ -205,10 +226,11 @@ def main():
                 "light_queued_p99_ms": q.pct(lt.queued_ms, 0.99) if lt.queued_ms else 0.0,
                 "light_completed": len(lt.ttft), "light_errors": lt.errors,
                 # The slowest first tokens: (TTFT ms, queued in tollgate ms, queued in
-                # the simulator for a slot ms); the rest of a TTFT is the prefill, Envoy
-                # and the client.
-                "light_slowest": [[round(t * 1e3), round(tq), sq]
-                                  for t, tq, sq in sorted(lt.waits, reverse=True)[:3]],
+                # the simulator for a slot ms, the simulator's TTFT ms — its slot wait,
+                # the prefills before it and its own); the rest of a TTFT is Envoy,
+                # tollgate's processing and the client.
+                "light_slowest": [[round(t * 1e3), round(tq), sq, st]
+                                  for t, tq, sq, st in sorted(lt.waits, reverse=True)[:3]],
                 "heavy_completed": len(stats["heavy"].ttft) if "heavy" in stats else 0,
                 "errors": sum(s.errors for s in stats.values()),
                 "throughput_rps": done / (t_end - t0),
@@ -219,7 +241,8 @@ def main():
                   f"({r['light_completed']} ok, "
                   f"{r['light_errors']} errors; queued in tollgate p50 "
                   f"{r['light_queued_p50_ms']:.0f} ms, p99 {r['light_queued_p99_ms']:.0f} ms; "
-                  f"slowest three TTFT / queued in tollgate / in the server: "
+                  f"slowest three TTFT / queued in tollgate / in the server for a slot / "
+                  f"the server's TTFT: "
                   f"{', '.join('/'.join(f'{v:.0f}' for v in w) + ' ms' for w in r['light_slowest'])}); "
                   f"pool throughput {r['throughput_rps']:.1f}/s; "
                   f"errors {r['errors']}", flush=True)
@@ -233,23 +256,24 @@ def main():
             off["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"],
         "throughput_with_vs_without": on["throughput_rps"] / off["throughput_rps"],
     }
-    for h, (name, _, _) in zip(args.headroom, runs[3:]):
-        summary[f"light_ttft_p99_vs_idle_with_headroom_{h}"] = (
+    for tag, name in extra:
+        summary[f"light_ttft_p99_vs_idle_with_{tag}"] = (
             rows[name]["light_ttft_p99_ms"] / idle["light_ttft_p99_ms"])
-        summary[f"throughput_with_headroom_{h}_vs_without"] = (
+        summary[f"throughput_with_{tag}_vs_without"] = (
             rows[name]["throughput_rps"] / off["throughput_rps"])
     print(f"epp-fairness: light tenant TTFT p99 ÷ idle: with flow control "
           f"{summary['light_ttft_p99_vs_idle_with_flow_control']:.2f}× (target ≤ 2×), without "
           f"{summary['light_ttft_p99_vs_idle_without']:.2f}×; pool throughput with ÷ without "
           f"{summary['throughput_with_vs_without']:.2f}× (target ≥ 0.95×)")
-    for h in args.headroom:
-        print(f"epp-fairness: with headroom {h}: light TTFT p99 ÷ idle "
-              f"{summary[f'light_ttft_p99_vs_idle_with_headroom_{h}']:.2f}×, throughput ÷ "
-              f"without {summary[f'throughput_with_headroom_{h}_vs_without']:.2f}×")
+    for tag, name in extra:
+        print(f"epp-fairness: {name}: light TTFT p99 ÷ idle "
+              f"{summary[f'light_ttft_p99_vs_idle_with_{tag}']:.2f}×, throughput ÷ "
+              f"without {summary[f'throughput_with_{tag}_vs_without']:.2f}×")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"config": {"max_running": args.max_running, "capacity": capacity,
-                              "headroom": args.headroom, "duration": args.duration,
+                              "headroom": args.headroom,
+                              "max_prefill_tokens": args.max_prefill_tokens, "duration": args.duration,
                               "output_tokens": list(lengths)},
                    "runs": rows, "summary": summary}, f, indent=2)
     print(f"epp-fairness: written {args.out}; logs in {tmp}")

@@ -501,7 +501,8 @@ class Stats:
         # Flow control's queue time of each dispatched request (its response header).
         self.queued_ms = []
         # Each completed request's (TTFT s, ms queued in tollgate, ms queued in the
-        # simulator for a batch slot): where a slow first token waited.
+        # simulator for a batch slot, the simulator's own TTFT ms: slot, prefills queued
+        # before it, its prefill): where a slow first token waited.
         self.waits = []
         self.sent = self.errors = 0
         self.error_kinds = {}
@@ -528,6 +529,7 @@ async def one(client, url, system, user, max_tokens, stats, headers=None):
             if queued is not None:
                 stats.queued_ms.append(float(queued))
             in_server = float(r.headers.get("x-sim-queued-ms", "nan"))
+            server_ttft = float(r.headers.get("x-sim-ttft-ms", "nan"))
             ep = r.headers.get("x-sim-endpoint", "?")
             stats.endpoints[ep] = stats.endpoints.get(ep, 0) + 1
             done = False
@@ -550,7 +552,7 @@ async def one(client, url, system, user, max_tokens, stats, headers=None):
         return
     end = time.perf_counter()
     stats.ttft.append(ttft)
-    stats.waits.append((ttft, float(queued or 0.0), in_server))
+    stats.waits.append((ttft, float(queued or 0.0), in_server, server_ttft))
     stats.e2e.append(end - start)
     stats.done_at.append(end)
 

@@ -4,7 +4,8 @@
 //! `GET /health`. Every response names the instance (`x-sim-endpoint`), the cached
 //! prompt tokens (`x-sim-cached-tokens`, 0 when no prompt was run) and the milliseconds
 //! the request waited in the instance's queue for a batch slot and cache room
-//! (`x-sim-queued-ms`, 0 when it did not); a completion whose prefill ran on another
+//! (`x-sim-queued-ms`, 0 when it did not) and, on a completion, the milliseconds from its
+//! arrival to its first token (`x-sim-ttft-ms`); a completion whose prefill ran on another
 //! instance names that one too (`x-sim-prefill-endpoint`, see `pd`).
 
 use std::convert::Infallible;
@@ -23,6 +24,10 @@ use tokio::net::TcpListener;
 
 /// The response header with the milliseconds a request waited for a batch slot.
 pub const QUEUED_HEADER: &str = "x-sim-queued-ms";
+/// The response header with the milliseconds from the request's arrival (its body read)
+/// to its first token: the slot wait, the wait for the prefills queued before it, and
+/// its own prefill.
+pub const TTFT_HEADER: &str = "x-sim-ttft-ms";
 use tokio::sync::mpsc;
 
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
@@ -208,6 +213,7 @@ impl Server {
             Ok(r) => r,
             Err(e) => return bad(e.to_string()),
         };
+        let received = tokio::time::Instant::now();
         let prefilled_by = self.prefill_elsewhere(headers, path, &bytes).await;
         let arrived = tokio::time::Instant::now();
         let admitted = self.instance.admit(self.job(&request)).await;
@@ -220,6 +226,7 @@ impl Server {
             Some(_) => running.transfer().await,
             None => running.prefill().await,
         };
+        let ttft_ms = received.elapsed().as_millis() as u64;
         let out = Output {
             api,
             id: format!("sim-{:016x}", rand_id()),
@@ -232,6 +239,8 @@ impl Server {
             .insert("x-sim-cached-tokens", HeaderValue::from(cached));
         resp.headers_mut()
             .insert(QUEUED_HEADER, HeaderValue::from(queued_ms));
+        resp.headers_mut()
+            .insert(TTFT_HEADER, HeaderValue::from(ttft_ms));
         if let Some(v) = prefilled_by.and_then(|p| HeaderValue::from_str(&p).ok()) {
             resp.headers_mut().insert(pd::PREFILL_ENDPOINT_HEADER, v);
         }

@@ -203,6 +203,18 @@ async fn a_request_waiting_for_a_slot_says_how_long() {
     queued.sort_unstable();
     assert_eq!(queued[0], 0, "the first took the free slot");
     assert!(queued[1] >= 150, "the second waited: {queued:?}");
+    // Each first token came after the slot wait and the prefill: the first's a full
+    // one, the second's (the same prompt, cached by then) only its fixed part.
+    let mut ttfts: Vec<(u64, u64)> = [&a, &b]
+        .iter()
+        .map(|r| {
+            let waited = r.header("x-sim-queued-ms").parse().unwrap();
+            (waited, r.header("x-sim-ttft-ms").parse().unwrap())
+        })
+        .collect();
+    ttfts.sort_unstable();
+    assert!(ttfts[0].1 >= 150, "{ttfts:?}");
+    assert!(ttfts[1].1 >= ttfts[1].0, "{ttfts:?}");
 }
 
 /// Anthropic Messages as vLLM's `/v1/messages` answers: read back by tollgate's own
