@@ -5,7 +5,9 @@ Two simulated model servers (`tollgate sim`, `--max-running` batch slots each, d
 4: the pool runs 8 requests at once), Envoy 1.40 with ext_proc FULL_DUPLEX_STREAMED to tollgate running
 `endpointPicker` (load-only scoring: queue and KV cache, so both tenants share both
 servers), the pool cluster ORIGINAL_DST on the picker's header. Two tenants send
-streamed chat requests, open loop (Poisson), each naming itself in
+streamed chat requests, open loop (Poisson), each from a process of its own (in one,
+the flood's thousands of open requests would slow the light tenant's event loop and so
+its measured TTFT), each naming itself in
 `x-llm-d-inference-fairness-id`: the heavy one at 3× what the pool completes, the light
 one at 10% of it. Three runs, each on fresh simulators:
 - idle: the light tenant alone (its TTFT on an idle pool);
@@ -15,11 +17,7 @@ one at 10% of it. Three runs, each on fresh simulators:
   detector at the servers' slots;
 - with `--headroom H[,H2…]`, one more run per value: `flowControl: {headroom: H}` (the
   top H of the pool's capacity kept for flows under their equal share of the requests
-  in flight);
-- with `--max-prefill-tokens P[,P2…]`, one more run per headroom (0 included) and value:
-  `saturation.maxPrefillTokens: P` (a server is full while the prompt tokens the picker
-  sent it without a first token yet reach P: a burst of the flood's prompts then waits
-  in the picker's queues, not in the server's prefill queue ahead of a light request).
+  in flight).
 Every request asks for `--max-tokens` output tokens (the simulator produces exactly
 that many), or, with `--output-spread S`, a number drawn uniformly from `--max-tokens`
 ± S of it, as real completions vary in length.
@@ -41,6 +39,8 @@ Run through scripts/bench-epp, or directly once built: .venv/bin/python benches/
 """
 import argparse
 import asyncio
+import concurrent.futures
+import multiprocessing
 import json
 import os
 import random
@@ -73,7 +73,7 @@ policies:
 SCHEDULING = """    scheduling: { scorers: [{ type: queue, weight: 1 }, { type: kvCache, weight: 1 }] }
 """
 
-FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots}{prefill} }}
+FLOW = """    saturation: {{ detector: concurrency, maxConcurrency: {slots} }}
     flowControl: {{ headroom: {headroom} }}
 """
 
@@ -109,39 +109,45 @@ async def tenant(client, url, name, rate, duration, lengths, chars, seed, stats)
     return tasks
 
 
-async def drive(url, loads, duration, lengths, chars, drain):
-    """`loads`: tenant → rate. Returns tenant → Stats, and the window."""
-    stats = {name: q.Stats() for name in loads}
-    # A client (connection pool) per tenant, as separate tenants have: the flood's
-    # thousands of queued requests must not hold the light tenant's connections.
+async def drive_tenant(url, name, rate, seed, start_at, duration, lengths, chars, drain):
+    """One tenant's arrivals from `start_at` (a `time.perf_counter()` instant: the
+    system's monotonic clock, the same in every process) for `duration` s; its Stats."""
+    stats = q.Stats()
+    # Its own client (connection pool), as separate tenants have: the flood's thousands
+    # of queued requests must not hold the light tenant's connections.
     limits = q.httpx.Limits(max_connections=8192, max_keepalive_connections=8192)
-    clients = {name: q.httpx.AsyncClient(limits=limits, timeout=q.httpx.Timeout(300.0))
-               for name in loads}
-    try:
-        t0 = time.perf_counter()
-        spawned = await asyncio.gather(*(
-            tenant(clients[name], url, name, rate, duration, lengths, chars, i,
-                   stats[name])
-            for i, (name, rate) in enumerate(loads.items())))
-        tasks = [t for ts in spawned for t in ts]
-        _, pending = await asyncio.wait(tasks, timeout=drain)
+    async with q.httpx.AsyncClient(limits=limits, timeout=q.httpx.Timeout(300.0)) as client:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        tasks = await tenant(client, url, name, rate, duration, lengths, chars, seed, stats)
+        _, pending = await asyncio.wait(tasks, timeout=drain) if tasks else (None, [])
         for t in pending:
             t.cancel()
-    finally:
-        for c in clients.values():
-            await c.aclose()
-    return stats, t0, t0 + duration
+    return stats
 
 
-def start(tmp, ports, slots, flow_control, log):
-    """`flow_control`: None for none, else (headroom, maxPrefillTokens or None)."""
+def tenant_process(args):
+    """A tenant in a process of its own: the flood's thousands of open requests load
+    its own event loop, not the light tenant's, whose TTFT is what is measured."""
+    return asyncio.run(drive_tenant(*args))
+
+
+def drive(url, loads, duration, lengths, chars, drain):
+    """`loads`: tenant → rate, each tenant in its own process. Returns tenant → Stats,
+    and the window."""
+    start_at = time.perf_counter() + 2.0  # the processes' start-up
+    jobs = [(url, name, rate, i, start_at, duration, lengths, chars, drain)
+            for i, (name, rate) in enumerate(loads.items())]
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
+        results = list(pool.map(tenant_process, jobs))
+    return dict(zip(loads, results)), start_at, start_at + duration
+
+
+def start(tmp, ports, slots, headroom, log):
+    """`headroom`: None for no flow control."""
     sim, addrs = q.start_sim(2, SIM_ARGS.format(slots=slots), log)
     cfg = os.path.join(tmp, "tollgate.yaml")
-    flow = ""
-    if flow_control is not None:
-        headroom, prefill = flow_control
-        prefill = "" if prefill is None else f", maxPrefillTokens: {prefill}"
-        flow = FLOW.format(slots=slots, headroom=headroom, prefill=prefill)
+    flow = "" if headroom is None else FLOW.format(slots=slots, headroom=headroom)
     with open(cfg, "w") as f:
         f.write(TOLLGATE.format(admin=ports["admin"], ext_proc=ports["ext_proc"],
                                 endpoints=", ".join(f'"{a}"' for a in addrs),
@@ -161,10 +167,6 @@ def main():
     p.add_argument("--headroom", type=lambda v: [float(h) for h in v.split(",")], default=[],
                    help="also run flow control with this headroom (a comma list: one run "
                         "each)")
-    p.add_argument("--max-prefill-tokens", type=lambda v: [int(n) for n in v.split(",")],
-                   default=[],
-                   help="also run flow control with this saturation.maxPrefillTokens, once "
-                        "per headroom (0 included; a comma list: one run each)")
     p.add_argument("--duration", type=float, default=40.0)
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--output-spread", type=float, default=0.0,
@@ -193,26 +195,20 @@ def main():
     both = {"heavy": heavy, "light": light}
     runs = [("idle", None, {"light": light}),
             ("without flow control", None, both),
-            ("with flow control", (0, None), both)]
+            ("with flow control", 0, both)]
     extra = []  # (summary key, run name)
-    for h in [0.0] + [h for h in args.headroom if h != 0]:
-        for prefill in [None] + args.max_prefill_tokens:
-            if h == 0 and prefill is None:
-                continue  # the "with flow control" run
-            tag = f"headroom_{h}" + ("" if prefill is None else f"_prefill_{prefill}")
-            name = f"with flow control, headroom {h}" + (
-                "" if prefill is None else f", maxPrefillTokens {prefill}")
-            runs.append((name, (h, prefill), both))
-            extra.append((tag, name))
+    for h in args.headroom:
+        name = f"with flow control, headroom {h}"
+        runs.append((name, h, both))
+        extra.append((f"headroom_{h}", name))
     rows = {}
     try:
         q.wait_http(f"http://127.0.0.1:{ports['envoy_admin']}/ready")
-        for name, flow_control, loads in runs:
-            sim, tollgate = start(tmp, ports, args.max_running, flow_control, log)
+        for name, headroom, loads in runs:
+            sim, tollgate = start(tmp, ports, args.max_running, headroom, log)
             try:
-                stats, t0, t_end = asyncio.run(drive(url, loads, args.duration,
-                                                     lengths, args.prompt_chars,
-                                                     drain=120.0))
+                stats, t0, t_end = drive(url, loads, args.duration, lengths,
+                                         args.prompt_chars, drain=120.0)
             finally:
                 q.stop(tollgate)
                 q.stop(sim)
@@ -273,7 +269,7 @@ def main():
     with open(args.out, "w") as f:
         json.dump({"config": {"max_running": args.max_running, "capacity": capacity,
                               "headroom": args.headroom,
-                              "max_prefill_tokens": args.max_prefill_tokens, "duration": args.duration,
+                              "duration": args.duration,
                               "output_tokens": list(lengths)},
                    "runs": rows, "summary": summary}, f, indent=2)
     print(f"epp-fairness: written {args.out}; logs in {tmp}")

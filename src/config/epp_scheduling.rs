@@ -140,9 +140,7 @@ pub enum PickerKind {
 /// mean over the candidates of `max(queue / queueThreshold, kvCache / kvCacheThreshold)`
 /// (stale metrics count as 1). `concurrency`: the mean over the candidates of
 /// `max(requests / maxConcurrency, tokens / maxTokenConcurrency)` in flight from this
-/// picker (no scrape lag: a dispatch counts at once). With either, `maxPrefillTokens`
-/// bounds the prompt tokens this picker sent an endpoint that have not had their first
-/// token yet (the prefill queued in the server, served in arrival order there).
+/// picker (no scrape lag: a dispatch counts at once).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SaturationConfig {
@@ -162,11 +160,6 @@ pub struct SaturationConfig {
     /// full. Default 1,000,000.
     #[serde(default = "default_max_token_concurrency")]
     pub max_token_concurrency: u64,
-    /// Uncached prompt tokens sent to an endpoint and not yet answered with a first
-    /// token (streamed; a response not streamed counts until it ends) that count as
-    /// full. An endpoint with none pending always takes one request. Unset: no bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_prefill_tokens: Option<u64>,
 }
 
 /// How saturation is measured.
@@ -280,7 +273,6 @@ impl Default for SaturationConfig {
             kv_cache_threshold: default_kv_threshold(),
             max_concurrency: default_max_concurrency(),
             max_token_concurrency: default_max_token_concurrency(),
-            max_prefill_tokens: None,
         }
     }
 }
@@ -449,11 +441,7 @@ impl SaturationConfig {
         positive(
             format!("{at}.maxTokenConcurrency"),
             self.max_token_concurrency as f64,
-        )?;
-        match self.max_prefill_tokens {
-            Some(n) => positive(format!("{at}.maxPrefillTokens"), n as f64),
-            None => Ok(()),
-        }
+        )
     }
 }
 
@@ -647,13 +635,6 @@ mod tests {
         let s: SaturationConfig = serde_yaml::from_str("{maxTokenConcurrency: 0}").unwrap();
         let e = s.validate("p.saturation").unwrap_err().to_string();
         assert!(e.contains("p.saturation.maxTokenConcurrency:"), "{e}");
-        assert_eq!(s.max_prefill_tokens, None);
-        let s: SaturationConfig = serde_yaml::from_str("{maxPrefillTokens: 2000}").unwrap();
-        assert_eq!(s.max_prefill_tokens, Some(2000));
-        s.validate("p.saturation").unwrap();
-        let s: SaturationConfig = serde_yaml::from_str("{maxPrefillTokens: 0}").unwrap();
-        let e = s.validate("p.saturation").unwrap_err().to_string();
-        assert!(e.contains("p.saturation.maxPrefillTokens:"), "{e}");
         assert!(serde_yaml::from_str::<SaturationConfig>("{detector: vibes}").is_err());
     }
 

@@ -18,8 +18,8 @@
 //! below it their requests go before the others' (the fairness order then ranks each
 //! group), so a light tenant that needs more than the headroom takes the next slot.
 //!
-//! The dispatcher wakes when a request is queued, when one completes or has its first
-//! token ([`FlowController::released`]), and every [`TICK`] while requests wait (scraped
+//! The dispatcher wakes when a request is queued, when one completes
+//! ([`FlowController::released`]), and every [`TICK`] while requests wait (scraped
 //! metrics change without telling anyone). It holds only a weak handle: it ends with
 //! the controller.
 
@@ -255,7 +255,7 @@ impl FlowController {
         self.queues().counter(priority, fairness_id)
     }
 
-    /// A request finished, or its prefill did: capacity may have freed up.
+    /// A request finished: capacity may have freed up.
     pub fn released(&self) {
         self.wake.notify_one();
     }

@@ -4,11 +4,7 @@
 //! of `max(requests / maxConcurrency, tokens / maxTokenConcurrency)` in flight from this
 //! picker, which sees a dispatch at once (scraped queues lag by a scrape interval). At 1
 //! or more the pool is saturated: requests with a negative priority (sheddable) are
-//! refused, and flow control holds every request in its queue. With either,
-//! `maxPrefillTokens` makes an endpoint full while the uncached prompt tokens this
-//! picker sent it without a first token yet reach the bound: a server prefills in
-//! arrival order, so a prompt sent behind a burst of others waits for all of them, and
-//! the bound keeps that queue in the picker, where priorities and fairness order it.
+//! refused, and flow control holds every request in its queue.
 
 use super::Candidate;
 use crate::config::{DetectorKind, SaturationConfig};
@@ -21,7 +17,6 @@ pub struct Detector {
     pub kv_cache_threshold: f64,
     pub max_concurrency: f64,
     pub max_token_concurrency: f64,
-    pub max_prefill_tokens: Option<f64>,
 }
 
 impl Default for Detector {
@@ -38,21 +33,11 @@ impl Detector {
             kv_cache_threshold: c.kv_cache_threshold,
             max_concurrency: c.max_concurrency as f64,
             max_token_concurrency: c.max_token_concurrency as f64,
-            max_prefill_tokens: c.max_prefill_tokens.map(|n| n as f64),
         }
     }
 
     /// How full one endpoint is (1 = at a threshold).
     pub fn fullness(&self, c: &Candidate) -> f64 {
-        let prefill = match self.max_prefill_tokens {
-            Some(max) => c.load.prefill_tokens.max(0) as f64 / max,
-            None => 0.0,
-        };
-        self.detected(c).max(prefill)
-    }
-
-    /// The detector's own measure of one endpoint.
-    fn detected(&self, c: &Candidate) -> f64 {
         match self.kind {
             DetectorKind::Utilization => {
                 if c.stale {
@@ -77,15 +62,12 @@ impl Detector {
         self.saturation(c) >= 1.0
     }
 
-    /// With the `concurrency` detector or a prefill bound, an endpoint at its bound takes
-    /// no more while another has room: the bound is per endpoint, not only the pool's
-    /// mean (else a scorer's favourite — the prefix holder — would queue inside the
-    /// server while others idle). The utilization detector alone leaves this to the
-    /// queue scorers.
+    /// With the `concurrency` detector, an endpoint at its bound takes no more while
+    /// another has room: the bound is per endpoint, not only the pool's mean (else a
+    /// scorer's favourite — the prefix holder — would queue inside the server while
+    /// others idle). The utilization detector leaves this to the queue scorers.
     pub fn keep_room(&self, c: &mut Vec<Candidate>) {
-        let per_endpoint =
-            self.kind == DetectorKind::Concurrency || self.max_prefill_tokens.is_some();
-        if per_endpoint && c.iter().any(|c| self.fullness(c) < 1.0) {
+        if self.kind == DetectorKind::Concurrency && c.iter().any(|c| self.fullness(c) < 1.0) {
             c.retain(|c| self.fullness(c) < 1.0);
         }
     }
@@ -166,38 +148,5 @@ mod tests {
         let mut c = vec![busy, cand(0.0, 0.0, false)];
         Detector::default().keep_room(&mut c);
         assert_eq!(c.len(), 2, "utilization: left to the scorers");
-    }
-
-    #[test]
-    fn a_prefill_bound_fills_an_endpoint_with_prompts_not_yet_answered() {
-        for kind in [DetectorKind::Concurrency, DetectorKind::Utilization] {
-            let d = Detector::from_config(&SaturationConfig {
-                detector: kind,
-                max_prefill_tokens: Some(1000),
-                ..Default::default()
-            });
-            let mut prefilling = cand(0.0, 0.0, false);
-            prefilling.load.requests = 2;
-            prefilling.load.prefill_tokens = 1000;
-            let mut decoding = cand(0.0, 0.0, false);
-            decoding.load.requests = 2;
-            decoding.load.prefill_tokens = 0;
-            assert_eq!(d.fullness(&prefilling), 1.0, "{kind:?}");
-            assert!(d.fullness(&decoding) < 0.1, "{kind:?}");
-            let s = d.saturation(&[prefilling.clone(), decoding.clone()]);
-            assert!((0.5..0.55).contains(&s), "{kind:?}: {s}");
-            // The endpoint whose server still has prompts to prefill takes no more while
-            // the other has room, whichever detector.
-            let mut c = vec![prefilling.clone(), decoding];
-            d.keep_room(&mut c);
-            assert_eq!(c.len(), 1, "{kind:?}");
-            assert_eq!(c[0].load.prefill_tokens, 0);
-            // Without the bound the same load is not full.
-            let unbounded = Detector::from_config(&SaturationConfig {
-                detector: kind,
-                ..Default::default()
-            });
-            assert!(unbounded.fullness(&prefilling) < 1.0, "{kind:?}");
-        }
     }
 }

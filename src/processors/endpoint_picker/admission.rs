@@ -109,10 +109,6 @@ impl EndpointPicker {
         self.first_token_at = Some(now);
         if let Some(f) = self.in_flight.as_mut() {
             f.first_token(now);
-            // Its prefill is done: a prefill bound may let the next request go.
-            if let Some(flow) = &self.shared.handle.flow {
-                flow.released();
-            }
         }
         let m = &self.shared.services.metrics.slo;
         if let Some((predicted, at)) = self.predicted_ttft {
