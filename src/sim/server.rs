@@ -21,13 +21,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-
-/// The response header with the milliseconds a request waited for a batch slot.
-pub const QUEUED_HEADER: &str = "x-sim-queued-ms";
-/// The response header with the milliseconds from the request's arrival (its body read)
-/// to its first token: the slot wait, the wait for the prefills queued before it, and
-/// its own prefill.
-pub const TTFT_HEADER: &str = "x-sim-ttft-ms";
 use tokio::sync::mpsc;
 
 use super::engine::{block_hashes, prompt_tokens, Instance, Job, Running};
@@ -36,6 +29,13 @@ use super::metrics::{render, MetricsStyle};
 use super::output::Output;
 use super::pd;
 use crate::llm::{Api, LlmRequest};
+
+/// The response header with the milliseconds a request waited for a batch slot.
+pub const QUEUED_HEADER: &str = "x-sim-queued-ms";
+/// The response header with the milliseconds from the request's arrival (its body read)
+/// to its first token: the slot wait, the wait for the prefills queued before it, and
+/// its own prefill.
+pub const TTFT_HEADER: &str = "x-sim-ttft-ms";
 
 /// Largest request body read.
 const MAX_BODY: usize = 32 * 1024 * 1024;

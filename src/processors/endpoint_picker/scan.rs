@@ -247,7 +247,7 @@ impl PromptScan {
 /// after the rest of the prompt.
 fn leading_member(api: Api) -> Option<&'static str> {
     match api {
-        Api::Messages | Api::CountTokens => Some("system"),
+        Api::Messages => Some("system"),
         Api::Responses => Some("instructions"),
         _ => None,
     }
